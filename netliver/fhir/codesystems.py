@@ -1,0 +1,272 @@
+"""The project's CodeSystems (public contract, "The project's CodeSystems").
+
+Each system lives under the canonical base ``https://netliver.org/fhir`` and is served by the
+gateway at ``GET /fhir/CodeSystem/{id}``. The concepts here are the single source: services
+import the URL constants, the gateway publishes :func:`codesystem_resource`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CANONICAL_BASE",
+    "CODESYSTEMS",
+    "CONDITION_CODE_SYSTEM",
+    "DISEASE_STATE_SYSTEM",
+    "LESION_ROLE_SYSTEM",
+    "LOINC",
+    "NON_TARGET_STATUS_SYSTEM",
+    "OBSERVATION_CODE_SYSTEM",
+    "PRIMARY_SITE_SYSTEM",
+    "RESPONSE_SYSTEM",
+    "SNOMED",
+    "STATUS_SYSTEM",
+    "THERAPY_SYSTEM",
+    "UCUM",
+    "codesystem_resource",
+]
+
+CANONICAL_BASE = "https://netliver.org/fhir"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+
+THERAPY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/therapy"
+STATUS_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/eligibility-status"
+OBSERVATION_CODE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/observation-code"
+CONDITION_CODE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/condition-code"
+PRIMARY_SITE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/primary-site"
+DISEASE_STATE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/disease-state"
+LESION_ROLE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/lesion-role"
+NON_TARGET_STATUS_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/non-target-status"
+RESPONSE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/response"
+
+
+@dataclass(frozen=True)
+class Concept:
+    code: str
+    display: str
+    definition: str = ""
+
+
+@dataclass(frozen=True)
+class CodeSystemDef:
+    id: str
+    name: str
+    title: str
+    description: str
+    concepts: tuple[Concept, ...]
+
+    @property
+    def url(self) -> str:
+        return f"{CANONICAL_BASE}/CodeSystem/{self.id}"
+
+    def codes(self) -> frozenset[str]:
+        return frozenset(c.code for c in self.concepts)
+
+
+C = Concept
+
+_THERAPY = CodeSystemDef(
+    "therapy", "NetliverTherapy", "Liver-directed and systemic therapies",
+    "Therapies evaluated for liver metastases of neuroendocrine and thyroid cancers; also codes "
+    "previous treatments recorded as Procedures.",
+    (
+        C("surgical-resection", "Surgical resection", "Hepatic resection, curative or debulking."),
+        C("liver-transplant", "Liver transplantation", "Orthotopic liver transplantation (Milan-NET criteria)."),
+        C("ablation-rfa", "Radiofrequency ablation"),
+        C("ablation-mwa", "Microwave ablation"),
+        C("ablation-laser", "Laser ablation"),
+        C("ablation-cryo", "Cryoablation"),
+        C("ablation-ire", "Irreversible electroporation"),
+        C("tae", "Transarterial embolisation (bland)"),
+        C("ctace", "Conventional transarterial chemoembolisation (Lipiodol)"),
+        C("deb-tace", "Transarterial chemoembolisation with drug-eluting beads"),
+        C("sirt", "Selective internal radiation therapy (Y-90 radioembolisation)"),
+        C("prrt", "Peptide receptor radionuclide therapy (177Lu-DOTATATE, systemic)"),
+        C("ia-prrt", "Intra-arterial peptide receptor radionuclide therapy (clinical trials only)"),
+    ),
+)
+
+_STATUS = CodeSystemDef(
+    "eligibility-status", "NetliverEligibilityStatus", "Eligibility status",
+    "Outcome of evaluating one therapy for one patient.",
+    (
+        C("eligible", "Eligible", "Indication met; no contraindication or warning met."),
+        C("eligible-with-caution", "Eligible with caution", "Only relative contraindications or warnings met."),
+        C("ineligible", "Ineligible", "An absolute contraindication is met or the indication is certainly not met."),
+        C("insufficient-data", "Insufficient data", "An unknown input could change the answer."),
+    ),
+)
+
+_OBSERVATION = CodeSystemDef(
+    "observation-code", "NetliverObservationCode", "Observation codes with no standard code",
+    "Inputs and outputs of the netliver services for which no standard LOINC or SNOMED CT code "
+    "was found.",
+    (
+        C("lung-shunt-fraction", "Lung shunt fraction", "Share of Tc-99m MAA counts in the lungs, valueQuantity in %."),
+        C("liver-tumor-burden", "Liver tumour burden", "Share of liver volume replaced by tumour, valueQuantity in %."),
+        C("liver-lesion-count", "Number of liver lesions", "valueInteger."),
+        C("krenning-score", "Krenning score", "Somatostatin-receptor uptake grade 0-4 relative to liver and spleen, valueInteger."),
+        C("primary-site", "Primary tumour site", "valueCodeableConcept from the primary-site CodeSystem."),
+        C("primary-resected", "Primary tumour resected", "valueBoolean."),
+        C("extrahepatic-disease", "Extrahepatic disease state", "valueCodeableConcept from disease-state; effectivePeriod.start = since when."),
+        C("liver-disease-state", "Liver disease state", "valueCodeableConcept from disease-state; effectivePeriod.start = since when."),
+        C("ssa-refractory", "Refractory to somatostatin analogues", "valueBoolean: progression or persistent symptoms despite SSA."),
+        C("child-pugh", "Child-Pugh class", "valueString A, B or C."),
+        C("viable-diameter", "Viable tumour diameter", "Longest diameter of the arterially enhancing part, mm (mRECIST, EASL)."),
+        C("attenuation", "Lesion attenuation", "Mean attenuation, Hounsfield units (Choi)."),
+        C("sul-peak", "SULpeak", "Peak standardised uptake value normalised to lean body mass, g/mL (PERCIST)."),
+        C("liver-sul-mean", "Liver SUL mean", "Mean SUL of a 3 cm ROI in the normal right liver lobe (PERCIST reference)."),
+        C("liver-sul-sd", "Liver SUL standard deviation"),
+        C("bloodpool-sul-mean", "Blood-pool SUL mean", "Descending aorta reference when the liver is diseased (PERCIST)."),
+        C("bloodpool-sul-sd", "Blood-pool SUL standard deviation"),
+        C("hiaa-5", "5-HIAA", "Urinary 5-hydroxyindoleacetic acid."),
+        C("sirt-activity-plan", "SIRT activity plan", "A planned Y-90 activity with its predicted doses."),
+        C("voxel-dose-metrics", "Voxel dose metrics", "Absorbed-dose metrics of one VOI from voxel dosimetry."),
+        C("eligibility-summary", "Eligibility summary", "Tumour-board summary of an eligibility evaluation."),
+    ),
+)
+
+_CONDITION = CodeSystemDef(
+    "condition-code", "NetliverConditionCode", "Conditions relevant to liver-directed therapy",
+    "Conditions read from the problem list; each is also matched by its SNOMED CT code where "
+    "one exists.",
+    (
+        C("ascites", "Ascites"),
+        C("portal-vein-thrombosis", "Portal vein thrombosis or obstruction"),
+        C("bilioenteric-anastomosis", "Bilio-enteric anastomosis"),
+        C("sphincterotomy", "Biliary sphincterotomy"),
+        C("biliary-dilatation", "Intrahepatic biliary dilatation"),
+        C("irreversible-coagulopathy", "Irreversible coagulopathy"),
+        C("contrast-allergy", "Iodinated contrast allergy"),
+        C("cardiac-arrhythmia", "Cardiac arrhythmia or pacemaker"),
+        C("pre-existing-liver-disease", "Pre-existing liver disease"),
+        C("prior-liver-radiation", "Prior liver radiation"),
+        C("gi-reflux-on-maa", "Uncorrectable reflux to gastrointestinal organs on MAA work-up"),
+        C("anesthesia-contraindicated", "Contraindication to sedation or general anaesthesia"),
+    ),
+)
+
+_PRIMARY = CodeSystemDef(
+    "primary-site", "NetliverPrimarySite", "Primary tumour site",
+    "Site of the primary neuroendocrine or thyroid tumour.",
+    (
+        C("small-intestine", "Small intestine (midgut)"),
+        C("pancreas", "Pancreas (foregut)"),
+        C("stomach", "Stomach (foregut)"),
+        C("appendix", "Appendix (midgut)"),
+        C("colorectum", "Colon or rectum (hindgut)"),
+        C("lung", "Lung or bronchus (foregut)"),
+        C("unknown", "Unknown primary"),
+        C("thyroid-medullary", "Medullary thyroid cancer"),
+        C("thyroid-differentiated", "Differentiated thyroid cancer"),
+    ),
+)
+
+_DISEASE_STATE = CodeSystemDef(
+    "disease-state", "NetliverDiseaseState", "Disease state",
+    "Course of a disease compartment.",
+    (
+        C("absent", "Absent"),
+        C("stable", "Stable"),
+        C("progressing", "Progressing"),
+    ),
+)
+
+_LESION_ROLE = CodeSystemDef(
+    "lesion-role", "NetliverLesionRole", "Lesion role",
+    "Role of a lesion in a response assessment.",
+    (
+        C("target", "Target lesion"),
+        C("non-target", "Non-target lesion"),
+        C("new", "New lesion"),
+    ),
+)
+
+_NON_TARGET = CodeSystemDef(
+    "non-target-status", "NetliverNonTargetStatus", "Non-target lesion status",
+    "Status of a non-target lesion at follow-up.",
+    (
+        C("present", "Present (non-CR/non-PD)"),
+        C("absent", "Absent"),
+        C("unequivocal-progression", "Unequivocal progression"),
+    ),
+)
+
+_RESPONSE = CodeSystemDef(
+    "response", "NetliverResponse", "Tumour response",
+    "Components, categories and measures of tumour-response assessments.",
+    (
+        C("vs-baseline", "Response versus baseline"),
+        C("vs-nadir", "Response versus nadir"),
+        C("overall", "Overall response of the visit"),
+        C("best-overall-response", "Best overall response"),
+        C("sum-of-diameters", "Sum of diameters (mm)"),
+        C("percent-change-baseline", "Percentage change versus baseline"),
+        C("percent-change-nadir", "Percentage change versus nadir"),
+        C("sul-peak", "SULpeak of the hottest lesion"),
+        C("CR", "Complete response"), C("PR", "Partial response"), C("SD", "Stable disease"),
+        C("PD", "Progressive disease"), C("NE", "Not evaluable"),
+        C("iCR", "iRECIST complete response"), C("iPR", "iRECIST partial response"),
+        C("iSD", "iRECIST stable disease"), C("iUPD", "iRECIST unconfirmed progression"),
+        C("iCPD", "iRECIST confirmed progression"),
+        C("CMR", "Complete metabolic response"), C("PMR", "Partial metabolic response"),
+        C("SMD", "Stable metabolic disease"), C("PMD", "Progressive metabolic disease"),
+    ),
+)
+
+#: All project CodeSystems by id.
+CODESYSTEMS: dict[str, CodeSystemDef] = {
+    cs.id: cs
+    for cs in (_THERAPY, _STATUS, _OBSERVATION, _CONDITION, _PRIMARY, _DISEASE_STATE,
+               _LESION_ROLE, _NON_TARGET, _RESPONSE)
+}
+
+
+def codes_of(system_url: str) -> frozenset[str]:
+    """The codes of one project CodeSystem by canonical URL."""
+    for cs in CODESYSTEMS.values():
+        if cs.url == system_url:
+            return cs.codes()
+    raise KeyError(system_url)
+
+
+def add_concepts(system_id: str, *concepts: Concept) -> None:
+    """Extend a CodeSystem at import time (a service registering output codes it defines)."""
+    cs = CODESYSTEMS[system_id]
+    known = cs.codes()
+    new = tuple(c for c in concepts if c.code not in known)
+    if new:
+        CODESYSTEMS[system_id] = CodeSystemDef(cs.id, cs.name, cs.title, cs.description,
+                                               cs.concepts + new)
+
+
+def codesystem_resource(system_id: str, version: str) -> dict[str, Any]:
+    """The CodeSystem as a FHIR resource (complete content)."""
+    cs = CODESYSTEMS[system_id]
+    concepts = []
+    for c in cs.concepts:
+        item: dict[str, Any] = {"code": c.code, "display": c.display}
+        if c.definition:
+            item["definition"] = c.definition
+        concepts.append(item)
+    return {
+        "resourceType": "CodeSystem",
+        "id": cs.id,
+        "url": cs.url,
+        "version": version,
+        "name": cs.name,
+        "title": cs.title,
+        "status": "active",
+        "experimental": False,
+        "publisher": "netliver",
+        "description": cs.description,
+        "caseSensitive": True,
+        "content": "complete",
+        "count": len(concepts),
+        "concept": concepts,
+    }

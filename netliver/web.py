@@ -1,0 +1,127 @@
+"""The Flask base shared by the gateway and the services.
+
+:func:`create_base_app` builds an app whose every error is an ``OperationOutcome`` with the
+contract's status (never an HTML page or a stack trace); :func:`read_fhir_body` parses a request
+body with the contract's 400/413/415 rules; :func:`fhir_response` answers FHIR JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from netliver.fhir.outcome import FhirError
+from netliver.settings import Settings
+
+__all__ = ["FHIR_JSON", "create_base_app", "fhir_response", "read_fhir_body", "read_json_body"]
+
+FHIR_JSON = "application/fhir+json"
+_ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+_log = logging.getLogger("netliver.web")
+
+_STATUS_CODES = {
+    400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+    406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-long",
+    415: "not-supported", 422: "processing", 429: "throttled", 503: "transient",
+}
+
+
+def fhir_response(resource: Mapping[str, Any] | list[Any], status: int = 200,
+                  headers: Mapping[str, str] | None = None) -> Response:
+    body = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, headers=dict(headers or {}), mimetype=FHIR_JSON)
+
+
+def error_response(err: FhirError) -> Response:
+    return fhir_response(err.to_fhir(), err.status, err.headers)
+
+
+def read_json_body(max_bytes: int | None = None) -> Any:
+    """The request body as JSON: 415 for another media type, 413 above the limit, 400 if not JSON."""
+    ctype = (request.mimetype or "").lower()
+    if ctype not in _ACCEPTED_TYPES:
+        raise FhirError(415, "not-supported",
+                        f"Content-Type must be application/fhir+json (or application/json), not {ctype or 'none'!r}")
+    limit = max_bytes or request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
+    raw = request.get_data(cache=True)
+    if limit is not None and len(raw) > limit:
+        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
+    if not raw.strip():
+        raise FhirError(400, "invalid", "the request has no body; a FHIR resource was expected")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FhirError(400, "invalid", f"the body is not valid JSON: {exc}") from None
+
+
+def read_fhir_body(expected: str | Iterable[str] | None = None) -> dict[str, Any]:
+    """The request body as an R4 resource (validated with the pinned models), returned as JSON.
+
+    The returned dict is the caller's JSON (not a model round-trip), so decimals keep their digits.
+    """
+    from netliver.fhir.models import parse_resource
+
+    data = read_json_body()
+    parse_resource(data, expected)
+    result: dict[str, Any] = data
+    return result
+
+
+def create_base_app(name: str, version: str, settings: Settings) -> Flask:
+    """A Flask app that speaks OperationOutcome for every error."""
+    app = Flask(name)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["NETLIVER_SETTINGS"] = settings
+    app.config["NETLIVER_SERVICE"] = name
+    app.config["NETLIVER_VERSION"] = version
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        _log.info("request", extra={"method": request.method, "path": request.path,
+                                    "status": resp.status_code, "ms": round(elapsed_ms, 1),
+                                    "request_id": g.get("request_id")})
+        return resp
+
+    @app.errorhandler(FhirError)
+    def _fhir_error(err: FhirError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(err: RequestEntityTooLarge) -> Response:
+        return error_response(FhirError(413, "too-long", f"the body is larger than {settings.max_body_bytes} bytes"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        code = _STATUS_CODES.get(status, "exception")
+        diag = err.description or err.name
+        if status == 404:
+            diag = f"unknown resource or operation: {request.method} {request.path}"
+        elif status == 405:
+            status, diag = 405, f"{request.method} is not supported on {request.path}"
+        return error_response(FhirError(status, code, diag))
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        _log.exception("unhandled error", extra={"path": request.path, "request_id": g.get("request_id")})
+        return error_response(FhirError(500, "exception",
+                                        f"internal error (request id {g.get('request_id', '?')}); nothing was written"))
+
+    return app

@@ -1,0 +1,1 @@
+"""The netliver services: eligibility, dosimetry, response (each imports none of the others)."""

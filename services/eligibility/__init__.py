@@ -1,0 +1,3 @@
+"""netliver eligibility service."""
+
+__version__ = "0.1.0"

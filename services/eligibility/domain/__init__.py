@@ -1,0 +1,1 @@
+"""Pure eligibility domain: dataclasses and functions, no I/O and no FHIR (checked by import-linter)."""

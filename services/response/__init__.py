@@ -1,0 +1,3 @@
+"""netliver response service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Pure response domain: dataclasses and functions, no I/O and no FHIR (checked by import-linter)."""
