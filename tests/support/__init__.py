@@ -1,0 +1,1 @@
+"""Test support: real local servers (Orthanc, ...) the test suites start."""
