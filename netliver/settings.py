@@ -60,6 +60,7 @@ class Settings:
     auth_jwks_url: str = _setting("", "AUTH_JWKS_URL", "JWKS URL whose keys sign accepted tokens (RS256, RS384, ES384).")
     auth_issuer: str = _setting("", "AUTH_ISSUER", "Required 'iss' claim.")
     auth_audience: str = _setting("", "AUTH_AUDIENCE", "Required 'aud' claim.")
+    allow_insecure_auth_off: bool = _setting(False, "ALLOW_INSECURE_AUTH_OFF", "1 lets AUTH_MODE=off start on a non-loopback GATEWAY_HOST (never in production).")
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = _setting(10 * 1024 * 1024, "MAX_BODY_BYTES", "Largest accepted request body (413 above).")
     rate_limit_per_minute: int = _setting(600, "RATE_LIMIT_PER_MINUTE", "Requests per minute per client (token or address); 0 = unlimited (429 above).")
