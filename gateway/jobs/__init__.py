@@ -1,0 +1,1 @@
+"""Asynchronous jobs: durable records, Task projection, dispatch to Celery workers."""

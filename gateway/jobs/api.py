@@ -1,0 +1,271 @@
+"""The asynchronous job pattern (FHIR R4 "Asynchronous Request Patterns") and the internal job
+calls of the workers.
+
+``POST /fhir/$voxel-dosimetry`` → job row + ``Task`` (requested) committed → Celery message →
+``202 Accepted`` with ``Content-Location: <base>/fhir/Task/<id>``. ``DELETE /fhir/Task/<id>``
+cancels. Workers call ``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal
+token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from gateway.auth import require_internal_token, require_scopes
+from gateway.jobs.dispatch import Dispatcher
+from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
+from gateway.writeback import transaction_bundle
+from netliver.fhir.builders import canonical_json, deterministic_id
+from netliver.fhir.outcome import FhirError
+from netliver.web import fhir_response, read_json_body
+
+__all__ = ["JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+
+_log = logging.getLogger("netliver.gateway.jobs")
+
+_VOXEL_PARAMS: dict[str, tuple[str, bool]] = {
+    # name: (FHIR value[x] type, required)
+    "studyInstanceUid": ("String", True),
+    "administeredActivityGBq": ("Decimal", True),
+    "method": ("Code", False),
+    "segmentationSeriesUid": ("String", False),
+    "patient": ("Reference", False),
+}
+
+
+def parse_voxel_parameters(body: Any) -> dict[str, Any]:
+    """Validate the ``$voxel-dosimetry`` Parameters; 422 naming the offending parameter."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise FhirError(422 if isinstance(body, dict) and body.get("resourceType") else 400,
+                        "invalid", "expected a Parameters resource", "resourceType")
+    out: dict[str, Any] = {}
+    for i, param in enumerate(body.get("parameter") or []):
+        name = param.get("name") if isinstance(param, dict) else None
+        where = f"Parameters.parameter[{i}]"
+        if name not in _VOXEL_PARAMS:
+            raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"{where}.name")
+        if name in out:
+            raise FhirError(422, "invalid", f"parameter {name} given twice", f"{where}.name")
+        vtype, _ = _VOXEL_PARAMS[name]
+        key = f"value{vtype}"
+        if key not in param:
+            raise FhirError(422, "invalid", f"{name} needs {key}", f"{where}.{key}")
+        value = param[key]
+        if vtype == "Decimal":
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                raise FhirError(422, "value", f"{name} is not a number", f"{where}.{key}") from None
+            if not number.is_finite() or number <= 0:
+                raise FhirError(422, "value", f"{name} must be a positive activity in GBq, got {value}",
+                                f"{where}.{key}")
+            if number > 50:
+                raise FhirError(422, "value", f"{name} = {value} GBq is implausible for Y-90 SIRT (> 50 GBq)",
+                                f"{where}.{key}")
+            out[name] = float(number)
+        elif vtype == "Reference":
+            ref = value.get("reference") if isinstance(value, dict) else None
+            if not isinstance(ref, str) or not ref.startswith("Patient/"):
+                raise FhirError(422, "value", "patient must reference a Patient", f"{where}.{key}")
+            out[name] = ref
+        else:
+            if not isinstance(value, str) or not value.strip():
+                raise FhirError(422, "value", f"{name} must be a non-empty string", f"{where}.{key}")
+            out[name] = value.strip()
+    for name, (_, required) in _VOXEL_PARAMS.items():
+        if required and name not in out:
+            raise FhirError(422, "required", f"missing required parameter {name}", f"Parameters.parameter.where(name='{name}')")
+    out.setdefault("method", "ldm")
+    if out["method"] not in {"ldm", "dvk"}:
+        raise FhirError(422, "value", f"method must be ldm or dvk, not {out['method']!r}",
+                        "Parameters.parameter.where(name='method')")
+    for uid_name in ("studyInstanceUid", "segmentationSeriesUid"):
+        uid = out.get(uid_name)
+        if uid is not None and (len(uid) > 64 or not all(ch.isdigit() or ch == "." for ch in uid)):
+            raise FhirError(422, "value", f"{uid_name} is not a DICOM UID", f"Parameters.parameter.where(name='{uid_name}')")
+    return out
+
+
+@dataclass
+class JobService:
+    """Job lifecycle: create, claim, progress, complete, fail, cancel, with Task write-back."""
+
+    jobs: JobStore
+    store: Any
+    dispatcher: Dispatcher
+    base_url_of: Callable[[], str]
+    lease_s: int
+
+    def _same_db(self) -> bool:
+        return getattr(self.store, "engine", None) is self.jobs.engine
+
+    def _write(self, resources: list[dict[str, Any]], conn: Any = None) -> None:
+        bundle = transaction_bundle(resources)
+        if conn is not None:
+            self.store.transaction(bundle, self.base_url_of(), conn=conn)
+        else:
+            self.store.transaction(bundle, self.base_url_of())
+
+    def _task(self, job: Job) -> dict[str, Any]:
+        return task_resource(job, self.base_url_of())
+
+    def submit(self, kind: str, params: dict[str, Any]) -> tuple[Job, bool]:
+        """Create (or find) the job for these parameters; returns (job, newly sent)."""
+        job_id = deterministic_id("job", kind, canonical_json(params))
+        existing = self.jobs.get(job_id)
+        if existing is not None and existing.state not in {"failed", "cancelled"}:
+            return existing, False
+        job = Job(id=job_id, kind=kind, params=params, patient=str(params.get("patient", "")))
+        with self.jobs.engine.begin() as conn:
+            if existing is None:
+                self.jobs.insert(job, conn)
+            else:
+                self.jobs.reset(job_id, conn)
+                job.attempts = existing.attempts
+            if self._same_db():
+                self._write([self._task(job)], conn)
+        if not self._same_db():
+            self._write([self._task(job)])
+        try:
+            self.dispatcher.send(job_id)
+        except Exception as exc:
+            _log.error("broker unavailable", extra={"job": job_id, "error": str(exc)})
+            self.fail(job_id, "", "the job queue (Redis broker) is unavailable; nothing was run", force=True)
+            raise FhirError(503, "transient", "the job queue is unavailable; try again later",
+                            headers={"Retry-After": "10"}) from exc
+        return job, True
+
+    def claim(self, job_id: str, worker: str) -> dict[str, Any]:
+        claim = self.jobs.claim(job_id, worker, self.lease_s)
+        if claim.granted and claim.job is not None:
+            self._write([self._task(claim.job)])
+        return {"granted": claim.granted, "reason": claim.reason,
+                "job": claim.job.public() if claim.job else None, "leaseSeconds": self.lease_s}
+
+    def progress(self, job_id: str, worker: str, stage: str, fraction: float) -> dict[str, Any]:
+        state, job = self.jobs.progress(job_id, worker, stage, fraction, self.lease_s)
+        if state == "ok" and job is not None:
+            self._write([self._task(job)])
+        return {"state": state}
+
+    def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
+                 outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._same_db():
+            with self.jobs.engine.begin() as conn:
+                state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs)
+                if state == "ok" and job is not None:
+                    self._write([*resources, self._task(job)], conn)
+            return {"state": state}
+        with self.jobs.engine.begin() as conn:
+            state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs)
+            if state == "ok" and job is not None:
+                # Upstream store: the row commits only if the upstream transaction succeeded.
+                self._write([*resources, self._task(job)])
+        return {"state": state}
+
+    def fail(self, job_id: str, worker: str, reason: str, force: bool = False) -> dict[str, Any]:
+        with self.jobs.engine.begin() as conn:
+            state, job = self.jobs.finish(conn, job_id, "" if force else worker, "failed", reason)
+            if state == "ok" and job is not None and self._same_db():
+                self._write([self._task(job)], conn)
+        if state == "ok" and job is not None and not self._same_db():
+            self._write([self._task(job)])
+        return {"state": state}
+
+    def cancel(self, job_id: str) -> Job | None:
+        with self.jobs.engine.begin() as conn:
+            state, job = self.jobs.finish(conn, job_id, "", "cancelled", "cancelled by the requester")
+            if state == "ok" and job is not None and self._same_db():
+                self._write([self._task(job)], conn)
+        if job is None:
+            return None
+        if state == "ok":
+            if not self._same_db():
+                self._write([self._task(job)])
+            self.dispatcher.revoke(job_id)
+        elif state == "done":
+            raise FhirError(409, "conflict", f"the job is already {job.state}; it cannot be cancelled",
+                            "Task.status")
+        return job
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FhirError(400, "invalid", "a JSON object was expected")
+    return body
+
+
+def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
+    bp = Blueprint("jobs", __name__)
+
+    @bp.post("/fhir/$voxel-dosimetry")
+    def voxel_dosimetry() -> Response:
+        require_scopes(read=("ImagingStudy",), write=("Task", "DiagnosticReport", "Observation", "Provenance"))
+        params = parse_voxel_parameters(read_json_body())
+        service = get_service()
+        job, _ = service.submit("voxel-dosimetry", params)
+        location = f"{service.base_url_of()}/Task/{job.id}"
+        return fhir_response(task_resource(job, service.base_url_of()), 202,
+                             {"Content-Location": location, "Location": location})
+
+    @bp.delete("/fhir/Task/<task_id>")
+    def cancel_task(task_id: str) -> Response:
+        require_scopes(write=("Task",))
+        service = get_service()
+        if service.jobs.get(task_id) is None:
+            service.store.delete("Task", task_id)
+            return Response(status=204)
+        job = service.cancel(task_id)
+        assert job is not None
+        return fhir_response(task_resource(job, service.base_url_of()), 202)
+
+    @bp.post("/internal/jobs/<job_id>/claim")
+    def claim(job_id: str) -> Response:
+        require_internal_token()
+        body = _json_object()
+        return fhir_response(get_service().claim(job_id, str(body.get("worker", ""))))
+
+    @bp.post("/internal/jobs/<job_id>/progress")
+    def progress(job_id: str) -> Response:
+        require_internal_token()
+        body = _json_object()
+        return fhir_response(get_service().progress(job_id, str(body.get("worker", "")),
+                                                    str(body.get("stage", "")), float(body.get("fraction", 0))))
+
+    @bp.post("/internal/jobs/<job_id>/complete")
+    def complete(job_id: str) -> Response:
+        require_internal_token()
+        body = _json_object()
+        resources = body.get("resources") or []
+        outputs = body.get("outputs") or []
+        if not isinstance(resources, list) or not isinstance(outputs, list):
+            raise FhirError(400, "invalid", "resources and outputs must be lists")
+        result = get_service().complete(job_id, str(body.get("worker", "")), resources, outputs)
+        return fhir_response(result, 200 if result["state"] == "ok" else 409)
+
+    @bp.post("/internal/jobs/<job_id>/fail")
+    def fail(job_id: str) -> Response:
+        require_internal_token()
+        body = _json_object()
+        return fhir_response(get_service().fail(job_id, str(body.get("worker", "")), str(body.get("reason", ""))))
+
+    @bp.get("/internal/jobs/<job_id>")
+    def get_job(job_id: str) -> Response:
+        require_internal_token()
+        job = get_service().jobs.get(job_id)
+        if job is None:
+            raise FhirError(404, "not-found", f"no job {job_id}")
+        return fhir_response({**job.public(), "completions": job.completions,
+                              "leaseOwner": job.lease_owner, "statusReason": job.status_reason})
+
+    return bp
+
+
+__all__ += ["TERMINAL"]

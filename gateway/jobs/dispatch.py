@@ -1,0 +1,53 @@
+"""Sending job messages to the workers' Celery queue.
+
+The gateway does not import the worker's code: it sends the task by name with the job id only
+(the parameters are in the job record). Visibility timeout and late acknowledgement are worker
+settings; the producer only needs the broker URL and the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from netliver.settings import Settings
+
+__all__ = ["JOB_TASK_NAME", "Dispatcher"]
+
+JOB_TASK_NAME = "netliver.dosimetry.run_job"
+_log = logging.getLogger("netliver.gateway.jobs")
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self.queue = settings.job_queue
+        self.celery = Celery("netliver-gateway", broker=settings.redis_url)
+        self.celery.conf.update(
+            broker_connection_retry_on_startup=False,
+            broker_transport_options={"visibility_timeout": settings.job_visibility_timeout_s,
+                                      "max_retries": 1, "socket_timeout": 3, "socket_connect_timeout": 3},
+            task_serializer="json",
+        )
+
+    def send(self, job_id: str) -> None:
+        """Publish the job; raises on a broker failure (the caller answers 503)."""
+        self.celery.send_task(JOB_TASK_NAME, args=[job_id], queue=self.queue,
+                              retry=False, task_id=None)
+        _log.info("job sent", extra={"job": job_id, "queue": self.queue})
+
+    def revoke(self, job_id: str) -> None:
+        """Best effort: the worker also checks cancellation at every progress report."""
+        try:
+            self.celery.control.revoke(job_id)
+        except Exception as exc:  # the record already says cancelled; the worker will see it
+            _log.warning("revoke failed", extra={"job": job_id, "error": str(exc)})
+
+    def ping(self) -> dict[str, Any]:
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+            return {"status": "pass", "queue": self.queue}
+        except Exception as exc:
+            return {"status": "fail", "detail": type(exc).__name__}

@@ -1,0 +1,215 @@
+"""``/fhir/metadata``: the CapabilityStatement, one OperationDefinition per operation, and the
+project CodeSystems (``GET /fhir/CodeSystem/{id}``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response
+
+from netliver import __version__
+from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS, codesystem_resource
+from netliver.fhir.models import FHIR_VERSION
+from netliver.fhir.outcome import FhirError
+from netliver.web import fhir_response
+
+__all__ = ["OPERATIONS", "capability_statement", "create_metadata_blueprint", "operation_definition"]
+
+def _param(name: str, use: str, min_: int, max_: str, type_: str, doc: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "use": use, "min": min_, "max": max_}
+    if type_:
+        out["type"] = type_
+    if doc:
+        out["documentation"] = doc
+    return out
+
+
+_SIRT_IN = [
+    _param("method", "in", 1, "1", "code", "bsa | mird | partition"),
+    _param("device", "in", 0, "1", "code", "resin | glass"),
+    _param("heightCm", "in", 0, "1", "decimal"), _param("weightKg", "in", 0, "1", "decimal"),
+    _param("bsaM2", "in", 0, "1", "decimal", "instead of height and weight"),
+    _param("tumorInvolvement", "in", 0, "1", "decimal", "fraction 0-1"),
+    _param("liverVolumeMl", "in", 0, "1", "decimal", "whole liver, tumour included"),
+    _param("tumorVolumeMl", "in", 0, "1", "decimal"),
+    _param("perfusedFraction", "in", 0, "1", "decimal", "fraction of the liver treated, default 1"),
+    _param("lungShuntFraction", "in", 0, "1", "decimal", "fraction 0-1"),
+    _param("tumorToNormalRatio", "in", 0, "1", "decimal"),
+    _param("targetDoseGy", "in", 0, "1", "decimal", "MIRD: perfused liver; partition: tumour"),
+    _param("normalLiverLimitGy", "in", 0, "1", "decimal"),
+    _param("lungLimitGy", "in", 0, "1", "decimal", "default 30"),
+    _param("priorLungDoseGy", "in", 0, "1", "decimal", "default 0"),
+    _param("lungMassKg", "in", 0, "1", "decimal", "default 1.0"),
+    _param("tissueDensityGPerMl", "in", 0, "1", "decimal", "default 1.03"),
+    _param("calibrationTime", "in", 0, "1", "dateTime"), _param("treatmentTime", "in", 0, "1", "dateTime"),
+    _param("doseConstant", "in", 0, "1", "decimal", "Gy·kg/GBq, default 49.67"),
+    _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional)"),
+]
+_SIRT_OUT = [
+    _param("activityGBq", "out", 1, "1", "decimal", "at treatment time"),
+    _param("activityAtCalibrationGBq", "out", 0, "1", "decimal"),
+    _param("tumorDoseGy", "out", 0, "1", "decimal"), _param("normalLiverDoseGy", "out", 0, "1", "decimal"),
+    _param("lungDoseGy", "out", 0, "1", "decimal"), _param("doseConstant", "out", 1, "1", "decimal"),
+    _param("limitingFactor", "out", 1, "1", "code", "tumor-target | normal-liver-limit | lung-limit | bsa | mird"),
+    _param("lsfReduction", "out", 1, "1", "decimal"),
+    _param("status", "out", 1, "1", "code", "ok | caution | contraindicated"),
+    _param("warning", "out", 0, "*", "string"),
+]
+
+#: code -> (title, system?, type?, instance?, resource types, parameters, description)
+OPERATIONS: dict[str, dict[str, Any]] = {
+    "evaluate-eligibility": {
+        "title": "Evaluate eligibility for liver-directed therapy",
+        "system": True, "type": False, "instance": True, "resource": ["Patient"],
+        "description": "For every therapy code, an Observation with the eligibility status, the reasons "
+                       "(rule id and source), the missing inputs and the evidence. System level: POST a Bundle "
+                       "with one Patient and that patient's resources; instance level: no body, the "
+                       "patient's resources are gathered from the FHIR store.",
+        "parameter": [
+            _param("input", "in", 0, "1", "Bundle", "system level: the patient's resources"),
+            _param("date", "in", 0, "1", "date", "evaluation date (default today)"),
+            _param("return", "out", 1, "1", "Bundle", "collection: one Observation per therapy code"),
+        ],
+    },
+    "tumor-response": {
+        "title": "Tumour response versus baseline and nadir",
+        "system": True, "type": False, "instance": False, "resource": [],
+        "description": "RECIST 1.1, mRECIST, EASL, Choi, PERCIST or iRECIST categories per follow-up "
+                       "assessment and the best overall response, from lesion Observations over time.",
+        "parameter": [
+            _param("criteria", "in", 0, "1", "code", "recist-1.1 (default) | mrecist | choi | percist | irecist | easl"),
+            _param("input", "in", 1, "1", "Bundle", "lesion Observations, BodyStructures, Procedures, markers, labs"),
+            _param("return", "out", 1, "1", "Bundle", "collection of response Observations"),
+        ],
+    },
+    "sirt-activity": {
+        "title": "Plan Y-90 SIRT activity",
+        "system": True, "type": False, "instance": False, "resource": [],
+        "description": "BSA (resin), single-compartment MIRD (glass) or partition-model activity with "
+                       "predicted doses, lung-shunt limits and decay correction.",
+        "parameter": _SIRT_IN + _SIRT_OUT,
+    },
+    "voxel-dosimetry": {
+        "title": "Voxel dosimetry of a post-SIRT or MAA study (asynchronous)",
+        "system": True, "type": False, "instance": False, "resource": [],
+        "description": "Fetches a SPECT or PET study with its CT from the PACS, computes the absorbed-dose "
+                       "map (local deposition or kernel convolution) and DVH metrics per VOI. With "
+                       "Prefer: respond-async answers 202 and a Task in Content-Location.",
+        "parameter": [
+            _param("studyInstanceUid", "in", 1, "1", "string"),
+            _param("administeredActivityGBq", "in", 1, "1", "decimal"),
+            _param("method", "in", 0, "1", "code", "ldm | dvk"),
+            _param("segmentationSeriesUid", "in", 0, "1", "string", "DICOM SEG or RTSTRUCT with the VOIs"),
+            _param("patient", "in", 0, "1", "Reference"),
+            _param("return", "out", 1, "1", "Task", "the job; on completion its output references the results"),
+        ],
+    },
+}
+
+
+def operation_definition(code: str) -> dict[str, Any]:
+    op = OPERATIONS[code]
+    return _clean({
+        "resourceType": "OperationDefinition",
+        "id": code,
+        "url": f"{CANONICAL_BASE}/OperationDefinition/{code}",
+        "version": __version__,
+        "name": "".join(part.capitalize() for part in code.split("-")),
+        "title": op["title"],
+        "status": "active",
+        "kind": "operation",
+        "publisher": "netliver",
+        "description": op["description"],
+        "affectsState": True,
+        "code": code,
+        "resource": op["resource"] or None,
+        "system": op["system"],
+        "type": op["type"],
+        "instance": op["instance"],
+        "parameter": op["parameter"],
+    })
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def capability_statement(base_url: str, auth_mode: str, resource_types: list[str]) -> dict[str, Any]:
+    search_params = [
+        {"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
+        {"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
+        {"name": "code", "type": "token"},
+    ]
+    resources = []
+    for rtype in resource_types:
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": c} for c in ("read", "vread", "search-type", "update", "create", "delete", "history-instance")],
+            "versioning": "versioned",
+            "searchParam": search_params,
+        }
+        if rtype == "Patient":
+            entry["operation"] = [{"name": "evaluate-eligibility",
+                                   "definition": f"{CANONICAL_BASE}/OperationDefinition/evaluate-eligibility"}]
+        resources.append(entry)
+    security: dict[str, Any] = {"cors": False, "description": (
+        "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
+        if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
+    if auth_mode == "jwt":
+        security["service"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                            "code": "SMART-on-FHIR"}]}]
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "netliver",
+        "url": f"{CANONICAL_BASE}/CapabilityStatement/netliver",
+        "version": __version__,
+        "name": "NetliverGateway",
+        "title": "netliver gateway",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "netliver",
+        "kind": "instance",
+        "software": {"name": "netliver", "version": __version__},
+        "implementation": {"description": "netliver gateway", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": security,
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "operation": [{"name": code, "definition": f"{CANONICAL_BASE}/OperationDefinition/{code}"}
+                          for code in OPERATIONS],
+        }],
+    }
+
+
+def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
+    bp = Blueprint("metadata", __name__)
+    resource_types = ["Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
+                      "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
+                      "Provenance", "Task", "Endpoint"]
+
+    @bp.get("/fhir/metadata")
+    def metadata() -> Response:
+        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types))
+
+    @bp.get("/fhir/OperationDefinition/<code>")
+    def get_operation_definition(code: str) -> Response:
+        from gateway.auth import require_scopes
+        require_scopes(read=("OperationDefinition",))
+        if code not in OPERATIONS:
+            raise FhirError(404, "not-found", f"no OperationDefinition {code!r}", "OperationDefinition.id")
+        return fhir_response(operation_definition(code))
+
+    @bp.get("/fhir/CodeSystem/<system_id>")
+    def get_codesystem(system_id: str) -> Response:
+        from gateway.auth import require_scopes
+        require_scopes(read=("CodeSystem",))
+        if system_id not in CODESYSTEMS:
+            raise FhirError(404, "not-found", f"no CodeSystem {system_id!r}; known: {', '.join(sorted(CODESYSTEMS))}",
+                            "CodeSystem.id")
+        return fhir_response(codesystem_resource(system_id, __version__))
+
+    return bp
