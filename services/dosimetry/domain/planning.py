@@ -1,0 +1,336 @@
+"""SIRT activity planning: one entry point over the BSA, MIRD and partition methods.
+
+:func:`plan_sirt` validates the inputs of the chosen method, computes the activity at treatment
+time, every dose the method can predict, the lung dose (per treatment and cumulative), the
+lung-shunt reduction, decay to calibration time, protocol warnings and the plan status:
+
+- ``contraindicated``: lung shunt above 20 % (seed ``001_…`` Table 1), predicted lung dose above
+  the per-treatment limit, or cumulative lung dose above the cumulative limit (EANM 2022). The
+  activity is still reported as computed, never silently capped.
+- ``caution``: any other warning of severity ``caution``.
+- ``ok``: otherwise.
+
+Activity bookkeeping: ``activity_gbq`` is the activity to administer at treatment time; the
+delivered activity is ``activity_gbq·(1 − R)`` with ``R`` the vial residual fraction (0 unless
+given); every predicted dose uses the delivered activity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.dosimetry.domain.bsa import (
+    bsa_activity_gbq,
+    dubois_bsa_m2,
+    mosteller_bsa_m2,
+    tumor_involvement,
+)
+from services.dosimetry.domain.constants import (
+    DEFAULT_DOSE_CONSTANT,
+    DEFAULT_LUNG_MASS_KG,
+    DEFAULT_TISSUE_DENSITY_G_PER_ML,
+    Y90_HALF_LIFE_H,
+)
+from services.dosimetry.domain.decay import activity_at_calibration_gbq, elapsed_h
+from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.lung import (
+    CUMULATIVE_LUNG_LIMIT_GY,
+    LSF_CONTRAINDICATION,
+    LUNG_LIMIT_PER_TREATMENT_GY,
+    lung_shunt_band,
+)
+from services.dosimetry.domain.mird import (
+    mass_kg,
+    single_compartment_activity_gbq,
+    single_compartment_dose_gy,
+)
+from services.dosimetry.domain.partition import Lesion, partition_doses, solve_partition_activity
+from services.dosimetry.domain.protocols import (
+    PROTOCOLS,
+    PlanWarning,
+    ProtocolTargets,
+    default_protocol_key,
+    protocol_warnings,
+)
+
+__all__ = ["METHODS", "PlanInputs", "SirtPlan", "plan_sirt"]
+
+METHODS = ("bsa", "mird", "partition")
+DEVICES = ("resin", "glass")
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Inputs of :func:`plan_sirt`; names follow the contract's ``$sirt-activity`` parameters."""
+
+    method: str
+    device: str | None = None
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    bsa_m2: float | None = None
+    bsa_formula: str = "mosteller"
+    tumor_involvement: float | None = None
+    liver_volume_ml: float | None = None
+    tumor_volume_ml: float | None = None
+    perfused_fraction: float = 1.0
+    lung_shunt_fraction: float | None = None
+    tumor_to_normal_ratio: float | None = None
+    target_dose_gy: float | None = None
+    normal_liver_limit_gy: float | None = None
+    lung_limit_gy: float = LUNG_LIMIT_PER_TREATMENT_GY
+    cumulative_lung_limit_gy: float = CUMULATIVE_LUNG_LIMIT_GY
+    prior_lung_dose_gy: float = 0.0
+    lung_mass_kg: float = DEFAULT_LUNG_MASS_KG
+    tissue_density_g_per_ml: float = DEFAULT_TISSUE_DENSITY_G_PER_ML
+    calibration_time: datetime | None = None
+    treatment_time: datetime | None = None
+    dose_constant: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq
+    half_life_h: float = Y90_HALF_LIFE_H
+    vial_residual_fraction: float = 0.0
+    protocol: str | ProtocolTargets | None = None
+    compromised_liver: bool = False
+    prior_prrt: bool = False
+    #: Extra lesions (volume mL, T/N) for the multi-compartment partition model; when given,
+    #: ``tumor_volume_ml``/``tumor_to_normal_ratio`` describe the first lesion and these the rest.
+    extra_lesions: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class SirtPlan:
+    """Result of :func:`plan_sirt` (activities in GBq, doses in Gy, fractions 0-1)."""
+
+    method: str
+    device: str
+    activity_gbq: float
+    activity_at_calibration_gbq: float | None
+    tumor_dose_gy: float | None
+    normal_liver_dose_gy: float | None
+    perfused_liver_dose_gy: float | None
+    lung_dose_gy: float
+    cumulative_lung_dose_gy: float
+    lesion_doses_gy: tuple[float, ...]
+    dose_constant: float
+    limiting_factor: str
+    lsf_reduction: float
+    status: str
+    warnings: tuple[PlanWarning, ...]
+    protocol: ProtocolTargets
+    bsa_m2: float | None = None
+    tumor_involvement: float | None = None
+    elapsed_h: float | None = None
+    half_life_h: float = Y90_HALF_LIFE_H
+    candidates_gbq: dict[str, float] = field(default_factory=dict)
+
+
+def _fraction(value: float | None, name: str, *, positive: bool = False, below_one: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or value > 1 or (positive and value == 0) or (below_one and value == 1):
+        raise DosimetryInputError(name, f"must be a fraction between 0 and 1, got {value}")
+
+
+def _positive(value: float | None, name: str, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise DosimetryInputError(name, f"must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+
+
+def _require(value: float | None, name: str, method: str) -> float:
+    if value is None:
+        raise DosimetryInputError(name, f"{name} is required for method {method!r}")
+    return value
+
+
+def _validate(p: PlanInputs) -> tuple[str, ProtocolTargets]:
+    if p.method not in METHODS:
+        raise DosimetryInputError("method", f"unknown method {p.method!r}; expected one of {', '.join(METHODS)}")
+    device = p.device
+    if device is None:
+        if p.method != "bsa":
+            raise DosimetryInputError("device", f"device (resin or glass) is required for method {p.method!r}")
+        device = "resin"
+    if device not in DEVICES:
+        raise DosimetryInputError("device", f"unknown device {device!r}; expected resin or glass")
+    if p.method == "bsa" and device != "resin":
+        raise DosimetryInputError("device", "the BSA method applies to resin microspheres only")
+    for name, value in (("tumorInvolvement", p.tumor_involvement), ("lungShuntFraction", p.lung_shunt_fraction)):
+        _fraction(value, name)
+    _fraction(p.perfused_fraction, "perfusedFraction", positive=True)
+    _fraction(p.vial_residual_fraction, "vialResidualFraction", below_one=True)
+    if p.lung_shunt_fraction is not None and p.lung_shunt_fraction == 1:
+        raise DosimetryInputError("lungShuntFraction", "a lung shunt of 100 % leaves nothing for the liver")
+    for name, value in (("heightCm", p.height_cm), ("weightKg", p.weight_kg), ("bsaM2", p.bsa_m2),
+                        ("liverVolumeMl", p.liver_volume_ml), ("tumorToNormalRatio", p.tumor_to_normal_ratio),
+                        ("targetDoseGy", p.target_dose_gy), ("normalLiverLimitGy", p.normal_liver_limit_gy),
+                        ("lungLimitGy", p.lung_limit_gy), ("cumulativeLungLimitGy", p.cumulative_lung_limit_gy),
+                        ("lungMassKg", p.lung_mass_kg), ("tissueDensityGPerMl", p.tissue_density_g_per_ml),
+                        ("doseConstant", p.dose_constant), ("halfLifeH", p.half_life_h)):
+        _positive(value, name)
+    _positive(p.prior_lung_dose_gy, "priorLungDoseGy", allow_zero=True)
+    _positive(p.tumor_volume_ml, "tumorVolumeMl", allow_zero=p.method == "bsa")
+    if p.tumor_volume_ml is not None and p.liver_volume_ml is not None and p.tumor_volume_ml > p.liver_volume_ml:
+        raise DosimetryInputError("tumorVolumeMl", f"tumour volume {p.tumor_volume_ml} mL is larger than the "
+                                                   f"liver volume {p.liver_volume_ml} mL (tumour included)")
+    for volume_ml, tn in p.extra_lesions:
+        _positive(volume_ml, "lesion.volumeMl")
+        _positive(tn, "lesion.tumorToNormalRatio")
+    if p.bsa_formula not in ("mosteller", "dubois"):
+        raise DosimetryInputError("bsaFormula", f"unknown BSA formula {p.bsa_formula!r}; expected mosteller or dubois")
+    if isinstance(p.protocol, ProtocolTargets):
+        protocol = p.protocol
+    else:
+        key = p.protocol or default_protocol_key(device)
+        if key not in PROTOCOLS:
+            raise DosimetryInputError("protocol", f"unknown protocol {key!r}; known: {', '.join(PROTOCOLS)}")
+        protocol = PROTOCOLS[key]
+    return device, protocol
+
+
+def _lesions(p: PlanInputs, tumor_volume_ml: float, tn: float) -> list[Lesion]:
+    rho = p.tissue_density_g_per_ml
+    lesions = [Lesion(mass_kg(tumor_volume_ml, rho, "tumorVolumeMl"), tn)]
+    lesions.extend(Lesion(mass_kg(v, rho, "lesion.volumeMl"), t) for v, t in p.extra_lesions)
+    return lesions
+
+
+def _normal_perfused_mass_kg(p: PlanInputs, liver_volume_ml: float, tumor_volume_ml: float) -> float:
+    """Perfused normal liver: perfusedFraction·V_liver minus every tumour volume (all tumour is
+    assumed inside the perfused territory)."""
+    tumour_total = tumor_volume_ml + sum(v for v, _ in p.extra_lesions)
+    normal_ml = p.perfused_fraction * liver_volume_ml - tumour_total
+    if normal_ml <= 0:
+        raise DosimetryInputError("tumorVolumeMl", f"tumour volume {tumour_total} mL leaves no normal liver in the "
+                                                   f"perfused volume {p.perfused_fraction * liver_volume_ml} mL")
+    return mass_kg(normal_ml, p.tissue_density_g_per_ml)
+
+
+def plan_sirt(p: PlanInputs) -> SirtPlan:
+    """Plan one SIRT treatment (see the module doc for status rules and formulas' sources)."""
+    device, protocol = _validate(p)
+    lsf = _require(p.lung_shunt_fraction, "lungShuntFraction", p.method)
+    c = p.dose_constant
+    keep = 1.0 - p.vial_residual_fraction
+    warnings: list[PlanWarning] = []
+    bsa: float | None = None
+    ti: float | None = None
+    lsf_reduction = 0.0
+    candidates: dict[str, float] = {}
+    lung_available = min(p.lung_limit_gy, p.cumulative_lung_limit_gy - p.prior_lung_dose_gy)
+
+    if p.method == "bsa":
+        if p.bsa_m2 is not None:
+            bsa = p.bsa_m2
+        else:
+            height = _require(p.height_cm, "heightCm", "bsa (or give bsaM2)")
+            weight = _require(p.weight_kg, "weightKg", "bsa (or give bsaM2)")
+            bsa = dubois_bsa_m2(height, weight) if p.bsa_formula == "dubois" else mosteller_bsa_m2(height, weight)
+        if p.tumor_involvement is not None:
+            ti = p.tumor_involvement
+        elif p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
+            ti = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
+        else:
+            raise DosimetryInputError("tumorInvolvement", "the BSA method needs tumorInvolvement "
+                                                          "(or tumorVolumeMl and liverVolumeMl)")
+        base = bsa_activity_gbq(bsa, ti, p.perfused_fraction)
+        band = lung_shunt_band(lsf)
+        if not band.contraindicated:
+            lsf_reduction = band.reduction
+        if lsf_reduction > 0:
+            warnings.append(PlanWarning(f"lsf-band/{band.label}",
+                                        f"lung shunt {lsf:.1%}: BSA activity reduced by {lsf_reduction:.0%} "
+                                        "(SIR-Spheres instructions for use)"))
+        activity = base * (1.0 - lsf_reduction)
+        limiting = "bsa"
+    elif p.method == "mird":
+        target = _require(p.target_dose_gy, "targetDoseGy", "mird")
+        liver = _require(p.liver_volume_ml, "liverVolumeMl", "mird")
+        perfused_mass = mass_kg(liver * p.perfused_fraction, p.tissue_density_g_per_ml)
+        activity = single_compartment_activity_gbq(target, perfused_mass, lsf, p.vial_residual_fraction, c)
+        limiting = "mird"
+    else:
+        liver = _require(p.liver_volume_ml, "liverVolumeMl", "partition")
+        tumor = _require(p.tumor_volume_ml, "tumorVolumeMl", "partition")
+        tn = _require(p.tumor_to_normal_ratio, "tumorToNormalRatio", "partition")
+        if p.target_dose_gy is None and p.normal_liver_limit_gy is None:
+            raise DosimetryInputError("targetDoseGy", "the partition model needs targetDoseGy (tumour) "
+                                                      "or normalLiverLimitGy")
+        solution = solve_partition_activity(
+            lesions=_lesions(p, tumor, tn), normal_mass_kg=_normal_perfused_mass_kg(p, liver, tumor),
+            lung_shunt_fraction=lsf, dose_constant_gy_kg_per_gbq=c, lung_mass_kg=p.lung_mass_kg,
+            tumor_target_gy=p.target_dose_gy, normal_liver_limit_gy=p.normal_liver_limit_gy,
+            lung_limit_gy=lung_available if lung_available > 0 else None)
+        activity = solution.doses.activity_gbq / keep
+        limiting = solution.limiting_factor
+        candidates = {k: v / keep for k, v in solution.candidates_gbq.items()}
+        if p.target_dose_gy is not None and limiting != "tumor-target":
+            warnings.append(PlanWarning(
+                f"partition/{limiting}",
+                f"the tumour target {p.target_dose_gy:g} Gy needs {candidates['tumor-target']:.3f} GBq; "
+                f"the {limiting.replace('-', ' ')} allows {activity:.3f} GBq"))
+
+    delivered = activity * keep
+    # -- predicted doses -------------------------------------------------------------------------
+    perfused_dose: float | None = None
+    tumor_dose: float | None = None
+    normal_dose: float | None = None
+    lesion_doses: tuple[float, ...] = ()
+    if p.liver_volume_ml is not None:
+        perfused_mass = mass_kg(p.liver_volume_ml * p.perfused_fraction, p.tissue_density_g_per_ml)
+        perfused_dose = single_compartment_dose_gy(delivered, perfused_mass, lsf, 0.0, c)
+    if (p.liver_volume_ml is not None and p.tumor_volume_ml is not None and p.tumor_volume_ml > 0
+            and p.tumor_to_normal_ratio is not None):
+        doses = partition_doses(delivered, _lesions(p, p.tumor_volume_ml, p.tumor_to_normal_ratio),
+                                _normal_perfused_mass_kg(p, p.liver_volume_ml, p.tumor_volume_ml),
+                                lsf, c, p.lung_mass_kg)
+        normal_dose, lesion_doses = doses.normal_liver_gy, doses.tumor_gy
+        tumor_dose = lesion_doses[0]
+    lung_dose = c * delivered * lsf / p.lung_mass_kg
+    cumulative = p.prior_lung_dose_gy + lung_dose
+
+    # -- safety rules ----------------------------------------------------------------------------
+    if lsf > LSF_CONTRAINDICATION:
+        warnings.append(PlanWarning("lung-shunt-above-20", f"lung shunt {lsf:.1%} is above 20 %: SIRT is "
+                                    "contraindicated (seed 001 Table 1; SIR-Spheres instructions for use)",
+                                    "contraindication"))
+    tolerance = 1e-9
+    if lung_dose > p.lung_limit_gy * (1 + tolerance):
+        warnings.append(PlanWarning("lung-dose-per-treatment", f"predicted lung dose {lung_dose:.1f} Gy exceeds "
+                                    f"the limit {p.lung_limit_gy:g} Gy per treatment (EANM 2022)",
+                                    "contraindication"))
+    if cumulative > p.cumulative_lung_limit_gy * (1 + tolerance):
+        warnings.append(PlanWarning("lung-dose-cumulative", f"cumulative lung dose {cumulative:.1f} Gy "
+                                    f"(prior {p.prior_lung_dose_gy:g} Gy) exceeds {p.cumulative_lung_limit_gy:g} Gy "
+                                    "(EANM 2022)", "contraindication"))
+    warnings.extend(protocol_warnings(protocol, tumor_gy=min(lesion_doses) if lesion_doses else None,
+                                      normal_liver_gy=normal_dose,
+                                      perfused_liver_gy=perfused_dose if protocol.perfused_min_gy else None,
+                                      compromised_liver=p.compromised_liver))
+    if p.prior_prrt:
+        warnings.append(PlanWarning("prior-prrt", "prior PRRT: higher risk of radioembolisation-induced liver "
+                                    "disease; consider the compromised-liver limit (EANM 2022)"))
+    if p.compromised_liver and p.method != "partition":
+        warnings.append(PlanWarning("compromised-liver", "pretreated or compromised liver: normal-liver limit "
+                                    "< 30 Gy applies (EANM 2022)", "info"))
+
+    # -- decay -----------------------------------------------------------------------------------
+    at_calibration: float | None = None
+    hours: float | None = None
+    if p.calibration_time is not None and p.treatment_time is not None:
+        hours = elapsed_h(p.calibration_time, p.treatment_time)
+        at_calibration = activity_at_calibration_gbq(activity, hours, p.half_life_h)
+    elif p.calibration_time is not None or p.treatment_time is not None:
+        warnings.append(PlanWarning("decay-incomplete", "give both calibrationTime and treatmentTime for decay "
+                                    "correction; the activity is at treatment time", "info"))
+
+    severities = {w.severity for w in warnings}
+    status = "contraindicated" if "contraindication" in severities else "caution" if "caution" in severities else "ok"
+    return SirtPlan(
+        method=p.method, device=device, activity_gbq=activity, activity_at_calibration_gbq=at_calibration,
+        tumor_dose_gy=tumor_dose, normal_liver_dose_gy=normal_dose, perfused_liver_dose_gy=perfused_dose,
+        lung_dose_gy=lung_dose, cumulative_lung_dose_gy=cumulative, lesion_doses_gy=lesion_doses,
+        dose_constant=c, limiting_factor=limiting, lsf_reduction=lsf_reduction, status=status,
+        warnings=tuple(warnings), protocol=protocol, bsa_m2=bsa, tumor_involvement=ti, elapsed_h=hours,
+        half_life_h=p.half_life_h, candidates_gbq=candidates)
