@@ -45,6 +45,16 @@ class ServiceClient:
 
     def call(self, service: str, operation: str, body: Mapping[str, Any] | None,
              params: Mapping[str, str] | None = None, request_id: str = "") -> ServiceResult:
+        data = self.call_json(service, operation, body, params, request_id)
+        try:
+            output, write = data["output"], data.get("write", [])
+        except (KeyError, TypeError) as exc:
+            raise FhirError(502, "exception", f"the {service} service answered an unreadable result") from exc
+        return ServiceResult(output=output, write=list(write))
+
+    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | None,
+                  params: Mapping[str, str] | None = None, request_id: str = "") -> dict[str, Any]:
+        """POST to ``/operations/<operation>`` and return the JSON object answered."""
         url = f"{self.urls[service]}/operations/{operation}"
         try:
             resp = self.session.post(url, json=body, params=params, timeout=self.timeout_s,
@@ -57,10 +67,11 @@ class ServiceClient:
             raise relay_error(resp, f"the {service} service")
         try:
             data = resp.json()
-            output, write = data["output"], data.get("write", [])
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise FhirError(502, "exception", f"the {service} service answered an unreadable result") from exc
-        return ServiceResult(output=output, write=list(write))
+        if not isinstance(data, dict):
+            raise FhirError(502, "exception", f"the {service} service answered an unreadable result")
+        return data
 
     def health(self, service: str) -> dict[str, Any]:
         try:

@@ -1,0 +1,53 @@
+# netliver: make demo | make test | make serve | make check | make bench
+# Every target installs what is missing first (Python packages in .venv, Debian packages).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install system-deps services-up check lint types imports test test-fast bench serve demo clean
+
+install: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian packages the stack and the tests run: Redis, PostgreSQL, Orthanc with DICOMweb.
+system-deps:
+	@bash infra/install-system-deps.sh
+
+# PostgreSQL and Redis on loopback (started when not running).
+services-up: system-deps
+	@bash infra/ensure-services.sh
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install services-up
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Everything but the suites marked slow (for quick local runs).
+test-fast: install services-up
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install services-up
+	$(PY) -m bench
+
+serve: install
+	$(PY) -m infra.stack serve
+
+demo: install
+	$(PY) -m infra.demo
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""CDS Hooks 2.0: discovery (``GET /cds-services``) and the ``patient-view`` service
+``liver-directed-therapy`` whose cards summarise eligibility.
+
+The EHR's prefetch (patient, Observations, Conditions, Procedures) is used when given; whatever
+is missing is read from the gateway's FHIR store. The eligibility service turns the Bundle into
+cards (it owns the clinical wording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from gateway.auth import require_scopes
+from gateway.operations import gather_patient_bundle
+from gateway.services import ServiceClient
+from netliver.fhir.outcome import FhirError
+
+__all__ = ["SERVICE_ID", "create_cds_blueprint", "discovery"]
+
+SERVICE_ID = "liver-directed-therapy"
+
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "observations": "Observation?subject={{context.patientId}}&_count=500",
+    "conditions": "Condition?subject={{context.patientId}}&_count=500",
+    "procedures": "Procedure?subject={{context.patientId}}&_count=500",
+}
+
+
+def discovery() -> dict[str, Any]:
+    return {"services": [{
+        "hook": "patient-view",
+        "id": SERVICE_ID,
+        "title": "Liver-directed therapy eligibility",
+        "description": "Summarises, therapy by therapy, whether a patient with neuroendocrine or thyroid "
+                       "liver metastases is eligible for resection, transplant, ablation, TAE/TACE, SIRT or "
+                       "PRRT, and which data are missing.",
+        "prefetch": PREFETCH,
+        "usageRequirements": "Prefetch of the patient's Observations and Conditions recommended.",
+    }]}
+
+
+def _entries(resource: Any) -> list[dict[str, Any]]:
+    if not isinstance(resource, dict):
+        return []
+    if resource.get("resourceType") == "Bundle":
+        return [e["resource"] for e in resource.get("entry", []) if isinstance(e, dict) and e.get("resource")]
+    return [resource]
+
+
+def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
+                         base_url_of: Callable[[], str]) -> Blueprint:
+    bp = Blueprint("cds", __name__)
+
+    @bp.get("/cds-services")
+    def cds_discovery() -> Response:
+        return jsonify(discovery())
+
+    @bp.post(f"/cds-services/{SERVICE_ID}")
+    def patient_view() -> Response:
+        require_scopes(read=("Patient", "Observation", "Condition", "Procedure"))
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise FhirError(400, "invalid", "a CDS Hooks request (JSON object) was expected")
+        if body.get("hook") != "patient-view":
+            raise FhirError(422, "not-supported", f"this service answers patient-view, not {body.get('hook')!r}", "hook")
+        context = body.get("context") or {}
+        patient_id = context.get("patientId") if isinstance(context, dict) else None
+        if not isinstance(patient_id, str) or not patient_id:
+            raise FhirError(422, "required", "context.patientId is required", "context.patientId")
+        patient_id = patient_id.removeprefix("Patient/")
+        prefetch = body.get("prefetch") or {}
+        if isinstance(prefetch, dict) and prefetch.get("patient"):
+            resources: list[dict[str, Any]] = []
+            for key in ("patient", "observations", "conditions", "procedures"):
+                resources.extend(_entries(prefetch.get(key)))
+            bundle = {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": r} for r in resources]}
+        else:
+            bundle = gather_patient_bundle(get_store(), patient_id, base_url_of())
+        answer = get_services().call_json("eligibility", "cds-cards", bundle, {})
+        cards = answer.get("cards", [])
+        return jsonify({"cards": cards})
+
+    return bp

@@ -1,0 +1,1 @@
+"""Local process orchestration, PACS configuration and the demo."""

@@ -1,0 +1,1 @@
+"""Celery worker of the dosimetry service: runs voxel-dosimetry jobs (docs/ARCHITECTURE.md)."""

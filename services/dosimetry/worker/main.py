@@ -1,0 +1,15 @@
+"""Entry point of the worker process: ``celery -A services.dosimetry.worker.main worker``."""
+
+from __future__ import annotations
+
+from netliver.fhir.models import preload
+from netliver.logs import configure_logging
+from netliver.settings import Settings
+from services.dosimetry.worker.celery_app import create_celery
+
+settings = Settings.from_env()
+configure_logging("dosimetry-worker", settings.log_level, settings.log_format)
+preload()
+app = create_celery(settings)
+
+import services.dosimetry.worker.tasks  # noqa: E402,F401  (registers the tasks on this app)

@@ -1,0 +1,64 @@
+"""The worker's side of the job calls: claim, progress, complete, fail (HTTP to the gateway)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+__all__ = ["GatewayUnavailable", "JobCancelled", "JobLost", "JobReporter"]
+
+
+class JobCancelled(Exception):
+    """The requester cancelled the job: stop and write nothing."""
+
+
+class JobLost(Exception):
+    """Another worker holds the job now (this worker's lease ran out): stop and write nothing."""
+
+
+class GatewayUnavailable(Exception):
+    """The gateway could not be reached; the job message is retried later."""
+
+
+@dataclass
+class JobReporter:
+    gateway_url: str
+    token: str
+    job_id: str
+    worker: str
+    session: requests.Session | None = None
+    timeout_s: float = 30.0
+
+    def _post(self, action: str, body: dict[str, Any], ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        session = self.session or requests.Session()
+        try:
+            resp = session.post(f"{self.gateway_url}/internal/jobs/{self.job_id}/{action}",
+                                json={"worker": self.worker, **body}, timeout=self.timeout_s,
+                                headers={"X-Internal-Token": self.token})
+        except requests.RequestException as exc:
+            raise GatewayUnavailable(f"gateway unreachable during {action}: {type(exc).__name__}") from exc
+        if resp.status_code >= 500 or resp.status_code in (401, 403):
+            raise GatewayUnavailable(f"gateway answered {resp.status_code} to {action}")
+        if resp.status_code not in ok:
+            data: dict[str, Any] = resp.json() if resp.content else {}
+            return {"state": data.get("state", f"http-{resp.status_code}"), **data}
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def claim(self) -> dict[str, Any]:
+        return self._post("claim", {})
+
+    def progress(self, stage: str, fraction: float) -> None:
+        state = self._post("progress", {"stage": stage, "fraction": fraction}).get("state")
+        if state == "cancelled":
+            raise JobCancelled(self.job_id)
+        if state != "ok":
+            raise JobLost(f"{self.job_id}: {state}")
+
+    def complete(self, resources: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> str:
+        return str(self._post("complete", {"resources": resources, "outputs": outputs}, ok=(200, 409))["state"])
+
+    def fail(self, reason: str) -> str:
+        return str(self._post("fail", {"reason": reason})["state"])

@@ -1,0 +1,90 @@
+"""Celery tasks of the dosimetry worker: thin, idempotent, ids and JSON only.
+
+``run_job(job_id)`` claims the job at the gateway, runs it with progress reports (which are
+also the cancellation and lease checks), and hands the result resources to the gateway, which
+writes them once. A job whose lease another live worker holds is retried later; a job already
+finished is acknowledged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task, shared_task
+
+from netliver.settings import Settings
+from services.dosimetry.worker.reporter import GatewayUnavailable, JobCancelled, JobLost, JobReporter
+
+__all__ = ["JOB_KINDS", "execute_job", "run_job"]
+
+_log = logging.getLogger("netliver.dosimetry.worker")
+
+JobFunction = Callable[[dict[str, Any], JobReporter, Settings], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+
+
+def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from services.dosimetry.worker.voxel_job import run_voxel_job
+
+    return run_voxel_job(params, reporter, settings)
+
+
+#: Job kinds a worker can run, by the ``kind`` of the job record.
+JOB_KINDS: dict[str, JobFunction] = {"voxel-dosimetry": _voxel_dosimetry}
+
+
+class JobError(Exception):
+    """A job that cannot succeed (bad study, missing tags...): the Task fails with this reason."""
+
+
+def execute_job(job_id: str, settings: Settings, worker: str) -> str:
+    """Run one job to its end. Returns what happened: completed, failed, cancelled, lost, held,
+    done (already finished) or unknown."""
+    reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker)
+    claim = reporter.claim()
+    if not claim.get("granted"):
+        reason = str(claim.get("reason", ""))
+        _log.info("job not claimed", extra={"job": job_id, "reason": reason})
+        return "held" if "leased" in reason else ("unknown" if "unknown" in reason else "done")
+    job = claim["job"]
+    run = JOB_KINDS.get(job["kind"])
+    if run is None:
+        reporter.fail(f"this worker cannot run jobs of kind {job['kind']!r}")
+        return "failed"
+    try:
+        resources, outputs = run(job["params"], reporter, settings)
+    except JobCancelled:
+        _log.info("job cancelled; nothing written", extra={"job": job_id})
+        return "cancelled"
+    except JobLost:
+        _log.warning("lease lost; another worker owns the job", extra={"job": job_id})
+        return "lost"
+    except GatewayUnavailable:
+        raise
+    except Exception as exc:
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        _log.exception("job failed", extra={"job": job_id})
+        reporter.fail(str(reason)[:2000])
+        return "failed"
+    state = reporter.complete(resources, outputs)
+    _log.info("job finished", extra={"job": job_id, "state": state, "resources": len(resources)})
+    return "completed" if state == "ok" else state
+
+
+@shared_task(name="netliver.dosimetry.run_job", bind=True, acks_late=True,
+             reject_on_worker_lost=True, max_retries=None)
+def run_job(self: Task, job_id: str) -> str:
+    settings: Settings = self.app.conf.get("netliver_settings") or Settings.from_env()
+    worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    try:
+        outcome = execute_job(job_id, settings, worker)
+    except GatewayUnavailable as exc:
+        _log.warning("gateway unavailable; retrying", extra={"job": job_id, "error": str(exc)})
+        raise self.retry(countdown=10) from exc
+    if outcome == "held":
+        # Another worker holds a live lease: check again when it would have run out.
+        raise self.retry(countdown=max(1, settings.job_lease_s))
+    return outcome
