@@ -1,0 +1,646 @@
+"""The gateway's embedded FHIR store on SQL (SQLite file or PostgreSQL), SQLAlchemy 2 Core.
+
+Schema (``docs/store.md``), created with ``metadata.create_all`` at start (no migration tool):
+
+- ``fhir_resource``: the current version of each resource (type, id, version, last updated,
+  deleted flag, the JSON text as the caller sent it plus ``meta``);
+- ``fhir_resource_version``: every version (history, vread);
+- ``fhir_search_token`` and ``fhir_search_reference``: the search index of current versions.
+
+Writes are idempotent (content equal to the current version, ignoring ``meta.versionId`` and
+``meta.lastUpdated``, writes nothing) and safe under concurrency: the current row's primary key
+decides who creates a resource (the loser of a race retries inside a SAVEPOINT and becomes an
+update), updates lock the row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions
+start with ``BEGIN IMMEDIATE`` so there is one writer at a time, waiting up to ``busy_timeout``)
+and bump the version only if it did not move (``UPDATE … WHERE version_id = :seen``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
+
+from gateway.store.base import etag, parse_etag, require_resource_type
+from gateway.store.bundles import (
+    BundleEntry,
+    VersionRecord,
+    entry_error,
+    error_entry,
+    history_bundle,
+    instant_text,
+    plan_bundle,
+    response_entry,
+    rewrite_references,
+    searchset_bundle,
+)
+from gateway.store.indexing import index_resource
+from gateway.store.search_params import (
+    IdCriterion,
+    LastUpdatedCriterion,
+    ReferenceCriterion,
+    SearchQuery,
+    TokenCriterion,
+    parse_search,
+    to_epoch_us,
+)
+from netliver.fhir.builders import canonical_json
+from netliver.fhir.models import parse_resource
+from netliver.fhir.outcome import FhirError
+
+__all__ = ["SqlStore", "build_metadata"]
+
+_log = logging.getLogger("netliver.gateway.store")
+_T = TypeVar("_T")
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+_ATTEMPTS = 5
+_SERVER_META = ("versionId", "lastUpdated")
+
+
+def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
+    """The store's tables on ``metadata`` (a new one by default)."""
+    md = metadata or MetaData()
+    resource = Table(
+        "fhir_resource", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("version_id", Integer, nullable=False),
+        Column("last_updated_us", BigInteger, nullable=False),
+        Column("deleted", Boolean, nullable=False, default=False),
+        Column("content", Text, nullable=True),
+        Index("ix_fhir_resource_type_updated", "resource_type", "last_updated_us"),
+    )
+    version = Table(
+        "fhir_resource_version", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("version_id", Integer, primary_key=True),
+        Column("last_updated_us", BigInteger, nullable=False),
+        Column("deleted", Boolean, nullable=False, default=False),
+        Column("content", Text, nullable=True),
+    )
+    token = Table(
+        "fhir_search_token", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("param", String(64), primary_key=True),
+        Column("system", String(1024), primary_key=True),
+        Column("code", String(1024), primary_key=True),
+        Index("ix_fhir_search_token_lookup", "resource_type", "param", "code", "system"),
+    )
+    reference = Table(
+        "fhir_search_reference", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("param", String(64), primary_key=True),
+        Column("target_type", String(64), primary_key=True),
+        Column("target_id", String(64), primary_key=True),
+        Index("ix_fhir_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
+    )
+    return md, {"resource": resource, "version": version, "token": token, "reference": reference}
+
+
+class _Retry(Exception):
+    """A write lost a race (unique key, deadlock, serialization): run it again."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _dumps(resource: Mapping[str, Any]) -> str:
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def _content_key(resource: Mapping[str, Any]) -> str:
+    """Canonical JSON without the server-managed ``meta`` elements, for change detection."""
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    if meta:
+        body["meta"] = meta
+    return canonical_json(json.loads(_dumps(body)))
+
+
+def _now_us() -> int:
+    return to_epoch_us(datetime.now(UTC))
+
+
+def _with_meta(resource: Mapping[str, Any], version_id: int, last_updated: str) -> dict[str, Any]:
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    meta = {"versionId": str(version_id), "lastUpdated": last_updated, **meta}
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
+    out.update((k, v) for k, v in resource.items() if k not in out)
+    return out
+
+
+@dataclass(frozen=True)
+class _Current:
+    version_id: int
+    last_updated_us: int
+    deleted: bool
+    content: str | None
+
+
+class SqlStore:
+    """The embedded FHIR store (see the module docstring)."""
+
+    def __init__(self, database_url: str, *, echo: bool = False) -> None:
+        self.database_url = database_url
+        self.engine: Engine = _make_engine(database_url, echo=echo)
+        self.metadata, tables = build_metadata()
+        self._resource = tables["resource"]
+        self._version = tables["version"]
+        self._token = tables["token"]
+        self._reference = tables["reference"]
+        self.create_all()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def create_all(self) -> None:
+        """Create missing tables (the store's and any another module added to ``metadata``)."""
+        with self._mapped_errors():
+            self.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One write transaction (committed at the end of the block, rolled back on error),
+        for writing resources (``put(..., conn=conn)``) and another module's rows atomically."""
+        try:
+            with self._write_transaction() as conn:
+                yield conn
+        except _Retry as exc:
+            raise FhirError(409, "conflict", "a concurrent write conflicted; retry the request",
+                            headers={"Retry-After": "1"}) from exc
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        with self._mapped_errors(), self.engine.connect() as conn:
+            conn.execution_options(netliver_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Connection]:
+        with self._mapped_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise _Retry(str(exc.orig)) from exc
+        except DataError as exc:
+            raise FhirError(400, "invalid", f"the database refused a value: {type(exc.orig).__name__}") from exc
+        except (OperationalError, InterfaceError) as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+                raise _Retry(str(exc.orig)) from exc
+            _log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
+            raise FhirError(503, "transient", f"the FHIR store's database is unavailable "
+                            f"({type(exc.orig).__name__})", headers={"Retry-After": "5"}) from exc
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+                raise _Retry(str(exc.orig)) from exc
+            raise
+
+    def _write(self, fn: Callable[[Connection], _T], conn: Connection | None) -> _T:
+        """Run ``fn`` in the caller's transaction, or in a new one retried after lost races."""
+        if conn is not None:
+            return fn(conn)
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self._write_transaction() as own:
+                    return fn(own)
+            except _Retry:
+                if attempt == _ATTEMPTS - 1:
+                    break
+                time.sleep(0.01 * (attempt + 1))
+        raise FhirError(409, "conflict", "concurrent writes kept conflicting; retry the request",
+                        headers={"Retry-After": "1"})
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, resource_type: str, resource_id: str, *, conn: Connection | None = None) -> dict[str, Any]:
+        if conn is not None:
+            return self._read(conn, resource_type, resource_id)
+        with self._read_connection() as own:
+            return self._read(own, resource_type, resource_id)
+
+    def _read(self, conn: Connection, resource_type: str, resource_id: str) -> dict[str, Any]:
+        r = self._resource
+        row = conn.execute(select(r.c.deleted, r.c.content, r.c.version_id).where(
+            r.c.resource_type == resource_type, r.c.resource_id == resource_id)).first()
+        if row is None:
+            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} is not known")
+        if row.deleted or row.content is None:
+            raise FhirError(410, "deleted", f"{resource_type}/{resource_id} was deleted",
+                            headers={"ETag": etag(str(row.version_id))})
+        result: dict[str, Any] = json.loads(row.content)
+        return result
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        with self._read_connection() as conn:
+            return self._vread(conn, resource_type, resource_id, version_id)
+
+    def _vread(self, conn: Connection, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        v = self._version
+        if not version_id.isdigit():
+            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} has no version {version_id!r}")
+        row = conn.execute(select(v.c.deleted, v.c.content).where(
+            v.c.resource_type == resource_type, v.c.resource_id == resource_id,
+            v.c.version_id == int(version_id))).first()
+        if row is None:
+            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} has no version {version_id}")
+        if row.deleted or row.content is None:
+            raise FhirError(410, "deleted", f"version {version_id} of {resource_type}/{resource_id} is a deletion")
+        result: dict[str, Any] = json.loads(row.content)
+        return result
+
+    def history(self, resource_type: str, resource_id: str, *, base_url: str = "") -> dict[str, Any]:
+        with self._read_connection() as conn:
+            return self._history(conn, resource_type, resource_id, base_url)
+
+    def _history(self, conn: Connection, resource_type: str, resource_id: str, base_url: str) -> dict[str, Any]:
+        v = self._version
+        rows = conn.execute(select(v.c.version_id, v.c.last_updated_us, v.c.deleted, v.c.content).where(
+            v.c.resource_type == resource_type, v.c.resource_id == resource_id)).all()
+        if not rows:
+            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} is not known")
+        versions = [VersionRecord(row.version_id, instant_text(row.last_updated_us), bool(row.deleted),
+                                  json.loads(row.content) if row.content else None) for row in rows]
+        return history_bundle(resource_type, resource_id, versions, base_url)
+
+    def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str, *,
+               conn: Connection | None = None) -> dict[str, Any]:
+        require_resource_type(resource_type)
+        query = parse_search(resource_type, params)
+        if conn is not None:
+            return self._search(conn, query, base_url)
+        with self._read_connection() as own:
+            return self._search(own, query, base_url)
+
+    def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
+        r, t, ref = self._resource, self._token, self._reference
+        conditions: list[ColumnElement[bool]] = [r.c.resource_type == query.resource_type, r.c.deleted.is_(False)]
+        for crit in query.criteria:
+            if isinstance(crit, IdCriterion):
+                conditions.append(r.c.resource_id.in_(crit.ids))
+            elif isinstance(crit, LastUpdatedCriterion):
+                alternatives = []
+                for rng in crit.ranges:
+                    col = r.c.last_updated_us
+                    alternatives.append({
+                        "eq": and_(col >= rng.start_us, col < rng.end_us),
+                        "ne": or_(col < rng.start_us, col >= rng.end_us),
+                        "gt": col >= rng.end_us,
+                        "ge": col >= rng.start_us,
+                        "lt": col < rng.start_us,
+                        "le": col < rng.end_us,
+                    }[rng.prefix])
+                conditions.append(or_(*alternatives))
+            elif isinstance(crit, TokenCriterion):
+                token_alts = []
+                for tok in crit.values:
+                    parts = []
+                    if tok.system is not None:
+                        parts.append(t.c.system == tok.system)
+                    if tok.code is not None:
+                        parts.append(t.c.code == tok.code)
+                    token_alts.append(and_(*parts))
+                conditions.append(exists(select(t.c.resource_id).where(
+                    t.c.resource_type == r.c.resource_type, t.c.resource_id == r.c.resource_id,
+                    t.c.param == crit.param, or_(*token_alts))))
+            elif isinstance(crit, ReferenceCriterion):
+                ref_alts = []
+                for val in crit.values:
+                    cond = ref.c.target_id == val.resource_id
+                    if val.resource_type is not None:
+                        cond = and_(cond, ref.c.target_type == val.resource_type)
+                    ref_alts.append(cond)
+                conditions.append(exists(select(ref.c.resource_id).where(
+                    ref.c.resource_type == r.c.resource_type, ref.c.resource_id == r.c.resource_id,
+                    ref.c.param == crit.param, or_(*ref_alts))))
+        return conditions
+
+    def _search(self, conn: Connection, query: SearchQuery, base_url: str) -> dict[str, Any]:
+        r = self._resource
+        conditions = self._where(query)
+        total = conn.execute(select(func.count()).select_from(r).where(*conditions)).scalar_one()
+        rows: list[Any] = []
+        if query.count:
+            order = (r.c.last_updated_us.desc(), r.c.resource_id.desc()) if query.descending else (
+                r.c.last_updated_us.asc(), r.c.resource_id.asc())
+            rows = list(conn.execute(select(r.c.content).where(*conditions).order_by(*order)
+                                     .limit(query.count).offset(query.offset)))
+        return searchset_bundle(resource_type=query.resource_type, base_url=base_url,
+                                resources=[json.loads(row.content) for row in rows], total=total,
+                                filters=query.filters, count=query.count, offset=query.offset,
+                                sort=query.sort)
+
+    def health(self) -> dict[str, Any]:
+        backend = self.engine.dialect.name
+        try:
+            with self._read_connection() as conn:
+                conn.execute(select(1)).scalar_one()
+        except FhirError as err:
+            return {"status": "fail", "detail": f"{backend}: {err.diagnostics}"}
+        return {"status": "pass", "detail": f"{backend} store reachable"}
+
+    # -- writes ---------------------------------------------------------------------------------
+    def put(self, resource: dict[str, Any], *, if_match: str | None = None,
+            conn: Connection | None = None) -> tuple[dict[str, Any], bool]:
+        """Create or update ``resource`` by its id (see :meth:`FhirStore.put`)."""
+        _validate(resource)
+        if not resource.get("id"):
+            raise FhirError(400, "required", "an update needs the resource id", f"{resource['resourceType']}.id")
+        return self._write(lambda c: self._put(c, resource, if_match), conn)
+
+    def create(self, resource: dict[str, Any], *, conn: Connection | None = None) -> dict[str, Any]:
+        """Create with a server-assigned UUID (any id in the body is replaced)."""
+        body = {**resource, "id": str(uuid.uuid4())}
+        _validate(body)
+        stored, _ = self._write(lambda c: self._put(c, body, None), conn)
+        return stored
+
+    def delete(self, resource_type: str, resource_id: str, *, conn: Connection | None = None) -> None:
+        """Soft delete: a new version marked deleted; nothing happens if unknown or deleted."""
+        require_resource_type(resource_type)
+        self._write(lambda c: self._delete(c, resource_type, resource_id), conn)
+
+    def _current(self, conn: Connection, resource_type: str, resource_id: str) -> _Current | None:
+        r = self._resource
+        stmt = select(r.c.version_id, r.c.last_updated_us, r.c.deleted, r.c.content).where(
+            r.c.resource_type == resource_type, r.c.resource_id == resource_id)
+        if not self.is_sqlite:
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return _Current(row.version_id, row.last_updated_us, bool(row.deleted), row.content)
+
+    def _put(self, conn: Connection, resource: Mapping[str, Any], if_match: str | None) -> tuple[dict[str, Any], bool]:
+        rtype, rid = str(resource["resourceType"]), str(resource["id"])
+        wanted = parse_etag(if_match) if if_match else None
+        for _ in range(_ATTEMPTS):
+            current = self._current(conn, rtype, rid)
+            if wanted is not None and (current is None or str(current.version_id) != wanted):
+                raise FhirError(412, "conflict", f"If-Match {if_match} does not match the current version of "
+                                f"{rtype}/{rid}" + ("" if current is None else f" ({current.version_id})"),
+                                "If-Match")
+            if current is None:
+                stored = _with_meta(resource, 1, instant_text(_now_us()))
+                try:
+                    with conn.begin_nested():
+                        self._insert_version(conn, stored, 1, insert_current=True)
+                except IntegrityError:
+                    continue  # a concurrent writer created it first: update it instead
+                return stored, True
+            if not current.deleted and current.content is not None and \
+                    _content_key(json.loads(current.content)) == _content_key(resource):
+                existing: dict[str, Any] = json.loads(current.content)
+                return existing, False
+            version = current.version_id + 1
+            stored = _with_meta(resource, version, instant_text(max(_now_us(), current.last_updated_us + 1)))
+            if self._insert_version(conn, stored, version, seen_version=current.version_id):
+                return stored, current.deleted
+        raise _Retry(f"{rtype}/{rid} kept changing")
+
+    def _insert_version(self, conn: Connection, stored: Mapping[str, Any], version: int, *,
+                        insert_current: bool = False, seen_version: int | None = None) -> bool:
+        rtype, rid = stored["resourceType"], stored["id"]
+        last_updated_us = _parse_instant_us(stored["meta"]["lastUpdated"])
+        content = _dumps(stored)
+        values = {"version_id": version, "last_updated_us": last_updated_us, "deleted": False, "content": content}
+        r = self._resource
+        if insert_current:
+            conn.execute(insert(r).values(resource_type=rtype, resource_id=rid, **values))
+        else:
+            result = conn.execute(update(r).where(r.c.resource_type == rtype, r.c.resource_id == rid,
+                                                  r.c.version_id == seen_version).values(**values))
+            if result.rowcount != 1:
+                return False
+        conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
+        self._reindex(conn, rtype, rid, stored)
+        return True
+
+    def _reindex(self, conn: Connection, rtype: str, rid: str, stored: Mapping[str, Any] | None) -> None:
+        t, ref = self._token, self._reference
+        conn.execute(delete(t).where(t.c.resource_type == rtype, t.c.resource_id == rid))
+        conn.execute(delete(ref).where(ref.c.resource_type == rtype, ref.c.resource_id == rid))
+        if stored is None:
+            return
+        tokens, refs = index_resource(stored)
+        if tokens:
+            conn.execute(insert(t), [{"resource_type": rtype, "resource_id": rid, "param": row.param,
+                                      "system": row.system, "code": row.code} for row in tokens])
+        if refs:
+            conn.execute(insert(ref), [{"resource_type": rtype, "resource_id": rid, "param": row.param,
+                                        "target_type": row.target_type, "target_id": row.target_id}
+                                       for row in refs])
+
+    def _delete(self, conn: Connection, rtype: str, rid: str) -> None:
+        r = self._resource
+        for _ in range(_ATTEMPTS):
+            current = self._current(conn, rtype, rid)
+            if current is None or current.deleted:
+                return
+            version = current.version_id + 1
+            values = {"version_id": version, "last_updated_us": max(_now_us(), current.last_updated_us + 1),
+                      "deleted": True, "content": None}
+            result = conn.execute(update(r).where(r.c.resource_type == rtype, r.c.resource_id == rid,
+                                                  r.c.version_id == current.version_id).values(**values))
+            if result.rowcount == 1:
+                conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
+                self._reindex(conn, rtype, rid, None)
+                return
+        raise _Retry(f"{rtype}/{rid} kept changing")
+
+    # -- transaction and batch ------------------------------------------------------------------
+    def transaction(self, bundle: dict[str, Any], base_url: str, *,
+                    conn: Connection | None = None) -> dict[str, Any]:
+        """Process a ``transaction`` Bundle atomically in one database transaction, or a ``batch``
+        Bundle entry by entry (FHIR R4 §3.1.0.11)."""
+        plan = plan_bundle(bundle)
+        if plan.kind == "batch":
+            responses: dict[int, dict[str, Any]] = {i: error_entry(err) for i, err in plan.errors.items()}
+            for entry in plan.entries:
+                try:
+                    responses[entry.index] = self._write(
+                        functools.partial(self._run_entry, entry=entry, base_url=base_url), conn)
+                except FhirError as err:
+                    responses[entry.index] = error_entry(entry_error(entry.index, err, entry.resource_type))
+            return {"resourceType": "Bundle", "type": plan.response_type,
+                    "entry": [responses[i] for i in sorted(responses)]}
+        for entry in plan.entries:  # validate every resource before touching the database
+            if entry.resource is not None:
+                try:
+                    _validate(entry.resource)
+                except FhirError as err:
+                    raise entry_error(entry.index, err, entry.resource_type) from None
+
+        def run(c: Connection) -> dict[str, Any]:
+            mapping: dict[str, str] = {}
+            done: dict[int, dict[str, Any]] = {}
+            for entry in plan.entries:
+                if entry.full_url and entry.resource_id and entry.method in ("POST", "PUT"):
+                    mapping[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+            for entry in plan.entries:  # conditional creates resolve before any reference rewrite
+                if entry.method == "POST" and entry.if_none_exist is not None:
+                    found = self._if_none_exist(c, entry, base_url)
+                    if found is not None:
+                        if entry.full_url:
+                            mapping[entry.full_url] = f"{found['resourceType']}/{found['id']}"
+                        done[entry.index] = response_entry("200 OK", found, base_url)
+            for entry in plan.in_processing_order():
+                if entry.index in done:
+                    continue
+                if entry.resource is not None:
+                    entry.resource = rewrite_references(entry.resource, mapping)
+                try:
+                    done[entry.index] = self._run_entry(c, entry=entry, base_url=base_url,
+                                                        conditional_checked=True)
+                except FhirError as err:
+                    raise entry_error(entry.index, err, entry.resource_type) from None
+            return {"resourceType": "Bundle", "type": plan.response_type,
+                    "entry": [done[e.index] for e in plan.entries]}
+
+        return self._write(run, conn)
+
+    def _if_none_exist(self, conn: Connection, entry: BundleEntry, base_url: str) -> dict[str, Any] | None:
+        try:
+            query = parse_search(entry.resource_type, entry.if_none_exist or [])
+        except FhirError as err:
+            raise entry_error(entry.index, FhirError(400, err.code, f"ifNoneExist: {err.diagnostics}",
+                                                     f"{entry.expression}.request.ifNoneExist")) from None
+        found = self._search(conn, query, base_url)
+        if found["total"] > 1:
+            raise entry_error(entry.index, FhirError(
+                412, "duplicate", f"ifNoneExist matches {found['total']} {entry.resource_type} resources",
+                f"{entry.expression}.request.ifNoneExist"))
+        if found["total"] == 1:
+            existing: dict[str, Any] = found["entry"][0]["resource"]
+            return existing
+        return None
+
+    def _run_entry(self, conn: Connection, *, entry: BundleEntry, base_url: str,
+                   conditional_checked: bool = False) -> dict[str, Any]:
+        if entry.method == "GET":
+            if entry.resource_id is None:
+                searchset = self._search(conn, parse_search(entry.resource_type, entry.query), base_url)
+                return {"resource": searchset, "response": {"status": "200 OK"}}
+            if entry.history:
+                return {"resource": self._history(conn, entry.resource_type, entry.resource_id, base_url),
+                        "response": {"status": "200 OK"}}
+            if entry.version_id is not None:
+                return response_entry("200 OK", self._vread(conn, entry.resource_type, entry.resource_id,
+                                                            entry.version_id), base_url)
+            return response_entry("200 OK", self._read(conn, entry.resource_type, entry.resource_id), base_url)
+        if entry.method == "DELETE":
+            assert entry.resource_id is not None
+            self._delete(conn, entry.resource_type, entry.resource_id)
+            return {"response": {"status": "204 No Content"}}
+        assert entry.resource is not None
+        if entry.method == "POST" and entry.if_none_exist is not None and not conditional_checked:
+            found = self._if_none_exist(conn, entry, base_url)
+            if found is not None:
+                return response_entry("200 OK", found, base_url)
+        _validate(entry.resource)
+        stored, created = self._put(conn, entry.resource, entry.if_match if entry.method == "PUT" else None)
+        return response_entry("201 Created" if created else "200 OK", stored, base_url)
+
+
+def _validate(resource: Any) -> None:
+    """400 unless ``resource`` is a valid R4 resource (with expressions naming the elements)."""
+    if not isinstance(resource, dict):
+        raise FhirError(400, "invalid", "a FHIR resource (JSON object) was expected")
+    rtype = resource.get("resourceType")
+    if isinstance(rtype, str):
+        require_resource_type(rtype)
+    parse_resource(resource)
+
+
+def _parse_instant_us(text: str) -> int:
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return to_epoch_us(moment)
+
+
+def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
+    """An engine for SQLite (file: WAL, busy_timeout, ``BEGIN IMMEDIATE`` for writes) or
+    PostgreSQL (psycopg 3, pre-ping, short connect timeout)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        connect_args: dict[str, Any] = {}
+        if url.get_backend_name() == "postgresql":
+            connect_args["connect_timeout"] = 5
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    database = url.database or ""
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not memory:
+        folder = os.path.dirname(os.path.abspath(database))
+        os.makedirs(folder, exist_ok=True)
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if memory:
+        options["poolclass"] = StaticPool
+    engine = create_engine(url, echo=echo, **options)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("netliver_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
