@@ -16,6 +16,7 @@ from flask import Flask, Response, request
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
 from gateway.fhir_rest import create_fhir_rest_blueprint
+from gateway.hooks import create_hooks_blueprint
 from gateway.jobs.api import JobService, create_jobs_blueprint
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import JobStore
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     app.register_blueprint(create_operations_blueprint(lambda: store, lambda: services, base_url_of))
     app.register_blueprint(create_jobs_blueprint(lambda: jobs))
     app.register_blueprint(create_cds_blueprint(lambda: store, lambda: services, base_url_of))
-    _register_hooks(app, settings, store, jobs, base_url_of)
+    app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of))
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, base_url_of))
 
     @app.get("/health")
@@ -86,11 +87,3 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
 
     _log.info("gateway ready", extra={"store": type(store).__name__, "auth": settings.auth_mode})
     return app
-
-
-def _register_hooks(app: Flask, settings: Settings, store: Any, jobs: JobService, base_url_of: Any) -> None:
-    try:
-        from gateway.hooks import create_hooks_blueprint
-    except ImportError:  # pragma: no cover - hooks land with the PACS integration
-        return
-    app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of))

@@ -54,6 +54,7 @@ class Settings:
     # -- imaging ----------------------------------------------------------------------------
     dicomweb_url: str = _setting("http://127.0.0.1:8042/dicom-web", "DICOMWEB_URL", "DICOMweb (QIDO/WADO/STOW) root of the PACS.")
     orthanc_url: str = _setting("http://127.0.0.1:8042", "ORTHANC_URL", "Orthanc REST API (stable-study hook and /changes catch-up).")
+    orthanc_catch_up_s: float = _setting(60.0, "ORTHANC_CATCHUP_S", "Seconds between catch-ups of missed stable-study notifications from Orthanc /changes; 0 = off.")
     orthanc_user: str = _setting("", "ORTHANC_USER", "Orthanc user, if the PACS requires basic auth.")
     orthanc_password: str = _setting("", "ORTHANC_PASSWORD", "Orthanc password.")
     # -- authentication ---------------------------------------------------------------------

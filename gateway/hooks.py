@@ -1,0 +1,343 @@
+"""PACS trigger: ``POST /hooks/orthanc/stable-study`` and the ``/changes`` catch-up.
+
+Orthanc's ``OnStableStudy`` Lua callback (``infra/orthanc/netliver.lua``) posts ``{"ID": ...}``.
+The gateway resolves the study through Orthanc's REST API, records an ``ImagingStudy`` with an
+``endpoint`` to the DICOMweb service, and, when the study is a dosimetry study (Y-90 PET, Y-90
+bremsstrahlung SPECT, Tc-99m MAA SPECT), starts the voxel-dosimetry job. Ids are derived from
+the StudyInstanceUID and the job from its parameters, so the same study posted twice runs once.
+A notification Orthanc failed to deliver is caught up from ``/changes`` (``StableStudy``
+entries) with a cursor kept in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from flask import Blueprint, Response, request
+
+from gateway.auth import require_hook_auth, require_internal_token
+from gateway.jobs.api import JobService
+from gateway.writeback import write_results
+from netliver.fhir.builders import deterministic_id
+from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
+from netliver.fhir.outcome import FhirError
+from netliver.settings import Settings
+from netliver.web import fhir_response
+
+__all__ = ["StudyInfo", "classify_study", "create_hooks_blueprint"]
+
+_log = logging.getLogger("netliver.gateway.hooks")
+
+Y90_HALF_LIFE_S = 64.1 * 3600
+TC99M_HALF_LIFE_S = 6.0067 * 3600
+DICOM_PATIENT_ID_SYSTEM = "urn:netliver:dicom-patient-id"
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    orthanc_id: str
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    study_date: str
+    description: str
+    series: list[dict[str, Any]]
+    kind: str  # y90-pet | y90-spect | maa-spect | none
+    activity_gbq: float | None  # administered Y-90 activity found in the DICOM header
+    reason: str
+
+
+def _nuclide(rp: dict[str, Any]) -> str:
+    """Y-90 or Tc-99m from the radiopharmaceutical item (half-life first, then names)."""
+    try:
+        half_life = float(rp.get("RadionuclideHalfLife", "nan"))
+    except (TypeError, ValueError):
+        half_life = float("nan")
+    if abs(half_life - Y90_HALF_LIFE_S) < 0.02 * Y90_HALF_LIFE_S:
+        return "Y-90"
+    if abs(half_life - TC99M_HALF_LIFE_S) < 0.02 * TC99M_HALF_LIFE_S:
+        return "Tc-99m"
+    text = " ".join(str(v) for v in rp.values()).lower()
+    if "yttrium" in text or "y-90" in text or "90y" in text or "y90" in text:
+        return "Y-90"
+    if "technetium" in text or "99m" in text:
+        return "Tc-99m"
+    return ""
+
+
+def classify_study(series: list[dict[str, Any]]) -> tuple[str, float | None, str]:
+    """(kind, administered Y-90 activity in GBq or None, reason) from series summaries.
+
+    Each summary: ``{"modality", "radiopharmaceutical": {...tags...} | None}``.
+    PS3.3 C.8.9.2: PET Radionuclide Total Dose is in Bq; C.8.4.10: NM in MBq.
+    """
+    modalities = {s.get("modality") for s in series}
+    if "CT" not in modalities:
+        ct_note = " (no CT series)"
+    else:
+        ct_note = ""
+    for s in series:
+        modality, rp = s.get("modality"), s.get("radiopharmaceutical") or {}
+        if modality not in {"PT", "NM"} or not rp:
+            continue
+        nuclide = _nuclide(rp)
+        dose_raw = rp.get("RadionuclideTotalDose")
+        activity: float | None = None
+        try:
+            if dose_raw not in (None, ""):
+                activity = float(dose_raw) / (1e9 if modality == "PT" else 1e3)
+        except (TypeError, ValueError):
+            activity = None
+        if nuclide == "Y-90":
+            kind = "y90-pet" if modality == "PT" else "y90-spect"
+            return kind, activity, f"Y-90 {modality} study{ct_note}"
+        text = str(rp.get("Radiopharmaceutical", "")).lower()
+        if nuclide == "Tc-99m" and modality == "NM" and ("maa" in text or "macroaggregat" in text):
+            return "maa-spect", None, f"Tc-99m MAA SPECT study{ct_note}"
+    return "none", None, "not a dosimetry study (no Y-90 PET/SPECT or Tc-99m MAA SPECT series)"
+
+
+class OrthancClient:
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.orthanc_url.rstrip("/")
+        self.session = requests.Session()
+        if settings.orthanc_user:
+            self.session.auth = (settings.orthanc_user, settings.orthanc_password)
+
+    def get(self, path: str, **params: Any) -> Any:
+        try:
+            resp = self.session.get(f"{self.url}/{path.lstrip('/')}", params=params or None, timeout=15)
+        except requests.RequestException as exc:
+            raise FhirError(503, "transient", f"the PACS (Orthanc at {self.url}) is unreachable",
+                            headers={"Retry-After": "30"}) from exc
+        if resp.status_code == 404:
+            raise FhirError(404, "not-found", f"Orthanc has no {path}", "ID")
+        if resp.status_code != 200:
+            raise FhirError(503, "transient", f"Orthanc answered {resp.status_code} for {path}",
+                            headers={"Retry-After": "30"})
+        return resp.json()
+
+    def study(self, orthanc_id: str) -> StudyInfo:
+        study = self.get(f"studies/{orthanc_id}")
+        tags = study.get("MainDicomTags", {})
+        ptags = study.get("PatientMainDicomTags", {})
+        series = []
+        for series_id in study.get("Series", []):
+            s = self.get(f"series/{series_id}")
+            stags = s.get("MainDicomTags", {})
+            summary: dict[str, Any] = {"uid": stags.get("SeriesInstanceUID", ""),
+                                       "modality": stags.get("Modality", ""),
+                                       "description": stags.get("SeriesDescription", ""),
+                                       "number": stags.get("SeriesNumber"),
+                                       "instances": len(s.get("Instances", [])),
+                                       "radiopharmaceutical": None}
+            if summary["modality"] in {"PT", "NM"} and s.get("Instances"):
+                inst = self.get(f"instances/{s['Instances'][0]}/tags", simplify="")
+                seq = inst.get("RadiopharmaceuticalInformationSequence") or []
+                if seq and isinstance(seq, list) and isinstance(seq[0], dict):
+                    summary["radiopharmaceutical"] = {k: v for k, v in seq[0].items() if not isinstance(v, list)}
+            series.append(summary)
+        kind, activity, reason = classify_study(series)
+        return StudyInfo(orthanc_id=orthanc_id, study_uid=tags.get("StudyInstanceUID", ""),
+                         patient_id=ptags.get("PatientID", ""), patient_name=ptags.get("PatientName", ""),
+                         study_date=tags.get("StudyDate", ""), description=tags.get("StudyDescription", ""),
+                         series=series, kind=kind, activity_gbq=activity, reason=reason)
+
+
+def _imaging_resources(info: StudyInfo, settings: Settings, patient_ref: dict[str, Any]) -> list[dict[str, Any]]:
+    endpoint_id = deterministic_id("endpoint", "dicomweb", settings.dicomweb_url)
+    endpoint = {
+        "resourceType": "Endpoint", "id": endpoint_id, "status": "active",
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                           "code": "dicom-wado-rs"},
+        "name": "netliver PACS DICOMweb",
+        "payloadType": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/endpoint-payload-type",
+                                     "code": "DICOM"}]}],
+        "payloadMimeType": ["application/dicom"],
+        "address": settings.dicomweb_url,
+    }
+    study: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "id": deterministic_id("imaging-study", info.study_uid),
+        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{info.study_uid}"}],
+        "status": "available",
+        "subject": patient_ref,
+        "endpoint": [{"reference": f"Endpoint/{endpoint_id}"}],
+        "numberOfSeries": len(info.series),
+        "numberOfInstances": sum(int(s.get("instances") or 0) for s in info.series),
+        "series": [{
+            "uid": s["uid"],
+            "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": s["modality"]},
+            "numberOfInstances": int(s.get("instances") or 0),
+            **({"description": s["description"]} if s.get("description") else {}),
+        } for s in info.series if s.get("uid") and s.get("modality")],
+    }
+    if info.description:
+        study["description"] = info.description
+    if len(info.study_date) == 8 and info.study_date.isdigit():
+        d = info.study_date
+        study["started"] = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    return [endpoint, study]
+
+
+class CatchUpCursor:
+    """The last Orthanc change sequence handled, kept in the gateway's database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        md = sa.MetaData()
+        self.table = sa.Table("netliver_orthanc_cursor", md,
+                              sa.Column("name", sa.String(64), primary_key=True),
+                              sa.Column("seq", sa.BigInteger, nullable=False))
+        md.create_all(engine, checkfirst=True)
+
+    def get(self) -> int:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.table.c.seq).where(self.table.c.name == "orthanc")).first()
+        return int(row[0]) if row else 0
+
+    def advance(self, old: int, new: int) -> bool:
+        """Move the cursor from ``old`` to ``new``; False if someone else moved it first."""
+        with self.engine.begin() as conn:
+            if old == 0 and self._missing(conn):
+                conn.execute(self.table.insert().values(name="orthanc", seq=new))
+                return True
+            res = conn.execute(self.table.update().where(self.table.c.name == "orthanc")
+                               .where(self.table.c.seq == old).values(seq=new))
+            return bool(res.rowcount == 1)
+
+    def _missing(self, conn: sa.Connection) -> bool:
+        return conn.execute(sa.select(self.table.c.seq).where(self.table.c.name == "orthanc")).first() is None
+
+
+class StableStudyHandler:
+    def __init__(self, settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
+                 base_url_of: Callable[[], str]) -> None:
+        self.settings = settings
+        self.orthanc = OrthancClient(settings)
+        self.get_store, self.get_jobs, self.base_url_of = get_store, get_jobs, base_url_of
+        self.cursor = CatchUpCursor(get_jobs().jobs.engine)
+
+    def _patient_ref(self, info: StudyInfo) -> dict[str, Any]:
+        store = self.get_store()
+        if info.patient_id:
+            found = store.search("Patient", [("identifier", info.patient_id), ("_count", "2")], self.base_url_of())
+            entries = found.get("entry", [])
+            if len(entries) == 1:
+                return {"reference": f"Patient/{entries[0]['resource']['id']}"}
+        return {"identifier": {"system": DICOM_PATIENT_ID_SYSTEM, "value": info.patient_id or "unknown"},
+                **({"display": info.patient_name} if info.patient_name else {})}
+
+    def _planned_activity(self, patient_ref: dict[str, Any]) -> float | None:
+        """The newest planned Y-90 activity (``$sirt-activity`` result) of the patient, for MAA studies."""
+        ref = patient_ref.get("reference")
+        if not ref:
+            return None
+        found = self.get_store().search("Observation", [
+            ("subject", ref), ("code", f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan"),
+            ("_sort", "-_lastUpdated"), ("_count", "1")], self.base_url_of())
+        for entry in found.get("entry", []):
+            res = entry.get("resource", {})
+            for comp in res.get("component", []):
+                codes = {c.get("code") for c in comp.get("code", {}).get("coding", [])}
+                if codes & {"activityGBq", "activity-gbq", "activity"} and "valueQuantity" in comp:
+                    return float(comp["valueQuantity"]["value"])
+            if "valueQuantity" in res:
+                return float(res["valueQuantity"]["value"])
+        return None
+
+    def handle(self, orthanc_id: str) -> dict[str, Any]:
+        info = self.orthanc.study(orthanc_id)
+        if not info.study_uid:
+            raise FhirError(422, "invalid", "the Orthanc study has no StudyInstanceUID", "ID")
+        patient_ref = self._patient_ref(info)
+        resources = _imaging_resources(info, self.settings, patient_ref)
+        write_results(self.get_store(), resources, self.base_url_of())
+        study_ref = f"ImagingStudy/{resources[1]['id']}"
+        result: dict[str, Any] = {"imagingStudy": study_ref, "kind": info.kind, "reason": info.reason}
+        if info.kind == "none":
+            return result
+        activity = info.activity_gbq if info.kind != "maa-spect" else self._planned_activity(patient_ref)
+        if activity is None or activity <= 0:
+            result["job"] = None
+            result["reason"] = (f"{info.reason}; no administered/planned Y-90 activity is known, so no job "
+                                "was started (record a $sirt-activity plan for the patient)")
+            return result
+        params: dict[str, Any] = {"studyInstanceUid": info.study_uid, "administeredActivityGBq": round(activity, 6),
+                                  "method": "ldm"}
+        if "reference" in patient_ref:
+            params["patient"] = patient_ref["reference"]
+        job, sent = self.get_jobs().submit("voxel-dosimetry", params)
+        result.update({"job": f"Task/{job.id}", "started": sent})
+        return result
+
+    def catch_up(self, limit: int = 100) -> dict[str, Any]:
+        handled, errors = [], []
+        since = self.cursor.get()
+        while True:
+            changes = self.orthanc.get("changes", since=since, limit=limit)
+            for change in changes.get("Changes", []):
+                if change.get("ChangeType") == "StableStudy":
+                    try:
+                        handled.append(self.handle(change["ID"]))
+                    except FhirError as err:
+                        errors.append({"ID": change.get("ID"), "error": err.diagnostics})
+                        if err.status >= 500:
+                            return {"handled": handled, "errors": errors, "cursor": since}
+            last = int(changes.get("Last", since))
+            if last > since and not self.cursor.advance(since, last):
+                break  # another gateway process advanced it
+            since = max(since, last)
+            if changes.get("Done", True):
+                break
+        return {"handled": handled, "errors": errors, "cursor": since}
+
+
+def _start_catch_up_thread(handler: StableStudyHandler, every_s: float, app: Any) -> None:
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                with app.test_request_context(base_url=handler.settings.base_url):
+                    handler.catch_up()
+            except Exception as exc:  # keep polling; the PACS may be down for a while
+                _log.warning("orthanc catch-up failed", extra={"error": str(exc)})
+
+    threading.Thread(target=loop, name="orthanc-catch-up", daemon=True).start()
+
+
+def create_hooks_blueprint(settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
+                           base_url_of: Callable[[], str]) -> Blueprint:
+    bp = Blueprint("hooks", __name__)
+    handler = StableStudyHandler(settings, get_store, get_jobs, base_url_of)
+
+    @bp.record_once
+    def _on_register(state: Any) -> None:
+        if settings.orthanc_catch_up_s > 0:
+            _start_catch_up_thread(handler, settings.orthanc_catch_up_s, state.app)
+
+    @bp.post("/hooks/orthanc/stable-study")
+    def stable_study() -> Response:
+        require_hook_auth()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise FhirError(400, "invalid", 'expected a JSON body {"ID": "<orthanc study id>"}')
+        study_id = body.get("ID")
+        if not isinstance(study_id, str) or not study_id.strip():
+            raise FhirError(422, "required", "ID (the Orthanc study id) is required", "ID")
+        result = handler.handle(study_id.strip())
+        return fhir_response(result, 202 if result.get("job") else 200)
+
+    @bp.post("/hooks/orthanc/catch-up")
+    def catch_up() -> Response:
+        require_internal_token()
+        return fhir_response(handler.catch_up())
+
+    return bp
