@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -71,6 +70,7 @@ from gateway.store.bundles import (
     rewrite_references,
     searchset_bundle,
 )
+from gateway.store.content import SERVER_META, dumps, same_content
 from gateway.store.indexing import index_resource
 from gateway.store.search_params import (
     IdCriterion,
@@ -81,7 +81,6 @@ from gateway.store.search_params import (
     parse_search,
     to_epoch_us,
 )
-from netliver.fhir.builders import canonical_json
 from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
 
@@ -91,7 +90,6 @@ _log = logging.getLogger("netliver.gateway.store")
 _T = TypeVar("_T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
 _ATTEMPTS = 5
-_SERVER_META = ("versionId", "lastUpdated")
 
 
 def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
@@ -141,31 +139,12 @@ class _Retry(Exception):
     """A write lost a race (unique key, deadlock, serialization): run it again."""
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _dumps(resource: Mapping[str, Any]) -> str:
-    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-
-
-def _content_key(resource: Mapping[str, Any]) -> str:
-    """Canonical JSON without the server-managed ``meta`` elements, for change detection."""
-    body = {k: v for k, v in resource.items() if k != "meta"}
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
-    if meta:
-        body["meta"] = meta
-    return canonical_json(json.loads(_dumps(body)))
-
-
 def _now_us() -> int:
     return to_epoch_us(datetime.now(UTC))
 
 
 def _with_meta(resource: Mapping[str, Any], version_id: int, last_updated: str) -> dict[str, Any]:
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in SERVER_META}
     meta = {"versionId": str(version_id), "lastUpdated": last_updated, **meta}
     out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
     out.update((k, v) for k, v in resource.items() if k not in out)
@@ -219,15 +198,15 @@ class SqlStore:
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Connection]:
-        with self._mapped_errors(), self.engine.connect() as conn:
-            conn.execution_options(netliver_write=True)
-            with conn.begin():
-                yield conn
+        with self._mapped_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def _read_connection(self) -> Iterator[Connection]:
-        with self._mapped_errors(), self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self._mapped_errors(), self.engine.connect() as conn:
+            conn.execution_options(netliver_read=True)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _mapped_errors(self) -> Iterator[None]:
@@ -440,7 +419,7 @@ class SqlStore:
                     continue  # a concurrent writer created it first: update it instead
                 return stored, True
             if not current.deleted and current.content is not None and \
-                    _content_key(json.loads(current.content)) == _content_key(resource):
+                    same_content(json.loads(current.content), resource):
                 existing: dict[str, Any] = json.loads(current.content)
                 return existing, False
             version = current.version_id + 1
@@ -453,7 +432,7 @@ class SqlStore:
                         insert_current: bool = False, seen_version: int | None = None) -> bool:
         rtype, rid = stored["resourceType"], stored["id"]
         last_updated_us = _parse_instant_us(stored["meta"]["lastUpdated"])
-        content = _dumps(stored)
+        content = dumps(stored)
         values = {"version_id": version, "last_updated_us": last_updated_us, "deleted": False, "content": content}
         r = self._resource
         if insert_current:
@@ -640,7 +619,9 @@ def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("netliver_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Every transaction takes the write lock up front (so a transaction that reads then
+        # writes never fails on a lock upgrade), except the store's own read-only ones.
+        read_only = conn.get_execution_options().get("netliver_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

@@ -1,0 +1,159 @@
+"""The FHIR store on an upstream FHIR R4 server (``FHIR_UPSTREAM_URL``).
+
+Implements :class:`gateway.store.base.FhirStore` through :class:`netliver.upstream.FhirClient`,
+so that reads and searches through the gateway behave as with the embedded store:
+
+- search parameters are checked here with the same rules as the SQL store (an unknown
+  parameter is a 400 naming it, before any upstream call) and sent with
+  ``Prefer: handling=strict``;
+- ``fullUrl`` and ``link`` URLs under the upstream base are rewritten to the gateway's base;
+- an update whose content equals the upstream's current version (ignoring ``meta.versionId`` and
+  ``meta.lastUpdated``) is not sent, so repeating a write creates no version even on servers
+  without no-op detection;
+- an unreachable server is a 503 with ``Retry-After``; upstream OperationOutcomes are relayed
+  with their status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from gateway.store.base import require_resource_type
+from gateway.store.bundles import plan_bundle
+from gateway.store.content import same_content
+from gateway.store.search_params import parse_search
+from netliver.fhir.models import parse_resource
+from netliver.fhir.outcome import FhirError
+from netliver.upstream import FhirClient
+
+__all__ = ["UpstreamStore"]
+
+_RETURN_REPRESENTATION = {"Prefer": "return=representation"}
+
+
+class UpstreamStore:
+    """A :class:`~gateway.store.base.FhirStore` on a remote FHIR R4 server."""
+
+    def __init__(self, base_url: str, token: str = "", timeout_s: float = 30,
+                 *, session: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = FhirClient(self.base_url, token=token, timeout_s=timeout_s, session=session)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _rebase(self, url: Any, base_url: str) -> Any:
+        if isinstance(url, str) and base_url and url.startswith(self.base_url + "/"):
+            return base_url.rstrip("/") + url[len(self.base_url):]
+        if isinstance(url, str) and base_url and url.startswith(self.base_url + "?"):
+            return base_url.rstrip("/") + url[len(self.base_url):]
+        return url
+
+    def _rebase_bundle(self, bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
+        for link in bundle.get("link") or []:
+            if isinstance(link, dict) and "url" in link:
+                link["url"] = self._rebase(link["url"], base_url)
+        for entry in bundle.get("entry") or []:
+            if not isinstance(entry, dict):
+                continue
+            if "fullUrl" in entry:
+                entry["fullUrl"] = self._rebase(entry["fullUrl"], base_url)
+            resource = entry.get("resource")
+            if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+                self._rebase_bundle(resource, base_url)
+        return bundle
+
+    def _json(self, resp: requests.Response, fallback: tuple[str, str] | None = None) -> dict[str, Any]:
+        if resp.content:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body.get("resourceType") and body.get("resourceType") != "OperationOutcome":
+                return body
+        if fallback is not None:
+            return self.read(*fallback)
+        raise FhirError(502, "exception", f"{self.base_url} answered {resp.status_code} without a resource")
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        require_resource_type(resource_type)
+        return self.client.read(resource_type, resource_id)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        require_resource_type(resource_type)
+        resp = self.client.request("GET", f"{resource_type}/{resource_id}/_history/{version_id}")
+        return self._json(resp)
+
+    def history(self, resource_type: str, resource_id: str, *, base_url: str = "") -> dict[str, Any]:
+        require_resource_type(resource_type)
+        bundle = self._json(self.client.request("GET", f"{resource_type}/{resource_id}/_history"))
+        return self._rebase_bundle(bundle, base_url)
+
+    def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        require_resource_type(resource_type)
+        parse_search(resource_type, params)  # the same 400s as the embedded store, before any call
+        path = f"{resource_type}?{urlencode(params)}" if params else resource_type
+        resp = self.client.request("GET", path, headers={"Prefer": "handling=strict"})
+        return self._rebase_bundle(self._json(resp), base_url)
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.client.request("GET", "metadata")
+        except FhirError as err:
+            return {"status": "fail", "detail": f"{self.base_url}: {err.diagnostics}"}
+        return {"status": "pass", "detail": f"upstream FHIR server {self.base_url} reachable"}
+
+    # -- writes ---------------------------------------------------------------------------------
+    def put(self, resource: dict[str, Any], *, if_match: str | None = None) -> tuple[dict[str, Any], bool]:
+        parse_resource(resource)
+        rtype = require_resource_type(str(resource["resourceType"]))
+        rid = resource.get("id")
+        if not rid:
+            raise FhirError(400, "required", "an update needs the resource id", f"{rtype}.id")
+        if if_match is None:
+            current = self._current(rtype, str(rid))
+            if current is not None and same_content(current, resource):
+                return current, False
+        headers = dict(_RETURN_REPRESENTATION)
+        if if_match:
+            headers["If-Match"] = if_match
+        resp = self.client.request("PUT", f"{rtype}/{rid}", json_body=resource, headers=headers)
+        return self._json(resp, (rtype, str(rid))), resp.status_code == 201
+
+    def _current(self, rtype: str, rid: str) -> dict[str, Any] | None:
+        try:
+            return self.client.read(rtype, rid)
+        except FhirError as err:
+            if err.status in (404, 410):
+                return None
+            raise
+
+    def create(self, resource: dict[str, Any]) -> dict[str, Any]:
+        parse_resource(resource)
+        rtype = require_resource_type(str(resource["resourceType"]))
+        body = {k: v for k, v in resource.items() if k != "id"}
+        resp = self.client.request("POST", rtype, json_body=body, headers=_RETURN_REPRESENTATION)
+        fallback = _location_identity(resp.headers.get("Location", ""), rtype)
+        return self._json(resp, fallback)
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        require_resource_type(resource_type)
+        self.client.request("DELETE", f"{resource_type}/{resource_id}", ok=(200, 202, 204, 404, 410))
+
+    def transaction(self, bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
+        plan_bundle(bundle)  # the same 400/422 checks as the embedded store
+        resp = self.client.request("POST", "", json_body=bundle, headers=_RETURN_REPRESENTATION)
+        return self._rebase_bundle(self._json(resp), base_url)
+
+
+def _location_identity(location: str, rtype: str) -> tuple[str, str] | None:
+    """(type, id) from a ``Location: …/Type/id/_history/v`` header."""
+    parts = [p for p in location.split("?")[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == rtype:
+        return rtype, parts[-1]
+    return None
+
