@@ -41,7 +41,7 @@ def dubois_bsa_m2(height_cm: float, weight_kg: float) -> float:
     """DuBois body surface area in m² (DuBois & DuBois 1916)."""
     _positive(height_cm, "heightCm")
     _positive(weight_kg, "weightKg")
-    return 0.007184 * weight_kg**0.425 * height_cm**0.725
+    return float(0.007184 * weight_kg**0.425 * height_cm**0.725)
 
 
 def tumor_involvement(tumor_volume_ml: float, liver_volume_ml: float) -> float:
