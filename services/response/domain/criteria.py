@@ -1,0 +1,62 @@
+"""One entry point over every criterion: which measure, which defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.response.domain.bor import BorSettings, best_overall_response
+from services.response.domain.choi import assess_choi
+from services.response.domain.easl import assess_easl
+from services.response.domain.irecist import assess_irecist
+from services.response.domain.model import Assessment, LocalTreatment, ResponseInputError
+from services.response.domain.mrecist import assess_mrecist
+from services.response.domain.percist import assess_percist
+from services.response.domain.recist import assess_recist
+from services.response.domain.result import CriterionResult
+from services.response.domain.series import build_series
+
+__all__ = ["CRITERIA", "TREATED_DEFAULT_EXCLUDED", "Evaluation", "evaluate"]
+
+#: Criterion codes of the public contract (`$tumor-response?criteria=`).
+CRITERIA = ("recist-1.1", "mrecist", "choi", "percist", "irecist", "easl")
+
+#: Lesions treated locally after baseline: size criteria (RECIST 1.1 §3.1.3 and those built on
+#: it) no longer evaluate them; the viable-tumour criteria, made to judge liver-directed
+#: therapy (Lencioni & Llovet 2010; EASL 2001), keep measuring them.
+TREATED_DEFAULT_EXCLUDED = {"recist-1.1": True, "irecist": True, "choi": True, "percist": True,
+                            "mrecist": False, "easl": False}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    result: CriterionResult
+    best: str
+    best_notes: tuple[str, ...]
+
+
+def evaluate(criterion: str, assessments: Sequence[Assessment],
+             treatments: Sequence[LocalTreatment] = (), *, bor: BorSettings | None = None,
+             exclude_treated: bool | None = None) -> Evaluation:
+    """Assess every follow-up under ``criterion`` and its best overall response."""
+    if criterion not in CRITERIA:
+        raise ResponseInputError(
+            f"unknown criterion {criterion!r}; expected one of {', '.join(CRITERIA)}", "criteria")
+    exclude = TREATED_DEFAULT_EXCLUDED[criterion] if exclude_treated is None else exclude_treated
+    series = build_series(assessments, treatments, require_targets=criterion in ("mrecist", "easl", "choi"))
+    result: CriterionResult
+    if criterion == "recist-1.1":
+        result = assess_recist(series, exclude_treated=exclude)
+    elif criterion == "mrecist":
+        result = assess_mrecist(series, exclude_treated=exclude)
+    elif criterion == "easl":
+        result = assess_easl(series, exclude_treated=exclude)
+    elif criterion == "choi":
+        result = assess_choi(series, exclude_treated=exclude)
+    elif criterion == "irecist":
+        result = assess_irecist(series, exclude_treated=exclude)
+    else:
+        result = assess_percist(series)
+    best, notes = best_overall_response(result.baseline_date,
+                                        [(v.date, v.overall) for v in result.visits], bor or BorSettings())
+    return Evaluation(result, best, notes)
