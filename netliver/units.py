@@ -61,6 +61,9 @@ _UNITS: dict[str, _Unit] = {
     "%": _u("ratio", "0.01"), "1": _u("ratio", "1"),
     "mL/min": _u("flow", "1"), "mL/min/{1.73_m2}": _u("flow-bsa", "1"), "mL/min/1.73m2": _u("flow-bsa", "1"),
     "[hnsf'U]": _u("hu", "1"), "{HU}": _u("hu", "1"),
+    # catalytic concentration (liver enzymes): 1 µkat/L = 60 U/L
+    "U/L": _u("catalytic-conc", "1"), "[IU]/L": _u("catalytic-conc", "1"),
+    "ukat/L": _u("catalytic-conc", "60"),
     "kg/m2": _u("bmi", "1"), "m2": _u("area", "1"), "cm2": _u("area", "0.0001"), "mm2": _u("area", "0.000001"),
 }
 
@@ -78,6 +81,7 @@ _ALIASES = {
     "ml/min/1.73m2": "mL/min/1.73m2", "ml/min/{1.73_m2}": "mL/min/{1.73_m2}",
     "percent": "%", "pct": "%", "hu": "{HU}", "gbq": "GBq", "mbq": "MBq", "mci": "mCi",
     "gy": "Gy", "kg": "kg", "g": "g", "mm": "mm", "cm": "cm",
+    "u/l": "U/L", "iu/l": "[IU]/L", "[iu]/l": "[IU]/L", "µkat/l": "ukat/L", "ukat/l": "ukat/L",
 }
 
 
