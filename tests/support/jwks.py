@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-__all__ = ["ALGORITHMS", "ISSUER", "AUDIENCE", "JwksServer"]
+__all__ = ["ALGORITHMS", "AUDIENCE", "ISSUER", "JwksServer"]
 
 #: The issuer and audience the gateway under test is configured with.
 ISSUER = "https://idp.hospital.test/oauth2"
@@ -46,19 +46,24 @@ def _b64json(value: dict[str, Any]) -> str:
     return _b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _public_jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
+def _public_jwk(key: Any, kid: str, alg: str, with_alg: bool) -> dict[str, Any]:
     algorithm = RSAAlgorithm if alg.startswith("RS") else ECAlgorithm
     jwk: dict[str, Any] = json.loads(algorithm.to_jwk(key.public_key()))
-    jwk.update({"kid": kid, "alg": alg, "use": "sig"})
+    jwk.update({"kid": kid, "use": "sig"})
+    if with_alg:
+        jwk["alg"] = alg
     return jwk
 
 
 class JwksServer:
     """JWKS endpoint plus token minting. Start with ``with`` or :meth:`start`/:meth:`stop`."""
 
-    def __init__(self, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
+    def __init__(self, issuer: str = ISSUER, audience: str = AUDIENCE, *,
+                 publish_alg: bool = True) -> None:
         self.issuer = issuer
         self.audience = audience
+        #: Whether the published JWKs state their "alg" (RFC 7517 §4.4 makes it optional).
+        self.publish_alg = publish_alg
         rsa_256 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         rsa_384 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ec_384 = ec.generate_private_key(ec.SECP384R1())
@@ -132,7 +137,8 @@ class JwksServer:
         return f"http://127.0.0.1:{self.port}{JWKS_PATH}"
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [_public_jwk(key, kid, alg) for kid, (key, alg) in self.keys.items()]}
+        return {"keys": [_public_jwk(key, kid, alg, self.publish_alg)
+                         for kid, (key, alg) in self.keys.items()]}
 
     def rotate(self, alg: str = "RS256") -> str:
         """Publish a new key for ``alg`` (key rotation at the issuer); returns its kid."""

@@ -198,6 +198,22 @@ def test_bad_token_is_401(client: FlaskClient, idp: JwksServer, name: str) -> No
     assert_401(client.post(ELIGIBILITY, headers=bearer(token)))
 
 
+def test_key_type_decides_when_the_jwks_states_no_alg() -> None:
+    """Without "alg" in the JWK, RS* tokens need an RSA key and ES384 a P-384 key."""
+    with JwksServer(publish_alg=False) as issuer:
+        assert all("alg" not in k for k in issuer.jwks()["keys"])
+        http = make_app(jwt_settings(issuer.jwks_url)).test_client()
+        for alg in ("RS256", "RS384", "ES384"):
+            resp = http.get("/fhir/Observation", headers=bearer(issuer.mint(alg=alg)))
+            assert resp.status_code == 200, alg
+        # an RSA key without "alg" may sign RS256 or RS384
+        rs384_on_rs256_key = issuer.mint(alg="RS384", kid="rsa-256")
+        assert http.get("/fhir/Observation", headers=bearer(rs384_on_rs256_key)).status_code == 200
+        for token in (issuer.mint(alg="RS384", kid="ec-384", key=issuer.keys["rsa-384"][0]),
+                      issuer.mint(alg="ES384", kid="rsa-384", key=issuer.keys["ec-384"][0])):
+            assert_401(http.get("/fhir/Observation", headers=bearer(token)))
+
+
 @pytest.mark.parametrize("token", JwksServer.malformed_tokens())
 def test_malformed_token_is_401(client: FlaskClient, token: str) -> None:
     assert_401(client.get("/fhir/Observation", headers=bearer(token)))
