@@ -1,0 +1,256 @@
+"""Voxel dosimetry of one PACS study, stage by stage: fetch, decode, resample, dose, dvh, store.
+
+1. **fetch** — QIDO/WADO the activity series (PT, else NM), its CT, and the SEG/RTSTRUCT when
+   ``segmentation_series_uid`` is given (:mod:`.dicomweb`).
+2. **decode** — activity volume in patient coordinates, decay corrected to the administration
+   (:mod:`.volume`); CT in HU; CT/activity match checked (:mod:`.resample`).
+3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
+   VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
+4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
+   ``dvk`` Y-90 soft-tissue kernel convolution, with the CT density map and patient-relative
+   calibration over the whole field of view (the administered activity is distributed by the
+   counts of every voxel). For a Tc-99m MAA SPECT the activity is the planned Y-90 activity
+   (a simulation; the Tc-99m half-life only times the activity map).
+5. **dvh** — per VOI: Dmean, D50, D70, D90, V100, V120 (:mod:`services.dosimetry.domain.dvh`),
+   volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist.
+6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`).
+
+``progress(stage, fraction)`` is called as each stage starts; ``cancelled()`` is asked before
+each stage, so a cancelled job stops with :class:`JobCancelledError` and never stores anything
+(the store is the last stage, and it is not started once cancelled).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
+from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.imaging.dicomweb import fetch_segmentation, fetch_study
+from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.resample import check_ct_matches, density_on_grid
+from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
+from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, vois_from_dataset
+from services.dosimetry.imaging.volume import activity_volume, ct_volume
+
+__all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "run_voxel_dosimetry"]
+
+#: Stages in order, with the fraction of the job done when each starts (for progress reports).
+STAGES: tuple[tuple[str, float], ...] = (
+    ("fetch", 0.0), ("decode", 0.25), ("resample", 0.4), ("dose", 0.55), ("dvh", 0.8), ("store", 0.9),
+)
+METHODS = ("ldm", "dvk")
+
+
+@dataclass(frozen=True)
+class VoiDose:
+    """Dose metrics of one VOI. ``metrics`` holds Dmean, D50, D70, D90 (Gy), V100, V120 (%),
+    Dmin and Dmax (Gy); ``source`` is ``segmentation``, ``rtstruct`` or ``automatic``."""
+
+    name: str
+    role: str
+    source: str
+    voxel_count: int
+    volume_ml: float
+    mass_g: float
+    activity_fraction: float
+    metrics: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "source": self.source, "voxelCount": self.voxel_count,
+                "volumeMl": self.volume_ml, "massG": self.mass_g, "activityFraction": self.activity_fraction,
+                "metrics": dict(self.metrics)}
+
+
+@dataclass
+class VoxelDosimetryResult:
+    """What :func:`run_voxel_dosimetry` computed (``dose_gy`` on ``grid``)."""
+
+    study_uid: str
+    method: str
+    administered_activity_gbq: float
+    dose_constant_gy_kg_per_gbq: float
+    modality: str
+    nuclide: str
+    simulation: bool
+    voxel_size_mm: tuple[float, float, float]
+    reference_time: datetime | None
+    vois: list[VoiDose]
+    dose_gy: np.ndarray
+    grid: Grid
+    rtdose_sop_instance_uid: str | None
+    rtdose_series_uid: str | None
+    lung_shunt_fraction: float | None
+    automatic_voi: bool
+    warnings: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the dose array, as JSON-able values."""
+        return {
+            "studyInstanceUid": self.study_uid, "method": self.method,
+            "administeredActivityGBq": self.administered_activity_gbq,
+            "doseConstant": self.dose_constant_gy_kg_per_gbq, "modality": self.modality, "nuclide": self.nuclide,
+            "simulation": self.simulation, "voxelSizeMm": list(self.voxel_size_mm),
+            "referenceTime": self.reference_time.isoformat() if self.reference_time else None,
+            "vois": [v.to_json() for v in self.vois],
+            "rtDoseSopInstanceUid": self.rtdose_sop_instance_uid, "rtDoseSeriesUid": self.rtdose_series_uid,
+            "lungShuntFraction": self.lung_shunt_fraction, "automaticVoi": self.automatic_voi,
+            "warnings": list(self.warnings), "timingsS": dict(self.timings_s),
+        }
+
+
+def _validate(administered_activity_gbq: float, method: str) -> None:
+    if not (isinstance(administered_activity_gbq, (int, float)) and math.isfinite(administered_activity_gbq)
+            and administered_activity_gbq > 0):
+        raise ImagingError(f"administeredActivityGBq must be a positive number, got {administered_activity_gbq!r}",
+                           "administeredActivityGBq")
+    if method not in METHODS:
+        raise ImagingError(f"method must be one of {', '.join(METHODS)}, got {method!r}", "method")
+
+
+def _engine_dose(method: str, counts: np.ndarray, voxel_size_mm: tuple[float, float, float],
+                 activity_gbq: float, density: np.ndarray, dose_constant: float) -> np.ndarray:
+    from services.dosimetry.domain import voxel
+
+    try:
+        if method == "ldm":
+            return np.asarray(voxel.ldm_dose_gy(counts, voxel_size_mm, activity_gbq, density_g_per_ml=density,
+                                                dose_constant_gy_kg_per_gbq=dose_constant))
+        from services.dosimetry.kernels import load_kernel
+
+        kernel = load_kernel(voxel_size_mm, tissue="soft")
+        return np.asarray(voxel.kernel_dose_gy(counts, voxel_size_mm, activity_gbq, kernel,
+                                               density_g_per_ml=density))
+    except DosimetryInputError as exc:
+        raise ImagingError(f"the dose engine refused the input: {exc.message}", exc.parameter) from exc
+    except ValueError as exc:  # e.g. no kernel for this voxel size
+        raise ImagingError(f"the dose engine refused the input: {exc}", "method") from exc
+
+
+def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: float, method: str,
+                        segmentation_series_uid: str | None = None,
+                        progress: Callable[[str, float], None] | None = None,
+                        cancelled: Callable[[], bool] | None = None, *,
+                        dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
+                        store: bool = True) -> VoxelDosimetryResult:
+    """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
+
+    Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
+    message naming the input or DICOM attribute) and :class:`JobCancelledError`.
+    """
+    from services.dosimetry.domain.dvh import dvh_metrics
+
+    _validate(administered_activity_gbq, method)
+    timings: dict[str, float] = {}
+    state: dict[str, float] = {}
+
+    def begin(stage: str) -> None:
+        now = time.perf_counter()
+        if "stage_start" in state:
+            timings[_current[0]] = now - state["stage_start"]
+        if cancelled is not None and cancelled():
+            raise JobCancelledError(stage)
+        fraction = dict(STAGES)[stage]
+        if progress is not None:
+            progress(stage, fraction)
+        _current[0] = stage
+        state["stage_start"] = time.perf_counter()
+
+    _current = [""]
+
+    begin("fetch")
+    images = fetch_study(client, study_uid)
+    seg_ds = fetch_segmentation(client, study_uid, segmentation_series_uid) if segmentation_series_uid else None
+    warnings = list(images.warnings)
+
+    begin("decode")
+    activity = activity_volume(images.activity)
+    warnings.extend(activity.warnings)
+    ct = ct_volume(images.ct)
+    check_ct_matches(ct.grid, activity.grid)
+    grid = activity.grid
+
+    begin("resample")
+    density = density_on_grid(ct, grid)
+    vois: list[Voi]
+    if seg_ds is not None:
+        vois = vois_from_dataset(seg_ds, ct.grid, grid)
+    else:
+        vois = [automatic_liver_voi(activity.values, density)]
+        warnings.append("no segmentation given: automatic liver VOI (activity ≥ 10 % of the body's 99.9th "
+                        "percentile, largest connected component, lungs excluded) — the perfused liver as the "
+                        "activity shows it, not an anatomical contour")
+
+    begin("dose")
+    nuclide = activity.radiopharmaceutical.nuclide if activity.radiopharmaceutical else "unknown"
+    simulation = nuclide == "Tc-99m"
+    if simulation:
+        warnings.append("Tc-99m MAA SPECT: predicted Y-90 dose for the planned activity (simulation)")
+    elif nuclide != "Y-90":
+        warnings.append(f"radionuclide {nuclide}: the dose is computed for Y-90 microspheres distributed like "
+                        "this image")
+    spacing = grid.spacing_mm
+    counts = activity.values.astype(np.float64)
+    if not float(counts.sum()) > 0:
+        raise ImagingError("the activity series holds no counts (all voxels 0)", "studyInstanceUid")
+    dose = _engine_dose(method, counts, spacing, float(administered_activity_gbq), density,
+                        dose_constant_gy_kg_per_gbq)
+
+    begin("dvh")
+    total_counts = float(counts.sum())
+    voxel_ml = grid.voxel_volume_ml
+    results: list[VoiDose] = []
+    for v in vois:
+        metrics = dvh_metrics(dose, v.mask)
+        results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
+                               float(density[v.mask].sum() * voxel_ml),
+                               float(counts[v.mask].sum() / total_counts), metrics))
+    lsf = _lung_shunt_fraction(vois, counts)
+
+    rtdose_uid: str | None = None
+    rtdose_series: str | None = None
+    begin("store")
+    if store:
+        key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
+                        f"{dose_constant_gy_kg_per_gbq:g}"])
+        ds = build_rtdose(dose, grid, study=images.ct[0],
+                          frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
+                          summation_type="PLAN" if simulation else "RECORD",
+                          series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
+                          deterministic_key=key, referenced_series_uid=activity.series_uid)
+        store_rtdose(client, ds)
+        rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
+    timings["store"] = time.perf_counter() - state["stage_start"]
+    if progress is not None:
+        progress("done", 1.0)
+    return VoxelDosimetryResult(
+        study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
+        nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
+        lsf, any(v.source == "automatic" for v in vois), warnings, timings)
+
+
+def _lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:
+    """Counts in the lungs / counts in lungs + liver, when both VOIs exist (EANM 2022)."""
+    lung = [v for v in vois if v.role == "lung"]
+    liver = [v for v in vois if v.role == "liver"]
+    if not lung or not liver:
+        return None
+    lung_mask = np.zeros(counts.shape, dtype=bool)
+    for v in lung:
+        lung_mask |= v.mask
+    liver_mask = np.zeros(counts.shape, dtype=bool)
+    for v in liver:
+        liver_mask |= v.mask
+    liver_mask &= ~lung_mask
+    c_lung = float(counts[lung_mask].sum())
+    c_liver = float(counts[liver_mask].sum())
+    return c_lung / (c_lung + c_liver) if c_lung + c_liver > 0 else None

@@ -1,0 +1,123 @@
+"""Resampling CT and VOI masks onto the activity grid, and CT numbers to mass density.
+
+**HU → density.** Piecewise-linear table :data:`HU_TO_DENSITY` (HU, g/mL). Between −70 and
++3000 HU the points are the breakpoints of the four-segment linear fit to the tissue
+measurements of Schneider, Pedroni & Lomax, "The calibration of CT Hounsfield units for
+radiotherapy treatment planning", Phys. Med. Biol. 41:111-124 (1996), in the form published with
+the k-Wave toolbox (``hounsfield2density``: ρ[kg/m³] = 1.0258·(HU+1000) − 5.68 below −70 HU;
+0.9083·(HU+1000) + 103.6 up to +98 HU; 0.5108·(HU+1000) + 540.0 up to +260 HU;
+0.6625·(HU+1000) + 348.9 above). Below −70 HU the fit would reach −5.7 kg/m³ at −1000 HU, so the
+table ends instead at dry air, 0.0012 g/mL at −1000 HU (NIST, air at 20 °C); above +3000 HU
+(metal, beyond the fit) the density is held at 3.0 g/mL. The table is a scanner-independent
+default: a site should replace it with its own CT calibration (same format).
+
+**Grids.** :func:`resample_scalar` averages the source over each target voxel: the target voxel
+is split into m×m×m sub-points (m = ceil(target spacing / source spacing) per axis), the source
+is interpolated (trilinear) at each and the sub-samples are averaged, so a fine CT is box
+averaged onto the coarser emission grid instead of point sampled (mass is conserved).
+:func:`resample_mask` does the same with nearest-neighbour sub-samples and keeps a target voxel
+when at least half of its sub-samples are inside (majority vote of nearest samples).
+Points outside the source are air (−1000 HU) for CT and outside for masks.
+
+**Matching.** :func:`check_ct_matches` refuses a CT in another Frame of Reference (0020,0052)
+or one that covers less than half of the activity volume (no overlap → error).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from services.dosimetry.imaging.errors import CtMismatchError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.volume import ScalarVolume
+
+__all__ = [
+    "HU_TO_DENSITY",
+    "MIN_CT_OVERLAP",
+    "check_ct_matches",
+    "density_on_grid",
+    "hu_to_density_g_per_ml",
+    "resample_mask",
+    "resample_scalar",
+]
+
+#: (HU, g/mL) points of the piecewise-linear calibration (see the module docstring for sources).
+HU_TO_DENSITY: tuple[tuple[float, float], ...] = (
+    (-1000.0, 0.0012),
+    (-70.0, 0.9483),
+    (98.0, 1.1009),
+    (260.0, 1.1836),
+    (3000.0, 2.9993),
+)
+
+#: Share of the activity volume the CT must cover.
+MIN_CT_OVERLAP = 0.5
+
+
+def hu_to_density_g_per_ml(hu: np.ndarray, table: tuple[tuple[float, float], ...] = HU_TO_DENSITY) -> np.ndarray:
+    """Mass density (g/mL) of CT numbers by linear interpolation in ``table`` (clamped at the ends)."""
+    xs = np.array([p[0] for p in table])
+    ys = np.array([p[1] for p in table])
+    return np.asarray(np.interp(np.asarray(hu, dtype=np.float64), xs, ys))
+
+
+def _subsamples(source: Grid, target: Grid) -> tuple[int, int, int]:
+    s_sp, t_sp = source.spacing_mm, target.spacing_mm
+    m = tuple(max(1, math.ceil(t / s - 1e-6)) for s, t in zip(s_sp, t_sp, strict=True))
+    return (m[0], m[1], m[2])
+
+
+def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
+    """Mean over target voxels of sub-samples of ``values`` (order 1 trilinear, 0 nearest)."""
+    m = _subsamples(source, target)
+    # Map target index → source index: inv(A_src) · A_tgt (4×4 homogeneous).
+    matrix = np.linalg.inv(source.affine) @ target.affine
+    acc = np.zeros(target.shape, dtype=np.float64)
+    offsets = [[(a + 0.5) / n - 0.5 for a in range(n)] for n in m]
+    for dk in offsets[0]:
+        for dj in offsets[1]:
+            for di in offsets[2]:
+                shifted = matrix.copy()
+                shifted[:3, 3] = matrix[:3, :3] @ np.array([dk, dj, di]) + matrix[:3, 3]
+                acc += ndimage.affine_transform(values, shifted, output_shape=target.shape, order=order,
+                                                mode="constant", cval=cval, prefilter=False)
+    return acc / (m[0] * m[1] * m[2])
+
+
+def resample_scalar(volume: ScalarVolume, target: Grid, cval: float) -> np.ndarray:
+    """``volume`` averaged onto ``target`` (trilinear sub-samples); ``cval`` outside."""
+    return _sample(volume.values.astype(np.float64), volume.grid, target, 1, cval)
+
+
+def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
+    """A boolean mask on ``source`` moved onto ``target`` (majority of nearest sub-samples)."""
+    frac = _sample(mask.astype(np.float64), source, target, 0, 0.0)
+    return np.asarray(frac >= 0.5 - 1e-9)
+
+
+def check_ct_matches(ct: Grid, activity: Grid) -> float:
+    """Refuse a CT that cannot describe the activity volume; returns the overlap fraction."""
+    if ct.frame_of_reference_uid and activity.frame_of_reference_uid and \
+            ct.frame_of_reference_uid != activity.frame_of_reference_uid:
+        raise CtMismatchError(
+            f"the CT is in another Frame of Reference ({ct.frame_of_reference_uid}) than the activity series "
+            f"({activity.frame_of_reference_uid}) (FrameOfReferenceUID (0020,0052)): not a registered SPECT/CT or "
+            "PET/CT", "FrameOfReferenceUID")
+    overlap = activity.overlap_fraction(ct)
+    if overlap < MIN_CT_OVERLAP:
+        lo, hi = ct.bounds_mm()
+        alo, ahi = activity.bounds_mm()
+        raise CtMismatchError(
+            f"the CT covers {overlap:.0%} of the activity volume (CT {np.round(lo, 1).tolist()}–"
+            f"{np.round(hi, 1).tolist()} mm, activity {np.round(alo, 1).tolist()}–{np.round(ahi, 1).tolist()} mm); "
+            f"at least {MIN_CT_OVERLAP:.0%} is needed (ImagePositionPatient (0020,0032))", "ImagePositionPatient")
+    return overlap
+
+
+def density_on_grid(ct: ScalarVolume, target: Grid) -> np.ndarray:
+    """Mass density (g/mL) on ``target``: HU → density on the CT grid, then box averaged."""
+    density = ScalarVolume(hu_to_density_g_per_ml(ct.values), ct.grid, "g/mL")
+    return resample_scalar(density, target, cval=HU_TO_DENSITY[0][1])

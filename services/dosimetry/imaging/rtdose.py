@@ -1,0 +1,143 @@
+"""The absorbed-dose map as a DICOM RT Dose instance (PS3.3 A.18, RT Dose module C.8.8.3).
+
+The instance is written into the *same study* as the images (StudyInstanceUID) and the *same
+Frame of Reference as the CT* (FrameOfReferenceUID), so a viewer overlays it on the CT. It is
+a multi-frame image on the activity grid: ImagePositionPatient of the first frame,
+ImageOrientationPatient, PixelSpacing, GridFrameOffsetVector (3004,000C) (frame offsets in mm
+along the normal, first = 0) with FrameIncrementPointer → (3004,000C); 32-bit unsigned pixels
+× DoseGridScaling (3004,000E) = dose in Gy; DoseUnits GY, DoseType PHYSICAL.
+
+DoseSummationType (3004,000A): ``RECORD`` for a post-treatment Y-90 image (the dose that was
+delivered) and ``PLAN`` for a Tc-99m MAA simulation (a planned Y-90 activity). The standard
+asks for a Referenced RT Plan / Treatment Record Sequence with these values; radioembolisation
+has no DICOM RT Plan or record, so the sequences are omitted (viewers and TPS importers tested
+with RT Dose files of nuclear-medicine dosimetry software accept this).
+
+:func:`store_rtdose` sends it with STOW-RS (dicomweb-client ``store_instances``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from services.dosimetry import __version__
+from services.dosimetry.imaging.errors import ImagingError, PacsUnavailableError
+from services.dosimetry.imaging.grid import Grid
+
+__all__ = ["RT_DOSE_STORAGE", "build_rtdose", "rtdose_array", "store_rtdose"]
+
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
+_MAX_STORED = 2**32 - 1
+
+
+def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_reference_uid: str,
+                 summation_type: str, series_description: str, deterministic_key: str,
+                 when: datetime | None = None, referenced_series_uid: str = "") -> Dataset:
+    """An RT Dose dataset for ``dose_gy`` on ``grid``.
+
+    ``study`` is any instance of the study (patient and study attributes are copied from it);
+    ``deterministic_key`` seeds the series and instance UIDs, so computing the same job twice
+    produces the same instance (a second STOW replaces it instead of adding a copy).
+    """
+    if dose_gy.shape != grid.shape:
+        raise ValueError(f"dose shape {dose_gy.shape} ≠ grid shape {grid.shape}")
+    if summation_type not in {"PLAN", "RECORD"}:
+        raise ValueError("summation_type must be PLAN or RECORD")
+    dose = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    dose = np.clip(dose, 0.0, None)
+    peak = float(dose.max())
+    scaling = peak / _MAX_STORED if peak > 0 else 1.0
+    stored = np.round(dose / scaling).astype(np.uint32)
+    when = when or datetime.now()
+    series_uid = generate_uid(entropy_srcs=["rtdose-series", deterministic_key])
+    sop_uid = generate_uid(entropy_srcs=["rtdose-instance", deterministic_key])
+
+    ds = Dataset()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RT_DOSE_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = RT_DOSE_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+                    "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
+                    "StudyDescription"):
+        ds.__setattr__(keyword, study.get(keyword, ""))
+    ds.Modality = "RTDOSE"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = 9001
+    ds.SeriesDescription = series_description[:64]
+    ds.InstanceNumber = 1
+    ds.ContentDate = when.strftime("%Y%m%d")
+    ds.ContentTime = when.strftime("%H%M%S")
+    ds.InstanceCreationDate = ds.ContentDate
+    ds.InstanceCreationTime = ds.ContentTime
+    ds.Manufacturer = "netliver"
+    ds.ManufacturerModelName = "netliver dosimetry"
+    ds.SoftwareVersions = __version__
+    ds.FrameOfReferenceUID = frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    # Image Plane / multi-frame geometry
+    ds.ImagePositionPatient = [f"{v:.6g}" for v in grid.first_position_mm]
+    ds.ImageOrientationPatient = [f"{v:.8g}" for v in grid.orientation]
+    dz, dy, dx = grid.spacing_mm
+    ds.PixelSpacing = [f"{dy:.6g}", f"{dx:.6g}"]
+    ds.SliceThickness = f"{dz:.6g}"
+    normal = np.cross(grid.orientation[:3], grid.orientation[3:])
+    sign = 1.0 if float(grid.affine[:3, 0] @ normal) >= 0 else -1.0
+    ds.GridFrameOffsetVector = [f"{sign * k * dz:.6g}" for k in range(grid.shape[0])]
+    ds.NumberOfFrames = grid.shape[0]
+    ds.FrameIncrementPointer = 0x3004000C
+    # Image Pixel
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = grid.shape[1]
+    ds.Columns = grid.shape[2]
+    ds.BitsAllocated = 32
+    ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    # RT Dose
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = summation_type
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    ds.DoseComment = "Y-90 absorbed dose (netliver voxel dosimetry)"[:64]
+    if referenced_series_uid:
+        ref = Dataset()
+        ref.SeriesInstanceUID = referenced_series_uid
+        ds.ReferencedSeriesSequence = DicomSequence([ref])
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def rtdose_array(ds: Dataset) -> np.ndarray:
+    """Dose in Gy of an RT Dose instance (stored value × DoseGridScaling), shape (frames, rows, cols)."""
+    pixels = ds.pixel_array.astype(np.float64)
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+    return np.asarray(pixels * float(ds.DoseGridScaling))
+
+
+def store_rtdose(client: Any, ds: Dataset) -> None:
+    """STOW-RS the instance into its study; a PACS failure is a 503, a refusal a 422."""
+    import requests
+
+    try:
+        client.store_instances(datasets=[ds], study_instance_uid=str(ds.StudyInstanceUID))
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        if status >= 500 or status == 0:
+            raise PacsUnavailableError(f"the PACS failed to store the RT Dose (STOW-RS HTTP {status})") from exc
+        raise ImagingError(f"the PACS refused the RT Dose instance (STOW-RS HTTP {status})") from exc
+    except requests.exceptions.RequestException as exc:
+        raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose: {exc}") from exc
