@@ -1,0 +1,354 @@
+"""Activity planning against published formulas and hand-worked examples (DOMAIN.md §3).
+
+Expected numbers are worked by hand in the comments, not copied from the implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.dosimetry.domain.bsa import (
+    bsa_activity_gbq,
+    dubois_bsa_m2,
+    mosteller_bsa_m2,
+    tumor_involvement,
+)
+from services.dosimetry.domain.constants import (
+    DOSE_CONSTANTS,
+    Y90_HALF_LIFE_EANM_2022_H,
+    Y90_HALF_LIFE_H,
+)
+from services.dosimetry.domain.decay import activity_at_calibration_gbq, decay_factor, elapsed_h
+from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.lung import lung_dose_gy, lung_shunt_band
+from services.dosimetry.domain.mird import (
+    single_compartment_activity_gbq,
+    single_compartment_dose_gy,
+)
+from services.dosimetry.domain.partition import Lesion, partition_doses, solve_partition_activity
+from services.dosimetry.domain.planning import PlanInputs, plan_sirt
+from services.dosimetry.domain.protocols import PROTOCOLS, protocol_warnings
+
+C_EANM = 49.67
+
+
+# -- constants -----------------------------------------------------------------------------------
+
+def test_dose_constants_and_half_lives_are_the_named_versions() -> None:
+    assert DOSE_CONSTANTS["eanm"].value_gy_kg_per_gbq == 49.67
+    assert DOSE_CONSTANTS["therasphere"].value_gy_kg_per_gbq == 50.0
+    assert DOSE_CONSTANTS["aapm"].value_gy_kg_per_gbq == 49.38
+    assert Y90_HALF_LIFE_H == 64.1
+    assert Y90_HALF_LIFE_EANM_2022_H == 64.2
+
+
+# -- BSA -----------------------------------------------------------------------------------------
+
+def test_mosteller_check_values() -> None:
+    # √(180·80/3600) = √4 = 2.000 m²; √(170·70/3600) = √3.3056 = 1.818 m²
+    assert mosteller_bsa_m2(180, 80) == pytest.approx(2.0, abs=1e-12)
+    assert mosteller_bsa_m2(170, 70) == pytest.approx(1.818, abs=0.001)
+
+
+def test_dubois_check_values() -> None:
+    # DuBois BSA table values (0.01 m²): 170 cm / 70 kg → 1.81 m²; 180 cm / 80 kg → 2.00 m²;
+    # 150 cm / 50 kg → 1.43 m²
+    assert dubois_bsa_m2(170, 70) == pytest.approx(1.81, abs=0.005)
+    assert dubois_bsa_m2(180, 80) == pytest.approx(2.00, abs=0.005)
+    assert dubois_bsa_m2(150, 50) == pytest.approx(1.43, abs=0.005)
+
+
+def test_bsa_method_whole_liver_and_lobar() -> None:
+    # A = BSA − 0.2 + TI: 2.0 − 0.2 + 0.2 = 2.0 GBq; right lobe 60 % of the liver: 1.2 GBq
+    assert bsa_activity_gbq(2.0, 0.2) == pytest.approx(2.0)
+    assert bsa_activity_gbq(2.0, 0.2, 0.6) == pytest.approx(1.2)
+    # 1.8 m², TI 25 %: 1.8 − 0.2 + 0.25 = 1.85 GBq
+    assert bsa_activity_gbq(1.8, 0.25) == pytest.approx(1.85)
+
+
+def test_tumor_involvement_and_bad_volumes() -> None:
+    assert tumor_involvement(300, 1500) == pytest.approx(0.2)
+    with pytest.raises(DosimetryInputError) as err:
+        tumor_involvement(1600, 1500)
+    assert err.value.parameter == "tumorVolumeMl"
+    with pytest.raises(DosimetryInputError) as err:
+        tumor_involvement(10, 0)
+    assert err.value.parameter == "liverVolumeMl"
+    with pytest.raises(DosimetryInputError):
+        mosteller_bsa_m2(-170, 70)
+
+
+# -- lung shunt bands: both sides of every edge ---------------------------------------------------
+
+@pytest.mark.parametrize(("lsf", "reduction", "contraindicated"), [
+    (0.0, 0.0, False),
+    (0.0999, 0.0, False),
+    (0.10, 0.20, False),
+    (0.1499, 0.20, False),
+    (0.15, 0.40, False),
+    (0.20, 0.40, False),
+    (0.2001, 0.0, True),
+    (0.5, 0.0, True),
+])
+def test_lung_shunt_bands(lsf: float, reduction: float, contraindicated: bool) -> None:
+    band = lung_shunt_band(lsf)
+    assert band.reduction == reduction
+    assert band.contraindicated is contraindicated
+
+
+@pytest.mark.parametrize("lsf", [-0.01, 1.01, math.nan])
+def test_lung_shunt_outside_0_1_is_refused(lsf: float) -> None:
+    with pytest.raises(DosimetryInputError) as err:
+        lung_shunt_band(lsf)
+    assert err.value.parameter == "lungShuntFraction"
+
+
+def test_lung_dose() -> None:
+    # 49.67 · 2 GBq · 0.1 / 1 kg = 9.934 Gy
+    assert lung_dose_gy(2.0, 0.1, C_EANM) == pytest.approx(9.934)
+    assert lung_dose_gy(2.0, 0.1, C_EANM, lung_mass_kg=0.5) == pytest.approx(19.868)
+
+
+# -- MIRD single compartment ---------------------------------------------------------------------
+
+def test_therasphere_style_example() -> None:
+    # 3 GBq, 1.5 kg, LSF 10 %, C = 50 → 50·3·0.9/1.5 = 90 Gy
+    assert single_compartment_dose_gy(3.0, 1.5, 0.10, 0.0, 50.0) == pytest.approx(90.0)
+    assert single_compartment_activity_gbq(90.0, 1.5, 0.10, 0.0, 50.0) == pytest.approx(3.0)
+
+
+def test_vial_residual_reduces_dose() -> None:
+    # 5 % residual: 90 · 0.95 = 85.5 Gy; the activity for 90 Gy is 3/0.95 = 3.158 GBq
+    assert single_compartment_dose_gy(3.0, 1.5, 0.10, 0.05, 50.0) == pytest.approx(85.5)
+    assert single_compartment_activity_gbq(90.0, 1.5, 0.10, 0.05, 50.0) == pytest.approx(3.0 / 0.95)
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=st.floats(0.1, 10), m=st.floats(0.2, 3), lsf=st.floats(0, 0.5), r=st.floats(0, 0.2))
+def test_mird_activity_and_dose_are_inverse(a: float, m: float, lsf: float, r: float) -> None:
+    dose = single_compartment_dose_gy(a, m, lsf, r, C_EANM)
+    assert single_compartment_activity_gbq(dose, m, lsf, r, C_EANM) == pytest.approx(a, rel=1e-9)
+
+
+# -- partition model -----------------------------------------------------------------------------
+# Worked example: liver 1500 mL (tumour included), tumour 300 mL, T/N 4, LSF 5 %, ρ 1.03 g/mL.
+# M_T = 0.309 kg, M_N = 1.236 kg, T/N·M_T + M_N = 2.472 kg.
+# Tumour target 120 Gy → D_N = 30 Gy → A = 30·2.472/(49.67·0.95) = 74.16/47.1865 = 1.57163 GBq;
+# lung dose 49.67·1.57163·0.05 = 3.9031 Gy.
+
+M_T, M_N = 0.309, 1.236
+
+
+def test_partition_worked_example_tumor_target() -> None:
+    sol = solve_partition_activity(lesions=[Lesion(M_T, 4.0)], normal_mass_kg=M_N, lung_shunt_fraction=0.05,
+                                   dose_constant_gy_kg_per_gbq=C_EANM, tumor_target_gy=120.0,
+                                   normal_liver_limit_gy=40.0, lung_limit_gy=30.0)
+    assert sol.limiting_factor == "tumor-target"
+    assert sol.doses.activity_gbq == pytest.approx(1.57163, abs=1e-5)
+    assert sol.doses.normal_liver_gy == pytest.approx(30.0)
+    assert sol.doses.tumor_mean_gy == pytest.approx(120.0)
+    assert sol.doses.lung_gy == pytest.approx(3.9031, abs=1e-4)
+
+
+def test_partition_normal_liver_limit_binds() -> None:
+    # target 200 Gy would give D_N = 50 > 40: A = 40·2.472/47.1865 = 2.09551 GBq, D_T = 160 Gy
+    sol = solve_partition_activity(lesions=[Lesion(M_T, 4.0)], normal_mass_kg=M_N, lung_shunt_fraction=0.05,
+                                   dose_constant_gy_kg_per_gbq=C_EANM, tumor_target_gy=200.0,
+                                   normal_liver_limit_gy=40.0, lung_limit_gy=30.0)
+    assert sol.limiting_factor == "normal-liver-limit"
+    assert sol.doses.activity_gbq == pytest.approx(2.09551, abs=1e-5)
+    assert sol.doses.tumor_mean_gy == pytest.approx(160.0)
+
+
+def test_partition_lung_limit_binds() -> None:
+    # liver 2000 mL, tumour 500 mL, T/N 2, LSF 18 %: M_T 0.515, M_N 1.545, denominator 2.575 kg.
+    # target 150 Gy → 4.7416 GBq → lung 42.4 Gy > 30; lung limit: A = 30/(49.67·0.18) = 3.35548 GBq
+    sol = solve_partition_activity(lesions=[Lesion(0.515, 2.0)], normal_mass_kg=1.545, lung_shunt_fraction=0.18,
+                                   dose_constant_gy_kg_per_gbq=C_EANM, tumor_target_gy=150.0,
+                                   lung_limit_gy=30.0)
+    assert sol.candidates_gbq["tumor-target"] == pytest.approx(4.74163, abs=1e-4)
+    assert sol.limiting_factor == "lung-limit"
+    assert sol.doses.activity_gbq == pytest.approx(3.35548, abs=1e-5)
+    assert sol.doses.lung_gy == pytest.approx(30.0)
+
+
+def test_multi_lesion_partition() -> None:
+    # two lesions 0.1 kg T/N 5 and 0.2 kg T/N 2, normal 1.0 kg: denominator 0.5 + 0.4 + 1.0 = 1.9 kg
+    # A = 1 GBq, LSF 0: D_N = 49.67/1.9 = 26.142 Gy; D_1 = 130.71 Gy; D_2 = 52.284 Gy
+    doses = partition_doses(1.0, [Lesion(0.1, 5.0), Lesion(0.2, 2.0)], 1.0, 0.0, C_EANM)
+    assert doses.normal_liver_gy == pytest.approx(26.142, abs=1e-3)
+    assert doses.tumor_gy == pytest.approx((130.71, 52.284), abs=1e-2)
+    # a tumour target applies to the least-dosed lesion: 100 Gy for lesion 2 → A = 100/52.284
+    sol = solve_partition_activity(lesions=[Lesion(0.1, 5.0), Lesion(0.2, 2.0)], normal_mass_kg=1.0,
+                                   lung_shunt_fraction=0.0, dose_constant_gy_kg_per_gbq=C_EANM,
+                                   tumor_target_gy=100.0)
+    assert min(sol.doses.tumor_gy) == pytest.approx(100.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=st.floats(0.1, 10), tn=st.floats(0.5, 20), mt=st.floats(0.01, 1), mn=st.floats(0.2, 2),
+       lsf=st.floats(0, 0.3))
+def test_partition_conserves_liver_energy(a: float, tn: float, mt: float, mn: float, lsf: float) -> None:
+    # D_T·M_T + D_N·M_N = C·A·(1 − LSF): all activity not shunted is absorbed in the liver
+    d = partition_doses(a, [Lesion(mt, tn)], mn, lsf, C_EANM)
+    assert d.tumor_mean_gy * mt + d.normal_liver_gy * mn == pytest.approx(C_EANM * a * (1 - lsf), rel=1e-9)
+    assert d.tumor_mean_gy == pytest.approx(tn * d.normal_liver_gy)
+
+
+# -- decay ---------------------------------------------------------------------------------------
+
+def test_decay_one_half_life() -> None:
+    assert decay_factor(64.1) == pytest.approx(0.5)
+    assert decay_factor(64.2, Y90_HALF_LIFE_EANM_2022_H) == pytest.approx(0.5)
+    assert activity_at_calibration_gbq(1.0, 64.1) == pytest.approx(2.0)
+    # 24 h: 2^(−24/64.1) = e^(−0.693147·0.374415) = e^(−0.259525) = 0.771418
+    assert decay_factor(24.0) == pytest.approx(0.771418, abs=1e-6)
+
+
+def test_treatment_before_calibration_is_refused() -> None:
+    t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    assert elapsed_h(t0, t0 + timedelta(hours=6)) == pytest.approx(6.0)
+    assert elapsed_h(t0, t0) == 0.0
+    with pytest.raises(DosimetryInputError) as err:
+        elapsed_h(t0, t0 - timedelta(minutes=1))
+    assert err.value.parameter == "treatmentTime"
+
+
+# -- protocols -----------------------------------------------------------------------------------
+
+def test_protocol_warnings_at_their_bounds() -> None:
+    resin = PROTOCOLS["eanm-2022-resin"]
+    assert protocol_warnings(resin, tumor_gy=100.0, normal_liver_gy=40.0) == []
+    below = protocol_warnings(resin, tumor_gy=99.9, normal_liver_gy=40.1)
+    assert {w.rule_id for w in below} == {"eanm-2022-resin/tumor-min", "eanm-2022-resin/normal-liver-max"}
+    compromised = protocol_warnings(resin, normal_liver_gy=30.1, compromised_liver=True)
+    assert [w.rule_id for w in compromised] == ["eanm-2022-resin/normal-liver-max-compromised"]
+    assert protocol_warnings(resin, normal_liver_gy=30.0, compromised_liver=True) == []
+    net = PROTOCOLS["net-100-150"]
+    assert [w.rule_id for w in protocol_warnings(net, tumor_gy=150.1)] == ["net-100-150/tumor-max"]
+    assert protocol_warnings(net, tumor_gy=150.0) == []
+    glass = PROTOCOLS["eanm-2022-glass"]
+    assert [w.rule_id for w in protocol_warnings(glass, tumor_gy=204.0)] == ["eanm-2022-glass/tumor-min"]
+
+
+# -- the planning entry point ---------------------------------------------------------------------
+
+def _bsa(**kw: object) -> PlanInputs:
+    base: dict[str, object] = {"method": "bsa", "device": "resin", "height_cm": 180, "weight_kg": 80,
+                               "tumor_volume_ml": 300, "liver_volume_ml": 1500, "lung_shunt_fraction": 0.05}
+    base.update(kw)
+    return PlanInputs(**base)  # type: ignore[arg-type]
+
+
+def test_plan_bsa_no_reduction_below_10_percent() -> None:
+    plan = plan_sirt(_bsa())
+    assert plan.activity_gbq == pytest.approx(2.0)
+    assert plan.lsf_reduction == 0.0
+    assert plan.limiting_factor == "bsa"
+    assert plan.lung_dose_gy == pytest.approx(49.67 * 2.0 * 0.05)
+    assert plan.status == "ok"
+
+
+@pytest.mark.parametrize(("lsf", "activity", "status"), [
+    (0.0999, 2.0, "ok"), (0.10, 1.6, "caution"), (0.1499, 1.6, "caution"), (0.15, 1.2, "caution"),
+    (0.20, 1.2, "caution"), (0.2001, 2.0, "contraindicated"),
+])
+def test_plan_bsa_band_edges(lsf: float, activity: float, status: str) -> None:
+    plan = plan_sirt(_bsa(lung_shunt_fraction=lsf))
+    assert plan.activity_gbq == pytest.approx(activity)
+    assert plan.status == status
+
+
+def test_plan_contraindicated_by_lung_dose_is_not_capped() -> None:
+    # 2.0 GBq · 0.6 (LSF 18 % band) = 1.2 GBq; lung 49.67·1.2·0.18/0.35 = 30.65 Gy > 30
+    plan = plan_sirt(_bsa(lung_shunt_fraction=0.18, lung_mass_kg=0.35))
+    assert plan.activity_gbq == pytest.approx(1.2)
+    assert plan.lung_dose_gy == pytest.approx(30.654, abs=1e-3)
+    assert plan.status == "contraindicated"
+    # lung mass 0.36 kg: 29.80 Gy, under the limit
+    assert plan_sirt(_bsa(lung_shunt_fraction=0.18, lung_mass_kg=0.36)).status == "caution"
+
+
+def test_plan_cumulative_lung_limit() -> None:
+    # lung 49.67·2.0·0.05 = 4.967 Gy; prior 45 → 49.967 ≤ 50 ok; prior 45.1 → 50.067 > 50
+    assert plan_sirt(_bsa(prior_lung_dose_gy=45.0)).status == "ok"
+    plan = plan_sirt(_bsa(prior_lung_dose_gy=45.1))
+    assert plan.status == "contraindicated"
+    assert any(w.rule_id == "lung-dose-cumulative" for w in plan.warnings)
+
+
+def test_plan_mird_therasphere_example_with_decay() -> None:
+    t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    plan = plan_sirt(PlanInputs(method="mird", device="glass", target_dose_gy=90, liver_volume_ml=1500,
+                                tissue_density_g_per_ml=1.0, lung_shunt_fraction=0.10, dose_constant=50.0,
+                                calibration_time=t0, treatment_time=t0 + timedelta(hours=64.1)))
+    assert plan.activity_gbq == pytest.approx(3.0)
+    assert plan.activity_at_calibration_gbq == pytest.approx(6.0)
+    assert plan.perfused_liver_dose_gy == pytest.approx(90.0)
+    assert plan.lung_dose_gy == pytest.approx(15.0)  # 50·3·0.1/1
+    assert plan.limiting_factor == "mird"
+
+
+def test_plan_partition_reports_all_doses_and_the_binding_limit() -> None:
+    plan = plan_sirt(PlanInputs(method="partition", device="resin", liver_volume_ml=1500, tumor_volume_ml=300,
+                                tumor_to_normal_ratio=4, lung_shunt_fraction=0.05, target_dose_gy=200,
+                                normal_liver_limit_gy=40))
+    assert plan.limiting_factor == "normal-liver-limit"
+    assert plan.activity_gbq == pytest.approx(2.09551, abs=1e-5)
+    assert plan.tumor_dose_gy == pytest.approx(160.0)
+    assert plan.normal_liver_dose_gy == pytest.approx(40.0)
+    assert plan.lung_dose_gy == pytest.approx(49.67 * 2.09551 * 0.05, abs=1e-4)
+    assert plan.status == "caution"
+    assert any(w.rule_id == "partition/normal-liver-limit" for w in plan.warnings)
+
+
+def test_plan_partition_lung_limit_uses_remaining_cumulative_budget() -> None:
+    # prior 35 Gy: 15 Gy left; LSF 18 % → A = 15/(49.67·0.18) = 1.67774 GBq
+    plan = plan_sirt(PlanInputs(method="partition", device="resin", liver_volume_ml=2000, tumor_volume_ml=500,
+                                tumor_to_normal_ratio=2, lung_shunt_fraction=0.18, target_dose_gy=150,
+                                prior_lung_dose_gy=35))
+    assert plan.limiting_factor == "lung-limit"
+    assert plan.activity_gbq == pytest.approx(1.67774, abs=1e-5)
+    assert plan.cumulative_lung_dose_gy == pytest.approx(50.0)
+    assert plan.status == "caution"
+
+
+@pytest.mark.parametrize(("inputs", "parameter"), [
+    ({"method": "bogus"}, "method"),
+    ({"method": "bsa", "device": "glass", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1}, "device"),
+    ({"method": "mird", "lung_shunt_fraction": 0.1, "target_dose_gy": 120, "liver_volume_ml": 1500}, "device"),
+    ({"method": "bsa", "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1}, "heightCm"),
+    ({"method": "bsa", "bsa_m2": 2, "lung_shunt_fraction": 0.1}, "tumorInvolvement"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 1.2, "lung_shunt_fraction": 0.1}, "tumorInvolvement"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1}, "lungShuntFraction"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "liver_volume_ml": 1500}, "targetDoseGy"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120}, "liverVolumeMl"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": -5}, "liverVolumeMl"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": 1500, "perfused_fraction": 0}, "perfusedFraction"),
+    ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": 1500, "tumor_volume_ml": 300}, "tumorToNormalRatio"),
+    ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "liver_volume_ml": 1500,
+      "tumor_volume_ml": 300, "tumor_to_normal_ratio": 3}, "targetDoseGy"),
+    ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": 1500, "tumor_volume_ml": 1600, "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+    ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": 1500, "tumor_volume_ml": 0, "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+    ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
+      "liver_volume_ml": 1500, "tumor_volume_ml": 800, "perfused_fraction": 0.5,
+      "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1,
+      "lung_mass_kg": 0}, "lungMassKg"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1,
+      "protocol": "nope"}, "protocol"),
+])
+def test_plan_bad_inputs_name_the_parameter(inputs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(DosimetryInputError) as err:
+        plan_sirt(PlanInputs(**inputs))  # type: ignore[arg-type]
+    assert err.value.parameter == parameter
