@@ -1,0 +1,683 @@
+"""FHIR boundary of the eligibility service: Bundle → patient facts, verdicts → FHIR resources.
+
+Input (public contract, "Eligibility"): a ``Bundle`` (collection, searchset or transaction)
+holding one ``Patient`` and that patient's Observations, Conditions, Procedures,
+MedicationStatements, AllergyIntolerances, ImagingStudies and BodyStructures. Codes are those
+of DOMAIN.md section 1 and the rule set's input catalogue; quantities are converted with UCUM
+(:func:`netliver.units.convert`). Every unusable input is a ``FhirError`` 422 naming the
+element (``Bundle.entry[3].resource.valueQuantity.code``): no Patient, two Patients, a
+resource of another patient, a unit that cannot be converted, an impossible value.
+
+Output: a ``collection`` Bundle with one Observation per therapy code (status in
+``valueCodeableConcept``, reasons as ``note``s naming rule id and source, missing inputs as
+coded ``component``s with a ``dataAbsentReason``, ``derivedFrom`` the deciding inputs) and a
+tumour-board ``DiagnosticReport`` (narrative, conclusion, imaging advice); the resources to
+write add a ``Provenance`` naming the service and rule-set versions.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from netliver.fhir.builders import content_digest, deterministic_id, provenance
+from netliver.fhir.codesystems import (
+    CANONICAL_BASE,
+    CONDITION_CODE_SYSTEM,
+    DISEASE_STATE_SYSTEM,
+    LOINC,
+    OBSERVATION_CODE_SYSTEM,
+    PRIMARY_SITE_SYSTEM,
+    SNOMED,
+    STATUS_SYSTEM,
+    THERAPY_SYSTEM,
+    UCUM,
+    Concept,
+    add_concepts,
+    codes_of,
+)
+from netliver.fhir.models import parse_resource
+from netliver.fhir.outcome import FhirError
+from netliver.units import (
+    BILIRUBIN_G_PER_MOL,
+    CREATININE_G_PER_MOL,
+    UnitError,
+    convert,
+    normalise_unit,
+)
+from services.eligibility.domain.evaluation import Status, TherapyVerdict
+from services.eligibility.domain.facts import PatientFacts, Reading
+from services.eligibility.domain.imaging import ImagingAdvice
+from services.eligibility.domain.rules import RuleSet
+from services.eligibility.ruleset import input_catalogue, medication_classes
+
+__all__ = [
+    "ATC",
+    "BUNDLE_TYPES",
+    "DATA_ABSENT_REASON",
+    "SUPPORTING_INFO_EXTENSION",
+    "ParsedInput",
+    "build_output",
+    "bundle_to_facts",
+    "data_requirement_codings",
+    "input_digest",
+]
+
+BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction"})
+ATC = "http://www.whocc.no/atc"
+DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+SUPPORTING_INFO_EXTENSION = "http://hl7.org/fhir/StructureDefinition/workflow-supportingInfo"
+LIVER_SNOMED = "10200004"
+TUMOR_SIZE_LOINC = "21889-1"
+LONGEST_DIAMETER_LOINC = "33728-7"
+RULESET_CANONICAL = f"{CANONICAL_BASE}/eligibility-rules"
+
+# Inputs this service defines that have no standard code (published with the project's
+# observation-code CodeSystem; documented in docs/eligibility.md).
+add_concepts(
+    "observation-code",
+    Concept("hilar-lesion", "Lesion at the hepatic hilum",
+            "valueBoolean: a liver lesion lies at the hilum or next to the main bile ducts."),
+    Concept("perivascular-lesion", "Lesion abutting a vessel of 3 mm or more",
+            "valueBoolean: heat-sink risk for thermal ablation."),
+    Concept("resectable-fraction", "Resectable share of the liver tumour burden",
+            "valueQuantity in %: share of the liver tumour burden a surgeon can remove."),
+    Concept("ia-prrt-trial", "Enrolled in an intra-arterial PRRT trial", "valueBoolean."),
+)
+
+#: SNOMED CT codes accepted for the project's condition codes (DOMAIN.md section 1).
+_CONDITION_SNOMED = {
+    "389026000": "ascites",
+    "17920008": "portal-vein-thrombosis",
+    "698247007": "cardiac-arrhythmia",
+}
+#: Text fallback (lower-case fragments) when a condition is not coded; the reason says so.
+_CONDITION_TEXT = {
+    "ascites": "ascites",
+    "portal vein thrombosis": "portal-vein-thrombosis",
+    "portal vein obstruction": "portal-vein-thrombosis",
+    "bilio-enteric anastomosis": "bilioenteric-anastomosis",
+    "bilioenteric anastomosis": "bilioenteric-anastomosis",
+    "hepaticojejunostomy": "bilioenteric-anastomosis",
+    "sphincterotomy": "sphincterotomy",
+    "biliary dilatation": "biliary-dilatation",
+    "coagulopathy": "irreversible-coagulopathy",
+    "contrast allergy": "contrast-allergy",
+    "contrast media": "contrast-allergy",
+    "iodinated contrast": "contrast-allergy",
+    "arrhythmia": "cardiac-arrhythmia",
+    "pacemaker": "cardiac-arrhythmia",
+    "atrial fibrillation": "cardiac-arrhythmia",
+}
+
+_SYSTEMS = {"loinc": LOINC, "project": OBSERVATION_CODE_SYSTEM}
+_MOLAR_MASS = {"bilirubin": BILIRUBIN_G_PER_MOL, "creatinine": CREATININE_G_PER_MOL}
+_CODED_INPUTS = {"primary_site": PRIMARY_SITE_SYSTEM, "extrahepatic_state": DISEASE_STATE_SYSTEM,
+                 "liver_state": DISEASE_STATE_SYSTEM}
+_COUNT_UNITS = {"", "1", "{score}", "{grade}", "{lesions}", "{count}", "{#}", "{INR}", "{ratio}"}
+_SKIP_STATUS = frozenset({"entered-in-error", "cancelled"})
+
+
+def _code_index() -> dict[tuple[str, str], str]:
+    index: dict[tuple[str, str], str] = {}
+    for name, spec in input_catalogue().items():
+        for item in spec.get("codes", ()):
+            system = _SYSTEMS.get(str(item["system"]))
+            if system is not None and name not in {"lesion_count", "max_lesion_diameter", "liver_stable_months"}:
+                index[(system, str(item["code"]))] = name
+    index.pop((LOINC, TUMOR_SIZE_LOINC), None)
+    return index
+
+
+_CODE_INDEX = _code_index()
+
+
+def data_requirement_codings(name: str) -> list[dict[str, Any]]:
+    """Codings an EHR can act on for a missing input (LOINC or project code)."""
+    spec = input_catalogue().get(name, {})
+    out = []
+    for item in spec.get("codes", ()):
+        system = _SYSTEMS.get(str(item["system"]))
+        if system is None:
+            continue
+        coding: dict[str, Any] = {"system": system, "code": str(item["code"])}
+        if item.get("display"):
+            coding["display"] = str(item["display"])
+        out.append(coding)
+    if not out:
+        out.append({"system": f"{CANONICAL_BASE}/eligibility-input", "code": name})
+    return out
+
+
+@dataclass
+class ParsedInput:
+    """What was read from the Bundle: facts, the patient's reference and the input references."""
+
+    facts: PatientFacts
+    patient_ref: str
+    input_refs: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ input
+
+
+def input_digest(bundle: Mapping[str, Any], evaluation_date: date | None) -> str:
+    """Canonical digest of the request: the Bundle, plus the date when the caller gave one."""
+    if evaluation_date is None:
+        return content_digest(bundle)
+    return content_digest({"bundle": bundle, "date": evaluation_date.isoformat()})
+
+
+def _ref_of(resource: Mapping[str, Any], full_url: str | None) -> str:
+    if resource.get("id"):
+        return f"{resource['resourceType']}/{resource['id']}"
+    return full_url or ""
+
+
+def _date_of(text: Any) -> date | None:
+    if not isinstance(text, str) or len(text) < 4:
+        return None
+    try:
+        if len(text) == 4:
+            return date(int(text), 7, 1)
+        if len(text) == 7:
+            return date(int(text[:4]), int(text[5:7]), 1)
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _effective(resource: Mapping[str, Any]) -> date | None:
+    period = resource.get("effectivePeriod") or {}
+    for text in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
+                 period.get("end"), period.get("start"), resource.get("issued")):
+        found = _date_of(text)
+        if found is not None:
+            return found
+    return None
+
+
+def _codings(concept: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(concept, Mapping):
+        return []
+    return [c for c in concept.get("coding", ()) if isinstance(c, Mapping)]
+
+
+def _texts(concept: Any) -> list[str]:
+    if not isinstance(concept, Mapping):
+        return []
+    out = [str(concept.get("text", ""))]
+    out.extend(str(c.get("display", "")) for c in _codings(concept))
+    return [t.lower() for t in out if t]
+
+
+class _Reader:
+    """Reads one Bundle; collects readings, records and the inputs' references."""
+
+    def __init__(self, bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: date) -> None:
+        self.bundle = bundle
+        self.rules = rules
+        self.evaluated_on = evaluated_on
+        self.readings: list[Reading] = []
+        self.conditions: dict[str, list[str]] = {}
+        self.medications: dict[str, list[str]] = {}
+        self.therapies: dict[str, list[str]] = {}
+        self.notes: list[str] = []
+        self.refs: list[str] = []
+
+    # -- entry-level ---------------------------------------------------------------------------
+    def entries(self) -> list[tuple[int, Mapping[str, Any], str | None]]:
+        out = []
+        for i, entry in enumerate(self.bundle.get("entry") or []):
+            if not isinstance(entry, Mapping):
+                continue
+            resource = entry.get("resource")
+            if isinstance(resource, Mapping) and resource.get("resourceType"):
+                out.append((i, resource, entry.get("fullUrl")))
+        return out
+
+    def find_patient(self) -> tuple[int, Mapping[str, Any], str | None]:
+        patients = [(i, r, u) for i, r, u in self.entries() if r["resourceType"] == "Patient"]
+        if not patients:
+            raise FhirError(422, "required", "the Bundle holds no Patient", "Bundle.entry")
+        if len(patients) > 1:
+            i = patients[1][0]
+            raise FhirError(422, "invalid", "the Bundle holds more than one Patient; send one patient's record",
+                            f"Bundle.entry[{i}].resource")
+        return patients[0]
+
+    # -- values --------------------------------------------------------------------------------
+    def number(self, where: str, raw: Any) -> Decimal:
+        try:
+            return Decimal(str(raw))
+        except (InvalidOperation, ValueError):
+            raise FhirError(422, "value", f"not a number: {raw!r}", where) from None
+
+    def check_range(self, name: str, value: Decimal, where: str) -> None:
+        spec = self.rules.inputs.get(name)
+        if spec is None:
+            return
+        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+            raise FhirError(422, "value",
+                            f"impossible value for {spec.display}: {value} {spec.unit} "
+                            f"(plausible range {spec.low}-{spec.high} {spec.unit})", where)
+
+    def quantity_value(self, name: str, resource: Mapping[str, Any], where: str) -> Decimal:
+        spec = self.rules.inputs[name]
+        catalogue = input_catalogue()[name]
+        if "valueInteger" in resource:
+            value = self.number(f"{where}.valueInteger", resource["valueInteger"])
+            self.check_range(name, value, f"{where}.valueInteger")
+            return value
+        if "valueCodeableConcept" in resource and name in {"grade", "ecog"}:
+            return self.score_from_concept(name, resource["valueCodeableConcept"], f"{where}.valueCodeableConcept")
+        qty = resource.get("valueQuantity")
+        if not isinstance(qty, Mapping) or "value" not in qty:
+            raise FhirError(422, "required", f"{spec.display} needs a valueQuantity with a value",
+                            f"{where}.valueQuantity")
+        value = self.number(f"{where}.valueQuantity.value", qty["value"])
+        system = qty.get("system")
+        unit_text = str(qty.get("code") or qty.get("unit") or "").strip()
+        element = f"{where}.valueQuantity.{'code' if qty.get('code') else 'unit'}"
+        if system not in (None, UCUM):
+            raise FhirError(422, "value", f"unit system {system!r} is not UCUM", f"{where}.valueQuantity.system")
+        if spec.unit in _COUNT_UNITS or spec.unit.startswith("{"):
+            if unit_text not in _COUNT_UNITS and not unit_text.startswith("{"):
+                raise FhirError(422, "value", f"{spec.display} is unitless; got unit {unit_text!r}", element)
+        elif spec.unit == "mL/min" and unit_text:
+            value = self.flow_value(value, unit_text, element)
+        else:
+            if not unit_text:
+                raise FhirError(422, "required", f"{spec.display} has no unit", f"{where}.valueQuantity")
+            molar = _MOLAR_MASS.get(str(catalogue.get("molar_mass", "")))
+            try:
+                value = convert(value, unit_text, spec.unit, molar_mass_g_per_mol=molar)
+            except UnitError as exc:
+                raise FhirError(422, "value",
+                                f"{spec.display}: unit {unit_text!r} cannot be converted to {spec.unit} ({exc})",
+                                element) from None
+            value = value.quantize(Decimal("0.0001")).normalize() if value.adjusted() > -5 else value
+        self.check_range(name, value, f"{where}.valueQuantity.value")
+        return value
+
+    def flow_value(self, value: Decimal, unit_text: str, element: str) -> Decimal:
+        try:
+            unit = normalise_unit(unit_text)
+        except UnitError:
+            raise FhirError(422, "value", f"unknown unit {unit_text!r} for creatinine clearance", element) from None
+        if unit not in {"mL/min", "mL/min/1.73m2", "mL/min/{1.73_m2}"}:
+            raise FhirError(422, "value", f"unit {unit_text!r} is not a clearance (mL/min)", element)
+        if unit != "mL/min":
+            self.notes.append("eGFR (mL/min/1.73 m²) read as creatinine clearance (NETTER-1 used clearance).")
+        return value
+
+    def score_from_concept(self, name: str, concept: Any, where: str) -> Decimal:
+        candidates = [str(c.get("code", "")) for c in _codings(concept)] + _texts(concept)
+        for text in candidates:
+            digits = [ch for ch in text if ch.isdigit()]
+            if len(digits) == 1 and not text.upper().startswith("LA"):
+                value = Decimal(digits[0])
+                self.check_range(name, value, where)
+                return value
+        raise FhirError(422, "value", f"cannot read a {name} score from the coded value", where)
+
+    # -- resources -----------------------------------------------------------------------------
+    def observation(self, i: int, obs: Mapping[str, Any], ref: str,
+                    body_structures: Mapping[str, Mapping[str, Any]],
+                    lesions: dict[date, list[tuple[str, str, Decimal | None]]]) -> None:
+        if obs.get("status") in _SKIP_STATUS:
+            return
+        where = f"Bundle.entry[{i}].resource"
+        on = _effective(obs)
+        codings = _codings(obs.get("code"))
+        if any(c.get("system") == LOINC and c.get("code") == TUMOR_SIZE_LOINC for c in codings):
+            self.tumor_size(i, obs, ref, on, body_structures, lesions)
+            return
+        name = next((self.code_name(c) for c in codings if self.code_name(c)), None)
+        if name is None:
+            return
+        self.refs.append(ref)
+        if name == "lesion_count_summary":
+            value = self.quantity_value("lesion_count", obs, where)
+            self.readings.append(Reading("lesion_count", value, "{lesions}", on, ref))
+            return
+        spec = self.rules.inputs[name]
+        if name in _CODED_INPUTS:
+            system = _CODED_INPUTS[name]
+            code = next((str(c.get("code")) for c in _codings(obs.get("valueCodeableConcept"))
+                         if c.get("system") == system), None)
+            if code is None or code not in codes_of(system):
+                raise FhirError(422, "value", f"{spec.display} needs a valueCodeableConcept from {system}",
+                                f"{where}.valueCodeableConcept")
+            since = _date_of((obs.get("effectivePeriod") or {}).get("start"))
+            self.readings.append(Reading(name, code, spec.unit, on, ref, since))
+            return
+        if spec.unit == "{boolean}":
+            if not isinstance(obs.get("valueBoolean"), bool):
+                raise FhirError(422, "value", f"{spec.display} needs a valueBoolean", f"{where}.valueBoolean")
+            self.readings.append(Reading(name, bool(obs["valueBoolean"]), spec.unit, on, ref))
+            return
+        value = self.quantity_value(name, obs, where)
+        self.readings.append(Reading(name, value, spec.unit, on, ref))
+
+    def code_name(self, coding: Mapping[str, Any]) -> str | None:
+        key = (str(coding.get("system")), str(coding.get("code")))
+        if key == (OBSERVATION_CODE_SYSTEM, "liver-lesion-count"):
+            return "lesion_count_summary"
+        return _CODE_INDEX.get(key)
+
+    def tumor_size(self, i: int, obs: Mapping[str, Any], ref: str, on: date | None,
+                   body_structures: Mapping[str, Mapping[str, Any]],
+                   lesions: dict[date, list[tuple[str, str, Decimal | None]]]) -> None:
+        where = f"Bundle.entry[{i}].resource"
+        focus = obs.get("focus") or []
+        focus_ref = str(focus[0].get("reference", "")) if focus and isinstance(focus[0], Mapping) else ""
+        structure = body_structures.get(focus_ref)
+        if structure is None:
+            self.notes.append(f"{ref}: lesion size without a BodyStructure in the Bundle; not counted as a liver lesion.")
+            return
+        location = _codings(structure.get("location"))
+        if not any(c.get("system") == SNOMED and c.get("code") == LIVER_SNOMED for c in location):
+            return
+        if on is None:
+            raise FhirError(422, "required", "a lesion measurement needs effectiveDateTime (the assessment date)",
+                            f"{where}.effectiveDateTime")
+        diameter: Decimal | None = None
+        for j, comp in enumerate(obs.get("component") or []):
+            if any(c.get("system") == LOINC and c.get("code") == LONGEST_DIAMETER_LOINC
+                   for c in _codings(comp.get("code"))):
+                cwhere = f"{where}.component[{j}]"
+                diameter = self.quantity_value("max_lesion_diameter", comp, cwhere)
+        self.refs.append(ref)
+        lesions.setdefault(on, []).append((focus_ref, ref, diameter))
+
+    def condition(self, i: int, res: Mapping[str, Any], ref: str) -> None:
+        status_codes = {str(c.get("code")) for c in _codings(res.get("clinicalStatus"))}
+        if status_codes and not status_codes & {"active", "recurrence", "relapse"}:
+            return
+        verification = {str(c.get("code")) for c in _codings(res.get("verificationStatus"))}
+        if verification & {"refuted", "entered-in-error"}:
+            return
+        concept = res.get("code")
+        found: str | None = None
+        for c in _codings(concept):
+            if c.get("system") == CONDITION_CODE_SYSTEM and str(c.get("code")) in codes_of(CONDITION_CODE_SYSTEM):
+                found = str(c["code"])
+            elif c.get("system") == SNOMED and str(c.get("code")) in _CONDITION_SNOMED:
+                found = _CONDITION_SNOMED[str(c["code"])]
+            if found:
+                break
+        if found is None:
+            for text in _texts(concept):
+                match = next((code for frag, code in _CONDITION_TEXT.items() if frag in text), None)
+                if match:
+                    found = match
+                    self.notes.append(f"{ref}: '{text}' matched to {match} by its text only (not coded); please code it.")
+                    break
+        if found:
+            self.conditions.setdefault(found, []).append(ref)
+            self.refs.append(ref)
+
+    def medication(self, res: Mapping[str, Any], ref: str) -> None:
+        status = res.get("status")
+        if status in {"entered-in-error", "not-taken"}:
+            return
+        concept = res.get("medicationCodeableConcept")
+        atc = [str(c.get("code", "")) for c in _codings(concept) if c.get("system") == ATC]
+        texts = _texts(concept)
+        for klass, spec in medication_classes().items():
+            by_code = any(code.startswith(tuple(spec.get("atc", []))) for code in atc)
+            by_name = any(name in text for text in texts for name in spec.get("names", []))
+            if not (by_code or by_name):
+                continue
+            if klass == "anti-vegf-tki" and status not in {"active", "intended", "on-hold", None}:
+                continue
+            self.medications.setdefault(klass, []).append(ref)
+            self.refs.append(ref)
+
+    def procedure(self, res: Mapping[str, Any], ref: str) -> None:
+        if res.get("status") not in {"completed", None}:
+            return
+        for c in _codings(res.get("code")):
+            if c.get("system") == THERAPY_SYSTEM and str(c.get("code")) in codes_of(THERAPY_SYSTEM):
+                self.therapies.setdefault(str(c["code"]), []).append(ref)
+                self.refs.append(ref)
+
+
+def _subject_of(resource: Mapping[str, Any]) -> tuple[str, Any]:
+    for key in ("subject", "patient"):
+        if key in resource:
+            return key, resource[key]
+    return "subject", None
+
+
+def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: date) -> ParsedInput:
+    """Read a posted Bundle into patient facts (raises ``FhirError`` for unusable input)."""
+    parse_resource(bundle, "Bundle")
+    if bundle.get("type") not in BUNDLE_TYPES:
+        raise FhirError(422, "value", f"Bundle.type must be one of {sorted(BUNDLE_TYPES)}, not {bundle.get('type')!r}",
+                        "Bundle.type")
+    reader = _Reader(bundle, rules, evaluated_on)
+    p_index, patient, p_url = reader.find_patient()
+    patient_id = str(patient.get("id") or (p_url or "").rsplit(":", 1)[-1] or "")
+    if not patient_id:
+        raise FhirError(422, "required", "the Patient has neither an id nor a fullUrl", f"Bundle.entry[{p_index}].resource.id")
+    patient_ref = _ref_of(patient, p_url)
+    own = {patient_ref, f"Patient/{patient_id}"} | ({p_url} if p_url else set())
+
+    entries = reader.entries()
+    body_structures: dict[str, Mapping[str, Any]] = {}
+    for _, res, url in entries:
+        if res["resourceType"] == "BodyStructure":
+            body_structures[_ref_of(res, url)] = res
+            if url:
+                body_structures[url] = res
+    checked = {"Observation", "Condition", "Procedure", "MedicationStatement", "AllergyIntolerance",
+               "ImagingStudy", "BodyStructure", "DiagnosticReport"}
+    lesions: dict[date, list[tuple[str, str, Decimal | None]]] = {}
+    for i, res, url in entries:
+        rtype = res["resourceType"]
+        if rtype not in checked:
+            continue
+        key, subject = _subject_of(res)
+        target = subject.get("reference") if isinstance(subject, Mapping) else None
+        if not isinstance(target, str) or not (target in own or target.endswith(f"/Patient/{patient_id}")):
+            raise FhirError(422, "invalid",
+                            f"{rtype} refers to {target or 'no patient'}, not to the Bundle's Patient/{patient_id}",
+                            f"Bundle.entry[{i}].resource.{key}")
+        ref = _ref_of(res, url)
+        if rtype == "Observation":
+            reader.observation(i, res, ref, body_structures, lesions)
+        elif rtype == "Condition" or rtype == "AllergyIntolerance":
+            reader.condition(i, res, ref)
+        elif rtype == "MedicationStatement":
+            reader.medication(res, ref)
+        elif rtype == "Procedure":
+            reader.procedure(res, ref)
+
+    if lesions:
+        latest = max(lesions)
+        assessment = lesions[latest]
+        refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
+        distinct = {f for f, _, _ in assessment}
+        for ref in refs:
+            reader.readings.append(Reading("lesion_count", Decimal(len(distinct)), "{lesions}", latest, ref))
+        diameters = [(d, r) for _, r, d in assessment if d is not None]
+        if diameters:
+            largest, largest_ref = max(diameters, key=lambda x: x[0])
+            reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
+
+    birth = _date_of(patient.get("birthDate"))
+    if patient.get("birthDate") and birth is None:
+        raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
+    if birth is not None and birth > evaluated_on:
+        raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")
+    facts = PatientFacts.from_readings(
+        patient_id, evaluated_on, reader.readings,
+        birth_date=birth, birth_source=patient_ref,
+        conditions={k: tuple(v) for k, v in reader.conditions.items()},
+        medications={k: tuple(v) for k, v in reader.medications.items()},
+        prior_therapies={k: tuple(v) for k, v in reader.therapies.items()},
+        notes=reader.notes,
+    )
+    return ParsedInput(facts, patient_ref, list(dict.fromkeys([patient_ref, *reader.refs])))
+
+
+# ----------------------------------------------------------------------------------------- output
+
+_STATUS_DISPLAY = {
+    Status.ELIGIBLE: "Eligible",
+    Status.CAUTION: "Eligible with caution",
+    Status.INELIGIBLE: "Ineligible",
+    Status.INSUFFICIENT: "Insufficient data",
+}
+_THERAPY_DISPLAY = {
+    "surgical-resection": "Surgical resection", "liver-transplant": "Liver transplantation",
+    "ablation-rfa": "Radiofrequency ablation", "ablation-mwa": "Microwave ablation",
+    "ablation-laser": "Laser ablation", "ablation-cryo": "Cryoablation",
+    "ablation-ire": "Irreversible electroporation", "tae": "Transarterial embolisation",
+    "ctace": "Conventional TACE", "deb-tace": "DEB-TACE", "sirt": "SIRT (Y-90 radioembolisation)",
+    "prrt": "PRRT (177Lu-DOTATATE)", "ia-prrt": "Intra-arterial PRRT",
+}
+_DERIVABLE = ("Observation/", "ImagingStudy/", "DocumentReference/", "QuestionnaireResponse/", "Media/")
+
+
+def therapy_display(code: str) -> str:
+    return _THERAPY_DISPLAY.get(code, code)
+
+
+def _observation(verdict: TherapyVerdict, obs_id: str, patient_ref: str, when: str,
+                 rules: RuleSet, facts: PatientFacts) -> dict[str, Any]:
+    notes = [{"text": r.text()} for r in verdict.reasons]
+    notes.extend({"text": f"Note: {n}"} for n in facts.notes)
+    if verdict.status is Status.INSUFFICIENT:
+        names = ", ".join(rules.inputs[m].display if m in rules.inputs else m for m in verdict.missing)
+        notes.insert(0, {"text": f"Missing inputs that could change the answer: {names}."})
+    components = [
+        {
+            "code": {"coding": data_requirement_codings(name),
+                     "text": rules.inputs[name].display if name in rules.inputs else name},
+            "dataAbsentReason": {"coding": [{"system": DATA_ABSENT_REASON, "code": _absent_code(name, facts)}]},
+        }
+        for name in verdict.missing
+    ]
+    sources = verdict.deciding_sources
+    derived = [{"reference": s} for s in sources if s.startswith(_DERIVABLE)]
+    supporting = [{"url": SUPPORTING_INFO_EXTENSION, "valueReference": {"reference": s}}
+                  for s in sources if s and not s.startswith(_DERIVABLE)]
+    out: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "final",
+        "category": [{"text": "Eligibility for liver-directed therapy"}],
+        "code": {"coding": [{"system": THERAPY_SYSTEM, "code": verdict.therapy,
+                             "display": therapy_display(verdict.therapy)}],
+                 "text": f"Eligibility: {therapy_display(verdict.therapy)}"},
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": when,
+        "valueCodeableConcept": {"coding": [{"system": STATUS_SYSTEM, "code": verdict.status.value,
+                                             "display": _STATUS_DISPLAY[verdict.status]}],
+                                 "text": _STATUS_DISPLAY[verdict.status]},
+        "note": notes,
+    }
+    if supporting:
+        out["extension"] = supporting
+    if derived:
+        out["derivedFrom"] = derived
+    if components:
+        out["component"] = components
+    return out
+
+
+def _absent_code(name: str, facts: PatientFacts) -> str:
+    fact = facts.values.get(name)
+    if fact is None:
+        return "unknown"
+    if fact.conflicting:
+        return "error"
+    return "temp-unknown"  # recorded but stale: a new value is needed
+
+
+def _summary_lines(verdicts: Sequence[TherapyVerdict], rules: RuleSet) -> dict[Status, list[str]]:
+    groups: dict[Status, list[str]] = {s: [] for s in Status}
+    for v in verdicts:
+        label = therapy_display(v.therapy)
+        decisive = [r.rule.id for r in v.reasons if r.decisive]
+        if v.status is Status.INSUFFICIENT:
+            needs = ", ".join(rules.inputs[m].display if m in rules.inputs else m for m in v.missing)
+            groups[v.status].append(f"{label} (needs: {needs})")
+        elif decisive:
+            groups[v.status].append(f"{label} ({', '.join(decisive)})")
+        else:
+            groups[v.status].append(label)
+    return groups
+
+
+def _report(report_id: str, obs_ids: Sequence[str], verdicts: Sequence[TherapyVerdict],
+            advice: Sequence[ImagingAdvice], patient_ref: str, when: str, rules: RuleSet) -> dict[str, Any]:
+    groups = _summary_lines(verdicts, rules)
+    order = (Status.ELIGIBLE, Status.CAUTION, Status.INSUFFICIENT, Status.INELIGIBLE)
+    parts = [f"{_STATUS_DISPLAY[s]}: {'; '.join(groups[s])}." for s in order if groups[s]]
+    imaging = " ".join(a.text for a in advice)
+    conclusion = " ".join(parts) + f" Imaging advice: {imaging} Rule set {rules.name} {rules.version}."
+    rows = "".join(
+        f"<tr><td>{html.escape(therapy_display(v.therapy))}</td><td>{html.escape(_STATUS_DISPLAY[v.status])}</td>"
+        f"<td>{html.escape('; '.join(r.rule.id for r in v.reasons if r.decisive) or '-')}</td>"
+        f"<td>{html.escape(', '.join(v.missing) or '-')}</td></tr>"
+        for v in verdicts)
+    items = "".join(f"<li>{html.escape(a.text)} <i>({html.escape(a.source)})</i></li>" for a in advice)
+    div = (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><h3>Tumour board: eligibility for liver-directed therapy</h3>'
+        "<table><thead><tr><th>Therapy</th><th>Status</th><th>Deciding rules</th><th>Missing inputs</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table><h4>Imaging recommendation</h4><ul>{items}</ul>"
+        f"<p>Rule set {html.escape(rules.name)} version {html.escape(rules.version)}.</p></div>"
+    )
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": report_id,
+        "status": "final",
+        "code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "eligibility-summary",
+                             "display": "Eligibility summary"}],
+                 "text": "Tumour-board summary: eligibility for liver-directed therapy"},
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": when,
+        "result": [{"reference": f"Observation/{i}"} for i in obs_ids],
+        "conclusion": conclusion,
+        "text": {"status": "generated", "div": div},
+    }
+
+
+def build_output(parsed: ParsedInput, verdicts: Sequence[TherapyVerdict], advice: Sequence[ImagingAdvice],
+                 rules: RuleSet, *, digest: str, date_given: date | None, version: str,
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The output Bundle and the resources to write (Observations, DiagnosticReport, Provenance)."""
+    facts = parsed.facts
+    pid = facts.patient_id
+    when = facts.evaluated_on.isoformat()
+    id_parts: tuple[Any, ...] = (pid, digest) if date_given is None else (pid, digest, date_given.isoformat())
+    obs = []
+    for v in verdicts:
+        obs_id = deterministic_id("eligibility", *id_parts, v.therapy)
+        obs.append(_observation(v, obs_id, parsed.patient_ref, when, rules, facts))
+    report = _report(deterministic_id("eligibility", *id_parts, "summary"), [o["id"] for o in obs],
+                     verdicts, advice, parsed.patient_ref, when, rules)
+    results = [*obs, report]
+    prov = provenance(
+        targets=[{"reference": f"{r['resourceType']}/{r['id']}"} for r in results],
+        service="eligibility", version=version,
+        inputs=[{"reference": ref} for ref in parsed.input_refs if ref],
+        activity="$evaluate-eligibility",
+        policy=[f"{RULESET_CANONICAL}|{rules.version}", f"{CANONICAL_BASE}/service/eligibility|{version}"],
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "id": deterministic_id("eligibility", *id_parts, "bundle"),
+        "type": "collection",
+        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in results],
+    }
+    return bundle, [*results, prov]
+
