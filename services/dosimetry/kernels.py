@@ -85,7 +85,6 @@ def read_table(path: Path, tissue: str, size_mm: float) -> VoxelKernel:
     return kernel_from_octant(rows, size_mm, tissue, f"{KERNEL_SOURCE}, {path.name}")
 
 
-@cache
 def _tables(directory: str, tissue: str) -> dict[float, Path]:
     found: dict[float, Path] = {}
     base = Path(directory)
@@ -98,8 +97,13 @@ def _tables(directory: str, tissue: str) -> dict[float, Path]:
 
 
 @cache
+def _read_cached(path: str, modified_ns: int, tissue: str, size_mm: float) -> VoxelKernel:
+    return read_table(Path(path), tissue, size_mm)
+
+
 def _cubic_table(directory: str, tissue: str, size_mm: float) -> VoxelKernel:
-    return read_table(_tables(directory, tissue)[size_mm], tissue, size_mm)
+    path = _tables(directory, tissue)[size_mm]
+    return _read_cached(str(path), path.stat().st_mtime_ns, tissue, size_mm)
 
 
 def available_sizes_mm(tissue: str = "soft", directory: str | Path | None = None) -> tuple[float, ...]:
@@ -143,11 +147,10 @@ def load_kernel(voxel_size_mm: float | Sequence[float], tissue: str = "soft",
                              f"{tabulated[-1]:g} mm; no kernel can be built (resample the image first)")
     x, y, z = sizes
     if max(sizes) - min(sizes) <= SIZE_TOLERANCE * min(sizes):
-        clamp = min(max((x * y * z) ** (1 / 3), tabulated[0]), tabulated[-1])
-        kernel = _cubic(directory, tissue, clamp)
-        if kernel.resampled:
-            return kernel
-        # a tabulated kernel answers for the image's own (near-equal) sizes
-        return VoxelKernel(kernel.values, (x, y, z), kernel.tissue, kernel.density_g_per_ml, kernel.source)
+        side = x if x == y == z else (x * y * z) ** (1 / 3)
+        kernel = _cubic(directory, tissue, min(max(side, tabulated[0]), tabulated[-1]))
+        # the kernel answers for the image's own (equal within 1 %) voxel sizes
+        return VoxelKernel(kernel.values, (x, y, z), kernel.tissue, kernel.density_g_per_ml, kernel.source,
+                           resampled=kernel.resampled)
     equivalent = min(max((x * y * z) ** (1 / 3), tabulated[0]), tabulated[-1])
     return anisotropic_kernel(_cubic(directory, tissue, equivalent), (x, y, z))
