@@ -38,8 +38,9 @@ from flask import Blueprint, Response, request
 from gateway import auth
 from gateway.store.base import FhirStore, etag, is_resource_type
 from gateway.store.search_params import drop_unknown_parameters
+from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
-from netliver.web import fhir_response, read_fhir_body
+from netliver.web import fhir_response, read_fhir_body, read_json_body
 
 __all__ = ["create_fhir_rest_blueprint"]
 
@@ -221,7 +222,12 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
 
     @bp.post("/", strict_slashes=False)
     def transaction() -> Response:
-        bundle = read_fhir_body("Bundle")
+        # Entries are validated one by one by the store (a batch entry fails alone; a
+        # transaction names the failing entry), so the Bundle itself is only checked for type.
+        bundle = read_json_body()
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            parse_resource(bundle, "Bundle")
+            raise FhirError(400, "invalid", "a transaction or batch Bundle was expected", "resourceType")
         reads, writes = _bundle_types(bundle)
         auth.require_scopes(read=reads, write=writes)
         return fhir_response(get_store().transaction(bundle, fhir_base()))
