@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     app.extensions["netliver"] = {"store": store, "services": services, "jobs": jobs, "settings": settings}
 
     init_auth(app, settings)
-    init_rate_limit(app, settings)
+    init_rate_limit(app, settings, prefix=settings.rate_limit_key_prefix)
 
     app.register_blueprint(create_metadata_blueprint(base_url_of, lambda: settings.auth_mode))
     app.register_blueprint(create_operations_blueprint(lambda: store, lambda: services, base_url_of))

@@ -135,9 +135,9 @@ class Stack:
 
     # -- processes ----------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -146,6 +146,20 @@ class Stack:
             sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--worker-class", "gthread", "--threads", "4", "--timeout", "120", "--graceful-timeout", "10",
             "--access-logfile", "-", "--name", f"netliver-{name}", app])
+
+    def start_gateway(self, name: str, port: int, env: Mapping[str, str], timeout_s: float = 60.0,
+                      wait_path: str = "/fhir/metadata") -> str:
+        """Another gateway process on ``port`` with ``env`` over the stack's environment
+        (e.g. another auth mode, rate limit, or an upstream FHIR server); returns its URL."""
+        saved = dict(self.config.env)
+        self.config.env.update({"GATEWAY_PORT": str(port), **env})
+        try:
+            proc = self._gunicorn(name, "gateway.app:create_app()", port, 1)
+        finally:
+            self.config.env = saved
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}{wait_path}", timeout_s, proc, ok=(200, 401))
+        return url
 
     def start_worker(self, name: str | None = None) -> subprocess.Popen[bytes]:
         self._worker_seq += 1

@@ -66,6 +66,7 @@ class Settings:
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = _setting(10 * 1024 * 1024, "MAX_BODY_BYTES", "Largest accepted request body (413 above).")
     rate_limit_per_minute: int = _setting(600, "RATE_LIMIT_PER_MINUTE", "Requests per minute per client (token or address); 0 = unlimited (429 above).")
+    rate_limit_key_prefix: str = _setting("netliver:ratelimit:", "RATE_LIMIT_KEY_PREFIX", "Redis key prefix of the shared rate-limit counters (one per deployment).")
     # -- process ----------------------------------------------------------------------------
     log_level: str = _setting("INFO", "LOG_LEVEL", "Logging level.")
     log_format: str = _setting("json", "LOG_FORMAT", "json | text.")

@@ -1,0 +1,189 @@
+"""The job pattern at the gateway, with a real Redis broker and a real SQL store.
+
+The test plays the worker through the internal job calls, so every lease rule can be driven
+deterministically: one claim at a time, a dead worker's job re-claimed after its lease, one
+completion only, cancellation seen at the next progress report, nothing written by a loser.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from gateway.app import create_app
+from netliver.settings import Settings
+
+TOKEN = "test-internal-token"
+INTERNAL = {"X-Internal-Token": TOKEN}
+STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> FlaskClient:
+    settings = Settings.from_env({
+        "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "1", "JOB_QUEUE": f"netliver-test-{uuid.uuid4().hex[:8]}",
+        "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING",
+    })
+    return create_app(settings).test_client()
+
+
+def _params(activity: float = 3.0, study: str = STUDY_UID) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "studyInstanceUid", "valueString": study},
+        {"name": "administeredActivityGBq", "valueDecimal": activity},
+        {"name": "method", "valueCode": "ldm"},
+    ]}
+
+
+def _submit(client: FlaskClient, **kw: Any) -> tuple[str, Any]:
+    resp = client.post("/fhir/$voxel-dosimetry", json=_params(**kw), headers={"Prefer": "respond-async"})
+    assert resp.status_code == 202, resp.get_json()
+    location = resp.headers["Content-Location"]
+    assert "/fhir/Task/" in location
+    return location.rsplit("/", 1)[1], resp
+
+
+def _internal(client: FlaskClient, job: str, action: str, **body: Any) -> Any:
+    return client.post(f"/internal/jobs/{job}/{action}", json=body, headers=INTERNAL)
+
+
+def _result(job: str, n: int) -> list[dict[str, Any]]:
+    return [{"resourceType": "Observation", "id": f"{job[:8]}-voi-{i}", "status": "final",
+             "code": {"text": f"VOI {i} dose"}, "valueQuantity": {"value": 10.0 * i, "unit": "Gy"}}
+            for i in range(n)]
+
+
+def test_submit_stores_a_requested_task_before_answering(client: FlaskClient) -> None:
+    job, resp = _submit(client)
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["resourceType"] == "Task" and task["status"] == "requested"
+    assert resp.get_json()["id"] == job
+
+
+def test_the_same_request_twice_is_one_job(client: FlaskClient) -> None:
+    first, _ = _submit(client)
+    second, _ = _submit(client)
+    other, _ = _submit(client, activity=2.5)
+    assert first == second != other
+
+
+def test_one_claim_at_a_time_and_reclaim_after_the_lease_runs_out(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    a = _internal(client, job, "claim", worker="A").get_json()
+    assert a["granted"] is True and a["job"]["params"]["studyInstanceUid"] == STUDY_UID
+    b = _internal(client, job, "claim", worker="B").get_json()
+    assert b["granted"] is False and "leased" in b["reason"]
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "in-progress"
+    time.sleep(1.2)  # A "died": its 1 s lease runs out
+    b = _internal(client, job, "claim", worker="B").get_json()
+    assert b["granted"] is True and b["job"]["attempts"] == 2
+    # A wakes up: its progress and completion are refused, nothing of A is written.
+    assert _internal(client, job, "progress", worker="A", stage="dose", fraction=0.5).get_json()["state"] == "lost"
+    resp = _internal(client, job, "complete", worker="A", resources=_result(job, 2),
+                     outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
+    assert resp.status_code == 409
+    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
+
+
+def test_completion_writes_results_and_the_task_once(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    assert _internal(client, job, "progress", worker="A", stage="dose", fraction=0.5).get_json()["state"] == "ok"
+    progress = client.get(f"/fhir/Task/{job}").get_json()
+    assert progress["businessStatus"]["text"] == "dose"
+    outputs = [{"reference": f"Observation/{job[:8]}-voi-{i}"} for i in range(3)]
+    ok = _internal(client, job, "complete", worker="A", resources=_result(job, 3), outputs=outputs)
+    assert ok.status_code == 200
+    again = _internal(client, job, "complete", worker="A", resources=_result(job, 3), outputs=outputs)
+    assert again.status_code == 409 and again.get_json()["state"] == "done"
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "completed"
+    assert [o["valueReference"]["reference"] for o in task["output"]] == [o["reference"] for o in outputs]
+    obs = client.get(f"/fhir/Observation/{job[:8]}-voi-2").get_json()
+    assert obs["meta"]["versionId"] == "1"
+    # A finished job is not claimed again (a redelivered message is dropped).
+    assert _internal(client, job, "claim", worker="B").get_json()["granted"] is False
+
+
+def test_cancel_stops_the_worker_at_its_next_report_and_nothing_is_written(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    resp = client.delete(f"/fhir/Task/{job}")
+    assert resp.status_code == 202 and resp.get_json()["status"] == "cancelled"
+    assert _internal(client, job, "progress", worker="A", stage="dose", fraction=0.9).get_json()["state"] == "cancelled"
+    done = _internal(client, job, "complete", worker="A", resources=_result(job, 1),
+                     outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
+    assert done.status_code == 409
+    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "cancelled" and "cancelled" in task["statusReason"]["text"]
+
+
+def test_cancelling_a_completed_job_is_a_conflict(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    _internal(client, job, "claim", worker="A")
+    _internal(client, job, "complete", worker="A", resources=[], outputs=[])
+    resp = client.delete(f"/fhir/Task/{job}")
+    assert resp.status_code == 409
+    assert resp.get_json()["issue"][0]["code"] == "conflict"
+
+
+def test_failure_is_recorded_with_its_reason_and_a_new_request_retries(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    _internal(client, job, "claim", worker="A")
+    _internal(client, job, "fail", worker="A", reason="the study has no NM or PT series")
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "failed" and "no NM or PT" in task["statusReason"]["text"]
+    again, _ = _submit(client)
+    assert again == job
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "requested"
+
+
+def test_internal_calls_need_the_internal_token(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    resp = client.post(f"/internal/jobs/{job}/claim", json={"worker": "A"}, headers={"X-Internal-Token": "wrong"})
+    assert resp.status_code in (401, 403)
+    resp = client.post(f"/internal/jobs/{job}/claim", json={"worker": "A"})
+    assert resp.status_code in (401, 403)
+
+
+@pytest.mark.parametrize(("params", "expression"), [
+    ({"resourceType": "Parameters", "parameter": [{"name": "administeredActivityGBq", "valueDecimal": 3}]},
+     "studyInstanceUid"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "studyInstanceUid", "valueString": STUDY_UID},
+                                                  {"name": "administeredActivityGBq", "valueDecimal": -1}]},
+     "valueDecimal"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "studyInstanceUid", "valueString": STUDY_UID},
+                                                  {"name": "administeredActivityGBq", "valueDecimal": 3},
+                                                  {"name": "method", "valueCode": "monte-carlo"}]},
+     "method"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "studyInstanceUid", "valueString": "not a uid"},
+                                                  {"name": "administeredActivityGBq", "valueDecimal": 3}]},
+     "studyInstanceUid"),
+])
+def test_bad_parameters_are_422_naming_the_parameter_and_create_no_task(
+        client: FlaskClient, params: dict[str, Any], expression: str) -> None:
+    before = client.get("/fhir/Task").get_json()["total"]
+    resp = client.post("/fhir/$voxel-dosimetry", json=params, headers={"Prefer": "respond-async"})
+    assert resp.status_code == 422
+    issue = resp.get_json()["issue"][0]
+    assert any(expression in e for e in issue["expression"])
+    assert client.get("/fhir/Task").get_json()["total"] == before
+
+
+def test_broker_down_is_503_and_the_job_is_marked_failed(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "REDIS_URL": "redis://127.0.0.1:1/0", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "WARNING"})
+    client = create_app(settings).test_client()
+    resp = client.post("/fhir/$voxel-dosimetry", json=_params(), headers={"Prefer": "respond-async"})
+    assert resp.status_code == 503 and resp.headers.get("Retry-After")
+    tasks = client.get("/fhir/Task").get_json()
+    assert [e["resource"]["status"] for e in tasks.get("entry", [])] == ["failed"]
