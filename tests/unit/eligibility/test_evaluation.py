@@ -1,0 +1,229 @@
+"""Status per therapy (DOMAIN.md section 2), missing inputs, staleness, newest value, conflicts,
+and the two invariants of the issue as hypothesis properties."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.eligibility.domain.evaluation import THERAPIES, Status, evaluate_all, evaluate_therapy
+from services.eligibility.domain.facts import (
+    Fact,
+    FactQuality,
+    PatientFacts,
+    Reading,
+    fact_quality,
+    newest_fact,
+    whole_months_between,
+    whole_years_between,
+)
+from services.eligibility.ruleset import default_ruleset
+from tests.unit.eligibility.helpers import CONDITION_CODES, EVAL, make_facts
+
+RULES = default_ruleset()
+
+#: A SIRT candidate with every SIRT input known and unremarkable.
+SIRT_OK: dict[str, Any] = {"lung_shunt": 8, "bilirubin": 0.8, "tumor_burden": 20, "albumin": 4.0, "ecog": 0}
+
+
+def test_sirt_all_known_and_normal_is_eligible() -> None:
+    verdict = evaluate_therapy("sirt", make_facts(SIRT_OK), RULES)
+    assert verdict.status is Status.ELIGIBLE
+    assert verdict.missing == ()
+
+
+def test_absolute_contraindication_makes_ineligible_even_with_unknowns() -> None:
+    facts = make_facts({"lung_shunt": 25})  # every other input unknown
+    verdict = evaluate_therapy("sirt", facts, RULES)
+    assert verdict.status is Status.INELIGIBLE
+    assert [r.rule.id for r in verdict.reasons if r.decisive] == ["SIRT-ABS-LUNG-SHUNT"]
+    assert verdict.missing == ()
+
+
+def test_relative_only_gives_caution() -> None:
+    verdict = evaluate_therapy("sirt", make_facts({**SIRT_OK, "ecog": 3}), RULES)
+    assert verdict.status is Status.CAUTION
+    assert {r.rule.id for r in verdict.reasons if r.decisive} == {"SIRT-REL-ECOG"}
+
+
+def test_missing_input_that_could_change_the_answer_is_listed_exactly() -> None:
+    values = dict(SIRT_OK)
+    del values["lung_shunt"]
+    verdict = evaluate_therapy("sirt", make_facts(values), RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert verdict.missing == ("lung_shunt",)
+
+
+def test_unknown_relative_input_does_not_matter_once_a_relative_is_met() -> None:
+    values = {k: v for k, v in SIRT_OK.items() if k != "ecog"}  # ECOG unknown (relative rule)
+    caution = make_facts(values, flags=["pre-existing-liver-disease"])
+    assert evaluate_therapy("sirt", caution, RULES).status is Status.CAUTION
+    without_relative = make_facts(values)
+    verdict = evaluate_therapy("sirt", without_relative, RULES)
+    assert verdict.status is Status.INSUFFICIENT and verdict.missing == ("ecog",)
+
+
+def test_indication_certainly_not_met_is_ineligible() -> None:
+    verdict = evaluate_therapy("ablation-mwa", make_facts({"lesion_count": 8}), RULES)
+    assert verdict.status is Status.INELIGIBLE
+    assert any(r.rule.id == "ABL-IND-OLIGO" and r.decisive for r in verdict.reasons)
+
+
+def test_kleene_and_decides_with_one_input_missing() -> None:
+    # burden 40 % settles "burden > 50 % and albumin < 3" without albumin
+    verdict = evaluate_therapy("sirt", make_facts({k: v for k, v in {**SIRT_OK, "tumor_burden": 40}.items()
+                                                    if k != "albumin"}), RULES)
+    assert verdict.status is Status.ELIGIBLE
+
+
+def test_every_therapy_gets_a_verdict() -> None:
+    verdicts = evaluate_all(make_facts({}), RULES)
+    assert tuple(v.therapy for v in verdicts) == THERAPIES
+    assert len(THERAPIES) == 13
+
+
+# -- newest value, conflicts, staleness ------------------------------------------------------
+
+def _r(value: str, on: date, src: str) -> Reading:
+    return Reading("bilirubin", Decimal(value), "mg/dL", on, src)
+
+
+def test_newest_value_wins() -> None:
+    fact = newest_fact([_r("3.5", EVAL - timedelta(days=40), "Observation/a"),
+                        _r("1.0", EVAL - timedelta(days=2), "Observation/b")])
+    assert fact.value == Decimal("1.0") and fact.sources == ("Observation/b",)
+
+
+def test_conflicting_values_on_the_same_date_are_reported_not_averaged() -> None:
+    day = EVAL - timedelta(days=2)
+    fact = newest_fact([_r("1.0", day, "Observation/a"), _r("3.4", day, "Observation/b")])
+    assert fact.conflicting and set(fact.conflict) | {fact.value} == {Decimal("1.0"), Decimal("3.4")}
+    facts = PatientFacts("p", EVAL, {"bilirubin": fact})
+    verdict = evaluate_therapy("sirt", facts, RULES)
+    reason = next(r for r in verdict.reasons if r.rule.id == "SIRT-ABS-BILIRUBIN")
+    assert reason.result.value == "unknown"
+    assert "conflicting" in reason.text() and "1" in reason.text() and "3.4" in reason.text()
+    assert "bilirubin" in verdict.missing
+
+
+def test_equal_values_on_the_same_date_are_no_conflict() -> None:
+    day = EVAL - timedelta(days=2)
+    fact = newest_fact([_r("1.0", day, "Observation/a"), _r("1.00", day, "Observation/b")])
+    assert not fact.conflicting and fact.sources == ("Observation/a", "Observation/b")
+
+
+def test_staleness_policy_for_labs() -> None:
+    lab = RULES.staleness["lab"]
+    for days, expected in ((30, FactQuality.FRESH), (31, FactQuality.OLD), (90, FactQuality.OLD),
+                           (91, FactQuality.STALE)):
+        fact = Fact("bilirubin", Decimal(1), "mg/dL", EVAL - timedelta(days=days), ("Observation/x",))
+        assert fact_quality(fact, EVAL, lab.fresh_days, lab.max_days) is expected, days
+
+
+def test_stale_lab_is_unknown_and_old_lab_lowers_confidence() -> None:
+    stale = make_facts({**SIRT_OK}, on=EVAL - timedelta(days=120))
+    verdict = evaluate_therapy("sirt", stale, RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert "bilirubin" in verdict.missing
+    old = make_facts({**SIRT_OK}, on=EVAL - timedelta(days=60))
+    verdict = evaluate_therapy("sirt", old, RULES)
+    assert verdict.status is Status.ELIGIBLE
+    assert any("lower confidence" in r.text() for r in verdict.reasons)
+
+
+def test_pathology_never_goes_stale() -> None:
+    facts = make_facts({"ki67": 5}, on=EVAL - timedelta(days=3000))
+    verdict = evaluate_therapy("liver-transplant", facts, RULES)
+    reason = next(r for r in verdict.reasons if r.rule.id == "LT-IND-KI67")
+    assert reason.result.value == "met"
+
+
+def test_age_and_months_helpers() -> None:
+    assert whole_years_between(date(1960, 11, 21), EVAL) == 65
+    assert whole_years_between(date(1960, 11, 20), EVAL) == 66
+    assert whole_months_between(date(2026, 5, 20), EVAL) == 6
+    assert whole_months_between(date(2026, 5, 21), EVAL) == 5
+
+
+def test_stable_months_derived_from_liver_state() -> None:
+    readings = [Reading("liver_state", "stable", "{code}", EVAL, "Observation/s", since=date(2026, 5, 20))]
+    facts = PatientFacts.from_readings("p", EVAL, readings)
+    assert facts.values["liver_stable_months"].value == Decimal(6)
+    readings = [Reading("liver_state", "progressing", "{code}", EVAL, "Observation/s", since=date(2020, 1, 1))]
+    assert PatientFacts.from_readings("p", EVAL, readings).values["liver_stable_months"].value == 0
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_RANK = {Status.ELIGIBLE: 0, Status.CAUTION: 1, Status.INELIGIBLE: 3}
+
+numeric = {
+    "bilirubin": st.sampled_from([0.5, 1.9, 2.0, 2.1, 2.9, 3.0, 3.6, 3.7, 5.0]),
+    "albumin": st.sampled_from([2.5, 2.9, 3.0, 3.1, 4.2]),
+    "inr": st.sampled_from([1.0, 1.5, 1.6, 2.2]),
+    "platelets": st.sampled_from([40, 50, 74, 75, 200]),
+    "creatinine": st.sampled_from([0.8, 2.0, 2.1]),
+    "creatinine_clearance": st.sampled_from([40, 50, 90]),
+    "hemoglobin": st.sampled_from([7.5, 8, 12]),
+    "leukocytes": st.sampled_from([1.5, 2, 6]),
+    "ecog": st.sampled_from([0, 1, 2, 3, 4]),
+    "karnofsky": st.sampled_from([40, 60, 90]),
+    "ki67": st.sampled_from([1, 9.9, 10, 20, 25]),
+    "grade": st.sampled_from([1, 2, 3]),
+    "lung_shunt": st.sampled_from([5, 20, 21, 30]),
+    "tumor_burden": st.sampled_from([10, 30, 49, 50, 70, 71, 76]),
+    "lesion_count": st.sampled_from([1, 3, 4, 5, 9]),
+    "max_lesion_diameter": st.sampled_from([8, 20, 30, 36, 51, 65]),
+    "krenning": st.sampled_from([0, 1, 2, 3, 4]),
+    "resectable_fraction": st.sampled_from([50, 70, 90, 100]),
+    "age": st.sampled_from([40, 55, 60, 61, 77]),
+    "liver_stable_months": st.sampled_from([0, 5, 6, 12]),
+    "hilar_lesion": st.booleans(),
+    "perivascular_lesion": st.booleans(),
+    "primary_resected": st.booleans(),
+    "ssa_refractory": st.booleans(),
+    "trial_enrolled": st.booleans(),
+    "primary_site": st.sampled_from(["small-intestine", "pancreas", "colorectum", "thyroid-medullary",
+                                     "thyroid-differentiated", "unknown"]),
+    "extrahepatic_state": st.sampled_from(["absent", "stable", "progressing"]),
+    "liver_state": st.sampled_from(["stable", "progressing"]),
+}
+
+patients = st.fixed_dictionaries({}, optional=numeric).flatmap(
+    lambda values: st.tuples(st.just(values), st.sets(st.sampled_from(sorted(CONDITION_CODES)), max_size=3),
+                             st.sets(st.sampled_from(["anti-vegf-tki", "chemotherapy"]), max_size=2)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(patient=patients, added=st.sampled_from(sorted(CONDITION_CODES | {"anti-vegf-tki", "chemotherapy"})))
+def test_adding_a_contraindication_never_makes_a_therapy_more_eligible(patient: Any, added: str) -> None:
+    values, conditions, meds = patient
+    before = make_facts(values, flags=[*conditions, *meds])
+    after = make_facts(values, flags=[*conditions, *meds, added])
+    for b, a in zip(evaluate_all(before, RULES), evaluate_all(after, RULES), strict=True):
+        if b.status is Status.INSUFFICIENT:
+            assert a.status is not Status.ELIGIBLE, (b.therapy, added)
+        elif a.status is Status.INSUFFICIENT:
+            raise AssertionError(f"{b.therapy}: a recorded condition created an unknown")
+        else:
+            assert _RANK[a.status] >= _RANK[b.status], (b.therapy, added, b.status, a.status)
+
+
+@settings(max_examples=50, deadline=None)
+@given(patient=patients, data=st.data())
+def test_removing_an_input_never_jumps_between_decided_answers(patient: Any, data: st.DataObject) -> None:
+    values, conditions, meds = patient
+    if not values:
+        return
+    removed = data.draw(st.sampled_from(sorted(values)))
+    full = make_facts(values, flags=[*conditions, *meds])
+    fewer = make_facts({k: v for k, v in values.items() if k != removed}, flags=[*conditions, *meds])
+    for b, a in zip(evaluate_all(full, RULES), evaluate_all(fewer, RULES), strict=True):
+        if b.status is not Status.INSUFFICIENT and a.status is not Status.INSUFFICIENT:
+            assert a.status is b.status, (b.therapy, removed, b.status, a.status)
+        if a.status is Status.INSUFFICIENT:
+            assert a.missing, a.therapy
