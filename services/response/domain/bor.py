@@ -57,18 +57,16 @@ def best_overall_response(baseline: date, points: Sequence[tuple[date, str]],
     complete_ok = partial_ok = False
     for i, (_, category) in enumerate(ordered):
         if category in _COMPLETE:
+            # Table 3: CR then PR is not a confirmed response (disease after a true CR is PD);
+            # the CR counts as SD when the minimum SD interval is met.
             if need == 0 or _confirmed(ordered, i, _COMPLETE, need):
                 complete_ok = True
-            elif _confirmed(ordered, i, _COMPLETE | _PARTIAL, need):
-                partial_ok = True
         elif category in _PARTIAL and (need == 0 or _confirmed(ordered, i, _COMPLETE | _PARTIAL, need)):
             partial_ok = True
     if complete_ok:
         return next(c for _, c in ordered if c in _COMPLETE), tuple(notes)
     if partial_ok:
-        partial = next((c for _, c in ordered if c in _PARTIAL), None)
-        if partial is None:
-            partial = {"CR": "PR", "iCR": "iPR", "CMR": "PMR"}[next(c for _, c in ordered if c in _COMPLETE)]
+        partial = next(c for _, c in ordered if c in _PARTIAL)
         if need:
             notes.append(f"response confirmed at least {need} days later")
         return partial, tuple(notes)
