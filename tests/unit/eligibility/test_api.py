@@ -1,0 +1,347 @@
+"""The eligibility service over HTTP (Flask test client): seed patients, output shape, bad
+input (422 naming the element, nothing written), determinism, Provenance, CDS cards."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM, STATUS_SYSTEM, THERAPY_SYSTEM, UCUM
+from netliver.fhir.models import validate_resource
+from netliver.settings import Settings
+from services.eligibility.app import create_app
+from services.eligibility.domain.evaluation import THERAPIES
+from tests.fixtures.eligibility_patients import (
+    EVALUATION_DATE,
+    PatientBundleBuilder,
+    realistic_patient,
+    seed_fig3_mwa_39f,
+    seed_fig5_sirt_77f,
+    seed_sinet_patient,
+    seed_thyroid_patient,
+)
+
+URL = f"/operations/evaluate-eligibility?date={EVALUATION_DATE.isoformat()}"
+FHIR = "application/fhir+json"
+
+
+@pytest.fixture(scope="module")
+def client() -> FlaskClient:
+    app = create_app(Settings.from_env({"AUTH_MODE": "off", "LOG_LEVEL": "WARNING"}))
+    return app.test_client()
+
+
+def evaluate(client: FlaskClient, bundle: dict[str, Any], url: str = URL) -> dict[str, Any]:
+    resp = client.post(url, json=bundle, headers={"Content-Type": FHIR})
+    assert resp.status_code == 200, resp.get_json()
+    body: dict[str, Any] = resp.get_json()
+    return body
+
+
+def statuses(result: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for entry in result["output"]["entry"]:
+        res = entry["resource"]
+        if res["resourceType"] != "Observation":
+            continue
+        therapy = next(c["code"] for c in res["code"]["coding"] if c["system"] == THERAPY_SYSTEM)
+        out[therapy] = next(c["code"] for c in res["valueCodeableConcept"]["coding"] if c["system"] == STATUS_SYSTEM)
+    return out
+
+
+def observation(result: dict[str, Any], therapy: str) -> dict[str, Any]:
+    return next(e["resource"] for e in result["output"]["entry"]
+                if e["resource"]["resourceType"] == "Observation"
+                and e["resource"]["code"]["coding"][0]["code"] == therapy)
+
+
+def error(client: FlaskClient, bundle: Any, status: int = 422) -> dict[str, Any]:
+    resp = client.post(URL, json=bundle, headers={"Content-Type": FHIR})
+    assert resp.status_code == status, resp.get_json()
+    body: dict[str, Any] = resp.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert "write" not in body
+    return body["issue"][0]
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def test_output_has_one_observation_per_therapy_and_validates(client: FlaskClient) -> None:
+    result = evaluate(client, realistic_patient())
+    output = result["output"]
+    assert output["type"] == "collection"
+    validate_resource(output)
+    for res in result["write"]:
+        validate_resource(res)
+    observations = [e["resource"] for e in output["entry"] if e["resource"]["resourceType"] == "Observation"]
+    codes = [o["code"]["coding"][0]["code"] for o in observations]
+    assert sorted(codes) == sorted(THERAPIES) and len(codes) == 13
+    for obs in observations:
+        assert obs["subject"] == {"reference": "Patient/demo-nen-1"}
+        assert obs["note"], obs["code"]
+        assert all("Source:" in n["text"] for n in obs["note"] if n["text"].startswith("["))
+    types = sorted(r["resourceType"] for r in result["write"])
+    assert types == sorted(["Observation"] * 13 + ["DiagnosticReport", "Provenance"])
+
+
+def test_provenance_names_service_and_ruleset_versions(client: FlaskClient) -> None:
+    result = evaluate(client, realistic_patient())
+    prov = next(r for r in result["write"] if r["resourceType"] == "Provenance")
+    assert any(p.startswith("https://netliver.org/fhir/eligibility-rules|") for p in prov["policy"])
+    assert any("/service/eligibility|" in p for p in prov["policy"])
+    assert len(prov["target"]) == 14
+    assert {"reference": "Patient/demo-nen-1"} in [e["what"] for e in prov["entity"]]
+
+
+def test_tumour_board_report_with_imaging_advice(client: FlaskClient) -> None:
+    result = evaluate(client, realistic_patient())
+    report = next(e["resource"] for e in result["output"]["entry"]
+                  if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert report["code"]["coding"][0] == {"system": OBSERVATION_CODE_SYSTEM, "code": "eligibility-summary",
+                                           "display": "Eligibility summary"}
+    assert "18F-DOPA" in report["conclusion"] and "DWI" in report["conclusion"]
+    assert len(report["result"]) == 13
+    assert report["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
+
+
+def test_ids_are_deterministic_and_depend_on_input_and_date(client: FlaskClient) -> None:
+    first = evaluate(client, realistic_patient())
+    again = evaluate(client, realistic_patient())
+    ids = [r["id"] for r in first["write"]]
+    assert ids == [r["id"] for r in again["write"]]
+    other_day = evaluate(client, realistic_patient(), "/operations/evaluate-eligibility?date=2026-11-21")
+    assert set(ids).isdisjoint(r["id"] for r in other_day["write"])
+    changed = realistic_patient()
+    changed["entry"][1]["resource"]["valueQuantity"]["value"] = 0.7
+    assert set(ids).isdisjoint(r["id"] for r in evaluate(client, changed)["write"])
+
+
+def test_insufficient_data_lists_machine_readable_requirements(client: FlaskClient) -> None:
+    bundle = seed_fig3_mwa_39f()  # no MAA work-up: lung shunt unknown
+    obs = observation(evaluate(client, bundle), "sirt")
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "insufficient-data"
+    codes = [c for comp in obs["component"] for c in comp["code"]["coding"]]
+    assert {"system": OBSERVATION_CODE_SYSTEM, "code": "lung-shunt-fraction"} in codes
+    assert all(comp["dataAbsentReason"]["coding"][0]["code"] for comp in obs["component"])
+    assert obs["note"][0]["text"].startswith("Missing inputs that could change the answer: Lung shunt")
+
+
+def test_derived_from_names_the_deciding_inputs(client: FlaskClient) -> None:
+    bundle = seed_fig5_sirt_77f()
+    lsf = next(e["resource"] for e in bundle["entry"]
+               if e["resource"]["resourceType"] == "Observation"
+               and e["resource"]["code"]["coding"][0].get("code") == "lung-shunt-fraction")
+    lsf["valueQuantity"]["value"] = 24
+    obs = observation(evaluate(client, bundle), "sirt")
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "ineligible"
+    assert obs["derivedFrom"] == [{"reference": f"Observation/{lsf['id']}"}]
+
+
+@pytest.mark.parametrize("bundle_type", ["collection", "searchset", "transaction"])
+def test_accepted_bundle_types(client: FlaskClient, bundle_type: str) -> None:
+    b = PatientBundleBuilder("bt", "1970-01-01")
+    b.normal_labs()
+    assert len(statuses(evaluate(client, b.bundle(bundle_type)))) == 13
+
+
+# -- seed patients ---------------------------------------------------------------------------
+
+def test_seed_001_fig5_77f_pancreatic_g1_liver_only_relapse_is_sirt_eligible(client: FlaskClient) -> None:
+    s = statuses(evaluate(client, seed_fig5_sirt_77f()))
+    assert s["sirt"] == "eligible"
+    assert s["liver-transplant"] == "ineligible"  # 77 years, progressing
+    assert s["ablation-mwa"] == "ineligible"  # six metastases
+    assert s["tae"] == "eligible-with-caution"  # pancreatic primary: TACE preferred over TAE
+    assert s["ctace"] == "eligible"
+    assert s["prrt"] == "eligible"
+
+
+def test_seed_001_fig3_39f_65mm_g2_mwa_with_caution(client: FlaskClient) -> None:
+    result = evaluate(client, seed_fig3_mwa_39f())
+    s = statuses(result)
+    assert s["ablation-mwa"] == "eligible-with-caution"
+    notes = " ".join(n["text"] for n in observation(result, "ablation-mwa")["note"])
+    assert "MWA-REL-ZONE" in notes and "needed zone 75 mm" in notes
+    assert s["liver-transplant"] == "ineligible"  # Ki-67 12 % > 10 %, progressing
+    assert s["sirt"] == "insufficient-data"
+
+
+@pytest.mark.parametrize(("number", "tace", "rfa", "prrt"), [
+    (1, "eligible", "eligible-with-caution", "insufficient-data"),   # MTC, 18 mm: TACE within guidelines
+    (2, "eligible-with-caution", "eligible-with-caution", "insufficient-data"),  # 42 mm; vandetanib
+    (3, "eligible-with-caution", "eligible-with-caution", "ineligible"),  # DTC, single 55 mm
+    (4, "eligible-with-caution", "eligible-with-caution", "ineligible"),  # DTC, 32 mm; lenvatinib
+])
+def test_seed_004_thyroid_patients(client: FlaskClient, number: int, tace: str, rfa: str, prrt: str) -> None:
+    result = evaluate(client, seed_thyroid_patient(number))
+    s = statuses(result)
+    assert s["deb-tace"] == tace
+    assert s["ablation-rfa"] == rfa
+    assert s["prrt"] == prrt
+    assert s["liver-transplant"] == "ineligible"  # not a portal-drained primary
+    if number in (2, 4):
+        assert "RES-WARN-TKI" in " ".join(n["text"] for n in observation(result, "deb-tace")["note"])
+    if tace == "eligible-with-caution":
+        assert "THY-TACE-REL-SIZE" in " ".join(n["text"] for n in observation(result, "deb-tace")["note"])
+
+
+@pytest.mark.parametrize(("grade", "ki67"), [(1, 1.5), (2, 12)])
+def test_seed_002_si_net_multiple_bilobar_metastases(client: FlaskClient, grade: int, ki67: float) -> None:
+    s = statuses(evaluate(client, seed_sinet_patient(grade=grade, ki67=ki67)))
+    assert s["tae"] == "eligible" and s["sirt"] == "eligible"
+    for ablation in ("ablation-rfa", "ablation-mwa", "ablation-laser", "ablation-cryo", "ablation-ire"):
+        assert s[ablation] == "ineligible"  # > 5 metastases
+    assert s["surgical-resection"] == "ineligible"
+    assert s["deb-tace"] == "eligible-with-caution"  # intestinal primary
+    assert s["prrt"] == ("eligible" if ki67 < 10 else "eligible-with-caution")
+
+
+def test_seed_002_patient_with_pacemaker_ire_ineligible_for_arrhythmia(client: FlaskClient) -> None:
+    result = evaluate(client, seed_sinet_patient(lesions=3, pacemaker=True))
+    notes = " ".join(n["text"] for n in observation(result, "ablation-ire")["note"])
+    assert statuses(result)["ablation-ire"] == "ineligible" and "IRE-ABS-ARRHYTHMIA · absolute · met" in notes
+    assert statuses(result)["ablation-mwa"] != "ineligible"
+
+
+# -- inputs: units, newest value -------------------------------------------------------------
+
+def _sirt_patient(bilirubin: float, unit: str = "mg/dL") -> dict[str, Any]:
+    b = PatientBundleBuilder("u1", "1960-01-01")
+    b.normal_labs()
+    b.lab("bilirubin", bilirubin, EVALUATION_DATE, unit=unit)  # newer than the normal value
+    b.ecog(0)
+    b.percent("lung-shunt-fraction", 5).percent("liver-tumor-burden", 20)
+    b.resources.append({"resourceType": "Observation", "id": "alb", "status": "final", "subject": b.subject,
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "1751-7"}]},
+                        "effectiveDateTime": EVALUATION_DATE.isoformat(),
+                        "valueQuantity": {"value": 40, "unit": "g/L", "system": UCUM, "code": "g/L"}})
+    return b.bundle()
+
+
+@pytest.mark.parametrize(("value", "unit", "expected"), [
+    (2.9, "mg/dL", "eligible-with-caution"), (3.0, "mg/dL", "ineligible"),
+    (49.6, "umol/L", "eligible-with-caution"), (51.3, "umol/L", "ineligible"),  # ÷ 17.1
+    (34.2, "µmol/L", "eligible"),  # 2.0 mg/dL, not above the label limit
+])
+def test_bilirubin_boundary_in_both_units(client: FlaskClient, value: float, unit: str, expected: str) -> None:
+    assert statuses(evaluate(client, _sirt_patient(value, unit)))["sirt"] == expected
+
+
+def test_platelets_in_thousand_per_microlitre(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("plt", "1960-01-01")
+    b.lab("platelets", 74, EVALUATION_DATE, unit="10*3/uL")
+    result = evaluate(client, b.bundle())
+    assert "PRRT-ABS-PLATELETS · absolute · met" in " ".join(n["text"] for n in observation(result, "prrt")["note"])
+
+
+def test_creatinine_micromolar_converted(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("cr", "1960-01-01")
+    b.lab("creatinine_umol", 186, EVALUATION_DATE)  # 2.104 mg/dL > 2.0
+    result = evaluate(client, b.bundle())
+    assert "TACE-WARN-RETNET-CREATININE · warning · met" in " ".join(
+        n["text"] for n in observation(result, "ctace")["note"])
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+def test_bundle_without_patient(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    bundle["entry"] = bundle["entry"][1:]
+    issue = error(client, bundle)
+    assert issue["expression"] == ["Bundle.entry"]
+
+
+def test_bundle_with_two_patients(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    second = copy.deepcopy(bundle["entry"][0])
+    second["resource"]["id"] = "someone-else"
+    second["fullUrl"] = "urn:uuid:00000000-0000-0000-0000-000000000001"
+    bundle["entry"].append(second)
+    issue = error(client, bundle)
+    assert issue["expression"] == [f"Bundle.entry[{len(bundle['entry']) - 1}].resource"]
+
+
+def test_resource_of_another_patient(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    bundle["entry"][3]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    issue = error(client, bundle)
+    assert issue["expression"] == ["Bundle.entry[3].resource.subject"]
+
+
+def _with_value(code_system: str, code: str, value: float, unit: str = "%") -> dict[str, Any]:
+    b = PatientBundleBuilder("bad", "1960-01-01")
+    b._obs({"system": code_system, "code": code}, None,
+           valueQuantity={"value": value, "unit": unit, "system": UCUM, "code": unit})
+    return b.bundle()
+
+
+@pytest.mark.parametrize(("system", "code", "value", "unit"), [
+    ("http://loinc.org", "1975-2", -1, "mg/dL"),  # bilirubin −1
+    (OBSERVATION_CODE_SYSTEM, "liver-tumor-burden", 140, "%"),  # burden 140 %
+    ("http://loinc.org", "29593-1", 250, "%"),  # Ki-67 250 %
+    (OBSERVATION_CODE_SYSTEM, "lung-shunt-fraction", 101, "%"),
+])
+def test_impossible_values(client: FlaskClient, system: str, code: str, value: float, unit: str) -> None:
+    issue = error(client, _with_value(system, code, value, unit))
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueQuantity.value"]
+    assert "impossible" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("unit", ["furlongs", "mL", "10*9/L"])
+def test_unknown_or_unconvertible_units(client: FlaskClient, unit: str) -> None:
+    issue = error(client, _with_value("http://loinc.org", "1975-2", 1.0, unit))  # bilirubin
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueQuantity.code"]
+
+
+def test_wrong_bundle_type(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    bundle["type"] = "document"
+    assert error(client, bundle)["expression"] == ["Bundle.type"]
+
+
+def test_not_a_bundle(client: FlaskClient) -> None:
+    issue = error(client, {"resourceType": "Patient", "id": "x"})
+    assert issue["expression"] == ["resourceType"]
+
+
+def test_malformed_json_and_date(client: FlaskClient) -> None:
+    resp = client.post(URL, data="{not json", headers={"Content-Type": FHIR})
+    assert resp.status_code == 400
+    resp = client.post("/operations/evaluate-eligibility?date=20-11-2026", json=realistic_patient(),
+                       headers={"Content-Type": FHIR})
+    assert resp.status_code == 400 and resp.get_json()["issue"][0]["expression"] == ["date"]
+
+
+def test_invalid_fhir_is_400_naming_the_element(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    bundle["entry"][1]["resource"]["status"] = 7
+    resp = client.post(URL, json=bundle, headers={"Content-Type": FHIR})
+    assert resp.status_code == 400
+
+
+# -- CDS cards -------------------------------------------------------------------------------
+
+def test_cds_cards(client: FlaskClient) -> None:
+    resp = client.post(f"/operations/cds-cards?date={EVALUATION_DATE.isoformat()}", json=seed_fig3_mwa_39f(),
+                       headers={"Content-Type": FHIR})
+    assert resp.status_code == 200
+    cards = resp.get_json()["cards"]
+    assert len(cards) == 2
+    for card in cards:
+        assert len(card["summary"]) <= 140
+        assert card["indicator"] in {"info", "warning", "critical"}
+        assert card["source"]["label"].startswith("netliver eligibility rules")
+        assert card["uuid"]
+    assert "Conventional TACE" in cards[0]["summary"]
+    assert "| Microwave ablation | eligible-with-caution |" in cards[0]["detail"]
+    assert "Lung shunt" in cards[1]["summary"]
+
+
+def test_cds_cards_bad_input_is_422(client: FlaskClient) -> None:
+    bundle = realistic_patient()
+    bundle["entry"] = bundle["entry"][1:]
+    resp = client.post("/operations/cds-cards", json=bundle, headers={"Content-Type": FHIR})
+    assert resp.status_code == 422
