@@ -76,14 +76,25 @@ def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: fl
     # Map target index → source index: inv(A_src) · A_tgt (4×4 homogeneous).
     matrix = np.linalg.inv(source.affine) @ target.affine
     acc = np.zeros(target.shape, dtype=np.float64)
+    ones = np.ones(values.shape, dtype=np.float32) if order != 0 else values
     offsets = [[(a + 0.5) / n - 0.5 for a in range(n)] for n in m]
     for dk in offsets[0]:
         for dj in offsets[1]:
             for di in offsets[2]:
                 shifted = matrix.copy()
                 shifted[:3, 3] = matrix[:3, :3] @ np.array([dk, dj, di]) + matrix[:3, 3]
-                acc += ndimage.affine_transform(values, shifted, output_shape=target.shape, order=order,
-                                                mode="constant", cval=cval, prefilter=False)
+                if order == 0:
+                    # nearest sample; outside the source's voxels ([-½, n-½) per axis) is cval
+                    acc += ndimage.affine_transform(values, shifted, output_shape=target.shape, order=0,
+                                                    mode="grid-constant", cval=cval)
+                    continue
+                # trilinear with edge values up to half a voxel beyond the outer centres ("constant"
+                # mode would drop a point 1e-15 outside the first centre), then cval further out
+                sampled = ndimage.affine_transform(values, shifted, output_shape=target.shape, order=1,
+                                                   mode="nearest", prefilter=False)
+                inside = ndimage.affine_transform(ones, shifted, output_shape=target.shape, order=0,
+                                                  mode="grid-constant", cval=0.0)
+                acc += np.where(inside > 0.5, sampled, cval)
     return acc / (m[0] * m[1] * m[2])
 
 

@@ -65,6 +65,9 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
+    # A Part-10 preamble: dicomweb-client writes the dataset as it is for STOW-RS, and without
+    # one the PACS stores (and later serves) bytes that strict readers refuse.
+    ds.preamble = b"\x00" * 128
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = RT_DOSE_STORAGE
     ds.SOPInstanceUID = sop_uid
