@@ -60,9 +60,11 @@ def dvh_metrics(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, d_percents: Sequenc
     ranks = {x: min(n, max(1, math.ceil(x * n / 100.0 - 1e-9))) for x in d_percents}
     # ascending order: the k-th highest dose sits at index n − k
     kth = sorted({n - k for k in ranks.values()} | {0, n - 1})
-    part = np.partition(values, kth)
+    mean = float(np.mean(values, dtype=np.float64))
+    values.partition(kth)  # in place: ``values`` is already a copy gathered from the mask
+    part = values
     out: dict[str, float] = {
-        "Dmean": float(np.mean(values, dtype=np.float64)),
+        "Dmean": mean,
         "Dmin": float(part[0]),
         "Dmax": float(part[n - 1]),
     }
