@@ -40,13 +40,13 @@ def _date_param() -> date | None:
 def evaluate() -> Response:
     date_given = _date_param()
     bundle = read_fhir_body("Bundle")
-    return fhir_response(evaluate_eligibility(bundle, date_given))
+    return fhir_response(evaluate_eligibility(bundle, date_given, validated=True))
 
 
 @blueprint.post("/operations/cds-cards")
 def cds_cards() -> Response:
     date_given = _date_param()
     bundle = read_fhir_body("Bundle")
-    evaluation = evaluate_bundle(bundle, date_given or date.today())
+    evaluation = evaluate_bundle(bundle, date_given or date.today(), validated=True)
     cards = eligibility_cards(evaluation, input_digest(bundle, date_given))
     return fhir_response({"cards": cards})

@@ -455,9 +455,15 @@ def _subject_of(resource: Mapping[str, Any]) -> tuple[str, Any]:
     return "subject", None
 
 
-def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: date) -> ParsedInput:
-    """Read a posted Bundle into patient facts (raises ``FhirError`` for unusable input)."""
-    parse_resource(bundle, "Bundle")
+def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: date, *,
+                    validated: bool = False) -> ParsedInput:
+    """Read a posted Bundle into patient facts (raises ``FhirError`` for unusable input).
+
+    The Bundle is validated with the R4B models unless the caller already did
+    (``validated=True``, e.g. :func:`netliver.web.read_fhir_body`).
+    """
+    if not validated:
+        parse_resource(bundle, "Bundle")
     if bundle.get("type") not in BUNDLE_TYPES:
         raise FhirError(422, "value", f"Bundle.type must be one of {sorted(BUNDLE_TYPES)}, not {bundle.get('type')!r}",
                         "Bundle.type")

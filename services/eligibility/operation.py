@@ -37,10 +37,14 @@ class Evaluation:
     rules: RuleSet
 
 
-def evaluate_bundle(bundle: Mapping[str, Any], evaluated_on: date, rules: RuleSet | None = None) -> Evaluation:
-    """Read the Bundle and evaluate every therapy (raises ``FhirError`` on unusable input)."""
+def evaluate_bundle(bundle: Mapping[str, Any], evaluated_on: date, rules: RuleSet | None = None,
+                    *, validated: bool = False) -> Evaluation:
+    """Read the Bundle and evaluate every therapy (raises ``FhirError`` on unusable input).
+
+    ``validated``: the Bundle was already checked against the R4B models.
+    """
     rules = rules or default_ruleset()
-    parsed = bundle_to_facts(bundle, rules, evaluated_on)
+    parsed = bundle_to_facts(bundle, rules, evaluated_on, validated=validated)
     facts = parsed.facts
     verdicts = evaluate_all(facts, rules)
     site = facts.values.get("primary_site")
@@ -55,10 +59,10 @@ def evaluate_bundle(bundle: Mapping[str, Any], evaluated_on: date, rules: RuleSe
 
 
 def evaluate_eligibility(bundle: Mapping[str, Any], date_given: date | None = None,
-                         rules: RuleSet | None = None) -> OperationResult:
+                         rules: RuleSet | None = None, *, validated: bool = False) -> OperationResult:
     """``$evaluate-eligibility``: output collection Bundle and the resources to write."""
     evaluated_on = date_given or date.today()
-    result = evaluate_bundle(bundle, evaluated_on, rules)
+    result = evaluate_bundle(bundle, evaluated_on, rules, validated=validated)
     output, write = build_output(result.parsed, result.verdicts, result.advice, result.rules,
                                  digest=input_digest(bundle, date_given), date_given=date_given,
                                  version=__version__)
