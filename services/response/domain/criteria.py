@@ -56,7 +56,7 @@ def evaluate(criterion: str, assessments: Sequence[Assessment],
     elif criterion == "irecist":
         result = assess_irecist(series, exclude_treated=exclude)
     else:
-        result = assess_percist(series)
+        result = assess_percist(series, exclude_treated=exclude)
     best, notes = best_overall_response(result.baseline_date,
                                         [(v.date, v.overall) for v in result.visits], bor or BorSettings())
     return Evaluation(result, best, notes)

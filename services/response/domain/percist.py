@@ -86,8 +86,14 @@ def _complete(peak: Decimal, ref: PetReference) -> bool:
     return bool(limits) and all(peak <= limit for limit in limits)
 
 
-def assess_percist(series: Series) -> CriterionResult:
-    """PERCIST 1.0 responses of every follow-up scan (Wahl 2009)."""
+def assess_percist(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
+    """PERCIST 1.0 responses of every follow-up scan (Wahl 2009).
+
+    With ``exclude_treated`` a lesion treated locally since baseline is left out of the search
+    for the hottest lesion (its uptake reflects the local treatment, RECIST 1.1 §3.1.3 analogy);
+    the scan is then NE unless the untreated lesions already show PMD (as RECIST 1.1 §4.4.2
+    treats a missing lesion).
+    """
     base_ref = series.baseline.pet_reference
     threshold = measurability_threshold(base_ref)
     if threshold is None:
@@ -104,7 +110,11 @@ def assess_percist(series: Series) -> CriterionResult:
         notes: list[str] = []
         treated = frozenset(lid for lid in series.treated_after_baseline
                             if series.treated_at(lid, visit.date))
-        peak = hottest_sul_peak(visit, series.new_modality_lesions)
+        peak = hottest_sul_peak(
+            visit, series.new_modality_lesions | (treated if exclude_treated else frozenset()))
+        partial = exclude_treated and bool(treated & {m.lesion_id for m in visit.lesions})
+        if partial:
+            notes.append("left out of the hottest-lesion search (treated locally): " + ", ".join(sorted(treated)))
         nt = non_target_category(series.non_target_statuses(visit))
         new = series.new_lesions(visit)
         problem = _not_comparable(base_ref, visit.pet_reference)
@@ -119,9 +129,13 @@ def assess_percist(series: Series) -> CriterionResult:
                 non_target=nt, new_lesions=tuple(m.lesion_id for m in new),
                 treated_lesions=tuple(sorted(treated)), notes=tuple(notes)))
             continue
-        complete = _complete(peak, visit.pet_reference) and not new and nt in (None, "CR")
+        complete = _complete(peak, visit.pet_reference) and not new and nt in (None, "CR") and not partial
         vs_base = _metabolic_category(peak, base_peak, complete)
         vs_nadir = _metabolic_category(peak, nadir, complete)
+        if partial and vs_base != PMD:
+            vs_base = NE
+        if partial and vs_nadir != PMD:
+            vs_nadir = NE
         overall = vs_base
         if progression_other:
             overall = vs_base = vs_nadir = PMD
@@ -133,7 +147,7 @@ def assess_percist(series: Series) -> CriterionResult:
             percent_vs_nadir=percent_change(peak, nadir), nadir=nadir, nadir_date=nadir_date,
             non_target=nt, new_lesions=tuple(m.lesion_id for m in new),
             treated_lesions=tuple(sorted(treated)), notes=tuple(notes)))
-        if peak < nadir:
+        if peak < nadir and not partial:
             nadir, nadir_date = peak, visit.date
     return CriterionResult("percist", series.baseline.date, base_peak, "sul-peak", "g/mL",
                            tuple(visits), series.notes)

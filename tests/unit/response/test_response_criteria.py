@@ -234,3 +234,17 @@ def test_best_overall_response_of_irecist_and_percist():
     assert best_overall_response(day(0), [(day(8), "iUPD"), (day(16), "iPR")])[0] == "iPR"
     assert best_overall_response(day(0), [(day(8), "iUPD"), (day(16), "iCPD")])[0] == "iUPD"
     assert best_overall_response(day(0), [(day(8), "SMD"), (day(16), "PMR")])[0] == "PMR"
+
+
+def test_percist_scan_with_a_treated_lesion_is_not_evaluable_unless_progression():
+    from services.response.domain.model import LocalTreatment
+
+    base = visit(0, tgt("A", "30", sul="6.0"), tgt("B", "30", sul="4.0"), pet=LIVER)
+    ablation = [LocalTreatment("ablation-mwa", day(4), frozenset({"A"}))]
+    follow = visit(8, tgt("A", "30", sul="1.0"), tgt("B", "30", sul="3.9"), pet=LIVER)
+    default = evaluate("percist", [base, follow], ablation).result.visits[0]
+    assert (default.measure, default.overall) == (Decimal("3.9"), "NE")
+    assert evaluate("percist", [base, follow], ablation, exclude_treated=False).result.visits[0].overall == "PMR"
+    assert evaluate("percist", [base, follow]).result.visits[0].overall == "PMR"  # no treatment
+    rising = visit(8, tgt("A", "30", sul="1.0"), tgt("B", "30", sul="8.0"), pet=LIVER)
+    assert evaluate("percist", [base, rising], ablation).result.visits[0].overall == "PMD"
