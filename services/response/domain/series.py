@@ -170,6 +170,29 @@ def _check_targets(baseline: Assessment, value: LesionValue) -> tuple[LesionMeas
     return targets
 
 
+def _check_follow_up_roles(baseline: Assessment, follow_ups: Sequence[Assessment]) -> None:
+    """A follow-up lesion must keep its baseline role; one not at baseline must be ``new``
+    (or a fragment of a baseline lesion). Anything else would be silently ignored."""
+    roles = {m.lesion_id: m.role for m in baseline.lesions}
+    for visit in follow_ups:
+        for m in visit.lesions:
+            if m.fragment_of is not None:
+                if roles.get(m.fragment_of) is not Role.TARGET:
+                    raise ResponseInputError(
+                        f"lesion {m.lesion_id!r} is a fragment of {m.fragment_of!r}, which is not a "
+                        "baseline target lesion", m.source)
+                continue
+            known = roles.get(m.lesion_id)
+            if known is None and m.role is not Role.NEW:
+                raise ResponseInputError(
+                    f"lesion {m.lesion_id!r} on {visit.date.isoformat()} is coded {m.role.value} but was "
+                    "not assessed at baseline; code it as new", m.source)
+            if known is not None and m.role is not known:
+                raise ResponseInputError(
+                    f"lesion {m.lesion_id!r} was {known.value} at baseline but is coded {m.role.value} on "
+                    f"{visit.date.isoformat()}; a lesion keeps its role", m.source)
+
+
 def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTreatment] = (),
                  *, value: LesionValue = recist_value, require_targets: bool = False) -> Series:
     """Order assessments, check the baseline and flag treated and new-modality lesions.
@@ -198,6 +221,7 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
     notes: list[str] = []
     treated: dict[str, date] = {}
     baseline_ids = set(baseline.by_id())
+    _check_follow_up_roles(baseline, follow_ups)
     for tx in sorted(treatments, key=lambda t: t.performed):
         for lesion_id in tx.lesion_ids:
             if tx.performed <= baseline.date and lesion_id in {t.lesion_id for t in targets}:

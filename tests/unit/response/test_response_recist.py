@@ -249,3 +249,14 @@ def test_baseline_without_lesions_or_with_an_unknown_criterion_is_refused():
     with pytest.raises(ResponseInputError) as err:
         evaluate("recist-2.0", timeline("20", "10"))
     assert err.value.element == "criteria"
+
+
+def test_follow_up_lesions_keep_their_baseline_role():
+    base = visit(0, tgt("A", "20"), nontgt("B"))
+    with pytest.raises(ResponseInputError, match="code it as new"):
+        evaluate("recist-1.1", [base, visit(8, tgt("A", "20"), tgt("C", "15"))])
+    with pytest.raises(ResponseInputError, match="keeps its role"):
+        evaluate("recist-1.1", [base, visit(8, tgt("A", "20"), new("B"))])
+    with pytest.raises(ResponseInputError, match="not a baseline target"):
+        evaluate("recist-1.1", [base, visit(8, tgt("A", "20"), tgt("B1", "5", fragment_of="B"))])
+    assert overall([base, visit(8, tgt("A", "20"), nontgt("B", "present"), new("C"))]) == ["PD"]
