@@ -114,6 +114,8 @@ _CONDITION_TEXT = {
     "atrial fibrillation": "cardiac-arrhythmia",
 }
 
+#: LOINC answer list LL529-9 (ECOG performance status) → grade.
+_ECOG_ANSWERS = {"LA9622-7": 0, "LA9623-5": 1, "LA9624-3": 2, "LA9625-0": 3, "LA9626-8": 4, "LA9627-6": 5}
 _SYSTEMS = {"loinc": LOINC, "project": OBSERVATION_CODE_SYSTEM}
 _MOLAR_MASS = {"bilirubin": BILIRUBIN_G_PER_MOL, "creatinine": CREATININE_G_PER_MOL}
 _CODED_INPUTS = {"primary_site": PRIMARY_SITE_SYSTEM, "extrahepatic_state": DISEASE_STATE_SYSTEM,
@@ -316,6 +318,10 @@ class _Reader:
         return value
 
     def score_from_concept(self, name: str, concept: Any, where: str) -> Decimal:
+        for c in _codings(concept):
+            answer = _ECOG_ANSWERS.get(str(c.get("code", ""))) if c.get("system") == LOINC else None
+            if answer is not None and name == "ecog":
+                return Decimal(answer)
         candidates = [str(c.get("code", "")) for c in _codings(concept)] + _texts(concept)
         for text in candidates:
             digits = [ch for ch in text if ch.isdigit()]

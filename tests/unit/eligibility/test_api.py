@@ -345,3 +345,36 @@ def test_cds_cards_bad_input_is_422(client: FlaskClient) -> None:
     bundle["entry"] = bundle["entry"][1:]
     resp = client.post("/operations/cds-cards", json=bundle, headers={"Content-Type": FHIR})
     assert resp.status_code == 422
+
+
+# -- records read closed-world, coded answers ------------------------------------------------
+
+def test_ecog_as_loinc_answer_code(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("ecog", "1960-01-01")
+    b._obs({"system": "http://loinc.org", "code": "89247-1"}, None,
+           valueCodeableConcept={"coding": [{"system": "http://loinc.org", "code": "LA9625-0"}]})  # ECOG 3
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
+    assert "SIRT-REL-ECOG · relative · met" in notes
+
+
+def test_contrast_allergy_from_allergy_intolerance(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("allergy", "1960-01-01")
+    b.add({"resourceType": "AllergyIntolerance", "id": "a1", "patient": b.subject,
+           "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                          "code": "active"}]},
+           "code": {"text": "Iodinated contrast media"}})
+    result = evaluate(client, b.bundle())
+    assert statuses(result)["ctace"] == "ineligible"
+    obs = observation(result, "ctace")
+    assert "TACE-ABS-CONTRAST-ALLERGY · absolute · met" in " ".join(n["text"] for n in obs["note"])
+    assert "matched to contrast-allergy by its text only" in " ".join(n["text"] for n in obs["note"])
+    assert {"url": "http://hl7.org/fhir/StructureDefinition/workflow-supportingInfo",
+            "valueReference": {"reference": "AllergyIntolerance/a1"}} in obs["extension"]
+
+
+def test_resolved_condition_is_not_a_contraindication(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("resolved", "1960-01-01")
+    b.snomed_condition("389026000", "Ascites")
+    b.resources[-1]["clinicalStatus"]["coding"][0]["code"] = "resolved"
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
+    assert "SIRT-ABS-ASCITES · absolute · not-met" in notes
