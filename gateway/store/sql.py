@@ -228,9 +228,15 @@ class SqlStore:
             raise
 
     def _write(self, fn: Callable[[Connection], _T], conn: Connection | None) -> _T:
-        """Run ``fn`` in the caller's transaction, or in a new one retried after lost races."""
+        """Run ``fn`` in the caller's transaction (inside a SAVEPOINT, so a failed write leaves
+        nothing behind even if the caller goes on), or in a new one retried after lost races."""
         if conn is not None:
-            return fn(conn)
+            try:
+                with self._mapped_errors(), conn.begin_nested():
+                    return fn(conn)
+            except _Retry as exc:
+                raise FhirError(409, "conflict", "a concurrent write conflicted; retry the request",
+                                headers={"Retry-After": "1"}) from exc
         for attempt in range(_ATTEMPTS):
             try:
                 with self._write_transaction() as own:

@@ -51,7 +51,8 @@ class _ServedStore:
         app.add_url_rule("/fhir/metadata", "metadata", lambda: fhir_response(
             {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
              "fhirVersion": "4.0.1", "format": ["json"], "date": "2026-01-01"}))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
         self.thread.start()
 
     def stop(self) -> None:

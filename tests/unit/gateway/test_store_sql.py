@@ -228,3 +228,22 @@ def test_make_store_follows_the_settings(tmp_path: Path) -> None:
     with pytest.raises(FhirError) as info:
         upstream.read("Patient", "p1")
     assert info.value.status == 503 and info.value.headers.get("Retry-After")
+
+
+def test_a_failed_write_in_a_shared_transaction_leaves_nothing_even_if_caught(store: SqlStore) -> None:
+    bad_second = observation("second")
+    bad_second["status"] = 5
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": observation("first"), "request": {"method": "PUT", "url": "Observation/first"}},
+        {"resource": observation("third"), "request": {"method": "PUT", "url": "Observation/third",
+                                                        "ifMatch": 'W/"4"'}}]}
+    with store.engine.begin() as conn:  # a plain engine transaction, as another module opens it
+        store.put(observation("kept"), conn=conn)
+        with pytest.raises(FhirError) as info:
+            store.transaction(bundle, GATEWAY_BASE, conn=conn)
+        assert info.value.status == 412
+        with pytest.raises(FhirError):
+            store.put(bad_second, conn=conn)
+    assert store.read("Observation", "kept")["id"] == "kept"
+    assert status_of(store.read, "Observation", "first") == 404
+    assert status_of(store.read, "Observation", "third") == 404
