@@ -127,8 +127,8 @@ def load_kernel(voxel_size_mm: float | Sequence[float], tissue: str = "soft",
     """The Y-90 kernel for an image voxel size (mm; one number for cubic voxels or (x, y, z) in
     the image array's axis order) and tissue (``soft`` or ``bone``).
 
-    Tabulated when the voxel is cubic and within 1 % of a table; otherwise built as described in
-    the module doc. Raises :class:`KernelUnavailableError` when neither is possible.
+    Tabulated when the voxel is cubic and within 1 % of a table (S scaled by the voxel-volume
+    ratio, which keeps the energy per decay); otherwise built as described in the module doc. Raises :class:`KernelUnavailableError` when neither is possible.
     """
     if tissue not in ("soft", "bone"):
         raise KernelUnavailableError("tissue", f"unknown tissue {tissue!r}; expected soft or bone")
@@ -149,8 +149,12 @@ def load_kernel(voxel_size_mm: float | Sequence[float], tissue: str = "soft",
     if max(sizes) - min(sizes) <= SIZE_TOLERANCE * min(sizes):
         side = x if x == y == z else (x * y * z) ** (1 / 3)
         kernel = _cubic(directory, tissue, min(max(side, tabulated[0]), tabulated[-1]))
-        # the kernel answers for the image's own (equal within 1 %) voxel sizes
-        return VoxelKernel(kernel.values, (x, y, z), kernel.tissue, kernel.density_g_per_ml, kernel.source,
+        # the kernel answers for the image's own (equal within 1 %) voxel sizes; S scales with
+        # 1/voxel mass so that the energy per decay is kept
+        k = kernel.voxel_size_mm
+        scale = (k[0] * k[1] * k[2]) / (x * y * z)
+        values = kernel.values if scale == 1.0 else kernel.values * scale
+        return VoxelKernel(values, (x, y, z), kernel.tissue, kernel.density_g_per_ml, kernel.source,
                            resampled=kernel.resampled)
     equivalent = min(max((x * y * z) ** (1 / 3), tabulated[0]), tabulated[-1])
     return anisotropic_kernel(_cubic(directory, tissue, equivalent), (x, y, z))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.kernel import interpolate_kernel
@@ -88,7 +90,9 @@ def test_untabulated_cubic_size_is_interpolated() -> None:
 def test_near_tabulated_size_uses_the_table() -> None:
     kernel = load_kernel((4.4196, 4.4196, 4.4196))  # a typical SPECT grid, within 1 % of 4.42 mm
     assert not kernel.resampled
-    assert kernel.values[5, 5, 5] == pytest.approx(0.689)
+    # the 4.42 mm table scaled by the voxel-volume ratio (4.42/4.4196)³ to keep the energy per decay
+    assert kernel.values[5, 5, 5] == pytest.approx(0.689 * (4.42 / 4.4196) ** 3)
+    assert kernel.energy_per_decay_mev() == pytest.approx(load_kernel(4.42).energy_per_decay_mev())
     assert kernel.voxel_size_mm == (4.4196, 4.4196, 4.4196)
 
 
@@ -127,3 +131,18 @@ def test_kernel_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         load_kernel(4.42)  # the folder holds no tables
     (tmp_path / "90Y4.42mmsoft.txt").write_bytes((BUNDLED_KERNEL_DIR / "90Y4.42mmsoft.txt").read_bytes())
     assert load_kernel(4.42, directory=tmp_path).values[5, 5, 5] == pytest.approx(0.689)
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.floats(2.21, 9.28), tissue=st.sampled_from(["soft", "bone"]))
+def test_any_kernel_in_range_deposits_the_mean_beta_energy(size: float, tissue: str) -> None:
+    # kernel sum × voxel mass ≈ 0.935 MeV per decay, tabulated or interpolated
+    assert load_kernel(size, tissue).energy_per_decay_mev() == pytest.approx(0.935, abs=0.005)
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.tuples(*[st.floats(2.3, 9.2)] * 3))
+def test_any_anisotropic_kernel_conserves_energy(sizes: tuple[float, float, float]) -> None:
+    kernel = load_kernel(sizes)
+    assert kernel.energy_per_decay_mev() == pytest.approx(0.935, abs=0.005)
+    assert np.all(kernel.values >= 0)
