@@ -228,7 +228,11 @@ def _stack_slices(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, G
     if any(np.abs(o - iop).max() > 1e-4 for o in orientations):
         raise GeometryError(f"{what}: slices have different ImageOrientationPatient (0020,0037)",
                             "ImageOrientationPatient")
-    spacing = _pixel_spacing(datasets[0], what)
+    spacings = {_pixel_spacing(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}") for ds in datasets}
+    if len(spacings) > 1:
+        raise GeometryError(f"{what}: slices have different PixelSpacing (0028,0030) {sorted(spacings)}",
+                            "PixelSpacing")
+    spacing = spacings.pop()
     normal = np.cross(iop[:3], iop[3:])
     order = np.argsort([p @ normal for p in positions])
     sorted_ds = [datasets[i] for i in order]

@@ -1,0 +1,112 @@
+"""HU → density table, resampling between grids, CT matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.dosimetry.imaging.errors import CtMismatchError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.resample import (
+    check_ct_matches,
+    hu_to_density_g_per_ml,
+    resample_mask,
+    resample_scalar,
+)
+from services.dosimetry.imaging.volume import ScalarVolume
+
+AXIAL = np.array([1.0, 0, 0, 0, 1, 0])
+
+
+def _grid(n: int, spacing: float, origin: tuple[float, float, float] = (0.0, 0.0, 0.0), for_uid: str = "1.2.3") -> Grid:
+    return Grid.from_dicom((n, n, n), np.array(origin), AXIAL, (spacing, spacing), np.array([0, 0, spacing]), for_uid)
+
+
+def _fine_for(coarse_n: int, h: float, origin: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Grid:
+    """A grid twice as fine covering exactly the same voxels as the coarse one."""
+    o = tuple(v - h / 4 for v in origin)
+    return _grid(2 * coarse_n, h / 2, (o[0], o[1], o[2]))
+
+
+# Published points (Schneider 1996 fit as in k-Wave; air from NIST), repeated from the docs.
+@pytest.mark.parametrize(("hu", "rho"), [(-1000, 0.0012), (-70, 0.9483), (98, 1.1009), (260, 1.1836),
+                                         (3000, 2.9993), (5000, 2.9993), (-2000, 0.0012)])
+def test_density_table_points(hu: float, rho: float) -> None:
+    assert float(hu_to_density_g_per_ml(np.array([hu]))[0]) == pytest.approx(rho, abs=1e-4)
+
+
+def test_density_matches_the_soft_tissue_fit_between_points() -> None:
+    # Schneider/k-Wave soft-tissue segment: ρ = (0.90827·(HU+1000) + 103.615) / 1000
+    for hu in (-50.0, 0.0, 40.0, 60.0):
+        expected = (0.9082709691264 * (hu + 1000) + 103.6151457847139) / 1000
+        assert float(hu_to_density_g_per_ml(np.array([hu]))[0]) == pytest.approx(expected, abs=2e-4)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-3000, 6000), min_size=2, max_size=20))
+def test_density_is_monotonic_and_bounded(hus: list[float]) -> None:
+    values = np.sort(np.array(hus))
+    rho = hu_to_density_g_per_ml(values)
+    assert np.all(np.diff(rho) >= 0)
+    assert np.all((rho >= 0.0012) & (rho <= 3.0))
+
+
+def test_box_average_of_a_twice_finer_grid_is_the_block_mean() -> None:
+    rng = np.random.default_rng(0)
+    coarse = _grid(6, 4.0, (10.0, -5.0, 100.0))
+    fine = _fine_for(6, 4.0, (10.0, -5.0, 100.0))
+    values = rng.normal(size=fine.shape)
+    out = resample_scalar(ScalarVolume(values, fine, "x"), coarse, cval=-1.0)
+    block = values.reshape(6, 2, 6, 2, 6, 2).mean(axis=(1, 3, 5))
+    np.testing.assert_allclose(out, block, atol=1e-12)
+
+
+def test_identity_resampling_keeps_values_and_outside_is_cval() -> None:
+    rng = np.random.default_rng(1)
+    grid = _grid(5, 3.0)
+    values = rng.normal(size=grid.shape)
+    np.testing.assert_allclose(resample_scalar(ScalarVolume(values, grid, "x"), grid, cval=0.0), values, atol=1e-12)
+    moved = _grid(5, 3.0, (0.0, 0.0, 6.0))  # two slices further along z
+    out = resample_scalar(ScalarVolume(values, grid, "x"), moved, cval=-7.0)
+    np.testing.assert_allclose(out[:3], values[2:], atol=1e-12)
+    np.testing.assert_array_equal(out[3:], -7.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_masks_upsampled_to_the_ct_come_back_exactly(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    coarse = _grid(5, 4.42, (-20.0, 3.0, -100.0))
+    fine = _fine_for(5, 4.42, (-20.0, 3.0, -100.0))
+    mask = rng.random(coarse.shape) < 0.4
+    upsampled = np.repeat(np.repeat(np.repeat(mask, 2, 0), 2, 1), 2, 2)
+    np.testing.assert_array_equal(resample_mask(upsampled, fine, coarse), mask)
+
+
+def test_mask_majority_vote() -> None:
+    coarse = _grid(2, 4.0)
+    fine = _fine_for(2, 4.0)
+    upsampled = np.zeros(fine.shape, dtype=bool)
+    upsampled[0:2, 0:2, 0] = True  # 4 of the 8 sub-voxels of coarse voxel (0,0,0): kept
+    upsampled[2:4, 2:4, 2] = True  # 2 of 8 of coarse voxel (1,1,1)... plus 2 → 4: kept
+    upsampled[2, 2, 3] = True
+    upsampled[0, 2, 2] = True  # 1 of 8 of coarse voxel (0,1,1): dropped
+    out = resample_mask(upsampled, fine, coarse)
+    assert out[0, 0, 0] and out[1, 1, 1] and not out[0, 1, 1]
+
+
+def test_ct_in_another_frame_of_reference_is_refused() -> None:
+    with pytest.raises(CtMismatchError, match="another Frame of Reference") as err:
+        check_ct_matches(_grid(10, 2.0, for_uid="1.2.3"), _grid(5, 4.0, for_uid="9.9.9"))
+    assert err.value.expression == "FrameOfReferenceUID" and err.value.status == 422
+
+
+def test_ct_overlap_threshold() -> None:
+    activity = _grid(10, 4.0)
+    assert check_ct_matches(_grid(20, 2.0, (-1.0, -1.0, -1.0)), activity) == pytest.approx(1.0)
+    # shifted by 16 mm of 40 mm along z: 60 % still covered → accepted
+    assert check_ct_matches(_grid(20, 2.0, (-1.0, -1.0, 15.0)), activity) == pytest.approx(0.6, abs=0.1)
+    with pytest.raises(CtMismatchError, match="covers 0%"):
+        check_ct_matches(_grid(20, 2.0, (-1.0, -1.0, 500.0)), activity)

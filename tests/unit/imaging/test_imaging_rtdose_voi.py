@@ -1,0 +1,238 @@
+"""RT Dose writing (pydicom round trip), VOIs from SEG / RTSTRUCT / automatic, the pipeline's
+stage control against an in-memory DICOMweb client."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from services.dosimetry.imaging.errors import ImagingError, JobCancelledError, SegmentationError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from services.dosimetry.imaging.resample import density_on_grid
+from services.dosimetry.imaging.rtdose import build_rtdose, rtdose_array
+from services.dosimetry.imaging.voi import automatic_liver_voi, rtstruct_vois, seg_vois, voi_role
+from services.dosimetry.imaging.volume import activity_volume, ct_volume
+from tests.fixtures.dicom_phantoms import (
+    build_study,
+    dataset_bytes,
+    lung_shunt,
+    sphere_in_cylinder,
+    two_compartment_liver,
+)
+
+
+def _roundtrip(ds: Dataset) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(dataset_bytes(ds)))
+
+
+@pytest.fixture(scope="module")
+def liver_study():  # type: ignore[no-untyped-def]
+    return build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=3)
+
+
+# -- RT Dose ----------------------------------------------------------------------------------
+
+def test_rtdose_roundtrip_keeps_dose_and_geometry(liver_study) -> None:  # type: ignore[no-untyped-def]
+    vol = activity_volume(liver_study.activity)
+    rng = np.random.default_rng(0)
+    dose = rng.gamma(2.0, 20.0, size=vol.grid.shape)
+    ds = build_rtdose(dose, vol.grid, study=liver_study.ct[0], frame_of_reference_uid=liver_study.frame_of_reference_uid,
+                      summation_type="RECORD", series_description="test", deterministic_key="k1")
+    back = _roundtrip(ds)
+    assert back.Modality == "RTDOSE" and back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.2"
+    assert back.DoseUnits == "GY" and back.DoseType == "PHYSICAL" and back.DoseSummationType == "RECORD"
+    assert back.StudyInstanceUID == liver_study.study_uid
+    assert back.FrameOfReferenceUID == liver_study.frame_of_reference_uid
+    assert back.PatientID == liver_study.patient_id
+    assert int(back.NumberOfFrames) == vol.grid.shape[0]
+    assert back.FrameIncrementPointer == 0x3004000C
+    offsets = [float(v) for v in back.GridFrameOffsetVector]
+    np.testing.assert_allclose(offsets, 8.84 * np.arange(vol.grid.shape[0]), atol=1e-3)
+    np.testing.assert_allclose([float(v) for v in back.ImagePositionPatient], vol.grid.first_position_mm, atol=1e-3)
+    np.testing.assert_allclose([float(v) for v in back.PixelSpacing], [8.84, 8.84])
+    scaling = float(back.DoseGridScaling)
+    assert scaling == pytest.approx(dose.max() / (2**32 - 1), rel=1e-6)
+    np.testing.assert_allclose(rtdose_array(back), dose, atol=scaling)
+
+
+def test_rtdose_clips_negative_and_non_finite_values(liver_study) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    dose = np.full(grid.shape, 5.0)
+    dose[0, 0, 0] = -3.0
+    dose[1, 1, 1] = np.nan
+    back = _roundtrip(build_rtdose(dose, grid, study=liver_study.ct[0], frame_of_reference_uid="1.2",
+                                   summation_type="PLAN", series_description="x", deterministic_key="k2"))
+    arr = rtdose_array(back)
+    assert arr[0, 0, 0] == 0.0 and arr[1, 1, 1] == 0.0
+    assert arr[2, 2, 2] == pytest.approx(5.0, rel=1e-6)
+    assert back.DoseSummationType == "PLAN"
+
+
+def test_rtdose_uids_are_deterministic(liver_study) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    dose = np.ones(grid.shape)
+    kw: dict[str, Any] = {"study": liver_study.ct[0], "frame_of_reference_uid": "1.2", "summation_type": "RECORD",
+                          "series_description": "x"}
+    a = build_rtdose(dose, grid, deterministic_key="same", **kw)
+    b = build_rtdose(dose, grid, deterministic_key="same", **kw)
+    c = build_rtdose(dose, grid, deterministic_key="other", **kw)
+    assert a.SOPInstanceUID == b.SOPInstanceUID != c.SOPInstanceUID
+    with pytest.raises(ValueError, match="PLAN or RECORD"):
+        build_rtdose(dose, grid, deterministic_key="x", **{**kw, "summation_type": "BEAM"})
+
+
+# -- VOIs -------------------------------------------------------------------------------------
+
+def test_seg_segments_land_on_the_design_voxels(liver_study) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    vois = {v.name: v for v in seg_vois(_roundtrip(liver_study.seg), grid)}
+    phantom = liver_study.phantom
+    assert set(vois) == {"liver", "tumour 1", "tumour 2"}
+    np.testing.assert_array_equal(vois["liver"].mask, phantom.segment_mask("liver"))
+    np.testing.assert_array_equal(vois["tumour 1"].mask, phantom.mask("tumour 1"))
+    assert vois["liver"].role == "liver" and vois["tumour 2"].role == "tumour"
+    assert all(v.source == "segmentation" for v in vois.values())
+
+
+def test_seg_outside_the_volume_is_refused(liver_study) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    far = Grid(grid.shape, grid.affine.copy(), grid.frame_of_reference_uid)
+    far.affine[2, 3] += 2000.0
+    with pytest.raises(SegmentationError, match="does not overlap"):
+        seg_vois(liver_study.seg, far)
+
+
+def _circle_rtstruct(centre_xyz: tuple[float, float, float], radius_mm: float, z_values: list[float]) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ds.Modality = "RTSTRUCT"
+    roi = Dataset()
+    roi.ROINumber = 1
+    roi.ROIName = "Liver"
+    ds.StructureSetROISequence = DicomSequence([roi])
+    contours = []
+    for z in z_values:
+        r = np.sqrt(max(radius_mm**2 - (z - centre_xyz[2]) ** 2, 0.0))
+        if r <= 0:
+            continue
+        angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        pts = np.stack([centre_xyz[0] + r * np.cos(angles), centre_xyz[1] + r * np.sin(angles),
+                        np.full_like(angles, z)], axis=1)
+        item = Dataset()
+        item.ContourGeometricType = "CLOSED_PLANAR"
+        item.NumberOfContourPoints = len(pts)
+        item.ContourData = [f"{v:.3f}" for v in pts.ravel()]
+        contours.append(item)
+    roi_contour = Dataset()
+    roi_contour.ReferencedROINumber = 1
+    roi_contour.ContourSequence = DicomSequence(contours)
+    ds.ROIContourSequence = DicomSequence([roi_contour])
+    return ds
+
+
+def test_rtstruct_rasterises_a_sphere_to_its_volume() -> None:
+    study = build_study(sphere_in_cylinder(n=32, voxel_mm=4.42), "PT", seed=4, with_seg=False)
+    ct = ct_volume(study.ct)
+    grid = activity_volume(study.activity).grid
+    z_planes = [float(ct.grid.index_to_patient(np.array([k, 0.0, 0.0]))[2]) for k in range(ct.grid.shape[0])]
+    rs = _circle_rtstruct((0.0, 0.0, -120.0), 30.0, z_planes)
+    [voi] = rtstruct_vois(rs, ct.grid, grid)
+    assert voi.role == "liver" and voi.source == "rtstruct"
+    volume_ml = voi.voxel_count * grid.voxel_volume_ml
+    assert volume_ml == pytest.approx(4 / 3 * np.pi * 3.0**3, rel=0.08)  # voxelisation of a 30 mm sphere at 4.42 mm
+    centre = np.argwhere(voi.mask).mean(axis=0)
+    np.testing.assert_allclose(grid.index_to_patient(centre), [0.0, 0.0, -120.0], atol=2.3)
+
+
+def test_automatic_liver_voi_is_the_perfused_liver() -> None:
+    study = build_study(lung_shunt(n=24, voxel_mm=8.84), "NM", seed=5, with_seg=False)
+    vol = activity_volume(study.activity)
+    density = density_on_grid(ct_volume(study.ct), vol.grid)
+    voi = automatic_liver_voi(vol.values, density)
+    np.testing.assert_array_equal(voi.mask, study.phantom.segment_mask("liver"))
+    assert not (voi.mask & study.phantom.mask("lungs")).any()
+    assert voi.source == "automatic" and voi.role == "liver"
+
+
+def test_automatic_voi_needs_activity() -> None:
+    with pytest.raises(SegmentationError, match="no activity"):
+        automatic_liver_voi(np.zeros((4, 4, 4)), None)
+
+
+@pytest.mark.parametrize(("label", "code", "role"), [("Liver", "", "liver"), ("x", "10200004", "liver"),
+                                                     ("Lung L", "", "lung"), ("GTV 2", "", "tumour"),
+                                                     ("spleen", "", "other"), ("x", "108369006", "tumour")])
+def test_voi_roles(label: str, code: str, role: str) -> None:
+    assert voi_role(label, code) == role
+
+
+# -- pipeline control with an in-memory DICOMweb client ---------------------------------------
+
+class MemoryDicomweb:
+    """The three dicomweb-client calls the pipeline makes, over a list of datasets."""
+
+    def __init__(self, datasets: list[Dataset]) -> None:
+        self.datasets = datasets
+        self.stored: list[Dataset] = []
+
+    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+        series: dict[str, dict[str, Any]] = {}
+        for ds in self.datasets:
+            if ds.StudyInstanceUID != study_instance_uid:
+                continue
+            entry = series.setdefault(ds.SeriesInstanceUID, {
+                "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},
+                "00080060": {"vr": "CS", "Value": [ds.Modality]},
+                "00201209": {"vr": "IS", "Value": [0]}})
+            entry["00201209"]["Value"][0] += 1
+        return list(series.values())
+
+    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
+        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
+
+    def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:
+        self.stored.extend(datasets)
+
+
+@pytest.fixture
+def memory_pacs(liver_study) -> MemoryDicomweb:  # type: ignore[no-untyped-def]
+    return MemoryDicomweb(liver_study.datasets())
+
+
+def test_cancel_before_store_writes_nothing(memory_pacs: MemoryDicomweb, liver_study) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    with pytest.raises(JobCancelledError) as err:
+        run_voxel_dosimetry(memory_pacs, liver_study.study_uid, 1.5, "ldm", liver_study.seg_series_uid,
+                            progress=lambda s, f: seen.append(s), cancelled=lambda: "dvh" in seen)
+    assert err.value.stage == "store"
+    assert memory_pacs.stored == []
+
+
+def test_progress_is_monotonic_and_ends_at_one(memory_pacs: MemoryDicomweb, liver_study) -> None:  # type: ignore[no-untyped-def]
+    reports: list[tuple[str, float]] = []
+    result = run_voxel_dosimetry(memory_pacs, liver_study.study_uid, 1.5, "ldm", liver_study.seg_series_uid,
+                                 progress=lambda s, f: reports.append((s, f)))
+    fractions = [f for _, f in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len(memory_pacs.stored) == 1
+    assert memory_pacs.stored[0].SOPInstanceUID == result.rtdose_sop_instance_uid
+    summary = result.to_json()
+    assert {v["name"] for v in summary["vois"]} == {"liver", "tumour 1", "tumour 2"}
+    assert set(summary["vois"][0]["metrics"]) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
+
+
+@pytest.mark.parametrize(("activity", "method", "expression"), [
+    (0.0, "ldm", "administeredActivityGBq"), (-1.0, "ldm", "administeredActivityGBq"),
+    (float("nan"), "ldm", "administeredActivityGBq"), (1.0, "monte-carlo", "method")])
+def test_invalid_parameters_are_422(memory_pacs: MemoryDicomweb, liver_study, activity: float, method: str,  # type: ignore[no-untyped-def]
+                                    expression: str) -> None:
+    with pytest.raises(ImagingError) as err:
+        run_voxel_dosimetry(memory_pacs, liver_study.study_uid, activity, method)
+    assert err.value.status == 422 and err.value.expression == expression

@@ -1,0 +1,202 @@
+"""Activity and CT volumes: geometry from DICOM attributes, rescale, units, decay correction."""
+
+from __future__ import annotations
+
+import math
+from copy import deepcopy
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.volume import (
+    activity_volume,
+    ct_volume,
+    parse_dicom_datetime,
+    radiopharmaceutical,
+)
+from tests.fixtures.dicom_phantoms import build_study, lung_shunt, two_compartment_liver
+
+Y90_HALF_LIFE_H = 64.1  # DOMAIN.md §3
+TC99M_HALF_LIFE_H = 6.0067  # DDEP
+
+
+@pytest.fixture(scope="module")
+def pt_study():  # type: ignore[no-untyped-def]
+    return build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=1, with_seg=False,
+                       total_activity_gbq=2.0, hours_after_administration=3.0)
+
+
+@pytest.fixture(scope="module")
+def nm_study():  # type: ignore[no-untyped-def]
+    return build_study(lung_shunt(n=24, voxel_mm=8.84), "NM", seed=2, with_seg=False,
+                       hours_after_administration=2.0)
+
+
+def test_pt_slices_are_sorted_along_the_normal_whatever_the_order(pt_study) -> None:  # type: ignore[no-untyped-def]
+    shuffled = list(reversed(pt_study.activity))
+    shuffled[3], shuffled[10] = shuffled[10], shuffled[3]
+    vol = activity_volume(shuffled)
+    ordered = activity_volume(pt_study.activity)
+    np.testing.assert_array_equal(vol.values, ordered.values)
+    first = [float(v) for v in pt_study.activity[0].ImagePositionPatient]
+    np.testing.assert_allclose(vol.grid.index_to_patient(np.array([0.0, 0.0, 0.0])), first)
+    np.testing.assert_allclose(vol.grid.index_to_patient(np.array([2.0, 0.0, 1.0])),
+                               [first[0] + 8.84, first[1], first[2] + 2 * 8.84])
+    assert vol.grid.spacing_mm == pytest.approx((8.84, 8.84, 8.84))
+
+
+def test_pt_start_decay_correction_recovers_the_administered_activity(pt_study) -> None:  # type: ignore[no-untyped-def]
+    """Pixels are Bq/mL at the series start, 3 h after administration; decayed back to the
+    administration the image must hold the 2 GBq recorded in the header."""
+    vol = activity_volume(pt_study.activity)
+    assert vol.units == "BQML"
+    assert vol.reference_time == pt_study.administration
+    assert vol.decay_factor == pytest.approx(2 ** (3.0 / Y90_HALF_LIFE_H), rel=1e-9)
+    total_bq = vol.values.sum() * vol.grid.voxel_volume_ml
+    assert total_bq == pytest.approx(2.0e9, rel=1e-4)
+
+
+def test_pt_reference_time_can_be_the_acquisition(pt_study) -> None:  # type: ignore[no-untyped-def]
+    vol = activity_volume(pt_study.activity, reference_time=pt_study.acquisition)
+    assert vol.decay_factor == pytest.approx(1.0)
+    total_bq = vol.values.sum() * vol.grid.voxel_volume_ml
+    assert total_bq == pytest.approx(2.0e9 * 2 ** (-3.0 / Y90_HALF_LIFE_H), rel=1e-4)
+
+
+def test_pt_decay_correction_none_uses_each_slice_time(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    for ds in slices:
+        ds.DecayCorrection = "NONE"
+        ds.ActualFrameDuration = 0
+    corrected = activity_volume(slices)
+    start = activity_volume(pt_study.activity)
+    np.testing.assert_allclose(corrected.values, start.values, rtol=1e-9)
+
+
+def test_pt_units_other_than_bqml_are_refused(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    for ds in slices:
+        ds.Units = "CNTS"
+    with pytest.raises(NoActivitySeriesError, match=r"Units \(0054,1001\) is CNTS") as err:
+        activity_volume(slices)
+    assert err.value.expression == "Units"
+
+
+def test_nm_counts_are_decay_corrected_with_the_frame_duration(nm_study) -> None:  # type: ignore[no-untyped-def]
+    vol = activity_volume(nm_study.activity)
+    assert vol.units == "CNTS" and vol.modality == "NM"
+    half_life_s = float(nm_study.activity[0].RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife)
+    assert half_life_s == pytest.approx(TC99M_HALF_LIFE_H * 3600, rel=1e-5)
+    lam_dt = math.log(2) / half_life_s * (20 * 60)
+    expected = lam_dt / (1 - math.exp(-lam_dt)) * 2 ** (2.0 * 3600 / half_life_s)
+    assert vol.decay_factor == pytest.approx(expected, rel=1e-9)
+    design = nm_study.phantom.counts()
+    np.testing.assert_allclose(vol.values, design * expected, rtol=1e-12)
+
+
+def test_nm_geometry_comes_from_the_detector_information_sequence(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = nm_study.activity[0]
+    assert "ImagePositionPatient" not in ds
+    vol = activity_volume([ds])
+    origin = nm_study.phantom.origin_mm()
+    np.testing.assert_allclose(vol.grid.index_to_patient(np.array([0.0, 0.0, 0.0])), origin, atol=1e-3)
+    np.testing.assert_allclose(vol.grid.index_to_patient(np.array([23.0, 0.0, 0.0])),
+                               origin + np.array([0.0, 0.0, 23 * 8.84]), atol=1e-3)
+    assert vol.radiopharmaceutical is not None
+    # NM RadionuclideTotalDose is in MBq (PS3.3 C.8.4.10); read back in Bq
+    assert vol.radiopharmaceutical.total_activity_bq == pytest.approx(2.0e9)
+    assert vol.radiopharmaceutical.nuclide == "Tc-99m"
+
+
+@pytest.mark.parametrize(("keyword", "tag"), [("ImagePositionPatient", "(0020,0032)"),
+                                              ("ImageOrientationPatient", "(0020,0037)")])
+def test_nm_missing_plane_attributes_are_named(nm_study, keyword: str, tag: str) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    del ds.DetectorInformationSequence[0][keyword]
+    with pytest.raises(GeometryError, match=rf"{keyword} \{tag[:5]}") as err:
+        activity_volume([ds])
+    assert err.value.expression == keyword
+
+
+def test_nm_slice_spacing_falls_back_to_thickness_with_a_warning(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    del ds.SpacingBetweenSlices
+    vol = activity_volume([ds])
+    assert vol.grid.spacing_mm[0] == pytest.approx(8.84)
+    assert any("SpacingBetweenSlices" in w for w in vol.warnings)
+    del ds.SliceThickness
+    with pytest.raises(GeometryError, match="SpacingBetweenSlices"):
+        activity_volume([ds])
+
+
+def test_nm_planar_image_is_refused(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    with pytest.raises(NoActivitySeriesError, match="not a reconstructed tomogram"):
+        activity_volume([ds])
+
+
+@pytest.mark.parametrize("keyword", ["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"])
+def test_pt_missing_geometry_tag_is_named(pt_study, keyword: str) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    del slices[5][keyword]
+    with pytest.raises(GeometryError, match=keyword) as err:
+        activity_volume(slices)
+    assert err.value.expression == keyword
+
+
+def test_uneven_slices_are_refused(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = [ds for i, ds in enumerate(pt_study.activity) if i != 7]
+    with pytest.raises(GeometryError, match="not evenly spaced"):
+        activity_volume(slices)
+
+
+def test_non_orthonormal_orientation_is_refused(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    for ds in slices:
+        ds.ImageOrientationPatient = [1, 0, 0, 0.5, 1, 0]
+    with pytest.raises(GeometryError, match="orthonormal"):
+        activity_volume(slices)
+
+
+def test_ct_rescale_gives_hounsfield_units(pt_study) -> None:  # type: ignore[no-untyped-def]
+    ct = ct_volume(pt_study.ct)
+    assert ct.units == "HU"
+    assert ct.values.min() == pytest.approx(-1000.0)
+    design = np.repeat(np.repeat(np.repeat(pt_study.phantom.hu(), 2, 0), 2, 1), 2, 2)
+    body = design > -900
+    # noise of 10 HU around the design inside the body, exact air outside
+    assert abs(float(np.mean(ct.values[body] - design[body]))) < 0.5
+    np.testing.assert_array_equal(ct.values[~body], -1000.0)
+    assert ct.grid.spacing_mm == pytest.approx((4.42, 4.42, 4.42))
+
+
+def test_missing_radiopharmaceutical_means_no_decay_correction(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    for ds in slices:
+        del ds.RadiopharmaceuticalInformationSequence
+    vol = activity_volume(slices)
+    assert vol.decay_factor == 1.0
+    assert any("RadiopharmaceuticalInformationSequence" in w for w in vol.warnings)
+
+
+def test_half_life_from_the_nuclide_code_when_the_tag_is_missing(pt_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(pt_study.activity[0])
+    del ds.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
+    pharma, warnings = radiopharmaceutical(ds)
+    assert pharma is not None and pharma.half_life_s == pytest.approx(Y90_HALF_LIFE_H * 3600)
+    assert any("RadionuclideHalfLife" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("da", "tm", "expected"), [
+    ("20240305", "093000", datetime(2024, 3, 5, 9, 30)),
+    ("20240305", "093000.25", datetime(2024, 3, 5, 9, 30) + timedelta(microseconds=250000)),
+    ("20240305113000.000000", None, datetime(2024, 3, 5, 11, 30)),
+    ("20240305113000+0100", None, datetime(2024, 3, 5, 11, 30)),
+    ("2024", None, None),
+    ("", None, None),
+])
+def test_parse_dicom_datetime(da: str, tm: str | None, expected: datetime | None) -> None:
+    assert parse_dicom_datetime(da, tm) == expected
