@@ -147,10 +147,10 @@ class BundlePlan:
 def _parse_url(url: str, expression: str) -> tuple[str, str | None, str | None, list[tuple[str, str]], bool]:
     """``Type``, ``Type/id``, ``Type/id/_history``, ``Type/id/_history/vid`` or ``Type?query``."""
     path, _, query = url.partition("?")
-    for marker in ("/fhir/",):
-        if path.startswith("http") and marker in path:
-            path = path.split(marker, 1)[1]
     parts = [p for p in path.strip("/").split("/") if p]
+    if path.startswith(("http://", "https://")):  # an absolute URL: from its first resource type on
+        typed = [i for i, part in enumerate(parts) if i > 1 and is_resource_type(part)]
+        parts = parts[typed[0]:] if typed else []
     params = parse_qsl(query, keep_blank_values=True)
     if not parts or not is_resource_type(parts[0]):
         raise FhirError(400, "invalid", f"request.url {url!r} does not name a resource type", expression)
@@ -307,8 +307,9 @@ def entry_error(entry_index: int, err: FhirError, resource_type: str | None = No
             return f"{prefix}.resource.{expr}"
         return f"{prefix}.{expr}" if expr.startswith(("request", "resource", "response")) else f"{prefix} ({expr})"
 
-    issues = [Issue(i.code, i.diagnostics if i is not err.issues[0] else f"entry {entry_index}: {i.diagnostics}",
-                    tuple(move(e) for e in i.expression) or (prefix,), i.severity) for i in err.issues]
+    issues = [Issue(i.code, f"entry {entry_index}: {i.diagnostics}" if n == 0 else i.diagnostics,
+                    tuple(move(e) for e in i.expression) or (prefix,), i.severity)
+              for n, i in enumerate(err.issues)]
     return FhirError.from_issues(err.status, issues, err.headers)
 
 

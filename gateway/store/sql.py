@@ -527,7 +527,7 @@ class SqlStore:
                     entry.resource = rewrite_references(entry.resource, mapping)
                 try:
                     done[entry.index] = self._run_entry(c, entry=entry, base_url=base_url,
-                                                        conditional_checked=True)
+                                                        prechecked=True)
                 except FhirError as err:
                     raise entry_error(entry.index, err, entry.resource_type) from None
             return {"resourceType": "Bundle", "type": plan.response_type,
@@ -552,7 +552,9 @@ class SqlStore:
         return None
 
     def _run_entry(self, conn: Connection, *, entry: BundleEntry, base_url: str,
-                   conditional_checked: bool = False) -> dict[str, Any]:
+                   prechecked: bool = False) -> dict[str, Any]:
+        """One entry; ``prechecked``: its resource was validated and its ``ifNoneExist`` resolved
+        by :meth:`transaction` already."""
         if entry.method == "GET":
             if entry.resource_id is None:
                 searchset = self._search(conn, parse_search(entry.resource_type, entry.query), base_url)
@@ -569,11 +571,12 @@ class SqlStore:
             self._delete(conn, entry.resource_type, entry.resource_id)
             return {"response": {"status": "204 No Content"}}
         assert entry.resource is not None
-        if entry.method == "POST" and entry.if_none_exist is not None and not conditional_checked:
+        if entry.method == "POST" and entry.if_none_exist is not None and not prechecked:
             found = self._if_none_exist(conn, entry, base_url)
             if found is not None:
                 return response_entry("200 OK", found, base_url)
-        _validate(entry.resource)
+        if not prechecked:
+            _validate(entry.resource)
         stored, created = self._put(conn, entry.resource, entry.if_match if entry.method == "PUT" else None)
         return response_entry("201 Created" if created else "200 OK", stored, base_url)
 

@@ -186,3 +186,15 @@ def test_plan_refuses_bad_entries_naming_them(entry: dict[str, object]) -> None:
         plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
     assert info.value.status == 400
     assert all(e.startswith("Bundle.entry[0]") for i in info.value.issues for e in i.expression)
+
+
+def test_plan_reads_absolute_urls_and_names_the_entry_in_errors() -> None:
+    plan = plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "https://ehr.example/r4/fhir/Patient/a/_history/2"}}]})
+    entry = plan.entries[0]
+    assert (entry.resource_type, entry.resource_id, entry.version_id) == ("Patient", "a", "2")
+    with pytest.raises(FhirError) as info:
+        plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "GET", "url": "Patient/a"}}, {"request": {"method": "GET"}}]})
+    assert info.value.diagnostics == "request.url is required"
+    assert info.value.issues[0].expression == ("Bundle.entry[1].request.url",)
