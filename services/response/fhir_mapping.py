@@ -260,7 +260,10 @@ def _lesion(obs: Mapping[str, Any], path: str, full_urls: Mapping[str, str],
     site = sites.get(lesion_id, {})
     is_node = any(_has(site.get(k), SNOMED, LYMPH_NODE) for k in ("location", "morphology"))
     organ_codes = _codings(site.get("location"))
-    organ = organ_codes[0][1] if organ_codes else (site.get("location") or {}).get("text", "unknown")
+    # Without a BodyStructure location the organ is unknown: each lesion counts as its own
+    # organ, so the "2 per organ" rule is never applied on a guess.
+    organ = organ_codes[0][1] if organ_codes else ((site.get("location") or {}).get("text")
+                                                   or f"unspecified:{lesion_id}")
     location = ((site.get("location") or {}).get("text") or
                 next((c.get("display") for c in (site.get("location") or {}).get("coding", [])
                       if isinstance(c, Mapping) and c.get("display")), "")) or str(site.get("description", ""))

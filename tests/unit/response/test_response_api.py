@@ -250,3 +250,12 @@ def test_input_is_not_modified(client):
     before = copy.deepcopy(body)
     post(client, body)
     assert body == before
+
+
+def test_without_body_structures_the_per_organ_rule_is_not_guessed(client):
+    three = [lesion(f"t{i}", f"T{i}", d, longest=20) for i in range(3) for d in ("2025-01-01", "2025-03-01")]
+    for k, obs in enumerate(three):
+        obs["id"] = f"t{k}"
+    assert post(client, bundle(*three)).status_code == 200
+    with_liver = bundle(*[body_structure(f"T{i}") for i in range(3)], *three)
+    assert post(client, with_liver).status_code == 422
