@@ -2,7 +2,7 @@
 
 From 003_1bb7bc59738f3854.txt Table 2: midgut → 18F-DOPA PET first, 68Ga-DOTATOC second;
 foregut → 68Ga-DOTATOC / SSTR scintigraphy first; hindgut → CT/MRI; poorly differentiated →
-FDG PET; liver staging → MRI with DWI. From 001_aa3654e09e439d0b.txt section 4 (and 003):
+FDG PET; liver staging → MRI with DWI. From 001_aa3654e09e439d0b.txt section 3 (and 003):
 Ki-67 ≥ 10 % → FDG PET for well-differentiated tumours.
 """
 
@@ -33,17 +33,17 @@ def imaging_advice(primary_site: str | None, ki67_pct: Decimal | None,
     if primary_site in _MIDGUT:
         out.append(ImagingAdvice("dopa-pet", "Midgut primary: 18F-DOPA PET first, 68Ga-DOTATOC PET second.", t2))
     elif primary_site in _FOREGUT:
-        out.append(ImagingAdvice("sstr-pet", "Foregut primary: 68Ga-DOTATOC PET (or SSTR scintigraphy) first.", t2))
+        out.append(ImagingAdvice("sstr-pet", "Foregut primary: 68Ga-DOTATOC PET (or SSTR scintigraphy) first, 18F-DOPA PET second.", t2))
     elif primary_site in _HINDGUT:
         out.append(ImagingAdvice("ct-mri", "Hindgut primary: contrast-enhanced CT / MRI.", t2))
     elif primary_site == "unknown":
         out.append(ImagingAdvice("sstr-pet", "Unknown primary: 68Ga-DOTA-peptide PET (gold standard for well-differentiated NET).",
-                                 "001_aa3654e09e439d0b.txt section 4"))
+                                 "001_aa3654e09e439d0b.txt section 3"))
     poorly = (grade is not None and grade >= 3) or (ki67_pct is not None and ki67_pct > 20)
     if poorly:
         out.append(ImagingAdvice("fdg-pet", "Poorly differentiated / high grade: 18F-FDG PET.", t2))
     elif ki67_pct is not None and ki67_pct >= 10:
         out.append(ImagingAdvice("fdg-pet", f"Ki-67 {ki67_pct} % (≥ 10 %): add 18F-FDG PET (prognosis, PRRT resistance).",
-                                 "001_aa3654e09e439d0b.txt section 4; 003_1bb7bc59738f3854.txt"))
+                                 "001_aa3654e09e439d0b.txt section 3; 003_1bb7bc59738f3854.txt"))
     out.append(ImagingAdvice("mri-dwi", "Liver staging: MRI with diffusion-weighted imaging (DWI).", t2))
     return tuple(out)
