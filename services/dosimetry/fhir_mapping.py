@@ -30,7 +30,7 @@ from netliver.fhir.builders import (
     quantity,
     reference,
 )
-from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM, Concept, add_concepts
+from netliver.fhir.codesystems import CODESYSTEMS, OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from services.dosimetry.domain.constants import (
     DOSE_CONSTANTS,
@@ -60,21 +60,15 @@ _CODES = {"method": "method", "device": "device", "protocol": "protocol", "bsaFo
 _DATETIMES = {"calibrationTime": "calibration_time", "treatmentTime": "treatment_time"}
 _BOOLEANS = {"compromisedLiver": "compromised_liver", "priorPrrt": "prior_prrt"}
 
-#: Component codes of the plan Observation (OBSERVATION_CODE_SYSTEM), named like the outputs.
+_PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
+                    "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
+                    "limitingFactor", "status")
+#: Component codes of the plan Observation (published in OBSERVATION_CODE_SYSTEM), named like the
+#: outputs, with their displays.
 PLAN_COMPONENT_CODES: dict[str, str] = {
-    "activityGBq": "Planned Y-90 activity at treatment time",
-    "activityAtCalibrationGBq": "Planned Y-90 activity at calibration time",
-    "tumorDoseGy": "Predicted mean tumour absorbed dose",
-    "normalLiverDoseGy": "Predicted mean normal-liver absorbed dose",
-    "perfusedLiverDoseGy": "Predicted mean absorbed dose of the perfused liver",
-    "lungDoseGy": "Predicted lung absorbed dose of this treatment",
-    "cumulativeLungDoseGy": "Predicted cumulative lung absorbed dose",
-    "doseConstant": "Dose constant used (Gy·kg/GBq)",
-    "lsfReduction": "Activity reduction for lung shunting (fraction)",
-    "limitingFactor": "Constraint that determined the activity",
-    "status": "SIRT plan status (ok, caution, contraindicated)",
-}
-add_concepts("observation-code", *(Concept(code, display) for code, display in PLAN_COMPONENT_CODES.items()))
+    c.code: c.display for c in CODESYSTEMS["observation-code"].concepts if c.code in _PLAN_COMPONENTS}
+if len(PLAN_COMPONENT_CODES) != len(_PLAN_COMPONENTS):  # pragma: no cover - guards the shared CodeSystem
+    raise RuntimeError("the observation-code CodeSystem lacks SIRT plan component codes")
 
 
 @dataclass(frozen=True)
