@@ -282,11 +282,19 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
         perfused_dose = single_compartment_dose_gy(delivered, perfused_mass, lsf, 0.0, c)
     if (p.liver_volume_ml is not None and p.tumor_volume_ml is not None and p.tumor_volume_ml > 0
             and p.tumor_to_normal_ratio is not None):
-        doses = partition_doses(delivered, _lesions(p, p.tumor_volume_ml, p.tumor_to_normal_ratio),
-                                _normal_perfused_mass_kg(p, p.liver_volume_ml, p.tumor_volume_ml),
-                                lsf, c, p.lung_mass_kg)
-        normal_dose, lesion_doses = doses.normal_liver_gy, doses.tumor_gy
-        tumor_dose = lesion_doses[0]
+        try:
+            doses = partition_doses(delivered, _lesions(p, p.tumor_volume_ml, p.tumor_to_normal_ratio),
+                                    _normal_perfused_mass_kg(p, p.liver_volume_ml, p.tumor_volume_ml),
+                                    lsf, c, p.lung_mass_kg)
+        except DosimetryInputError as err:
+            if p.method == "partition":
+                raise
+            # BSA/MIRD do not need the compartments; say why no tumour dose is predicted
+            warnings.append(PlanWarning("no-partition-prediction", f"tumour and normal-liver doses not "
+                                        f"predicted: {err.message}", "info"))
+        else:
+            normal_dose, lesion_doses = doses.normal_liver_gy, doses.tumor_gy
+            tumor_dose = lesion_doses[0]
     lung_dose = c * delivered * lsf / p.lung_mass_kg
     cumulative = p.prior_lung_dose_gy + lung_dose
 

@@ -352,3 +352,20 @@ def test_plan_bad_inputs_name_the_parameter(inputs: dict[str, object], parameter
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(PlanInputs(**inputs))  # type: ignore[arg-type]
     assert err.value.parameter == parameter
+
+
+def test_bsa_lobar_plan_with_tumour_outside_the_lobe_skips_the_compartment_prediction() -> None:
+    # 800 mL of tumour cannot all sit in 40 % of a 1500 mL liver: no tumour dose, no error
+    plan = plan_sirt(_bsa(tumor_volume_ml=800, perfused_fraction=0.4, tumor_to_normal_ratio=3))
+    assert plan.tumor_dose_gy is None
+    assert any(w.rule_id == "no-partition-prediction" for w in plan.warnings)
+    # (2.0 − 0.2 + 800/1500)·0.4 = 0.93333 GBq
+    assert plan.activity_gbq == pytest.approx(0.93333, abs=1e-5)
+    assert plan.status == "ok"
+
+
+def test_bsa_plan_predicts_compartment_doses_when_it_can() -> None:
+    # 2.0 GBq, LSF 5 %: D_N = 49.67·2·0.95/(4·0.309 + 1.236) = 94.373/2.472 = 38.177 Gy, D_T = 152.71 Gy
+    plan = plan_sirt(_bsa(tumor_to_normal_ratio=4))
+    assert plan.normal_liver_dose_gy == pytest.approx(38.177, abs=1e-3)
+    assert plan.tumor_dose_gy == pytest.approx(152.71, abs=1e-2)
