@@ -259,3 +259,14 @@ def test_without_body_structures_the_per_organ_rule_is_not_guessed(client):
     assert post(client, bundle(*three)).status_code == 200
     with_liver = bundle(*[body_structure(f"T{i}") for i in range(3)], *three)
     assert post(client, with_liver).status_code == 422
+
+
+def test_baseline_only_gives_not_evaluable_best_response(client):
+    resp = post(client, bundle(body_structure("A"), lesion("a0", "A", "2025-01-01", longest=30)))
+    assert resp.status_code == 200, resp.get_json()
+    entries = [e["resource"] for e in resp.get_json()["output"]["entry"]]
+    for r in entries:
+        validate_resource(r)
+    assert not [r for r in entries if code_of(r) == "tumor-response"]
+    best = next(r for r in entries if code_of(r) == "best-overall-response")
+    assert best["valueCodeableConcept"]["coding"][0]["code"] == "NE"
