@@ -26,7 +26,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from services.dosimetry.domain.errors import DosimetryInputError
@@ -128,7 +128,8 @@ def load_kernel(voxel_size_mm: float | Sequence[float], tissue: str = "soft",
     the image array's axis order) and tissue (``soft`` or ``bone``).
 
     Tabulated when the voxel is cubic and within 1 % of a table (S scaled by the voxel-volume
-    ratio, which keeps the energy per decay); otherwise built as described in the module doc. Raises :class:`KernelUnavailableError` when neither is possible.
+    ratio, which keeps the energy per decay); otherwise built as described in the module doc.
+    Raises :class:`KernelUnavailableError` when neither is possible.
     """
     if tissue not in ("soft", "bone"):
         raise KernelUnavailableError("tissue", f"unknown tissue {tissue!r}; expected soft or bone")
@@ -136,7 +137,13 @@ def load_kernel(voxel_size_mm: float | Sequence[float], tissue: str = "soft",
         float(v) for v in voxel_size_mm)
     if len(sizes) != 3 or any(not (v > 0 and math.isfinite(v)) for v in sizes):
         raise KernelUnavailableError("voxel_size_mm", f"voxel size must be three positive numbers, got {voxel_size_mm}")
-    directory = str(kernel_dir(directory))
+    return _load(sizes, tissue, str(kernel_dir(directory)))
+
+
+@lru_cache(maxsize=2)
+def _load(sizes: tuple[float, ...], tissue: str, directory: str) -> VoxelKernel:
+    """Memoised so that a worker process reuses the kernel and its cached FFT spectra across jobs
+    on the same grid (two kernels at most, each caching two grid shapes)."""
     tabulated = list(_tables(directory, tissue))
     if not tabulated:
         raise KernelUnavailableError("voxel_size_mm", f"no Y-90 {tissue} kernel tables in {directory}")

@@ -64,6 +64,10 @@ class VoxelKernel:
     spectra: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # a read-only view: kernels are shared (memoised by the loader); the caller's array is untouched
+        view = self.values.view()
+        view.flags.writeable = False
+        object.__setattr__(self, "values", view)
         if self.values.ndim != 3 or any(n % 2 == 0 for n in self.values.shape):
             raise DosimetryInputError("kernel", f"a kernel must be 3-D with odd sizes, got {self.values.shape}")
         if any(not (v > 0 and math.isfinite(v)) for v in self.voxel_size_mm):
