@@ -24,7 +24,7 @@ from flask import Blueprint, Response, request
 from gateway.auth import require_hook_auth, require_internal_token
 from gateway.jobs.api import JobService
 from gateway.writeback import write_results
-from netliver.fhir.builders import deterministic_id
+from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
@@ -164,7 +164,7 @@ def _imaging_resources(info: StudyInfo, settings: Settings, patient_ref: dict[st
     }
     study: dict[str, Any] = {
         "resourceType": "ImagingStudy",
-        "id": deterministic_id("imaging-study", info.study_uid),
+        "id": imaging_study_id(info.study_uid),
         "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{info.study_uid}"}],
         "status": "available",
         "subject": patient_ref,
@@ -273,6 +273,7 @@ class StableStudyHandler:
                                   "method": "ldm"}
         if "reference" in patient_ref:
             params["patient"] = patient_ref["reference"]
+        params["imagingStudy"] = study_ref
         job, sent = self.get_jobs().submit("voxel-dosimetry", params)
         result.update({"job": f"Task/{job.id}", "started": sent})
         return result

@@ -83,8 +83,8 @@ class Settings:
             if not name or name not in env:
                 continue
             raw = env[name]
-            conv: Callable[[str], Any]
-            conv = {"int": int, "float": float, "bool": _parse_bool}.get(str(f.type), str)
+            converters: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _parse_bool}
+            conv = converters.get(str(f.type), str)
             try:
                 values[f.name] = conv(raw)
             except ValueError as exc:

@@ -25,6 +25,7 @@ __all__ = [
     "content_digest",
     "deterministic_id",
     "fhir_instant",
+    "imaging_study_id",
     "provenance",
     "quantity",
     "reference",
@@ -49,6 +50,11 @@ def deterministic_id(*parts: Any) -> str:
     The same service, operation, inputs and item always give the same id.
     """
     return str(uuid.uuid5(_NAMESPACE, canonical_json(list(parts))))
+
+
+def imaging_study_id(study_instance_uid: str) -> str:
+    """The id of the ``ImagingStudy`` recorded for a DICOM study (same everywhere it is needed)."""
+    return deterministic_id("imaging-study", study_instance_uid)
 
 
 def fhir_instant(moment: datetime | None = None) -> str:

@@ -1,0 +1,177 @@
+"""Voxel-dosimetry jobs end to end: a real Orthanc PACS (Debian packages) with the stable-study
+Lua script, the gateway, real Celery workers on the real Redis broker, results in the FHIR store
+and the RT Dose back in the PACS.
+
+The worker-kill test sends SIGKILL to the process group of the worker that holds the job, mid-run,
+and checks that the other worker completes it exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from infra.stack import Stack
+from netliver.fhir.builders import canonical_json, deterministic_id
+from tests.fixtures import dicom_phantoms as ph
+from tests.support.orthanc import orthanc_available
+from tests.support.stack import make_stack, poll
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not orthanc_available(), reason="Orthanc is not installed (make system-deps)")]
+
+TOKEN = "e2e-internal-token"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = make_stack(tmp_path_factory.mktemp("voxel"), workers=2, with_orthanc=True, env={
+        "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "4", "JOB_VISIBILITY_TIMEOUT_S": "8",
+        "ORTHANC_CATCHUP_S": "0"})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _task(gw: str, task_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = requests.get(f"{gw}/fhir/Task/{task_id}", timeout=10).json()
+    return body
+
+
+def _job(gw: str, job_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = requests.get(f"{gw}/internal/jobs/{job_id}", headers={"X-Internal-Token": TOKEN},
+                                        timeout=10).json()
+    return body
+
+
+def _submit(gw: str, study_uid: str, activity_gbq: float, method: str = "ldm") -> str:
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "studyInstanceUid", "valueString": study_uid},
+        {"name": "administeredActivityGBq", "valueDecimal": activity_gbq},
+        {"name": "method", "valueCode": method}]}
+    resp = requests.post(f"{gw}/fhir/$voxel-dosimetry", json=params, headers={"Prefer": "respond-async"}, timeout=30)
+    assert resp.status_code == 202, resp.text
+    return str(resp.headers["Content-Location"]).rsplit("/", 1)[1]
+
+
+def _done(task: dict[str, Any]) -> bool:
+    return task.get("status") in {"completed", "failed", "cancelled"}
+
+
+def _orthanc_url(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.config.orthanc_port}"
+
+
+def test_stable_study_trigger_runs_one_job_and_writes_results(stack: Stack) -> None:
+    gw = stack.gateway_url
+    study = ph.build_study(ph.two_compartment_liver(n=40), "PT", seed=11, total_activity_gbq=2.0)
+    orthanc_id = ph.upload_study(_orthanc_url(stack), study)
+    # The Lua script posts once the study is stable; the hook records the ImagingStudy and the job.
+
+    def tasks_of_study() -> list[dict[str, Any]]:
+        bundle = requests.get(f"{gw}/fhir/Task", params={"_count": "100"}, timeout=10).json()
+        return [e["resource"] for e in bundle.get("entry", [])
+                if any(i.get("valueString") == study.study_uid for i in e["resource"].get("input", []))]
+
+    task = poll(tasks_of_study, lambda tasks: len(tasks) == 1, timeout_s=60)[0]
+    done = poll(lambda: _task(gw, task["id"]), _done, timeout_s=120)
+    assert done["status"] == "completed", done.get("statusReason")
+    # A second notification of the same study starts nothing new.
+    again = requests.post(f"{gw}/hooks/orthanc/stable-study", json={"ID": orthanc_id},
+                          headers={"X-Internal-Token": TOKEN}, timeout=30)
+    assert again.status_code == 202 and again.json()["job"] == f"Task/{task['id']}"
+    assert again.json()["started"] is False
+    assert _job(gw, task["id"])["attempts"] == 1
+    report_ref = next(o["valueReference"]["reference"] for o in done["output"] if "DiagnosticReport" in o["valueReference"]["reference"])
+    report = requests.get(f"{gw}/fhir/{report_ref}", timeout=10).json()
+    assert report["status"] == "final" and report["imagingStudy"]
+    obs = [requests.get(f"{gw}/fhir/{r['reference']}", timeout=10).json() for r in report["result"]]
+    metrics = {o["bodySite"]["text"].split(" (")[0]: {c["code"]["text"]: c["valueQuantity"]["value"] for c in o["component"]}
+               for o in obs}
+    for voi in metrics.values():
+        assert {"Dmean", "D50", "D70", "D90", "V100", "V120"} <= set(voi)
+        assert voi["D90"] <= voi["D70"] <= voi["D50"]
+    imaging = requests.get(f"{gw}/fhir/{report['imagingStudy'][0]['reference']}", timeout=10).json()
+    assert imaging["endpoint"] and imaging["series"]
+    # The dose map is back in the PACS study as RT Dose.
+    series = requests.get(f"{_orthanc_url(stack)}/studies/{orthanc_id}/series", timeout=10).json()
+    assert "RTDOSE" in {s["MainDicomTags"]["Modality"] for s in series}
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(stack: Stack) -> None:
+    gw = stack.gateway_url
+    study = ph.build_study(ph.two_compartment_liver(n=88), "NM", seed=12, total_activity_gbq=2.5)
+    ph.upload_study(_orthanc_url(stack), study)
+    task_id = _submit(gw, study.study_uid, 2.5, method="dvk")
+    running = poll(lambda: _task(gw, task_id), lambda t: t.get("status") == "in-progress" and "owner" in t,
+                   timeout_s=60, interval_s=0.05)
+    owner = running["owner"]["display"]
+    pid = int(owner.rsplit(":", 1)[1])
+    victim = next(name for name, proc in stack.procs.items()
+                  if name.startswith("worker") and _is_in_group(pid, proc.pid))
+    stack.kill(victim, signal.SIGKILL)
+    done = poll(lambda: _task(gw, task_id), _done, timeout_s=180, interval_s=0.5)
+    assert done["status"] == "completed", done.get("statusReason")
+    job = _job(gw, task_id)
+    assert job["attempts"] == 2 and job["completions"] == 1
+    assert job["leaseOwner"] != owner
+    for out in done["output"]:
+        res = requests.get(f"{gw}/fhir/{out['valueReference']['reference']}", timeout=10).json()
+        assert res["meta"]["versionId"] == "1", res["meta"]
+    stack.start_worker()  # back to two workers for the next tests
+
+
+def _is_in_group(pid: int, pgid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pgid
+    except ProcessLookupError:
+        return False
+
+
+def test_cancel_mid_run_writes_nothing_and_the_worker_takes_the_next_job(stack: Stack) -> None:
+    gw = stack.gateway_url
+    study = ph.build_study(ph.sphere_in_cylinder(n=88), "NM", seed=13, total_activity_gbq=1.5)
+    ph.upload_study(_orthanc_url(stack), study)
+    task_id = _submit(gw, study.study_uid, 1.5, method="dvk")
+    poll(lambda: _task(gw, task_id), lambda t: t.get("status") == "in-progress", timeout_s=60, interval_s=0.05)
+    resp = requests.delete(f"{gw}/fhir/Task/{task_id}", timeout=10)
+    assert resp.status_code == 202 and resp.json()["status"] == "cancelled"
+    time.sleep(3)
+    cancelled = _task(gw, task_id)
+    assert cancelled["status"] == "cancelled" and "output" not in cancelled
+    # The report this job would have written (its id is determined by the job's parameters).
+    params = _job(gw, task_id)["params"]
+    report_id = deterministic_id("dosimetry", "voxel-report", canonical_json(params))
+    assert requests.get(f"{gw}/fhir/DiagnosticReport/{report_id}", timeout=10).status_code == 404
+    # The workers are healthy: a new job completes.
+    next_id = _submit(gw, study.study_uid, 1.0, method="ldm")
+    assert poll(lambda: _task(gw, next_id), _done, timeout_s=120)["status"] == "completed"
+
+
+def test_a_study_without_nm_or_pt_fails_with_a_clear_reason(stack: Stack) -> None:
+    gw = stack.gateway_url
+    study = ph.build_study(ph.sphere_in_cylinder(n=32), "NM", seed=14)
+    ph.upload_datasets(_orthanc_url(stack), study.ct)
+    task_id = _submit(gw, study.study_uid, 2.0)
+    done = poll(lambda: _task(gw, task_id), _done, timeout_s=60)
+    assert done["status"] == "failed"
+    assert "NM" in done["statusReason"]["text"] and "PT" in done["statusReason"]["text"]
+    assert "output" not in done
+
+
+def test_an_unreachable_pacs_fails_the_task_and_the_hook_answers_503(stack: Stack) -> None:
+    from infra.stack import free_port
+    url = stack.start_gateway("gateway-nopacs", free_port(), {
+        "ORTHANC_URL": f"http://127.0.0.1:{free_port()}"})
+    resp = requests.post(f"{url}/hooks/orthanc/stable-study", json={"ID": "0000"},
+                         headers={"X-Internal-Token": TOKEN}, timeout=30)
+    assert resp.status_code == 503 and resp.headers.get("Retry-After")
+    assert resp.json()["resourceType"] == "OperationOutcome"
