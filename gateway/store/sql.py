@@ -50,6 +50,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -90,6 +91,8 @@ _log = logging.getLogger("netliver.gateway.store")
 _T = TypeVar("_T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
 _ATTEMPTS = 5
+#: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
+_SCHEMA_LOCK_KEY = 0x6E65746C69766572
 
 
 def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
@@ -174,9 +177,18 @@ class SqlStore:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def create_all(self) -> None:
-        """Create missing tables (the store's and any another module added to ``metadata``)."""
-        with self._mapped_errors():
-            self.metadata.create_all(self.engine)
+        """Create missing tables (the store's and any another module added to ``metadata``).
+
+        Several processes (gunicorn workers) may start at once: on PostgreSQL they take turns
+        on an advisory lock; on SQLite the ``BEGIN IMMEDIATE`` write lock does the same."""
+        try:
+            with self._mapped_errors(), self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                self.metadata.create_all(conn)
+        except _Retry as exc:
+            raise FhirError(503, "transient", "the FHIR store's schema could not be created",
+                            headers={"Retry-After": "5"}) from exc
 
     def close(self) -> None:
         self.engine.dispose()

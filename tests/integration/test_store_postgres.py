@@ -113,3 +113,24 @@ def test_independent_engines_race_on_the_same_resources(pg_url: str) -> None:
     finally:
         for worker in workers:
             worker.close()
+
+
+def test_workers_starting_at_once_on_an_empty_database_all_start() -> None:
+    postgres.ensure_running()
+    name = postgres.create_database()
+    url = postgres.database_url(name)
+    barrier = threading.Barrier(6)
+
+    def start(_: int) -> str:
+        barrier.wait()
+        store = SqlStore(url)
+        try:
+            return str(store.health()["status"])
+        finally:
+            store.close()
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(start, range(6))) == ["pass"] * 6
+    finally:
+        postgres.drop_database(name)
