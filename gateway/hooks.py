@@ -78,10 +78,7 @@ def classify_study(series: list[dict[str, Any]]) -> tuple[str, float | None, str
     PS3.3 C.8.9.2: PET Radionuclide Total Dose is in Bq; C.8.4.10: NM in MBq.
     """
     modalities = {s.get("modality") for s in series}
-    if "CT" not in modalities:
-        ct_note = " (no CT series)"
-    else:
-        ct_note = ""
+    ct_note = "" if "CT" in modalities else " (no CT series)"
     for s in series:
         modality, rp = s.get("modality"), s.get("radiopharmaceutical") or {}
         if modality not in {"PT", "NM"} or not rp:

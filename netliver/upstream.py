@@ -14,7 +14,7 @@ import requests
 
 from netliver.fhir.outcome import FhirError
 
-__all__ = ["FhirClient", "FHIR_JSON"]
+__all__ = ["FHIR_JSON", "FhirClient"]
 
 FHIR_JSON = "application/fhir+json"
 

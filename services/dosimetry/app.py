@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(blueprint)
 
     @app.get("/health")
-    def health() -> object:
+    def health() -> Response:
         return fhir_response({"status": "pass", "service": "dosimetry", "version": __version__})
 
     return app

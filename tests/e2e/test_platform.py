@@ -17,8 +17,8 @@ import requests
 
 from infra.stack import Stack, free_port
 from netliver.fhir.codesystems import CODESYSTEMS
-from tests.support.jwks import JwksServer
 from tests.support import postgres
+from tests.support.jwks import JwksServer
 from tests.support.stack import make_stack
 
 FHIR = {"Content-Type": "application/fhir+json"}

@@ -17,7 +17,12 @@ from typing import Any
 from celery import Task, shared_task
 
 from netliver.settings import Settings
-from services.dosimetry.worker.reporter import GatewayUnavailable, JobCancelled, JobLost, JobReporter
+from services.dosimetry.worker.reporter import (
+    GatewayUnavailable,
+    JobCancelled,
+    JobLost,
+    JobReporter,
+)
 
 __all__ = ["JOB_KINDS", "execute_job", "run_job"]
 
@@ -74,7 +79,7 @@ def execute_job(job_id: str, settings: Settings, worker: str) -> str:
     return "completed" if state == "ok" else state
 
 
-@shared_task(name="netliver.dosimetry.run_job", bind=True, acks_late=True,
+@shared_task(name="netliver.dosimetry.run_job", bind=True, acks_late=True,  # type: ignore[misc,untyped-decorator,unused-ignore]
              reject_on_worker_lost=True, max_retries=None)
 def run_job(self: Task, job_id: str) -> str:
     settings: Settings = self.app.conf.get("netliver_settings") or Settings.from_env()
