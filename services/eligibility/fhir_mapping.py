@@ -346,6 +346,8 @@ class _Reader:
         name = next((self.code_name(c) for c in codings if self.code_name(c)), None)
         if name is None:
             return
+        if "dataAbsentReason" in obs and not any(key.startswith("value") for key in obs):
+            return  # recorded as absent: the input stays unknown
         self.refs.append(ref)
         if name == "lesion_count_summary":
             value = self.quantity_value("lesion_count", obs, where)

@@ -213,7 +213,7 @@ def _sirt_patient(bilirubin: float, unit: str = "mg/dL") -> dict[str, Any]:
     b.normal_labs()
     b.lab("bilirubin", bilirubin, EVALUATION_DATE, unit=unit)  # newer than the normal value
     b.ecog(0)
-    b.percent("lung-shunt-fraction", 5).percent("liver-tumor-burden", 20)
+    b.percent("lung-shunt-fraction", 5).percent("liver-tumor-burden", 20).extrahepatic("absent")
     b.resources.append({"resourceType": "Observation", "id": "alb", "status": "final", "subject": b.subject,
                         "code": {"coding": [{"system": "http://loinc.org", "code": "1751-7"}]},
                         "effectiveDateTime": EVALUATION_DATE.isoformat(),
@@ -378,3 +378,13 @@ def test_resolved_condition_is_not_a_contraindication(client: FlaskClient) -> No
     b.resources[-1]["clinicalStatus"]["coding"][0]["code"] = "resolved"
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
     assert "SIRT-ABS-ASCITES · absolute · not-met" in notes
+
+
+def test_observation_with_data_absent_reason_leaves_the_input_unknown(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("dar", "1960-01-01")
+    b._obs({"system": OBSERVATION_CODE_SYSTEM, "code": "lung-shunt-fraction"}, None,
+           dataAbsentReason={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                         "code": "not-performed"}]})
+    obs = observation(evaluate(client, b.bundle()), "sirt")
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "insufficient-data"
+    assert "lung-shunt-fraction" in [c["code"] for comp in obs["component"] for c in comp["code"]["coding"]]

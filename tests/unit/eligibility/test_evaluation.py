@@ -27,7 +27,8 @@ from tests.unit.eligibility.helpers import CONDITION_CODES, EVAL, make_facts
 RULES = default_ruleset()
 
 #: A SIRT candidate with every SIRT input known and unremarkable.
-SIRT_OK: dict[str, Any] = {"lung_shunt": 8, "bilirubin": 0.8, "tumor_burden": 20, "albumin": 4.0, "ecog": 0}
+SIRT_OK: dict[str, Any] = {"lung_shunt": 8, "bilirubin": 0.8, "tumor_burden": 20, "albumin": 4.0, "ecog": 0,
+                           "extrahepatic_state": "absent"}
 
 
 def test_sirt_all_known_and_normal_is_eligible() -> None:

@@ -92,6 +92,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "SIRT-REL-BURDEN": ({"tumor_burden": 71}, {"tumor_burden": 70}),
     "SIRT-REL-BURDEN-ALBUMIN": ({"tumor_burden": 51, "albumin": 2.9}, {"tumor_burden": 51, "albumin": 3.0}),
     "SIRT-REL-ECOG": ({"ecog": 3}, {"ecog": 2}),
+    "SIRT-WARN-EXTRAHEPATIC": ({"extrahepatic_state": "progressing"}, {"extrahepatic_state": "stable"}),
     "PRRT-IND-NEN": ({"primary_site": "thyroid-medullary"}, {"primary_site": "thyroid-differentiated"}),
     "PRRT-WARN-MTC": ({"primary_site": "thyroid-medullary"}, {"primary_site": "pancreas"}),
     "PRRT-IND-SSTR": ({"krenning": 2}, {"krenning": 1}),
