@@ -247,3 +247,20 @@ def test_a_failed_write_in_a_shared_transaction_leaves_nothing_even_if_caught(st
     assert store.read("Observation", "kept")["id"] == "kept"
     assert status_of(store.read, "Observation", "first") == 404
     assert status_of(store.read, "Observation", "third") == 404
+
+
+def test_workers_starting_at_once_on_a_new_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    barrier = threading.Barrier(6)
+
+    def start(n: int) -> str:
+        barrier.wait()
+        store = SqlStore(url)
+        try:
+            store.put(observation(f"o{n}"))
+            return str(store.health()["status"])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(start, range(6))) == ["pass"] * 6
