@@ -151,11 +151,11 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         rtype = _known_type(resource_type)
         auth.require_scopes(read=[rtype])
         bundle = get_store().history(rtype, resource_id)
-        base = fhir_base()
+        full_url = f"{fhir_base()}/{rtype}/{resource_id}"  # every entry is this one resource
         for entry in bundle.get("entry") or []:
-            url = (entry.get("request") or {}).get("url")
-            if url and not str(url).startswith("http"):
-                entry.setdefault("fullUrl", f"{base}/{url}")
+            if isinstance(entry, dict):
+                entry["fullUrl"] = full_url
+        bundle.pop("link", None)  # an upstream server's paging links would bypass the gateway
         return fhir_response(bundle)
 
     @bp.get("/<resource_type>")
