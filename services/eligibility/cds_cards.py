@@ -18,6 +18,13 @@ from services.eligibility.operation import Evaluation
 __all__ = ["MAX_SUMMARY", "eligibility_cards"]
 
 MAX_SUMMARY = 140
+#: Short therapy labels so that a summary of all 13 therapies fits in 140 characters.
+_SHORT = {
+    "surgical-resection": "resection", "liver-transplant": "transplant", "ablation-rfa": "RFA",
+    "ablation-mwa": "MWA", "ablation-laser": "laser", "ablation-cryo": "cryo", "ablation-ire": "IRE",
+    "tae": "TAE", "ctace": "cTACE", "deb-tace": "DEB-TACE", "sirt": "SIRT", "prrt": "PRRT",
+    "ia-prrt": "IA-PRRT",
+}
 
 
 def _clip(text: str) -> str:
@@ -25,7 +32,7 @@ def _clip(text: str) -> str:
 
 
 def _names(verdicts: Sequence[TherapyVerdict], status: Status) -> list[str]:
-    return [therapy_display(v.therapy) for v in verdicts if v.status is status]
+    return [_SHORT.get(v.therapy, v.therapy) for v in verdicts if v.status is status]
 
 
 def eligibility_cards(evaluation: Evaluation, digest: str) -> list[dict[str, Any]]:
@@ -42,7 +49,12 @@ def eligibility_cards(evaluation: Evaluation, digest: str) -> list[dict[str, Any
         rows.append(f"| {therapy_display(v.therapy)} | {v.status.value} | {ids} |")
     advice = "\n".join(f"- {a.text} ({a.source})" for a in evaluation.advice)
     if eligible or caution:
-        summary = "Liver-directed therapy options: " + ", ".join(eligible + [f"{c} (caution)" for c in caution])
+        parts = []
+        if eligible:
+            parts.append("Eligible: " + ", ".join(eligible))
+        if caution:
+            parts.append("with caution: " + ", ".join(caution))
+        summary = "; ".join(parts)
         indicator = "info" if eligible else "warning"
     else:
         summary = "No liver-directed therapy is currently eligible"

@@ -335,7 +335,8 @@ def test_cds_cards(client: FlaskClient) -> None:
         assert card["indicator"] in {"info", "warning", "critical"}
         assert card["source"]["label"].startswith("netliver eligibility rules")
         assert card["uuid"]
-    assert "Conventional TACE" in cards[0]["summary"]
+    assert cards[0]["summary"].startswith("Eligible: TAE, cTACE") and "with caution: " in cards[0]["summary"]
+    assert "MWA" in cards[0]["summary"].split("with caution: ")[1]
     assert "| Microwave ablation | eligible-with-caution |" in cards[0]["detail"]
     assert "Lung shunt" in cards[1]["summary"]
 
