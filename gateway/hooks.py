@@ -271,6 +271,11 @@ class StableStudyHandler:
         if "reference" in patient_ref:
             params["patient"] = patient_ref["reference"]
         params["imagingStudy"] = study_ref
+        segmentation = [s["uid"] for s in info.series if s.get("modality") in {"SEG", "RTSTRUCT"} and s.get("uid")]
+        if len(segmentation) == 1:
+            params["segmentationSeriesUid"] = segmentation[0]
+        elif len(segmentation) > 1:
+            result["warning"] = "several SEG/RTSTRUCT series: none was chosen, the automatic liver VOI is used"
         job, sent = self.get_jobs().submit("voxel-dosimetry", params)
         result.update({"job": f"Task/{job.id}", "started": sent})
         return result

@@ -1,0 +1,194 @@
+"""``make demo``: one synthetic patient through every operation, on a stack started here.
+
+Starts the stack on its embedded defaults (SQLite store, the machine's Redis or one started for
+the demo, a local Orthanc PACS when installed), then:
+
+1. stores the patient's record (about 60 resources) in the FHIR store;
+2. ``POST /fhir/Patient/{id}/$evaluate-eligibility`` — 13 therapies, with reasons and gaps;
+3. CDS Hooks ``patient-view`` — the cards an EHR would show;
+4. ``POST /fhir/$sirt-activity`` — a partition-model plan;
+5. a post-SIRT Y-90 PET/CT arrives in the PACS → Orthanc's stable-study hook → voxel dosimetry
+   job on a Celery worker (``202`` + ``Task``) → DiagnosticReport, Observations, RT Dose;
+6. ``POST /fhir/$tumor-response`` — RECIST 1.1 over three follow-ups;
+
+prints a summary with the ids of the written resources, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from infra.stack import ROOT, Stack, StackConfig, free_port
+
+__all__ = ["main"]
+
+PATIENT_ID = "demo-nen-1"
+DICOM_PATIENT_ID = "NETLIVER-DEMO-0001"
+
+
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def _post(url: str, body: Any, **kw: Any) -> requests.Response:
+    resp = requests.post(url, json=body, timeout=120, **kw)
+    if resp.status_code >= 400:
+        raise SystemExit(f"demo step failed: POST {url} → {resp.status_code}\n{resp.text[:2000]}")
+    return resp
+
+
+def _as_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
+    entries = []
+    for entry in bundle.get("entry", []):
+        res = entry["resource"]
+        entries.append({"resource": res, "request": {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _line(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _status(obs: dict[str, Any]) -> tuple[str, str]:
+    therapy = obs["code"]["coding"][0]["code"]
+    status = next(c["code"] for c in obs["valueCodeableConcept"]["coding"])
+    return therapy, status
+
+
+def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
+    from tests.fixtures.eligibility_patients import realistic_patient
+    from tests.fixtures.response_cases import synthetic_follow_up_bundle
+
+    gw = f"{stack.gateway_url}/fhir"
+    written: dict[str, list[str]] = {}
+
+    record = realistic_patient(PATIENT_ID)
+    patient = next(e["resource"] for e in record["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient.setdefault("identifier", []).append({"system": "urn:netliver:dicom-patient-id", "value": DICOM_PATIENT_ID})
+    _post(gw, _as_transaction(record))
+    _line(f"1. Stored the record of Patient/{PATIENT_ID}: {len(record['entry'])} resources.")
+
+    t0 = time.perf_counter()
+    result = _post(f"{gw}/Patient/{PATIENT_ID}/$evaluate-eligibility", None).json()
+    observations = [e["resource"] for e in result["entry"] if e["resource"]["resourceType"] == "Observation"
+                    and e["resource"]["code"]["coding"][0]["system"].endswith("/therapy")]
+    _line(f"2. Eligibility ({(time.perf_counter() - t0) * 1000:.0f} ms): {len(observations)} therapies")
+    for obs in observations:
+        therapy, status = _status(obs)
+        missing = [c for c in obs.get("component", []) if "missing" in str(c.get("code", {})).lower()]
+        _line(f"     {therapy:<20} {status:<22}{'  (missing: ' + str(len(missing)) + ')' if missing else ''}")
+    written["eligibility"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in result["entry"]]
+
+    cards = _post(f"{stack.gateway_url}/cds-services/liver-directed-therapy", {
+        "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/demo", "patientId": PATIENT_ID}}).json()["cards"]
+    _line(f"3. CDS Hooks patient-view: {len(cards)} card(s)")
+    for card in cards[:4]:
+        _line(f"     [{card.get('indicator')}] {card.get('summary')}")
+
+    plan_params = {"resourceType": "Parameters", "parameter": [
+        {"name": "method", "valueCode": "partition"}, {"name": "device", "valueCode": "resin"},
+        {"name": "liverVolumeMl", "valueDecimal": 1800}, {"name": "tumorVolumeMl", "valueDecimal": 300},
+        {"name": "lungShuntFraction", "valueDecimal": 0.07}, {"name": "tumorToNormalRatio", "valueDecimal": 4},
+        {"name": "targetDoseGy", "valueDecimal": 120}, {"name": "normalLiverLimitGy", "valueDecimal": 40},
+        {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}}]}
+    plan = _post(f"{gw}/$sirt-activity", plan_params).json()
+    values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None) for p in plan["parameter"]}
+    _line(f"4. SIRT plan (partition model): {values.get('activityGBq')} GBq, tumour {values.get('tumorDoseGy')} Gy, "
+          f"normal liver {values.get('normalLiverDoseGy')} Gy, lung {values.get('lungDoseGy')} Gy, "
+          f"limited by {values.get('limitingFactor')}, status {values.get('status')}")
+
+    if with_pacs:
+        from tests.fixtures import dicom_phantoms as ph
+
+        study = ph.build_study(ph.two_compartment_liver(n=64), "PT", seed=1, total_activity_gbq=2.0,
+                               patient_id=DICOM_PATIENT_ID)
+        t0 = time.perf_counter()
+        orthanc_id = ph.upload_study(f"http://127.0.0.1:{stack.config.orthanc_port}", study)
+        _line(f"5. Post-SIRT Y-90 PET/CT stored in the PACS (Orthanc study {orthanc_id}); waiting for the "
+              "stable-study trigger and the dosimetry job...")
+        task = _wait_task(gw, study.study_uid)
+        _line(f"     Task/{task['id']} {task['status']} after {time.perf_counter() - t0:.1f} s "
+              f"({task.get('statusReason', {}).get('text', '')})")
+        if task["status"] == "completed":
+            refs = [o["valueReference"]["reference"] for o in task["output"]]
+            written["voxel-dosimetry"] = [f"Task/{task['id']}", *refs]
+            report = requests.get(f"{gw}/{refs[0]}", timeout=30).json()
+            for line in report.get("conclusion", "").splitlines():
+                _line(f"     {line}")
+    else:
+        _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
+
+    follow_up = synthetic_follow_up_bundle()
+    response = _post(f"{gw}/$tumor-response?criteria=recist-1.1", follow_up).json()
+    _line("6. RECIST 1.1:")
+    for entry in response["entry"]:
+        res = entry["resource"]
+        if res["resourceType"] != "Observation":
+            continue
+        comps = {c["code"]["coding"][0]["code"]: c for c in res.get("component", []) if c.get("code", {}).get("coding")}
+        overall = comps.get("overall", {}).get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code")
+        if overall:
+            _line(f"     {res.get('effectiveDateTime', '')[:10]}  overall {overall}")
+        elif res["code"]["coding"][0]["code"] == "best-overall-response":
+            _line(f"     best overall response: {res['valueCodeableConcept']['coding'][0]['code']}")
+    written["tumor-response"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response["entry"]]
+    return written
+
+
+def _wait_task(gw: str, study_uid: str, timeout_s: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        bundle = requests.get(f"{gw}/Task", params={"_count": "50"}, timeout=30).json()
+        for entry in bundle.get("entry", []):
+            task = entry["resource"]
+            if any(i.get("valueString") == study_uid for i in task.get("input", [])) and \
+                    task["status"] in {"completed", "failed", "cancelled"}:
+                return dict(task)
+        time.sleep(1)
+    raise SystemExit("the dosimetry job did not finish in time")
+
+
+def main() -> int:
+    data_dir = ROOT / "var" / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with_pacs = shutil.which("Orthanc") is not None
+    cfg = StackConfig(gateway_port=_port(8080), eligibility_port=free_port(), response_port=free_port(),
+                      dosimetry_port=free_port(), orthanc_port=free_port(), orthanc_dicom_port=free_port(),
+                      data_dir=data_dir, with_orthanc=with_pacs, workers=1)
+    cfg.env.update({"AUTH_MODE": "off", "JOB_QUEUE": "netliver-demo", "ORTHANC_CATCHUP_S": "0",
+                    "LOG_LEVEL": "WARNING"})
+    _line("netliver demo: starting the stack (gateway, eligibility, response, dosimetry, worker"
+          f"{', Orthanc' if with_pacs else ''}); AUTH_MODE=off for this local demo.")
+    started = time.perf_counter()
+    stack = Stack(cfg)
+    try:
+        stack.start()
+        _line(f"   up in {time.perf_counter() - started:.1f} s at {stack.gateway_url}/fhir\n")
+        written = run(stack, with_pacs)
+        _line("\nWritten to the FHIR store (GET <gateway>/fhir/<Type>/<id>, each with a Provenance):")
+        for op, refs in written.items():
+            _line(f"  {op}: {len(refs)} resources, e.g. {', '.join(refs[:3])}")
+        _line(f"  store: SQLite {Path(cfg.data_dir) / 'netliver.db'}; logs in {stack.log_dir}")
+        _line(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
+    finally:
+        stack.stop()
+        _line("Stack stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
