@@ -37,7 +37,7 @@ BILIRUBIN = "1975-2"
 ALT = "1742-6"
 
 
-class _ServedStore:
+class ServedStore:
     """A Flask app with the REST blueprint over ``backing``, on a free loopback port."""
 
     def __init__(self, backing: SqlStore) -> None:
@@ -80,7 +80,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[FhirStore]:
         sql.close()
     else:
         backing = SqlStore(f"sqlite:///{tmp_path}/upstream.db")
-        served = _ServedStore(backing)
+        served = ServedStore(backing)
         yield UpstreamStore(served.base_url, timeout_s=10)
         served.stop()
         backing.close()

@@ -1,4 +1,6 @@
-"""The FHIR REST blueprint through a Flask test client, over the SQL store on SQLite."""
+"""The FHIR REST blueprint through a Flask test client, over the embedded store (SQLite) and
+over the upstream store (talking to a second app serving the same blueprint): callers must see
+the same answers in both modes."""
 
 from __future__ import annotations
 
@@ -8,20 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from flask.testing import FlaskClient
 
 from gateway import auth
 from gateway.fhir_rest import create_fhir_rest_blueprint
+from gateway.store.base import FhirStore
 from gateway.store.sql import SqlStore
+from gateway.store.upstream import UpstreamStore
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 from netliver.web import create_base_app, fhir_response
+from tests.unit.gateway.test_store_behaviour import ServedStore
 
 FHIR_JSON = "application/fhir+json"
 #: What ``base_url_of`` answers in these tests (the public root; the blueprint appends /fhir).
 PUBLIC_ROOT = "https://gateway.example"
 BASE = f"{PUBLIC_ROOT}/fhir"
+GATEWAY_APP = "gateway-test"
 
 
 class ScopeRecorder:
@@ -33,7 +39,8 @@ class ScopeRecorder:
 
     def __call__(self, read: Any = (), write: Any = ()) -> None:
         reads, writes = sorted(read), sorted(write)
-        self.calls.append((reads, writes))
+        if current_app.name == GATEWAY_APP:  # not the upstream server's own checks
+            self.calls.append((reads, writes))
         if self.refuse & (set(reads) | set(writes)):
             raise FhirError(403, "forbidden", "insufficient scope")
 
@@ -45,16 +52,22 @@ def scopes(monkeypatch: pytest.MonkeyPatch) -> ScopeRecorder:
     return recorder
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
+@pytest.fixture(params=["embedded", "upstream"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FhirStore]:
+    """The gateway's store: embedded SQLite, or an upstream FHIR server (a second Flask app)."""
     sql = SqlStore(f"sqlite:///{tmp_path}/rest.db")
-    yield sql
+    if request.param == "embedded":
+        yield sql
+    else:
+        served = ServedStore(sql)
+        yield UpstreamStore(served.base_url, timeout_s=10)
+        served.stop()
     sql.close()
 
 
 @pytest.fixture
-def app(store: SqlStore, scopes: ScopeRecorder) -> Flask:
-    application = create_base_app("gateway-test", "0", Settings(auth_mode="off"))
+def app(store: FhirStore, scopes: ScopeRecorder) -> Flask:
+    application = create_base_app(GATEWAY_APP, "0", Settings(auth_mode="off"))
     application.register_blueprint(create_fhir_rest_blueprint(lambda: store, lambda: PUBLIC_ROOT))
     return application
 
@@ -209,7 +222,7 @@ def test_every_view_asks_for_the_scopes_of_its_types(client: FlaskClient, scopes
         (["Observation"], []), ([], ["Observation"]), (["Condition"], ["Patient"])]
 
 
-def test_a_refused_scope_touches_nothing(client: FlaskClient, scopes: ScopeRecorder, store: SqlStore) -> None:
+def test_a_refused_scope_touches_nothing(client: FlaskClient, scopes: ScopeRecorder, store: FhirStore) -> None:
     scopes.refuse = {"Patient"}
     resp = put(client, {"resourceType": "Patient", "id": "p1"})
     assert resp.status_code == 403
@@ -224,8 +237,8 @@ def test_a_refused_scope_touches_nothing(client: FlaskClient, scopes: ScopeRecor
 
 
 @pytest.mark.parametrize("app_routes_first", [True, False])
-def test_more_specific_app_routes_win(store: SqlStore, scopes: ScopeRecorder, app_routes_first: bool) -> None:
-    application = create_base_app("gateway-test", "0", Settings(auth_mode="off"))
+def test_more_specific_app_routes_win(store: FhirStore, scopes: ScopeRecorder, app_routes_first: bool) -> None:
+    application = create_base_app(GATEWAY_APP, "0", Settings(auth_mode="off"))
 
     def add_app_routes() -> None:
         application.add_url_rule("/fhir/Task/<task_id>", "cancel_task", methods=["DELETE"],
