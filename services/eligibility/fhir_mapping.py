@@ -370,7 +370,10 @@ class _Reader:
             self.readings.append(Reading(name, bool(obs["valueBoolean"]), spec.unit, on, ref))
             return
         value = self.quantity_value(name, obs, where)
-        self.readings.append(Reading(name, value, spec.unit, on, ref))
+        comparator = str((obs.get("valueQuantity") or {}).get("comparator") or "")
+        if comparator not in {"", "<", "<=", ">", ">="}:
+            raise FhirError(422, "value", f"unknown comparator {comparator!r}", f"{where}.valueQuantity.comparator")
+        self.readings.append(Reading(name, value, spec.unit, on, ref, comparator=comparator))
 
     def code_name(self, coding: Mapping[str, Any]) -> str | None:
         key = (str(coding.get("system")), str(coding.get("code")))

@@ -48,6 +48,7 @@ class Reading:
     on: date | None
     source: str
     since: date | None = None
+    comparator: str = ""  # FHIR Quantity.comparator: the value is a bound (<, <=, >, >=)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Fact:
     conflict: tuple[Value, ...] = ()
     since: date | None = None
     assumed: bool = False
+    comparator: str = ""
 
     @property
     def conflicting(self) -> bool:
@@ -75,7 +77,7 @@ class Fact:
             values = ", ".join(_text(v) for v in (self.value, *self.conflict))
             return f"conflicting values on the same date{when}: {values}{unit}"
         assumed = " (not recorded: assumed)" if self.assumed else ""
-        return f"{_text(self.value)}{unit}{when}{assumed}"
+        return f"{self.comparator}{_text(self.value)}{unit}{when}{assumed}"
 
 
 def _text(value: Value) -> str:
@@ -100,11 +102,13 @@ def newest_fact(readings: Sequence[Reading]) -> Fact:
     first = same_day[0]
     others: list[Value] = []
     for reading in same_day[1:]:
-        if not _same(reading.value, first.value) and all(not _same(reading.value, o) for o in others):
+        differs = not _same(reading.value, first.value) or reading.comparator != first.comparator
+        if differs and all(not _same(reading.value, o) for o in others):
             others.append(reading.value)
     sources = tuple(dict.fromkeys(r.source for r in same_day))
     since = next((r.since for r in same_day if r.since is not None), None)
-    return Fact(name, first.value, first.unit, newest_on, sources, tuple(others), since)
+    return Fact(name, first.value, first.unit, newest_on, sources, tuple(others), since,
+                comparator=first.comparator)
 
 
 def _same(a: Value, b: Value) -> bool:

@@ -212,8 +212,39 @@ def _eval_compare(test: Compare, ctx: _Context) -> Outcome:
     if fact.value in test.unknown_at and not isinstance(fact.value, bool):
         return Outcome(Tri.UNKNOWN, (f"{evidence}: does not settle the rule",),
                        frozenset({test.input}), frozenset(fact.sources))
+    if fact.comparator:
+        value = _bounded_compare(fact.value, fact.comparator, test.op, test.value)
+        if value is Tri.UNKNOWN:
+            return Outcome(value, (f"{evidence}: a bound that does not settle the rule",),
+                           frozenset({test.input}), frozenset(fact.sources))
+        return Outcome(value, (evidence,), frozenset(), frozenset(fact.sources))
     return Outcome(Tri.of(_compare(fact.value, test.op, test.value)), (evidence,), frozenset(),
                    frozenset(fact.sources))
+
+
+def _bounded_compare(bound: Scalar, comparator: str, op: str, threshold: Scalar | tuple[Scalar, ...]) -> Tri:
+    """``x op threshold`` when only ``x comparator bound`` is known (e.g. Ki-67 "<2 %").
+
+    Met when every value the bound allows satisfies it, not met when none does, else unknown.
+    """
+    if not isinstance(bound, Decimal) or not isinstance(threshold, Decimal) or op not in {"<", "<=", ">", ">="}:
+        return Tri.UNKNOWN
+    below = comparator in {"<", "<="}  # x lies below the bound
+    closed = comparator in {"<=", ">="}  # the bound itself is possible
+    small_true = op in {"<", "<="}  # the test holds for small x
+    if below == small_true:
+        # the interval reaches the side where the test holds: it can only be all-true
+        if closed:
+            return Tri.MET if _compare(bound, op, threshold) else Tri.UNKNOWN
+        ok = bound <= threshold if below else bound >= threshold
+        return Tri.MET if ok else Tri.UNKNOWN
+    # the interval reaches the side where the test fails: it can only be all-false
+    strict_op = op in {"<", ">"}
+    if below:  # x < bound (or <=), test x > t (or >=)
+        none = bound <= threshold if (not closed or strict_op) else bound < threshold
+    else:  # x > bound (or >=), test x < t (or <=)
+        none = bound >= threshold if (not closed or strict_op) else bound > threshold
+    return Tri.NOT_MET if none else Tri.UNKNOWN
 
 
 def _eval_present(test: Present, ctx: _Context) -> Outcome:

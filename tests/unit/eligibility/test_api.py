@@ -389,3 +389,11 @@ def test_observation_with_data_absent_reason_leaves_the_input_unknown(client: Fl
     obs = observation(evaluate(client, b.bundle()), "sirt")
     assert obs["valueCodeableConcept"]["coding"][0]["code"] == "insufficient-data"
     assert "lung-shunt-fraction" in [c["code"] for comp in obs["component"] for c in comp["code"]["coding"]]
+
+
+def test_bilirubin_reported_as_a_bound(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("bound", "1960-01-01")
+    obs = b.lab("bilirubin", 0.3, EVALUATION_DATE)
+    obs["valueQuantity"]["comparator"] = "<"
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
+    assert "[SIRT-ABS-BILIRUBIN · absolute · not-met]" in notes and "<0.3 mg/dL" in notes
