@@ -36,6 +36,11 @@ class ImagingError(Exception):
         self.message = message
         self.expression = expression
 
+    @property
+    def reason(self) -> str:
+        """The text a failed Task's ``statusReason`` carries."""
+        return self.message
+
     def to_fhir_error(self) -> FhirError:
         headers = {"Retry-After": "30"} if self.status == 503 else {}
         return FhirError(self.status, self.code, self.message, self.expression, headers=headers)

@@ -11,12 +11,15 @@ table ends instead at dry air, 0.0012 g/mL at −1000 HU (NIST, air at 20 °C); 
 (metal, beyond the fit) the density is held at 3.0 g/mL. The table is a scanner-independent
 default: a site should replace it with its own CT calibration (same format).
 
-**Grids.** :func:`resample_scalar` averages the source over each target voxel: the target voxel
-is split into m×m×m sub-points (m = ceil(target spacing / source spacing) per axis), the source
-is interpolated (trilinear) at each and the sub-samples are averaged, so a fine CT is box
-averaged onto the coarser emission grid instead of point sampled (mass is conserved).
-:func:`resample_mask` does the same with nearest-neighbour sub-samples and keeps a target voxel
-when at least half of its sub-samples are inside (majority vote of nearest samples).
+**Grids.** :func:`resample_scalar` averages the source over each target voxel, so a fine CT
+is averaged onto the coarser emission grid instead of point sampled (mass is conserved). When
+the two grids have parallel axes (same ImageOrientationPatient, any spacing, offset or flip:
+the usual SPECT/CT and PET/CT case) the average is exact and separable: per axis a matrix of
+the overlap of each target voxel with each source voxel, applied along the three axes. For
+oblique grids each target voxel is split into m×m×m sub-points (m = ceil(target spacing /
+source spacing) per axis), the source is interpolated (trilinear) at each and the sub-samples
+are averaged. :func:`resample_mask` computes the same covered fraction of a mask (nearest
+sub-samples for oblique grids) and keeps a target voxel when at least half of it is inside.
 Points outside the source are air (−1000 HU) for CT and outside for masks.
 
 **Matching.** :func:`check_ct_matches` refuses a CT in another Frame of Reference (0020,0052)
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from services.dosimetry.imaging.errors import CtMismatchError
 from services.dosimetry.imaging.grid import Grid
@@ -70,11 +73,52 @@ def _subsamples(source: Grid, target: Grid) -> tuple[int, int, int]:
     return (m[0], m[1], m[2])
 
 
+def _overlap_weights(n_target: int, n_source: int, scale: float, offset: float) -> np.ndarray:
+    """1-D weights (n_target × n_source): the share of target voxel t (source coordinates
+    ``scale·t + offset`` ± |scale|/2) covered by source voxel u ([u − ½, u + ½])."""
+    centres = scale * np.arange(n_target, dtype=np.float64) + offset
+    half = abs(scale) / 2.0
+    lo = (centres - half)[:, np.newaxis]
+    hi = (centres + half)[:, np.newaxis]
+    u = np.arange(n_source, dtype=np.float64)[np.newaxis, :]
+    overlap = np.clip(np.minimum(hi, u + 0.5) - np.maximum(lo, u - 0.5), 0.0, None)
+    return np.asarray(overlap / (2.0 * half))
+
+
+def _axis_aligned(matrix: np.ndarray) -> bool:
+    off = matrix[:3, :3] - np.diag(np.diag(matrix[:3, :3]))
+    return bool(np.abs(off).max() <= 1e-6 * np.abs(np.diag(matrix[:3, :3])).max())
+
+
+def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tuple[int, int, int],
+                       cval: float) -> np.ndarray:
+    """Exact volume-weighted average for grids with parallel axes (same orientation, any
+    spacing, offset or flip): a product of three 1-D overlap matrices; the share of a target
+    voxel outside the source counts as ``cval``."""
+    wk, wj, wi = (sparse.csr_matrix(_overlap_weights(target_shape[a], values.shape[a], float(matrix[a, a]),
+                                                     float(matrix[a, 3])).astype(values.dtype)) for a in range(3))
+    shifted = values - values.dtype.type(cval)
+    nk, nj, ni = values.shape
+    tk, tj, ti = target_shape
+    # Each overlap matrix has ~2-3 non-zeros per row: sparse products cost O(voxels) per axis.
+    step = np.asarray(wk @ shifted.reshape(nk, nj * ni)).reshape(tk, nj, ni)
+    step = np.asarray(wj @ step.transpose(1, 0, 2).reshape(nj, tk * ni)).reshape(tj, tk, ni)
+    step = np.asarray(wi @ step.transpose(2, 0, 1).reshape(ni, tj * tk)).reshape(ti, tj, tk)
+    return np.ascontiguousarray(step.transpose(2, 1, 0)) + values.dtype.type(cval)
+
+
 def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
-    """Mean over target voxels of sub-samples of ``values`` (order 1 trilinear, 0 nearest)."""
-    m = _subsamples(source, target)
+    """Mean of ``values`` over each target voxel.
+
+    Grids with parallel axes (the usual SPECT/CT and PET/CT case): exact volume-weighted
+    average (:func:`_separable_average`). Oblique grids: mean of m×m×m sub-samples per target
+    voxel (order 1 trilinear, 0 nearest).
+    """
     # Map target index → source index: inv(A_src) · A_tgt (4×4 homogeneous).
     matrix = np.linalg.inv(source.affine) @ target.affine
+    if _axis_aligned(matrix):
+        return _separable_average(values, matrix, target.shape, cval)
+    m = _subsamples(source, target)
     acc = np.zeros(target.shape, dtype=np.float64)
     ones = np.ones(values.shape, dtype=np.float32) if order != 0 else values
     offsets = [[(a + 0.5) / n - 0.5 for a in range(n)] for n in m]
@@ -100,13 +144,14 @@ def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: fl
 
 def resample_scalar(volume: ScalarVolume, target: Grid, cval: float) -> np.ndarray:
     """``volume`` averaged onto ``target`` (trilinear sub-samples); ``cval`` outside."""
-    return _sample(volume.values.astype(np.float64), volume.grid, target, 1, cval)
+    return _sample(volume.values.astype(np.float32), volume.grid, target, 1, cval).astype(np.float64)
 
 
 def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
-    """A boolean mask on ``source`` moved onto ``target`` (majority of nearest sub-samples)."""
-    frac = _sample(mask.astype(np.float64), source, target, 0, 0.0)
-    return np.asarray(frac >= 0.5 - 1e-9)
+    """A boolean mask on ``source`` moved onto ``target``: a target voxel is in when at least
+    half of its volume is (parallel grids), or half of its nearest sub-samples are (oblique)."""
+    frac = _sample(mask.astype(np.float32), source, target, 0, 0.0)
+    return np.asarray(frac >= 0.5 - 1e-6)
 
 
 def check_ct_matches(ct: Grid, activity: Grid) -> float:

@@ -60,17 +60,17 @@ def test_box_average_of_a_twice_finer_grid_is_the_block_mean() -> None:
     values = rng.normal(size=fine.shape)
     out = resample_scalar(ScalarVolume(values, fine, "x"), coarse, cval=-1.0)
     block = values.reshape(6, 2, 6, 2, 6, 2).mean(axis=(1, 3, 5))
-    np.testing.assert_allclose(out, block, atol=1e-12)
+    np.testing.assert_allclose(out, block, atol=1e-5)
 
 
 def test_identity_resampling_keeps_values_and_outside_is_cval() -> None:
     rng = np.random.default_rng(1)
     grid = _grid(5, 3.0)
     values = rng.normal(size=grid.shape)
-    np.testing.assert_allclose(resample_scalar(ScalarVolume(values, grid, "x"), grid, cval=0.0), values, atol=1e-12)
+    np.testing.assert_allclose(resample_scalar(ScalarVolume(values, grid, "x"), grid, cval=0.0), values, atol=1e-5)
     moved = _grid(5, 3.0, (0.0, 0.0, 6.0))  # two slices further along z
     out = resample_scalar(ScalarVolume(values, grid, "x"), moved, cval=-7.0)
-    np.testing.assert_allclose(out[:3], values[2:], atol=1e-12)
+    np.testing.assert_allclose(out[:3], values[2:], atol=1e-5)
     np.testing.assert_array_equal(out[3:], -7.0)
 
 
