@@ -104,7 +104,7 @@ def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tup
     step = np.asarray(wk @ shifted.reshape(nk, nj * ni)).reshape(tk, nj, ni)
     step = np.asarray(wj @ step.transpose(1, 0, 2).reshape(nj, tk * ni)).reshape(tj, tk, ni)
     step = np.asarray(wi @ step.transpose(2, 0, 1).reshape(ni, tj * tk)).reshape(ti, tj, tk)
-    return np.ascontiguousarray(step.transpose(2, 1, 0)) + values.dtype.type(cval)
+    return np.asarray(np.ascontiguousarray(step.transpose(2, 1, 0)) + values.dtype.type(cval))
 
 
 def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
