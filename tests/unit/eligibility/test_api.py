@@ -69,6 +69,12 @@ def error(client: FlaskClient, bundle: Any, status: int = 422) -> dict[str, Any]
 
 # -- output ----------------------------------------------------------------------------------
 
+def test_realistic_fixture_is_a_valid_bundle_of_about_sixty_resources() -> None:
+    bundle = realistic_patient()
+    validate_resource(bundle)
+    assert 55 <= len(bundle["entry"]) <= 70
+
+
 def test_output_has_one_observation_per_therapy_and_validates(client: FlaskClient) -> None:
     result = evaluate(client, realistic_patient())
     output = result["output"]
@@ -121,7 +127,10 @@ def test_ids_are_deterministic_and_depend_on_input_and_date(client: FlaskClient)
 
 def test_insufficient_data_lists_machine_readable_requirements(client: FlaskClient) -> None:
     bundle = seed_fig3_mwa_39f()  # no MAA work-up: lung shunt unknown
-    obs = observation(evaluate(client, bundle), "sirt")
+    result = evaluate(client, bundle)
+    for res in result["write"]:
+        validate_resource(res)
+    obs = observation(result, "sirt")
     assert obs["valueCodeableConcept"]["coding"][0]["code"] == "insufficient-data"
     codes = [c for comp in obs["component"] for c in comp["code"]["coding"]]
     assert {"system": OBSERVATION_CODE_SYSTEM, "code": "lung-shunt-fraction"} in codes
