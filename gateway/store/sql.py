@@ -217,6 +217,8 @@ class SqlStore:
     def _read_connection(self) -> Iterator[Connection]:
         with self._mapped_errors(), self.engine.connect() as conn:
             conn.execution_options(netliver_read=True)
+            if not self.is_sqlite:  # one snapshot for a search's total and its page
+                conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
 
