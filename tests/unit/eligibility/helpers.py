@@ -20,6 +20,7 @@ CONDITION_CODES = {
     "anesthesia-contraindicated",
 }
 MEDICATION_CLASSES = {"anti-vegf-tki", "chemotherapy", "somatostatin-analogue"}
+THERAPY_PREFIX = "therapy:"  # flags "therapy:sirt" = a completed SIRT Procedure
 
 
 def value(raw: object) -> Decimal | bool | str:
@@ -41,4 +42,6 @@ def make_facts(values: Mapping[str, object] | None = None, *, on: date = RECENT,
         "p1", evaluated_on, readings,
         conditions={f: (f"Condition/{f}",) for f in flags if f in CONDITION_CODES},
         medications={f: (f"MedicationStatement/{f}",) for f in flags if f in MEDICATION_CLASSES},
+        prior_therapies={f[len(THERAPY_PREFIX):]: (f"Procedure/{f[len(THERAPY_PREFIX):]}",)
+                         for f in flags if f.startswith(THERAPY_PREFIX)},
     )

@@ -406,3 +406,13 @@ def test_bilirubin_reported_as_a_bound(client: FlaskClient) -> None:
     obs["valueQuantity"]["comparator"] = "<"
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
     assert "[SIRT-ABS-BILIRUBIN · absolute · not-met]" in notes and "<0.3 mg/dL" in notes
+
+
+def test_prior_prrt_procedure_gives_a_sirt_warning(client: FlaskClient) -> None:
+    from datetime import date
+
+    b = PatientBundleBuilder("prior", "1960-01-01")
+    b.procedure("prrt", date(2025, 3, 1))
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
+    assert "[SIRT-WARN-PRIOR-PRRT · warning · met]" in notes
+    assert "[SIRT-WARN-PRIOR-SIRT · warning · not-met]" in notes

@@ -92,6 +92,8 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "SIRT-REL-BURDEN": ({"tumor_burden": 71}, {"tumor_burden": 70}),
     "SIRT-REL-BURDEN-ALBUMIN": ({"tumor_burden": 51, "albumin": 2.9}, {"tumor_burden": 51, "albumin": 3.0}),
     "SIRT-REL-ECOG": ({"ecog": 3}, {"ecog": 2}),
+    "SIRT-WARN-PRIOR-PRRT": ({"flags": ["therapy:prrt"]}, {"flags": ["therapy:tae"]}),
+    "SIRT-WARN-PRIOR-SIRT": ({"flags": ["therapy:sirt"]}, {"flags": ["therapy:prrt"]}),
     "SIRT-WARN-EXTRAHEPATIC": ({"extrahepatic_state": "progressing"}, {"extrahepatic_state": "stable"}),
     "PRRT-IND-NEN": ({"primary_site": "thyroid-medullary"}, {"primary_site": "thyroid-differentiated"}),
     "PRRT-WARN-MTC": ({"primary_site": "thyroid-medullary"}, {"primary_site": "pancreas"}),
@@ -138,7 +140,7 @@ def test_rule_not_met_side(rule_id: str) -> None:
 
 
 @pytest.mark.parametrize("rule_id", sorted(r for r, rule in RULES.items()
-                                           if any(u not in {"condition", "medication"} for _, u in rule.inputs)
+                                           if any(u not in {"condition", "medication", "procedure"} for _, u in rule.inputs)
                                            and rule.id != "IAPRRT-IND-TRIAL"))
 def test_rule_unknown_without_its_measured_inputs(rule_id: str) -> None:
     """With no measured input recorded, a rule on measured inputs is unknown (open world)
@@ -146,7 +148,7 @@ def test_rule_unknown_without_its_measured_inputs(rule_id: str) -> None:
     rule = RULES[rule_id]
     outcome, _ = evaluate_rule(rule, make_facts({}), default_ruleset())
     assert outcome.value is Tri.UNKNOWN
-    measured = {n for n, u in rule.inputs if u not in {"condition", "medication"}}
+    measured = {n for n, u in rule.inputs if u not in {"condition", "medication", "procedure"}}
     assert outcome.missing and outcome.missing <= measured
 
 
