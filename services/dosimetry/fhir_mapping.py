@@ -210,7 +210,7 @@ def _outputs(plan: SirtPlan) -> list[tuple[str, str, Any, str | None]]:
     rows.append(("limitingFactor", "Code", plan.limiting_factor, None))
     rows.append(("lsfReduction", "Decimal", _r(plan.lsf_reduction, 4), "1"))
     rows.append(("status", "Code", plan.status, None))
-    rows.extend(("warning", "String", str(w), None) for w in plan.warnings)
+    rows.extend(("warning", "String", str(w), None) for w in plan.warnings if w.severity != "version")
     if plan.perfused_liver_dose_gy is not None:
         rows.append(("perfusedLiverDoseGy", "Decimal", _r(plan.perfused_liver_dose_gy, 2), "Gy"))
     rows.append(("cumulativeLungDoseGy", "Decimal", _r(plan.cumulative_lung_dose_gy, 2), "Gy"))
@@ -219,6 +219,7 @@ def _outputs(plan: SirtPlan) -> list[tuple[str, str, Any, str | None]]:
         rows.append(("bsaM2", "Decimal", _r(plan.bsa_m2, 4), "m2"))
     if plan.tumor_involvement is not None:
         rows.append(("tumorInvolvement", "Decimal", _r(plan.tumor_involvement, 4), "1"))
+    rows.extend(("note", "String", str(w), None) for w in plan.warnings if w.severity == "version")
     rows.append(("protocol", "Code", plan.protocol.key, None))
     rows.append(("halfLifeH", "Decimal", plan.half_life_h, "h"))
     return rows

@@ -31,6 +31,8 @@ from services.dosimetry.domain.constants import (
     DEFAULT_DOSE_CONSTANT,
     DEFAULT_LUNG_MASS_KG,
     DEFAULT_TISSUE_DENSITY_G_PER_ML,
+    DOSE_CONSTANTS,
+    Y90_HALF_LIFE_EANM_2022_H,
     Y90_HALF_LIFE_H,
 )
 from services.dosimetry.domain.decay import activity_at_calibration_gbq, elapsed_h
@@ -207,6 +209,28 @@ def _normal_perfused_mass_kg(p: PlanInputs, liver_volume_ml: float, tumor_volume
     return mass_kg(normal_ml, p.tissue_density_g_per_ml)
 
 
+def _version_notes(p: PlanInputs, activity: float, lung_dose: float, hours: float | None) -> list[PlanWarning]:
+    """Where sources disagree (DOMAIN.md §3), the other named versions as ``version`` notes: the
+    other dose constants (activity ∝ 1/C for dose-targeted methods; doses ∝ C for BSA) and the
+    other Y-90 half-life for the activity at calibration."""
+    c = p.dose_constant
+    others = [k for k in DOSE_CONSTANTS.values() if k.value_gy_kg_per_gbq != c]
+    if p.method == "bsa":
+        parts = [f"C = {k.value_gy_kg_per_gbq:g} ({k.source}): lung dose {lung_dose * k.value_gy_kg_per_gbq / c:.2f} Gy"
+                 for k in others]
+    else:
+        parts = [f"C = {k.value_gy_kg_per_gbq:g} ({k.source}): {activity * c / k.value_gy_kg_per_gbq:.4f} GBq"
+                 for k in others]
+    notes = [PlanWarning("dose-constant-versions", f"computed with C = {c:g} Gy·kg/GBq; with " + "; ".join(parts),
+                         "version")]
+    if hours is not None:
+        other = Y90_HALF_LIFE_EANM_2022_H if p.half_life_h != Y90_HALF_LIFE_EANM_2022_H else Y90_HALF_LIFE_H
+        notes.append(PlanWarning("half-life-versions", f"activity at calibration computed with T½ = "
+                                 f"{p.half_life_h:g} h; with {other:g} h it is "
+                                 f"{activity_at_calibration_gbq(activity, hours, other):.4f} GBq", "version"))
+    return notes
+
+
 def plan_sirt(p: PlanInputs) -> SirtPlan:
     """Plan one SIRT treatment (see the module doc for status rules and formulas' sources)."""
     device, protocol = _validate(p)
@@ -332,6 +356,8 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
     elif p.calibration_time is not None or p.treatment_time is not None:
         warnings.append(PlanWarning("decay-incomplete", "give both calibrationTime and treatmentTime for decay "
                                     "correction; the activity is at treatment time", "info"))
+
+    warnings.extend(_version_notes(p, activity, lung_dose, hours))
 
     severities = {w.severity for w in warnings}
     status = "contraindicated" if "contraindication" in severities else "caution" if "caution" in severities else "ok"

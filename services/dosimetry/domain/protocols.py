@@ -23,7 +23,8 @@ __all__ = ["PROTOCOLS", "PlanWarning", "ProtocolTargets", "default_protocol_key"
 @dataclass(frozen=True)
 class PlanWarning:
     """One rule that fired: ``severity`` is ``info`` (no effect on the status), ``caution`` or
-    ``contraindication``."""
+    ``contraindication``; ``version`` marks a note giving the result under another source's
+    constant (no effect on the status; answered as ``note``, not ``warning``)."""
 
     rule_id: str
     text: str

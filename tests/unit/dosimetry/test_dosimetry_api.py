@@ -71,6 +71,9 @@ def test_partition_plan_outputs_and_written_resources(client: FlaskClient) -> No
     assert out["lsfReduction"] == [0.0]
     assert out["status"] == ["ok"]
     assert "warning" not in out
+    # the other named dose constants and half-life, as notes: 1.57163·49.67/50 = 1.5613 GBq
+    assert any("C = 50" in n and "1.5613 GBq" in n for n in out["note"])
+    assert any("64.2 h" in n for n in out["note"])
     validate_resource(body["output"])
     obs, prov = body["write"]
     validate_resource(obs)

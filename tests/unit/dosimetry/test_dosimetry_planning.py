@@ -369,3 +369,23 @@ def test_bsa_plan_predicts_compartment_doses_when_it_can() -> None:
     plan = plan_sirt(_bsa(tumor_to_normal_ratio=4))
     assert plan.normal_liver_dose_gy == pytest.approx(38.177, abs=1e-3)
     assert plan.tumor_dose_gy == pytest.approx(152.71, abs=1e-2)
+
+
+def test_other_dose_constants_and_half_life_are_shown_as_version_notes() -> None:
+    t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    plan = plan_sirt(PlanInputs(method="mird", device="glass", target_dose_gy=90, liver_volume_ml=1500,
+                                tissue_density_g_per_ml=1.0, lung_shunt_fraction=0.10, dose_constant=50.0,
+                                calibration_time=t0, treatment_time=t0 + timedelta(hours=64.2)))
+    notes = {w.rule_id: w.text for w in plan.warnings if w.severity == "version"}
+    # 3 GBq at C = 50; at C = 49.67: 3·50/49.67 = 3.0199 GBq; at 49.38: 3.0377 GBq
+    assert "3.0199 GBq" in notes["dose-constant-versions"]
+    assert "3.0377 GBq" in notes["dose-constant-versions"]
+    # 64.2 h after calibration: 6.0 GBq with T½ 64.2 h (EANM 2022); with 64.1 h: 3·2^(64.2/64.1) = 6.0065
+    assert plan.activity_at_calibration_gbq == pytest.approx(3.0 * 2 ** (64.2 / 64.1))
+    plan_eanm = plan_sirt(PlanInputs(method="mird", device="glass", target_dose_gy=90, liver_volume_ml=1500,
+                                     tissue_density_g_per_ml=1.0, lung_shunt_fraction=0.10, dose_constant=50.0,
+                                     calibration_time=t0, treatment_time=t0 + timedelta(hours=64.2),
+                                     half_life_h=64.2))
+    assert plan_eanm.activity_at_calibration_gbq == pytest.approx(6.0)
+    assert "6.0065 GBq" in {w.rule_id: w.text for w in plan_eanm.warnings}["half-life-versions"]
+    assert plan.status == "ok"
