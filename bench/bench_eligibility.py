@@ -7,7 +7,8 @@ the same client settings measures, in one run:
   ``tests.fixtures.eligibility_patients.realistic_patient`` (about 60 resources; evaluation,
   write-back of 13 Observations, DiagnosticReport and Provenance);
 - ``GET /health`` of the gateway, the trivial endpoint;
-- the operation in-process (no HTTP, no write-back), to show where the time goes.
+- the eligibility service directly (one gunicorn worker, no gateway, no write-back) and the
+  operation in-process (no HTTP), to show where the time goes.
 
 It prints requests/s and p50/p99 latency of each and their ratios.
 """
@@ -92,11 +93,19 @@ def main() -> int:
             def trivial(session: requests.Session) -> None:
                 session.get(f"{base}/health", timeout=60).raise_for_status()
 
+            service_url = (f"http://127.0.0.1:{config.eligibility_port}/operations/evaluate-eligibility"
+                           f"?date={EVALUATION_DATE.isoformat()}")
+
+            def direct(session: requests.Session) -> None:
+                session.post(service_url, data=body, headers=headers, timeout=60).raise_for_status()
+
             op = measure(operation)
             triv = measure(trivial)
+            svc = measure(direct)
     print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'POST /fhir/$evaluate-eligibility':<34}{op[0]:>10.1f}{op[1]:>10.1f}{op[2]:>10.1f}")
     print(f"{'GET /health (trivial)':<34}{triv[0]:>10.1f}{triv[1]:>10.1f}{triv[2]:>10.1f}")
+    print(f"{'service directly (no gateway/write)':<34}{svc[0]:>10.1f}{svc[1]:>10.1f}{svc[2]:>10.1f}")
     print(f"ratio trivial/operation: throughput {triv[0] / op[0]:.1f}x, p99 {op[2] / triv[2]:.1f}x")
     return 0
 
