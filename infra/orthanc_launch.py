@@ -14,11 +14,11 @@ LUA_SCRIPT = ROOT / "infra" / "orthanc" / "netliver.lua"
 
 
 def start_orthanc(workdir: Path, http_port: int, dicom_port: int, gateway_url: str, token: str,
-                  stable_age_s: int = 2) -> Any:
+                  stable_age_s: int = 2, hook: bool = True) -> Any:
     """An :class:`OrthancProcess` started on loopback whose Lua script notifies ``gateway_url``."""
     from tests.support.orthanc import OrthancProcess
 
-    proc = OrthancProcess(workdir, lua_scripts=[LUA_SCRIPT], extra_config={"StableAge": stable_age_s},
+    proc = OrthancProcess(workdir, lua_scripts=[LUA_SCRIPT] if hook else [], extra_config={"StableAge": stable_age_s},
                           http_port=http_port, dicom_port=dicom_port,
                           env={"NETLIVER_HOOK_URL": f"{gateway_url}/hooks/orthanc/stable-study",
                                "NETLIVER_HOOK_TOKEN": token})

@@ -83,6 +83,7 @@ class StackConfig:
     with_orthanc: bool = False
     orthanc_port: int = 8042
     orthanc_dicom_port: int = 4242
+    orthanc_hook: bool = True  # load the stable-study Lua script
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -193,7 +194,8 @@ class Stack:
 
         self.orthanc = start_orthanc(self.config.data_dir / "orthanc", self.config.orthanc_port,
                                      self.config.orthanc_dicom_port, self.gateway_url,
-                                     self.env().get("INTERNAL_TOKEN", "netliver-dev-internal"))
+                                     self.env().get("INTERNAL_TOKEN", "netliver-dev-internal"),
+                                     hook=self.config.orthanc_hook)
 
     def start(self, timeout_s: float = 90.0) -> Stack:
         cfg = self.config

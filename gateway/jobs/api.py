@@ -155,15 +155,16 @@ class JobService:
         return {"state": state}
 
     def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
-                 outputs: list[dict[str, Any]]) -> dict[str, Any]:
+                 outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None) -> dict[str, Any]:
         if self._same_db():
             with self.jobs.engine.begin() as conn:
-                state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs)
+                state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,
+                                              timings_s=timings_s)
                 if state == "ok" and job is not None:
                     self._write([*resources, self._task(job)], conn)
             return {"state": state}
         with self.jobs.engine.begin() as conn:
-            state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs)
+            state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs, timings_s=timings_s)
             if state == "ok" and job is not None:
                 # Upstream store: the row commits only if the upstream transaction succeeded.
                 self._write([*resources, self._task(job)])
@@ -247,7 +248,10 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
         outputs = body.get("outputs") or []
         if not isinstance(resources, list) or not isinstance(outputs, list):
             raise FhirError(400, "invalid", "resources and outputs must be lists")
-        result = get_service().complete(job_id, str(body.get("worker", "")), resources, outputs)
+        timings = body.get("timings") or {}
+        if not isinstance(timings, dict):
+            raise FhirError(400, "invalid", "timings must be an object of stage → seconds")
+        result = get_service().complete(job_id, str(body.get("worker", "")), resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
 
     @bp.post("/internal/jobs/<job_id>/fail")
@@ -263,7 +267,9 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
         if job is None:
             raise FhirError(404, "not-found", f"no job {job_id}")
         return fhir_response({**job.public(), "completions": job.completions,
-                              "leaseOwner": job.lease_owner, "statusReason": job.status_reason})
+                              "leaseOwner": job.lease_owner, "statusReason": job.status_reason,
+                              "timings": job.timings_s, "created": job.created.isoformat(),
+                              "updated": job.updated.isoformat()})
 
     return bp
 

@@ -23,6 +23,8 @@ __all__ = ["TERMINAL", "Claim", "Job", "JobStore", "task_resource"]
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 PROGRESS_EXTENSION = f"{CANONICAL_BASE}/StructureDefinition/task-progress"
 ATTEMPTS_EXTENSION = f"{CANONICAL_BASE}/StructureDefinition/task-attempts"
+#: Seconds spent in each stage of the job (sub-extension url = stage name).
+TIMINGS_EXTENSION = f"{CANONICAL_BASE}/StructureDefinition/task-stage-seconds"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Job:
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
     completions: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "params": self.params, "state": self.state,
@@ -83,6 +86,7 @@ class JobStore:
             sa.Column("status_reason", sa.Text, nullable=False, default=""),
             sa.Column("outputs", sa.Text, nullable=False, default="[]"),
             sa.Column("patient", sa.String(128), nullable=False, default=""),
+            sa.Column("timings", sa.Text, nullable=False, default="{}"),
             sa.Column("created", sa.DateTime(timezone=True), nullable=False),
             sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
             extend_existing=True,
@@ -97,7 +101,8 @@ class JobStore:
                    lease_until=_utc(m["lease_until"]), attempts=m["attempts"],
                    status_reason=m["status_reason"], outputs=json.loads(m["outputs"]),
                    patient=m["patient"], created=_utc(m["created"]) or datetime.now(UTC),
-                   updated=_utc(m["updated"]) or datetime.now(UTC), completions=m["completions"])
+                   updated=_utc(m["updated"]) or datetime.now(UTC), completions=m["completions"],
+                   timings_s=json.loads(m["timings"] or "{}"))
 
     def get(self, job_id: str, conn: sa.Connection | None = None) -> Job | None:
         stmt = sa.select(self.table).where(self.table.c.id == job_id)
@@ -113,7 +118,7 @@ class JobStore:
         conn.execute(self.table.insert().values(
             id=job.id, kind=job.kind, params=json.dumps(job.params, sort_keys=True), state=job.state,
             stage=job.stage, progress=job.progress, lease_owner="", lease_until=None, attempts=0,
-            completions=0, status_reason="", outputs="[]", patient=job.patient,
+            completions=0, status_reason="", outputs="[]", patient=job.patient, timings="{}",
             created=job.created, updated=job.updated))
 
     def reset(self, job_id: str, conn: sa.Connection) -> None:
@@ -170,7 +175,8 @@ class JobStore:
             return "ok", job
 
     def finish(self, conn: sa.Connection, job_id: str, worker: str, state: str, reason: str = "",
-               outputs: list[dict[str, Any]] | None = None) -> tuple[str, Job | None]:
+               outputs: list[dict[str, Any]] | None = None,
+               timings_s: dict[str, float] | None = None) -> tuple[str, Job | None]:
         """Move the job to a terminal state inside the caller's transaction.
 
         Only the lease holder may finish an in-progress job; ``cancel`` (worker ``""``) may finish
@@ -188,9 +194,10 @@ class JobStore:
         if state == "completed":
             job.progress, job.stage, job.completions = 1.0, "done", job.completions + 1
         job.outputs = list(outputs or [])
+        job.timings_s = {str(k): float(v) for k, v in (timings_s or {}).items()}
         conn.execute(self.table.update().where(self.table.c.id == job_id).values(
             state=state, status_reason=reason, updated=now, progress=job.progress, stage=job.stage,
-            outputs=json.dumps(job.outputs), completions=job.completions))
+            outputs=json.dumps(job.outputs), completions=job.completions, timings=json.dumps(job.timings_s)))
         return "ok", job
 
 
@@ -217,6 +224,9 @@ def task_resource(job: Job, base_url: str) -> dict[str, Any]:
         task["for"] = {"reference": job.patient}
     if job.lease_owner and job.state == "in-progress":
         task["owner"] = {"display": job.lease_owner}
+    if job.timings_s:
+        task["extension"].append({"url": TIMINGS_EXTENSION, "extension": [
+            {"url": stage, "valueDecimal": round(seconds, 3)} for stage, seconds in job.timings_s.items()]})
     if job.status_reason:
         task["statusReason"] = {"text": job.status_reason}
     if job.outputs:

@@ -57,8 +57,10 @@ class JobReporter:
         if state != "ok":
             raise JobLost(f"{self.job_id}: {state}")
 
-    def complete(self, resources: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> str:
-        return str(self._post("complete", {"resources": resources, "outputs": outputs}, ok=(200, 409))["state"])
+    def complete(self, resources: list[dict[str, Any]], outputs: list[dict[str, Any]],
+                 timings_s: dict[str, float] | None = None) -> str:
+        body = {"resources": resources, "outputs": outputs, "timings": timings_s or {}}
+        return str(self._post("complete", body, ok=(200, 409))["state"])
 
     def fail(self, reason: str) -> str:
         return str(self._post("fail", {"reason": reason})["state"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,11 @@ __all__ = ["JOB_KINDS", "execute_job", "run_job"]
 
 _log = logging.getLogger("netliver.dosimetry.worker")
 
-JobFunction = Callable[[dict[str, Any], JobReporter, Settings], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+JobOutput = tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]
+JobFunction = Callable[[dict[str, Any], JobReporter, Settings], JobOutput]
 
 
-def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> JobOutput:
     from services.dosimetry.worker.voxel_job import run_voxel_job
 
     return run_voxel_job(params, reporter, settings)
@@ -60,7 +62,8 @@ def execute_job(job_id: str, settings: Settings, worker: str) -> str:
         reporter.fail(f"this worker cannot run jobs of kind {job['kind']!r}")
         return "failed"
     try:
-        resources, outputs = run(job["params"], reporter, settings)
+        started = time.perf_counter()
+        resources, outputs, timings = run(job["params"], reporter, settings)
     except JobCancelled:
         _log.info("job cancelled; nothing written", extra={"job": job_id})
         return "cancelled"
@@ -74,8 +77,11 @@ def execute_job(job_id: str, settings: Settings, worker: str) -> str:
         _log.exception("job failed", extra={"job": job_id})
         reporter.fail(str(reason)[:2000])
         return "failed"
-    state = reporter.complete(resources, outputs)
-    _log.info("job finished", extra={"job": job_id, "state": state, "resources": len(resources)})
+    timings["total"] = time.perf_counter() - started
+    write_started = time.perf_counter()
+    state = reporter.complete(resources, outputs, timings)
+    _log.info("job finished", extra={"job": job_id, "state": state, "resources": len(resources),
+                                     "timings": timings, "write_s": round(time.perf_counter() - write_started, 3)})
     return "completed" if state == "ok" else state
 
 

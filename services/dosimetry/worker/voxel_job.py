@@ -43,8 +43,8 @@ add_concepts("observation-code", *(Concept(code, display) for code, display, _ i
                      "Absorbed-dose report of a post-SIRT or MAA study."))
 
 
-def run_voxel_job(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the pipeline for one job; return (resources to write, Task outputs)."""
+def run_voxel_job(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Run the pipeline for one job; return (resources to write, Task outputs, seconds per stage)."""
     from services.dosimetry.imaging.dicomweb import make_client
     from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 
@@ -53,7 +53,8 @@ def run_voxel_job(params: dict[str, Any], reporter: JobReporter, settings: Setti
         client, params["studyInstanceUid"], float(params["administeredActivityGBq"]),
         params.get("method", "ldm"), params.get("segmentationSeriesUid"),
         progress=reporter.progress)
-    return result_resources(result.to_json(), params, reporter.job_id)
+    resources, outputs = result_resources(result.to_json(), params, reporter.job_id)
+    return resources, outputs, dict(result.timings_s)
 
 
 def result_resources(result: dict[str, Any], params: dict[str, Any], job_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
