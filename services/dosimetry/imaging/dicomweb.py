@@ -13,7 +13,7 @@ study → :class:`SeriesNotFoundError`; no NM/PT series → :class:`NoActivitySe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,8 @@ _SERIES_UID = "0020000E"
 _N_INSTANCES = "00201209"
 _DESCRIPTION = "0008103E"
 _FOR_UID = "00200052"
+_IMAGE_TYPE = "00080008"
+_CORRECTED_IMAGE = "00280051"
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,30 @@ def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
     return datasets
 
 
-def _activity_score(datasets: Sequence[Dataset]) -> tuple[int, int]:
-    first = datasets[0]
-    image_type = [str(v).upper() for v in (first.get("ImageType") or [])]
-    corrected = [str(v).upper() for v in (first.get("CorrectedImage") or [])]
-    recon = first.get("Modality") == "PT" or (len(image_type) > 2 and image_type[2].startswith("RECON"))
-    return (int(recon) * 2 + int("ATTN" in corrected), len(datasets))
+def _first_metadata(client: Any, study_uid: str, series_uid: str) -> dict[str, Any]:
+    """WADO-RS metadata of one instance of a series (to choose between series cheaply)."""
+    found: list[dict[str, Any]] = _call(
+        f"WADO-RS metadata of series {series_uid}",
+        lambda: client.retrieve_series_metadata(study_uid, series_uid),
+        not_found=f"series {series_uid} is not in study {study_uid}")
+    return found[0] if found else {}
+
+
+def _values(item: dict[str, Any], tag: str) -> list[str]:
+    return [str(v).upper() for v in item.get(tag, {}).get("Value", [])]
+
+
+def _activity_score(meta: dict[str, Any], info: SeriesInfo) -> tuple[int, int]:
+    """Prefer reconstructed tomograms, then attenuation corrected, then the largest series."""
+    image_type = _values(meta, _IMAGE_TYPE)
+    recon = info.modality == "PT" or (len(image_type) > 2 and image_type[2].startswith("RECON"))
+    corrected = "ATTN" in _values(meta, _CORRECTED_IMAGE)
+    return (int(recon) * 2 + int(corrected), info.instances)
 
 
 def fetch_study(client: Any, study_uid: str) -> StudyImages:
-    """QIDO + WADO: the activity (PT, else NM) series and its CT."""
+    """QIDO + WADO: the activity (PT, else NM) series and its CT. With several candidates the
+    choice is made on WADO-RS metadata, so only the chosen series' pixels are retrieved."""
     series = list_series(client, study_uid)
     warnings: list[str] = []
     pt = [s for s in series if s.modality == "PT"]
@@ -138,19 +154,25 @@ def fetch_study(client: Any, study_uid: str) -> StudyImages:
             "voxel dosimetry needs an emission image", "studyInstanceUid")
     if pt and nm:
         warnings.append("the study holds both PT and NM series: the PT series is used")
-    retrieved = [_retrieve(client, study_uid, s.series_uid) for s in candidates]
-    activity = max(retrieved, key=_activity_score)
-    if len(candidates) > 1:
-        warnings.append(f"{len(candidates)} {activity[0].Modality} series in the study: series "
-                        f"{activity[0].SeriesInstanceUID} used")
-    for_uid = str(activity[0].get("FrameOfReferenceUID", ""))
-    cts = [s for s in series if s.modality == "CT"]
+    cts = sorted((s for s in series if s.modality == "CT"), key=lambda s: -s.instances)
     if not cts:
         raise CtMismatchError(f"study {study_uid} has no CT series to give tissue density and anatomy",
                               "studyInstanceUid")
-    ct_sets = [_retrieve(client, study_uid, s.series_uid) for s in sorted(cts, key=lambda s: -s.instances)]
-    same_frame = [c for c in ct_sets if str(c[0].get("FrameOfReferenceUID", "")) == for_uid]
-    ct = (same_frame or ct_sets)[0]
+    chosen = candidates[0]
+    for_uid = ""
+    if len(candidates) > 1:
+        metas = {s.series_uid: _first_metadata(client, study_uid, s.series_uid) for s in candidates}
+        chosen = max(candidates, key=lambda s: _activity_score(metas[s.series_uid], s))
+        for_uid = next(iter(_values(metas[chosen.series_uid], _FOR_UID)), "")
+        warnings.append(f"{len(candidates)} {chosen.modality} series in the study: series {chosen.series_uid} used")
+    activity = _retrieve(client, study_uid, chosen.series_uid)
+    for_uid = for_uid or str(activity[0].get("FrameOfReferenceUID", "")).upper()
+    ct_choice = cts[0]
+    if len(cts) > 1:
+        same_frame = [s for s in cts
+                      if next(iter(_values(_first_metadata(client, study_uid, s.series_uid), _FOR_UID)), "") == for_uid]
+        ct_choice = (same_frame or cts)[0]
+    ct = _retrieve(client, study_uid, ct_choice.series_uid)
     return StudyImages(study_uid, activity, ct, warnings)
 
 

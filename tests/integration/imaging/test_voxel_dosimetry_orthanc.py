@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from copy import deepcopy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -329,3 +330,22 @@ def test_orthanc_accepts_generated_instances_as_valid_dicom(orthanc: OrthancProc
     with urllib.request.urlopen(f"{orthanc.url}/tools/lookup", data=study.study_uid.encode()) as resp:
         found = json.loads(resp.read())
     assert found and found[0]["Type"] == "Study"
+
+
+def test_the_ct_in_the_activity_frame_of_reference_is_chosen(orthanc: OrthancProcess, client: Any) -> None:
+    """A second CT (another Frame of Reference, e.g. a diagnostic CT) must not be used; with a
+    second, planar NM series the reconstructed tomogram is used."""
+    phantom = two_compartment_liver()
+    study = build_study(phantom, "NM", seed=22)
+    other_ct = shifted_copy(study.ct, (0.0, 0.0, 0.0), "diagnostic-ct", for_uid="1.2.826.0.1.3680043.8.498.2")
+    planar = deepcopy(study.activity[0])
+    planar.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.22.1"
+    planar.SOPInstanceUID = planar.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.22.2"
+    planar.ImageType = ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"]
+    upload_datasets(orthanc.url, [*study.datasets(), *other_ct, planar])
+    result = run_voxel_dosimetry(client, study.study_uid, ACTIVITY_GBQ, "ldm", study.seg_series_uid, store=False)
+    m_t = _mass_kg(phantom, ("tumour 1", "tumour 2"), 60.0)
+    m_n = _mass_kg(phantom, ("normal liver",), 60.0)
+    assert _voi(result, "tumour 1").metrics["Dmean"] == pytest.approx(
+        4.0 * C_GY_KG_PER_GBQ * ACTIVITY_GBQ / (4.0 * m_t + m_n), rel=0.005)
+    assert any("2 NM series" in w for w in result.warnings)
