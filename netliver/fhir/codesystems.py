@@ -144,6 +144,13 @@ _OBSERVATION = CodeSystemDef(
         C("status", "SIRT plan status", "ok, caution or contraindicated."),
         C("voxel-dose-metrics", "Voxel dose metrics", "Absorbed-dose metrics of one VOI from voxel dosimetry."),
         C("eligibility-summary", "Eligibility summary", "Tumour-board summary of an eligibility evaluation."),
+        C("hilar-lesion", "Lesion at the hepatic hilum",
+          "valueBoolean: a liver lesion lies at the hilum or next to the main bile ducts (eligibility input)."),
+        C("perivascular-lesion", "Lesion abutting a vessel of 3 mm or more",
+          "valueBoolean: heat-sink risk for thermal ablation (eligibility input)."),
+        C("resectable-fraction", "Resectable share of the liver tumour burden",
+          "valueQuantity in %: share of the liver tumour burden a surgeon can remove (eligibility input)."),
+        C("ia-prrt-trial", "Enrolled in an intra-arterial PRRT trial", "valueBoolean (eligibility input)."),
     ),
 )
 

@@ -36,8 +36,6 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
     UCUM,
-    Concept,
-    add_concepts,
     codes_of,
 )
 from netliver.fhir.models import parse_resource
@@ -75,19 +73,6 @@ LIVER_SNOMED = "10200004"
 TUMOR_SIZE_LOINC = "21889-1"
 LONGEST_DIAMETER_LOINC = "33728-7"
 RULESET_CANONICAL = f"{CANONICAL_BASE}/eligibility-rules"
-
-# Inputs this service defines that have no standard code (published with the project's
-# observation-code CodeSystem; documented in docs/eligibility.md).
-add_concepts(
-    "observation-code",
-    Concept("hilar-lesion", "Lesion at the hepatic hilum",
-            "valueBoolean: a liver lesion lies at the hilum or next to the main bile ducts."),
-    Concept("perivascular-lesion", "Lesion abutting a vessel of 3 mm or more",
-            "valueBoolean: heat-sink risk for thermal ablation."),
-    Concept("resectable-fraction", "Resectable share of the liver tumour burden",
-            "valueQuantity in %: share of the liver tumour burden a surgeon can remove."),
-    Concept("ia-prrt-trial", "Enrolled in an intra-arterial PRRT trial", "valueBoolean."),
-)
 
 #: SNOMED CT codes accepted for the project's condition codes (DOMAIN.md section 1).
 _CONDITION_SNOMED = {
