@@ -114,7 +114,7 @@ def _code_index() -> dict[tuple[str, str], str]:
     for name, spec in input_catalogue().items():
         for item in spec.get("codes", ()):
             system = _SYSTEMS.get(str(item["system"]))
-            if system is not None and name not in {"lesion_count", "max_lesion_diameter", "liver_stable_months"}:
+            if system is not None and name not in {"age", "lesion_count", "max_lesion_diameter", "liver_stable_months"}:
                 index[(system, str(item["code"]))] = name
     index.pop((LOINC, TUMOR_SIZE_LOINC), None)
     return index

@@ -416,3 +416,10 @@ def test_prior_prrt_procedure_gives_a_sirt_warning(client: FlaskClient) -> None:
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "sirt")["note"])
     assert "[SIRT-WARN-PRIOR-PRRT · warning · met]" in notes
     assert "[SIRT-WARN-PRIOR-SIRT · warning · not-met]" in notes
+
+
+def test_missing_birth_date_is_asked_for_with_a_loinc_code(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("nobirth")  # no birthDate
+    obs = observation(evaluate(client, b.bundle()), "liver-transplant")
+    codes = [c for comp in obs.get("component", []) for c in comp["code"]["coding"]]
+    assert {"system": "http://loinc.org", "code": "21112-8", "display": "Birth date (Patient.birthDate)"} in codes
