@@ -8,7 +8,8 @@ Steps (DICOM PS3.3; sections named below):
    spaced (within 1 %). NM multi-frame RECON TOMO (NM Image module C.8.4.8, NM Detector C.8.4.10):
    position and orientation come from the Detector Information Sequence (0054,0022) when not at
    the top level; frames are slices along the normal, SpacingBetweenSlices (0018,0088) apart
-   (SliceThickness (0018,0050) is used, with a warning, when it is missing).
+   (SliceThickness (0018,0050) is used, with a warning, when it is missing). An NM series
+   exported one single-frame instance per slice is stacked like PET.
 2. Values: stored value × RescaleSlope (0028,1053) + RescaleIntercept (0028,1052), per instance.
    Units: PT ``Units`` (0054,1001) must be BQML (Bq/mL); NM pixels are counts ("CNTS").
 3. Decay correction to a reference time (default: the administration,
@@ -331,14 +332,20 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
     modality = str(datasets[0].get("Modality", ""))
     warnings: list[str] = []
     if modality == "NM":
-        if len(datasets) != 1:
-            raise GeometryError(f"the NM series holds {len(datasets)} instances; one reconstructed multi-frame "
-                                "tomogram is expected", "NumberOfFrames")
-        ds = datasets[0]
-        values, grid, nm_warnings = _nm_multiframe(ds)
-        warnings.extend(nm_warnings)
         units = "CNTS"
-        first = ds
+        if len(datasets) == 1:
+            first = datasets[0]
+            values, grid, nm_warnings = _nm_multiframe(first)
+            warnings.extend(nm_warnings)
+        else:
+            # Some systems export a reconstructed SPECT one slice per instance: each must be a
+            # single frame with its own Image Plane attributes (then stacked like PET).
+            frames = {int(ds.get("NumberOfFrames") or 1) for ds in datasets}
+            if frames != {1}:
+                raise GeometryError(f"the NM series holds {len(datasets)} multi-frame instances; one reconstructed "
+                                    "tomogram (or one single-frame instance per slice) is expected", "NumberOfFrames")
+            values, grid, sorted_ds = _stack_slices(datasets, "NM")
+            first = sorted_ds[0]
     elif modality == "PT":
         values, grid, sorted_ds = _stack_slices(datasets, "PT")
         first = sorted_ds[0]

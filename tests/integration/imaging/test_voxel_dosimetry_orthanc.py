@@ -93,10 +93,11 @@ def client(orthanc: OrthancProcess) -> Any:
     return make_client(orthanc.dicomweb_url)
 
 
-@pytest.mark.parametrize("modality", ["NM", "PT"])
-def test_uniform_sphere_ldm_mean_matches_analytic(orthanc: OrthancProcess, client: Any, modality: str) -> None:
+@pytest.mark.parametrize(("modality", "per_slice"), [("NM", False), ("NM", True), ("PT", False)])
+def test_uniform_sphere_ldm_mean_matches_analytic(orthanc: OrthancProcess, client: Any, modality: str,
+                                                  per_slice: bool) -> None:
     phantom = sphere_in_cylinder()
-    study = build_study(phantom, modality, seed=1)
+    study = build_study(phantom, modality, seed=30 if per_slice else 1, nm_per_slice=per_slice)
     upload_study(orthanc.url, study)
     stages: list[tuple[str, float]] = []
     result = run_voxel_dosimetry(client, study.study_uid, ACTIVITY_GBQ, "ldm", study.seg_series_uid,

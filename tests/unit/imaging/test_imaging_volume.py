@@ -200,3 +200,14 @@ def test_half_life_from_the_nuclide_code_when_the_tag_is_missing(pt_study) -> No
 ])
 def test_parse_dicom_datetime(da: str, tm: str | None, expected: datetime | None) -> None:
     assert parse_dicom_datetime(da, tm) == expected
+
+
+def test_nm_exported_one_slice_per_instance_gives_the_same_volume() -> None:
+    phantom = lung_shunt(n=16, voxel_mm=8.84)
+    multi = activity_volume(build_study(phantom, "NM", seed=6, with_seg=False).activity)
+    slices = build_study(phantom, "NM", seed=6, with_seg=False, nm_per_slice=True).activity
+    assert len(slices) == 16
+    per_slice = activity_volume(list(reversed(slices)))
+    np.testing.assert_array_equal(per_slice.values, multi.values)
+    np.testing.assert_allclose(per_slice.grid.affine, multi.grid.affine, atol=1e-3)
+    assert per_slice.units == "CNTS" and per_slice.decay_factor == pytest.approx(multi.decay_factor)
