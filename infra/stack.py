@@ -79,7 +79,7 @@ class StackConfig:
     data_dir: Path = ROOT / "var"
     workers: int = 1
     gateway_workers: int = 2
-    service_workers: int = 1
+    service_workers: int = 2
     with_orthanc: bool = False
     orthanc_port: int = 8042
     orthanc_dicom_port: int = 4242
@@ -259,10 +259,17 @@ def running(config: StackConfig, base_env: Mapping[str, str] | None = None) -> I
         stack.stop()
 
 
+def _port_of(url: str | None, default: int) -> int:
+    return (urlparse(url).port or default) if url else default
+
+
 def _config_from_env() -> StackConfig:
     env = os.environ
     cfg = StackConfig(
         gateway_port=int(env.get("GATEWAY_PORT", 8080)),
+        eligibility_port=_port_of(env.get("ELIGIBILITY_URL"), 8091),
+        response_port=_port_of(env.get("RESPONSE_URL"), 8092),
+        dosimetry_port=_port_of(env.get("DOSIMETRY_URL"), 8093),
         redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         database_url=env.get("DATABASE_URL", ""),
         data_dir=Path(env.get("NETLIVER_DATA_DIR", ROOT / "var")).resolve(),

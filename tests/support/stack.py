@@ -23,7 +23,7 @@ def make_stack(tmp: Path, *, workers: int = 1, env: dict[str, str] | None = None
                database_url: str = "", with_orthanc: bool = False) -> Stack:
     queue = f"netliver-test-{uuid.uuid4().hex[:8]}"
     cfg = StackConfig.ephemeral(tmp, workers=workers, database_url=database_url,
-                                with_orthanc=with_orthanc, gateway_workers=2)
+                                with_orthanc=with_orthanc, gateway_workers=2, service_workers=1)
     cfg.env.update({"AUTH_MODE": "off", "JOB_QUEUE": queue, "LOG_LEVEL": "INFO",
                     "RATE_LIMIT_PER_MINUTE": "0"})
     cfg.env.update(env or {})
