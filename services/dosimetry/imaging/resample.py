@@ -61,10 +61,13 @@ MIN_CT_OVERLAP = 0.5
 
 
 def hu_to_density_g_per_ml(hu: np.ndarray, table: tuple[tuple[float, float], ...] = HU_TO_DENSITY) -> np.ndarray:
-    """Mass density (g/mL) of CT numbers by linear interpolation in ``table`` (clamped at the ends)."""
+    """Mass density (g/mL) of CT numbers by linear interpolation in ``table`` (clamped at the
+    ends); float32 in, float32 out."""
     xs = np.array([p[0] for p in table])
     ys = np.array([p[1] for p in table])
-    return np.asarray(np.interp(np.asarray(hu, dtype=np.float64), xs, ys))
+    arr = np.asarray(hu)
+    out = np.interp(arr, xs, ys)
+    return np.asarray(out.astype(np.float32) if arr.dtype == np.float32 else out)
 
 
 def _subsamples(source: Grid, target: Grid) -> tuple[int, int, int]:

@@ -215,7 +215,8 @@ def _duration_factor(duration_s: float, half_life_s: float) -> float:
 
 # -- stacking ---------------------------------------------------------------------------------
 
-def _stack_slices(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, Grid, list[Dataset]]:
+def _stack_slices(datasets: Sequence[Dataset], what: str,
+                  dtype: type[np.floating[Any]] = np.float64) -> tuple[np.ndarray, Grid, list[Dataset]]:
     """Sort per-slice instances along the normal and stack their rescaled pixels."""
     if not datasets:
         raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
@@ -254,7 +255,7 @@ def _stack_slices(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, G
             raise GeometryError(f"{what}: a single slice needs SliceThickness (0018,0050)", "SliceThickness")
         slice_step = normal * thickness
     rows, cols = int(sorted_ds[0].Rows), int(sorted_ds[0].Columns)
-    stack = np.empty((len(sorted_ds), rows, cols), dtype=np.float64)
+    stack = np.empty((len(sorted_ds), rows, cols), dtype=dtype)
     for k, ds in enumerate(sorted_ds):
         if int(ds.Rows) != rows or int(ds.Columns) != cols:
             raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
@@ -262,7 +263,7 @@ def _stack_slices(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, G
             raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} has no PixelData (7FE0,0010)",
                                 "PixelData")
         slope, intercept = _rescale(ds)
-        stack[k] = ds.pixel_array.astype(np.float64) * slope + intercept
+        stack[k] = ds.pixel_array.astype(dtype) * dtype(slope) + dtype(intercept)
     for_uid = str(sorted_ds[0].get("FrameOfReferenceUID", ""))
     grid = Grid.from_dicom((len(sorted_ds), rows, cols), sorted_pos[0], iop, spacing, slice_step, for_uid)
     return stack, grid, sorted_ds
@@ -319,8 +320,9 @@ def _nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
 # -- public builders --------------------------------------------------------------------------
 
 def ct_volume(datasets: Sequence[Dataset]) -> ScalarVolume:
-    """The CT series in Hounsfield units."""
-    values, grid, sorted_ds = _stack_slices(datasets, "CT")
+    """The CT series in Hounsfield units (float32)."""
+    # float32: CT numbers are integers well inside its exact range, and a CT is the largest array
+    values, grid, sorted_ds = _stack_slices(datasets, "CT", np.float32)
     return ScalarVolume(values, grid, "HU", str(sorted_ds[0].get("SeriesInstanceUID", "")))
 
 
