@@ -33,6 +33,7 @@ TOKEN = "e2e-internal-token"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(tmp_path_factory.mktemp("voxel"), workers=2, with_orthanc=True, env={
         "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "4", "JOB_VISIBILITY_TIMEOUT_S": "8",
+        "JOB_RESTORE_INTERVAL_S": "2",
         "ORTHANC_CATCHUP_S": "0"})
     s.start()
     try:

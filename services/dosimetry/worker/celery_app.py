@@ -27,7 +27,11 @@ def create_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout_s},
+        # Sweep for unacknowledged messages of dead workers every JOB_RESTORE_INTERVAL_S (kombu's
+        # default sweep is interval x throttle = 100 s).
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout_s,
+                                  "unacked_restore_interval": settings.job_restore_interval_s,
+                                  "unacked_restore_throttle": 1},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
