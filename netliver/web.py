@@ -14,13 +14,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 
-__all__ = ["FHIR_JSON", "create_base_app", "fhir_response", "read_fhir_body", "read_json_body"]
+__all__ = ["FHIR_JSON", "create_base_app", "create_service_app", "fhir_response", "read_fhir_body",
+           "read_json_body"]
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -123,5 +124,24 @@ def create_base_app(name: str, version: str, settings: Settings) -> Flask:
         _log.exception("unhandled error", extra={"path": request.path, "request_id": g.get("request_id")})
         return error_response(FhirError(500, "exception",
                                         f"internal error (request id {g.get('request_id', '?')}); nothing was written"))
+
+    return app
+
+
+def create_service_app(name: str, version: str, blueprint: Blueprint, settings: Settings | None = None) -> Flask:
+    """The app of one internal service: logging, FHIR models loaded up front, the service's
+    operations blueprint and ``/health``."""
+    from netliver.fhir.models import preload
+    from netliver.logs import configure_logging
+
+    settings = settings or Settings.from_env()
+    configure_logging(name, settings.log_level, settings.log_format)
+    preload()
+    app = create_base_app(name, version, settings)
+    app.register_blueprint(blueprint)
+
+    @app.get("/health")
+    def health() -> Response:
+        return fhir_response({"status": "pass", "service": name, "version": version})
 
     return app
