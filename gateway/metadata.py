@@ -45,6 +45,14 @@ _SIRT_IN = [
     _param("calibrationTime", "in", 0, "1", "dateTime"), _param("treatmentTime", "in", 0, "1", "dateTime"),
     _param("doseConstant", "in", 0, "1", "decimal", "Gy·kg/GBq, default 49.67"),
     _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional)"),
+    _param("protocol", "in", 0, "1", "code", "protocol target table producing warnings"),
+    _param("bsaFormula", "in", 0, "1", "code", "mosteller (default) | dubois"),
+    _param("vialResidualFraction", "in", 0, "1", "decimal", "MIRD: activity left in the vial, 0-1"),
+    _param("cumulativeLungLimitGy", "in", 0, "1", "decimal", "default 50"),
+    _param("halfLifeH", "in", 0, "1", "decimal", "Y-90 half-life, default 64.1"),
+    _param("compromisedLiver", "in", 0, "1", "boolean", "pretreated or compromised liver (normal-liver limit 30 Gy)"),
+    _param("priorPrrt", "in", 0, "1", "boolean", "prior PRRT (flagged)"),
+    _param("lesion", "in", 0, "*", "", "partition model with several tumours: parts volumeMl and tumorToNormalRatio"),
 ]
 _SIRT_OUT = [
     _param("activityGBq", "out", 1, "1", "decimal", "at treatment time"),
@@ -55,6 +63,9 @@ _SIRT_OUT = [
     _param("lsfReduction", "out", 1, "1", "decimal"),
     _param("status", "out", 1, "1", "code", "ok | caution | contraindicated"),
     _param("warning", "out", 0, "*", "string"),
+    _param("note", "out", 0, "*", "string", "the result under the other dose constants and half-life"),
+    _param("perfusedLiverDoseGy", "out", 0, "1", "decimal"), _param("cumulativeLungDoseGy", "out", 0, "1", "decimal"),
+    _param("lesionDoseGy", "out", 0, "*", "decimal"), _param("bsaM2", "out", 0, "1", "decimal"),
 ]
 
 #: code -> (title, system?, type?, instance?, resource types, parameters, description)
@@ -79,6 +90,10 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                        "assessment and the best overall response, from lesion Observations over time.",
         "parameter": [
             _param("criteria", "in", 0, "1", "code", "recist-1.1 (default) | mrecist | choi | percist | irecist | easl"),
+            _param("confirmationDays", "in", 0, "1", "integer", "best overall response: days after which CR/PR must be seen again (default 0: not required)"),
+            _param("minSdDays", "in", 0, "1", "integer", "best overall response: minimum days after baseline for SD (default 42)"),
+            _param("biochemicalThresholdPercent", "in", 0, "1", "decimal", "tumour-marker change called response or progression (default 50)"),
+            _param("treatedLesions", "in", 0, "1", "code", "not-evaluable | measure: lesions treated locally after baseline"),
             _param("input", "in", 1, "1", "Bundle", "lesion Observations, BodyStructures, Procedures, markers, labs"),
             _param("return", "out", 1, "1", "Bundle", "collection of response Observations"),
         ],
