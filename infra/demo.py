@@ -86,10 +86,14 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
     observations = [e["resource"] for e in result["entry"] if e["resource"]["resourceType"] == "Observation"
                     and e["resource"]["code"]["coding"][0]["system"].endswith("/therapy")]
     _line(f"2. Eligibility ({(time.perf_counter() - t0) * 1000:.0f} ms): {len(observations)} therapies")
+    deciding = {"ineligible": ("absolute · met", "indication · not-met"),
+                "eligible-with-caution": ("relative · met", "warning · met"),
+                "insufficient-data": ("unknown",)}
     for obs in observations:
         therapy, status = _status(obs)
-        missing = [c for c in obs.get("component", []) if "missing" in str(c.get("code", {})).lower()]
-        _line(f"     {therapy:<20} {status:<22}{'  (missing: ' + str(len(missing)) + ')' if missing else ''}")
+        why = [n["text"].split("]")[0].lstrip("[").split(" · ")[0] for n in obs.get("note", [])
+               if any(k in n["text"].split("]")[0] for k in deciding.get(status, ()))]
+        _line(f"     {therapy:<20} {status:<22} {', '.join(why[:3])}")
     written["eligibility"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in result["entry"]]
 
     cards = _post(f"{stack.gateway_url}/cds-services/liver-directed-therapy", {
