@@ -10,7 +10,6 @@ import logging
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask, Response, request
 
 from gateway.auth import init_auth
@@ -25,6 +24,7 @@ from gateway.operations import create_operations_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.services import ServiceClient
 from gateway.store import make_store
+from gateway.store.sql import SqlStore
 from netliver import __version__
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
@@ -36,13 +36,9 @@ __all__ = ["create_app"]
 _log = logging.getLogger("netliver.gateway")
 
 
-def _jobs_engine(store: Any, settings: Settings) -> sa.Engine:
-    engine = getattr(store, "engine", None)
-    if isinstance(engine, sa.Engine):
-        return engine
-    from gateway.store.sql import SqlStore
-
-    return SqlStore(settings.database_url).engine
+def _sql_store(store: Any, settings: Settings) -> SqlStore:
+    """The SQL database of the job records: the embedded store's, or (upstream mode) its own."""
+    return store if isinstance(store, SqlStore) else SqlStore(settings.database_url)
 
 
 def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
@@ -58,7 +54,8 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
         root = settings.public_base_url or request.url_root
         return root.rstrip("/") + "/fhir"
 
-    jobs = JobService(jobs=JobStore(_jobs_engine(store, settings)), store=store, dispatcher=dispatcher,
+    sql = _sql_store(store, settings)
+    jobs = JobService(jobs=JobStore(sql.engine, sql.metadata), store=store, dispatcher=dispatcher,
                       base_url_of=base_url_of, lease_s=settings.job_lease_s)
     app.extensions["netliver"] = {"store": store, "services": services, "jobs": jobs, "settings": settings}
 
@@ -69,7 +66,8 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     app.register_blueprint(create_operations_blueprint(lambda: store, lambda: services, base_url_of))
     app.register_blueprint(create_jobs_blueprint(lambda: jobs))
     app.register_blueprint(create_cds_blueprint(lambda: store, lambda: services, base_url_of))
-    app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of))
+    app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of, sql.metadata))
+    sql.create_all()  # the job and cursor tables, under the store's schema lock
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, base_url_of))
 
     @app.get("/health")

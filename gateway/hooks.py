@@ -186,13 +186,11 @@ def _imaging_resources(info: StudyInfo, settings: Settings, patient_ref: dict[st
 class CatchUpCursor:
     """The last Orthanc change sequence handled, kept in the gateway's database."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
         self.engine = engine
-        md = sa.MetaData()
-        self.table = sa.Table("netliver_orthanc_cursor", md,
+        self.table = sa.Table("netliver_orthanc_cursor", metadata,
                               sa.Column("name", sa.String(64), primary_key=True),
-                              sa.Column("seq", sa.BigInteger, nullable=False))
-        md.create_all(engine, checkfirst=True)
+                              sa.Column("seq", sa.BigInteger, nullable=False), extend_existing=True)
 
     def get(self) -> int:
         with self.engine.connect() as conn:
@@ -215,11 +213,11 @@ class CatchUpCursor:
 
 class StableStudyHandler:
     def __init__(self, settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                 base_url_of: Callable[[], str]) -> None:
+                 base_url_of: Callable[[], str], metadata: sa.MetaData) -> None:
         self.settings = settings
         self.orthanc = OrthancClient(settings)
         self.get_store, self.get_jobs, self.base_url_of = get_store, get_jobs, base_url_of
-        self.cursor = CatchUpCursor(get_jobs().jobs.engine)
+        self.cursor = CatchUpCursor(get_jobs().jobs.engine, metadata)
 
     def _patient_ref(self, info: StudyInfo) -> dict[str, Any]:
         store = self.get_store()
@@ -317,9 +315,10 @@ def _start_catch_up_thread(handler: StableStudyHandler, every_s: float, app: Any
 
 
 def create_hooks_blueprint(settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                           base_url_of: Callable[[], str]) -> Blueprint:
+                           base_url_of: Callable[[], str], metadata: sa.MetaData) -> Blueprint:
+    """The PACS hook views; the cursor table is added to ``metadata`` (created by its owner)."""
     bp = Blueprint("hooks", __name__)
-    handler = StableStudyHandler(settings, get_store, get_jobs, base_url_of)
+    handler = StableStudyHandler(settings, get_store, get_jobs, base_url_of, metadata)
 
     @bp.record_once
     def _on_register(state: Any) -> None:

@@ -66,11 +66,14 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 class JobStore:
-    """Job rows in the gateway's database (SQLite or PostgreSQL)."""
+    """Job rows in the gateway's database (SQLite or PostgreSQL).
 
-    def __init__(self, engine: sa.Engine, metadata: sa.MetaData | None = None) -> None:
+    The table is added to ``metadata``; whoever owns the schema creates it (the SQL store does,
+    under its schema lock, so gunicorn workers starting together do not race)."""
+
+    def __init__(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
         self.engine = engine
-        self.metadata = metadata or sa.MetaData()
+        self.metadata = metadata
         self.table = sa.Table(
             "netliver_jobs", self.metadata,
             sa.Column("id", sa.String(64), primary_key=True),
@@ -91,7 +94,6 @@ class JobStore:
             sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
             extend_existing=True,
         )
-        self.table.create(self.engine, checkfirst=True)
 
     # -- reading ------------------------------------------------------------------------------
     def _row_to_job(self, row: Any) -> Job:
