@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import requests
 from flask import Flask, Response, request
 
 from gateway.auth import init_auth
@@ -32,6 +33,17 @@ from netliver.settings import Settings
 from netliver.web import create_base_app, fhir_response
 
 __all__ = ["create_app"]
+
+
+def _pacs_health(settings: Settings) -> dict[str, Any]:
+    try:
+        resp = requests.get(f"{settings.orthanc_url.rstrip('/')}/system", timeout=2,
+                            auth=(settings.orthanc_user, settings.orthanc_password) if settings.orthanc_user else None)
+        if resp.status_code == 200:
+            return {"status": "pass", "url": settings.orthanc_url, "version": resp.json().get("Version")}
+        return {"status": "warn", "url": settings.orthanc_url, "httpStatus": resp.status_code}
+    except requests.RequestException as exc:
+        return {"status": "warn", "url": settings.orthanc_url, "detail": type(exc).__name__}
 
 _log = logging.getLogger("netliver.gateway")
 
@@ -77,6 +89,9 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
         for name in ("eligibility", "response", "dosimetry"):
             checks[name] = services.health(name)
         status = "pass" if all(c.get("status") == "pass" for c in checks.values()) else "fail"
+        # The PACS is reported but does not fail the gateway's health: without it only the
+        # imaging jobs stop, and they fail with a clear reason.
+        checks["pacs"] = _pacs_health(settings)
         body = {"status": status, "version": __version__, "authMode": settings.auth_mode,
                 "store": "upstream" if settings.fhir_upstream_url else "embedded",
                 "checks": checks, "ms": round((time.perf_counter() - started) * 1000, 1)}

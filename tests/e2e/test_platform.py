@@ -73,7 +73,8 @@ def test_health_reports_every_dependency(gw: str) -> None:
     body = requests.get(f"{gw}/health", timeout=10).json()
     assert body["status"] == "pass", body
     assert set(body["checks"]) >= {"store", "broker", "eligibility", "response", "dosimetry"}
-    assert all(c["status"] == "pass" for c in body["checks"].values())
+    assert all(c["status"] == "pass" for name, c in body["checks"].items() if name != "pacs")
+    assert body["checks"]["pacs"]["status"] in {"pass", "warn"}
 
 
 def test_metadata_lists_every_operation_with_its_definition(gw: str) -> None:
