@@ -6,7 +6,8 @@ the same client settings measures, in one run:
 - ``POST /fhir/$evaluate-eligibility`` with the realistic synthetic Bundle of
   ``tests.fixtures.eligibility_patients.realistic_patient`` (about 60 resources; evaluation,
   write-back of 13 Observations, DiagnosticReport and Provenance);
-- ``GET /health`` of the gateway, the trivial endpoint;
+- ``GET /fhir/CodeSystem/therapy``, the trivial endpoint (static, answered by the gateway alone,
+  through the same authentication and rate-limit layers);
 - the eligibility service directly (one gunicorn worker, no gateway, no write-back) and the
   operation in-process (no HTTP), to show where the time goes.
 
@@ -91,7 +92,7 @@ def main() -> int:
                 resp.raise_for_status()
 
             def trivial(session: requests.Session) -> None:
-                session.get(f"{base}/health", timeout=60).raise_for_status()
+                session.get(f"{base}/fhir/CodeSystem/therapy", timeout=60).raise_for_status()
 
             service_url = (f"http://127.0.0.1:{config.eligibility_port}/operations/evaluate-eligibility"
                            f"?date={EVALUATION_DATE.isoformat()}")
@@ -104,7 +105,7 @@ def main() -> int:
             svc = measure(direct)
     print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'POST /fhir/$evaluate-eligibility':<34}{op[0]:>10.1f}{op[1]:>10.1f}{op[2]:>10.1f}")
-    print(f"{'GET /health (trivial)':<34}{triv[0]:>10.1f}{triv[1]:>10.1f}{triv[2]:>10.1f}")
+    print(f"{'GET /fhir/CodeSystem/therapy (trivial)':<34}{triv[0]:>10.1f}{triv[1]:>10.1f}{triv[2]:>10.1f}")
     print(f"{'service directly (no gateway/write)':<34}{svc[0]:>10.1f}{svc[1]:>10.1f}{svc[2]:>10.1f}")
     print(f"ratio trivial/operation: throughput {triv[0] / op[0]:.1f}x, p99 {op[2] / triv[2]:.1f}x")
     return 0

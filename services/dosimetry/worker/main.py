@@ -1,4 +1,8 @@
-"""Entry point of the worker process: ``celery -A services.dosimetry.worker.main worker``."""
+"""Entry point of the worker process: ``celery -A services.dosimetry.worker.main worker``.
+
+Importing the tasks registers them on this app; the imaging pipeline is imported here too, before
+the pool forks, so no job pays for loading pydicom and the engine.
+"""
 
 from __future__ import annotations
 
@@ -12,4 +16,5 @@ configure_logging("dosimetry-worker", settings.log_level, settings.log_format)
 preload()
 app = create_celery(settings)
 
-import services.dosimetry.worker.tasks  # noqa: E402,F401  (registers the tasks on this app)
+import services.dosimetry.imaging.pipeline  # noqa: E402
+import services.dosimetry.worker.tasks  # noqa: E402

@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from services.response.domain.model import TOO_SMALL_TO_MEASURE_MM, LesionMeasurement
-from services.response.domain.mrecist import check_viable_baseline
+from services.response.domain.mrecist import check_viable_baseline, node_axis
 from services.response.domain.result import CriterionResult
 from services.response.domain.series import Series, recist_value
 from services.response.domain.sum_of_measures import SumRule, assess_sum_of_measures
@@ -40,15 +40,11 @@ def viable_area(m: LesionMeasurement) -> Decimal | None:
     return longest * perpendicular
 
 
-def _node_axis(m: LesionMeasurement) -> Decimal | None:
-    return recist_value(m) if m.is_node else m.short_axis_mm
-
-
 def easl_rule(*, exclude_treated: bool = False) -> SumRule:
     """EASL 2001: PR −50 % of viable area vs baseline; PD +25 % vs nadir."""
     return SumRule(
         criterion="easl", measure_code="sum-of-viable-products", measure_unit="mm2",
-        value=viable_area, node_axis=_node_axis,
+        value=viable_area, node_axis=node_axis,
         pr_decrease=Decimal("0.50"), pd_increase=Decimal("0.25"), pd_min_increase=None,
         continued_pr=False, exclude_treated=exclude_treated, source="Bruix 2001 (EASL)",
     )

@@ -22,7 +22,7 @@ from services.response.domain.result import CriterionResult
 from services.response.domain.series import Series, recist_value
 from services.response.domain.sum_of_measures import SumRule, assess_sum_of_measures
 
-__all__ = ["assess_mrecist", "mrecist_rule", "viable_value"]
+__all__ = ["assess_mrecist", "mrecist_rule", "node_axis", "viable_value"]
 
 
 def viable_value(m: LesionMeasurement) -> Decimal | None:
@@ -34,7 +34,8 @@ def viable_value(m: LesionMeasurement) -> Decimal | None:
     return m.viable_diameter_mm
 
 
-def _node_axis(m: LesionMeasurement) -> Decimal | None:
+def node_axis(m: LesionMeasurement) -> Decimal | None:
+    """Nodes keep their RECIST short axis under the viable-tumour criteria (mRECIST, EASL)."""
     return recist_value(m) if m.is_node else m.short_axis_mm
 
 
@@ -42,7 +43,7 @@ def mrecist_rule(*, exclude_treated: bool = False) -> SumRule:
     """Lencioni & Llovet 2010, Table 2: PR −30 % vs baseline; PD +20 % vs nadir."""
     return SumRule(
         criterion="mrecist", measure_code="sum-of-viable-diameters", measure_unit="mm",
-        value=viable_value, node_axis=_node_axis,
+        value=viable_value, node_axis=node_axis,
         pr_decrease=Decimal("0.30"), pd_increase=Decimal("0.20"), pd_min_increase=None,
         continued_pr=True, exclude_treated=exclude_treated,
         source="Lencioni & Llovet 2010 (mRECIST) Table 2",
