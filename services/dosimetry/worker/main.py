@@ -17,4 +17,4 @@ preload()
 app = create_celery(settings)
 
 import services.dosimetry.imaging.pipeline  # noqa: E402
-import services.dosimetry.worker.tasks  # noqa: E402
+import services.dosimetry.worker.tasks  # noqa: E402, F401
