@@ -92,7 +92,8 @@ def test_eligibility_bundle_form_writes_every_result_once_with_provenance(fhir: 
     assert {t: o["id"] for t, o in _therapy_results(second.json()).items()} == {t: o["id"] for t, o in results.items()}
     assert _total(fhir, "Observation", subject=f"Patient/{pid}") == observations_before
     assert requests.get(f"{fhir}/Observation/{results['sirt']['id']}", timeout=10).json()["meta"]["versionId"] == "1"
-    assert len(_provenance_for(fhir, f"Observation/{results['sirt']['id']}")) == 1
+    provs_again = _provenance_for(fhir, f"Observation/{results['sirt']['id']}")
+    assert len(provs_again) == 1 and provs_again[0]["meta"]["versionId"] == provs[0]["meta"]["versionId"]
 
 
 def test_eligibility_patient_form_reads_the_record_from_the_store(fhir: str) -> None:

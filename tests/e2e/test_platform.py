@@ -223,8 +223,9 @@ def test_store_roundtrip_search_and_idempotent_put(gw: str) -> None:
 
 
 def test_upstream_mode_reads_and_searches_the_same(stack: Stack, gw: str) -> None:
-    url = stack.start_gateway("gateway-upstream", free_port(), {"FHIR_UPSTREAM_URL": f"{gw}/fhir",
-                                                                 "DATABASE_URL": f"sqlite:///{stack.config.data_dir / 'upstream-jobs.db'}"})
+    url = stack.start_gateway("gateway-upstream", free_port(), {
+        "FHIR_UPSTREAM_URL": f"{gw}/fhir", "JOB_QUEUE": f"upstream-{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": f"sqlite:///{stack.config.data_dir / 'upstream-jobs.db'}"})
     pid = f"up-{uuid.uuid4().hex[:8]}"
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Patient", "id": pid}, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
@@ -239,6 +240,17 @@ def test_upstream_mode_reads_and_searches_the_same(stack: Stack, gw: str) -> Non
     s2 = requests.get(f"{url}/fhir/Condition", params={"subject": f"Patient/{pid}"}, timeout=10).json()
     assert s1["total"] == s2["total"] == 1
     assert s1["entry"][0]["resource"] == s2["entry"][0]["resource"]
+    # Jobs in upstream mode: the record stays local, the Task lives in the upstream store.
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "studyInstanceUid", "valueString": "1.2.826.0.1.3680043.8.498.77"},
+        {"name": "administeredActivityGBq", "valueDecimal": 1.5}]}
+    resp = requests.post(f"{url}/fhir/$voxel-dosimetry", json=params, headers={"Prefer": "respond-async"}, timeout=30)
+    assert resp.status_code == 202
+    task_id = resp.headers["Content-Location"].rsplit("/", 1)[1]
+    assert resp.headers["Content-Location"].startswith(url)
+    upstream_task = requests.get(f"{gw}/fhir/Task/{task_id}", timeout=10).json()
+    assert upstream_task["status"] == "requested"
+    assert requests.get(f"{url}/fhir/Task/{task_id}", timeout=10).json() == upstream_task
 
 
 def test_store_is_durable_across_a_gateway_restart(stack: Stack, gw: str) -> None:
