@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 __all__ = ["BILIRUBIN_G_PER_MOL", "CREATININE_G_PER_MOL", "UnitError", "convert", "normalise_unit"]
 
@@ -21,6 +22,9 @@ __all__ = ["BILIRUBIN_G_PER_MOL", "CREATININE_G_PER_MOL", "UnitError", "convert"
 BILIRUBIN_G_PER_MOL = Decimal("10000") / Decimal("17.1")
 #: Molar mass chosen so that 1 mg/dL = 88.4 µmol/L exactly (clinical convention).
 CREATININE_G_PER_MOL = Decimal("10000") / Decimal("88.4")
+# The two conventional molar masses as exact fractions (10000/17.1, 10000/88.4): a Decimal cannot
+# hold them, and conversions through them must give 17.1 → 1 exactly, not 0.99999….
+_EXACT_MOLAR_MASS = {BILIRUBIN_G_PER_MOL: Fraction(100000, 171), CREATININE_G_PER_MOL: Fraction(100000, 884)}
 
 
 class UnitError(ValueError):
@@ -112,7 +116,8 @@ def convert(value: Decimal | float | int | str, from_unit: str, to_unit: str, *,
     if dims == {"mass-conc", "subst-conc"}:
         if molar_mass_g_per_mol is None:
             raise UnitError(f"{from_unit} → {to_unit} needs the analyte's molar mass")
-        if src.dimension == "subst-conc":
-            return base * molar_mass_g_per_mol / dst.factor
-        return base / molar_mass_g_per_mol / dst.factor
+        molar = _EXACT_MOLAR_MASS.get(molar_mass_g_per_mol, Fraction(molar_mass_g_per_mol))
+        exact = Fraction(base) * molar if src.dimension == "subst-conc" else Fraction(base) / molar
+        exact /= Fraction(dst.factor)
+        return Decimal(exact.numerator) / Decimal(exact.denominator)
     raise UnitError(f"cannot convert {from_unit} ({src.dimension}) to {to_unit} ({dst.dimension})")
