@@ -107,11 +107,19 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
     @bp.post("/fhir/Patient/<patient_id>/$evaluate-eligibility")
     def evaluate_patient_eligibility(patient_id: str) -> Response:
         require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES)
+        params = dict(request.args)
         if request.get_data(cache=True).strip():
-            raise FhirError(400, "invalid", "this form takes no body: the patient's resources are "
-                            "gathered from the FHIR store")
+            # The record comes from the store; a body may only be Parameters (e.g. the date).
+            body = _body(("Parameters",))
+            for i, param in enumerate(body.get("parameter") or []):
+                if param.get("name") == "date" and isinstance(param.get("valueDate"), str):
+                    params["date"] = param["valueDate"]
+                else:
+                    raise FhirError(422, "not-supported", f"unknown parameter {param.get('name')!r}: this form "
+                                    "reads the patient's resources from the store and takes only 'date'",
+                                    f"Parameters.parameter[{i}]")
         bundle = gather_patient_bundle(get_store(), patient_id, base_url_of())
-        return run("eligibility", "evaluate-eligibility", bundle, dict(request.args))
+        return run("eligibility", "evaluate-eligibility", bundle, params)
 
     @bp.post("/fhir/$tumor-response")
     def tumor_response() -> Response:

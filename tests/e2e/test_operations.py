@@ -107,6 +107,13 @@ def test_eligibility_patient_form_reads_the_record_from_the_store(fhir: str) -> 
     a = {t: _status(o) for t, o in _therapy_results(via_store.json()).items()}
     b = {t: _status(o) for t, o in _therapy_results(via_bundle.json()).items()}
     assert a == b and set(a) == THERAPIES
+    # The same call with the date as a Parameters body, as many FHIR clients send operations.
+    as_parameters = requests.post(f"{fhir}/Patient/{pid}/$evaluate-eligibility", timeout=60, json={
+        "resourceType": "Parameters", "parameter": [{"name": "date", "valueDate": date}]})
+    assert {t: _status(o) for t, o in _therapy_results(as_parameters.json()).items()} == a
+    wrong = requests.post(f"{fhir}/Patient/{pid}/$evaluate-eligibility", timeout=60, json={
+        "resourceType": "Parameters", "parameter": [{"name": "input", "resource": bundle}]})
+    assert wrong.status_code == 422 and wrong.json()["issue"][0]["expression"] == ["Parameters.parameter[0]"]
     # Results written earlier are not read back as inputs the second time.
     again = requests.post(f"{fhir}/Patient/{pid}/$evaluate-eligibility?date={date}", timeout=60)
     assert {t: _status(o) for t, o in _therapy_results(again.json()).items()} == a
