@@ -100,6 +100,12 @@ def test_stable_study_trigger_runs_one_job_and_writes_results(stack: Stack) -> N
     for voi in metrics.values():
         assert {"Dmean", "D50", "D70", "D90", "V100", "V120"} <= set(voi)
         assert voi["D90"] <= voi["D70"] <= voi["D50"]
+        # Local deposition (EANM): mean dose = C · A · (share of the counts) / mass, here with
+        # C = 49.67 Gy·kg/GBq and A = 2.0 GBq, read back from the FHIR results.
+        expected = 49.67 * 2.0 * (voi["share of the counts"] / 100) / (voi["VOI mass"] / 1000)
+        assert voi["Dmean"] == pytest.approx(expected, rel=0.01)
+    # T/N = 4 by design: the tumours' mean dose is about four times the whole liver's minus tumours.
+    assert metrics["tumour 1"]["Dmean"] > 2.5 * metrics["liver"]["Dmean"]
     imaging = requests.get(f"{gw}/fhir/{report['imagingStudy'][0]['reference']}", timeout=10).json()
     assert imaging["endpoint"] and imaging["series"]
     # The dose map is back in the PACS study as RT Dose.
