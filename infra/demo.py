@@ -146,7 +146,8 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
         comps = {c["code"]["coding"][0]["code"]: c for c in res.get("component", []) if c.get("code", {}).get("coding")}
         overall = comps.get("overall", {}).get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code")
         if overall:
-            _line(f"     {res.get('effectiveDateTime', '')[:10]}  overall {overall}")
+            notes = "; ".join(n["text"] for n in res.get("note", []))
+            _line(f"     {res.get('effectiveDateTime', '')[:10]}  overall {overall}{'  (' + notes + ')' if notes else ''}")
         elif res["code"]["coding"][0]["code"] == "best-overall-response":
             _line(f"     best overall response: {res['valueCodeableConcept']['coding'][0]['code']}")
     written["tumor-response"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response["entry"]]
