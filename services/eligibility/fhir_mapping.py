@@ -48,7 +48,7 @@ from netliver.units import (
     normalise_unit,
 )
 from services.eligibility.domain.evaluation import Status, TherapyVerdict
-from services.eligibility.domain.facts import PatientFacts, Reading
+from services.eligibility.domain.facts import FactQuality, PatientFacts, Reading, fact_quality
 from services.eligibility.domain.imaging import ImagingAdvice
 from services.eligibility.domain.rules import RuleSet
 from services.eligibility.ruleset import input_catalogue, medication_classes
@@ -563,7 +563,7 @@ def _observation(verdict: TherapyVerdict, obs_id: str, patient_ref: str, when: s
         {
             "code": {"coding": data_requirement_codings(name),
                      "text": rules.inputs[name].display if name in rules.inputs else name},
-            "dataAbsentReason": {"coding": [{"system": DATA_ABSENT_REASON, "code": _absent_code(name, facts)}]},
+            "dataAbsentReason": {"coding": [{"system": DATA_ABSENT_REASON, "code": _absent_code(name, facts, rules)}]},
         }
         for name in verdict.missing
     ]
@@ -595,13 +595,20 @@ def _observation(verdict: TherapyVerdict, obs_id: str, patient_ref: str, when: s
     return out
 
 
-def _absent_code(name: str, facts: PatientFacts) -> str:
+def _absent_code(name: str, facts: PatientFacts, rules: RuleSet) -> str:
+    """Why a missing input is asked for (data-absent-reason), as documented in docs/eligibility.md."""
     fact = facts.values.get(name)
     if fact is None:
         return "unknown"
     if fact.conflicting:
         return "error"
-    return "temp-unknown"  # recorded but stale: a new value is needed
+    spec = rules.inputs.get(name)
+    limits = rules.staleness.get(spec.staleness) if spec else None
+    quality = fact_quality(fact, facts.evaluated_on, limits.fresh_days if limits else None,
+                           limits.max_days if limits else None)
+    if quality is FactQuality.STALE or fact.comparator:
+        return "temp-unknown"  # stale, or only a bound: a new (exact) value is needed
+    return "error"  # recorded and current, but it disagrees with another input (Ki-67 vs grade)
 
 
 def _summary_lines(verdicts: Sequence[TherapyVerdict], rules: RuleSet) -> dict[Status, list[str]]:

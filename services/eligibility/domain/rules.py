@@ -148,13 +148,19 @@ class RuleSet:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The answer of a test: truth, evidence lines, unknown inputs, sources read."""
+    """The answer of a test: truth, evidence lines, unknown inputs, sources read.
+
+    ``undecided``: inputs among ``missing`` that are recorded and usable but whose value does
+    not settle the test (``unknown_at``, e.g. ECOG 2 for "Karnofsky < 60"). Asking for them
+    again cannot help when another input of a consensus can settle it.
+    """
 
     value: Tri
     evidence: tuple[str, ...] = ()
     missing: frozenset[str] = frozenset()
     sources: frozenset[str] = frozenset()
     remarks: tuple[str, ...] = ()
+    undecided: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -211,7 +217,7 @@ def _eval_compare(test: Compare, ctx: _Context) -> Outcome:
         evidence += " — older than the fresh limit: lower confidence"
     if fact.value in test.unknown_at and not isinstance(fact.value, bool):
         return Outcome(Tri.UNKNOWN, (f"{evidence}: does not settle the rule",),
-                       frozenset({test.input}), frozenset(fact.sources))
+                       frozenset({test.input}), frozenset(fact.sources), undecided=frozenset({test.input}))
     if fact.comparator:
         value = _bounded_compare(fact.value, fact.comparator, test.op, test.value)
         if value is Tri.UNKNOWN:
@@ -315,10 +321,16 @@ def _eval(test: Test, ctx: _Context) -> Outcome:
                        frozenset(s for c in kept for s in c.sources))
     evidence = tuple(e for c in children for e in c.evidence)
     if known:
+        # the recorded inputs disagree: every one of them is to be checked again
         evidence = (*evidence, "these inputs disagree")
-    return Outcome(Tri.UNKNOWN, evidence, frozenset(m for c in children for m in c.missing)
-                   | (frozenset(i for i in _inputs_of(test)) if known else frozenset()),
-                   frozenset(s for c in children for s in c.sources))
+        missing = frozenset(_inputs_of(test))
+    else:
+        # ask only for what could settle it: an input recorded with a value that cannot
+        # (ECOG 2 for Karnofsky, G2 for Ki-67 < 10 %) is not missing while another one can
+        missing = frozenset(m for c in children for m in c.missing - c.undecided)
+        if not missing:
+            missing = frozenset(m for c in children for m in c.missing)
+    return Outcome(Tri.UNKNOWN, evidence, missing, frozenset(s for c in children for s in c.sources))
 
 
 def _inputs_of(test: Test) -> tuple[str, ...]:

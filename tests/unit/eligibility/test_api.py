@@ -423,3 +423,25 @@ def test_missing_birth_date_is_asked_for_with_a_loinc_code(client: FlaskClient) 
     obs = observation(evaluate(client, b.bundle()), "liver-transplant")
     codes = [c for comp in obs.get("component", []) for c in comp["code"]["coding"]]
     assert {"system": "http://loinc.org", "code": "21112-8", "display": "Birth date (Patient.birthDate)"} in codes
+
+
+def _absent_reasons(obs: dict[str, Any]) -> dict[str, str]:
+    return {c["code"]: comp["dataAbsentReason"]["coding"][0]["code"]
+            for comp in obs.get("component", []) for c in comp["code"]["coding"]}
+
+
+def test_data_absent_reason_says_why_each_input_is_asked_for(client: FlaskClient) -> None:
+    """never recorded → unknown; recorded but stale → temp-unknown; recorded and current but
+    disagreeing with another input (Ki-67 5 % with grade 3) → error, not "stale"."""
+    from datetime import date, timedelta
+
+    b = PatientBundleBuilder("dar2", "1975-01-01")
+    b.lab("ki67", 5, date(2024, 1, 1))
+    b._obs({"system": "http://loinc.org", "code": "33732-9"}, date(2024, 1, 1), valueCodeableConcept={"text": "G3"})
+    b.lab("platelets", 200, EVALUATION_DATE - timedelta(days=120))  # older than 90 days: stale
+    reasons = _absent_reasons(observation(evaluate(client, b.bundle()), "liver-transplant"))
+    assert reasons["29593-1"] == "error" and reasons["33732-9"] == "error"
+    assert "21112-8" not in reasons  # birth date recorded: the age is not missing
+    prrt = _absent_reasons(observation(evaluate(client, b.bundle()), "prrt"))
+    assert prrt["777-3"] == "temp-unknown"
+    assert prrt["krenning-score"] == "unknown"

@@ -228,3 +228,44 @@ def test_removing_an_input_never_jumps_between_decided_answers(patient: Any, dat
             assert a.status is b.status, (b.therapy, removed, b.status, a.status)
         if a.status is Status.INSUFFICIENT:
             assert a.missing, a.therapy
+
+
+# -- missing inputs: exactly those that could change the answer ------------------------------
+
+#: A PRRT candidate with every NETTER-1 input known and normal except the performance status.
+PRRT_OK: dict[str, Any] = {"primary_site": "small-intestine", "krenning": 3, "ki67": 5, "ssa_refractory": True,
+                           "creatinine_clearance": 80, "hemoglobin": 12, "leukocytes": 5, "platelets": 200,
+                           "bilirubin": 0.8, "albumin": 4.0}
+#: A Milan-NET transplant candidate with everything but the proliferation index known and favourable.
+LT_OK: dict[str, Any] = {"age": 45, "primary_site": "small-intestine", "primary_resected": True, "tumor_burden": 20,
+                         "liver_stable_months": 12, "extrahepatic_state": "absent"}
+
+
+def test_ecog_2_without_karnofsky_asks_for_karnofsky_only() -> None:
+    """ECOG 2 is recorded (it maps to Karnofsky 50-60, Oken 1982) and cannot settle "Karnofsky < 60";
+    only a Karnofsky score can. Asking for the ECOG again would not change the answer."""
+    verdict = evaluate_therapy("prrt", make_facts({**PRRT_OK, "ecog": 2}), RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert verdict.missing == ("karnofsky",)
+    assert evaluate_therapy("prrt", make_facts({**PRRT_OK, "ecog": 2, "karnofsky": 60}), RULES).status \
+        is Status.ELIGIBLE
+    assert evaluate_therapy("prrt", make_facts({**PRRT_OK, "ecog": 2, "karnofsky": 50}), RULES).status \
+        is Status.INELIGIBLE
+
+
+def test_grade_2_without_ki67_asks_for_ki67_only() -> None:
+    """G2 (Ki-67 3-20 %, WHO 2019) does not settle Milan-NET "Ki-67 < 10 %" (001 section 2): the Ki-67
+    index is what is missing, not the recorded grade."""
+    verdict = evaluate_therapy("liver-transplant", make_facts({**LT_OK, "grade": 2}), RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert verdict.missing == ("ki67",)
+    assert evaluate_therapy("liver-transplant", make_facts({**LT_OK, "grade": 2, "ki67": 9.9}), RULES).status \
+        is Status.ELIGIBLE
+
+
+def test_ki67_and_grade_that_disagree_ask_for_both() -> None:
+    verdict = evaluate_therapy("liver-transplant", make_facts({**LT_OK, "grade": 3, "ki67": 5}), RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert verdict.missing == ("grade", "ki67")
+    reason = next(r for r in verdict.reasons if r.rule.id == "LT-IND-KI67")
+    assert "disagree" in reason.text()
