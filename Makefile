@@ -11,10 +11,12 @@ export PYTHONPATH := $(CURDIR)
 
 install: system-deps $(STAMP)
 
-$(STAMP): pyproject.toml
+# infra/constraints.txt pins every package to the versions the suite was last run with
+# (refresh: .venv/bin/pip freeze --exclude-editable > infra/constraints.txt).
+$(STAMP): pyproject.toml infra/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c infra/constraints.txt
 	@touch $(STAMP)
 
 # Debian packages the stack and the tests run: Redis, PostgreSQL, Orthanc with DICOMweb.
