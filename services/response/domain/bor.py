@@ -7,6 +7,13 @@ setting (0 = not required, the default); SD needs a minimum interval after basel
 (``min_sd_days``, protocol-defined, 6-8 weeks typical). An unconfirmed CR or PR counts as SD when
 that interval is met. iRECIST (Seymour 2017) ranks iCR > iPR > iSD > iUPD > iCPD; PERCIST
 (Wahl 2009) CMR > PMR > SMD > PMD.
+
+Progression ends the count: time points after the first PD (PERCIST PMD, iRECIST iCPD) are not
+considered (RECIST 1.0, Therasse 2000: "until disease progression/recurrence"; RECIST 1.1
+§4.4.3 "until the end of treatment"). Only an *unconfirmed* iRECIST progression (iUPD) may be
+followed by a response that counts, and a confirmed one (iCPD) is the best response when nothing
+better came before it; iUPD is the best response only when it was never confirmed (Seymour 2017
+Table 3, examples 6-8).
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ __all__ = ["BorSettings", "best_overall_response"]
 _COMPLETE = {"CR", "iCR", "CMR"}
 _PARTIAL = {"PR", "iPR", "PMR"}
 _STABLE = {"SD", "non-CR/non-PD", "iSD", "non-iCR/non-iUPD", "SMD"}
-_PROGRESSION_RANK = {"iUPD": 2, "PD": 1, "iCPD": 1, "PMD": 1}
+_PROGRESSION_RANK = {"iCPD": 2, "iUPD": 1, "PD": 1, "PMD": 1}
+#: Categories after which no later time point counts.
+_TERMINAL = {"PD", "PMD", "iCPD"}
 _STABLE_FOR = {"CR": "SD", "PR": "SD", "iCR": "iSD", "iPR": "iSD", "CMR": "SMD", "PMR": "SMD"}
 
 
@@ -52,6 +61,12 @@ def best_overall_response(baseline: date, points: Sequence[tuple[date, str]],
     ordered = sorted(points)
     if not ordered:
         return "NE", ("no follow-up assessment",)
+    end = next((i for i, (_, c) in enumerate(ordered) if c in _TERMINAL), None)
+    if end is not None and end + 1 < len(ordered):
+        when, category = ordered[end]
+        notes.append(f"{len(ordered) - end - 1} time point(s) after progression ({category} on "
+                     f"{when.isoformat()}) not counted")
+        ordered = ordered[:end + 1]
     settings = settings or BorSettings()
     need = settings.confirmation_days
     complete_ok = partial_ok = False

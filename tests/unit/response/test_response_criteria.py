@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -232,8 +233,54 @@ def test_confirmation_needs_the_interval():
 
 def test_best_overall_response_of_irecist_and_percist():
     assert best_overall_response(day(0), [(day(8), "iUPD"), (day(16), "iPR")])[0] == "iPR"
-    assert best_overall_response(day(0), [(day(8), "iUPD"), (day(16), "iCPD")])[0] == "iUPD"
     assert best_overall_response(day(0), [(day(8), "SMD"), (day(16), "PMR")])[0] == "PMR"
+
+
+@pytest.mark.parametrize(("points", "expected"), [
+    (["iCR", "iCR", "iPR", "iUPD", "iCPD"], "iCR"),   # Example 1
+    (["iUPD", "iPR", "iCR", "iUPD", "iCPD"], "iCR"),  # Example 2
+    (["iUPD", "iPR", "iSD", "iUPD", "iCPD"], "iPR"),  # Example 3
+    (["iUPD", "NE", "iPR", "iUPD", "iCPD"], "iPR"),   # Example 4
+    (["iUPD", "iSD", "iUPD", "iCPD"], "iSD"),         # Example 5
+    (["iUPD", "iCPD", "iPR"], "iCPD"),                # Example 6: "any" after iCPD
+    (["iUPD", "iUPD", "iCPD"], "iCPD"),               # Example 7
+    (["iUPD", "NE", "NE", "NE", "NE"], "iUPD"),       # Example 8
+])
+def test_irecist_best_overall_response_seymour_2017_table_3(points, expected):
+    # Seymour 2017 (Lancet Oncol 18:e143) Table 3, confirmation of response not required:
+    # a confirmed progression is the best response when nothing better came before it, and an
+    # unconfirmed one only when it was never confirmed.
+    dated = [(day(8 * (k + 1)), c) for k, c in enumerate(points)]
+    assert best_overall_response(day(0), dated)[0] == expected
+
+
+@pytest.mark.parametrize(("points", "expected"), [
+    (["SD", "PD", "PR"], "SD"),
+    (["PD", "CR"], "PD"),
+    (["PR", "PD", "CR"], "PR"),
+    (["SMD", "PMD", "PMR"], "SMD"),
+    (["SD", "PR", "PD"], "PR"),
+])
+def test_responses_after_progression_do_not_count(points, expected):
+    # RECIST 1.1 §4.4.3 (best response recorded until progression / end of treatment; Therasse
+    # 2000 §"Best overall response": "until disease progression/recurrence"). Only iRECIST lets
+    # a response after an unconfirmed progression count (Seymour 2017 Table 3).
+    dated = [(day(8 * (k + 1)), c) for k, c in enumerate(points)]
+    best, notes = best_overall_response(day(0), dated)
+    assert best == expected
+    if any(c in ("PD", "PMD") for c in points[:-1]):
+        assert any("after progression" in n for n in notes)
+    else:
+        assert not any("after progression" in n for n in notes)
+
+
+def test_minimum_stable_disease_interval_boundary():
+    # RECIST 1.1 §4.4.3: SD must be met at least once at the protocol's minimum interval:
+    # 42 days counts, 41 days does not (then the later PD is the best response).
+    at = [(day(0) + timedelta(days=42), "SD"), (day(12), "PD")]
+    before = [(day(0) + timedelta(days=41), "SD"), (day(12), "PD")]
+    assert best_overall_response(day(0), at, BorSettings(min_sd_days=42))[0] == "SD"
+    assert best_overall_response(day(0), before, BorSettings(min_sd_days=42))[0] == "PD"
 
 
 def test_percist_scan_with_a_treated_lesion_is_not_evaluable_unless_progression():
