@@ -289,6 +289,9 @@ class _Reader:
                                 element) from None
             value = value.quantize(Decimal("0.0001")).normalize() if value.adjusted() > -5 else value
         self.check_range(name, value, f"{where}.valueQuantity.value")
+        if catalogue.get("integer") and value != value.to_integral_value():
+            raise FhirError(422, "value", f"{spec.display} is a whole number; got {value}",
+                            f"{where}.valueQuantity.value")
         return value
 
     def flow_value(self, value: Decimal, unit_text: str, element: str) -> Decimal:

@@ -445,3 +445,20 @@ def test_data_absent_reason_says_why_each_input_is_asked_for(client: FlaskClient
     prrt = _absent_reasons(observation(evaluate(client, b.bundle()), "prrt"))
     assert prrt["777-3"] == "temp-unknown"
     assert prrt["krenning-score"] == "unknown"
+
+
+@pytest.mark.parametrize(("system", "code"), [
+    (OBSERVATION_CODE_SYSTEM, "krenning-score"),  # Krenning 0-4 is an ordinal score
+    (OBSERVATION_CODE_SYSTEM, "liver-lesion-count"),
+    ("http://loinc.org", "89247-1"),  # ECOG 0-5
+    ("http://loinc.org", "33732-9"),  # grade 1-3
+])
+def test_fractional_scores_and_counts_are_refused(client: FlaskClient, system: str, code: str) -> None:
+    """Krenning 2.5 would pass ">= 2" and fail "== 2" at once; a score or a count is a whole number."""
+    b = PatientBundleBuilder("frac", "1960-01-01")
+    b._obs({"system": system, "code": code}, None, valueQuantity={"value": 2.5, "unit": "1", "system": UCUM, "code": "1"})
+    issue = error(client, b.bundle())
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueQuantity.value"]
+    b = PatientBundleBuilder("whole", "1960-01-01")
+    b._obs({"system": system, "code": code}, None, valueQuantity={"value": 2.0, "unit": "1", "system": UCUM, "code": "1"})
+    assert len(statuses(evaluate(client, b.bundle()))) == 13
