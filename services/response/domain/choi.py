@@ -39,6 +39,8 @@ __all__ = [
     "CHOI_SIZE_CHANGE",
     "assess_choi",
     "choi_rule",
+    "density_lesion_ids",
+    "density_missing",
     "mean_density_hu",
 ]
 
@@ -57,15 +59,30 @@ def choi_rule(*, exclude_treated: bool = True) -> SumRule:
     )
 
 
-def mean_density_hu(series: Series, visit: Assessment, *, exclude_treated: bool) -> Decimal | None:
-    """Mean attenuation of the target lesions measured with an HU value at this visit."""
+def density_lesion_ids(series: Series) -> tuple[str, ...]:
+    """The target lesions with an attenuation (HU) at baseline: the set Choi density follows."""
+    return tuple(t.lesion_id for t in series.targets if t.attenuation_hu is not None)
+
+
+def density_missing(series: Series, visit: Assessment, *, exclude_treated: bool) -> tuple[str, ...]:
+    """Baseline-HU target lesions without an HU at this visit (or left out as treated)."""
     lesions = visit.by_id()
-    values = [lesions[t].attenuation_hu for t in series.target_ids
-              if t in lesions and lesions[t].attenuation_hu is not None
-              and not (exclude_treated and series.treated_at(t, visit.date))]
-    numbers = [v for v in values if v is not None]
-    if not numbers:
+    return tuple(t for t in density_lesion_ids(series)
+                 if t not in lesions or lesions[t].attenuation_hu is None
+                 or (exclude_treated and series.treated_at(t, visit.date)))
+
+
+def mean_density_hu(series: Series, visit: Assessment, *, exclude_treated: bool) -> Decimal | None:
+    """Mean attenuation of the target lesions that had an HU at baseline.
+
+    ``None`` when one of them has no HU at this visit: a mean over other lesions than at
+    baseline is not a change of density (Choi 2007 follows the same target lesions).
+    """
+    ids = density_lesion_ids(series)
+    if not ids or density_missing(series, visit, exclude_treated=exclude_treated):
         return None
+    lesions = visit.by_id()
+    numbers = [hu for t in ids if (hu := lesions[t].attenuation_hu) is not None]
     return sum(numbers, Decimal(0)) / Decimal(len(numbers))
 
 
@@ -98,6 +115,10 @@ def assess_choi(series: Series, *, exclude_treated: bool = True) -> CriterionRes
         if missing:
             notes.append("target lesions not evaluable: " + ", ".join(missing))
         density = mean_density_hu(series, visit, exclude_treated=exclude_treated)
+        no_density = density_missing(series, visit, exclude_treated=exclude_treated)
+        if base_density is not None and no_density:
+            notes.append("Choi: no attenuation (HU) at this visit for " + ", ".join(no_density)
+                         + "; density criterion not applied")
         by_density = _density_response(density, base_density)
         nt = non_target_category(series.non_target_statuses(visit))
         new = series.new_lesions(visit)

@@ -95,6 +95,20 @@ def test_choi_new_lesion_is_progression_despite_density_response():
     assert overall("choi", assessments) == ["PD"]
 
 
+def test_choi_density_compares_the_same_lesions():
+    # Baseline mean attenuation (100 + 40) / 2 = 70 HU. At follow-up lesion A has no HU: the
+    # mean of B alone (40 HU, "−43 %") is not a density change and must not make a PR.
+    base = visit(0, tgt("A", "100", hu="100"), tgt("B", "50", hu="40"))
+    missing = visit(8, tgt("A", "100"), tgt("B", "50", hu="40"))
+    result = evaluate("choi", [base, missing]).result.visits[0]
+    assert result.overall == "SD"
+    assert dict(result.extra)["mean-attenuation"] is None
+    assert any("attenuation" in n for n in result.notes)
+    # Both lesions measured: (60 + 40) / 2 = 50 HU is −28.6 %: PR by density.
+    both = visit(8, tgt("A", "100", hu="60"), tgt("B", "50", hu="40"))
+    assert overall("choi", [base, both]) == ["PR"]
+
+
 # -- PERCIST 1.0 (Wahl 2009) ---------------------------------------------------------------------
 
 LIVER = PetReference(liver_mean=Decimal("2.0"), liver_sd=Decimal("0.3"))  # threshold 3.6
