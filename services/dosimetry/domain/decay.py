@@ -1,4 +1,10 @@
-"""Radioactive decay between calibration and treatment: A(t) = A0·2^(−t/T½) (DOMAIN.md §3)."""
+"""Radioactive decay between calibration and treatment: A(t) = A0·2^(−t/T½) (DOMAIN.md §3).
+
+t = treatment − calibration is signed: resin vials are routinely implanted before their
+calibration time (calibrated for the evening of the treatment day), when the vial holds more than
+its calibrated activity; t < 0 then gives A_cal < A_treatment. A decay factor that under- or
+overflows double precision (many decades of half-lives) is refused, never divided by.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,16 @@ def decay_factor(elapsed_hours: float, half_life_h: float = Y90_HALF_LIFE_H) -> 
     """Fraction of the activity left after ``elapsed_hours``: 2^(−t/T½)."""
     if not math.isfinite(elapsed_hours):
         raise DosimetryInputError("treatmentTime", "elapsed time is not finite")
-    if half_life_h <= 0:
+    if not (half_life_h > 0 and math.isfinite(half_life_h)):
         raise DosimetryInputError("halfLifeH", f"half-life must be positive, got {half_life_h}")
-    return float(2.0 ** (-elapsed_hours / half_life_h))
+    try:
+        factor = float(2.0 ** (-elapsed_hours / half_life_h))
+    except OverflowError:
+        factor = math.inf
+    if not (0 < factor < math.inf):
+        raise DosimetryInputError("treatmentTime", f"{elapsed_hours:g} h between calibration and treatment is "
+                                                   f"{elapsed_hours / half_life_h:g} half-lives: no usable activity")
+    return factor
 
 
 def decayed_activity_gbq(activity_gbq: float, elapsed_hours: float, half_life_h: float = Y90_HALF_LIFE_H) -> float:
@@ -26,21 +39,22 @@ def decayed_activity_gbq(activity_gbq: float, elapsed_hours: float, half_life_h:
 
 
 def elapsed_h(calibration_time: datetime, treatment_time: datetime) -> float:
-    """Hours from calibration to treatment; treatment before calibration is refused.
+    """Signed hours from calibration to treatment (negative when the vial is implanted before its
+    calibration time, see the module doc).
 
     Both datetimes must carry a time zone (FHIR dateTime with a time has one).
     """
     if calibration_time.tzinfo is None or treatment_time.tzinfo is None:
         raise DosimetryInputError("treatmentTime", "calibration and treatment times need a time zone")
-    hours = (treatment_time - calibration_time).total_seconds() / 3600.0
-    if hours < 0:
-        raise DosimetryInputError(
-            "treatmentTime", f"treatment {treatment_time.isoformat()} is before calibration {calibration_time.isoformat()}")
-    return hours
+    return (treatment_time - calibration_time).total_seconds() / 3600.0
 
 
 def activity_at_calibration_gbq(activity_at_treatment_gbq: float, elapsed_hours: float,
                                 half_life_h: float = Y90_HALF_LIFE_H) -> float:
     """Activity to order at calibration so that ``activity_at_treatment_gbq`` is left at treatment:
-    A_cal = A_treatment · 2^(t/T½)."""
-    return activity_at_treatment_gbq / decay_factor(elapsed_hours, half_life_h)
+    A_cal = A_treatment · 2^(t/T½) (t < 0: implanted before calibration, A_cal < A_treatment)."""
+    activity = activity_at_treatment_gbq / decay_factor(elapsed_hours, half_life_h)
+    if not math.isfinite(activity):
+        raise DosimetryInputError("treatmentTime", f"{elapsed_hours:g} h of decay leave no usable activity "
+                                                   "at calibration")
+    return activity

@@ -10,6 +10,13 @@ lung-shunt reduction, decay to calibration time, protocol warnings and the plan 
 - ``caution``: any other warning of severity ``caution``.
 - ``ok``: otherwise.
 
+Plausible ranges (:data:`PLAUSIBLE_RANGES`): the physical constants and the whole-liver volume
+and BSA are refused (``DosimetryInputError`` naming the parameter) outside a range wide enough for
+every published value, target and adult patient but narrow enough to catch a unit slip that would
+otherwise give a silently wrong activity (C in mGy·kg/GBq, T½ in days, density in kg/m³, lung mass
+in g, liver volume in L, doses in cGy). A result that overflows double precision is refused naming the input
+that drives it, never answered as ``Infinity``.
+
 Activity bookkeeping: ``activity_gbq`` is the activity to administer at treatment time; the
 delivered activity is ``activity_gbq·(1 − R)`` with ``R`` the vial residual fraction (0 unless
 given); every predicted dose uses the delivered activity.
@@ -57,10 +64,30 @@ from services.dosimetry.domain.protocols import (
     protocol_warnings,
 )
 
-__all__ = ["METHODS", "PlanInputs", "SirtPlan", "plan_sirt"]
+__all__ = ["METHODS", "PLAUSIBLE_RANGES", "PlanInputs", "SirtPlan", "plan_sirt"]
 
 METHODS = ("bsa", "mird", "partition")
 DEVICES = ("resin", "glass")
+
+#: Inclusive plausible range of inputs whose unit is easily slipped (see the module doc):
+#: parameter -> (low, high).
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    # published C: 49.38 (AAPM) - 50 (TheraSphere) Gy·kg/GBq
+    "doseConstant": (40.0, 60.0),
+    # Y-90: 64.1 h (evaluated), 64.2 h (EANM 2022); 2.67 would be days
+    "halfLifeH": (60.0, 70.0),
+    # soft tissue ≈ 1.03-1.06 g/mL; 1030 would be kg/m³
+    "tissueDensityGPerMl": (0.5, 2.0),
+    # adult lungs ≈ 0.5-1.5 kg (default 1 kg); 1000 would be grams
+    "lungMassKg": (0.1, 5.0),
+    # whole liver, tumour included: adult ≈ 1-2 L, massive hepatomegaly ≤ ~15 L; 1.5 would be litres
+    "liverVolumeMl": (100.0, 20000.0),
+    # adults ≈ 1.3-2.6 m² (Mosteller 1987); 40 000 would be cm²
+    "bsaM2": (0.2, 4.0),
+    # published targets and limits are 30-1000 Gy (segmentectomy the highest); 12 000 would be cGy
+    "targetDoseGy": (0.0, 2000.0),
+    "normalLiverLimitGy": (0.0, 2000.0),
+}
 
 
 @dataclass(frozen=True)
@@ -140,6 +167,16 @@ def _positive(value: float | None, name: str, *, allow_zero: bool = False) -> No
         raise DosimetryInputError(name, f"must be {'non-negative' if allow_zero else 'positive'}, got {value}")
 
 
+#: The input that drives the activity for each limiting factor (named when a result overflows).
+_ACTIVITY_DRIVER = {"bsa": "bsaM2", "mird": "targetDoseGy", "tumor-target": "targetDoseGy",
+                    "normal-liver-limit": "normalLiverLimitGy", "lung-limit": "lungLimitGy"}
+
+
+def _finite(value: float, name: str, what: str) -> None:
+    if not math.isfinite(value):
+        raise DosimetryInputError(name, f"{what} is not a finite number with this {name}")
+
+
 def _require(value: float | None, name: str, method: str) -> float:
     if value is None:
         raise DosimetryInputError(name, f"{name} is required for method {method!r}")
@@ -171,6 +208,14 @@ def _validate(p: PlanInputs) -> tuple[str, ProtocolTargets]:
                         ("lungMassKg", p.lung_mass_kg), ("tissueDensityGPerMl", p.tissue_density_g_per_ml),
                         ("doseConstant", p.dose_constant), ("halfLifeH", p.half_life_h)):
         _positive(value, name)
+    for name, value in (("doseConstant", p.dose_constant), ("halfLifeH", p.half_life_h),
+                        ("tissueDensityGPerMl", p.tissue_density_g_per_ml), ("lungMassKg", p.lung_mass_kg),
+                        ("liverVolumeMl", p.liver_volume_ml), ("bsaM2", p.bsa_m2),
+                        ("targetDoseGy", p.target_dose_gy), ("normalLiverLimitGy", p.normal_liver_limit_gy)):
+        low, high = PLAUSIBLE_RANGES[name]
+        if value is not None and not low <= value <= high:
+            raise DosimetryInputError(name, f"{value:g} is outside the plausible range {low:g}-{high:g} "
+                                            "(check the unit)")
     _positive(p.prior_lung_dose_gy, "priorLungDoseGy", allow_zero=True)
     _positive(p.tumor_volume_ml, "tumorVolumeMl", allow_zero=p.method == "bsa")
     if p.tumor_volume_ml is not None and p.liver_volume_ml is not None and p.tumor_volume_ml > p.liver_volume_ml:
@@ -321,6 +366,11 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
             tumor_dose = lesion_doses[0]
     lung_dose = c * delivered * lsf / p.lung_mass_kg
     cumulative = p.prior_lung_dose_gy + lung_dose
+    _finite(activity, _ACTIVITY_DRIVER[limiting], "the activity")
+    for dose in lesion_doses:
+        _finite(dose, "tumorToNormalRatio", "the tumour dose")
+    _finite(lung_dose, _ACTIVITY_DRIVER[limiting], "the lung dose")
+    _finite(cumulative, "priorLungDoseGy", "the cumulative lung dose")
 
     # -- safety rules ----------------------------------------------------------------------------
     if lsf > LSF_CONTRAINDICATION:
@@ -353,6 +403,11 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
     if p.calibration_time is not None and p.treatment_time is not None:
         hours = elapsed_h(p.calibration_time, p.treatment_time)
         at_calibration = activity_at_calibration_gbq(activity, hours, p.half_life_h)
+        if hours < 0:
+            warnings.append(PlanWarning("treatment-before-calibration", f"treatment {-hours:.1f} h before the "
+                                        f"calibration time: the vial holds more than its calibrated activity; "
+                                        f"order {at_calibration:.4f} GBq at calibration (check the two times are "
+                                        "not swapped)", "info"))
     elif p.calibration_time is not None or p.treatment_time is not None:
         warnings.append(PlanWarning("decay-incomplete", "give both calibrationTime and treatmentTime for decay "
                                     "correction; the activity is at treatment time", "info"))

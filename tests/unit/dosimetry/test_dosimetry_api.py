@@ -216,9 +216,13 @@ def test_negative_mass_and_fraction_extras(client: FlaskClient) -> None:
 
 
 def test_treatment_before_calibration(client: FlaskClient) -> None:
-    issue = _issue(_post(client, **PARTITION, calibrationTime="2026-11-20T12:00:00Z",
-                         treatmentTime="2026-11-20T11:59:00Z"))
-    assert "treatmentTime" in issue["expression"]
+    # implant 1 h before calibration: A_cal = 1.57163·2^(−1/64.1) = 1.55476 GBq (less than implanted)
+    resp = _post(client, **PARTITION, calibrationTime="2026-11-20T12:00:00Z", treatmentTime="2026-11-20T11:00:00Z")
+    assert resp.status_code == 200
+    out = _out(resp.get_json())
+    assert out["activityAtCalibrationGBq"][0] == pytest.approx(1.57163 * 2 ** (-1 / 64.1), abs=1e-4)
+    assert any("treatment-before-calibration" in w for w in out["warning"])
+    assert out["status"] == ["ok"]
     date_only = _issue(_post(client, **PARTITION, calibrationTime="2026-11-20",
                              treatmentTime="2026-11-21T12:00:00Z"))
     assert "calibrationTime" in date_only["expression"]
@@ -234,6 +238,30 @@ def test_wrong_types_unknown_and_repeated_parameters(client: FlaskClient) -> Non
     assert "targetDoseGy" in _issue(client.post(URL, json=body))["expression"]
     bad_patient = _issue(_post(client, **PARTITION, patient={"reference": "Group/1"}))
     assert "patient" in bad_patient["expression"]
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ({"doseConstant": 49670}, "doseConstant"),   # mGy·kg/GBq instead of Gy·kg/GBq
+    ({"doseConstant": 1e308}, "doseConstant"),   # once gave "Infinity" in the JSON answer
+    ({"halfLifeH": 2.67}, "halfLifeH"),          # days instead of hours
+    ({"tissueDensityGPerMl": 1030}, "tissueDensityGPerMl"),  # kg/m³ instead of g/mL
+    ({"lungMassKg": 1000}, "lungMassKg"),        # grams instead of kg
+    ({"targetDoseGy": 12000}, "targetDoseGy"),   # cGy instead of Gy
+    ({"liverVolumeMl": 1.5}, "liverVolumeMl"),    # litres instead of mL
+    # the tumour-target activity overflows (no other bound: no normal-liver limit, no shunt)
+    ({"tumorToNormalRatio": 1e-308, "normalLiverLimitGy": None, "lungShuntFraction": 0}, "targetDoseGy"),
+])
+def test_implausible_constants_and_overflow_are_422_not_wrong_numbers(
+        client: FlaskClient, override: dict[str, Any], named: str) -> None:
+    values = {k: v for k, v in {**PARTITION, **override}.items() if v is not None}
+    issue = _issue(_post(client, **values))
+    assert named in issue["expression"]
+
+
+def test_decay_underflow_is_422_not_500(client: FlaskClient) -> None:
+    issue = _issue(_post(client, **PARTITION, calibrationTime="2016-11-20T12:00:00Z",
+                         treatmentTime="2026-11-20T12:00:00Z"))
+    assert "treatmentTime" in issue["expression"]
 
 
 def test_not_parameters_and_not_json(client: FlaskClient) -> None:

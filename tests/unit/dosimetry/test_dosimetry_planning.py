@@ -210,12 +210,96 @@ def test_decay_one_half_life() -> None:
     assert decay_factor(24.0) == pytest.approx(0.771418, abs=1e-6)
 
 
-def test_treatment_before_calibration_is_refused() -> None:
+def test_elapsed_time_is_signed() -> None:
     t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
     assert elapsed_h(t0, t0 + timedelta(hours=6)) == pytest.approx(6.0)
     assert elapsed_h(t0, t0) == 0.0
+    # resin vials are routinely implanted before their calibration time (calibrated for the evening of
+    # the treatment day): t < 0 is a valid decay interval, not an error
+    assert elapsed_h(t0, t0 - timedelta(hours=9)) == pytest.approx(-9.0)
     with pytest.raises(DosimetryInputError) as err:
-        elapsed_h(t0, t0 - timedelta(minutes=1))
+        elapsed_h(t0.replace(tzinfo=None), t0)
+    assert err.value.parameter == "treatmentTime"
+
+
+def test_treatment_before_calibration_orders_less_than_is_implanted() -> None:
+    # calibration 18:00, implant 09:00 the same day: t = −9 h; the vial holds more at implant than at
+    # calibration, so A_cal = A·2^(−9/64.1) = 1.8·0.907264 = 1.63308 GBq (BSA 1.8 m², TI 20 % → 1.8 GBq)
+    t_cal = datetime(2026, 11, 20, 18, tzinfo=UTC)
+    plan = plan_sirt(PlanInputs(method="bsa", device="resin", bsa_m2=1.8, tumor_involvement=0.2,
+                                lung_shunt_fraction=0.05, calibration_time=t_cal,
+                                treatment_time=t_cal - timedelta(hours=9)))
+    assert plan.activity_gbq == pytest.approx(1.8)
+    assert plan.activity_at_calibration_gbq == pytest.approx(1.63308, abs=1e-5)
+    assert plan.elapsed_h == pytest.approx(-9.0)
+    assert any(w.rule_id == "treatment-before-calibration" and w.severity == "info" for w in plan.warnings)
+    assert plan.status == "ok"
+    # and after calibration no such note
+    after = plan_sirt(PlanInputs(method="bsa", device="resin", bsa_m2=1.8, tumor_involvement=0.2,
+                                 lung_shunt_fraction=0.05, calibration_time=t_cal,
+                                 treatment_time=t_cal + timedelta(hours=9)))
+    assert after.activity_at_calibration_gbq == pytest.approx(1.8 / 0.907264, abs=1e-5)
+    assert not any(w.rule_id == "treatment-before-calibration" for w in after.warnings)
+
+
+@pytest.mark.parametrize(("name", "field", "low_ok", "low_bad", "high_ok", "high_bad"), [
+    # every published C is 49.38-50 Gy·kg/GBq; 49 670 (mGy) or 0.04967 (kGy) is a unit slip
+    ("doseConstant", "dose_constant", 40.0, 39.9, 60.0, 60.1),
+    # Y-90 half-life: evaluated 64.1 h, EANM 2022 64.2 h; 2.67 (days) or 230 760 (s) is a unit slip
+    ("halfLifeH", "half_life_h", 60.0, 59.9, 70.0, 70.1),
+    # tissue density in g/mL; 1030 (kg/m³) is a unit slip
+    ("tissueDensityGPerMl", "tissue_density_g_per_ml", 0.5, 0.49, 2.0, 2.01),
+    # lung mass in kg; 1000 (g) is a unit slip
+    ("lungMassKg", "lung_mass_kg", 0.1, 0.099, 5.0, 5.01),
+    # whole-liver volume in mL; 1.5 (L) is a unit slip
+    ("liverVolumeMl", "liver_volume_ml", 100.0, 99.9, 20000.0, 20001.0),
+    # dose target in Gy; 12 000 (cGy) is a unit slip
+    ("targetDoseGy", "target_dose_gy", 1e-3, 0.0, 2000.0, 2000.1),
+])
+def test_physical_constants_outside_their_plausible_range_are_refused(
+        name: str, field: str, low_ok: float, low_bad: float, high_ok: float, high_bad: float) -> None:
+    base: dict[str, object] = {"method": "mird", "device": "glass", "target_dose_gy": 120, "liver_volume_ml": 1500,
+                               "lung_shunt_fraction": 0.05}
+    for ok in (low_ok, high_ok):
+        plan_sirt(PlanInputs(**{**base, field: ok}))  # type: ignore[arg-type]
+    for bad in (low_bad, high_bad):
+        with pytest.raises(DosimetryInputError) as err:
+            plan_sirt(PlanInputs(**{**base, field: bad}))  # type: ignore[arg-type]
+        assert err.value.parameter == name
+
+
+def test_bsa_and_normal_liver_limit_ranges() -> None:
+    # both sides of the BSA and normal-liver-limit ranges (0.2-4 m², ≤ 2000 Gy)
+    plan_sirt(PlanInputs(method="bsa", bsa_m2=4.0, tumor_involvement=0.2, lung_shunt_fraction=0.05))
+    for bsa in (4.01, 40000.0):
+        with pytest.raises(DosimetryInputError) as err:
+            plan_sirt(PlanInputs(method="bsa", bsa_m2=bsa, tumor_involvement=0.2, lung_shunt_fraction=0.05))
+        assert err.value.parameter == "bsaM2"
+    part = {"method": "partition", "device": "resin", "liver_volume_ml": 1500, "tumor_volume_ml": 300,
+            "tumor_to_normal_ratio": 4, "lung_shunt_fraction": 0.05}
+    assert plan_sirt(PlanInputs(**part, normal_liver_limit_gy=2000)).limiting_factor == "lung-limit"  # type: ignore[arg-type]
+    with pytest.raises(DosimetryInputError) as err:
+        plan_sirt(PlanInputs(**part, normal_liver_limit_gy=4000))  # type: ignore[arg-type]
+    assert err.value.parameter == "normalLiverLimitGy"
+
+
+@pytest.mark.parametrize(("inputs", "parameter"), [
+    # T/N 1e-308 makes the tumour-target activity infinite: a 422, never "Infinity" in the answer
+    ({"method": "partition", "device": "resin", "liver_volume_ml": 1500, "tumor_volume_ml": 300,
+      "tumor_to_normal_ratio": 1e-308, "lung_shunt_fraction": 0.0, "target_dose_gy": 120}, "targetDoseGy"),
+])
+def test_results_that_overflow_are_refused(inputs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(DosimetryInputError) as err:
+        plan_sirt(PlanInputs(**inputs))  # type: ignore[arg-type]
+    assert err.value.parameter == parameter
+
+
+def test_decay_over_many_half_lives_is_refused_not_divided_by_zero() -> None:
+    # 10 years after calibration the decay factor underflows to 0: a 422 naming treatmentTime
+    t0 = datetime(2016, 11, 20, 12, tzinfo=UTC)
+    with pytest.raises(DosimetryInputError) as err:
+        plan_sirt(PlanInputs(method="bsa", bsa_m2=1.8, tumor_involvement=0.2, lung_shunt_fraction=0.05,
+                             calibration_time=t0, treatment_time=t0 + timedelta(days=3650)))
     assert err.value.parameter == "treatmentTime"
 
 
