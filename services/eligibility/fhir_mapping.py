@@ -287,7 +287,7 @@ class _Reader:
                 raise FhirError(422, "value",
                                 f"{spec.display}: unit {unit_text!r} cannot be converted to {spec.unit} ({exc})",
                                 element) from None
-            value = value.quantize(Decimal("0.0001")).normalize() if value.adjusted() > -5 else value
+            # kept exact: rounding here could move a value onto a threshold (2.99995 -> 3.0000)
         self.check_range(name, value, f"{where}.valueQuantity.value")
         if catalogue.get("integer") and value != value.to_integral_value():
             raise FhirError(422, "value", f"{spec.display} is a whole number; got {value}",

@@ -84,7 +84,13 @@ def _text(value: Value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        if value == value.to_integral():
+            return format(value.normalize(), "f")
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -6:
+            # a converted value (49.6 µmol/L / 17.1): shown rounded, compared exact
+            return "≈" + format(value.quantize(Decimal("0.000001")).normalize(), "f")
+        return format(value, "f")
     return value
 
 

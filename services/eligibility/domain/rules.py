@@ -285,7 +285,7 @@ def _combine(children: Sequence[Outcome], value: Tri) -> Outcome:
     relevant = [c for c in children if (c.value is value) or not decided]
     return Outcome(
         value,
-        tuple(e for c in relevant for e in c.evidence),
+        tuple(dict.fromkeys(e for c in relevant for e in c.evidence)),  # "2 < x < 3" reads x once
         frozenset() if decided else frozenset(m for c in children for m in c.missing),
         frozenset(s for c in relevant for s in c.sources),
     )

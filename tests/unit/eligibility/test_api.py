@@ -234,6 +234,8 @@ def _sirt_patient(bilirubin: float, unit: str = "mg/dL") -> dict[str, Any]:
     (2.9, "mg/dL", "eligible-with-caution"), (3.0, "mg/dL", "ineligible"),
     (49.6, "umol/L", "eligible-with-caution"), (51.3, "umol/L", "ineligible"),  # ÷ 17.1
     (34.2, "µmol/L", "eligible"),  # 2.0 mg/dL, not above the label limit
+    (51.2992, "umol/L", "eligible-with-caution"),  # 2.99995 mg/dL: below 3, however it is rounded for display
+    (34.2002, "umol/L", "eligible-with-caution"),  # 2.00001 mg/dL: above the label limit of 2
 ])
 def test_bilirubin_boundary_in_both_units(client: FlaskClient, value: float, unit: str, expected: str) -> None:
     assert statuses(evaluate(client, _sirt_patient(value, unit)))["sirt"] == expected
