@@ -32,6 +32,7 @@ from services.response.domain.series import (
     MEASURABLE_LESION_MM,
     NODE_TARGET_MM,
     Series,
+    organ_of,
     recist_value,
 )
 from services.response.domain.tables import CR, NE, NON_CR_NON_PD, PD, PR, SD
@@ -82,9 +83,10 @@ def _new_lesion_targets(series: Series) -> set[str]:
             threshold = NODE_TARGET_MM if m.is_node else MEASURABLE_LESION_MM
             if size is None or size < threshold:
                 continue
-            if len(chosen) < MAX_TARGETS and per_organ.get(m.organ, 0) < MAX_TARGETS_PER_ORGAN:
+            organ = organ_of(m)
+            if len(chosen) < MAX_TARGETS and per_organ.get(organ, 0) < MAX_TARGETS_PER_ORGAN:
                 chosen.append(m.lesion_id)
-                per_organ[m.organ] = per_organ.get(m.organ, 0) + 1
+                per_organ[organ] = per_organ.get(organ, 0) + 1
     return set(chosen)
 
 

@@ -23,6 +23,7 @@ from services.response.domain.model import (
 )
 
 __all__ = [
+    "LYMPH_NODE_ORGAN",
     "MAX_TARGETS",
     "MAX_TARGETS_PER_ORGAN",
     "MEASURABLE_LESION_MM",
@@ -31,6 +32,7 @@ __all__ = [
     "LesionValue",
     "Series",
     "build_series",
+    "organ_of",
     "recist_value",
     "target_value",
 ]
@@ -46,6 +48,15 @@ MAX_TARGETS = 5
 MAX_TARGETS_PER_ORGAN = 2
 
 LesionValue = Callable[[LesionMeasurement], Decimal | None]
+
+#: EORTC RECIST 1.1 questions and clarifications ("Two target lesions"): lymph nodes of every
+#: chain and region are one organ for the "two per organ" rule.
+LYMPH_NODE_ORGAN = "lymph node"
+
+
+def organ_of(m: LesionMeasurement) -> str:
+    """The organ a lesion counts for in the "≤ 2 targets per organ" rule (nodes: one organ)."""
+    return LYMPH_NODE_ORGAN if m.is_node else m.organ
 
 
 def recist_value(m: LesionMeasurement) -> Decimal | None:
@@ -150,7 +161,7 @@ def _check_targets(baseline: Assessment, value: LesionValue) -> tuple[LesionMeas
             targets[MAX_TARGETS].source)
     per_organ: dict[str, list[LesionMeasurement]] = {}
     for t in targets:
-        per_organ.setdefault(t.organ, []).append(t)
+        per_organ.setdefault(organ_of(t), []).append(t)
     for organ, items in per_organ.items():
         if len(items) > MAX_TARGETS_PER_ORGAN:
             raise ResponseInputError(

@@ -236,6 +236,18 @@ def test_more_than_two_targets_per_organ_is_refused():
     assert evaluate("recist-1.1", two).result.visits[0].overall == "SD"
 
 
+def test_lymph_nodes_count_as_one_organ():
+    # EORTC RECIST 1.1 questions and clarifications ("Two target lesions"): nodes are one organ
+    # whatever their chain or region, so a third target node is refused; two are allowed.
+    nodes = [tgt(f"N{i}", "30", node=True, short="20", organ=region)
+             for i, region in enumerate(("para-aortic", "mesenteric", "iliac"))]
+    with pytest.raises(ResponseInputError, match="per organ") as err:
+        evaluate("recist-1.1", [visit(0, *nodes)])
+    assert err.value.element == "lesion N2"
+    two = [visit(w, *nodes[:2], tgt("L", "20", organ="liver")) for w in (0, 8)]
+    assert overall(two) == ["SD"]
+
+
 def test_same_lesion_twice_at_one_visit_and_negative_sizes_are_refused():
     with pytest.raises(ResponseInputError, match="twice"):
         evaluate("recist-1.1", [visit(0, tgt("A", "20"), tgt("A", "21"))])
