@@ -47,7 +47,7 @@ from netliver.fhir.outcome import FhirError
 from netliver.units import BILIRUBIN_G_PER_MOL, UnitError, convert
 from services.response.domain.biochemical import MarkerResponse
 from services.response.domain.criteria import Evaluation
-from services.response.domain.ctcae import CtcaeGrade
+from services.response.domain.ctcae import ANALYTES, CtcaeGrade
 from services.response.domain.model import (
     Assessment,
     LabValue,
@@ -420,10 +420,18 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
                 raise _error("a laboratory value must not be negative", f"{path}.valueQuantity.value")
             low = high = None
             for rr in res.get("referenceRange") or []:
+                rpath = f"{path}.referenceRange[0]"
                 if "low" in rr:
-                    low = _quantity_in(rr["low"], unit, f"{path}.referenceRange.low", molar_mass=molar)
+                    low = _quantity_in(rr["low"], unit, f"{rpath}.low", molar_mass=molar)
+                    # CTCAE grades decreases from the LLN: a limit of 0 grades nothing.
+                    if ANALYTES[analyte][3] == "down" and low <= 0:
+                        raise _error(f"the lower limit of normal must be positive ({low} {unit})",
+                                     f"{rpath}.low.value")
                 if "high" in rr:
-                    high = _quantity_in(rr["high"], unit, f"{path}.referenceRange.high", molar_mass=molar)
+                    high = _quantity_in(rr["high"], unit, f"{rpath}.high", molar_mass=molar)
+                    if high <= 0:  # CTCAE grades increases in multiples of the ULN
+                        raise _error(f"the upper limit of normal must be positive ({high} {unit})",
+                                     f"{rpath}.high.value")
                 break
             labs.append(LabValue(analyte, _date(when_text, f"{path}.effectiveDateTime"), value, low, high, path))
     if not by_date:

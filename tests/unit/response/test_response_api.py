@@ -238,6 +238,19 @@ def test_unconvertible_units_are_refused(client):
     expect_422(post(client, body), "Bundle.entry[4].resource.valueQuantity.code")
 
 
+def test_unusable_reference_limits_are_refused(client):
+    # An upper limit of 0 would divide by zero when grading × ULN (was a 500); a lower limit of
+    # 0 for a count graded below the LLN is not a reference. A lower limit 0 of ALT is usual.
+    body = simple_case(20.0)
+    body["entry"].append({"resource": procedure("p", "sirt", "2025-01-10")})
+    body["entry"].append({"resource": lab("alt", "1742-6", "2025-02-01", 50, "U/L", low=0, high=0)})
+    expect_422(post(client, body), "Bundle.entry[4].resource.referenceRange[0].high")
+    body["entry"][-1] = {"resource": lab("plt", "777-3", "2025-02-01", 50, "10*9/L", low=0, high=400)}
+    expect_422(post(client, body), "Bundle.entry[4].resource.referenceRange[0].low")
+    body["entry"][-1] = {"resource": lab("alt", "1742-6", "2025-02-01", 50, "U/L", low=0, high=40)}
+    assert post(client, body).status_code == 200
+
+
 def test_not_a_bundle_and_no_lesions(client):
     resp = client.post(URL, json={"resourceType": "Parameters"})
     expect_422(resp, "resourceType")
