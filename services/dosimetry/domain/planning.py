@@ -82,8 +82,11 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "lungMassKg": (0.1, 5.0),
     # whole liver, tumour included: adult ≈ 1-2 L, massive hepatomegaly ≤ ~15 L; 1.5 would be litres
     "liverVolumeMl": (100.0, 20000.0),
-    # adults ≈ 1.3-2.6 m² (Mosteller 1987); 40 000 would be cm²
-    "bsaM2": (0.2, 4.0),
+    # adults ≈ 1.3-2.6 m² (Mosteller 1987); 40 000 would be cm²; 5 m² bounds √(250·350/3600)
+    "bsaM2": (0.2, 5.0),
+    # 1.8 would be metres (BSA 0.2 m², A = TI GBq), 80 000 grams
+    "heightCm": (50.0, 250.0),
+    "weightKg": (10.0, 350.0),
     # published targets and limits are 30-1000 Gy (segmentectomy the highest); 12 000 would be cGy
     "targetDoseGy": (0.0, 2000.0),
     "normalLiverLimitGy": (0.0, 2000.0),
@@ -211,6 +214,7 @@ def _validate(p: PlanInputs) -> tuple[str, ProtocolTargets]:
     for name, value in (("doseConstant", p.dose_constant), ("halfLifeH", p.half_life_h),
                         ("tissueDensityGPerMl", p.tissue_density_g_per_ml), ("lungMassKg", p.lung_mass_kg),
                         ("liverVolumeMl", p.liver_volume_ml), ("bsaM2", p.bsa_m2),
+                        ("heightCm", p.height_cm), ("weightKg", p.weight_kg),
                         ("targetDoseGy", p.target_dose_gy), ("normalLiverLimitGy", p.normal_liver_limit_gy)):
         low, high = PLAUSIBLE_RANGES[name]
         if value is not None and not low <= value <= high:

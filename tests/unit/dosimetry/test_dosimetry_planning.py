@@ -268,10 +268,29 @@ def test_physical_constants_outside_their_plausible_range_are_refused(
         assert err.value.parameter == name
 
 
+@pytest.mark.parametrize(("height_cm", "weight_kg", "named"), [
+    (1.8, 80, "heightCm"),      # metres: BSA √(1.8·80/3600) = 0.2 m² would give A = TI GBq, silently
+    (49.9, 80, "heightCm"), (250.1, 80, "heightCm"),
+    (180, 80000, "weightKg"),   # grams
+    (180, 9.9, "weightKg"), (180, 350.1, "weightKg"),
+])
+def test_height_and_weight_outside_their_plausible_range_are_refused(height_cm: float, weight_kg: float,
+                                                                     named: str) -> None:
+    with pytest.raises(DosimetryInputError) as err:
+        plan_sirt(_bsa(height_cm=height_cm, weight_kg=weight_kg))
+    assert err.value.parameter == named
+
+
+def test_height_and_weight_at_their_plausible_bounds_are_planned() -> None:
+    # √(50·10/3600) = 0.3727 m² → A = 0.3727 − 0.2 + 0.2 = 0.3727 GBq; √(250·350/3600) = 4.930 m²
+    assert plan_sirt(_bsa(height_cm=50, weight_kg=10)).activity_gbq == pytest.approx(0.37268, abs=1e-5)
+    assert plan_sirt(_bsa(height_cm=250, weight_kg=350)).bsa_m2 == pytest.approx(4.93007, abs=1e-5)
+
+
 def test_bsa_and_normal_liver_limit_ranges() -> None:
-    # both sides of the BSA and normal-liver-limit ranges (0.2-4 m², ≤ 2000 Gy)
-    plan_sirt(PlanInputs(method="bsa", bsa_m2=4.0, tumor_involvement=0.2, lung_shunt_fraction=0.05))
-    for bsa in (4.01, 40000.0):
+    # both sides of the BSA and normal-liver-limit ranges (0.2-5 m², ≤ 2000 Gy)
+    plan_sirt(PlanInputs(method="bsa", bsa_m2=5.0, tumor_involvement=0.2, lung_shunt_fraction=0.05))
+    for bsa in (5.01, 40000.0):
         with pytest.raises(DosimetryInputError) as err:
             plan_sirt(PlanInputs(method="bsa", bsa_m2=bsa, tumor_involvement=0.2, lung_shunt_fraction=0.05))
         assert err.value.parameter == "bsaM2"
