@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -269,3 +270,52 @@ def test_ki67_and_grade_that_disagree_ask_for_both() -> None:
     assert verdict.missing == ("grade", "ki67")
     reason = next(r for r in verdict.reasons if r.rule.id == "LT-IND-KI67")
     assert "disagree" in reason.text()
+
+
+# -- where sources disagree: the default decides, the other view is shown ---------------------
+
+TACE_OK: dict[str, Any] = {"primary_site": "small-intestine", "ssa_refractory": True, "ki67": 5,
+                           "extrahepatic_state": "absent", "tumor_burden": 20, "bilirubin": 0.8, "albumin": 4.0,
+                           "platelets": 200, "inr": 1.0, "creatinine": 0.9, "ecog": 0}
+_BASE = {"sirt": SIRT_OK, "ctace": TACE_OK, "prrt": {**PRRT_OK, "ecog": 0},
+         "liver-transplant": {**LT_OK, "ki67": 5}}
+
+
+@pytest.mark.parametrize(("therapy", "change", "status", "rule_id"), [
+    # SIRT bilirubin: 001 Table 1 >= 3 mg/dL (absolute, default) vs labels / Braat 2015 > 2 mg/dL
+    ("sirt", {"bilirubin": 2.0}, Status.ELIGIBLE, None),
+    ("sirt", {"bilirubin": 2.1}, Status.CAUTION, "SIRT-REL-BILIRUBIN-LABEL"),
+    ("sirt", {"bilirubin": 3.0}, Status.INELIGIBLE, "SIRT-ABS-BILIRUBIN"),
+    # burden: 50 % with albumin < 3 (resin) / 70 % (glass, default for SIRT) / 75 % (TACE, 001)
+    ("sirt", {"tumor_burden": 60, "albumin": 3.0}, Status.ELIGIBLE, None),
+    ("sirt", {"tumor_burden": 60, "albumin": 2.9}, Status.CAUTION, "SIRT-REL-BURDEN-ALBUMIN"),
+    ("sirt", {"tumor_burden": 71}, Status.CAUTION, "SIRT-REL-BURDEN"),
+    ("ctace", {"tumor_burden": 70}, Status.ELIGIBLE, None),
+    ("ctace", {"tumor_burden": 71}, Status.CAUTION, "TACE-WARN-RETNET-BURDEN"),
+    ("ctace", {"tumor_burden": 76}, Status.INELIGIBLE, "TACE-ABS-BURDEN"),
+    # Krenning: NETTER-1 uptake >= liver (>= 2, default) vs 003 > 2
+    ("prrt", {"krenning": 3}, Status.ELIGIBLE, None),
+    ("prrt", {"krenning": 2}, Status.CAUTION, "PRRT-WARN-KRENNING-2"),
+    ("prrt", {"krenning": 1}, Status.INELIGIBLE, "PRRT-IND-SSTR"),
+    # transplant age: Milan-NET < 55 vs later <= 60 (default)
+    ("liver-transplant", {"age": 54}, Status.ELIGIBLE, None),
+    ("liver-transplant", {"age": 55}, Status.CAUTION, "LT-WARN-AGE-55"),
+    ("liver-transplant", {"age": 60}, Status.CAUTION, "LT-WARN-AGE-55"),
+    ("liver-transplant", {"age": 61}, Status.INELIGIBLE, "LT-IND-AGE"),
+    # Ki-67: Milan-NET < 10 % for transplant; <= 20 % for PRRT with a warning from 10 %
+    ("liver-transplant", {"ki67": 9.9}, Status.ELIGIBLE, None),
+    ("liver-transplant", {"ki67": 10}, Status.INELIGIBLE, "LT-IND-KI67"),
+    ("prrt", {"ki67": 9.9}, Status.ELIGIBLE, None),
+    ("prrt", {"ki67": 10}, Status.CAUTION, "PRRT-WARN-KI67-10"),
+    ("prrt", {"ki67": 20.1}, Status.INELIGIBLE, "PRRT-IND-KI67"),
+])
+def test_disagreeing_sources_default_and_other_view(therapy: str, change: dict[str, Any], status: Status,
+                                                    rule_id: str | None) -> None:
+    verdict = evaluate_therapy(therapy, make_facts({**_BASE[therapy], **change}), RULES)
+    assert verdict.status is status, [r.text() for r in verdict.reasons if r.decisive]
+    decisive = [r for r in verdict.reasons if r.decisive]
+    if rule_id is None:
+        assert decisive == []
+    else:
+        assert [r.rule.id for r in decisive] == [rule_id]
+        assert "Sources disagree: " in decisive[0].text()

@@ -201,3 +201,39 @@ def test_rules_with_disagreeing_sources_name_it_in_the_reason() -> None:
     reason = next(r for r in verdict.reasons if r.rule.id == "SIRT-REL-BILIRUBIN-LABEL")
     text = reason.text()
     assert "SIRT-REL-BILIRUBIN-LABEL" in text and "Sources disagree" in text and "Braat" in text
+
+
+#: The other edge of rules that hold between two limits, and the other branch of rules that
+#: hold for one of several findings (CASES tests only one of each).
+OTHER_SIDE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "LT-WARN-AGE-55": ({"age": 60}, {"age": 61}),  # 61 is beyond the 60 default: LT-IND-AGE decides
+    "SIRT-REL-BILIRUBIN-LABEL": ({"bilirubin": 2.99}, {"bilirubin": 3.0}),  # 3.0: SIRT-ABS-BILIRUBIN decides
+    "TACE-WARN-RETNET-BILIRUBIN": ({"bilirubin": 2.99}, {"bilirubin": 3.0}),
+    "TACE-WARN-RETNET-BURDEN": ({"tumor_burden": 75}, {"tumor_burden": 76}),
+    "RES-WARN-DEBULK-70": ({"resectable_fraction": 89.9}, {"resectable_fraction": 90}),
+    "PRRT-WARN-KI67-10": ({"ki67": 20}, {"ki67": 20.1}),
+    "ABL-WARN-OLIGO-3": ({"lesion_count": 4}, {"lesion_count": 5}),
+    "RFA-WARN-CLUSTER": ({"max_lesion_diameter": 35}, {"max_lesion_diameter": 36}),  # needed 45 vs 46 mm
+    "MWA-WARN-CLUSTER": ({"max_lesion_diameter": 31}, {"max_lesion_diameter": 30}),  # needed 41 vs 40 mm
+    "SIRT-REL-BURDEN-ALBUMIN": ({"tumor_burden": 51, "albumin": 2.9}, {"tumor_burden": 50, "albumin": 2.9}),
+    "PRRT-IND-PROGRESSION": ({"ssa_refractory": True, "liver_state": "stable"},
+                             {"ssa_refractory": False, "liver_state": "stable"}),
+    "ABL-ABS-BILIOENTERIC": ({"flags": ["bilioenteric-anastomosis"]}, {}),
+    "TACE-ABS-BILIOENTERIC": ({"flags": ["sphincterotomy"]}, {}),
+    "RES-IND-EXTRAHEPATIC": ({"extrahepatic_state": "absent"}, {"extrahepatic_state": "progressing"}),
+    "TACE-IND-HEPATIC-PREDOMINANT": ({"extrahepatic_state": "absent"}, {"extrahepatic_state": "progressing"}),
+    "LT-IND-PORTAL-PRIMARY": ({"primary_site": "small-intestine"}, {"primary_site": "thyroid-medullary"}),
+    "PRRT-IND-SSTR": ({"krenning": 4}, {"krenning": 0}),
+    "IAPRRT-ABS-SSTR-NEGATIVE": ({"krenning": 0}, {"krenning": 4}),
+    "TACE-IND-LOW-GRADE": ({**NEN, "grade": 2}, {**NEN, "grade": 3}),
+    "PRRT-IND-KI67": ({"grade": 2}, {"grade": 3}),
+}
+
+
+@pytest.mark.parametrize("rule_id", sorted(OTHER_SIDE))
+def test_rule_other_side(rule_id: str) -> None:
+    met, not_met = OTHER_SIDE[rule_id]
+    outcome, _ = evaluate_rule(RULES[rule_id], _facts(met), default_ruleset())
+    assert outcome.value is Tri.MET, outcome.evidence
+    outcome, _ = evaluate_rule(RULES[rule_id], _facts(not_met), default_ruleset())
+    assert outcome.value is Tri.NOT_MET, outcome.evidence
