@@ -207,7 +207,11 @@ class PatientFacts:
             if state.value == "progressing":
                 months = 0
             elif state.since is not None:
-                months = whole_months_between(state.since, evaluated_on)
+                # stability is documented up to the assessment (effective date or period end);
+                # it is not assumed to have lasted until the evaluation date. An open period
+                # (start only) means "stable since, ongoing": counted to the evaluation date.
+                until = state.on if state.on is not None and state.on > state.since else evaluated_on
+                months = whole_months_between(state.since, min(until, evaluated_on))
             else:
                 months = -1
             if months >= 0:

@@ -319,3 +319,18 @@ def test_disagreeing_sources_default_and_other_view(therapy: str, change: dict[s
     else:
         assert [r.rule.id for r in decisive] == [rule_id]
         assert "Sources disagree: " in decisive[0].text()
+
+
+def test_stable_months_are_counted_to_the_assessment_not_assumed_up_to_today() -> None:
+    """Milan-NET (001 section 2) asks for stable disease for at least 6 months. An assessment of
+    2026-05-25 that found the liver stable since 2026-04-01 documents under two months of
+    stability; it does not show six months by 2026-11-20."""
+    readings = [Reading("liver_state", "stable", "{code}", date(2026, 5, 25), "Observation/s", since=date(2026, 4, 1))]
+    facts = PatientFacts.from_readings("p", EVAL, readings)
+    assert facts.values["liver_stable_months"].value == Decimal(1)
+    verdict = evaluate_therapy("liver-transplant", facts, RULES)
+    reason = next(r for r in verdict.reasons if r.rule.id == "LT-IND-STABLE")
+    assert reason.result.value == "not-met"
+    # an assessment seven months after the start documents seven months
+    readings = [Reading("liver_state", "stable", "{code}", date(2026, 11, 1), "Observation/s", since=date(2026, 4, 1))]
+    assert PatientFacts.from_readings("p", EVAL, readings).values["liver_stable_months"].value == Decimal(7)
