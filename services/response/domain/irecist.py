@@ -14,7 +14,11 @@ Built on RECIST 1.1 time points:
   are no longer met the response resets to iSD, iPR or iCR and a later PD is a new iUPD;
 - new lesions are measured: up to 5 measurable ones (≤ 2 per organ; ≥ 10 mm, nodes ≥ 15 mm
   short axis) are new-lesion targets (NLT), the others new-lesion non-targets (NLNT);
-- a confirmation scan less than 4 weeks after iUPD confirms only through a new lesion (EORTC FAQ).
+- a confirmation scan less than 4 weeks after iUPD confirms only through a new lesion (EORTC FAQ);
+- after an iUPD driven by new lesions alone, further shrinkage of the target lesions to PR with
+  the new lesions unchanged is iPR (EORTC FAQ "Assigning response after the appearance of new
+  lesions", scenario B); PR reached before the new lesion with no change since stays iUPD
+  (scenario F).
 """
 
 from __future__ import annotations
@@ -126,6 +130,18 @@ def _confirmations(episode: _Episode, v: VisitResponse, visit: Assessment, serie
     return size_reasons, new_reasons
 
 
+def _shrunk_after_new_lesion(episode: _Episode, v: VisitResponse) -> bool:
+    """EORTC iRECIST FAQ "Assigning response after the appearance of new lesions": an iUPD
+    driven by new lesions alone, followed by further shrinkage of the target lesions (below
+    the iUPD sum) that meets PR against baseline, is iPR even though the new lesions remain
+    (scenario B); PR reached before the new lesion with no change since stays iUPD (scenario F).
+    Called only when nothing confirmed progression at this visit."""
+    return (not episode.target_cause and not episode.non_target_cause
+            and v.target in (PR, CR) and v.non_target != PD
+            and v.measure is not None and episode.target_sum is not None
+            and v.measure < episode.target_sum)
+
+
 def assess_irecist(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
     """iRECIST time-point responses (Seymour 2017) over the RECIST 1.1 time points."""
     recist = assess_recist(series, exclude_treated=exclude_treated)
@@ -159,6 +175,11 @@ def assess_irecist(series: Series, *, exclude_treated: bool = True) -> Criterion
             if reasons:
                 category, confirmed = ICPD, True
                 notes.append("progression confirmed (iCPD): " + "; ".join(reasons))
+            elif _shrunk_after_new_lesion(episode, v):
+                category = IPR
+                notes.append("target lesions shrank further after the new lesion to a partial response, "
+                             "new lesions unchanged: iPR (EORTC iRECIST FAQ, scenario B); the new "
+                             "lesions are still followed from the iUPD time point")
             elif v.overall in (PD, NE):
                 category = IUPD
                 episode.new_ids |= new_ids

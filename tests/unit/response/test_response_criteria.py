@@ -191,6 +191,25 @@ def test_irecist_new_lesions():
     assert overall("irecist", [base, iupd, visit(16, tgt("A", "40"), new("X", "16"))])[-1] == "iUPD"
 
 
+def test_irecist_shrinkage_after_a_new_lesion_is_partial_response():
+    # EORTC iRECIST FAQ "Assigning response after the appearance of new lesions" (Seymour 2017
+    # figure): scenario B, a new lesion (iUPD) followed by further shrinkage of the target
+    # lesions to PR while the new lesion is unchanged, is iPR; scenario F, PR reached before the
+    # new lesion and no change afterwards, stays iUPD.
+    scenario_b = [visit(0, tgt("A", "100")), visit(8, tgt("A", "80"), new("X", "12")),
+                  visit(16, tgt("A", "60"), new("X", "12"))]
+    assert overall("irecist", scenario_b) == ["iUPD", "iPR"]
+    scenario_f = [visit(0, tgt("A", "100")), visit(8, tgt("A", "60")),
+                  visit(16, tgt("A", "60"), new("X", "12")), visit(24, tgt("A", "60"), new("X", "12"))]
+    assert overall("irecist", scenario_f) == ["iPR", "iUPD", "iUPD"]
+    # the new lesion grows by 5 mm while the targets shrink: confirmed all the same
+    grown = [*scenario_b[:2], visit(16, tgt("A", "60"), new("X", "17"))]
+    assert overall("irecist", grown) == ["iUPD", "iCPD"]
+    # shrinkage that stays short of PR (−25 % from baseline) leaves iUPD
+    short = [*scenario_b[:2], visit(16, tgt("A", "75"), new("X", "12"))]
+    assert overall("irecist", short) == ["iUPD", "iUPD"]
+
+
 def test_irecist_non_target_progression_needs_a_further_increase():
     base = visit(0, tgt("A", "50"), nontgt("B"))
     iupd = visit(8, tgt("A", "45"), nontgt("B", "unequivocal-progression"))
