@@ -64,10 +64,14 @@ from services.dosimetry.domain.protocols import (
     protocol_warnings,
 )
 
-__all__ = ["METHODS", "PLAUSIBLE_RANGES", "PlanInputs", "SirtPlan", "plan_sirt"]
+__all__ = ["METHODS", "PLAUSIBLE_RANGES", "TI_MISMATCH_TOLERANCE", "PlanInputs", "SirtPlan", "plan_sirt"]
 
 METHODS = ("bsa", "mird", "partition")
 DEVICES = ("resin", "glass")
+
+#: Largest difference between ``tumorInvolvement`` and V_tumour/V_liver (both given) that is not
+#: reported: 5 percentage points (segmentation and rounding differences).
+TI_MISMATCH_TOLERANCE = 0.05
 
 #: Inclusive plausible range of inputs whose unit is easily slipped (see the module doc):
 #: parameter -> (low, high).
@@ -302,6 +306,13 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
             bsa = dubois_bsa_m2(height, weight) if p.bsa_formula == "dubois" else mosteller_bsa_m2(height, weight)
         if p.tumor_involvement is not None:
             ti = p.tumor_involvement
+            if p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
+                from_volumes = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
+                if abs(ti - from_volumes) > TI_MISMATCH_TOLERANCE + 1e-9:
+                    warnings.append(PlanWarning(
+                        "tumor-involvement-mismatch", f"tumorInvolvement {ti:.1%} differs from tumorVolumeMl/"
+                        f"liverVolumeMl = {from_volumes:.1%} by more than {TI_MISMATCH_TOLERANCE:.0%}; "
+                        "tumorInvolvement was used: check both"))
         elif p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
             ti = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
         else:
@@ -378,9 +389,13 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
 
     # -- safety rules ----------------------------------------------------------------------------
     if lsf > LSF_CONTRAINDICATION:
+        # DOMAIN.md §3 and seed 001 Table 1 give the 20 % rule for resin; the glass label limits the lung
+        # dose only. The $sirt-activity contract applies the rule to every device: a glass plan says so.
+        scope = ("" if device == "resin" else "; resin rule applied to glass microspheres too, whose label "
+                 "limits the lung dose only")
         warnings.append(PlanWarning("lung-shunt-above-20", f"lung shunt {lsf:.1%} is above 20 %: SIRT is "
-                                    "contraindicated (seed 001 Table 1; SIR-Spheres instructions for use)",
-                                    "contraindication"))
+                                    "contraindicated (seed 001 Table 1; SIR-Spheres instructions for use"
+                                    f"{scope})", "contraindication"))
     tolerance = 1e-9
     if lung_dose > p.lung_limit_gy * (1 + tolerance):
         warnings.append(PlanWarning("lung-dose-per-treatment", f"predicted lung dose {lung_dose:.1f} Gy exceeds "

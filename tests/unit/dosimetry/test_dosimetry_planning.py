@@ -492,3 +492,25 @@ def test_other_dose_constants_and_half_life_are_shown_as_version_notes() -> None
     assert plan_eanm.activity_at_calibration_gbq == pytest.approx(6.0)
     assert "6.0065 GBq" in {w.rule_id: w.text for w in plan_eanm.warnings}["half-life-versions"]
     assert plan.status == "ok"
+
+
+@pytest.mark.parametrize(("ti", "warns"), [(0.25, False), (0.15, False), (0.2501, True), (0.1499, True)])
+def test_tumor_involvement_that_contradicts_the_volumes_warns(ti: float, warns: bool) -> None:
+    # volumes give TI = 300/1500 = 0.20; the given tumorInvolvement is used, and a difference of
+    # more than 5 percentage points is a caution (one of the two inputs is wrong)
+    plan = plan_sirt(_bsa(tumor_involvement=ti))
+    assert plan.tumor_involvement == ti
+    assert plan.activity_gbq == pytest.approx(2.0 - 0.2 + ti)
+    assert any(w.rule_id == "tumor-involvement-mismatch" for w in plan.warnings) is warns
+    assert plan.status == ("caution" if warns else "ok")
+
+
+@pytest.mark.parametrize("device", ["resin", "glass"])
+def test_lung_shunt_above_20_percent_names_the_source_per_device(device: str) -> None:
+    # seed 001 Table 1 / SIR-Spheres label: LSF > 20 % contraindicated (resin); the glass label limits
+    # the lung dose only, and DOMAIN.md §3 lists the 20 % rule for resin: a glass plan says so
+    plan = plan_sirt(PlanInputs(method="mird", device=device, target_dose_gy=120, liver_volume_ml=1500,
+                                lung_shunt_fraction=0.21, lung_mass_kg=5.0))
+    assert plan.status == "contraindicated"
+    text = next(w.text for w in plan.warnings if w.rule_id == "lung-shunt-above-20")
+    assert ("resin rule applied to glass" in text) is (device == "glass")
