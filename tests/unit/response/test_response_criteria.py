@@ -130,6 +130,8 @@ def pet(base_sul, follow_sul, ref=LIVER, follow_ref=None):
     ("2.6", "3.4", LOW_LIVER, "SMD"),   # +30.8 % but +0.8 units exactly
     ("2.6", "3.41", LOW_LIVER, "PMD"),
     ("4.0", "1.9", LIVER, "CMR"),       # below the liver mean
+    ("4.0", "2.0", LIVER, "CMR"),       # at the liver mean
+    ("4.0", "2.01", LIVER, "PMR"),      # above it: −49.75 %, −1.99 units
 ])
 def test_percist_thresholds(base, follow, ref, expected):
     assert overall("percist", pet(base, follow, ref)) == [expected]

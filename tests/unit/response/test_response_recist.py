@@ -178,6 +178,16 @@ def test_reappearance_after_complete_response_is_progression():
     assert overall(after_pr) == ["PR", "PR"]
 
 
+@pytest.mark.parametrize(("short_axis", "expected"), [("9.9", "CR"), ("10", "PD")])
+def test_target_node_reappears_after_complete_response_at_ten_mm(short_axis, expected):
+    # EORTC RECIST FAQ "Abnormal lymph node": after CR a target node has "reappeared" only when
+    # its short axis is ≥ 10 mm; then the reappearance is PD (CR assigned at the previous visit).
+    base = visit(0, tgt("N", "30", node=True, short="20"))
+    cr = visit(8, tgt("N", "12", node=True, short="8"))
+    later = visit(16, tgt("N", "14", node=True, short=short_axis))
+    assert overall([base, cr, later]) == ["CR", expected]
+
+
 # -- split, coalesced and treated lesions ----------------------------------------------------
 
 
