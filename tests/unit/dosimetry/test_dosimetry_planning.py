@@ -514,3 +514,25 @@ def test_lung_shunt_above_20_percent_names_the_source_per_device(device: str) ->
     assert plan.status == "contraindicated"
     text = next(w.text for w in plan.warnings if w.rule_id == "lung-shunt-above-20")
     assert ("resin rule applied to glass" in text) is (device == "glass")
+
+
+def test_vial_residual_in_each_method() -> None:
+    # BSA: the empirical activity is the one to administer; a 10 % residual lowers what is delivered:
+    # lung 49.67·(2.0·0.9)·0.05 = 4.4703 Gy (4.967 Gy without residual)
+    bsa = plan_sirt(_bsa(vial_residual_fraction=0.10))
+    assert bsa.activity_gbq == pytest.approx(2.0)
+    assert bsa.lung_dose_gy == pytest.approx(4.4703, abs=1e-4)
+    # MIRD: the activity is raised so that the delivered activity meets the target:
+    # 90 Gy, 1.5 kg, LSF 10 %, C 50, R 10 % → 3/0.9 = 3.3333 GBq, perfused dose still 90 Gy
+    mird = plan_sirt(PlanInputs(method="mird", device="glass", target_dose_gy=90, liver_volume_ml=1500,
+                                tissue_density_g_per_ml=1.0, lung_shunt_fraction=0.10, dose_constant=50.0,
+                                vial_residual_fraction=0.10))
+    assert mird.activity_gbq == pytest.approx(3.33333, abs=1e-5)
+    assert mird.perfused_liver_dose_gy == pytest.approx(90.0)
+    assert mird.lung_dose_gy == pytest.approx(15.0)
+    # partition: likewise, 1.57163/0.9 = 1.74626 GBq for the 120 Gy tumour target
+    part = plan_sirt(PlanInputs(method="partition", device="resin", liver_volume_ml=1500, tumor_volume_ml=300,
+                                tumor_to_normal_ratio=4, lung_shunt_fraction=0.05, target_dose_gy=120,
+                                vial_residual_fraction=0.10))
+    assert part.activity_gbq == pytest.approx(1.74626, abs=1e-5)
+    assert part.tumor_dose_gy == pytest.approx(120.0)
