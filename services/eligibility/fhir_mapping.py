@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -178,6 +178,27 @@ def _date_of(text: Any) -> date | None:
         return None
 
 
+def _instant_of(text: Any) -> datetime | None:
+    """The instant of a FHIR dateTime that has a time of day (UTC when no zone is given)."""
+    if not isinstance(text, str) or len(text) <= 10:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _effective_instant(resource: Mapping[str, Any]) -> datetime | None:
+    """The instant of the same element :func:`_effective` takes the date from, if it has a time."""
+    period = resource.get("effectivePeriod") or {}
+    for text in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
+                 period.get("end"), period.get("start"), resource.get("issued")):
+        if _date_of(text) is not None:
+            return _instant_of(text)
+    return None
+
+
 def _effective(resource: Mapping[str, Any]) -> date | None:
     period = resource.get("effectivePeriod") or {}
     for text in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
@@ -327,6 +348,7 @@ class _Reader:
             return
         where = f"Bundle.entry[{i}].resource"
         on = _effective(obs)
+        at = _effective_instant(obs)
         codings = _codings(obs.get("code"))
         if any(c.get("system") == LOINC and c.get("code") == TUMOR_SIZE_LOINC for c in codings):
             self.tumor_size(i, obs, ref, on, body_structures, lesions)
@@ -339,7 +361,7 @@ class _Reader:
         self.refs.append(ref)
         if name == "lesion_count_summary":
             value = self.quantity_value("lesion_count", obs, where)
-            self.readings.append(Reading("lesion_count", value, "{lesions}", on, ref))
+            self.readings.append(Reading("lesion_count", value, "{lesions}", on, ref, at=at))
             return
         spec = self.rules.inputs[name]
         if name in _CODED_INPUTS:
@@ -350,18 +372,18 @@ class _Reader:
                 raise FhirError(422, "value", f"{spec.display} needs a valueCodeableConcept from {system}",
                                 f"{where}.valueCodeableConcept")
             since = _date_of((obs.get("effectivePeriod") or {}).get("start"))
-            self.readings.append(Reading(name, code, spec.unit, on, ref, since))
+            self.readings.append(Reading(name, code, spec.unit, on, ref, since, at=at))
             return
         if spec.unit == "{boolean}":
             if not isinstance(obs.get("valueBoolean"), bool):
                 raise FhirError(422, "value", f"{spec.display} needs a valueBoolean", f"{where}.valueBoolean")
-            self.readings.append(Reading(name, bool(obs["valueBoolean"]), spec.unit, on, ref))
+            self.readings.append(Reading(name, bool(obs["valueBoolean"]), spec.unit, on, ref, at=at))
             return
         value = self.quantity_value(name, obs, where)
         comparator = str((obs.get("valueQuantity") or {}).get("comparator") or "")
         if comparator not in {"", "<", "<=", ">", ">="}:
             raise FhirError(422, "value", f"unknown comparator {comparator!r}", f"{where}.valueQuantity.comparator")
-        self.readings.append(Reading(name, value, spec.unit, on, ref, comparator=comparator))
+        self.readings.append(Reading(name, value, spec.unit, on, ref, comparator=comparator, at=at))
 
     def code_name(self, coding: Mapping[str, Any]) -> str | None:
         key = (str(coding.get("system")), str(coding.get("code")))

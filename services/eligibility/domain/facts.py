@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 
@@ -49,6 +49,7 @@ class Reading:
     source: str
     since: date | None = None
     comparator: str = ""  # FHIR Quantity.comparator: the value is a bound (<, <=, >, >=)
+    at: datetime | None = None  # the effective instant (time zone aware) when a time of day was given
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def _text(value: Value) -> str:
 def newest_fact(readings: Sequence[Reading]) -> Fact:
     """Reduce readings of one input to the newest value; report same-date disagreement.
 
-    Readings without a date rank below every dated reading.
+    Readings without a date rank below every dated reading. On the newest date, readings that
+    all carry a time of day are ordered by it (CONTRACT: the newest by ``effectiveDateTime``
+    wins); only readings at the same instant, or without a time, can conflict.
     """
     if not readings:
         raise ValueError("no readings")
@@ -105,6 +108,10 @@ def newest_fact(readings: Sequence[Reading]) -> Fact:
     ranked = sorted(readings, key=lambda r: (r.on is not None, r.on or date.min), reverse=True)
     newest_on = ranked[0].on
     same_day = [r for r in ranked if r.on == newest_on]
+    timed = [r.at for r in same_day if r.at is not None]
+    if len(timed) == len(same_day) > 1:
+        latest = max(timed)
+        same_day = [r for r in same_day if r.at == latest]
     first = same_day[0]
     others: list[Value] = []
     for reading in same_day[1:]:

@@ -464,3 +464,20 @@ def test_fractional_scores_and_counts_are_refused(client: FlaskClient, system: s
     b = PatientBundleBuilder("whole", "1960-01-01")
     b._obs({"system": system, "code": code}, None, valueQuantity={"value": 2.0, "unit": "1", "system": UCUM, "code": "1"})
     assert len(statuses(evaluate(client, b.bundle()))) == 13
+
+
+def test_later_value_on_the_same_day_wins_by_its_time(client: FlaskClient) -> None:
+    """CONTRACT: the newest value by effectiveDateTime wins. An INR of 2.1 at 08:00 corrected to
+    1.3 at 15:00 the same day (vitamin K before an ablation) is 1.3, not a conflict."""
+    b = PatientBundleBuilder("inr", "1960-01-01")
+    day = EVALUATION_DATE.isoformat()
+    early = b.lab("inr", 2.1, EVALUATION_DATE)
+    early["effectiveDateTime"] = f"{day}T08:00:00+01:00"
+    late = b.lab("inr", 1.3, EVALUATION_DATE)
+    late["effectiveDateTime"] = f"{day}T15:00:00+01:00"
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ablation-mwa")["note"])
+    assert "[ABL-REL-INR · relative · not-met]" in notes and "INR 1.3" in notes
+    # the same instant written in two time zones with two values is a conflict
+    late["effectiveDateTime"] = f"{day}T07:00:00Z"
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ablation-mwa")["note"])
+    assert "[ABL-REL-INR · relative · unknown]" in notes and "conflicting" in notes

@@ -334,3 +334,17 @@ def test_stable_months_are_counted_to_the_assessment_not_assumed_up_to_today() -
     # an assessment seven months after the start documents seven months
     readings = [Reading("liver_state", "stable", "{code}", date(2026, 11, 1), "Observation/s", since=date(2026, 4, 1))]
     assert PatientFacts.from_readings("p", EVAL, readings).values["liver_stable_months"].value == Decimal(7)
+
+
+def test_same_day_readings_are_ordered_by_their_time_when_all_have_one() -> None:
+    from datetime import UTC, datetime
+
+    day = EVAL - timedelta(days=1)
+    morning = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
+    evening = datetime(day.year, day.month, day.day, 16, tzinfo=UTC)
+    a = Reading("inr", Decimal("2.1"), "1", day, "Observation/a", at=morning)
+    b = Reading("inr", Decimal("1.3"), "1", day, "Observation/b", at=evening)
+    fact = newest_fact([b, a])
+    assert not fact.conflicting and fact.value == Decimal("1.3") and fact.sources == ("Observation/b",)
+    untimed = Reading("inr", Decimal("2.1"), "1", day, "Observation/c")
+    assert newest_fact([b, untimed]).conflicting  # no time on one of them: cannot be ordered
