@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from services.response.domain.bor import BorSettings, best_overall_response
 from services.response.domain.choi import assess_choi
@@ -57,6 +58,20 @@ def evaluate(criterion: str, assessments: Sequence[Assessment],
         result = assess_irecist(series, exclude_treated=exclude)
     else:
         result = assess_percist(series, exclude_treated=exclude)
-    best, notes = best_overall_response(result.baseline_date,
-                                        [(v.date, v.overall) for v in result.visits], bor or BorSettings())
+    settings = bor or BorSettings()
+    best, notes = best_overall_response(result.baseline_date, _bor_points(result, settings), settings)
     return Evaluation(result, best, notes)
+
+
+#: The stable category a carried-on partial response stands for, by criterion family.
+_MEASURED_STABLE = {"PR": "SD", "iPR": "iSD"}
+
+
+def _bor_points(result: CriterionResult, settings: BorSettings) -> list[tuple[date, str]]:
+    """Time points for the best overall response. When confirmation is required, a PR carried
+    on from an earlier response (measurement alone SD) counts as SD: the EORTC RECIST FAQ
+    carries a PR on only once it is "assigned, and confirmed (if required)", and Table 3 makes
+    "PR, SD" an SD."""
+    return [(v.date, _MEASURED_STABLE.get(v.overall, v.overall)
+             if settings.confirmation_days and v.continued_response else v.overall)
+            for v in result.visits]

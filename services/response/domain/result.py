@@ -47,6 +47,9 @@ class VisitResponse:
     treated_lesions: tuple[str, ...] = ()
     extra: tuple[tuple[str, Decimal | None], ...] = ()
     notes: tuple[str, ...] = ()
+    #: ``overall`` is a response carried on from an earlier PR/CR although this visit's
+    #: measurement alone is SD (EORTC RECIST FAQ); it cannot confirm a response.
+    continued_response: bool = False
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
         new = series.new_lesions(visit)
         cr = has_targets and total is not None and _complete_response(series, visit, rule)
         target: str | None
+        continued = False
         if not has_targets:
             target = None
             t_base = t_nadir = None
@@ -152,7 +153,7 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
                 elif not cr:
                     target = PR if is_response(total, base, rule) else SD
                     if target == SD and rule.continued_pr and responded:
-                        target = PR
+                        target, continued = PR, True
                         notes.append("partial response continues: no progression since the response")
             t_base = _category(total, measured, base, cr, rule)
             t_nadir = _category(total, measured, nadir, cr, rule)
@@ -170,7 +171,7 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
             nadir=nadir if has_targets else None, nadir_date=nadir_date if has_targets else None,
             target=target, non_target=nt,
             new_lesions=tuple(m.lesion_id for m in new), treated_lesions=treated,
-            notes=tuple(notes)))
+            notes=tuple(notes), continued_response=continued and overall == PR))
         if total is not None and has_targets and total < nadir:
             nadir, nadir_date = total, visit.date
         if overall == PD:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from services.response.domain.bor import BorSettings
 from services.response.domain.criteria import evaluate
 from services.response.domain.model import LocalTreatment, Modality, ResponseInputError
 from services.response.domain.tables import overall_response
@@ -27,6 +28,17 @@ def test_eortc_faq_partial_response_continues_until_progression():
     assert last.vs_baseline == "SD"  # −20 % against the baseline alone
     assert last.vs_nadir == "SD"  # +14.3 % against the nadir alone
     assert last.percent_vs_baseline == Decimal(-20)
+
+
+def test_continued_partial_response_does_not_confirm_a_response():
+    # EORTC RECIST FAQ: a PR continues "once assigned, and confirmed (if required)". With
+    # confirmation required, 100 → 70 → 80 is PR then SD by measurement: Table 3 "PR, SD" gives
+    # SD, not a PR confirmed by a scan that no longer meets PR; 100 → 70 → 70 → 80 is confirmed.
+    confirm = BorSettings(confirmation_days=28, min_sd_days=42)
+    assert evaluate("recist-1.1", timeline("100", "70", "80"), bor=confirm).best == "SD"
+    assert evaluate("irecist", timeline("100", "70", "80"), bor=confirm).best == "iSD"
+    assert evaluate("recist-1.1", timeline("100", "70", "70", "80"), bor=confirm).best == "PR"
+    assert evaluate("recist-1.1", timeline("100", "70", "80")).best == "PR"  # not required
 
 
 def test_without_a_prior_response_the_same_sum_is_stable_disease():
