@@ -125,6 +125,7 @@ def pet(base_sul, follow_sul, ref=LIVER, follow_ref=None):
     ("4.0", "2.81", LIVER, "SMD"),      # −29.75 %
     ("2.6", "1.82", LOW_LIVER, "SMD"),  # −30 % but only −0.78 units
     ("2.7", "1.89", LOW_LIVER, "PMR"),  # −30 % and −0.81 units
+    ("2.6", "1.8", LOW_LIVER, "PMR"),   # −30.8 % and −0.8 units exactly (Wahl: "at least 0.8")
     ("4.0", "5.2", LIVER, "SMD"),       # +30 % exactly: PMD needs more than 30 %
     ("4.0", "5.21", LIVER, "PMD"),
     ("2.6", "3.4", LOW_LIVER, "SMD"),   # +30.8 % but +0.8 units exactly
