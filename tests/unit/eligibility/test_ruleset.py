@@ -35,7 +35,10 @@ def test_every_therapy_has_a_rule_that_can_exclude_it(therapy: str) -> None:
 @pytest.mark.parametrize("pair", [
     ("SIRT-ABS-BILIRUBIN", "Braat"), ("SIRT-REL-BURDEN", "50 %"), ("TACE-ABS-BURDEN", "70 %"),
     ("PRRT-IND-SSTR", "Krenning > 2"), ("LT-IND-AGE", "55"), ("LT-IND-KI67", "20 %"),
-    ("PRRT-IND-KI67", "10 %"), ("SIRT-REL-BURDEN-ALBUMIN", "75 %"), ("PRRT-WARN-KRENNING-2", "Krenning > 2"),
+    ("PRRT-IND-KI67", "10 %"), ("RES-IND-DEBULK", "greater than 90 %"),
+    *((rule_id, "10 mm") for rule_id in ("RFA-REL-ZONE", "RFA-WARN-CLUSTER", "MWA-REL-ZONE", "MWA-WARN-CLUSTER",
+                                         "LASER-REL-ZONE", "IRE-REL-ZONE", "ABL-WARN-SIZE")),
+    ("SIRT-REL-BURDEN-ALBUMIN", "75 %"), ("PRRT-WARN-KRENNING-2", "Krenning > 2"),
 ])
 def test_disagreements_of_the_issue_are_named(pair: tuple[str, str]) -> None:
     rule_id, fragment = pair
