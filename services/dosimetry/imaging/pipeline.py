@@ -41,7 +41,7 @@ from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
 from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, vois_from_dataset
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
 
-__all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "run_voxel_dosimetry"]
+__all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
 
 #: Stages in order, with the fraction of the job done when each starts (for progress reports).
 STAGES: tuple[tuple[str, float], ...] = (
@@ -106,6 +106,22 @@ class VoxelDosimetryResult:
             "lungShuntFraction": self.lung_shunt_fraction, "automaticVoi": self.automatic_voi,
             "warnings": list(self.warnings), "timingsS": dict(self.timings_s),
         }
+
+
+def non_negative_counts(values: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The activity map as float64 with negative voxels set to 0, and a warning when there were any.
+
+    Filtered back-projection can leave negative voxels; activity cannot be negative, and keeping
+    them would lower every VOI's mean dose without saying so.
+    """
+    counts = values.astype(np.float64)
+    negative = counts < 0
+    if not negative.any():
+        return counts, None
+    share = float(-counts[negative].sum() / max(float(np.abs(counts).sum()), 1e-30))
+    counts[negative] = 0.0
+    return counts, (f"{int(negative.sum())} voxels with negative values ({100 * share:.2f} % of the absolute "
+                    "counts) were set to 0 before the dose calculation")
 
 
 def _validate(administered_activity_gbq: float, method: str) -> None:
@@ -199,7 +215,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         warnings.append(f"radionuclide {nuclide}: the dose is computed for Y-90 microspheres distributed like "
                         "this image")
     spacing = grid.spacing_mm
-    counts = activity.values.astype(np.float64)
+    counts, clipped = non_negative_counts(activity.values)
+    if clipped:
+        warnings.append(clipped)
     if not float(counts.sum()) > 0:
         raise ImagingError("the activity series holds no counts (all voxels 0)", "studyInstanceUid")
     dose = _engine_dose(method, counts, spacing, float(administered_activity_gbq), density,

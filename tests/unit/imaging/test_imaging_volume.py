@@ -211,3 +211,17 @@ def test_nm_exported_one_slice_per_instance_gives_the_same_volume() -> None:
     np.testing.assert_array_equal(per_slice.values, multi.values)
     np.testing.assert_allclose(per_slice.grid.affine, multi.grid.affine, atol=1e-3)
     assert per_slice.units == "CNTS" and per_slice.decay_factor == pytest.approx(multi.decay_factor)
+
+
+
+def test_negative_voxels_are_clipped_with_a_warning_before_the_dose() -> None:
+    """FBP reconstructions can hold negative values; they must not lower the VOI doses."""
+    import numpy as np
+
+    from services.dosimetry.imaging.pipeline import non_negative_counts
+
+    counts, warning = non_negative_counts(np.array([[[4.0, -1.0], [2.0, 3.0]]], dtype=np.float32))
+    assert counts.dtype == np.float64 and counts.min() == 0 and counts.sum() == 9.0
+    assert warning is not None and "1 voxels" in warning and "10.00 %" in warning
+    clean, none = non_negative_counts(np.ones((2, 2, 2)))
+    assert none is None and clean.sum() == 8
