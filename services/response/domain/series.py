@@ -223,6 +223,11 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
     baseline, follow_ups = ordered[0], tuple(ordered[1:])
     if not baseline.lesions:
         raise ResponseInputError("the baseline assessment holds no lesion", "Observation.focus")
+    for m in baseline.lesions:
+        if m.role is Role.NEW:
+            raise ResponseInputError(
+                f"lesion {m.lesion_id!r} is coded new at the baseline assessment "
+                f"({baseline.date.isoformat()}); code it target or non-target", m.source)
     targets = _check_targets(baseline, value)
     non_targets = tuple(m for m in baseline.lesions if m.role is Role.NON_TARGET)
     if not targets and (require_targets or not non_targets):

@@ -285,6 +285,14 @@ def test_baseline_without_lesions_or_with_an_unknown_criterion_is_refused():
     assert err.value.element == "criteria"
 
 
+def test_a_new_lesion_at_baseline_is_refused():
+    # A lesion coded new on the earliest (baseline) date would be neither target nor
+    # non-target and silently ignored at every follow-up.
+    with pytest.raises(ResponseInputError, match="baseline") as err:
+        evaluate("recist-1.1", [visit(0, tgt("A", "20"), new("X")), visit(8, tgt("A", "20"), new("X"))])
+    assert err.value.element == "lesion X"
+
+
 def test_follow_up_lesions_keep_their_baseline_role():
     base = visit(0, tgt("A", "20"), nontgt("B"))
     with pytest.raises(ResponseInputError, match="code it as new"):
