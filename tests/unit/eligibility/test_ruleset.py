@@ -39,6 +39,7 @@ def test_every_therapy_has_a_rule_that_can_exclude_it(therapy: str) -> None:
     *((rule_id, "10 mm") for rule_id in ("RFA-REL-ZONE", "RFA-WARN-CLUSTER", "MWA-REL-ZONE", "MWA-WARN-CLUSTER",
                                          "LASER-REL-ZONE", "IRE-REL-ZONE", "ABL-WARN-SIZE")),
     ("SIRT-REL-BURDEN-ALBUMIN", "75 %"), ("PRRT-WARN-KRENNING-2", "Krenning > 2"),
+    ("SIRT-REL-LIVER-DISEASE", "Table 1"), ("SIRT-REL-CHEMOTHERAPY", "Table 1"),
 ])
 def test_disagreements_of_the_issue_are_named(pair: tuple[str, str]) -> None:
     rule_id, fragment = pair
