@@ -168,4 +168,5 @@ def assess_choi(series: Series, *, exclude_treated: bool = True) -> CriterionRes
         if total is not None and has_targets and total < nadir:
             nadir, nadir_date = total, visit.date
     return CriterionResult("choi", series.baseline.date, base if has_targets else None,
-                           rule.measure_code, "mm", tuple(visits), tuple(notes_all))
+                           rule.measure_code, "mm", tuple(visits), tuple(notes_all),
+                           final_nadir_date=nadir_date)

@@ -63,5 +63,5 @@ def assess_easl(series: Series, *, exclude_treated: bool = False) -> CriterionRe
                 + "; taken equal to the longest viable diameter")
         return CriterionResult(result.criterion, result.baseline_date, result.baseline_measure,
                                result.measure_code, result.measure_unit, result.visits,
-                               (*result.notes, note))
+                               (*result.notes, note), final_nadir_date=result.final_nadir_date)
     return result

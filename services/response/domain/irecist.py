@@ -195,4 +195,5 @@ def assess_irecist(series: Series, *, exclude_treated: bool = True) -> Criterion
             vs_nadir=ICPD if confirmed else _MAP[v.vs_nadir],
             notes=tuple(notes)))
     return CriterionResult("irecist", recist.baseline_date, recist.baseline_measure,
-                           recist.measure_code, recist.measure_unit, tuple(visits), recist.notes)
+                           recist.measure_code, recist.measure_unit, tuple(visits), recist.notes,
+                           final_nadir_date=recist.final_nadir_date)

@@ -150,4 +150,4 @@ def assess_percist(series: Series, *, exclude_treated: bool = True) -> Criterion
         if peak < nadir and not partial:
             nadir, nadir_date = peak, visit.date
     return CriterionResult("percist", series.baseline.date, base_peak, "sul-peak", "g/mL",
-                           tuple(visits), series.notes)
+                           tuple(visits), series.notes, final_nadir_date=nadir_date)

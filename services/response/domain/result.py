@@ -63,10 +63,15 @@ class CriterionResult:
     measure_unit: str
     visits: tuple[VisitResponse, ...]
     notes: tuple[str, ...] = field(default=())
+    #: The nadir date the criterion tracked to the end (an NE or non-comparable visit never
+    #: sets it); ``None`` lets :attr:`nadir_date` take the smallest measure.
+    final_nadir_date: date | None = None
 
     @property
     def nadir_date(self) -> date:
-        """Date of the smallest measure (baseline included), for the case-report form."""
+        """Date of the nadir after the last visit (baseline included), for the case-report form."""
+        if self.final_nadir_date is not None:
+            return self.final_nadir_date
         best_date, best = self.baseline_date, self.baseline_measure
         for v in self.visits:
             if v.measure is not None and best is not None and v.measure < best:

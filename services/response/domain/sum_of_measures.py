@@ -180,4 +180,5 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
             responded = True
         previous_overall = overall
     return CriterionResult(rule.criterion, series.baseline.date, base if has_targets else None,
-                           rule.measure_code, rule.measure_unit, tuple(visits), series.notes)
+                           rule.measure_code, rule.measure_unit, tuple(visits), series.notes,
+                           final_nadir_date=nadir_date)

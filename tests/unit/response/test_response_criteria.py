@@ -155,6 +155,20 @@ def test_percist_scans_with_a_drifting_liver_reference_are_not_comparable():
     assert overall("percist", pet("4.0", "2.6", follow_ref=close)) == ["PMR"]
 
 
+def test_percist_nadir_date_ignores_scans_that_are_not_comparable():
+    # The case-report form's "date of nadir": a scan that is NE because its liver reference
+    # drifted (Wahl 2009) never sets the nadir, even with a lower SULpeak.
+    drift = PetReference(liver_mean=Decimal("2.5"), liver_sd=Decimal("0.3"))
+    assessments = [visit(0, tgt("A", "30", sul="4.0"), pet=LIVER),
+                   visit(8, tgt("A", "30", sul="2.5"), pet=drift),
+                   visit(16, tgt("A", "30", sul="4.2"), pet=LIVER)]
+    result = evaluate("percist", assessments).result
+    assert [v.overall for v in result.visits] == ["NE", "SMD"]
+    assert result.nadir_date == day(0)
+    comparable = [assessments[0], visit(8, tgt("A", "30", sul="2.5"), pet=LIVER), assessments[2]]
+    assert evaluate("percist", comparable).result.nadir_date == day(8)
+
+
 def test_percist_new_lesion_is_progression():
     assessments = [visit(0, tgt("A", "30", sul="4.0"), pet=LIVER),
                    visit(8, tgt("A", "30", sul="2.0"), new("X"), pet=LIVER)]
