@@ -48,7 +48,13 @@ from netliver.units import (
     normalise_unit,
 )
 from services.eligibility.domain.evaluation import Status, TherapyVerdict
-from services.eligibility.domain.facts import FactQuality, PatientFacts, Reading, fact_quality
+from services.eligibility.domain.facts import (
+    FUTURE_TOLERANCE_DAYS,
+    FactQuality,
+    PatientFacts,
+    Reading,
+    fact_quality,
+)
 from services.eligibility.domain.imaging import ImagingAdvice
 from services.eligibility.domain.rules import RuleSet
 from services.eligibility.ruleset import input_catalogue, medication_classes
@@ -526,8 +532,12 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
         elif rtype == "Procedure":
             reader.procedure(res, ref)
 
-    if lesions:
-        latest = max(lesions)
+    usable_dates = [d for d in lesions if (d - evaluated_on).days <= FUTURE_TOLERANCE_DAYS]
+    for later in sorted(set(lesions) - set(usable_dates)):
+        reader.notes.append(f"Lesion assessment of {later.isoformat()}, after the evaluation date "
+                            f"{evaluated_on.isoformat()}, was not used.")
+    if usable_dates:
+        latest = max(usable_dates)  # the latest assessment the evaluation date can see
         assessment = lesions[latest]
         refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
         distinct = {f for f, _, _ in assessment}

@@ -20,6 +20,7 @@ from decimal import Decimal
 from enum import Enum
 
 __all__ = [
+    "FUTURE_TOLERANCE_DAYS",
     "Fact",
     "FactQuality",
     "PatientFacts",
@@ -32,6 +33,10 @@ __all__ = [
 ]
 
 Value = Decimal | bool | str
+
+#: Days a reading may be dated after the evaluation date and still be used (time zones: a
+#: value taken late on the evaluation day in one zone carries the next day's date in another).
+FUTURE_TOLERANCE_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,21 @@ class PatientFacts:
                       medications: Mapping[str, tuple[str, ...]] | None = None,
                       prior_therapies: Mapping[str, tuple[str, ...]] | None = None,
                       notes: Iterable[str] = ()) -> PatientFacts:
-        """Build facts from readings: newest wins, age and months of stable disease derived."""
+        """Build facts from readings: newest wins, age and months of stable disease derived.
+
+        Readings dated more than :data:`FUTURE_TOLERANCE_DAYS` after the evaluation date are
+        not used (an evaluation "as of" a date cannot see later values); a note says so.
+        """
         grouped: dict[str, list[Reading]] = {}
+        later: list[str] = []
         for reading in readings:
+            if reading.on is not None and (reading.on - evaluated_on).days > FUTURE_TOLERANCE_DAYS:
+                later.append(f"{reading.source} ({reading.on.isoformat()})")
+                continue
             grouped.setdefault(reading.name, []).append(reading)
+        if later:
+            notes = (*notes, f"Values dated after the evaluation date {evaluated_on.isoformat()} were not used: "
+                             + ", ".join(dict.fromkeys(later)) + ".")
         values = {name: newest_fact(items) for name, items in grouped.items()}
         if birth_date is not None:
             age = whole_years_between(birth_date, evaluated_on)

@@ -481,3 +481,14 @@ def test_later_value_on_the_same_day_wins_by_its_time(client: FlaskClient) -> No
     late["effectiveDateTime"] = f"{day}T07:00:00Z"
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ablation-mwa")["note"])
     assert "[ABL-REL-INR · relative · unknown]" in notes and "conflicting" in notes
+
+
+def test_lesion_assessment_after_the_evaluation_date_is_not_the_latest(client: FlaskClient) -> None:
+    from datetime import timedelta
+
+    b = PatientBundleBuilder("later", "1960-01-01")
+    b.lesions([20, 15], EVALUATION_DATE - timedelta(days=20))
+    b.lesions([25, 18, 12, 11, 10, 9], EVALUATION_DATE + timedelta(days=30))  # a later scan
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ablation-mwa")["note"])
+    assert "[ABL-IND-OLIGO · indication · met]" in notes and "Number of liver lesions 2 " in notes
+    assert f"Lesion assessment of {(EVALUATION_DATE + timedelta(days=30)).isoformat()}" in notes

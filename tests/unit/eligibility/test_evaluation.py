@@ -348,3 +348,16 @@ def test_same_day_readings_are_ordered_by_their_time_when_all_have_one() -> None
     assert not fact.conflicting and fact.value == Decimal("1.3") and fact.sources == ("Observation/b",)
     untimed = Reading("inr", Decimal("2.1"), "1", day, "Observation/c")
     assert newest_fact([b, untimed]).conflicting  # no time on one of them: cannot be ordered
+
+
+def test_values_dated_after_the_evaluation_date_are_not_used() -> None:
+    """An evaluation "as of" a date (the ``date`` parameter) cannot use a value measured later:
+    a bilirubin of 3.4 taken 10 days after the board is not the board's bilirubin. One day of
+    tolerance is kept for time zones."""
+    later = Reading("bilirubin", Decimal("3.4"), "mg/dL", EVAL + timedelta(days=10), "Observation/later")
+    before = Reading("bilirubin", Decimal("0.9"), "mg/dL", EVAL - timedelta(days=3), "Observation/before")
+    facts = PatientFacts.from_readings("p", EVAL, [later, before])
+    assert facts.values["bilirubin"].value == Decimal("0.9")
+    assert any("after the evaluation date" in n for n in facts.notes)
+    next_day = Reading("bilirubin", Decimal("1.1"), "mg/dL", EVAL + timedelta(days=1), "Observation/tz")
+    assert PatientFacts.from_readings("p", EVAL, [next_day, before]).values["bilirubin"].value == Decimal("1.1")
