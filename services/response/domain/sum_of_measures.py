@@ -9,8 +9,8 @@ thresholds; the rest is common:
 - PR is judged against the baseline, PD against the nadir;
 - a visit with a missing target lesion is NE unless the lesions measured already prove PD
   (RECIST 1.1 §4.4.2: baseline 50 mm, two of three lesions measured at 80 mm → PD);
-- after a CR, any reappearing target lesion is PD (EORTC RECIST FAQ "Does a new lesion always
-  result in PD?");
+- after a CR, any reappearing target or non-target lesion is PD (EORTC RECIST FAQ "Does a new
+  lesion always result in PD?": the reappearance of any malignant lesion);
 - once PR (or CR) is reached, a later visit stays PR unless it is PD (EORTC RECIST FAQ:
   100 → 70 → 70 → 80 mm stays PR), where the rule says so;
 - non-target and new lesions combine with the target category by RECIST 1.1 Tables 1-2.
@@ -32,6 +32,7 @@ from services.response.domain.series import (
 from services.response.domain.tables import (
     CR,
     NE,
+    NON_CR_NON_PD,
     PD,
     PR,
     SD,
@@ -158,6 +159,9 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
             t_base = _category(total, measured, base, cr, rule)
             t_nadir = _category(total, measured, nadir, cr, rule)
         overall = overall_response(target, nt, bool(new))
+        if previous_overall == CR and nt == NON_CR_NON_PD and overall != PD:
+            overall = PD
+            notes.append("a non-target lesion reappeared after a complete response: PD")
         vs_base = overall_response(t_base, nt, bool(new))
         vs_nadir = overall_response(t_nadir, nt, bool(new))
         if new:

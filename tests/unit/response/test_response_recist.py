@@ -190,6 +190,21 @@ def test_reappearance_after_complete_response_is_progression():
     assert overall(after_pr) == ["PR", "PR"]
 
 
+def test_non_target_lesion_reappearing_after_complete_response_is_progression():
+    # EORTC RECIST FAQ "Does a new lesion always result in PD?": when CR was assigned at the
+    # previous assessment, the reappearance of any malignant lesion is PD, non-target included.
+    base = visit(0, tgt("A", "20"), nontgt("B"))
+    cr = visit(8, tgt("A", "0"), nontgt("B", "absent"))
+    back = visit(16, tgt("A", "0"), nontgt("B", "present"))
+    assert overall([base, cr, back]) == ["CR", "PD"]
+    # without a prior CR the same non-target lesion is simply present: PR (Table 1)
+    pr = visit(8, tgt("A", "0"), nontgt("B", "present"))
+    assert overall([base, pr, back]) == ["PR", "PR"]
+    # non-target disease only (Table 2): CR, then a lesion present again
+    only = [visit(0, nontgt("B")), visit(8, nontgt("B", "absent")), visit(16, nontgt("B", "present"))]
+    assert overall(only) == ["CR", "PD"]
+
+
 @pytest.mark.parametrize(("short_axis", "expected"), [("9.9", "CR"), ("10", "PD")])
 def test_target_node_reappears_after_complete_response_at_ten_mm(short_axis, expected):
     # EORTC RECIST FAQ "Abnormal lymph node": after CR a target node has "reappeared" only when
