@@ -45,6 +45,14 @@ def test_abnormal_pre_treatment_value_is_the_reference():
     assert grade_value("bilirubin", D("3.1"), pre_treatment=D("2.0"))[0] == 2
 
 
+@pytest.mark.parametrize(("value", "grade"), [("399", 0), ("400", 1), ("500", 1), ("501", 2),
+                                             ("1000", 2), ("1001", 3), ("4000", 3), ("4001", 4)])
+def test_alkaline_phosphatase_with_an_abnormal_baseline(value, grade):
+    # CTCAE v5.0 "Alkaline phosphatase increased", baseline abnormal (200 U/L > ULN 120):
+    # G1 2.0-2.5, G2 >2.5-5.0, G3 >5.0-20.0, G4 >20.0 × baseline.
+    assert grade_value("alp", D(value), pre_treatment=D(200))[:2] == (grade, D(200))
+
+
 def test_reference_range_of_the_observation_wins_over_the_default():
     assert grade_value("alt", D(100), upper=D(50))[0] == 1
     assert grade_value("alt", D(100), upper=D(20))[0] == 2  # exactly 5 × ULN
