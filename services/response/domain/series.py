@@ -18,6 +18,7 @@ from services.response.domain.model import (
     Assessment,
     LesionMeasurement,
     LocalTreatment,
+    NonTargetStatus,
     ResponseInputError,
     Role,
 )
@@ -181,6 +182,24 @@ def _check_targets(baseline: Assessment, value: LesionValue) -> tuple[LesionMeas
     return targets
 
 
+def _check_further_increase(follow_ups: Sequence[Assessment]) -> None:
+    """``further-increase`` (iRECIST: growth after an unequivocal progression, which need not
+    itself be unequivocal) needs an earlier progression of the same non-target lesion; used
+    first it would pass for RECIST 1.1 unequivocal progression."""
+    progressed: set[str] = set()
+    for visit in follow_ups:
+        for m in visit.lesions:
+            if m.role is not Role.NON_TARGET or m.status is None:
+                continue
+            if m.status is NonTargetStatus.FURTHER_INCREASE and m.lesion_id not in progressed:
+                raise ResponseInputError(
+                    f"non-target lesion {m.lesion_id!r} is coded further-increase on "
+                    f"{visit.date.isoformat()} without an earlier unequivocal-progression; code "
+                    "unequivocal-progression or present", m.source)
+            if m.status in (NonTargetStatus.UNEQUIVOCAL_PROGRESSION, NonTargetStatus.FURTHER_INCREASE):
+                progressed.add(m.lesion_id)
+
+
 def _check_follow_up_roles(baseline: Assessment, follow_ups: Sequence[Assessment]) -> None:
     """A follow-up lesion must keep its baseline role; one not at baseline must be ``new``
     (or a fragment of a baseline lesion). Anything else would be silently ignored."""
@@ -238,6 +257,7 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
     treated: dict[str, date] = {}
     baseline_ids = set(baseline.by_id())
     _check_follow_up_roles(baseline, follow_ups)
+    _check_further_increase(follow_ups)
     for tx in sorted(treatments, key=lambda t: t.performed):
         for lesion_id in tx.lesion_ids:
             if tx.performed <= baseline.date and lesion_id in {t.lesion_id for t in targets}:

@@ -300,6 +300,20 @@ def test_baseline_without_lesions_or_with_an_unknown_criterion_is_refused():
     assert err.value.element == "criteria"
 
 
+def test_further_increase_needs_an_earlier_progression_of_that_lesion():
+    # `further-increase` is the iRECIST status of a non-target lesion that grows again after
+    # its unequivocal progression (EORTC iRECIST FAQ: the increase need not be unequivocal).
+    # Used first, it would be counted as RECIST 1.1 unequivocal progression without being one.
+    base = visit(0, tgt("A", "50"), nontgt("B"))
+    first = visit(8, tgt("A", "45"), nontgt("B", "further-increase"))
+    with pytest.raises(ResponseInputError, match="further-increase") as err:
+        evaluate("recist-1.1", [base, first])
+    assert err.value.element == "lesion B"
+    after = [base, visit(8, tgt("A", "45"), nontgt("B", "unequivocal-progression")),
+             visit(16, tgt("A", "45"), nontgt("B", "further-increase"))]
+    assert overall(after) == ["PD", "PD"]
+
+
 def test_a_new_lesion_at_baseline_is_refused():
     # A lesion coded new on the earliest (baseline) date would be neither target nor
     # non-target and silently ignored at every follow-up.
