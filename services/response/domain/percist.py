@@ -101,9 +101,12 @@ def assess_percist(series: Series, *, exclude_treated: bool = True) -> Criterion
             "PERCIST needs the baseline liver (or blood-pool) SUL mean and SD", "Observation.code")
     base_peak = hottest_sul_peak(series.baseline)
     if base_peak is None or base_peak < threshold[0]:
+        hottest = next((m.source for m in series.baseline.lesions
+                        if m.sul_peak is not None and m.sul_peak == base_peak and m.source), None)
         raise ResponseInputError(
             f"no measurable lesion for PERCIST at baseline: hottest SULpeak {base_peak} < "
-            f"{threshold[0]} ({threshold[1]} threshold, Wahl 2009)", "Observation.component")
+            f"{threshold[0]} ({threshold[1]} threshold, Wahl 2009)",
+            hottest or "Bundle.entry")
     nadir, nadir_date = base_peak, series.baseline.date
     visits: list[VisitResponse] = []
     for visit in series.follow_ups:

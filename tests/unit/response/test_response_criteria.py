@@ -139,8 +139,9 @@ def test_percist_thresholds(base, follow, ref, expected):
 
 
 def test_percist_measurability_uses_liver_or_blood_pool():
-    with pytest.raises(ResponseInputError, match="no measurable lesion"):
+    with pytest.raises(ResponseInputError, match="no measurable lesion") as err:
         evaluate("percist", pet("3.59", "2.0"))
+    assert err.value.element == "lesion A"  # the hottest baseline lesion is named
     assert overall("percist", pet("3.6", "2.4")) == ["PMR"]
     blood = PetReference(bloodpool_mean=Decimal("1.5"), bloodpool_sd=Decimal("0.2"))  # 2.0 × 1.5 + 0.4
     with pytest.raises(ResponseInputError):
