@@ -492,3 +492,22 @@ def test_lesion_assessment_after_the_evaluation_date_is_not_the_latest(client: F
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ablation-mwa")["note"])
     assert "[ABL-IND-OLIGO · indication · met]" in notes and "Number of liver lesions 2 " in notes
     assert f"Lesion assessment of {(EVALUATION_DATE + timedelta(days=30)).isoformat()}" in notes
+
+
+@pytest.mark.parametrize(("value", "unit", "result"), [
+    (74, "10*3/uL", "met"), (75, "10*3/uL", "not-met"),  # 10^3/µL = 10^9/L
+    (74, "10*9/L", "met"), (75000, "/uL", "not-met"),
+])
+def test_platelet_units_at_the_netter1_limit(client: FlaskClient, value: float, unit: str, result: str) -> None:
+    b = PatientBundleBuilder("plt2", "1960-01-01")
+    b.lab("platelets", value, EVALUATION_DATE, unit=unit)
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "prrt")["note"])
+    assert f"[PRRT-ABS-PLATELETS · absolute · {result}]" in notes
+
+
+@pytest.mark.parametrize(("umol_l", "result"), [(176.8, "not-met"), (176.9, "met")])  # 2.0 mg/dL x 88.4
+def test_creatinine_micromolar_at_the_retnet_limit(client: FlaskClient, umol_l: float, result: str) -> None:
+    b = PatientBundleBuilder("cr2", "1960-01-01")
+    b.lab("creatinine_umol", umol_l, EVALUATION_DATE)
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ctace")["note"])
+    assert f"[TACE-WARN-RETNET-CREATININE · warning · {result}]" in notes
