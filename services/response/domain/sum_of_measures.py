@@ -182,7 +182,8 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
             responded = False
         elif target in (PR, CR):
             responded = True
-        previous_overall = overall
+        if overall != NE:  # an NE visit assigns nothing: the last assigned response stands
+            previous_overall = overall
     return CriterionResult(rule.criterion, series.baseline.date, base if has_targets else None,
                            rule.measure_code, rule.measure_unit, tuple(visits), series.notes,
                            final_nadir_date=nadir_date)

@@ -205,6 +205,18 @@ def test_non_target_lesion_reappearing_after_complete_response_is_progression():
     assert overall(only) == ["CR", "PD"]
 
 
+def test_reappearance_after_complete_response_across_a_not_evaluable_visit():
+    # An NE visit assigns no response, so the CR is still the last one assigned: a target
+    # lesion back at 4 mm (less than the +5 mm of the sum rule) is PD, not a PR.
+    base = visit(0, tgt("A", "20"), nontgt("B"))
+    cr = visit(8, tgt("A", "0"), nontgt("B", "absent"))
+    missing = visit(16, nontgt("B", "absent"))
+    back = visit(24, tgt("A", "4"), nontgt("B", "absent"))
+    assert overall([base, cr, missing, back]) == ["CR", "NE", "PD"]
+    pr = visit(8, tgt("A", "2"), nontgt("B", "absent"))
+    assert overall([base, pr, missing, back]) == ["PR", "NE", "PR"]
+
+
 @pytest.mark.parametrize(("short_axis", "expected"), [("9.9", "CR"), ("10", "PD")])
 def test_target_node_reappears_after_complete_response_at_ten_mm(short_axis, expected):
     # EORTC RECIST FAQ "Abnormal lymph node": after CR a target node has "reappeared" only when
