@@ -105,6 +105,20 @@ _CONDITION_TEXT = {
     "atrial fibrillation": "cardiac-arrhythmia",
 }
 
+#: Procedures (by text) that leave a bilio-enteric anastomosis or a sphincterotomy: read into the
+#: problem list, since the record often holds only the operation (e.g. a Whipple for a pancreatic NET).
+_PROCEDURE_TEXT = {
+    "whipple": "bilioenteric-anastomosis",
+    "pancreaticoduodenectomy": "bilioenteric-anastomosis",
+    "pancreatoduodenectomy": "bilioenteric-anastomosis",
+    "hepaticojejunostomy": "bilioenteric-anastomosis",
+    "choledochojejunostomy": "bilioenteric-anastomosis",
+    "choledochoduodenostomy": "bilioenteric-anastomosis",
+    "bilio-enteric anastomosis": "bilioenteric-anastomosis",
+    "bilioenteric anastomosis": "bilioenteric-anastomosis",
+    "sphincterotomy": "sphincterotomy",
+}
+
 #: LOINC answer list LL529-9 (ECOG performance status) → grade.
 _ECOG_ANSWERS = {"LA9622-7": 0, "LA9623-5": 1, "LA9624-3": 2, "LA9625-0": 3, "LA9626-8": 4, "LA9627-6": 5}
 _SYSTEMS = {"loinc": LOINC, "project": OBSERVATION_CODE_SYSTEM}
@@ -473,6 +487,15 @@ class _Reader:
             if c.get("system") == THERAPY_SYSTEM and str(c.get("code")) in codes_of(THERAPY_SYSTEM):
                 self.therapies.setdefault(str(c["code"]), []).append(ref)
                 self.refs.append(ref)
+        # an operation that leaves a bilio-enteric anastomosis or a sphincterotomy (001 Table 1)
+        for text in _texts(res.get("code")):
+            match = next((code for frag, code in _PROCEDURE_TEXT.items() if frag in text), None)
+            if match:
+                self.conditions.setdefault(match, []).append(ref)
+                self.refs.append(ref)
+                self.notes.append(f"{ref}: procedure '{text}' matched to {match} by its text; "
+                                  "please record it as a Condition coded from the condition CodeSystem.")
+                break
 
 
 def _subject_of(resource: Mapping[str, Any]) -> tuple[str, Any]:

@@ -511,3 +511,22 @@ def test_creatinine_micromolar_at_the_retnet_limit(client: FlaskClient, umol_l: 
     b.lab("creatinine_umol", umol_l, EVALUATION_DATE)
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "ctace")["note"])
     assert f"[TACE-WARN-RETNET-CREATININE · warning · {result}]" in notes
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("Pancreaticoduodenectomy (Whipple)", "bilioenteric-anastomosis"),
+    ("Roux-en-Y hepaticojejunostomy", "bilioenteric-anastomosis"),
+    ("ERCP with endoscopic sphincterotomy", "sphincterotomy"),
+])
+def test_bilioenteric_anastomosis_recorded_as_a_procedure(client: FlaskClient, text: str, code: str) -> None:
+    """001 Table 1: bilio-enteric anastomosis / sphincterotomy contraindicate ablation and TACE. After a
+    Whipple for a pancreatic NET it is usually in the procedure history, not on the problem list;
+    reading it closed-world from Conditions only would assume it absent."""
+    b = PatientBundleBuilder("whipple", "1960-01-01")
+    b.add({"resourceType": "Procedure", "id": "whipple-1", "status": "completed", "subject": b.subject,
+           "code": {"text": text}, "performedDateTime": "2021-03-02"})
+    result = evaluate(client, b.bundle())
+    assert statuses(result)["ctace"] == "ineligible"
+    assert statuses(result)["ablation-mwa"] == "ineligible"
+    notes = " ".join(n["text"] for n in observation(result, "ctace")["note"])
+    assert "[TACE-ABS-BILIOENTERIC · absolute · met]" in notes and f"matched to {code} by its text" in notes
