@@ -571,8 +571,15 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
             largest, largest_ref = max(diameters, key=lambda x: x[0])
             reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
 
-    birth = _date_of(patient.get("birthDate"))
-    if patient.get("birthDate") and birth is None:
+    raw_birth = patient.get("birthDate")
+    birth = _date_of(raw_birth)
+    if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
+        # partial date: the earliest possible birth date, i.e. the oldest possible age (every age
+        # limit of the rule set is an upper limit, so this errs on the side of caution)
+        birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
+        reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "
+                            f"the age is taken as the oldest possible (born {birth.isoformat()}).")
+    if raw_birth and birth is None:
         raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
     if birth is not None and birth > evaluated_on:
         raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")

@@ -530,3 +530,12 @@ def test_bilioenteric_anastomosis_recorded_as_a_procedure(client: FlaskClient, t
     assert statuses(result)["ablation-mwa"] == "ineligible"
     notes = " ".join(n["text"] for n in observation(result, "ctace")["note"])
     assert "[TACE-ABS-BILIOENTERIC · absolute · met]" in notes and f"matched to {code} by its text" in notes
+
+
+def test_birth_year_only_takes_the_oldest_possible_age(client: FlaskClient) -> None:
+    """birthDate "1965" evaluated on 2026-11-20: the patient is 60 or 61. The age limits are upper
+    limits (Milan-NET <= 60 default), so the oldest possible age (61) is used, and said."""
+    b = PatientBundleBuilder("year", "1965")
+    notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "liver-transplant")["note"])
+    assert "[LT-IND-AGE · indication · not-met]" in notes and "Age on the evaluation date 61" in notes
+    assert "birthDate 1965 gives the year only" in notes
