@@ -539,3 +539,11 @@ def test_birth_year_only_takes_the_oldest_possible_age(client: FlaskClient) -> N
     notes = " ".join(n["text"] for n in observation(evaluate(client, b.bundle()), "liver-transplant")["note"])
     assert "[LT-IND-AGE · indication · not-met]" in notes and "Age on the evaluation date 61" in notes
     assert "birthDate 1965 gives the year only" in notes
+
+
+def test_allergy_of_another_patient_is_422_naming_its_patient_element(client: FlaskClient) -> None:
+    b = PatientBundleBuilder("own", "1960-01-01")
+    b.add({"resourceType": "AllergyIntolerance", "id": "a2", "patient": {"reference": "Patient/someone-else"},
+           "code": {"text": "Iodinated contrast media"}})
+    issue = error(client, b.bundle())
+    assert issue["expression"] == ["Bundle.entry[1].resource.patient"]

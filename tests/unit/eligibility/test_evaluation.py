@@ -361,3 +361,28 @@ def test_values_dated_after_the_evaluation_date_are_not_used() -> None:
     assert any("after the evaluation date" in n for n in facts.notes)
     next_day = Reading("bilirubin", Decimal("1.1"), "mg/dL", EVAL + timedelta(days=1), "Observation/tz")
     assert PatientFacts.from_readings("p", EVAL, [next_day, before]).values["bilirubin"].value == Decimal("1.1")
+
+
+@pytest.mark.parametrize(("klass", "name", "fresh_until", "stale_after"), [
+    # docs/eligibility.md "Staleness policy"
+    ("performance", "ecog", 30, 90),
+    ("imaging", "lung_shunt", 90, 180),
+    ("disease", "extrahepatic_state", 90, 365),
+])
+def test_staleness_policy_per_class_at_its_edges(klass: str, name: str, fresh_until: int, stale_after: int) -> None:
+    limits = RULES.staleness[klass]
+    assert RULES.inputs[name].staleness == klass
+    for days, expected in ((fresh_until, FactQuality.FRESH), (fresh_until + 1, FactQuality.OLD),
+                           (stale_after, FactQuality.OLD), (stale_after + 1, FactQuality.STALE)):
+        fact = Fact(name, Decimal(1), "1", EVAL - timedelta(days=days), ("Observation/x",))
+        assert fact_quality(fact, EVAL, limits.fresh_days, limits.max_days) is expected, (klass, days)
+
+
+def test_stale_lung_shunt_is_asked_for_again() -> None:
+    values = {**SIRT_OK}
+    stale = make_facts(values, on=EVAL - timedelta(days=181))
+    verdict = evaluate_therapy("sirt", stale, RULES)
+    assert verdict.status is Status.INSUFFICIENT and "lung_shunt" in verdict.missing
+    reason = next(r for r in verdict.reasons if r.rule.id == "SIRT-ABS-LUNG-SHUNT")
+    assert "stale" in reason.text()
+    assert evaluate_therapy("sirt", make_facts(values, on=EVAL - timedelta(days=29)), RULES).status is Status.ELIGIBLE
