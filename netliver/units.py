@@ -52,7 +52,8 @@ _UNITS: dict[str, _Unit] = {
     "umol/L": _u("subst-conc", "0.000001"), "nmol/L": _u("subst-conc", "0.000000001"),
     "/L": _u("num-conc", "1"), "10*9/L": _u("num-conc", "1e9"), "10*12/L": _u("num-conc", "1e12"),
     "10*3/uL": _u("num-conc", "1e9"), "10*6/uL": _u("num-conc", "1e12"), "/uL": _u("num-conc", "1e6"),
-    "/mm3": _u("num-conc", "1e6"), "10*3/mm3": _u("num-conc", "1e9"),
+    "/mm3": _u("num-conc", "1e6"), "10*3/mm3": _u("num-conc", "1e9"), "/nL": _u("num-conc", "1e9"),
+    "10*6/L": _u("num-conc", "1e6"), "10*3/L": _u("num-conc", "1e3"),
     "m": _u("length", "1"), "cm": _u("length", "0.01"), "mm": _u("length", "0.001"),
     "L": _u("volume", "1"), "dL": _u("volume", "0.1"), "mL": _u("volume", "0.001"),
     "cm3": _u("volume", "0.001"), "mm3": _u("volume", "0.000001"),
@@ -63,7 +64,7 @@ _UNITS: dict[str, _Unit] = {
     "s": _u("time", "1"), "min": _u("time", "60"), "h": _u("time", "3600"), "d": _u("time", "86400"),
     "wk": _u("time", "604800"),
     "%": _u("ratio", "0.01"), "1": _u("ratio", "1"),
-    "mL/min": _u("flow", "1"), "mL/min/{1.73_m2}": _u("flow-bsa", "1"), "mL/min/1.73m2": _u("flow-bsa", "1"),
+    "mL/min": _u("flow", "1"), "mL/s": _u("flow", "60"), "L/min": _u("flow", "1000"), "mL/min/{1.73_m2}": _u("flow-bsa", "1"), "mL/min/1.73m2": _u("flow-bsa", "1"),
     "[hnsf'U]": _u("hu", "1"), "{HU}": _u("hu", "1"),
     # catalytic concentration (liver enzymes): 1 µkat/L = 60 U/L
     "U/L": _u("catalytic-conc", "1"), "[IU]/L": _u("catalytic-conc", "1"),

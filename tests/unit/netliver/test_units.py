@@ -35,6 +35,8 @@ def test_creatinine_micromolar_to_mg_per_dl() -> None:
 
 def test_counts_per_microlitre_equal_giga_per_litre() -> None:
     assert convert(150, "10*3/uL", "10*9/L") == 150
+    assert convert(150, "/nL", "10*9/L") == 150
+    assert convert(1, "mL/s", "mL/min") == 60
     assert convert(150, "x10^9/L", "/uL") == 150_000
 
 
