@@ -20,6 +20,7 @@ from gateway.hooks import create_hooks_blueprint
 from gateway.jobs.api import JobService, create_jobs_blueprint
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import JobStore
+from gateway.jobs.sweep import start_sweeper
 from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
 from gateway.ratelimit import init_rate_limit
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     app.register_blueprint(create_cds_blueprint(lambda: store, lambda: services, base_url_of))
     app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of, sql.metadata))
     sql.create_all()  # the job and cursor tables, under the store's schema lock
+    if settings.job_sweep_s > 0:
+        start_sweeper(jobs.jobs, dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, base_url_of))
 
     @app.get("/health")

@@ -51,6 +51,7 @@ class Settings:
     job_visibility_timeout_s: int = _setting(300, "JOB_VISIBILITY_TIMEOUT_S", "Seconds before an unacknowledged job message is redelivered to another worker.")
     job_queue: str = _setting("netliver-dosimetry", "JOB_QUEUE", "Celery queue the dosimetry workers consume.")
     job_restore_interval_s: int = _setting(10, "JOB_RESTORE_INTERVAL_S", "Seconds between a worker's sweeps for messages of dead workers whose visibility timeout passed.")
+    job_sweep_s: float = _setting(60.0, "JOB_SWEEP_S", "Seconds between sweeps re-sending jobs whose message was lost (still requested, or lease long expired); 0 = off.")
     job_lease_s: int = _setting(60, "JOB_LEASE_S", "Seconds a worker's claim on a job lasts without a heartbeat.")
     # -- imaging ----------------------------------------------------------------------------
     dicomweb_url: str = _setting("http://127.0.0.1:8042/dicom-web", "DICOMWEB_URL", "DICOMweb (QIDO/WADO/STOW) root of the PACS.")

@@ -129,6 +129,24 @@ class JobStore:
             state="requested", stage="", progress=0.0, lease_owner="", lease_until=None,
             status_reason="", outputs="[]", updated=datetime.now(UTC)))
 
+    def stale(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """Ids of jobs whose message may have been lost: still ``requested`` after
+        ``older_than_s``, or ``in-progress`` with a lease that ran out ``older_than_s`` ago."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        t = self.table
+        stmt = (sa.select(t.c.id)
+                .where(sa.or_(sa.and_(t.c.state == "requested", t.c.updated < cutoff),
+                              sa.and_(t.c.state == "in-progress", t.c.lease_until < cutoff)))
+                .order_by(t.c.updated).limit(limit))
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
+    def touch(self, job_id: str) -> None:
+        """Mark a job as just re-sent (so the next sweep leaves it alone for a while)."""
+        with self.engine.begin() as conn:
+            conn.execute(self.table.update().where(self.table.c.id == job_id)
+                         .where(self.table.c.state == "requested").values(updated=datetime.now(UTC)))
+
     def claim(self, job_id: str, worker: str, lease_s: int) -> Claim:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:

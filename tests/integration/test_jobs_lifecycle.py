@@ -29,6 +29,7 @@ def client(tmp_path: Path) -> FlaskClient:
         "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "1", "JOB_QUEUE": f"netliver-test-{uuid.uuid4().hex[:8]}",
         "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING",
+        "JOB_SWEEP_S": "0",
     })
     return create_app(settings).test_client()
 
@@ -187,3 +188,33 @@ def test_broker_down_is_503_and_the_job_is_marked_failed(tmp_path: Path) -> None
     assert resp.status_code == 503 and resp.headers.get("Retry-After")
     tasks = client.get("/fhir/Task").get_json()
     assert [e["resource"]["status"] for e in tasks.get("entry", [])] == ["failed"]
+
+
+def test_a_lost_message_is_sent_again_by_the_sweep(client: FlaskClient) -> None:
+    import redis
+
+    from gateway.jobs.sweep import resend_stale_jobs
+
+    service = client.application.extensions["netliver"]["jobs"]
+    broker = redis.Redis.from_url(service.dispatcher.celery.conf.broker_url)
+    queue = service.dispatcher.queue
+    job, _ = _submit(client)
+    assert broker.llen(queue) == 1
+    broker.delete(queue)  # the broker restarted and kept nothing
+    assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=3600) == []  # not stale yet
+    time.sleep(0.05)
+    assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=0.01) == [job]
+    assert broker.llen(queue) == 1
+    # A claimed job with a live lease is left alone; once the lease has long run out it is re-sent.
+    _internal(client, job, "claim", worker="A")
+    broker.delete(queue)
+    assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=0.5) == []
+    time.sleep(1.7)  # lease 1 s + 0.5 s
+    assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=0.5) == [job]
+    # A finished job is never re-sent.
+    _internal(client, job, "claim", worker="B")
+    _internal(client, job, "complete", worker="B", resources=[], outputs=[])
+    broker.delete(queue)
+    time.sleep(1.7)
+    assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=0.5) == []
+    assert broker.llen(queue) == 0
