@@ -57,7 +57,21 @@ NUCLIDE_HALF_LIFE_S: dict[str, tuple[str, float]] = {
     "72454006": ("Tc-99m", 6.0067 * 3600.0),
     "77004003": ("F-18", 109.77 * 60.0),
     "12585003": ("Ga-68", 67.71 * 60.0),
+    # The retired SNOMED-RT codes (coding scheme SRT) that many NM/PET systems still write for
+    # the same CID 18 concepts: C-162A7 = 14691008 Y-90, C-163A8 = 72454006 Tc-99m.
+    "C-162A7": ("Y-90", Y90_HALF_LIFE_H * 3600.0),
+    "C-163A8": ("Tc-99m", 6.0067 * 3600.0),
 }
+
+#: Relative tolerance within which a RadionuclideHalfLife names a nuclide when its code does not.
+_HALF_LIFE_MATCH = 0.01
+
+
+def _nuclide_by_half_life(half_life_s: float) -> str | None:
+    for name, known_s in {v[0]: v[1] for v in NUCLIDE_HALF_LIFE_S.values()}.items():
+        if abs(half_life_s - known_s) <= _HALF_LIFE_MATCH * known_s:
+            return name
+    return None
 
 _SLICE_SPACING_TOLERANCE = 0.01
 
@@ -142,9 +156,16 @@ def _rescale(ds: Dataset) -> tuple[float, float]:
     return slope, intercept
 
 
-def parse_dicom_datetime(date: str | None, time: str | None = None) -> datetime | None:
-    """DICOM DA + TM (or one DT) to a naive datetime; None when absent or malformed."""
+def parse_dicom_datetime(date: str | None, time: str | None = None, *, require_time: bool = False) -> datetime | None:
+    """DICOM DA + TM (or one DT) to a naive datetime; None when absent or malformed.
+
+    A date whose time is missing (``time`` absent with a DA, or a DT of 8 digits) is midnight
+    unless ``require_time``; the decay correction asks for the time, since midnight would be a
+    silently wrong instant (hours of Tc-99m decay).
+    """
     if not date:
+        return None
+    if require_time and not time and len(str(date).strip().split(".")[0]) < 12:
         return None
     text = str(date).strip()
     if time:
@@ -188,13 +209,32 @@ def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[s
     if half_life_s is None or not half_life_s > 0:
         return None, ["radionuclide half-life unknown (no RadionuclideHalfLife (0018,1075) and an "
                       "unrecognised RadionuclideCodeSequence): no decay correction applied"]
-    if known and abs(half_life_s - known[1]) / known[1] > 0.01:
+    if known and abs(half_life_s - known[1]) / known[1] > _HALF_LIFE_MATCH:
         warnings.append(f"RadionuclideHalfLife {half_life_s:.0f} s differs from the {nuclide} value "
                         f"{known[1]:.0f} s; the DICOM value is used")
-    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"))
+    if not known:
+        # No (recognised) RadionuclideCodeSequence: a half-life that is Y-90's or Tc-99m's names the
+        # nuclide, so a Tc-99m MAA study is still run as a simulation and not as a Y-90 record.
+        by_half_life = _nuclide_by_half_life(half_life_s)
+        if by_half_life is not None:
+            warnings.append(f"RadionuclideCodeSequence (0054,0300) {code or 'missing'} not recognised: "
+                            f"{by_half_life} identified by RadionuclideHalfLife {half_life_s:.0f} s")
+            nuclide = by_half_life
+    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True)
     if administration is None and item.get("RadiopharmaceuticalStartTime"):
+        # A time without a date: the day is the series' (same time base as SeriesTime, PS3.3
+        # C.8.4.10.1 / C.8.9.2); an injection "later in the day" than the scan was the day before.
         administration = parse_dicom_datetime(ds.get("SeriesDate") or ds.get("AcquisitionDate"),
                                               item.RadiopharmaceuticalStartTime)
+        scan = (parse_dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
+                or parse_dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")))
+        if administration is not None and scan is not None and administration > scan:
+            administration -= timedelta(days=1)
+            warnings.append("RadiopharmaceuticalStartDateTime (0018,1078) missing and RadiopharmaceuticalStartTime "
+                            "(0018,1072) is later in the day than the series: administration taken as the day before")
+        elif administration is not None:
+            warnings.append("RadiopharmaceuticalStartDateTime (0018,1078) missing: administration taken on the "
+                            "series date at RadiopharmaceuticalStartTime (0018,1072)")
     total: float | None = None
     if item.get("RadionuclideTotalDose"):
         total = float(item.RadionuclideTotalDose) * (1e6 if ds.get("Modality") == "NM" else 1.0)
@@ -301,8 +341,10 @@ def _nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
                                 "(0018,0050)", "SpacingBetweenSlices")
         warnings.append("NM SpacingBetweenSlices (0018,0088) missing: SliceThickness used as slice spacing")
     step_mm = float(step)
-    if step_mm <= 0:
-        raise GeometryError(f"{what}: SpacingBetweenSlices (0018,0088) must be positive, got {step_mm}",
+    # NM Reconstruction module (PS3.3 C.8.4.15): the sign of SpacingBetweenSlices is the stacking
+    # direction along the normal (row × column cosines); negative values occur in practice.
+    if step_mm == 0 or not math.isfinite(step_mm):
+        raise GeometryError(f"{what}: SpacingBetweenSlices (0018,0088) must be a non-zero number, got {step_mm}",
                             "SpacingBetweenSlices")
     if "PixelData" not in ds:
         raise GeometryError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
@@ -362,8 +404,14 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         values = np.clip(values, 0.0, None)
     pharma, pharma_warnings = radiopharmaceutical(first)
     warnings.extend(pharma_warnings)
-    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"))
-                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime")))
+    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"), require_time=True)
+                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True))
+    if pharma is not None and pharma.administration is not None and acquisition is not None and \
+            pharma.administration > acquisition + timedelta(minutes=1):
+        warnings.append(f"RadiopharmaceuticalStartDateTime (0018,1078) {pharma.administration.isoformat()} is after "
+                        f"the acquisition {acquisition.isoformat()}: no decay correction applied")
+        pharma = Radiopharmaceutical(pharma.nuclide, pharma.half_life_s, None, pharma.total_activity_bq,
+                                     pharma.name)
     reference = reference_time or (pharma.administration if pharma else None) or acquisition
     factor = 1.0
     if pharma is not None and reference is not None:
@@ -377,7 +425,8 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         else:
             correction = str(first.get("DecayCorrection", "")).upper()
             if correction == "START":
-                start = parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime")) or acquisition
+                start = parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"),
+                                             require_time=True) or acquisition
                 if start is None:
                     warnings.append("PT SeriesDate/Time missing: no decay correction applied")
                 else:
@@ -385,6 +434,9 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
             elif correction == "ADMIN":
                 if pharma.administration is not None:
                     factor = _decay_to(pharma.administration, reference, pharma.half_life_s)
+                else:
+                    warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
+                                    "values left at the (unknown) administration time")
             elif correction == "NONE":
                 values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
             else:
@@ -408,7 +460,8 @@ def _decay_uncorrected_pt(datasets: Sequence[Dataset], grid: Grid, values: np.nd
     by_position = sorted(datasets, key=lambda d: float(np.array([float(v) for v in d.ImagePositionPatient]) @ normal))
     out = values.copy()
     for k, ds in enumerate(by_position):
-        when = parse_dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"))
+        when = parse_dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
+                                    require_time=True)
         if when is None:
             warnings.append("PT AcquisitionTime missing on a slice with DecayCorrection NONE: slice not corrected")
             continue

@@ -225,3 +225,121 @@ def test_negative_voxels_are_clipped_with_a_warning_before_the_dose() -> None:
     assert warning is not None and "1 voxels" in warning and "10.00 %" in warning
     clean, none = non_negative_counts(np.ones((2, 2, 2)))
     assert none is None and clean.sum() == 8
+
+
+# -- radionuclide identification (MAA simulation vs Y-90 record) ---------------------------------
+
+@pytest.mark.parametrize(("code", "scheme", "nuclide"), [
+    ("C-163A8", "SRT", "Tc-99m"),   # retired SNOMED-RT code of CID 18, still written by NM systems
+    ("72454006", "SCT", "Tc-99m"),
+    ("C-162A7", "SRT", "Y-90"),
+    ("14691008", "SCT", "Y-90"),
+])
+def test_nuclide_from_current_and_legacy_cid18_codes(nm_study, code: str, scheme: str,  # type: ignore[no-untyped-def]
+                                                     nuclide: str) -> None:
+    ds = deepcopy(nm_study.activity[0])
+    item = ds.RadiopharmaceuticalInformationSequence[0].RadionuclideCodeSequence[0]
+    item.CodeValue, item.CodingSchemeDesignator = code, scheme
+    del ds.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
+    pharma, _ = radiopharmaceutical(ds)
+    assert pharma is not None and pharma.nuclide == nuclide
+
+
+def test_tc99m_is_recognised_by_its_half_life_when_the_code_is_absent(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    del ds.RadiopharmaceuticalInformationSequence[0].RadionuclideCodeSequence
+    pharma, warnings = radiopharmaceutical(ds)
+    assert pharma is not None and pharma.nuclide == "Tc-99m"
+    assert any("RadionuclideHalfLife" in w and "Tc-99m" in w for w in warnings)
+
+
+def test_an_unknown_half_life_does_not_name_a_nuclide(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    del ds.RadiopharmaceuticalInformationSequence[0].RadionuclideCodeSequence
+    # Lu-177, 6.647 d (DDEP): neither Tc-99m nor Y-90; 1.1 × the Tc-99m half-life is not Tc-99m either
+    for half_life_s in (6.647 * 86400, 1.1 * TC99M_HALF_LIFE_H * 3600):
+        ds.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife = f"{half_life_s:.6g}"
+        pharma, _ = radiopharmaceutical(ds)
+        assert pharma is not None and pharma.nuclide == "unknown"
+
+
+# -- NM slice stacking direction -----------------------------------------------------------------
+
+def test_nm_negative_spacing_between_slices_stacks_against_the_normal(nm_study) -> None:  # type: ignore[no-untyped-def]
+    """PS3.3 C.8.4.15: the sign of SpacingBetweenSlices is the stacking direction. The same volume
+    written from the last slice with a negative spacing must land on the same patient positions."""
+    ds = deepcopy(nm_study.activity[0])
+    forward = activity_volume([ds])
+    n = forward.grid.shape[0]
+    last = forward.grid.index_to_patient(np.array([n - 1.0, 0.0, 0.0]))
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[::-1]).tobytes()
+    ds.DetectorInformationSequence[0].ImagePositionPatient = [f"{v:.6f}" for v in last]
+    ds.SpacingBetweenSlices = "-8.84"
+    backward = activity_volume([ds])
+    np.testing.assert_allclose(backward.values, forward.values[::-1], rtol=1e-12)
+    for k in (0, 5, n - 1):
+        np.testing.assert_allclose(backward.grid.index_to_patient(np.array([float(k), 3.0, 4.0])),
+                                   forward.grid.index_to_patient(np.array([float(n - 1 - k), 3.0, 4.0])), atol=1e-3)
+    assert backward.grid.voxel_volume_ml == pytest.approx(forward.grid.voxel_volume_ml)
+    ds.SpacingBetweenSlices = "0"
+    with pytest.raises(GeometryError, match="SpacingBetweenSlices"):
+        activity_volume([ds])
+
+
+# -- times: no silent midnight, no injection after the scan ----------------------------------------
+
+def test_a_date_without_a_time_is_not_midnight_for_decay_correction() -> None:
+    assert parse_dicom_datetime("20240305", None) == datetime(2024, 3, 5)
+    assert parse_dicom_datetime("20240305", None, require_time=True) is None
+    assert parse_dicom_datetime("20240305", "0930", require_time=True) == datetime(2024, 3, 5, 9, 30)
+    assert parse_dicom_datetime("202403050930", None, require_time=True) == datetime(2024, 3, 5, 9, 30)
+
+
+def test_nm_without_acquisition_time_is_not_decayed_from_midnight(nm_study) -> None:  # type: ignore[no-untyped-def]
+    ds = deepcopy(nm_study.activity[0])
+    for keyword in ("AcquisitionTime", "SeriesTime", "AcquisitionDateTime"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    vol = activity_volume([ds])
+    assert vol.decay_factor == 1.0
+    assert any("AcquisitionDate/Time missing" in w for w in vol.warnings)
+
+
+def _pt_with_start_time_only(pt_study, start_time: str):  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    for ds in slices:
+        item = ds.RadiopharmaceuticalInformationSequence[0]
+        del item.RadiopharmaceuticalStartDateTime
+        item.RadiopharmaceuticalStartTime = start_time
+    return slices
+
+
+def test_start_time_only_later_in_the_day_than_the_scan_is_the_day_before(pt_study) -> None:  # type: ignore[no-untyped-def]
+    acquisition = pt_study.acquisition
+    evening = (acquisition - timedelta(hours=14)).strftime("%H%M%S")
+    assert (acquisition - timedelta(hours=14)).date() < acquisition.date() or int(evening) > int(
+        acquisition.strftime("%H%M%S"))
+    vol = activity_volume(_pt_with_start_time_only(pt_study, evening))
+    assert vol.radiopharmaceutical is not None
+    assert vol.radiopharmaceutical.administration == acquisition - timedelta(hours=14)
+    assert vol.decay_factor == pytest.approx(2 ** (14.0 / Y90_HALF_LIFE_H), rel=1e-9)
+    assert any("day before" in w for w in vol.warnings)
+
+
+def test_start_time_only_earlier_in_the_day_is_the_series_date(pt_study) -> None:  # type: ignore[no-untyped-def]
+    same_day = pt_study.administration.strftime("%H%M%S")
+    vol = activity_volume(_pt_with_start_time_only(pt_study, same_day))
+    assert vol.radiopharmaceutical is not None
+    assert vol.radiopharmaceutical.administration == pt_study.administration
+    assert vol.decay_factor == pytest.approx(2 ** (3.0 / Y90_HALF_LIFE_H), rel=1e-9)
+    assert any("series date" in w for w in vol.warnings)
+
+
+def test_an_administration_after_the_acquisition_is_not_used(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    later = pt_study.acquisition + timedelta(hours=2)
+    for ds in slices:
+        ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = later.strftime("%Y%m%d%H%M%S")
+    vol = activity_volume(slices)
+    assert vol.decay_factor == pytest.approx(1.0)
+    assert any("after the acquisition" in w for w in vol.warnings)
