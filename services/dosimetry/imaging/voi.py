@@ -145,10 +145,25 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
     if len(levels) > 1:
         step = float(np.min(np.diff(levels)))
         if measures.get("SpacingBetweenSlices"):
-            step = min(step, float(measures.SpacingBetweenSlices))
+            step = min(step, abs(float(measures.SpacingBetweenSlices)))
     else:
-        step = float(measures.get("SpacingBetweenSlices") or measures.get("SliceThickness") or 1.0)
+        step = abs(float(measures.get("SpacingBetweenSlices") or measures.get("SliceThickness") or 1.0))
     first = pos[int(np.argmin(along))]
+    # Every frame must lie on one plane lattice: the same in-plane origin (PS3.3 C.7.6.16.2.3, frames
+    # of one SEG share ImageOrientationPatient and their rows/columns), and a whole number of slice
+    # steps from the first plane. Otherwise frames would be placed off by a silent shift.
+    in_plane = (pos - first) - np.outer(along - along.min(), normal)
+    tolerance_mm = 0.01 * min(spacing)
+    if np.abs(in_plane).max() > tolerance_mm:
+        n = int(np.argmax(np.abs(in_plane).max(axis=1)))
+        raise SegmentationError(f"{what} frame {n + 1}: PlanePositionSequence ImagePositionPatient (0020,0032) is "
+                                f"shifted {np.round(in_plane[n], 2).tolist()} mm in its plane from the first frame; "
+                                "frames on different in-plane origins are not supported", "segmentationSeriesUid")
+    steps = (along - along.min()) / step
+    if np.abs(steps - np.round(steps)).max() * step > max(tolerance_mm, 0.01 * step):
+        raise SegmentationError(f"{what}: frame positions along the normal are not whole multiples of the "
+                                f"{step:.3f} mm slice step (PlanePositionSequence ImagePositionPatient (0020,0032))",
+                                "segmentationSeriesUid")
     n_slices = round((levels[-1] - levels[0]) / step) + 1
     seg_grid = Grid.from_dicom((n_slices, int(ds.Rows), int(ds.Columns)), first, iop, spacing, normal * step,
                                str(ds.get("FrameOfReferenceUID", "")))
@@ -194,7 +209,19 @@ def _even_odd_fill(polygon_ji: np.ndarray, shape: tuple[int, int]) -> np.ndarray
 def rtstruct_vois(ds: Dataset, reference: Grid, target: Grid) -> list[Voi]:
     """Every ROI with closed planar contours, rasterised on ``reference`` then moved to ``target``."""
     what = f"RTSTRUCT {ds.get('SOPInstanceUID', '?')}"
-    names = {int(r.ROINumber): str(r.get("ROIName", f"ROI {r.ROINumber}")) for r in ds.get("StructureSetROISequence") or []}
+    rois = list(ds.get("StructureSetROISequence") or [])
+    names = {int(r.ROINumber): str(r.get("ROIName", f"ROI {r.ROINumber}")) for r in rois}
+    # Contours are in the Frame of Reference their ROI names (ReferencedFrameOfReferenceUID
+    # (3006,0024), PS3.3 C.8.8.5); in another one the patient coordinates mean another place.
+    expected = target.frame_of_reference_uid or reference.frame_of_reference_uid
+    if expected:
+        for r in rois:
+            ref_for = str(r.get("ReferencedFrameOfReferenceUID", ""))
+            if ref_for and ref_for != expected:
+                raise SegmentationError(
+                    f"{what} ROI {names[int(r.ROINumber)]!r} is in another Frame of Reference ({ref_for}, "
+                    f"ReferencedFrameOfReferenceUID (3006,0024)) than the images ({expected})",
+                    "segmentationSeriesUid")
     vois = []
     for roi in ds.get("ROIContourSequence") or []:
         number = int(roi.ReferencedROINumber)

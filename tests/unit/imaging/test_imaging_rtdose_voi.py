@@ -236,3 +236,44 @@ def test_invalid_parameters_are_422(memory_pacs: MemoryDicomweb, liver_study, ac
     with pytest.raises(ImagingError) as err:
         run_voxel_dosimetry(memory_pacs, liver_study.study_uid, activity, method)
     assert err.value.status == 422 and err.value.expression == expression
+
+
+def test_seg_frame_shifted_in_its_plane_is_refused(liver_study) -> None:  # type: ignore[no-untyped-def]
+    """A frame whose ImagePositionPatient is off the first frame's in-plane origin would be placed
+    on the wrong voxels; it is refused instead (unshifted, the same SEG is accepted above)."""
+    grid = activity_volume(liver_study.activity).grid
+    seg = _roundtrip(liver_study.seg)
+    plane = seg.PerFrameFunctionalGroupsSequence[-1].PlanePositionSequence[0]
+    x, y, z = (float(v) for v in plane.ImagePositionPatient)
+    plane.ImagePositionPatient = [f"{x + 6.0:.4f}", f"{y:.4f}", f"{z:.4f}"]
+    with pytest.raises(SegmentationError, match="ImagePositionPatient") as err:
+        seg_vois(seg, grid)
+    assert err.value.status == 422
+
+
+def test_seg_frame_between_slice_planes_is_refused(liver_study) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    seg = _roundtrip(liver_study.seg)
+    normal = np.cross(*np.array([float(v) for v in seg.SharedFunctionalGroupsSequence[0]
+                                 .PlaneOrientationSequence[0].ImageOrientationPatient]).reshape(2, 3))
+    along = sorted({round(float(np.array([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]) @ normal),
+                          3) for f in seg.PerFrameFunctionalGroupsSequence})
+    step = along[1] - along[0]
+    plane = seg.PerFrameFunctionalGroupsSequence[-1].PlanePositionSequence[0]
+    moved = np.array([float(v) for v in plane.ImagePositionPatient]) + normal * 0.4 * step
+    plane.ImagePositionPatient = [f"{v:.4f}" for v in moved]
+    with pytest.raises(SegmentationError, match="whole multiples"):
+        seg_vois(seg, grid)
+
+
+def test_rtstruct_in_another_frame_of_reference_is_refused() -> None:
+    study = build_study(sphere_in_cylinder(n=32, voxel_mm=4.42), "PT", seed=4, with_seg=False)
+    ct = ct_volume(study.ct)
+    grid = activity_volume(study.activity).grid
+    z_planes = [float(ct.grid.index_to_patient(np.array([k, 0.0, 0.0]))[2]) for k in range(ct.grid.shape[0])]
+    rs = _circle_rtstruct((0.0, 0.0, -120.0), 30.0, z_planes)
+    rs.StructureSetROISequence[0].ReferencedFrameOfReferenceUID = study.frame_of_reference_uid
+    assert rtstruct_vois(rs, ct.grid, grid)  # same frame: accepted
+    rs.StructureSetROISequence[0].ReferencedFrameOfReferenceUID = "1.2.3.4.5.6.7"
+    with pytest.raises(SegmentationError, match=r"ReferencedFrameOfReferenceUID \(3006,0024\)"):
+        rtstruct_vois(rs, ct.grid, grid)
