@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_internal_token, require_scopes
@@ -105,9 +106,14 @@ class JobService:
     def _same_db(self) -> bool:
         return getattr(self.store, "engine", None) is self.jobs.engine
 
-    def _write(self, resources: list[dict[str, Any]], conn: Any = None) -> None:
+    def _write(self, conn: sa.Connection, resources: list[dict[str, Any]]) -> None:
+        """Write ``resources`` while the job row's transaction ``conn`` is open: in it when the
+        store shares the jobs' database, else (upstream store) before it commits, so the row
+        commits only if the store took the resources. Either way the row stays locked until the
+        Task is written, so a concurrent cancel or completion cannot be overwritten by an older
+        Task status."""
         bundle = transaction_bundle(resources)
-        if conn is not None:
+        if self._same_db():
             self.store.transaction(bundle, self.base_url_of(), conn=conn)
         else:
             self.store.transaction(bundle, self.base_url_of())
@@ -122,16 +128,20 @@ class JobService:
         if existing is not None and existing.state not in {"failed", "cancelled"}:
             return existing, False
         job = Job(id=job_id, kind=kind, params=params, patient=str(params.get("patient", "")))
-        with self.jobs.engine.begin() as conn:
-            if existing is None:
-                self.jobs.insert(job, conn)
-            else:
-                self.jobs.reset(job_id, conn)
-                job.attempts = existing.attempts
-            if self._same_db():
-                self._write([self._task(job)], conn)
-        if not self._same_db():
-            self._write([self._task(job)])
+        try:
+            with self.jobs.engine.begin() as conn:
+                if existing is None:
+                    self.jobs.insert(job, conn)
+                else:
+                    self.jobs.reset(job_id, conn)
+                    job.attempts = existing.attempts
+                self._write(conn, [self._task(job)])
+        except sa.exc.IntegrityError:
+            # Another gateway process inserted the same job between our read and our insert.
+            created = self.jobs.get(job_id)
+            if created is None:
+                raise
+            return created, False
         try:
             self.dispatcher.send(job_id)
         except Exception as exc:
@@ -142,53 +152,57 @@ class JobService:
         return job, True
 
     def claim(self, job_id: str, worker: str) -> dict[str, Any]:
-        claim = self.jobs.claim(job_id, worker, self.lease_s)
-        if claim.granted and claim.job is not None:
-            self._write([self._task(claim.job)])
+        with self.jobs.engine.begin() as conn:
+            claim = self.jobs.claim(conn, job_id, worker, self.lease_s)
+            if claim.granted and claim.job is not None:
+                self._write(conn, [self._task(claim.job)])
         return {"granted": claim.granted, "reason": claim.reason,
                 "job": claim.job.public() if claim.job else None, "leaseSeconds": self.lease_s}
 
     def progress(self, job_id: str, worker: str, stage: str, fraction: float) -> dict[str, Any]:
-        state, job = self.jobs.progress(job_id, worker, stage, fraction, self.lease_s)
-        if state == "ok" and job is not None:
-            self._write([self._task(job)])
+        with self.jobs.engine.begin() as conn:
+            state, job = self.jobs.progress(conn, job_id, worker, stage, fraction, self.lease_s)
+            if state == "ok" and job is not None:
+                self._write(conn, [self._task(job)])
         return {"state": state}
 
     def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
                  outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None) -> dict[str, Any]:
-        if self._same_db():
+        try:
             with self.jobs.engine.begin() as conn:
                 state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,
                                               timings_s=timings_s)
                 if state == "ok" and job is not None:
-                    self._write([*resources, self._task(job)], conn)
-            return {"state": state}
-        with self.jobs.engine.begin() as conn:
-            state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs, timings_s=timings_s)
-            if state == "ok" and job is not None:
-                # Upstream store: the row commits only if the upstream transaction succeeded.
-                self._write([*resources, self._task(job)])
+                    self._write(conn, [*resources, self._task(job)])
+        except FhirError as err:
+            if err.status >= 500:
+                raise  # the store is down: the worker retries the completion
+            if err.status == 409:  # a concurrent write won: retrying the completion is right
+                raise FhirError(503, "transient", f"the FHIR store was busy: {err.diagnostics}",
+                                headers={"Retry-After": "1"}) from err
+            # The store refuses these results and would refuse them again: fail the job with
+            # the reason instead of leaving it in progress for the sweep to run again forever.
+            reason = f"the FHIR store refused the results: {err.diagnostics}"
+            _log.error("job results refused by the store", extra={"job": job_id, "error": err.diagnostics})
+            self.fail(job_id, worker, reason[:2000])
+            return {"state": "failed", "reason": reason}
         return {"state": state}
 
     def fail(self, job_id: str, worker: str, reason: str, force: bool = False) -> dict[str, Any]:
         with self.jobs.engine.begin() as conn:
             state, job = self.jobs.finish(conn, job_id, "" if force else worker, "failed", reason)
-            if state == "ok" and job is not None and self._same_db():
-                self._write([self._task(job)], conn)
-        if state == "ok" and job is not None and not self._same_db():
-            self._write([self._task(job)])
+            if state == "ok" and job is not None:
+                self._write(conn, [self._task(job)])
         return {"state": state}
 
     def cancel(self, job_id: str) -> Job | None:
         with self.jobs.engine.begin() as conn:
             state, job = self.jobs.finish(conn, job_id, "", "cancelled", "cancelled by the requester")
-            if state == "ok" and job is not None and self._same_db():
-                self._write([self._task(job)], conn)
+            if state == "ok" and job is not None:
+                self._write(conn, [self._task(job)])
         if job is None:
             return None
         if state == "ok":
-            if not self._same_db():
-                self._write([self._task(job)])
             self.dispatcher.revoke(job_id)
         elif state == "done":
             raise FhirError(409, "conflict", f"the job is already {job.state}; it cannot be cancelled",

@@ -147,25 +147,26 @@ class JobStore:
             conn.execute(self.table.update().where(self.table.c.id == job_id)
                          .where(self.table.c.state == "requested").values(updated=datetime.now(UTC)))
 
-    def claim(self, job_id: str, worker: str, lease_s: int) -> Claim:
+    def claim(self, conn: sa.Connection, job_id: str, worker: str, lease_s: int) -> Claim:
+        """Grant ``worker`` the lease inside the caller's transaction (which holds the row lock,
+        so the caller can write the Task before a cancel can slip in between)."""
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            job = self._locked(conn, job_id)
-            if job is None:
-                return Claim(False, "unknown job", None)
-            if job.state in TERMINAL:
-                return Claim(False, f"job is {job.state}", job)
-            held = (job.state == "in-progress" and job.lease_owner and job.lease_owner != worker
-                    and job.lease_until is not None and job.lease_until > now)
-            if held:
-                return Claim(False, "leased by another worker", job)
-            job.lease_owner, job.lease_until = worker, now + timedelta(seconds=lease_s)
-            job.attempts += 1
-            job.state, job.updated = "in-progress", now
-            conn.execute(self.table.update().where(self.table.c.id == job_id).values(
-                lease_owner=worker, lease_until=job.lease_until, attempts=job.attempts,
-                state="in-progress", updated=now))
-            return Claim(True, "granted", job)
+        job = self._locked(conn, job_id)
+        if job is None:
+            return Claim(False, "unknown job", None)
+        if job.state in TERMINAL:
+            return Claim(False, f"job is {job.state}", job)
+        held = (job.state == "in-progress" and job.lease_owner and job.lease_owner != worker
+                and job.lease_until is not None and job.lease_until > now)
+        if held:
+            return Claim(False, "leased by another worker", job)
+        job.lease_owner, job.lease_until = worker, now + timedelta(seconds=lease_s)
+        job.attempts += 1
+        job.state, job.updated = "in-progress", now
+        conn.execute(self.table.update().where(self.table.c.id == job_id).values(
+            lease_owner=worker, lease_until=job.lease_until, attempts=job.attempts,
+            state="in-progress", updated=now))
+        return Claim(True, "granted", job)
 
     def _locked(self, conn: sa.Connection, job_id: str) -> Job | None:
         stmt = sa.select(self.table).where(self.table.c.id == job_id)
@@ -177,22 +178,23 @@ class JobStore:
         row = conn.execute(stmt).first()
         return self._row_to_job(row) if row else None
 
-    def progress(self, job_id: str, worker: str, stage: str, fraction: float, lease_s: int) -> tuple[str, Job | None]:
-        """Record progress and renew the lease. Returns ``ok``, ``cancelled``, ``lost`` or ``unknown``."""
+    def progress(self, conn: sa.Connection, job_id: str, worker: str, stage: str, fraction: float,
+                 lease_s: int) -> tuple[str, Job | None]:
+        """Record progress and renew the lease inside the caller's transaction. Returns ``ok``,
+        ``cancelled``, ``lost`` or ``unknown``."""
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            job = self._locked(conn, job_id)
-            if job is None:
-                return "unknown", None
-            if job.state == "cancelled":
-                return "cancelled", job
-            if job.state != "in-progress" or job.lease_owner != worker:
-                return "lost", job
-            job.stage, job.progress = stage, max(0.0, min(1.0, fraction))
-            job.lease_until, job.updated = now + timedelta(seconds=lease_s), now
-            conn.execute(self.table.update().where(self.table.c.id == job_id).values(
-                stage=job.stage, progress=job.progress, lease_until=job.lease_until, updated=now))
-            return "ok", job
+        job = self._locked(conn, job_id)
+        if job is None:
+            return "unknown", None
+        if job.state == "cancelled":
+            return "cancelled", job
+        if job.state != "in-progress" or job.lease_owner != worker:
+            return "lost", job
+        job.stage, job.progress = stage, max(0.0, min(1.0, fraction))
+        job.lease_until, job.updated = now + timedelta(seconds=lease_s), now
+        conn.execute(self.table.update().where(self.table.c.id == job_id).values(
+            stage=job.stage, progress=job.progress, lease_until=job.lease_until, updated=now))
+        return "ok", job
 
     def finish(self, conn: sa.Connection, job_id: str, worker: str, state: str, reason: str = "",
                outputs: list[dict[str, Any]] | None = None,

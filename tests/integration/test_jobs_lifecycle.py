@@ -218,3 +218,86 @@ def test_a_lost_message_is_sent_again_by_the_sweep(client: FlaskClient) -> None:
     time.sleep(1.7)
     assert resend_stale_jobs(service.jobs, service.dispatcher, older_than_s=0.5) == []
     assert broker.llen(queue) == 0
+
+
+def _cancel_while_writing(client: FlaskClient, job: str, status: str) -> list[Any]:
+    """Cancel the job from another thread at the moment the gateway writes a Task whose status is
+    ``status`` (the interleaving of a cancel arriving between a worker's call and its Task write)."""
+    import threading
+
+    service = client.application.extensions["netliver"]["jobs"]
+    store = service.store
+    original = store.transaction
+    threads: list[threading.Thread] = []
+
+    def transaction(bundle: dict[str, Any], base_url: str, **kw: Any) -> Any:
+        tasks = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"]
+        if not threads and any(t["id"] == job and t["status"] == status for t in tasks):
+            other = client.application.test_client()  # a second caller, its own request
+            threads.append(threading.Thread(target=other.delete, args=(f"/fhir/Task/{job}",)))
+            threads[0].start()
+            threads[0].join(timeout=1.0)  # with the row locked, the cancel waits for this write
+        return original(bundle, base_url, **kw)
+
+    store.transaction = transaction
+    return threads
+
+
+def test_a_cancel_racing_a_claim_leaves_the_task_cancelled(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    threads = _cancel_while_writing(client, job, "in-progress")
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    threads[0].join(timeout=10)
+    service = client.application.extensions["netliver"]["jobs"]
+    assert service.jobs.get(job).state == "cancelled"
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "cancelled"
+
+
+def test_a_cancel_racing_a_progress_report_leaves_the_task_cancelled(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    threads = _cancel_while_writing(client, job, "in-progress")
+    assert _internal(client, job, "progress", worker="A", stage="dose", fraction=0.5).get_json()["state"] == "ok"
+    threads[0].join(timeout=10)
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "cancelled"
+    assert _internal(client, job, "progress", worker="A", stage="dvh", fraction=0.9).get_json()["state"] == "cancelled"
+
+
+def test_results_the_store_refuses_fail_the_job_instead_of_leaving_it_running(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    invalid = [{"resourceType": "Observation", "id": f"{job[:8]}-voi-0", "status": "final",
+                "code": {"text": "VOI dose"}, "valueQuantity": {"value": "twelve", "unit": "Gy"}}]
+    resp = _internal(client, job, "complete", worker="A", resources=invalid,
+                     outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
+    assert resp.status_code < 500 and resp.get_json()["state"] == "failed"
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "failed" and "refused" in task["statusReason"]["text"]
+    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
+    # The sweep does not send it again, and a new request runs it anew.
+    service = client.application.extensions["netliver"]["jobs"]
+    assert job not in service.jobs.stale(0)
+
+
+def test_valid_results_are_still_written_after_the_refusal_fix(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    resp = _internal(client, job, "complete", worker="A", resources=_result(job, 1),
+                     outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
+    assert resp.status_code == 200 and resp.get_json()["state"] == "ok"
+    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 200
+
+
+def test_two_processes_submitting_the_same_job_at_once_make_one_job(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    service = client.application.extensions["netliver"]["jobs"]
+    real_get = service.jobs.get
+    calls: list[str] = []
+
+    def get_as_if_not_yet_committed(job_id: str, conn: Any = None) -> Any:
+        calls.append(job_id)  # the other process read before the first one committed
+        return None if len(calls) == 1 else real_get(job_id, conn)
+
+    service.jobs.get = get_as_if_not_yet_committed
+    second, resp = _submit(client)
+    assert second == job and resp.get_json()["status"] == "requested"
