@@ -36,7 +36,7 @@ from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.imaging.dicomweb import fetch_segmentation, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
-from services.dosimetry.imaging.resample import check_ct_matches, density_on_grid
+from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
 from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
 from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, vois_from_dataset
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
@@ -197,6 +197,12 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("resample")
     density = density_on_grid(ct, grid)
+    outside_ct = ct_coverage(ct.grid, grid) < 0.5
+    if outside_ct.any():
+        positive = np.clip(activity.values, 0.0, None)
+        share = float(positive[outside_ct].sum() / max(float(positive.sum()), 1e-30))
+        warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
+                        f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
     if seg_ds is not None:
         vois = vois_from_dataset(seg_ds, ct.grid, grid)

@@ -8,7 +8,7 @@ the k-Wave toolbox (``hounsfield2density``: ρ[kg/m³] = 1.0258·(HU+1000) − 5
 0.9083·(HU+1000) + 103.6 up to +98 HU; 0.5108·(HU+1000) + 540.0 up to +260 HU;
 0.6625·(HU+1000) + 348.9 above). Below −70 HU the fit would reach −5.7 kg/m³ at −1000 HU, so the
 table ends instead at dry air, 0.0012 g/mL at −1000 HU (NIST, air at 20 °C); above +3000 HU
-(metal, beyond the fit) the density is held at 3.0 g/mL. The table is a scanner-independent
+(metal, beyond the fit) the density is held at the fit's 2.999 g/mL. The table is a scanner-independent
 default: a site should replace it with its own CT calibration (same format).
 
 **Grids.** :func:`resample_scalar` averages the source over each target voxel, so a fine CT
@@ -20,7 +20,8 @@ oblique grids each target voxel is split into m×m×m sub-points (m = ceil(targe
 source spacing) per axis), the source is interpolated (trilinear) at each and the sub-samples
 are averaged. :func:`resample_mask` computes the same covered fraction of a mask (nearest
 sub-samples for oblique grids) and keeps a target voxel when at least half of it is inside.
-Points outside the source are air (−1000 HU) for CT and outside for masks.
+Outside the CT, :func:`density_on_grid` uses soft tissue (1.04 g/mL) and the pipeline warns with
+the share of the counts there; masks are outside.
 
 **Matching.** :func:`check_ct_matches` refuses a CT in another Frame of Reference (0020,0052)
 or one that covers less than half of the activity volume (no overlap → error).
@@ -40,7 +41,9 @@ from services.dosimetry.imaging.volume import ScalarVolume
 __all__ = [
     "HU_TO_DENSITY",
     "MIN_CT_OVERLAP",
+    "SOFT_TISSUE_DENSITY_G_PER_ML",
     "check_ct_matches",
+    "ct_coverage",
     "density_on_grid",
     "hu_to_density_g_per_ml",
     "resample_mask",
@@ -50,14 +53,18 @@ __all__ = [
 #: (HU, g/mL) points of the piecewise-linear calibration (see the module docstring for sources).
 HU_TO_DENSITY: tuple[tuple[float, float], ...] = (
     (-1000.0, 0.0012),
-    (-70.0, 0.9483),
-    (98.0, 1.1009),
-    (260.0, 1.1836),
-    (3000.0, 2.9993),
+    (-70.0, 0.948307),
+    (98.0, 1.100897),
+    (260.0, 1.183652),
+    (3000.0, 2.999004),
 )
 
 #: Share of the activity volume the CT must cover.
 MIN_CT_OVERLAP = 0.5
+
+#: Density given to the part of the emission volume the CT does not cover: ICRU soft tissue,
+#: 1.04 g/mL (as the dose engine's soft-tissue kernel, ``services.dosimetry.domain.voxel``).
+SOFT_TISSUE_DENSITY_G_PER_ML = 1.04
 
 
 def hu_to_density_g_per_ml(hu: np.ndarray, table: tuple[tuple[float, float], ...] = HU_TO_DENSITY) -> np.ndarray:
@@ -176,7 +183,18 @@ def check_ct_matches(ct: Grid, activity: Grid) -> float:
     return overlap
 
 
-def density_on_grid(ct: ScalarVolume, target: Grid) -> np.ndarray:
-    """Mass density (g/mL) on ``target``: HU → density on the CT grid, then box averaged."""
+def density_on_grid(ct: ScalarVolume, target: Grid,
+                    outside_g_per_ml: float = SOFT_TISSUE_DENSITY_G_PER_ML) -> np.ndarray:
+    """Mass density (g/mL) on ``target``: HU → density on the CT grid, then box averaged.
+
+    The part of a target voxel outside the CT counts as ``outside_g_per_ml``, soft tissue by
+    default: an emission field of view longer than the CT goes on into the patient, and air there
+    would multiply the local-deposition dose of its counts by ~900 (1.04 / 0.0012).
+    """
     density = ScalarVolume(hu_to_density_g_per_ml(ct.values), ct.grid, "g/mL")
-    return resample_scalar(density, target, cval=HU_TO_DENSITY[0][1])
+    return resample_scalar(density, target, cval=outside_g_per_ml)
+
+
+def ct_coverage(ct: Grid, target: Grid) -> np.ndarray:
+    """Share (0–1) of each ``target`` voxel that lies inside the CT volume."""
+    return _sample(np.ones(ct.shape, dtype=np.float32), ct, target, 0, 0.0)

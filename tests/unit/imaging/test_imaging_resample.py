@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from services.dosimetry.imaging.errors import CtMismatchError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import (
+    SOFT_TISSUE_DENSITY_G_PER_ML,
     check_ct_matches,
+    ct_coverage,
+    density_on_grid,
     hu_to_density_g_per_ml,
     resample_mask,
     resample_scalar,
@@ -32,7 +35,7 @@ def _fine_for(coarse_n: int, h: float, origin: tuple[float, float, float] = (0.0
 
 # Published points (Schneider 1996 fit as in k-Wave; air from NIST), repeated from the docs.
 @pytest.mark.parametrize(("hu", "rho"), [(-1000, 0.0012), (-70, 0.9483), (98, 1.1009), (260, 1.1836),
-                                         (3000, 2.9993), (5000, 2.9993), (-2000, 0.0012)])
+                                         (3000, 2.9990), (5000, 2.9990), (-2000, 0.0012)])
 def test_density_table_points(hu: float, rho: float) -> None:
     assert float(hu_to_density_g_per_ml(np.array([hu]))[0]) == pytest.approx(rho, abs=1e-4)
 
@@ -150,3 +153,44 @@ def test_oblique_grids_use_sub_samples_and_agree_with_the_exact_average() -> Non
     exact = resample_scalar(ScalarVolume(values, fine, "x"), straight, cval=0.0)
     sampled = resample_scalar(ScalarVolume(values, fine, "x"), oblique, cval=0.0)
     np.testing.assert_allclose(sampled, exact, atol=0.03)
+
+
+# The four segments of the Schneider et al. 1996 fit as published with k-Wave hounsfield2density
+# (ρ in kg/m³ of x = HU + 1000; breakpoints x = 930, 1098, 1260): the table must reproduce each
+# segment exactly above −70 HU (it is linear between its breakpoints) and stay within 0.01 g/mL of
+# the first segment between air and −70 HU, where the table ends at air instead of −5.7 kg/m³.
+_FIT = ((-70.0, 98.0, 0.9082709691264, 103.6151457847139), (98.0, 260.0, 0.5108369316599, 539.9977189228704),
+        (260.0, 3000.0, 0.6625370912451, 348.8555178455294))
+
+
+@pytest.mark.parametrize(("lo", "hi", "slope", "intercept"), _FIT)
+def test_density_table_reproduces_each_published_fit_segment(lo: float, hi: float, slope: float,
+                                                             intercept: float) -> None:
+    hus = np.linspace(lo, hi, 9)
+    expected = (slope * (hus + 1000.0) + intercept) / 1000.0
+    np.testing.assert_allclose(hu_to_density_g_per_ml(hus), expected, atol=2e-6)
+
+
+def test_density_below_minus_70_hu_follows_the_first_fit_segment_to_air() -> None:
+    hus = np.linspace(-950.0, -70.0, 12)
+    fit = (1.025793065681423 * (hus + 1000.0) - 5.680404011488714) / 1000.0
+    np.testing.assert_allclose(hu_to_density_g_per_ml(hus), fit, atol=0.01)
+
+
+def test_density_outside_the_ct_is_soft_tissue_and_coverage_says_where() -> None:
+    activity = _grid(10, 4.0)
+    ct_grid = _grid(20, 2.0, (-1.0, -1.0, 16.0))  # covers z ≥ 15 mm of the activity's −2…38 mm
+    ct = ScalarVolume(np.full(ct_grid.shape, 0.0, dtype=np.float32), ct_grid, "HU")  # water, 0 HU
+    density = density_on_grid(ct, activity)
+    coverage = ct_coverage(ct_grid, activity)
+    water = float(hu_to_density_g_per_ml(np.array([0.0]))[0])
+    assert coverage[0].max() == 0.0 and coverage[-1].min() == pytest.approx(1.0)
+    np.testing.assert_allclose(density[0], SOFT_TISSUE_DENSITY_G_PER_ML, rtol=1e-6)
+    np.testing.assert_allclose(density[-1], water, rtol=1e-6)
+    # a partly covered slice mixes the two by its covered share
+    k = int(np.argmax((coverage[:, 5, 5] > 0) & (coverage[:, 5, 5] < 1)))
+    c = float(coverage[k, 5, 5])
+    assert 0 < c < 1
+    assert density[k, 5, 5] == pytest.approx(c * water + (1 - c) * SOFT_TISSUE_DENSITY_G_PER_ML, rel=1e-5)
+    # air stays available to a caller that wants it
+    assert density_on_grid(ct, activity, outside_g_per_ml=0.0012)[0, 0, 0] == pytest.approx(0.0012)

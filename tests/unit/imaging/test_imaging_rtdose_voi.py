@@ -277,3 +277,25 @@ def test_rtstruct_in_another_frame_of_reference_is_refused() -> None:
     rs.StructureSetROISequence[0].ReferencedFrameOfReferenceUID = "1.2.3.4.5.6.7"
     with pytest.raises(SegmentationError, match=r"ReferencedFrameOfReferenceUID \(3006,0024\)"):
         rtstruct_vois(rs, ct.grid, grid)
+
+
+def test_emission_volume_beyond_the_ct_is_soft_tissue_with_a_warning(liver_study) -> None:  # type: ignore[no-untyped-def]
+    """A CT shorter than the emission field of view: the uncovered voxels are given soft-tissue
+    density (not air, which would multiply their dose ~900-fold) and the result says so."""
+    ct_sorted = sorted(liver_study.ct, key=lambda d: float(d.ImagePositionPatient[2]))
+    kept = ct_sorted[len(ct_sorted) // 3:]  # drop the lowest third of the CT (the liver's lower end)
+    others = [d for d in liver_study.datasets() if d.Modality != "CT"]
+    pacs = MemoryDicomweb(others + kept)
+    result = run_voxel_dosimetry(pacs, liver_study.study_uid, 1.5, "ldm", store=False)
+    assert any("does not cover" in w and "soft-tissue" in w for w in result.warnings)
+    whole = run_voxel_dosimetry(MemoryDicomweb(liver_study.datasets()), liver_study.study_uid, 1.5, "ldm",
+                                store=False)
+    assert not any("does not cover" in w for w in whole.warnings)
+    # a fully uncovered slice with counts gets the soft-tissue dose of its counts, not ~900 times it
+    vol = activity_volume(liver_study.activity)
+    z_first_kept = float(kept[0].ImagePositionPatient[2])
+    k = int(np.argmax(vol.values.sum(axis=(1, 2)) > 0))  # lowest slice with counts
+    assert float(vol.grid.index_to_patient(np.array([k + 0.5, 0.0, 0.0]))[2]) < z_first_kept
+    assert float(vol.values[k].sum()) > 0
+    ratio = float(result.dose_gy[k].max()) / float(whole.dose_gy[k].max())
+    assert 0.5 < ratio < 2.0
