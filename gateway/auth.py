@@ -573,10 +573,10 @@ def require_internal_token() -> None:
     g.principal = _check_internal_token(_state().settings)
 
 
-def require_hook_auth() -> None:
-    """The Orthanc stable-study hook: the internal token header, or a JWT whose scopes allow
-    writing ImagingStudy (``system/ImagingStudy.c`` or wider)."""
+def require_hook_auth(read: Iterable[str] = (), write: Iterable[str] = ("ImagingStudy",)) -> None:
+    """The Orthanc stable-study hook: the internal token header, or a JWT whose scopes cover
+    reading ``read`` and writing ``write`` (at least ImagingStudy, ``system/ImagingStudy.c``)."""
     if INTERNAL_TOKEN_HEADER in request.headers:
         require_internal_token()
         return
-    require_scopes(write=["ImagingStudy"])
+    require_scopes(read=read, write=write)

@@ -2,7 +2,8 @@
 ``liver-directed-therapy`` whose cards summarise eligibility.
 
 The EHR's prefetch (patient, Observations, Conditions, Procedures) is used when given; whatever
-is missing is read from the gateway's FHIR store. The eligibility service turns the Bundle into
+it leaves out, and the other input types (medications, allergies, imaging, lesions), are read from
+the gateway's FHIR store. The eligibility service turns the Bundle into
 cards (it owns the clinical wording).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.auth import require_scopes
-from gateway.operations import gather_patient_bundle
+from gateway.operations import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.services import ServiceClient
 from netliver.fhir.outcome import FhirError
 
@@ -28,6 +29,11 @@ PREFETCH = {
     "conditions": "Condition?subject={{context.patientId}}&_count=500",
     "procedures": "Procedure?subject={{context.patientId}}&_count=500",
 }
+
+
+#: Prefetch key → the resource type it holds.
+_PREFETCH_TYPES = {"patient": "Patient", "observations": "Observation", "conditions": "Condition",
+                   "procedures": "Procedure"}
 
 
 def discovery() -> dict[str, Any]:
@@ -61,7 +67,8 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
 
     @bp.post(f"/cds-services/{SERVICE_ID}")
     def patient_view() -> Response:
-        require_scopes(read=("Patient", "Observation", "Condition", "Procedure"))
+        # Whatever the EHR did not prefetch is read from the store: every eligibility input type.
+        require_scopes(read=ELIGIBILITY_READS)
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise FhirError(400, "invalid", "a CDS Hooks request (JSON object) was expected")
@@ -73,14 +80,11 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
             raise FhirError(422, "required", "context.patientId is required", "context.patientId")
         patient_id = patient_id.removeprefix("Patient/")
         prefetch = body.get("prefetch") or {}
-        if isinstance(prefetch, dict) and prefetch.get("patient"):
-            resources: list[dict[str, Any]] = []
-            for key in ("patient", "observations", "conditions", "procedures"):
-                resources.extend(_entries(prefetch.get(key)))
-            bundle = {"resourceType": "Bundle", "type": "collection",
-                      "entry": [{"resource": r} for r in resources]}
-        else:
-            bundle = gather_patient_bundle(get_store(), patient_id, base_url_of())
+        # CDS Hooks 2.0 "Prefetch": a key the client left out (or sent as null) is data it did
+        # not provide, so the service reads it itself; a prefetched key, even empty, is used as is.
+        prefetched = {rtype: _entries(prefetch.get(key)) for key, rtype in _PREFETCH_TYPES.items()
+                      if isinstance(prefetch, dict) and prefetch.get(key) is not None}
+        bundle = gather_patient_bundle(get_store(), patient_id, base_url_of(), prefetched=prefetched)
         answer = get_services().call_json("eligibility", "cds-cards", bundle, {})
         cards = answer.get("cards", [])
         return jsonify({"cards": cards})

@@ -37,6 +37,10 @@ _log = logging.getLogger("netliver.gateway.hooks")
 Y90_HALF_LIFE_S = 64.1 * 3600
 TC99M_HALF_LIFE_S = 6.0067 * 3600
 DICOM_PATIENT_ID_SYSTEM = "urn:netliver:dicom-patient-id"
+#: What the hook reads (the patient by identifier, the planned activity) and writes (the study,
+#: its DICOMweb endpoint, and the job with its results): a JWT caller needs scopes for all.
+HOOK_READS = ("Patient", "Observation", "ImagingStudy")
+HOOK_WRITES = ("ImagingStudy", "Endpoint", "Task", "DiagnosticReport", "Observation", "Provenance")
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ def create_hooks_blueprint(settings: Settings, get_store: Callable[[], Any], get
 
     @bp.post("/hooks/orthanc/stable-study")
     def stable_study() -> Response:
-        require_hook_auth()
+        require_hook_auth(read=HOOK_READS, write=HOOK_WRITES)
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise FhirError(400, "invalid", 'expected a JSON body {"ID": "<orthanc study id>"}')

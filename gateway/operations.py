@@ -8,7 +8,7 @@ half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -20,7 +20,7 @@ from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle"]
+__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle"]
 
 #: Tag on every resource the services write, so gathered inputs never include earlier results.
 RESULT_TAG = {"system": f"{CANONICAL_BASE}/CodeSystem/tag", "code": "derived-result",
@@ -65,11 +65,20 @@ def _is_result(resource: dict[str, Any]) -> bool:
                for t in (resource.get("meta") or {}).get("tag", []))
 
 
-def gather_patient_bundle(store: Any, patient_id: str, base_url: str, page_size: int = 500) -> dict[str, Any]:
-    """The patient's resources from the store as a ``searchset`` Bundle (results excluded)."""
-    patient = store.read("Patient", patient_id)
+def gather_patient_bundle(store: Any, patient_id: str, base_url: str, page_size: int = 500,
+                          prefetched: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The patient's resources from the store as a ``searchset`` Bundle (results excluded).
+
+    ``prefetched`` maps a resource type to the resources a caller already holds (CDS Hooks
+    prefetch); those types are taken from it, every other type is read from the store."""
+    prefetched = prefetched or {}
+    patients = prefetched.get("Patient")
+    patient = patients[0] if patients else store.read("Patient", patient_id)
     entries: list[dict[str, Any]] = [{"fullUrl": f"{base_url}/Patient/{patient_id}", "resource": patient}]
     for rtype, param in _PATIENT_COMPARTMENT:
+        if rtype in prefetched:
+            entries.extend({"resource": res} for res in prefetched[rtype] if not _is_result(res))
+            continue
         offset = 0
         while True:
             page = store.search(rtype, [(param, f"Patient/{patient_id}"), ("_count", str(page_size)),
