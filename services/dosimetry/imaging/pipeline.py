@@ -38,7 +38,7 @@ from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
 from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
-from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, vois_from_dataset
+from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, union, vois_from_dataset
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
 
 __all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
@@ -193,6 +193,10 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     warnings.extend(activity.warnings)
     ct = ct_volume(images.ct)
     check_ct_matches(ct.grid, activity.grid)
+    if not activity.grid.frame_of_reference_uid or not ct.grid.frame_of_reference_uid:
+        warnings.append("FrameOfReferenceUID (0020,0052) missing on the "
+                        f"{'activity series' if not activity.grid.frame_of_reference_uid else 'CT'}: the CT is "
+                        "assumed registered to the emission image by the scanner coordinates alone")
     grid = activity.grid
 
     begin("resample")
@@ -239,6 +243,15 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                                float(density[v.mask].sum() * voxel_ml),
                                float(counts[v.mask].sum() / total_counts), metrics))
     lsf = _lung_shunt_fraction(vois, counts)
+    if simulation and seg_ds is not None:
+        # The planned activity is shared by all counts of the field of view; MAA counts outside
+        # every VOI (free pertechnetate in stomach, thyroid, kidneys; extrahepatic deposition)
+        # take their share of it away from the liver and lungs.
+        outside_share = 1.0 - float(counts[union(vois)].sum()) / total_counts
+        if outside_share > 0.05:
+            warnings.append(f"{100 * outside_share:.1f} % of the MAA counts lie outside every VOI (free "
+                            "pertechnetate or extrahepatic uptake?): they receive that share of the planned "
+                            "Y-90 activity, lowering the liver and lung doses accordingly")
 
     rtdose_uid: str | None = None
     rtdose_series: str | None = None

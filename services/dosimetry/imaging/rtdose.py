@@ -113,6 +113,8 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
     ds.DoseSummationType = summation_type
+    # (3004,0014) Type 3: the dose used the CT's density map (C.8.8.3)
+    ds.TissueHeterogeneityCorrection = "IMAGE"
     ds.DoseGridScaling = f"{scaling:.10g}"
     ds.DoseComment = "Y-90 absorbed dose (netliver voxel dosimetry)"[:64]
     if referenced_series_uid:

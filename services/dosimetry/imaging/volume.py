@@ -399,6 +399,13 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                                         "can be decay corrected and calibrated", "Units")
     else:
         raise NoActivitySeriesError(f"series modality {modality or 'missing'} is neither NM nor PT", "Modality")
+    corrections = {str(v).upper() for v in (first.get("CorrectedImage") or [])}
+    if "ATTN" not in corrections:
+        # CorrectedImage (0028,0051), PS3.3 C.8.4.9 / C.8.9.1: without attenuation correction the
+        # counts fall with depth, and a dose calibrated on their distribution under-doses deep tissue.
+        warnings.append(f"CorrectedImage (0028,0051) {sorted(corrections) or 'missing'} does not include ATTN: the "
+                        f"{modality} image is not attenuation corrected, so deep tissue is under-represented "
+                        "in the activity distribution and its dose")
     if np.any(values < 0):
         warnings.append("negative voxel values set to 0 (reconstruction undershoot)")
         values = np.clip(values, 0.0, None)

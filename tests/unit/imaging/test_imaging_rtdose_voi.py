@@ -4,6 +4,7 @@ stage control against an in-memory DICOMweb client."""
 from __future__ import annotations
 
 import io
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ def test_rtdose_roundtrip_keeps_dose_and_geometry(liver_study) -> None:  # type:
     back = _roundtrip(ds)
     assert back.Modality == "RTDOSE" and back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.2"
     assert back.DoseUnits == "GY" and back.DoseType == "PHYSICAL" and back.DoseSummationType == "RECORD"
+    assert back.TissueHeterogeneityCorrection == "IMAGE"
     assert back.StudyInstanceUID == liver_study.study_uid
     assert back.FrameOfReferenceUID == liver_study.frame_of_reference_uid
     assert back.PatientID == liver_study.patient_id
@@ -299,3 +301,47 @@ def test_emission_volume_beyond_the_ct_is_soft_tissue_with_a_warning(liver_study
     assert float(vol.values[k].sum()) > 0
     ratio = float(result.dose_gy[k].max()) / float(whole.dose_gy[k].max())
     assert 0.5 < ratio < 2.0
+
+
+def test_maa_counts_outside_every_voi_are_named_and_take_their_share() -> None:
+    """Patient-relative calibration over the field of view: extra MAA counts outside every VOI
+    (e.g. free pertechnetate in the stomach) receive their share E/(T+E) of the planned activity,
+    so the liver dose falls by T/(T+E); the result warns with that share."""
+    study = build_study(lung_shunt(n=24, voxel_mm=8.84), "NM", seed=5)
+    clean = run_voxel_dosimetry(MemoryDicomweb(study.datasets()), study.study_uid, 2.0, "ldm",
+                                study.seg_series_uid, store=False)
+    assert clean.simulation
+    assert not any("outside every VOI" in w for w in clean.warnings)
+
+    nm = study.activity[0]
+    counts = nm.pixel_array.astype(np.int64)
+    inside = np.zeros(counts.shape, dtype=bool)
+    for name, *_ in study.phantom.segments:
+        inside |= study.phantom.segment_mask(name)
+    total = int(counts.sum())
+    outside = np.argwhere(~inside)[:200]
+    extra = total // 4 // len(outside)
+    for k, j, i in outside:
+        counts[k, j, i] += extra
+    added = extra * len(outside)
+    nm.PixelData = counts.astype(nm.pixel_array.dtype).tobytes()
+    hot = run_voxel_dosimetry(MemoryDicomweb(study.datasets()), study.study_uid, 2.0, "ldm",
+                              study.seg_series_uid, store=False)
+    share = added / (total + added)
+    assert any(f"{100 * share:.1f} % of the MAA counts lie outside every VOI" in w for w in hot.warnings)
+    liver_clean = next(v for v in clean.vois if v.name == "liver").metrics["Dmean"]
+    liver_hot = next(v for v in hot.vois if v.name == "liver").metrics["Dmean"]
+    assert liver_hot / liver_clean == pytest.approx(total / (total + added), rel=1e-6)
+
+
+def test_activity_without_frame_of_reference_is_accepted_with_a_warning(liver_study) -> None:  # type: ignore[no-untyped-def]
+    datasets = [deepcopy(ds) for ds in liver_study.datasets()]
+    for ds in datasets:
+        if ds.Modality == "PT":
+            del ds.FrameOfReferenceUID
+    result = run_voxel_dosimetry(MemoryDicomweb(datasets), liver_study.study_uid, 1.5, "ldm",
+                                 liver_study.seg_series_uid, store=False)
+    assert any("FrameOfReferenceUID (0020,0052) missing on the activity series" in w for w in result.warnings)
+    whole = run_voxel_dosimetry(MemoryDicomweb(liver_study.datasets()), liver_study.study_uid, 1.5, "ldm",
+                                liver_study.seg_series_uid, store=False)
+    assert not any("FrameOfReferenceUID (0020,0052) missing" in w for w in whole.warnings)

@@ -343,3 +343,12 @@ def test_an_administration_after_the_acquisition_is_not_used(pt_study) -> None: 
     vol = activity_volume(slices)
     assert vol.decay_factor == pytest.approx(1.0)
     assert any("after the acquisition" in w for w in vol.warnings)
+
+
+def test_an_image_without_attenuation_correction_is_named(nm_study) -> None:  # type: ignore[no-untyped-def]
+    assert not any("ATTN" in w for w in activity_volume(nm_study.activity).warnings)
+    ds = deepcopy(nm_study.activity[0])
+    ds.CorrectedImage = ["SCAT"]
+    assert any("CorrectedImage (0028,0051)" in w and "ATTN" in w for w in activity_volume([ds]).warnings)
+    del ds.CorrectedImage
+    assert any("CorrectedImage (0028,0051) missing" in w for w in activity_volume([ds]).warnings)
