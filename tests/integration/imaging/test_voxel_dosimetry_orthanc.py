@@ -156,6 +156,10 @@ def test_lung_shunt_maa_simulation(orthanc: OrthancProcess, client: Any) -> None
     assert _voi(result, "lungs").metrics["Dmean"] == pytest.approx(C_GY_KG_PER_GBQ * ACTIVITY_GBQ * lsf / m_lung, rel=0.01)
     assert result.simulation and result.nuclide == "Tc-99m"
     assert any("simulation" in w for w in result.warnings)
+    # a predicted dose is a plan, not the record of a delivered treatment (PS3.3 C.8.8.3)
+    assert result.rtdose_series_uid is not None
+    [stored] = client.retrieve_series(study.study_uid, result.rtdose_series_uid)
+    assert stored.DoseSummationType == "PLAN" and stored.TissueHeterogeneityCorrection == "IMAGE"
 
 
 def test_rtdose_is_stored_in_the_same_study_over_the_ct(orthanc: OrthancProcess, client: Any) -> None:
