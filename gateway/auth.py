@@ -52,6 +52,7 @@ __all__ = [
     "HOOK_PATHS",
     "INTERNAL_PATH_PREFIX",
     "INTERNAL_TOKEN_HEADER",
+    "PUBLISHED_INTERNAL_TOKENS",
     "JwksCache",
     "JwksUnavailable",
     "Principal",
@@ -77,6 +78,9 @@ INTERNAL_PATH_PREFIX = "/internal/"
 #: Paths that accept the internal token as an alternative to a JWT (Orthanc's Lua script).
 HOOK_PATHS = frozenset({"/hooks/orthanc/stable-study"})
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+#: Internal tokens written in this repository (settings default, docker-compose placeholder):
+#: refused at start with ``AUTH_MODE=jwt``, where they would open the job calls to anyone.
+PUBLISHED_INTERNAL_TOKENS = frozenset({Settings.internal_token, "change-me"})
 #: Signature algorithms accepted (contract); everything else, ``none`` and HS* included, is 401.
 ACCEPTED_ALGORITHMS = ("RS256", "RS384", "ES384")
 #: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``, seconds.
@@ -494,8 +498,10 @@ def init_auth(app: Flask, settings: Settings, *, jwks: JwksCache | None = None) 
         raise ValueError(f"AUTH_MODE must be off or jwt, not {settings.auth_mode!r}")
     if not settings.internal_token:
         _log.warning("INTERNAL_TOKEN is empty: every /internal/ call will be refused")
-    elif settings.internal_token == Settings.internal_token and settings.auth_mode == "jwt":
-        _log.warning("INTERNAL_TOKEN has its development default; set a secret in production")
+    elif settings.internal_token in PUBLISHED_INTERNAL_TOKENS and settings.auth_mode == "jwt":
+        # Published in this repository: anyone could write results through the job calls.
+        raise ValueError("AUTH_MODE=jwt needs INTERNAL_TOKEN set to a secret of this deployment "
+                         "(the default and the compose file's placeholder are public)")
     app.extensions[_EXTENSION] = _AuthState(settings, verifier)
     app.before_request(_authenticate)
 

@@ -20,7 +20,7 @@ from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle"]
+__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "tag_results"]
 
 #: Tag on every resource the services write, so gathered inputs never include earlier results.
 RESULT_TAG = {"system": f"{CANONICAL_BASE}/CodeSystem/tag", "code": "derived-result",
@@ -48,7 +48,8 @@ def _body(expected: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def _tagged(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def tag_results(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``resources`` carrying :data:`RESULT_TAG` (and no earlier copy of it)."""
     out = []
     for res in resources:
         res = dict(res)
@@ -98,7 +99,7 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
     def run(service: str, operation: str, body: dict[str, Any], params: dict[str, str]) -> Response:
         result = get_services().call(service, operation, body, params, g.get("request_id", ""))
         try:
-            write_results(get_store(), _tagged(result.write), base_url_of())
+            write_results(get_store(), tag_results(result.write), base_url_of())
         except FhirError as err:
             if err.status < 500:
                 current_app.logger.error("a service result was refused by the store: %s", err)

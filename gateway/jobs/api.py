@@ -21,14 +21,18 @@ from flask import Blueprint, Response, request
 from gateway.auth import require_internal_token, require_scopes
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
+from gateway.operations import tag_results
 from gateway.writeback import transaction_bundle
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
+
+#: The resource types a job's completion may write (besides its Task).
+JOB_RESULT_TYPES = ("DiagnosticReport", "Observation", "Provenance")
 
 _VOXEL_PARAMS: dict[str, tuple[str, bool]] = {
     # name: (FHIR value[x] type, required)
@@ -168,6 +172,15 @@ class JobService:
 
     def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
                  outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None) -> dict[str, Any]:
+        types = [r.get("resourceType") if isinstance(r, dict) else None for r in resources]
+        foreign = sorted({str(t) for t in types if t not in JOB_RESULT_TYPES})
+        if foreign:
+            reason = (f"the job's results may only be {', '.join(JOB_RESULT_TYPES)}; "
+                      f"refused: {', '.join(foreign)}")
+            _log.error("job results of a foreign type", extra={"job": job_id, "types": foreign})
+            self.fail(job_id, worker, reason)
+            return {"state": "failed", "reason": reason}
+        resources = tag_results(resources)
         try:
             with self.jobs.engine.begin() as conn:
                 state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,
@@ -222,7 +235,7 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
 
     @bp.post("/fhir/$voxel-dosimetry")
     def voxel_dosimetry() -> Response:
-        require_scopes(read=("ImagingStudy",), write=("Task", "DiagnosticReport", "Observation", "Provenance"))
+        require_scopes(read=("ImagingStudy",), write=("Task", *JOB_RESULT_TYPES))
         params = parse_voxel_parameters(read_json_body())
         service = get_service()
         job, _ = service.submit("voxel-dosimetry", params)

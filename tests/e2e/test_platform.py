@@ -184,7 +184,7 @@ def test_jwt_mode_401_and_403(stack: Stack) -> None:
     with JwksServer() as idp:
         url = stack.start_gateway("gateway-jwt", free_port(), {
             "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-            "AUTH_AUDIENCE": idp.audience})
+            "AUTH_AUDIENCE": idp.audience, "INTERNAL_TOKEN": f"e2e-{uuid.uuid4().hex}"})
         assert requests.get(f"{url}/fhir/metadata", timeout=10).status_code == 200
         assert requests.get(f"{url}/health", timeout=10).status_code in (200, 503)
         _assert_outcome(requests.get(f"{url}/fhir/Observation", timeout=10), 401)

@@ -285,7 +285,10 @@ def test_valid_results_are_still_written_after_the_refusal_fix(client: FlaskClie
     resp = _internal(client, job, "complete", worker="A", resources=_result(job, 1),
                      outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
     assert resp.status_code == 200 and resp.get_json()["state"] == "ok"
-    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 200
+    obs = client.get(f"/fhir/Observation/{job[:8]}-voi-0").get_json()
+    # Tagged as a computed result, like the synchronous operations' results, so that gathering a
+    # patient's record for eligibility never takes it for an input.
+    assert "derived-result" in [t["code"] for t in obs["meta"]["tag"]]
 
 
 def test_two_processes_submitting_the_same_job_at_once_make_one_job(client: FlaskClient) -> None:
@@ -301,3 +304,14 @@ def test_two_processes_submitting_the_same_job_at_once_make_one_job(client: Flas
     service.jobs.get = get_as_if_not_yet_committed
     second, resp = _submit(client)
     assert second == job and resp.get_json()["status"] == "requested"
+
+
+def test_a_completion_may_only_write_the_job_s_result_types(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    patient = {"resourceType": "Patient", "id": "someone-else", "name": [{"family": "Overwritten"}]}
+    resp = _internal(client, job, "complete", worker="A", resources=[*_result(job, 1), patient], outputs=[])
+    assert resp.status_code < 500 and resp.get_json()["state"] == "failed"
+    assert client.get("/fhir/Patient/someone-else").status_code == 404
+    assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
+    assert "Patient" in client.get(f"/fhir/Task/{job}").get_json()["statusReason"]["text"]

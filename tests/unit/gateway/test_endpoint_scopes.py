@@ -113,3 +113,18 @@ def test_cds_reads_from_the_store_what_the_prefetch_left_out(client: FlaskClient
     client.post("/cds-services/liver-directed-therapy", json=_cds_request(prefetch),
                 headers=_bearer(idp, CDS_READ_SCOPES))
     assert sorted(e["resource"]["resourceType"] for e in seen[1]["entry"]) == ["AllergyIntolerance", "Patient"]
+
+
+def test_jwt_mode_refuses_to_start_with_the_published_internal_token(tmp_path: Path, idp: JwksServer) -> None:
+    # The default INTERNAL_TOKEN is in the repository: with it, anyone could call the internal job
+    # endpoints (which write resources) and the PACS hook without a JWT.
+    env = {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
+           "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+           "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING"}
+    for published in (None, Settings.internal_token, "change-me"):
+        settings = Settings.from_env(env if published is None else {**env, "INTERNAL_TOKEN": published})
+        with pytest.raises(ValueError, match="INTERNAL_TOKEN"):
+            create_app(settings)
+    # A secret of the deployment's own is accepted, and so is the default with auth off (demo).
+    create_app(Settings.from_env({**env, "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers"}))
+    create_app(Settings.from_env({**env, "AUTH_MODE": "off"}))

@@ -175,7 +175,8 @@ def test_authenticated_clients_are_counted_by_client_id(prefix: str,
                                                         real_redis: redis.Redis) -> None:
     with JwksServer() as idp:
         settings = Settings(auth_mode="jwt", auth_jwks_url=idp.jwks_url, auth_issuer=ISSUER,
-                            auth_audience=AUDIENCE, rate_limit_per_minute=2, redis_url=REDIS_URL)
+                            auth_audience=AUDIENCE, rate_limit_per_minute=2, redis_url=REDIS_URL,
+                            internal_token=INTERNAL_TOKEN)
         http = make_app(settings, prefix, Clock())[0].test_client()
         ris = {"Authorization": f"Bearer {idp.mint('system/*.read', client_id='ris')}"}
         cds = {"Authorization": f"Bearer {idp.mint('system/*.read', client_id='cds')}"}
