@@ -29,7 +29,7 @@ from services.dosimetry.imaging.errors import (
     SeriesNotFoundError,
 )
 
-__all__ = ["StudyImages", "fetch_segmentation", "fetch_study", "list_series", "make_client"]
+__all__ = ["StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client"]
 
 _T = TypeVar("_T")
 
@@ -177,7 +177,17 @@ def fetch_study(client: Any, study_uid: str) -> StudyImages:
 
 
 def fetch_segmentation(client: Any, study_uid: str, series_uid: str) -> Dataset:
-    """WADO-RS the SEG or RTSTRUCT series ``series_uid`` (its first instance)."""
+    """WADO-RS the SEG or RTSTRUCT series ``series_uid`` when it holds one instance; a series of
+    several instances (e.g. one SEG per segment) is read with :func:`fetch_segmentations`."""
+    datasets = fetch_segmentations(client, study_uid, series_uid)
+    if len(datasets) > 1:
+        raise SegmentationError(f"segmentation series {series_uid} holds {len(datasets)} instances; "
+                                "read it with fetch_segmentations", "segmentationSeriesUid")
+    return datasets[0]
+
+
+def fetch_segmentations(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
+    """WADO-RS every instance of the SEG or RTSTRUCT series ``series_uid``."""
     series = list_series(client, study_uid)
     match = [s for s in series if s.series_uid == series_uid]
     if not match:
@@ -186,4 +196,4 @@ def fetch_segmentation(client: Any, study_uid: str, series_uid: str) -> Dataset:
     if match[0].modality not in {"SEG", "RTSTRUCT"}:
         raise SegmentationError(f"series {series_uid} is {match[0].modality}, not a DICOM SEG or RTSTRUCT",
                                 "segmentationSeriesUid")
-    return _retrieve(client, study_uid, series_uid)[0]
+    return _retrieve(client, study_uid, series_uid)

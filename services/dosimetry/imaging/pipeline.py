@@ -33,7 +33,7 @@ import numpy as np
 
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
-from services.dosimetry.imaging.dicomweb import fetch_segmentation, fetch_study
+from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
@@ -185,7 +185,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("fetch")
     images = fetch_study(client, study_uid)
-    seg_ds = fetch_segmentation(client, study_uid, segmentation_series_uid) if segmentation_series_uid else None
+    # every instance of the series: a SEG may be split into one instance per segment
+    seg_datasets = fetch_segmentations(client, study_uid, segmentation_series_uid) if segmentation_series_uid else []
     warnings = list(images.warnings)
 
     begin("decode")
@@ -208,8 +209,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
-    if seg_ds is not None:
-        vois = vois_from_dataset(seg_ds, ct.grid, grid)
+    if seg_datasets:
+        vois = [v for seg_ds in seg_datasets for v in vois_from_dataset(seg_ds, ct.grid, grid)]
     else:
         vois = [automatic_liver_voi(activity.values, density)]
         warnings.append("no segmentation given: automatic liver VOI (activity ≥ 10 % of the body's 99.9th "
@@ -243,7 +244,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                                float(density[v.mask].sum() * voxel_ml),
                                float(counts[v.mask].sum() / total_counts), metrics))
     lsf = _lung_shunt_fraction(vois, counts)
-    if simulation and seg_ds is not None:
+    if simulation and seg_datasets:
         # The planned activity is shared by all counts of the field of view; MAA counts outside
         # every VOI (free pertechnetate in stomach, thyroid, kidneys; extrahepatic deposition)
         # take their share of it away from the liver and lungs.

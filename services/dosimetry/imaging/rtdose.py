@@ -51,6 +51,15 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
         raise ValueError("summation_type must be PLAN or RECORD")
     dose = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     dose = np.clip(dose, 0.0, None)
+    normal = np.cross(grid.orientation[:3], grid.orientation[3:])
+    if float(grid.affine[:3, 0] @ normal) < 0:
+        # Frames stacked against the normal (e.g. an NM negative SpacingBetweenSlices): written from
+        # the other end so GridFrameOffsetVector increases; some viewers mishandle negative offsets.
+        flipped = grid.affine.copy()
+        flipped[:3, 3] = grid.index_to_patient(np.array([grid.shape[0] - 1.0, 0.0, 0.0]))
+        flipped[:3, 0] = -grid.affine[:3, 0]
+        grid = Grid(grid.shape, flipped, grid.frame_of_reference_uid)
+        dose = dose[::-1]
     peak = float(dose.max())
     scaling = peak / _MAX_STORED if peak > 0 else 1.0
     stored = np.round(dose / scaling).astype(np.uint32)
@@ -95,9 +104,7 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     dz, dy, dx = grid.spacing_mm
     ds.PixelSpacing = [f"{dy:.6g}", f"{dx:.6g}"]
     ds.SliceThickness = f"{dz:.6g}"
-    normal = np.cross(grid.orientation[:3], grid.orientation[3:])
-    sign = 1.0 if float(grid.affine[:3, 0] @ normal) >= 0 else -1.0
-    ds.GridFrameOffsetVector = [f"{sign * k * dz:.6g}" for k in range(grid.shape[0])]
+    ds.GridFrameOffsetVector = [f"{k * dz:.6g}" for k in range(grid.shape[0])]
     ds.NumberOfFrames = grid.shape[0]
     ds.FrameIncrementPointer = 0x3004000C
     # Image Pixel

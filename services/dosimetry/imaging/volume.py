@@ -432,8 +432,11 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         else:
             correction = str(first.get("DecayCorrection", "")).upper()
             if correction == "START":
-                start = parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"),
-                                             require_time=True) or acquisition
+                # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
+                # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x).
+                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True)
+                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True)
+                         or acquisition)
                 if start is None:
                     warnings.append("PT SeriesDate/Time missing: no decay correction applied")
                 else:

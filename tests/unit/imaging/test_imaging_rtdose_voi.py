@@ -13,6 +13,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from services.dosimetry.imaging.dicomweb import fetch_segmentation
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError, SegmentationError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
@@ -345,3 +346,47 @@ def test_activity_without_frame_of_reference_is_accepted_with_a_warning(liver_st
     whole = run_voxel_dosimetry(MemoryDicomweb(liver_study.datasets()), liver_study.study_uid, 1.5, "ldm",
                                 liver_study.seg_series_uid, store=False)
     assert not any("FrameOfReferenceUID (0020,0052) missing" in w for w in whole.warnings)
+
+
+def test_rtdose_of_frames_stacked_against_the_normal_is_written_with_rising_offsets(liver_study) -> None:  # type: ignore[no-untyped-def]
+    """A grid whose slice step points against the normal (NM negative SpacingBetweenSlices):
+    the RT Dose starts at the other end, so GridFrameOffsetVector rises from 0, and each frame
+    still sits at the patient position of its dose."""
+    up = activity_volume(liver_study.activity).grid
+    n = up.shape[0]
+    affine = up.affine.copy()
+    affine[:3, 3] = up.index_to_patient(np.array([n - 1.0, 0.0, 0.0]))
+    affine[:3, 0] = -up.affine[:3, 0]
+    down = Grid(up.shape, affine, up.frame_of_reference_uid)
+    dose = np.random.default_rng(1).gamma(2.0, 10.0, size=down.shape)
+    back = _roundtrip(build_rtdose(dose, down, study=liver_study.ct[0], frame_of_reference_uid="1.2",
+                                   summation_type="RECORD", series_description="x", deterministic_key="flip"))
+    offsets = np.array([float(v) for v in back.GridFrameOffsetVector])
+    assert offsets[0] == 0.0 and np.all(np.diff(offsets) > 0)
+    ipp = np.array([float(v) for v in back.ImagePositionPatient])
+    iop = np.array([float(v) for v in back.ImageOrientationPatient])
+    normal = np.cross(iop[:3], iop[3:])
+    stored = rtdose_array(back)
+    scaling = float(back.DoseGridScaling)
+    for f in (0, 3, n - 1):
+        position = ipp + offsets[f] * normal
+        k = round(float(down.patient_to_index(position)[0]))
+        np.testing.assert_allclose(down.index_to_patient(np.array([float(k), 0.0, 0.0])), position, atol=1e-3)
+        np.testing.assert_allclose(stored[f], dose[k], atol=scaling)
+
+
+def test_a_seg_series_of_several_instances_gives_the_segments_of_all(liver_study) -> None:  # type: ignore[no-untyped-def]
+    second = deepcopy(liver_study.seg)
+    second.SOPInstanceUID = "2.25.1234567890123456789"
+    second.file_meta.MediaStorageSOPInstanceUID = second.SOPInstanceUID
+    for segment in second.SegmentSequence:
+        segment.SegmentLabel = f"{segment.SegmentLabel} (second instance)"
+    pacs = MemoryDicomweb([*liver_study.datasets(), second])
+    result = run_voxel_dosimetry(pacs, liver_study.study_uid, 1.5, "ldm", liver_study.seg_series_uid, store=False)
+    names = {v.name for v in result.vois}
+    assert names == {"liver", "tumour 1", "tumour 2", "liver (second instance)", "tumour 1 (second instance)",
+                     "tumour 2 (second instance)"}
+    by_name = {v.name: v for v in result.vois}
+    assert by_name["liver"].metrics["Dmean"] == pytest.approx(by_name["liver (second instance)"].metrics["Dmean"])
+    with pytest.raises(SegmentationError, match="2 instances"):
+        fetch_segmentation(pacs, liver_study.study_uid, liver_study.seg_series_uid)

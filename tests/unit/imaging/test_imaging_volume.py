@@ -352,3 +352,14 @@ def test_an_image_without_attenuation_correction_is_named(nm_study) -> None:  # 
     assert any("CorrectedImage (0028,0051)" in w and "ATTN" in w for w in activity_volume([ds]).warnings)
     del ds.CorrectedImage
     assert any("CorrectedImage (0028,0051) missing" in w for w in activity_volume([ds]).warnings)
+
+
+def test_pt_start_correction_uses_decay_correction_datetime_when_given(pt_study) -> None:  # type: ignore[no-untyped-def]
+    """Values decay corrected to DecayCorrectionDateTime (0018,9701), 1 h after administration
+    (not to the series start 3 h after): back to the administration is 2^(1 h / T½)."""
+    slices = deepcopy(pt_study.activity)
+    one_hour = (pt_study.administration + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
+    for ds in slices:
+        ds.DecayCorrectionDateTime = one_hour
+    assert activity_volume(slices).decay_factor == pytest.approx(2 ** (1.0 / Y90_HALF_LIFE_H), rel=1e-9)
+    assert activity_volume(pt_study.activity).decay_factor == pytest.approx(2 ** (3.0 / Y90_HALF_LIFE_H), rel=1e-9)
