@@ -230,6 +230,22 @@ def _json_object() -> dict[str, Any]:
     return body
 
 
+def _worker(body: dict[str, Any]) -> str:
+    """The calling worker's name: required, because an empty name means the requester's cancel
+    to :meth:`JobStore.finish` and would skip the lease check."""
+    worker = body.get("worker")
+    if not isinstance(worker, str) or not worker.strip():
+        raise FhirError(400, "required", "the worker's name is required", "worker")
+    return worker
+
+
+def _fraction(body: dict[str, Any]) -> float:
+    value = body.get("fraction", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FhirError(400, "invalid", "fraction must be a number between 0 and 1", "fraction")
+    return float(value)
+
+
 def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
@@ -258,14 +274,14 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     def claim(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().claim(job_id, str(body.get("worker", ""))))
+        return fhir_response(get_service().claim(job_id, _worker(body)))
 
     @bp.post("/internal/jobs/<job_id>/progress")
     def progress(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().progress(job_id, str(body.get("worker", "")),
-                                                    str(body.get("stage", "")), float(body.get("fraction", 0))))
+        return fhir_response(get_service().progress(job_id, _worker(body), str(body.get("stage", "")),
+                                                    _fraction(body)))
 
     @bp.post("/internal/jobs/<job_id>/complete")
     def complete(job_id: str) -> Response:
@@ -278,14 +294,14 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
         timings = body.get("timings") or {}
         if not isinstance(timings, dict):
             raise FhirError(400, "invalid", "timings must be an object of stage → seconds")
-        result = get_service().complete(job_id, str(body.get("worker", "")), resources, outputs, timings)
+        result = get_service().complete(job_id, _worker(body), resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().fail(job_id, str(body.get("worker", "")), str(body.get("reason", ""))))
+        return fhir_response(get_service().fail(job_id, _worker(body), str(body.get("reason", ""))))
 
     @bp.get("/internal/jobs/<job_id>")
     def get_job(job_id: str) -> Response:

@@ -315,3 +315,15 @@ def test_a_completion_may_only_write_the_job_s_result_types(client: FlaskClient)
     assert client.get("/fhir/Patient/someone-else").status_code == 404
     assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
     assert "Patient" in client.get(f"/fhir/Task/{job}").get_json()["statusReason"]["text"]
+
+
+def test_internal_calls_without_a_worker_name_or_with_a_bad_fraction_are_400(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    # An empty worker name would pass the lease check ("" is the requester's cancel), so a
+    # completion without a name could finish a job another worker holds.
+    nameless = _internal(client, job, "complete", resources=_result(job, 1), outputs=[])
+    assert nameless.status_code == 400 and nameless.get_json()["issue"][0]["expression"] == ["worker"]
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "in-progress"
+    bad = _internal(client, job, "progress", worker="A", stage="dose", fraction="half")
+    assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["fraction"]
