@@ -151,8 +151,20 @@ def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
 
 
 def _rescale(ds: Dataset) -> tuple[float, float]:
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
+    non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
+    what = f"{ds.get('Modality', '')} instance {ds.get('SOPInstanceUID', '?')}"
+    raw_slope = ds.get("RescaleSlope")
+    raw_intercept = ds.get("RescaleIntercept")
+    try:
+        slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
+        intercept = 0.0 if raw_intercept in (None, "") else float(raw_intercept)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"{what}: RescaleSlope/RescaleIntercept (0028,1053)/(0028,1052) are not numbers "
+                            f"({raw_slope!r}, {raw_intercept!r})", "RescaleSlope") from exc
+    if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
+        raise GeometryError(f"{what}: RescaleSlope (0028,1053) {raw_slope!r} cannot scale the stored values",
+                            "RescaleSlope")
     return slope, intercept
 
 

@@ -363,3 +363,17 @@ def test_pt_start_correction_uses_decay_correction_datetime_when_given(pt_study)
         ds.DecayCorrectionDateTime = one_hour
     assert activity_volume(slices).decay_factor == pytest.approx(2 ** (1.0 / Y90_HALF_LIFE_H), rel=1e-9)
     assert activity_volume(pt_study.activity).decay_factor == pytest.approx(2 ** (3.0 / Y90_HALF_LIFE_H), rel=1e-9)
+
+
+def test_a_zero_rescale_slope_is_refused_and_a_missing_one_is_one(pt_study) -> None:  # type: ignore[no-untyped-def]
+    slices = deepcopy(pt_study.activity)
+    slices[4].RescaleSlope = "0"
+    with pytest.raises(GeometryError, match=r"RescaleSlope \(0028,1053\)") as err:
+        activity_volume(slices)
+    assert err.value.expression == "RescaleSlope" and err.value.status == 422
+    ds = deepcopy(pt_study.activity[4])
+    stored = ds.pixel_array.astype(np.float64)
+    del ds.RescaleSlope
+    del ds.RescaleIntercept
+    ds.DecayCorrection = "ADMIN"  # no decay factor: the values are the stored ones
+    np.testing.assert_array_equal(activity_volume([ds]).values[0], stored)
