@@ -203,9 +203,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     begin("resample")
     density = density_on_grid(ct, grid)
     outside_ct = ct_coverage(ct.grid, grid) < 0.5
-    if outside_ct.any():
-        positive = np.clip(activity.values, 0.0, None)
-        share = float(positive[outside_ct].sum() / max(float(positive.sum()), 1e-30))
+    positive = np.clip(activity.values, 0.0, None)
+    share = float(positive[outside_ct].sum() / max(float(positive.sum()), 1e-30))
+    if share >= 0.001:  # empty corners beyond a narrower CT field of view are usual and harmless
         warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]

@@ -390,3 +390,15 @@ def test_a_seg_series_of_several_instances_gives_the_segments_of_all(liver_study
     assert by_name["liver"].metrics["Dmean"] == pytest.approx(by_name["liver (second instance)"].metrics["Dmean"])
     with pytest.raises(SegmentationError, match="2 instances"):
         fetch_segmentation(pacs, liver_study.study_uid, liver_study.seg_series_uid)
+
+
+def test_a_ct_shorter_only_where_there_are_no_counts_gives_no_warning(liver_study) -> None:  # type: ignore[no-untyped-def]
+    ct_sorted = sorted(liver_study.ct, key=lambda d: float(d.ImagePositionPatient[2]))
+    kept = ct_sorted[: len(ct_sorted) * 3 // 4]  # the top quarter of this phantom holds no counts
+    vol = activity_volume(liver_study.activity)
+    top = float(kept[-1].ImagePositionPatient[2])
+    empty_above = [k for k in range(vol.grid.shape[0]) if float(vol.grid.index_to_patient(np.array([k, 0.0, 0.0]))[2]) > top]
+    assert empty_above and float(vol.values[empty_above].sum()) == 0.0
+    others = [d for d in liver_study.datasets() if d.Modality != "CT"]
+    result = run_voxel_dosimetry(MemoryDicomweb(others + kept), liver_study.study_uid, 1.5, "ldm", store=False)
+    assert not any("does not cover" in w for w in result.warnings)
