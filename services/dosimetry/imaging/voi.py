@@ -153,7 +153,7 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
     # of one SEG share ImageOrientationPatient and their rows/columns), and a whole number of slice
     # steps from the first plane. Otherwise frames would be placed off by a silent shift.
     in_plane = (pos - first) - np.outer(along - along.min(), normal)
-    tolerance_mm = 0.01 * min(spacing)
+    tolerance_mm = max(0.05 * min(spacing), 0.01)  # DS rounding of exported positions, far below a pixel
     if np.abs(in_plane).max() > tolerance_mm:
         n = int(np.argmax(np.abs(in_plane).max(axis=1)))
         raise SegmentationError(f"{what} frame {n + 1}: PlanePositionSequence ImagePositionPatient (0020,0032) is "
