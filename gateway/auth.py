@@ -75,8 +75,9 @@ _log = logging.getLogger("netliver.gateway.auth")
 EXEMPT_PATHS = frozenset({"/health", "/fhir/metadata"})
 #: Paths of the worker → gateway job protocol, guarded by the internal token.
 INTERNAL_PATH_PREFIX = "/internal/"
-#: Paths that accept the internal token as an alternative to a JWT (Orthanc's Lua script).
-HOOK_PATHS = frozenset({"/hooks/orthanc/stable-study"})
+#: Paths that accept the internal token as an alternative to a JWT (Orthanc's Lua script; the
+#: catch-up call, which then requires the internal token itself).
+HOOK_PATHS = frozenset({"/hooks/orthanc/stable-study", "/hooks/orthanc/catch-up"})
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 #: Internal tokens written in this repository (settings default, docker-compose placeholder):
 #: refused at start with ``AUTH_MODE=jwt``, where they would open the job calls to anyone.

@@ -128,3 +128,13 @@ def test_jwt_mode_refuses_to_start_with_the_published_internal_token(tmp_path: P
     # A secret of the deployment's own is accepted, and so is the default with auth off (demo).
     create_app(Settings.from_env({**env, "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers"}))
     create_app(Settings.from_env({**env, "AUTH_MODE": "off"}))
+
+
+def test_the_catch_up_call_works_with_the_internal_token_alone_in_jwt_mode(client: FlaskClient, idp: JwksServer) -> None:
+    internal = {"X-Internal-Token": "a-long-test-secret-for-the-workers"}
+    # Past authentication, the PACS (not running) answers: 503, not a 401 asking for a JWT too.
+    resp = client.post("/hooks/orthanc/catch-up", headers=internal)
+    assert resp.status_code == 503, resp.get_json()
+    assert client.post("/hooks/orthanc/catch-up", headers={"X-Internal-Token": "wrong"}).status_code == 401
+    # A JWT alone, even with every scope, is not the internal token.
+    assert client.post("/hooks/orthanc/catch-up", headers=_bearer(idp, "system/*.cruds")).status_code == 401
