@@ -215,9 +215,10 @@ class JobService:
                 self._write(conn, [self._task(job)])
         if job is None:
             return None
-        if state == "ok":
-            self.dispatcher.revoke(job_id)
-        elif state == "done":
+        # No Celery revoke: messages carry random task ids (a job may have several: retries,
+        # re-sends), and reusing the job id would make a later resubmission of it revoked too.
+        # The worker learns of the cancel at its claim or next progress report.
+        if state == "done":
             raise FhirError(409, "conflict", f"the job is already {job.state}; it cannot be cancelled",
                             "Task.status")
         return job

@@ -37,13 +37,6 @@ class Dispatcher:
                               retry=False, task_id=None)
         _log.info("job sent", extra={"job": job_id, "queue": self.queue})
 
-    def revoke(self, job_id: str) -> None:
-        """Best effort: the worker also checks cancellation at every progress report."""
-        try:
-            self.celery.control.revoke(job_id)
-        except Exception as exc:  # the record already says cancelled; the worker will see it
-            _log.warning("revoke failed", extra={"job": job_id, "error": str(exc)})
-
     def ping(self) -> dict[str, Any]:
         try:
             with self.celery.connection_for_write() as conn:
