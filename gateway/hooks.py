@@ -203,13 +203,16 @@ class CatchUpCursor:
 
     def advance(self, old: int, new: int) -> bool:
         """Move the cursor from ``old`` to ``new``; False if someone else moved it first."""
-        with self.engine.begin() as conn:
-            if old == 0 and self._missing(conn):
-                conn.execute(self.table.insert().values(name="orthanc", seq=new))
-                return True
-            res = conn.execute(self.table.update().where(self.table.c.name == "orthanc")
-                               .where(self.table.c.seq == old).values(seq=new))
-            return bool(res.rowcount == 1)
+        try:
+            with self.engine.begin() as conn:
+                if old == 0 and self._missing(conn):
+                    conn.execute(self.table.insert().values(name="orthanc", seq=new))
+                    return True
+                res = conn.execute(self.table.update().where(self.table.c.name == "orthanc")
+                                   .where(self.table.c.seq == old).values(seq=new))
+                return bool(res.rowcount == 1)
+        except sa.exc.IntegrityError:
+            return False  # another gateway process created the cursor row first
 
     def _missing(self, conn: sa.Connection) -> bool:
         return conn.execute(sa.select(self.table.c.seq).where(self.table.c.name == "orthanc")).first() is None

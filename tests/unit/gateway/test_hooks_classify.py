@@ -54,3 +54,18 @@ def test_nuclide_by_name_when_the_half_life_is_missing() -> None:
 def test_half_life_within_two_percent_only() -> None:
     assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.019)])[0] == "y90-pet"
     assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.03)])[0] == "none"
+
+
+def test_two_gateways_starting_the_catch_up_cursor_at_once_do_not_fail() -> None:
+    import sqlalchemy as sa
+
+    from gateway.hooks import CatchUpCursor
+
+    metadata = sa.MetaData()
+    cursor = CatchUpCursor(sa.create_engine("sqlite://"), metadata)
+    metadata.create_all(cursor.engine)
+    assert cursor.advance(0, 5) is True and cursor.get() == 5
+    # The other process checked for the row before this one committed it (PostgreSQL, READ
+    # COMMITTED): its insert then collides; it lost the race, it must not crash the catch-up.
+    cursor._missing = lambda conn: True  # type: ignore[method-assign]
+    assert cursor.advance(0, 7) is False and cursor.get() == 5
