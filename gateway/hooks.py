@@ -281,7 +281,10 @@ class StableStudyHandler:
             params["segmentationSeriesUid"] = segmentation[0]
         elif len(segmentation) > 1:
             result["warning"] = "several SEG/RTSTRUCT series: none was chosen, the automatic liver VOI is used"
-        job, sent = self.get_jobs().submit("voxel-dosimetry", params)
+        # The same study is the same job even if its patient was registered in between (the
+        # hook and the catch-up may both handle it): the patient reference is not part of its id.
+        identity = {k: v for k, v in params.items() if k not in {"patient", "imagingStudy"}}
+        job, sent = self.get_jobs().submit("voxel-dosimetry", params, identity)
         result.update({"job": f"Task/{job.id}", "started": sent})
         return result
 

@@ -125,9 +125,13 @@ class JobService:
     def _task(self, job: Job) -> dict[str, Any]:
         return task_resource(job, self.base_url_of())
 
-    def submit(self, kind: str, params: dict[str, Any]) -> tuple[Job, bool]:
-        """Create (or find) the job for these parameters; returns (job, newly sent)."""
-        job_id = deterministic_id("job", kind, canonical_json(params))
+    def submit(self, kind: str, params: dict[str, Any],
+               identity: dict[str, Any] | None = None) -> tuple[Job, bool]:
+        """Create (or find) the job for these parameters; returns (job, newly sent).
+
+        The job id is determined by ``identity`` (default: all of ``params``): the parameters
+        that make two requests the same job."""
+        job_id = deterministic_id("job", kind, canonical_json(params if identity is None else identity))
         existing = self.jobs.get(job_id)
         if existing is not None and existing.state not in {"failed", "cancelled"}:
             return existing, False

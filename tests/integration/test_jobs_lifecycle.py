@@ -327,3 +327,27 @@ def test_internal_calls_without_a_worker_name_or_with_a_bad_fraction_are_400(cli
     assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "in-progress"
     bad = _internal(client, job, "progress", worker="A", stage="dose", fraction="half")
     assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["fraction"]
+
+
+def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second_job(client: FlaskClient) -> None:
+    # The hook ran before the EHR registered the patient; the catch-up handles the same stable
+    # study again afterwards (contract: repeated posts of the same study start no duplicate job).
+    from gateway.hooks import StableStudyHandler, StudyInfo
+
+    app = client.application
+    ext = app.extensions["netliver"]
+    info = StudyInfo(orthanc_id="o1", study_uid=STUDY_UID, patient_id="MRN-77", patient_name="Doe^Jane",
+                     study_date="20261101", description="Y-90 PET/CT",
+                     series=[{"uid": "1.2.3.4", "modality": "PT", "instances": 1}],
+                     kind="y90-pet", activity_gbq=2.1, reason="Y-90 PT study")
+    with app.test_request_context(base_url="http://127.0.0.1:8080"):
+        handler = StableStudyHandler(ext["settings"], lambda: ext["store"], lambda: ext["jobs"],
+                                     lambda: "http://127.0.0.1:8080/fhir", ext["jobs"].jobs.metadata)
+        handler.orthanc.study = lambda orthanc_id: info  # type: ignore[method-assign]
+        first = handler.handle("o1")
+        assert first["started"] is True
+        patient = {"resourceType": "Patient", "id": "jane",
+                   "identifier": [{"system": "urn:hospital:mrn", "value": "MRN-77"}]}
+        assert client.put("/fhir/Patient/jane", json=patient).status_code in (200, 201)
+        again = handler.handle("o1")
+    assert again["job"] == first["job"] and again["started"] is False
