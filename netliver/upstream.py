@@ -69,6 +69,11 @@ def relay_error(resp: requests.Response, origin: str) -> FhirError:
     from netliver.fhir.outcome import Issue
 
     status = resp.status_code
+    if status in (401, 403, 407):
+        # The dependency refused the gateway's own credentials (FHIR_UPSTREAM_TOKEN...): a fault
+        # of the deployment, not of the caller, whose token the gateway has already accepted.
+        return FhirError(502, "exception", f"{origin} refused the gateway's credentials (HTTP {status}); "
+                         "check its token configuration")
     try:
         body = resp.json()
     except ValueError:

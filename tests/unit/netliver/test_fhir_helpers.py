@@ -114,3 +114,23 @@ def test_built_observations_round_trip_through_the_models(value: float, unit: st
            "subject": reference("Patient", "p1"), "valueQuantity": quantity(value, unit)}
     round_tripped = validate_resource(obs)
     assert canonical_json(round_tripped) == canonical_json(obs)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_dependency_refusing_the_gateway_s_own_credentials_is_502_not_the_caller_s_401(status: int) -> None:
+    # An upstream FHIR server refusing FHIR_UPSTREAM_TOKEN says nothing about the caller's token:
+    # relaying 401/403 would tell a correctly authorised caller that its token is wrong.
+    import json
+
+    import requests
+
+    from netliver.upstream import relay_error
+
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = json.dumps({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "security", "diagnostics": "invalid bearer token"}]}).encode()
+    err = relay_error(resp, "https://upstream.example/fhir")
+    assert err.status == 502 and "https://upstream.example/fhir" in err.diagnostics
+    resp.status_code = 404  # a plain not-found is still relayed as it is
+    assert relay_error(resp, "https://upstream.example/fhir").status == 404
