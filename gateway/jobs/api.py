@@ -141,7 +141,7 @@ class JobService:
                 if existing is None:
                     self.jobs.insert(job, conn)
                 else:
-                    self.jobs.reset(job_id, conn)
+                    self.jobs.reset(job, conn)
                     job.attempts = existing.attempts
                 self._write(conn, [self._task(job)])
         except sa.exc.IntegrityError:

@@ -123,11 +123,13 @@ class JobStore:
             completions=0, status_reason="", outputs="[]", patient=job.patient, timings="{}",
             created=job.created, updated=job.updated))
 
-    def reset(self, job_id: str, conn: sa.Connection) -> None:
-        """Make a failed or cancelled job runnable again (the caller asked for it anew)."""
-        conn.execute(self.table.update().where(self.table.c.id == job_id).values(
+    def reset(self, job: Job, conn: sa.Connection) -> None:
+        """Make a failed or cancelled job runnable again with the parameters of the new request
+        (the caller asked for it anew)."""
+        conn.execute(self.table.update().where(self.table.c.id == job.id).values(
             state="requested", stage="", progress=0.0, lease_owner="", lease_until=None,
-            status_reason="", outputs="[]", updated=datetime.now(UTC)))
+            status_reason="", outputs="[]", params=json.dumps(job.params, sort_keys=True),
+            patient=job.patient, updated=datetime.now(UTC)))
 
     def stale(self, older_than_s: float, limit: int = 100) -> list[str]:
         """Ids of jobs whose message may have been lost: still ``requested`` after

@@ -351,3 +351,18 @@ def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second
         assert client.put("/fhir/Patient/jane", json=patient).status_code in (200, 201)
         again = handler.handle("o1")
     assert again["job"] == first["job"] and again["started"] is False
+
+
+def test_a_failed_job_asked_for_again_runs_with_the_new_request_s_parameters(client: FlaskClient) -> None:
+    service = client.application.extensions["netliver"]["jobs"]
+    identity = {"studyInstanceUid": STUDY_UID, "administeredActivityGBq": 2.0, "method": "ldm"}
+    with client.application.test_request_context(base_url="http://127.0.0.1:8080"):
+        job, _ = service.submit("voxel-dosimetry", dict(identity), identity)
+        service.claim(job.id, "A")
+        service.fail(job.id, "A", "PACS down")
+        again, sent = service.submit("voxel-dosimetry", {**identity, "patient": "Patient/jane"}, identity)
+    assert again.id == job.id and sent
+    claimed = _internal(client, job.id, "claim", worker="B").get_json()
+    # The worker runs what the Task says: both carry the patient of the new request.
+    assert claimed["job"]["params"].get("patient") == "Patient/jane"
+    assert client.get(f"/fhir/Task/{job.id}").get_json()["for"]["reference"] == "Patient/jane"
