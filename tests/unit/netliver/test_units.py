@@ -38,6 +38,10 @@ def test_counts_per_microlitre_equal_giga_per_litre() -> None:
     assert convert(150, "/nL", "10*9/L") == 150
     assert convert(1, "mL/s", "mL/min") == 60
     assert convert(150, "x10^9/L", "/uL") == 150_000
+    # 150 × 10⁹/L of platelets written per litre in thousands and in millions
+    assert convert(150_000_000, "10*3/L", "10*9/L") == 150
+    assert convert(150_000, "10*6/L", "10*9/L") == 150
+    assert convert(Decimal("0.15"), "L/min", "mL/min") == 150
 
 
 def test_lengths_volumes_activities_doses() -> None:
