@@ -49,12 +49,16 @@ def discovery() -> dict[str, Any]:
     }]}
 
 
-def _entries(resource: Any) -> list[dict[str, Any]]:
-    if not isinstance(resource, dict):
-        return []
-    if resource.get("resourceType") == "Bundle":
-        return [e["resource"] for e in resource.get("entry", []) if isinstance(e, dict) and e.get("resource")]
-    return [resource]
+def _entries(resource: Any, key: str) -> list[dict[str, Any]]:
+    """The resources of one prefetch key (a resource or a Bundle); 400 naming it when malformed."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise FhirError(400, "structure", f"prefetch.{key} is not a FHIR resource", f"prefetch.{key}")
+    if resource["resourceType"] != "Bundle":
+        return [resource]
+    entries = resource.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirError(400, "structure", f"prefetch.{key}.entry must be a list", f"prefetch.{key}")
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
 def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
@@ -82,7 +86,7 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
         prefetch = body.get("prefetch") or {}
         # CDS Hooks 2.0 "Prefetch": a key the client left out (or sent as null) is data it did
         # not provide, so the service reads it itself; a prefetched key, even empty, is used as is.
-        prefetched = {rtype: _entries(prefetch.get(key)) for key, rtype in _PREFETCH_TYPES.items()
+        prefetched = {rtype: _entries(prefetch.get(key), key) for key, rtype in _PREFETCH_TYPES.items()
                       if isinstance(prefetch, dict) and prefetch.get(key) is not None}
         bundle = gather_patient_bundle(get_store(), patient_id, base_url_of(), prefetched=prefetched)
         answer = get_services().call_json("eligibility", "cds-cards", bundle, {})

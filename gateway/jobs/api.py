@@ -21,7 +21,7 @@ from flask import Blueprint, Response, request
 from gateway.auth import require_internal_token, require_scopes
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
-from gateway.operations import tag_results
+from gateway.operations import parameters_of, tag_results
 from gateway.writeback import transaction_bundle
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
@@ -50,8 +50,8 @@ def parse_voxel_parameters(body: Any) -> dict[str, Any]:
         raise FhirError(422 if isinstance(body, dict) and body.get("resourceType") else 400,
                         "invalid", "expected a Parameters resource", "resourceType")
     out: dict[str, Any] = {}
-    for i, param in enumerate(body.get("parameter") or []):
-        name = param.get("name") if isinstance(param, dict) else None
+    for i, param in enumerate(parameters_of(body)):
+        name = param.get("name")
         where = f"Parameters.parameter[{i}]"
         if name not in _VOXEL_PARAMS:
             raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"{where}.name")

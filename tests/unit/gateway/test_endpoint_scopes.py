@@ -1,7 +1,8 @@
 """Scopes of the gateway's non-REST endpoints under ``AUTH_MODE=jwt`` (contract, "Authentication":
 a token whose scopes do not cover the resource types an operation reads or writes gets 403), and
 what the CDS Hooks service reads when the EHR's prefetch is partial (CDS Hooks 2.0, "Prefetch":
-a service fetches what the client did not prefetch).
+a service fetches what the client did not prefetch), the internal token at start, and the 400 of
+structurally broken bodies (never a 500).
 """
 
 from __future__ import annotations
@@ -138,3 +139,24 @@ def test_the_catch_up_call_works_with_the_internal_token_alone_in_jwt_mode(clien
     assert client.post("/hooks/orthanc/catch-up", headers={"X-Internal-Token": "wrong"}).status_code == 401
     # A JWT alone, even with every scope, is not the internal token.
     assert client.post("/hooks/orthanc/catch-up", headers=_bearer(idp, "system/*.cruds")).status_code == 401
+
+
+@pytest.mark.parametrize(("path", "body", "expression"), [
+    ("/fhir/Patient/p1/$evaluate-eligibility", {"resourceType": "Parameters", "parameter": 5}, "Parameters.parameter"),
+    ("/fhir/Patient/p1/$evaluate-eligibility", {"resourceType": "Parameters", "parameter": [5]},
+     "Parameters.parameter[0]"),
+    ("/fhir/$voxel-dosimetry", {"resourceType": "Parameters", "parameter": {"name": "method"}}, "Parameters.parameter"),
+    ("/fhir/$voxel-dosimetry", {"resourceType": "Parameters", "parameter": ["method"]}, "Parameters.parameter[0]"),
+    ("/cds-services/liver-directed-therapy",
+     {"hook": "patient-view", "context": {"patientId": "p1"},
+      "prefetch": {"patient": {"resourceType": "Patient", "id": "p1"},
+                   "observations": {"resourceType": "Bundle", "type": "searchset", "entry": 5}}},
+     "prefetch.observations"),
+])
+def test_structurally_broken_bodies_are_400_naming_the_element(client: FlaskClient, idp: JwksServer, path: str,
+                                                              body: dict[str, Any], expression: str) -> None:
+    writer = _bearer(idp, "system/*.cruds")
+    assert client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"}, headers=writer).status_code in (200, 201)
+    resp = client.post(path, json=body, headers=writer)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["issue"][0]["expression"] == [expression]
