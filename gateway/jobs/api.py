@@ -251,6 +251,28 @@ def _fraction(body: dict[str, Any]) -> float:
     return float(value)
 
 
+def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """(resources, outputs, timings) of a completion call; 400 naming the malformed element."""
+    resources = body.get("resources") or []
+    if not isinstance(resources, list):
+        raise FhirError(400, "invalid", "resources must be a list", "resources")
+    outputs = body.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise FhirError(400, "invalid", "outputs must be a list", "outputs")
+    for i, out in enumerate(outputs):
+        if not isinstance(out, dict):
+            raise FhirError(400, "invalid", "each output must be an object", f"outputs[{i}]")
+        if not isinstance(out.get("reference"), str):
+            raise FhirError(400, "required", "each output needs a reference", f"outputs[{i}].reference")
+    timings = body.get("timings") or {}
+    if not isinstance(timings, dict):
+        raise FhirError(400, "invalid", "timings must be an object of stage → seconds", "timings")
+    for stage, seconds in timings.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise FhirError(400, "invalid", "a stage's time must be a number of seconds", f"timings.{stage}")
+    return resources, outputs, {str(k): float(v) for k, v in timings.items()}
+
+
 def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
@@ -292,14 +314,14 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     def complete(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        resources = body.get("resources") or []
-        outputs = body.get("outputs") or []
-        if not isinstance(resources, list) or not isinstance(outputs, list):
-            raise FhirError(400, "invalid", "resources and outputs must be lists")
-        timings = body.get("timings") or {}
-        if not isinstance(timings, dict):
-            raise FhirError(400, "invalid", "timings must be an object of stage → seconds")
-        result = get_service().complete(job_id, _worker(body), resources, outputs, timings)
+        worker = _worker(body)
+        try:
+            resources, outputs, timings = _completion(body)
+        except FhirError as err:
+            # The same worker would send the same thing again: fail the job, do not retry it.
+            get_service().fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
+            raise
+        result = get_service().complete(job_id, worker, resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
 
     @bp.post("/internal/jobs/<job_id>/fail")

@@ -366,3 +366,19 @@ def test_a_failed_job_asked_for_again_runs_with_the_new_request_s_parameters(cli
     # The worker runs what the Task says: both carry the patient of the new request.
     assert claimed["job"]["params"].get("patient") == "Patient/jane"
     assert client.get(f"/fhir/Task/{job.id}").get_json()["for"]["reference"] == "Patient/jane"
+
+
+@pytest.mark.parametrize(("body", "expression"), [
+    ({"resources": [], "outputs": [5]}, "outputs[0]"),
+    ({"resources": [], "outputs": [{"type": "Observation"}]}, "outputs[0].reference"),
+    ({"resources": [], "outputs": [], "timings": {"dose": "slow"}}, "timings.dose"),
+    ({"resources": {"resourceType": "Observation"}, "outputs": []}, "resources"),
+])
+def test_a_malformed_completion_is_400_and_fails_the_job_instead_of_looping(
+        client: FlaskClient, body: dict[str, Any], expression: str) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    resp = _internal(client, job, "complete", worker="A", **body)
+    assert resp.status_code == 400 and resp.get_json()["issue"][0]["expression"] == [expression]
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "failed" and "malformed" in task["statusReason"]["text"]
