@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,33 @@ INTERNAL = {"X-Internal-Token": TOKEN}
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every job rule on both embedded databases: SQLite (one writer) and PostgreSQL (row locks)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    from tests.support import postgres
+
+    postgres.ensure_running()
+    name = postgres.create_database()
+    try:
+        yield postgres.database_url(name)
+    finally:
+        postgres.drop_database(name)
+
+
 @pytest.fixture
-def client(tmp_path: Path) -> FlaskClient:
+def client(database_url: str) -> Iterator[FlaskClient]:
     settings = Settings.from_env({
-        "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "AUTH_MODE": "off", "DATABASE_URL": database_url,
         "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "1", "JOB_QUEUE": f"netliver-test-{uuid.uuid4().hex[:8]}",
         "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING",
         "JOB_SWEEP_S": "0",
     })
-    return create_app(settings).test_client()
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["netliver"]["store"].close()  # let the test database be dropped
 
 
 def _params(activity: float = 3.0, study: str = STUDY_UID) -> dict[str, Any]:
