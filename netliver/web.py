@@ -67,7 +67,8 @@ def read_json_body(max_bytes: int | None = None) -> Any:
 def read_fhir_body(expected: str | Iterable[str] | None = None) -> dict[str, Any]:
     """The request body as an R4 resource (validated with the pinned models), returned as JSON.
 
-    The returned dict is the caller's JSON (not a model round-trip), so decimals keep their digits.
+    The returned dict is the caller's JSON (not a model round-trip: no defaults added, nothing
+    dropped); numbers are read as JSON numbers (1.50 becomes 1.5).
     """
     from netliver.fhir.models import parse_resource
 

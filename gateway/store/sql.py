@@ -618,7 +618,8 @@ def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
         connect_args: dict[str, Any] = {}
         if url.get_backend_name() == "postgresql":
             connect_args["connect_timeout"] = 5
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args,
+                             hide_parameters=True)  # errors must not log patient data
     database = url.database or ""
     memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not memory:
@@ -627,7 +628,7 @@ def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if memory:
         options["poolclass"] = StaticPool
-    engine = create_engine(url, echo=echo, **options)
+    engine = create_engine(url, echo=echo, hide_parameters=True, **options)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
