@@ -28,13 +28,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    url = postgres.session_database(request.config)
-    store = SqlStore(url)
-    with store.begin() as conn:
-        for table in reversed(store.metadata.sorted_tables):
-            conn.execute(table.delete())
-    store.close()
-    yield url
+    yield postgres.emptied_session_database(request.config)
 
 
 def observation(oid: str, value: float) -> dict[str, Any]:

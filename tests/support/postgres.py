@@ -25,6 +25,7 @@ __all__ = [
     "create_database",
     "database_url",
     "drop_database",
+    "emptied_session_database",
     "ensure_running",
     "is_ready",
     "session_database",
@@ -108,4 +109,20 @@ def session_database(config: Any) -> str:
     url = database_url(name)
     config._netliver_pg_url = url
     config.add_cleanup(lambda: drop_database(name))
+    return url
+
+
+def emptied_session_database(config: Any) -> str:
+    """:func:`session_database` with every row of the store's tables (and the tables other
+    modules add to its metadata) deleted, so each test starts from an empty store."""
+    from gateway.store.sql import SqlStore
+
+    url = session_database(config)
+    store = SqlStore(url)
+    try:
+        with store.begin() as conn:
+            for table in reversed(store.metadata.sorted_tables):
+                conn.execute(table.delete())
+    finally:
+        store.close()
     return url

@@ -60,13 +60,6 @@ class ServedStore:
         self.thread.join(5)
 
 
-def _clear(store: SqlStore) -> None:
-    with store.begin() as conn:
-        for table in reversed(store.metadata.sorted_tables):
-            if table.name.startswith("fhir_"):
-                conn.execute(table.delete())
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration), "upstream"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[FhirStore]:
     if request.param == "sqlite":
@@ -74,8 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[FhirStore]:
         yield sql
         sql.close()
     elif request.param == "postgres":
-        sql = SqlStore(postgres.session_database(request.config))
-        _clear(sql)
+        sql = SqlStore(postgres.emptied_session_database(request.config))
         yield sql
         sql.close()
     else:

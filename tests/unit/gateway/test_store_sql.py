@@ -32,13 +32,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/store.db"
         return
-    url = postgres.session_database(request.config)
-    store = SqlStore(url)
-    with store.begin() as conn:
-        for table in reversed(store.metadata.sorted_tables):
-            conn.execute(table.delete())
-    store.close()
-    yield url
+    yield postgres.emptied_session_database(request.config)
 
 
 @pytest.fixture
