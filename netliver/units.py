@@ -18,13 +18,11 @@ from fractions import Fraction
 
 __all__ = ["BILIRUBIN_G_PER_MOL", "CREATININE_G_PER_MOL", "UnitError", "convert", "normalise_unit"]
 
-#: Molar mass chosen so that 1 mg/dL = 17.1 µmol/L exactly (clinical convention).
-BILIRUBIN_G_PER_MOL = Decimal("10000") / Decimal("17.1")
-#: Molar mass chosen so that 1 mg/dL = 88.4 µmol/L exactly (clinical convention).
-CREATININE_G_PER_MOL = Decimal("10000") / Decimal("88.4")
-# The two conventional molar masses as exact fractions (10000/17.1, 10000/88.4): a Decimal cannot
-# hold them, and conversions through them must give 17.1 → 1 exactly, not 0.99999….
-_EXACT_MOLAR_MASS = {BILIRUBIN_G_PER_MOL: Fraction(100000, 171), CREATININE_G_PER_MOL: Fraction(100000, 884)}
+#: Molar mass (g/mol) for which 1 mg/dL = 17.1 µmol/L exactly (clinical convention). A fraction,
+#: because 10000/17.1 has no exact decimal form and a rounded one puts 17.1 µmol/L at 0.99999… mg/dL.
+BILIRUBIN_G_PER_MOL = Fraction(100000, 171)
+#: Molar mass (g/mol) for which 1 mg/dL = 88.4 µmol/L exactly (clinical convention).
+CREATININE_G_PER_MOL = Fraction(100000, 884)
 
 
 class UnitError(ValueError):
@@ -102,7 +100,7 @@ def normalise_unit(unit: str) -> str:
 
 
 def convert(value: Decimal | float | int | str, from_unit: str, to_unit: str, *,
-            molar_mass_g_per_mol: Decimal | None = None) -> Decimal:
+            molar_mass_g_per_mol: Decimal | Fraction | None = None) -> Decimal:
     """Convert ``value`` from ``from_unit`` to ``to_unit`` exactly (Decimal arithmetic).
 
     Mass ↔ substance concentration needs ``molar_mass_g_per_mol``.
@@ -117,7 +115,7 @@ def convert(value: Decimal | float | int | str, from_unit: str, to_unit: str, *,
     if dims == {"mass-conc", "subst-conc"}:
         if molar_mass_g_per_mol is None:
             raise UnitError(f"{from_unit} → {to_unit} needs the analyte's molar mass")
-        molar = _EXACT_MOLAR_MASS.get(molar_mass_g_per_mol, Fraction(molar_mass_g_per_mol))
+        molar = Fraction(molar_mass_g_per_mol)
         exact = Fraction(base) * molar if src.dimension == "subst-conc" else Fraction(base) / molar
         exact /= Fraction(dst.factor)
         return Decimal(exact.numerator) / Decimal(exact.denominator)

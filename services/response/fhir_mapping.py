@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 from netliver.fhir.builders import (
@@ -206,7 +207,7 @@ def _decimal(value: Any, expression: str) -> Decimal:
         raise _error(f"not a number: {value!r}", expression) from None
 
 
-def _quantity_in(q: Any, unit: str, expression: str, *, molar_mass: Decimal | None = None) -> Decimal:
+def _quantity_in(q: Any, unit: str, expression: str, *, molar_mass: Decimal | Fraction | None = None) -> Decimal:
     if not isinstance(q, Mapping) or "value" not in q:
         raise _error("a valueQuantity is required", expression)
     value = _decimal(q["value"], f"{expression}.value")
