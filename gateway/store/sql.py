@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -610,6 +611,19 @@ def _parse_instant_us(text: str) -> int:
     return to_epoch_us(moment)
 
 
+def _set_wal(cursor: Any, attempts: int = 50) -> None:
+    """Switch a SQLite file to WAL. Switching needs an exclusive lock that SQLite's busy timeout
+    does not wait for, so processes opening a new file together (gunicorn workers) retry."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
     """An engine for SQLite (file: WAL, busy_timeout, ``BEGIN IMMEDIATE`` for writes) or
     PostgreSQL (psycopg 3, pre-ping, short connect timeout)."""
@@ -636,7 +650,7 @@ def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA busy_timeout = 30000")
         if not memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
