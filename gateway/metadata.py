@@ -110,7 +110,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "system": True, "type": False, "instance": False, "resource": [],
         "description": "Fetches a SPECT or PET study with its CT from the PACS, computes the absorbed-dose "
                        "map (local deposition or kernel convolution) and DVH metrics per VOI. With "
-                       "Prefer: respond-async answers 202 and a Task in Content-Location.",
+                       "Prefer: respond-async answers 202: Content-Location is the status URL (202 with X-Progress "
+                       "while running, then 200 with a batch-response Bundle), Location the Task.",
         "parameter": [
             _param("studyInstanceUid", "in", 1, "1", "string"),
             _param("administeredActivityGBq", "in", 1, "1", "decimal"),

@@ -2,9 +2,15 @@
 calls of the workers.
 
 ``POST /fhir/$voxel-dosimetry`` → job row + ``Task`` (requested) committed → Celery message →
-``202 Accepted`` with ``Content-Location: <base>/fhir/Task/<id>``. ``DELETE /fhir/Task/<id>``
-cancels. Workers call ``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal
-token.
+``202 Accepted`` with ``Content-Location: <base>/fhir/_async/<id>`` (the status URL) and
+``Location: <base>/fhir/Task/<id>`` (the Task, which stays readable and searchable).
+
+Polling the status URL (FHIR R4 §3.1.0.13 / ``async.html``): ``202`` with ``X-Progress`` and
+``Retry-After`` while the job is requested or in progress; ``200`` with a ``batch-response``
+Bundle holding the Task and its outputs once completed; the failure's status (``503`` when a
+dependency was down, else ``422``) with an OperationOutcome once failed; ``404`` once cancelled.
+``DELETE`` on the status URL or on ``/fhir/Task/<id>`` cancels. Workers call
+``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal token.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "job_status", "parse_voxel_parameters"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
 
@@ -273,6 +279,51 @@ def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
     return resources, outputs, {str(k): float(v) for k, v in timings.items()}
 
 
+#: Words of a failure reason that mean a dependency was down rather than the input unusable.
+_UNAVAILABLE_MARKS = ("unavailable", "unreachable", "timed out", "ConnectionError", "ConnectTimeout")
+_RETRY_AFTER_S = "2"
+
+
+def _failure_status(reason: str) -> int:
+    """The HTTP status a failed job reports on its status URL: 503 when a dependency (PACS,
+    queue, store) was down, so a retry may succeed; else 422 (the input cannot be used)."""
+    return 503 if any(mark.lower() in reason.lower() for mark in _UNAVAILABLE_MARKS) else 422
+
+
+def _output_entry(store: Any, reference: str) -> dict[str, Any]:
+    rtype, _, rid = reference.partition("/")
+    try:
+        resource = store.read(rtype, rid)
+    except FhirError as err:
+        return {"response": {"status": str(err.status), "outcome": err.to_fhir()}}
+    return {"fullUrl": reference, "resource": resource, "response": {"status": "200 OK"}}
+
+
+def job_status(service: JobService, job_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of the job's status URL (see the module docstring)."""
+    job = service.jobs.get(job_id)
+    if job is None:
+        raise FhirError(404, "not-found", f"no asynchronous job {job_id}")
+    if job.state == "cancelled":
+        raise FhirError(404, "not-found", f"the job {job_id} was cancelled")
+    task = task_resource(job, service.base_url_of())
+    if job.state == "failed":
+        status = _failure_status(job.status_reason)
+        headers = {"Retry-After": "10"} if status == 503 else {}
+        return status, FhirError(status, "transient" if status == 503 else "processing",
+                                 job.status_reason or "the job failed", "Task.statusReason").to_fhir(), headers
+    if job.state != "completed":
+        progress = f"{job.stage or job.state} {round(job.progress * 100)}%"
+        outcome = {"resourceType": "OperationOutcome", "issue": [{
+            "severity": "information", "code": "informational",
+            "diagnostics": f"the job is {job.state}: {progress}"}]}
+        return 202, outcome, {"X-Progress": progress, "Retry-After": _RETRY_AFTER_S}
+    entries = [{"fullUrl": f"{service.base_url_of()}/Task/{job.id}", "resource": task,
+                "response": {"status": "200 OK"}}]
+    entries += [_output_entry(service.store, str(o["reference"])) for o in job.outputs]
+    return 200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries}, {}
+
+
 def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
@@ -282,9 +333,24 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
         params = parse_voxel_parameters(read_json_body())
         service = get_service()
         job, _ = service.submit("voxel-dosimetry", params)
-        location = f"{service.base_url_of()}/Task/{job.id}"
-        return fhir_response(task_resource(job, service.base_url_of()), 202,
-                             {"Content-Location": location, "Location": location})
+        base = service.base_url_of()
+        return fhir_response(task_resource(job, base), 202,
+                             {"Content-Location": f"{base}/_async/{job.id}", "Location": f"{base}/Task/{job.id}"})
+
+    @bp.get("/fhir/_async/<job_id>")
+    def status(job_id: str) -> Response:
+        require_scopes(read=("Task", *JOB_RESULT_TYPES))
+        code, body, headers = job_status(get_service(), job_id)
+        return fhir_response(body, code, headers)
+
+    @bp.delete("/fhir/_async/<job_id>")
+    def cancel_by_status_url(job_id: str) -> Response:
+        require_scopes(write=("Task",))
+        service = get_service()
+        job = service.cancel(job_id)
+        if job is None:
+            raise FhirError(404, "not-found", f"no asynchronous job {job_id}")
+        return fhir_response(task_resource(job, service.base_url_of()), 202)
 
     @bp.delete("/fhir/Task/<task_id>")
     def cancel_task(task_id: str) -> Response:

@@ -64,9 +64,11 @@ def _params(activity: float = 3.0, study: str = STUDY_UID) -> dict[str, Any]:
 def _submit(client: FlaskClient, **kw: Any) -> tuple[str, Any]:
     resp = client.post("/fhir/$voxel-dosimetry", json=_params(**kw), headers={"Prefer": "respond-async"})
     assert resp.status_code == 202, resp.get_json()
-    location = resp.headers["Content-Location"]
-    assert "/fhir/Task/" in location
-    return location.rsplit("/", 1)[1], resp
+    status_url = resp.headers["Content-Location"]
+    assert "/fhir/_async/" in status_url
+    task_url = resp.headers["Location"]
+    assert "/fhir/Task/" in task_url and task_url.rsplit("/", 1)[1] == status_url.rsplit("/", 1)[1]
+    return task_url.rsplit("/", 1)[1], resp
 
 
 def _internal(client: FlaskClient, job: str, action: str, **body: Any) -> Any:
@@ -401,3 +403,48 @@ def test_a_malformed_completion_is_400_and_fails_the_job_instead_of_looping(
     assert resp.status_code == 400 and resp.get_json()["issue"][0]["expression"] == [expression]
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "failed" and "malformed" in task["statusReason"]["text"]
+
+
+def test_the_status_url_answers_202_with_progress_until_the_job_completes(client: FlaskClient) -> None:
+    """FHIR R4 asynchronous pattern: 202 + X-Progress + Retry-After while queued or running (a
+    200 then would read as finished), 200 + batch-response Bundle once done; the Task stays."""
+    job, _ = _submit(client)
+    queued = client.get(f"/fhir/_async/{job}")
+    assert queued.status_code == 202
+    assert queued.headers["X-Progress"] and int(queued.headers["Retry-After"]) > 0
+    _internal(client, job, "claim", worker="A")
+    _internal(client, job, "progress", worker="A", stage="dose", fraction=0.4)
+    running = client.get(f"/fhir/_async/{job}")
+    assert running.status_code == 202 and running.headers["X-Progress"] == "dose 40%"
+    _internal(client, job, "complete", worker="A", resources=_result(job, 2),
+              outputs=[{"reference": f"Observation/{job[:8]}-voi-{i}"} for i in range(2)])
+    done = client.get(f"/fhir/_async/{job}")
+    assert done.status_code == 200
+    bundle = done.get_json()
+    assert bundle["type"] == "batch-response"
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Task", "Observation", "Observation"]
+    assert bundle["entry"][0]["resource"]["status"] == "completed"
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "completed"
+
+
+def test_the_status_url_of_a_failed_job_is_its_error_and_a_cancelled_one_is_gone(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    _internal(client, job, "claim", worker="A")
+    _internal(client, job, "fail", worker="A", reason="the series has no attenuation CT")
+    failed = client.get(f"/fhir/_async/{job}")
+    assert failed.status_code == 422
+    assert failed.get_json()["issue"][0]["diagnostics"] == "the series has no attenuation CT"
+    assert client.get(f"/fhir/Task/{job}").get_json()["status"] == "failed"
+    other, _ = _submit(client, activity=2.0)
+    assert client.delete(f"/fhir/_async/{other}").status_code == 202
+    assert client.get(f"/fhir/_async/{other}").status_code == 404
+    assert client.get(f"/fhir/Task/{other}").get_json()["status"] == "cancelled"
+    assert client.get("/fhir/_async/no-such-job").status_code == 404
+
+
+def test_a_job_failed_by_a_dependency_outage_reports_503_on_its_status_url(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    _internal(client, job, "claim", worker="A")
+    _internal(client, job, "fail", worker="A", reason="the PACS is unavailable (ConnectionError)")
+    failed = client.get(f"/fhir/_async/{job}")
+    assert failed.status_code == 503 and failed.headers["Retry-After"]
