@@ -14,13 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
+from gateway.metadata import OPERATIONS
 from gateway.services import ServiceClient
 from gateway.writeback import write_results
 from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "parameters_of",
+__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "bundle_input", "create_operations_blueprint", "gather_patient_bundle", "parameters_of",
            "tag_results"]
 
 #: Tag on every resource the services write, so gathered inputs never include earlier results.
@@ -47,6 +48,49 @@ def _body(expected: tuple[str, ...]) -> dict[str, Any]:
         raise FhirError(422, "not-supported",
                         f"expected a {' or '.join(expected)}, got {data['resourceType']}", "resourceType")
     return data
+
+
+#: FHIR data type of an OperationDefinition parameter → its ``Parameters.parameter.value[x]``.
+_VALUE_KEYS = {"code": "valueCode", "integer": "valueInteger", "decimal": "valueDecimal",
+               "date": "valueDate", "dateTime": "valueDateTime", "string": "valueString",
+               "boolean": "valueBoolean"}
+
+
+def _query_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def bundle_input(body: dict[str, Any], operation: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The input Bundle and the other input parameters (as query values) of an operation whose
+    OperationDefinition declares ``input`` (a Bundle): the body is that Bundle, or a
+    ``Parameters`` whose ``input`` parameter holds it beside the other declared parameters.
+    422 naming the element for an unknown, mistyped, repeated or missing parameter."""
+    if body["resourceType"] == "Bundle":
+        return body, {}
+    declared = {p["name"]: p.get("type", "") for p in OPERATIONS[operation]["parameter"] if p["use"] == "in"}
+    bundle: dict[str, Any] | None = None
+    values: dict[str, str] = {}
+    for i, param in enumerate(parameters_of(body)):
+        name, where = param.get("name"), f"Parameters.parameter[{i}]"
+        if name not in declared:
+            raise FhirError(422, "not-supported", f"${operation} has no input parameter {name!r} "
+                            f"(declared: {', '.join(sorted(declared))})", f"{where}.name")
+        if (name == "input" and bundle is not None) or name in values:
+            raise FhirError(422, "invalid", f"parameter {name} given twice", f"{where}.name")
+        if name == "input":
+            resource = param.get("resource")
+            if not isinstance(resource, dict) or resource.get("resourceType") != "Bundle":
+                raise FhirError(422, "invalid", "input must hold a Bundle in 'resource'", f"{where}.resource")
+            bundle = resource
+            continue
+        key = _VALUE_KEYS.get(declared[str(name)], "")
+        if key not in param:
+            raise FhirError(422, "invalid", f"{name} needs {key}", f"{where}.{key}")
+        values[str(name)] = _query_text(param[key])
+    if bundle is None:
+        raise FhirError(422, "required", f"${operation} needs the input Bundle",
+                        "Parameters.parameter.where(name='input')")
+    return bundle, values
 
 
 def parameters_of(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,8 +169,8 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
     @bp.post("/fhir/$evaluate-eligibility")
     def evaluate_eligibility() -> Response:
         require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES)
-        body = _body(("Bundle",))
-        return run("eligibility", "evaluate-eligibility", body, dict(request.args))
+        bundle, values = bundle_input(_body(("Bundle", "Parameters")), "evaluate-eligibility")
+        return run("eligibility", "evaluate-eligibility", bundle, {**request.args, **values})
 
     @bp.post("/fhir/Patient/<patient_id>/$evaluate-eligibility")
     def evaluate_patient_eligibility(patient_id: str) -> Response:
@@ -148,8 +192,8 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
     @bp.post("/fhir/$tumor-response")
     def tumor_response() -> Response:
         require_scopes(read=("Observation", "BodyStructure", "Procedure"), write=RESULT_WRITES)
-        body = _body(("Bundle",))
-        return run("response", "tumor-response", body, dict(request.args))
+        bundle, values = bundle_input(_body(("Bundle", "Parameters")), "tumor-response")
+        return run("response", "tumor-response", bundle, {**request.args, **values})
 
     @bp.post("/fhir/$sirt-activity")
     def sirt_activity() -> Response:

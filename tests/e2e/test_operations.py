@@ -189,6 +189,33 @@ def test_tumor_response_is_written_back_and_repeats_idempotently(fhir: str) -> N
     assert bad.status_code == 422 and "criteria" in str(bad.json()["issue"][0].get("expression"))
 
 
+def _parameters(bundle: dict[str, Any], **values: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "input", "resource": bundle}, *({"name": k, **v} for k, v in values.items())]}
+
+
+def test_operations_take_the_parameters_form_their_definitions_declare(fhir: str) -> None:
+    """``Parameters{input: Bundle, ...}`` gives the same answer as the bare Bundle with the
+    other parameters in the query."""
+    follow_up = synthetic_follow_up_bundle()
+    bare = requests.post(f"{fhir}/$tumor-response?criteria=mrecist", json=follow_up, timeout=60)
+    wrapped = requests.post(f"{fhir}/$tumor-response", timeout=60,
+                            json=_parameters(follow_up, criteria={"valueCode": "mrecist"}))
+    assert bare.status_code == wrapped.status_code == 200, wrapped.text[:1000]
+    assert [e["resource"] for e in wrapped.json()["entry"]] == [e["resource"] for e in bare.json()["entry"]]
+    patient = realistic_patient(f"par-{uuid.uuid4().hex[:8]}")
+    date = EVALUATION_DATE.isoformat()
+    bare = requests.post(f"{fhir}/$evaluate-eligibility?date={date}", json=patient, timeout=60)
+    wrapped = requests.post(f"{fhir}/$evaluate-eligibility", timeout=60,
+                            json=_parameters(patient, date={"valueDate": date}))
+    assert bare.status_code == wrapped.status_code == 200, wrapped.text[:1000]
+    assert _therapy_results(wrapped.json()) == _therapy_results(bare.json())
+    unknown = requests.post(f"{fhir}/$tumor-response", timeout=60,
+                            json=_parameters(follow_up, colour={"valueCode": "red"}))
+    assert unknown.status_code == 422
+    assert unknown.json()["issue"][0]["expression"] == ["Parameters.parameter[1].name"]
+
+
 def test_cds_hooks_discovery_and_patient_view(stack: Stack, fhir: str) -> None:
     discovery = requests.get(f"{stack.gateway_url}/cds-services", timeout=10).json()
     service = discovery["services"][0]
