@@ -11,6 +11,7 @@ Routes (blueprint ``fhir_rest``, prefix ``/fhir``)::
     PUT    /fhir/<type>/<id>                  update / create by id (If-Match honoured)
     POST   /fhir/<type>                       create (If-None-Exist honoured)
     DELETE /fhir/<type>/<id>                  delete
+    POST   /fhir/<type>/$validate             validate (structure, required bindings, invariants)
     POST   /fhir  (or /fhir/)                 transaction or batch Bundle
 
 Only concrete R4 resource types are served (404 for any other name). Every view states the
@@ -39,7 +40,8 @@ from gateway import auth
 from gateway.store.base import FhirStore, etag, is_resource_type
 from gateway.store.search_params import drop_unknown_parameters
 from netliver.fhir.models import parse_resource
-from netliver.fhir.outcome import FhirError
+from netliver.fhir.outcome import FhirError, operation_outcome
+from netliver.fhir.validation import resource_issues
 from netliver.web import fhir_response, read_fhir_body, read_json_body
 
 __all__ = ["create_fhir_rest_blueprint"]
@@ -103,6 +105,28 @@ def _bundle_types(bundle: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         if rtype:
             (reads if method == "GET" else writes).add(rtype)
     return sorted(reads), sorted(writes)
+
+
+def validation_outcome(body: Any, resource_type: str) -> dict[str, Any]:
+    """The OperationOutcome of ``$validate`` on ``body`` (a resource or Parameters{resource})."""
+    resource = body
+    if isinstance(body, Mapping) and body.get("resourceType") == "Parameters" and resource_type != "Parameters":
+        found = [p.get("resource") for p in body.get("parameter") or []
+                 if isinstance(p, Mapping) and p.get("name") == "resource"]
+        if len(found) != 1:
+            raise FhirError(400, "required", "$validate needs exactly one 'resource' parameter",
+                            "Parameters.parameter")
+        resource = found[0]
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != resource_type:
+        raise FhirError(400, "invalid", f"$validate on {resource_type} needs a {resource_type}", "resourceType")
+    try:
+        issues = resource_issues(resource)
+    except FhirError as err:
+        issues = err.issues
+    if not issues:
+        return {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "information", "code": "informational", "diagnostics": "no issues found"}]}
+    return operation_outcome(issues)
 
 
 def _read_location(store: FhirStore, location: str) -> dict[str, Any]:
@@ -219,6 +243,14 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         return fhir_response({"resourceType": "OperationOutcome", "issue": [{
             "severity": "information", "code": "informational",
             "diagnostics": f"{rtype}/{resource_id} is deleted"}]})
+
+    @bp.post("/<resource_type>/$validate")
+    def validate(resource_type: str) -> Response:
+        """``$validate`` (FHIR R4 §3.1.0.8 / Resource-validate): the resource as the body or as
+        the ``resource`` parameter of a Parameters body; 200 with every issue found."""
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype])
+        return fhir_response(validation_outcome(read_json_body(), rtype))
 
     @bp.post("/", strict_slashes=False)
     def transaction() -> Response:

@@ -83,8 +83,8 @@ from gateway.store.search_params import (
     parse_search,
     to_epoch_us,
 )
-from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
+from netliver.fhir.validation import check_resource
 
 __all__ = ["SqlStore", "build_metadata"]
 
@@ -597,13 +597,14 @@ class SqlStore:
 
 
 def _validate(resource: Any) -> None:
-    """400 unless ``resource`` is a valid R4 resource (with expressions naming the elements)."""
+    """400 unless ``resource`` is a valid R4 resource: structure, required bindings and
+    invariants (with expressions naming the elements)."""
     if not isinstance(resource, dict):
         raise FhirError(400, "invalid", "a FHIR resource (JSON object) was expected")
     rtype = resource.get("resourceType")
     if isinstance(rtype, str):
         require_resource_type(rtype)
-    parse_resource(resource)
+    check_resource(resource)
 
 
 def _parse_instant_us(text: str) -> int:

@@ -22,11 +22,11 @@ from urllib.parse import urlencode
 import requests
 
 from gateway.store.base import require_resource_type
-from gateway.store.bundles import plan_bundle
+from gateway.store.bundles import entry_error, error_entry, plan_bundle
 from gateway.store.content import same_content
 from gateway.store.search_params import parse_search
-from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
+from netliver.fhir.validation import check_resource
 from netliver.upstream import FhirClient
 
 __all__ = ["UpstreamStore"]
@@ -107,7 +107,7 @@ class UpstreamStore:
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, resource: dict[str, Any], *, if_match: str | None = None) -> tuple[dict[str, Any], bool]:
-        parse_resource(resource)
+        check_resource(resource)
         rtype = require_resource_type(str(resource["resourceType"]))
         rid = resource.get("id")
         if not rid:
@@ -131,7 +131,7 @@ class UpstreamStore:
             raise
 
     def create(self, resource: dict[str, Any]) -> dict[str, Any]:
-        parse_resource(resource)
+        check_resource(resource)
         rtype = require_resource_type(str(resource["resourceType"]))
         body = {k: v for k, v in resource.items() if k != "id"}
         resp = self.client.request("POST", rtype, json_body=body, headers=_RETURN_REPRESENTATION)
@@ -143,9 +143,33 @@ class UpstreamStore:
         self.client.request("DELETE", f"{resource_type}/{resource_id}", ok=(200, 202, 204, 404, 410))
 
     def transaction(self, bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
-        plan_bundle(bundle)  # the same 400/422 checks as the embedded store
-        resp = self.client.request("POST", "", json_body=bundle, headers=_RETURN_REPRESENTATION)
-        return self._rebase_bundle(self._json(resp), base_url)
+        plan = plan_bundle(bundle)  # the same 400/422 checks as the embedded store
+        errors: dict[int, FhirError] = dict(plan.errors)
+        for entry in plan.entries:
+            if entry.resource is not None:
+                try:
+                    check_resource(entry.resource)
+                except FhirError as err:
+                    if plan.kind != "batch":
+                        raise entry_error(entry.index, err, entry.resource_type) from None
+                    errors[entry.index] = entry_error(entry.index, err, entry.resource_type)
+        if not errors:
+            resp = self.client.request("POST", "", json_body=bundle, headers=_RETURN_REPRESENTATION)
+            return self._rebase_bundle(self._json(resp), base_url)
+        return self._batch_without(bundle, errors, base_url)
+
+    def _batch_without(self, bundle: dict[str, Any], errors: dict[int, FhirError], base_url: str) -> dict[str, Any]:
+        """A batch whose invalid entries are answered here and the others sent upstream."""
+        entries = list(bundle.get("entry") or [])
+        valid = [i for i in range(len(entries)) if i not in errors]
+        answered: list[dict[str, Any]] = []
+        if valid:
+            sent = {**bundle, "entry": [entries[i] for i in valid]}
+            resp = self.client.request("POST", "", json_body=sent, headers=_RETURN_REPRESENTATION)
+            answered = list(self._rebase_bundle(self._json(resp), base_url).get("entry") or [])
+        out: dict[int, dict[str, Any]] = {i: error_entry(err) for i, err in errors.items()}
+        out.update(zip(valid, answered, strict=False))
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": [out[i] for i in sorted(out)]}
 
 
 def _location_identity(location: str, rtype: str) -> tuple[str, str] | None:
