@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from netliver.fhir.builders import canonical_json
+from gateway.store.content import content_key
 from netliver.fhir.outcome import FhirError
 
 __all__ = ["transaction_bundle", "write_results"]
@@ -56,13 +56,13 @@ def _is_repeat(store: Any, resources: Sequence[dict[str, Any]], conn: Any) -> bo
     for res in provenances:
         stored = _stored(store, res, conn)
         ignore = frozenset({"meta", "recorded"})
-        if stored is None or _essence(stored, ignore) != _essence(res, ignore):
+        if stored is None or content_key(_essence(stored, ignore)) != content_key(_essence(res, ignore)):
             return False
     for res in resources:
         if res.get("resourceType") == "Provenance":
             continue
         stored = _stored(store, res, conn)
-        if stored is None or canonical_json(_essence(stored)) != canonical_json(_essence(res)):
+        if stored is None or content_key(_essence(stored)) != content_key(_essence(res)):
             return False
     return True
 

@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.store.base import etag, is_resource_type
+from gateway.store.search_params import SearchQuery
 from netliver.fhir.outcome import FhirError, Issue
+from netliver.fhir.subsetting import select_elements, summarize
 
 __all__ = [
     "BundleEntry",
@@ -43,10 +45,20 @@ def instant_text(epoch_us: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def shape(resource: dict[str, Any], query: SearchQuery) -> dict[str, Any]:
+    """A search result as ``_summary`` / ``_elements`` ask (the whole resource otherwise)."""
+    if query.summary in ("true", "data"):
+        return summarize(resource, query.summary)
+    if query.elements:
+        return select_elements(resource, query.elements)
+    return resource
+
+
 def searchset_bundle(*, resource_type: str, base_url: str, resources: Sequence[Mapping[str, Any]],
                      total: int, filters: Sequence[tuple[str, str]], count: int, offset: int,
-                     sort: str | None) -> dict[str, Any]:
-    """A ``searchset`` Bundle with ``self``, ``next`` and ``previous`` links (``_offset`` paging)."""
+                     sort: str | None, included: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """A ``searchset`` Bundle with ``self``, ``next`` and ``previous`` links (``_offset`` paging);
+    ``included`` resources (``_include``/``_revinclude``) follow the matches in ``include`` mode."""
     base = base_url.rstrip("/")
 
     def link(page_offset: int) -> str:
@@ -61,14 +73,10 @@ def searchset_bundle(*, resource_type: str, base_url: str, resources: Sequence[M
         links.append({"relation": "next", "url": link(offset + count)})
     if count and offset > 0:
         links.append({"relation": "previous", "url": link(max(0, offset - count))})
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [{"fullUrl": f"{base}/{res['resourceType']}/{res['id']}", "resource": dict(res),
-                   "search": {"mode": "match"}} for res in resources],
-    }
+    entries = [{"fullUrl": f"{base}/{res['resourceType']}/{res['id']}", "resource": dict(res),
+                "search": {"mode": mode}}
+               for mode, group in (("match", resources), ("include", included)) for res in group]
+    return {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,29 @@
-"""Search index entries of a resource: the tokens and references the SQL store searches.
+"""Search index entries of a resource: the tokens, references, dates and strings the SQL store
+searches, for every parameter the registry (:mod:`gateway.store.registry`) declares.
 
-Pure functions over the resource JSON. Which element feeds which parameter is defined here and
-in :mod:`gateway.store.search_params` (``CODE_ELEMENTS``, ``FOCUS_TYPES``).
+Pure functions over the resource JSON. How an element becomes index values follows FHIR R4
+§3.1.1.4: a token is a ``system|code`` of a Coding, CodeableConcept, Identifier, code or
+boolean; a date is the range its precision covers (a Period from the start of its start to the
+end of its end, open ends unbounded); a string is matched case- and accent-insensitively.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.store.search_params import CODE_ELEMENTS, FOCUS_TYPES, parse_reference
+from gateway.store.registry import SearchParam, declared_params
+from gateway.store.search_params import parse_date_range, parse_reference
+from netliver.fhir.outcome import FhirError
 
-__all__ = ["RefRow", "TokenRow", "index_resource"]
+__all__ = ["DateRow", "IndexRows", "RefRow", "StringRow", "TokenRow", "index_resource",
+           "normalise_text", "values_at"]
+
+#: Bounds of an open Period end, in microseconds since the epoch (years 1 and 9999).
+MIN_US = -62_135_596_800_000_000
+MAX_US = 253_402_300_800_000_000
 
 
 @dataclass(frozen=True, order=True)
@@ -33,52 +44,127 @@ class RefRow:
     target_id: str
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
+@dataclass(frozen=True, order=True)
+class DateRow:
+    """A date as the half-open range ``[start_us, end_us)`` it covers."""
+
+    param: str
+    start_us: int
+    end_us: int
 
 
-def _codings(concept: Any) -> Iterator[tuple[str, str]]:
-    if not isinstance(concept, Mapping):
+@dataclass(frozen=True, order=True)
+class StringRow:
+    """A string, normalised by :func:`normalise_text`."""
+
+    param: str
+    value: str
+
+
+@dataclass
+class IndexRows:
+    tokens: list[TokenRow] = field(default_factory=list)
+    refs: list[RefRow] = field(default_factory=list)
+    dates: list[DateRow] = field(default_factory=list)
+    strings: list[StringRow] = field(default_factory=list)
+
+
+def normalise_text(text: str) -> str:
+    """Case- and accent-insensitive form of a string (``Müller`` → ``muller``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold().strip()
+
+
+def _children(value: Any, name: str) -> Iterator[Any]:
+    if not isinstance(value, Mapping):
         return
-    for item in _as_list(concept.get("coding")):
-        if isinstance(item, Mapping) and isinstance(item.get("code"), str):
-            yield str(item.get("system") or ""), item["code"]
+    if name.endswith("[x]"):
+        prefix = name[:-3]
+        found = [v for k, v in value.items() if k.startswith(prefix) and k[len(prefix):][:1].isupper()]
+    else:
+        found = [value[name]] if name in value else []
+    for item in found:
+        yield from (item if isinstance(item, list) else [item])
 
 
-def _references(value: Any) -> Iterator[tuple[str, str]]:
-    for item in _as_list(value):
-        if isinstance(item, Mapping) and isinstance(item.get("reference"), str):
-            ref = parse_reference(item["reference"])
-            if ref is not None:
-                yield ref.resource_type or "", ref.resource_id
+def values_at(resource: Mapping[str, Any], path: str) -> list[Any]:
+    """The values at a dotted element path (``x[x]`` = any choice type; lists are walked)."""
+    current: list[Any] = [resource]
+    for name in path.split("."):
+        current = [child for value in current for child in _children(value, name)]
+    return current
 
 
-def index_resource(resource: Mapping[str, Any]) -> tuple[list[TokenRow], list[RefRow]]:
-    """The token and reference index entries of ``resource`` (sorted, without duplicates)."""
-    rtype = str(resource.get("resourceType", ""))
-    tokens: set[TokenRow] = set()
-    refs: set[RefRow] = set()
-    code_element = CODE_ELEMENTS.get(rtype)
-    if code_element:
-        tokens.update(TokenRow("code", system, code) for system, code in _codings(resource.get(code_element)))
-    status = resource.get("status")
-    if isinstance(status, str):
-        tokens.add(TokenRow("status", "", status))
-    for ident in _as_list(resource.get("identifier")):
-        if isinstance(ident, Mapping) and isinstance(ident.get("value"), str):
-            tokens.add(TokenRow("identifier", str(ident.get("system") or ""), ident["value"]))
-    subject_element = "for" if rtype == "Task" else "subject"
-    for target_type, target_id in _references(resource.get(subject_element)):
-        refs.add(RefRow("subject", target_type, target_id))
-        if target_type == "Patient":
-            refs.add(RefRow("patient", target_type, target_id))
-    for target_type, target_id in _references(resource.get("patient")):
-        if target_type == "Patient":
-            refs.add(RefRow("patient", target_type, target_id))
-    if rtype in FOCUS_TYPES:
-        refs.update(RefRow("focus", t, i) for t, i in _references(resource.get("focus")))
-    if rtype == "Provenance":
-        refs.update(RefRow("target", t, i) for t, i in _references(resource.get("target")))
-    return sorted(tokens), sorted(refs)
+def _tokens(value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, bool):
+        yield "", "true" if value else "false"
+    elif isinstance(value, str):
+        yield "", value
+    elif isinstance(value, Mapping):
+        if "coding" in value:
+            for coding in value.get("coding") or []:
+                yield from _tokens(coding)
+        elif isinstance(value.get("code"), str):
+            yield str(value.get("system") or ""), value["code"]
+        elif isinstance(value.get("value"), str):  # Identifier
+            yield str(value.get("system") or ""), value["value"]
+
+
+def _date_range(value: Any) -> tuple[int, int] | None:
+    try:
+        if isinstance(value, str):
+            rng = parse_date_range(value)
+            return rng.start_us, rng.end_us
+        if isinstance(value, Mapping) and ("start" in value or "end" in value):
+            start = parse_date_range(value["start"]).start_us if value.get("start") else MIN_US
+            end = parse_date_range(value["end"]).end_us if value.get("end") else MAX_US
+            return start, end
+    except FhirError:
+        return None
+    return None
+
+
+_NAME_PARTS = ("text", "family", "given", "prefix", "suffix", "line", "city", "district", "state",
+               "postalCode", "country")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):  # HumanName, Address
+        for part in _NAME_PARTS:
+            item = value.get(part)
+            for text in item if isinstance(item, list) else [item]:
+                if isinstance(text, str):
+                    yield text
+
+
+def _index_param(param: SearchParam, resource: Mapping[str, Any], rows: IndexRows) -> None:
+    values = [v for path in param.paths for v in values_at(resource, path)]
+    if param.type == "token":
+        rows.tokens += [TokenRow(param.name, s, c) for v in values for s, c in _tokens(v)]
+    elif param.type == "reference":
+        for v in values:
+            ref = parse_reference(v["reference"]) if isinstance(v, Mapping) and isinstance(
+                v.get("reference"), str) else None
+            if ref is None or (param.targets and ref.resource_type not in param.targets):
+                continue
+            rows.refs.append(RefRow(param.name, ref.resource_type or "", ref.resource_id))
+    elif param.type == "date":
+        rows.dates += [DateRow(param.name, *rng) for rng in map(_date_range, values) if rng is not None]
+    elif param.type == "string":
+        rows.strings += [StringRow(param.name, normalise_text(s)[:1024]) for v in values for s in _strings(v)]
+
+
+#: Parameters answered from the resource row itself, never from the index tables.
+_ROW_PARAMS = frozenset({"_id", "_lastUpdated"})
+
+
+def index_resource(resource: Mapping[str, Any]) -> IndexRows:
+    """The index entries of ``resource`` (sorted, without duplicates)."""
+    rows = IndexRows()
+    for param in declared_params(str(resource.get("resourceType", ""))):
+        if param.name not in _ROW_PARAMS:
+            _index_param(param, resource, rows)
+    return IndexRows(sorted(set(rows.tokens)), sorted(set(rows.refs)), sorted(set(rows.dates)),
+                     sorted(set(rows.strings)))

@@ -15,20 +15,32 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
 
+from gateway.store.registry import (
+    RESULT_PARAMETERS,
+    declared_params,
+    include_targets,
+    param_of,
+    revinclude_sources,
+)
 from netliver.fhir.outcome import FhirError
 
 __all__ = [
-    "CODE_ELEMENTS",
     "DEFAULT_COUNT",
-    "FOCUS_TYPES",
     "MAX_COUNT",
+    "ChainCriterion",
+    "DateCriterion",
     "DateRange",
     "IdCriterion",
+    "Include",
     "LastUpdatedCriterion",
+    "MissingCriterion",
     "RefValue",
     "ReferenceCriterion",
     "SearchQuery",
+    "SortKey",
+    "StringCriterion",
     "TokenCriterion",
     "TokenValue",
     "drop_unknown_parameters",
@@ -43,50 +55,20 @@ __all__ = [
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
 
-#: The element each type's ``code`` search parameter searches (FHIR R4 search parameter
-#: registry: ``clinical-code`` and ``Task-code``); only the resource's own code, never
-#: ``Observation.component.code``.
-CODE_ELEMENTS: dict[str, str] = {
-    "Observation": "code",
-    "Condition": "code",
-    "Procedure": "code",
-    "DiagnosticReport": "code",
-    "Task": "code",
-    "AllergyIntolerance": "code",
-    "MedicationStatement": "medicationCodeableConcept",
-}
-
-#: Types with a ``focus`` search parameter (Task.focus, Observation.focus).
-FOCUS_TYPES = frozenset({"Task", "Observation"})
-
-#: Result parameters (FHIR R4 §3.1.1.5) understood on every type; ``_format`` is accepted and
-#: ignored (the answer is always FHIR JSON).
-_RESULT_PARAMETERS = frozenset({"_count", "_offset", "_sort", "_format"})
-_COMMON_PARAMETERS = frozenset({"_id", "_lastUpdated", "identifier", "status", "subject", "patient"})
-_REFERENCE_PARAMETERS = frozenset({"subject", "patient", "focus", "target"})
-_TOKEN_PARAMETERS = frozenset({"code", "status", "identifier"})
-_SORTS = {"_lastUpdated": False, "-_lastUpdated": True}
-_DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le")
+_DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb")
+_SUMMARIES = ("true", "data", "count", "false")
+_TOTALS = ("none", "estimate", "accurate")
 
 
 def known_parameters(resource_type: str) -> frozenset[str]:
-    """The search parameters (without modifiers) the store understands for a type."""
-    names = set(_COMMON_PARAMETERS | _RESULT_PARAMETERS)
-    if resource_type == "Patient":
-        names -= {"subject", "status"}  # Patient has neither; ``patient`` searches ``_id``
-    if resource_type in CODE_ELEMENTS:
-        names.add("code")
-    if resource_type in FOCUS_TYPES:
-        names.add("focus")
-    if resource_type == "Provenance":
-        names.add("target")
-    return frozenset(names)
+    """The search and result parameters (without modifiers) understood for a type."""
+    return frozenset({p.name for p in declared_params(resource_type)} | RESULT_PARAMETERS)
 
 
 def drop_unknown_parameters(resource_type: str, params: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The parameters the store understands (for ``Prefer: handling=lenient``)."""
     known = known_parameters(resource_type)
-    return [(name, value) for name, value in params if name.split(":", 1)[0] in known]
+    return [(name, value) for name, value in params if name.split(":", 1)[0].split(".", 1)[0] in known]
 
 
 @dataclass(frozen=True)
@@ -137,12 +119,67 @@ class LastUpdatedCriterion:
     ranges: tuple[DateRange, ...]
 
 
-Criterion = TokenCriterion | ReferenceCriterion | IdCriterion | LastUpdatedCriterion
+@dataclass(frozen=True)
+class DateCriterion:
+    """A date parameter (``date=ge2026-01``): any of ``ranges`` matches."""
+
+    param: str
+    ranges: tuple[DateRange, ...]
+
+
+@dataclass(frozen=True)
+class StringCriterion:
+    """A string parameter: ``mode`` is ``start`` (default), ``exact`` or ``contains``."""
+
+    param: str
+    values: tuple[str, ...]
+    mode: str = "start"
+
+
+@dataclass(frozen=True)
+class MissingCriterion:
+    """``param:missing=true|false`` (FHIR R4 §3.1.1.3.3)."""
+
+    param: str
+    param_type: str
+    missing: bool
+
+
+@dataclass(frozen=True)
+class ChainCriterion:
+    """``subject:Patient.identifier=…``: the reference ``param`` points to a ``target_type``
+    resource that matches ``inner`` (FHIR R4 §3.1.1.4.13)."""
+
+    param: str
+    target_type: str
+    inner: Criterion
+
+
+Criterion = (TokenCriterion | ReferenceCriterion | IdCriterion | LastUpdatedCriterion | DateCriterion
+             | StringCriterion | MissingCriterion | ChainCriterion)
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One ``_sort`` key: a declared parameter, ``_id`` or ``_lastUpdated``."""
+
+    param: str
+    param_type: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Include:
+    """``_include``/``_revinclude=source:param[:target]``."""
+
+    source_type: str
+    param: str
+    target_type: str | None = None
 
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A parsed search: criteria ANDed, paging and order."""
+    """A parsed search: criteria ANDed, paging, order, includes and the shape of the answer."""
 
     resource_type: str
     criteria: tuple[Criterion, ...] = ()
@@ -152,6 +189,12 @@ class SearchQuery:
     #: the parameters that define the result set (no ``_count``/``_offset``), for links
     filters: tuple[tuple[str, str], ...] = field(default=())
     sort: str | None = None
+    sort_keys: tuple[SortKey, ...] = ()
+    include: tuple[Include, ...] = ()
+    revinclude: tuple[Include, ...] = ()
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    total: str | None = None
 
 
 def split_or(value: str) -> list[str]:
@@ -295,63 +338,152 @@ def _int_param(name: str, value: str, minimum: int) -> int:
     return number
 
 
+def _refs(name: str, alternatives: list[str], type_modifier: str, targets: tuple[str, ...]) -> ReferenceCriterion:
+    base = name.split(":", 1)[0]
+    values = []
+    for alt in alternatives:
+        ref = parse_reference(_unescape(alt))
+        if ref is None:
+            raise FhirError(400, "invalid", f"{name}: {alt!r} is not a reference", name)
+        target = type_modifier or ref.resource_type
+        if type_modifier and ref.resource_type not in (None, type_modifier):
+            raise FhirError(400, "invalid", f"{name}: {alt!r} is not a {type_modifier}", name)
+        if targets and target is not None and target not in targets:
+            raise FhirError(400, "invalid", f"{name}: {alt!r} is not a {' or '.join(targets)}", name)
+        if target is None and len(targets) == 1:
+            target = targets[0]
+        values.append(RefValue(target, ref.resource_id))
+    return ReferenceCriterion(base, tuple(values))
+
+
+def _criterion(resource_type: str, name: str, value: str) -> Criterion:
+    """One search criterion; every unknown parameter, modifier or malformed value is a 400."""
+    head, _, chain = name.partition(".")
+    base, _, modifier = head.partition(":")
+    param = param_of(resource_type, base)
+    if param is None:
+        raise FhirError(400, "not-supported", f"unknown search parameter for {resource_type}: {name}", name)
+    if chain:
+        return _chain(resource_type, name, value)
+    if modifier == "missing":
+        if value not in ("true", "false"):
+            raise FhirError(400, "invalid", f"{name} must be true or false", name)
+        return MissingCriterion(base, param.type, value == "true")
+    alternatives = split_or(value)
+    if param.type == "reference":
+        if modifier and not (modifier[:1].isupper() and (not param.targets or modifier in param.targets)):
+            raise FhirError(400, "not-supported", f"modifier :{modifier} of {base} is not supported", name)
+        return _refs(name, alternatives, modifier, param.targets)
+    if modifier and modifier not in param.modifiers:
+        raise FhirError(400, "not-supported", f"modifier :{modifier} of {base} is not supported", name)
+    if param.paths == ("id",):
+        ids = [parse_reference(_unescape(alt)) for alt in alternatives]
+        own = None if base == "_id" else resource_type
+        if any(ref is None or ref.resource_type not in (None, own) for ref in ids):
+            raise FhirError(400, "invalid", f"{name}: {value!r} is not a list of {resource_type} ids", name)
+        return IdCriterion(tuple(ref.resource_id for ref in ids if ref is not None))
+    if param.type == "date":
+        ranges = tuple(parse_date_range(alt, name) for alt in alternatives)
+        return LastUpdatedCriterion(ranges) if base == "_lastUpdated" else DateCriterion(base, ranges)
+    if param.type == "string":
+        if any(alt == "" for alt in alternatives):
+            raise FhirError(400, "invalid", f"empty value for search parameter {name!r}", name)
+        return StringCriterion(base, tuple(_unescape(alt) for alt in alternatives), modifier or "start")
+    return TokenCriterion(base, tuple(_token(alt, name) for alt in alternatives))
+
+
+def _chain(resource_type: str, name: str, value: str) -> ChainCriterion:
+    """``subject:Patient.identifier=…`` (one level of chaining)."""
+    head, _, rest = name.partition(".")
+    base, _, target = head.partition(":")
+    param = param_of(resource_type, base)
+    if param is None or param.type != "reference":
+        raise FhirError(400, "not-supported", f"{name}: only reference parameters can be chained", name)
+    if not target:
+        if len(param.targets) != 1:
+            raise FhirError(400, "invalid", f"{name}: name the target type ({base}:Patient.…)", name)
+        target = param.targets[0]
+    if param.targets and target not in param.targets:
+        raise FhirError(400, "invalid", f"{name}: {base} cannot point to a {target}", name)
+    if "." in rest:
+        raise FhirError(400, "not-supported", f"{name}: only one level of chaining is supported", name)
+    try:
+        inner = _criterion(target, rest, value)
+    except FhirError as err:
+        raise FhirError(400, err.code, f"{name}: {err.diagnostics}", name) from None
+    return ChainCriterion(base, target, inner)
+
+
+def _include(name: str, value: str, resource_type: str) -> Include:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise FhirError(400, "invalid", f"{name}={value!r}: expected Type:parameter[:TargetType]", name)
+    include = Include(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    allowed = include_targets(resource_type) if name == "_include" else revinclude_sources(resource_type)
+    if f"{include.source_type}:{include.param}" not in allowed:
+        raise FhirError(400, "not-supported", f"{name}={value} is not supported for {resource_type} "
+                        f"(supported: {', '.join(allowed) or 'none'})", name)
+    param = param_of(include.source_type, include.param)
+    if include.target_type and param is not None and param.targets and include.target_type not in param.targets:
+        raise FhirError(400, "invalid", f"{name}={value}: {include.param} cannot point to a {include.target_type}", name)
+    return include
+
+
+def _sort_keys(resource_type: str, value: str) -> tuple[SortKey, ...]:
+    keys = []
+    for item in value.split(","):
+        descending = item.startswith("-")
+        name = item[1:] if descending else item
+        param = param_of(resource_type, name)
+        if param is None:
+            raise FhirError(400, "not-supported", f"_sort={item!r}: {resource_type} has no search parameter "
+                            f"{name!r}", "_sort")
+        keys.append(SortKey(name, param.type, descending))
+    return tuple(keys)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise FhirError(400, "invalid", f"{name} must be one of {', '.join(allowed)}, not {value!r}", name)
+    return value
+
+
 def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> SearchQuery:
-    """Parse and check a search; every unknown parameter or modifier is a 400 naming it."""
-    known = known_parameters(resource_type)
+    """Parse and check a search; every unknown parameter, modifier or value is a 400 naming it."""
     criteria: list[Criterion] = []
     filters: list[tuple[str, str]] = []
-    count, offset, descending, sort = DEFAULT_COUNT, 0, False, None
-    unknown = [name for name, _ in params if name.split(":", 1)[0] not in known]
-    if unknown:
-        raise FhirError(400, "not-supported",
-                        f"unknown search parameter(s) for {resource_type}: {', '.join(unknown)}",
-                        unknown)
+    shape: dict[str, Any] = {"count": DEFAULT_COUNT, "offset": 0, "include": [], "revinclude": []}
     for name, value in params:
-        base, _, modifier = name.partition(":")
-        if modifier and not (base in _REFERENCE_PARAMETERS and modifier[:1].isupper()):
-            raise FhirError(400, "not-supported", f"modifier :{modifier} of {base} is not supported", name)
-        if base == "_count":
-            count = min(_int_param(base, value, 0), MAX_COUNT)
+        if name == "_count":
+            shape["count"] = min(_int_param(name, value, 0), MAX_COUNT)
+        elif name == "_offset":
+            shape["offset"] = _int_param(name, value, 0)
+        elif name in ("_format", "_pretty"):
             continue
-        if base == "_offset":
-            offset = _int_param(base, value, 0)
-            continue
-        if base == "_format":
-            continue
-        if base == "_sort":
-            if value not in _SORTS:
-                raise FhirError(400, "not-supported",
-                                f"_sort={value!r} is not supported (use _lastUpdated or -_lastUpdated)", "_sort")
-            descending, sort = _SORTS[value], value
-            continue
-        filters.append((name, value))
-        alternatives = split_or(value)
-        if base == "_id" or (base == "patient" and resource_type == "Patient"):
-            ids = []
-            for alt in alternatives:
-                ref = parse_reference(_unescape(alt))
-                if ref is None or (ref.resource_type not in (None, "Patient") and base == "patient") or (
-                        base == "_id" and ref.resource_type is not None):
-                    raise FhirError(400, "invalid", f"{name}: {alt!r} is not a resource id", name)
-                ids.append(ref.resource_id)
-            criteria.append(IdCriterion(tuple(ids)))
-        elif base == "_lastUpdated":
-            criteria.append(LastUpdatedCriterion(tuple(parse_date_range(alt, name) for alt in alternatives)))
-        elif base in _TOKEN_PARAMETERS:
-            criteria.append(TokenCriterion(base, tuple(_token(alt, name) for alt in alternatives)))
+        elif name == "_sort":
+            shape["sort"], shape["sort_keys"] = value, _sort_keys(resource_type, value)
+        elif name in ("_include", "_revinclude"):
+            shape[name[1:]].append(_include(name, value, resource_type))
+            filters.append((name, value))
+        elif name == "_summary":
+            shape["summary"] = _choice(name, value, _SUMMARIES)
+            filters.append((name, value))
+        elif name == "_elements":
+            shape["elements"] = tuple(e.strip() for e in value.split(",") if e.strip())
+            filters.append((name, value))
+        elif name == "_total":
+            shape["total"] = _choice(name, value, _TOTALS)
         else:
-            refs = []
-            for alt in alternatives:
-                ref = parse_reference(_unescape(alt))
-                if ref is None:
-                    raise FhirError(400, "invalid", f"{name}: {alt!r} is not a reference", name)
-                target = modifier or ref.resource_type
-                if modifier and ref.resource_type not in (None, modifier):
-                    raise FhirError(400, "invalid", f"{name}: {alt!r} is not a {modifier}", name)
-                if base == "patient":
-                    if target not in (None, "Patient"):
-                        raise FhirError(400, "invalid", f"{name}: {alt!r} is not a Patient", name)
-                    target = "Patient"
-                refs.append(RefValue(target, ref.resource_id))
-            criteria.append(ReferenceCriterion(base, tuple(refs)))
-    return SearchQuery(resource_type, tuple(criteria), count, offset, descending, tuple(filters), sort)
+            criteria.append(_criterion(resource_type, name, value))
+            filters.append((name, value))
+    keys: tuple[SortKey, ...] = shape.get("sort_keys", ())
+    if shape.get("summary") == "count":
+        shape["count"] = 0
+    if shape.get("summary") == "false":
+        shape["summary"] = None
+    return SearchQuery(
+        resource_type, tuple(criteria), shape["count"], shape["offset"],
+        descending=bool(keys) and keys[0].param == "_lastUpdated" and keys[0].descending,
+        filters=tuple(filters), sort=shape.get("sort"), sort_keys=keys,
+        include=tuple(shape["include"]), revinclude=tuple(shape["revinclude"]),
+        summary=shape.get("summary"), elements=shape.get("elements", ()), total=shape.get("total"))

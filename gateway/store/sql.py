@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,14 +42,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     create_engine,
     delete,
     event,
-    exists,
     func,
     insert,
-    or_,
     select,
     text,
     update,
@@ -57,7 +54,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.base import etag, parse_etag, require_resource_type
 from gateway.store.bundles import (
@@ -71,18 +67,12 @@ from gateway.store.bundles import (
     response_entry,
     rewrite_references,
     searchset_bundle,
+    shape,
 )
 from gateway.store.content import SERVER_META, dumps, same_content
 from gateway.store.indexing import index_resource
-from gateway.store.search_params import (
-    IdCriterion,
-    LastUpdatedCriterion,
-    ReferenceCriterion,
-    SearchQuery,
-    TokenCriterion,
-    parse_search,
-    to_epoch_us,
-)
+from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
+from gateway.store.sql_search import conditions, include_rows, order_by
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.validation import check_resource
 
@@ -136,7 +126,25 @@ def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str
         Column("target_id", String(64), primary_key=True),
         Index("ix_fhir_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
     )
-    return md, {"resource": resource, "version": version, "token": token, "reference": reference}
+    date = Table(
+        "fhir_search_date", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("param", String(64), primary_key=True),
+        Column("start_us", BigInteger, primary_key=True),
+        Column("end_us", BigInteger, primary_key=True),
+        Index("ix_fhir_search_date_lookup", "resource_type", "param", "start_us", "end_us"),
+    )
+    string = Table(
+        "fhir_search_string", md,
+        Column("resource_type", String(64), primary_key=True),
+        Column("resource_id", String(64), primary_key=True),
+        Column("param", String(64), primary_key=True),
+        Column("value", String(1024), primary_key=True),
+        Index("ix_fhir_search_string_lookup", "resource_type", "param", "value"),
+    )
+    return md, {"resource": resource, "version": version, "token": token, "reference": reference,
+                "date": date, "string": string}
 
 
 class _Retry(Exception):
@@ -174,6 +182,7 @@ class SqlStore:
         self._version = tables["version"]
         self._token = tables["token"]
         self._reference = tables["reference"]
+        self._tables = tables
         self.create_all()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -323,63 +332,26 @@ class SqlStore:
         with self._read_connection() as own:
             return self._search(own, query, base_url)
 
-    def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
-        r, t, ref = self._resource, self._token, self._reference
-        conditions: list[ColumnElement[bool]] = [r.c.resource_type == query.resource_type, r.c.deleted.is_(False)]
-        for crit in query.criteria:
-            if isinstance(crit, IdCriterion):
-                conditions.append(r.c.resource_id.in_(crit.ids))
-            elif isinstance(crit, LastUpdatedCriterion):
-                alternatives = []
-                for rng in crit.ranges:
-                    col = r.c.last_updated_us
-                    alternatives.append({
-                        "eq": and_(col >= rng.start_us, col < rng.end_us),
-                        "ne": or_(col < rng.start_us, col >= rng.end_us),
-                        "gt": col >= rng.end_us,
-                        "ge": col >= rng.start_us,
-                        "lt": col < rng.start_us,
-                        "le": col < rng.end_us,
-                    }[rng.prefix])
-                conditions.append(or_(*alternatives))
-            elif isinstance(crit, TokenCriterion):
-                token_alts = []
-                for tok in crit.values:
-                    parts = []
-                    if tok.system is not None:
-                        parts.append(t.c.system == tok.system)
-                    if tok.code is not None:
-                        parts.append(t.c.code == tok.code)
-                    token_alts.append(and_(*parts))
-                conditions.append(exists(select(t.c.resource_id).where(
-                    t.c.resource_type == r.c.resource_type, t.c.resource_id == r.c.resource_id,
-                    t.c.param == crit.param, or_(*token_alts))))
-            elif isinstance(crit, ReferenceCriterion):
-                ref_alts = []
-                for val in crit.values:
-                    cond = ref.c.target_id == val.resource_id
-                    if val.resource_type is not None:
-                        cond = and_(cond, ref.c.target_type == val.resource_type)
-                    ref_alts.append(cond)
-                conditions.append(exists(select(ref.c.resource_id).where(
-                    ref.c.resource_type == r.c.resource_type, ref.c.resource_id == r.c.resource_id,
-                    ref.c.param == crit.param, or_(*ref_alts))))
-        return conditions
-
     def _search(self, conn: Connection, query: SearchQuery, base_url: str) -> dict[str, Any]:
         r = self._resource
-        conditions = self._where(query)
-        total = conn.execute(select(func.count()).select_from(r).where(*conditions)).scalar_one()
+        where = conditions(self._tables, query.resource_type, query.criteria)
+        total = conn.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
         rows: list[Any] = []
         if query.count:
-            order = (r.c.last_updated_us.desc(), r.c.resource_id.desc()) if query.descending else (
-                r.c.last_updated_us.asc(), r.c.resource_id.asc())
-            rows = list(conn.execute(select(r.c.content).where(*conditions).order_by(*order)
+            rows = list(conn.execute(select(r.c.resource_type, r.c.resource_id, r.c.content).where(*where)
+                                     .order_by(*order_by(self._tables, query.sort_keys))
                                      .limit(query.count).offset(query.offset)))
+        page = [(row.resource_type, row.resource_id) for row in rows]
+        included: dict[tuple[str, str], dict[str, Any]] = {}
+        for include, reverse in [*((i, False) for i in query.include), *((i, True) for i in query.revinclude)]:
+            stmt = include_rows(self._tables, include, page, reverse)
+            for row in conn.execute(stmt) if stmt is not None else []:
+                if (row.resource_type, row.resource_id) not in page:
+                    included.setdefault((row.resource_type, row.resource_id), json.loads(row.content))
         return searchset_bundle(resource_type=query.resource_type, base_url=base_url,
-                                resources=[json.loads(row.content) for row in rows], total=total,
+                                resources=[shape(json.loads(row.content), query) for row in rows], total=total,
                                 filters=query.filters, count=query.count, offset=query.offset,
-                                sort=query.sort)
+                                sort=query.sort, included=[shape(res, query) for res in included.values()])
 
     def health(self) -> dict[str, Any]:
         backend = self.engine.dialect.name
@@ -469,18 +441,16 @@ class SqlStore:
 
     def _reindex(self, conn: Connection, rtype: str, rid: str, stored: Mapping[str, Any] | None) -> None:
         t, ref = self._token, self._reference
-        conn.execute(delete(t).where(t.c.resource_type == rtype, t.c.resource_id == rid))
-        conn.execute(delete(ref).where(ref.c.resource_type == rtype, ref.c.resource_id == rid))
+        for table in (t, ref, self._tables["date"], self._tables["string"]):
+            conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
         if stored is None:
             return
-        tokens, refs = index_resource(stored)
-        if tokens:
-            conn.execute(insert(t), [{"resource_type": rtype, "resource_id": rid, "param": row.param,
-                                      "system": row.system, "code": row.code} for row in tokens])
-        if refs:
-            conn.execute(insert(ref), [{"resource_type": rtype, "resource_id": rid, "param": row.param,
-                                        "target_type": row.target_type, "target_id": row.target_id}
-                                       for row in refs])
+        rows = index_resource(stored)
+        for table, entries in ((t, rows.tokens), (ref, rows.refs), (self._tables["date"], rows.dates),
+                               (self._tables["string"], rows.strings)):
+            if entries:
+                conn.execute(insert(table), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
+                                             for row in entries])
 
     def _delete(self, conn: Connection, rtype: str, rid: str) -> None:
         r = self._resource
