@@ -8,12 +8,18 @@ Routes (blueprint ``fhir_rest``, prefix ``/fhir``)::
     GET    /fhir/<type>/<id>/_history         history
     GET    /fhir/<type>                       search (query string)
     POST   /fhir/<type>/_search               search (form-encoded body)
-    PUT    /fhir/<type>/<id>                  update / create by id (If-Match honoured)
-    POST   /fhir/<type>                       create (If-None-Exist honoured)
+    PUT    /fhir/<type>/<id>                  update / create by id (If-Match, If-None-Match: *)
+    PUT    /fhir/<type>?<search>              conditional update
+    PATCH  /fhir/<type>/<id>                  JSON Patch (If-Match honoured)
+    POST   /fhir/<type>[?<search>]            create; conditional with If-None-Exist or a query
     DELETE /fhir/<type>/<id>                  delete
+    DELETE /fhir/<type>?<search>              conditional delete (one match at most)
+    GET    /fhir/<type>/_history, /fhir/_history   type and system history (_count, _since)
     POST   /fhir/<type>/$validate             validate (structure, required bindings, invariants)
     POST   /fhir  (or /fhir/)                 transaction or batch Bundle
 
+Writes answer as ``Prefer: return=minimal|representation|OperationOutcome`` asks. Only FHIR JSON
+is served: ``_format`` or ``Accept`` asking for anything else is a 406 on every ``/fhir`` path.
 Only concrete R4 resource types are served (404 for any other name). Every view states the
 types it reads or writes with :func:`gateway.auth.require_scopes` before touching the store.
 
@@ -32,21 +38,23 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, request
 
 from gateway import auth
-from gateway.store.base import FhirStore, etag, is_resource_type
+from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return
+from gateway.store.base import FhirStore, etag, is_resource_type, parse_etag
 from gateway.store.search_params import drop_unknown_parameters
 from netliver.fhir.models import parse_resource
-from netliver.fhir.outcome import FhirError, operation_outcome
+from netliver.fhir.outcome import FhirError, Issue, operation_outcome
 from netliver.fhir.validation import resource_issues
 from netliver.web import fhir_response, read_fhir_body, read_json_body
 
 __all__ = ["create_fhir_rest_blueprint"]
 
 _FORM = "application/x-www-form-urlencoded"
+_JSON_PATCH = "application/json-patch+json"
 
 
 def _known_type(resource_type: str) -> str:
@@ -129,6 +137,25 @@ def validation_outcome(body: Any, resource_type: str) -> dict[str, Any]:
     return operation_outcome(issues)
 
 
+def _exists(store: FhirStore, rtype: str, rid: str) -> bool:
+    try:
+        store.read(rtype, rid)
+    except FhirError as err:
+        if err.status in (404, 410):
+            return False
+        raise
+    return True
+
+
+def _history_params() -> list[tuple[str, str]]:
+    """``_count`` and ``_since`` of a type or system history (others are a 400)."""
+    params = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_format", "_pretty")]
+    for name, _ in params:
+        if name not in ("_count", "_since"):
+            raise FhirError(400, "not-supported", f"history takes _count and _since, not {name}", name)
+    return params
+
+
 def _read_location(store: FhirStore, location: str) -> dict[str, Any]:
     """The resource a transaction-response ``location`` (``[base/]Type/id[/_history/v]``) names."""
     parts = [p for p in urlsplit(location).path.split("/") if p]
@@ -143,6 +170,13 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
     """The ``fhir_rest`` blueprint. ``base_url_of()`` gives the base URL callers see: the FHIR
     base (``https://host/fhir``) or the site root (``https://host``, ``/fhir`` is appended)."""
     bp = Blueprint("fhir_rest", __name__, url_prefix="/fhir")
+
+    @bp.before_app_request
+    def refuse_unserved_formats() -> None:
+        if request.path == "/fhir" or request.path.startswith("/fhir/"):
+            refusal = format_refusal(request.args.get("_format"), request.headers.get("Accept"))
+            if refusal is not None:
+                raise refusal
 
     def fhir_base() -> str:
         base = base_url_of().rstrip("/")
@@ -194,32 +228,99 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
                             f"{request.mimetype or 'none'!r}")
         return search(resource_type, [*request.args.items(multi=True), *request.form.items(multi=True)])
 
-    @bp.put("/<resource_type>/<resource_id>")
-    def update(resource_type: str, resource_id: str) -> Response:
-        rtype = _known_type(resource_type)
-        auth.require_scopes(write=[rtype])
+    def written(stored: dict[str, Any], created: bool) -> Response:
+        """A write's answer as ``Prefer: return=…`` asks (the resource by default)."""
+        headers = _version_headers(stored)
+        rtype = stored["resourceType"]
+        headers["Location"] = f"{fhir_base()}/{rtype}/{stored['id']}/_history/{stored['meta']['versionId']}"
+        status = 201 if created else 200
+        wanted = prefer_return(request.headers.get("Prefer"))
+        if wanted == "minimal":
+            return Response(status=status, headers=headers)
+        if wanted == "OperationOutcome":
+            return fhir_response(operation_outcome([Issue(
+                "informational", f"{rtype}/{stored['id']} {'created' if created else 'updated'}",
+                severity="information")]), status, headers)
+        return fhir_response(stored, status, headers)
+
+    def checked_body(rtype: str, resource_id: str | None) -> dict[str, Any]:
         body = read_fhir_body()
         if body.get("resourceType") != rtype:
             raise FhirError(400, "invalid", f"the URL names {rtype} but the body is a {body.get('resourceType')}",
                             "resourceType")
-        if body.get("id") != resource_id:
+        if resource_id is not None and body.get("id") != resource_id:
             raise FhirError(400, "invalid", f"the body id {body.get('id')!r} must equal the URL id "
                             f"{resource_id!r}", f"{rtype}.id")
-        stored, created = get_store().put(body, if_match=request.headers.get("If-Match"))
-        headers = _version_headers(stored)
-        if created:
-            headers["Location"] = f"{fhir_base()}/{rtype}/{stored['id']}/_history/{stored['meta']['versionId']}"
-        return fhir_response(stored, 201 if created else 200, headers)
+        return body
+
+    def matches(rtype: str, what: str) -> list[dict[str, Any]]:
+        """The resources a conditional interaction's query selects (at most two are read)."""
+        params = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_format", "_pretty")]
+        if not params:
+            raise FhirError(400, "required", f"a conditional {what} needs search parameters", "url")
+        found = get_store().search(rtype, [*params, ("_count", "2")], fhir_base())
+        return [e["resource"] for e in found.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+
+    @bp.put("/<resource_type>/<resource_id>")
+    def update(resource_type: str, resource_id: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(write=[rtype])
+        body = checked_body(rtype, resource_id)
+        store = get_store()
+        if request.headers.get("If-None-Match", "").strip() == "*" and _exists(store, rtype, resource_id):
+            raise FhirError(412, "duplicate", f"{rtype}/{resource_id} exists (If-None-Match: *)", "If-None-Match")
+        stored, created = store.put(body, if_match=request.headers.get("If-Match"))
+        return written(stored, created)
+
+    @bp.put("/<resource_type>")
+    def conditional_update(resource_type: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype], write=[rtype])
+        body = checked_body(rtype, None)
+        found = matches(rtype, "update")
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "the conditional update matches several resources", "url")
+        if found:
+            if body.get("id") not in (None, found[0]["id"]):
+                raise FhirError(400, "invalid", f"the body id {body['id']!r} is not the matching resource's "
+                                f"{found[0]['id']!r}", f"{rtype}.id")
+            stored, created = get_store().put({**body, "id": found[0]["id"]}, if_match=request.headers.get("If-Match"))
+            return written(stored, created)
+        if body.get("id"):
+            return written(*get_store().put(body))
+        return written(get_store().create(body), True)
+
+    @bp.patch("/<resource_type>/<resource_id>")
+    def patch(resource_type: str, resource_id: str) -> Response:
+        """JSON Patch (``application/json-patch+json``) of the current version, written only if
+        that version is still current (so a concurrent update is never lost)."""
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype], write=[rtype])
+        if (request.mimetype or "").lower() != _JSON_PATCH:
+            raise FhirError(415, "not-supported", f"PATCH needs a {_JSON_PATCH} body, not "
+                            f"{request.mimetype or 'none'!r}")
+        store = get_store()
+        current = store.read(rtype, resource_id)
+        version = str(current["meta"]["versionId"])
+        wanted = request.headers.get("If-Match")
+        if wanted and parse_etag(wanted) != version:
+            raise FhirError(412, "conflict", f"If-Match {wanted} is not the current version {version}", "If-Match")
+        patched = apply_json_patch(current, request.get_json(silent=True))
+        stored, _ = store.put(patched, if_match=etag(version))
+        return written(stored, False)
 
     @bp.post("/<resource_type>")
     def create(resource_type: str) -> Response:
         rtype = _known_type(resource_type)
         if_none_exist = request.headers.get("If-None-Exist")
+        query = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_format", "_pretty")]
+        if query and if_none_exist:
+            raise FhirError(400, "invalid", "give the conditional create's criteria once: in If-None-Exist or "
+                            "in the query string", "If-None-Exist")
+        if query:  # POST Type?criteria is a conditional create, never a plain one
+            if_none_exist = urlencode(query)
         auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype])
-        body = read_fhir_body()
-        if body.get("resourceType") != rtype:
-            raise FhirError(400, "invalid", f"the URL names {rtype} but the body is a {body.get('resourceType')}",
-                            "resourceType")
+        body = checked_body(rtype, None)
         store = get_store()
         if if_none_exist:
             answer = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{
@@ -231,9 +332,30 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
             created = str(response.get("status", "")).startswith("201")
         else:
             stored, created = store.create(body), True
-        headers = _version_headers(stored)
-        headers["Location"] = f"{fhir_base()}/{rtype}/{stored['id']}/_history/{stored['meta']['versionId']}"
-        return fhir_response(stored, 201 if created else 200, headers)
+        return written(stored, created)
+
+    @bp.delete("/<resource_type>")
+    def conditional_delete(resource_type: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype], write=[rtype])
+        found = matches(rtype, "delete")
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "the conditional delete matches several resources", "url")
+        for resource in found:
+            get_store().delete(rtype, resource["id"])
+        return fhir_response(operation_outcome([Issue(
+            "informational", f"{len(found)} {rtype} deleted", severity="information")]))
+
+    @bp.get("/<resource_type>/_history")
+    def type_history(resource_type: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype])
+        return fhir_response(get_store().history_all(rtype, _history_params(), fhir_base()))
+
+    @bp.get("/_history")
+    def system_history() -> Response:
+        auth.require_scopes(read=["*"])
+        return fhir_response(get_store().history_all(None, _history_params(), fhir_base()))
 
     @bp.delete("/<resource_type>/<resource_id>")
     def remove(resource_type: str, resource_id: str) -> Response:

@@ -1,20 +1,32 @@
-"""``/fhir/metadata``: the CapabilityStatement, one OperationDefinition per operation, and the
-project CodeSystems (``GET /fhir/CodeSystem/{id}``)."""
+"""``/fhir/metadata``: the CapabilityStatement (derived from the registry of interactions and
+search parameters), one OperationDefinition per operation, the project CodeSystems and the
+StructureDefinitions of its extensions, each readable by id and searchable by ``url``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
+from gateway.store.registry import (
+    INTERACTIONS,
+    SERVED_TYPES,
+    SYSTEM_INTERACTIONS,
+    SearchParam,
+    declared_params,
+    include_targets,
+    revinclude_sources,
+)
 from netliver import __version__
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS, codesystem_resource
+from netliver.fhir.extensions import EXTENSIONS, structure_definition
 from netliver.fhir.models import FHIR_VERSION
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
 
-__all__ = ["OPERATIONS", "capability_statement", "create_metadata_blueprint", "operation_definition"]
+__all__ = ["CONFORMANCE_TYPES", "OPERATIONS", "capability_statement", "conformance_resources",
+           "create_metadata_blueprint", "operation_definition", "search_conformance"]
 
 def _param(name: str, use: str, min_: int, max_: str, type_: str, doc: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "use": use, "min": min_, "max": max_}
@@ -52,7 +64,9 @@ _SIRT_IN = [
     _param("halfLifeH", "in", 0, "1", "decimal", "Y-90 half-life, default 64.1"),
     _param("compromisedLiver", "in", 0, "1", "boolean", "pretreated or compromised liver (normal-liver limit 30 Gy)"),
     _param("priorPrrt", "in", 0, "1", "boolean", "prior PRRT (flagged)"),
-    _param("lesion", "in", 0, "*", "", "partition model with several tumours: parts volumeMl and tumorToNormalRatio"),
+    {**_param("lesion", "in", 0, "*", "", "partition model with several tumours, one per further tumour"),
+     "part": [_param("volumeMl", "in", 1, "1", "decimal", "tumour volume"),
+              _param("tumorToNormalRatio", "in", 1, "1", "decimal", "uptake ratio tumour : normal liver")]},
 ]
 _SIRT_OUT = [
     _param("activityGBq", "out", 1, "1", "decimal", "at treatment time"),
@@ -151,24 +165,53 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def capability_statement(base_url: str, auth_mode: str, resource_types: list[str]) -> dict[str, Any]:
-    search_params = [
-        {"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
-        {"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
-        {"name": "code", "type": "token"},
-    ]
-    resources = []
-    for rtype in resource_types:
-        entry: dict[str, Any] = {
-            "type": rtype,
-            "interaction": [{"code": c} for c in ("read", "vread", "search-type", "update", "create", "delete", "history-instance")],
-            "versioning": "versioned",
-            "searchParam": search_params,
-        }
-        if rtype == "Patient":
-            entry["operation"] = [{"name": "evaluate-eligibility",
-                                   "definition": f"{CANONICAL_BASE}/OperationDefinition/evaluate-eligibility"}]
-        resources.append(entry)
+#: Conformance resources the gateway serves itself (read and search, never written).
+CONFORMANCE_TYPES = ("CapabilityStatement", "OperationDefinition", "CodeSystem", "StructureDefinition")
+#: Their search parameters: name → (type, element).
+CONFORMANCE_PARAMS = {"url": ("uri", "url"), "name": ("string", "name"), "version": ("token", "version"),
+                      "status": ("token", "status"), "_id": ("token", "id")}
+_CONDITIONAL = {"conditionalCreate": True, "conditionalUpdate": True, "conditionalDelete": "single",
+                "conditionalRead": "not-supported"}
+_VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+
+
+def _search_param(param: SearchParam) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": param.name, "type": param.type}
+    if param.definition:
+        out["definition"] = param.definition
+    if param.documentation:
+        out["documentation"] = param.documentation
+    return out
+
+
+def _resource_entry(rtype: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "type": rtype,
+        "interaction": [{"code": c} for c in INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        **_CONDITIONAL,
+        "searchInclude": list(include_targets(rtype)) or None,
+        "searchRevInclude": list(revinclude_sources(rtype)) or None,
+        "searchParam": [_search_param(p) for p in declared_params(rtype)],
+        "operation": [{"name": "validate", "definition": _VALIDATE}],
+    }
+    if rtype == "Patient":
+        entry["operation"].append({"name": "evaluate-eligibility",
+                                   "definition": f"{CANONICAL_BASE}/OperationDefinition/evaluate-eligibility"})
+    return _clean(entry)
+
+
+def _conformance_entry(rtype: str) -> dict[str, Any]:
+    return {"type": rtype, "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": name, "type": ptype} for name, (ptype, _) in CONFORMANCE_PARAMS.items()]}
+
+
+def capability_statement(base_url: str, auth_mode: str, resource_types: Sequence[str] = SERVED_TYPES) -> dict[str, Any]:
+    """The CapabilityStatement, derived from the registry (:mod:`gateway.store.registry`)."""
+    resources = [_resource_entry(rtype) for rtype in resource_types]
+    resources += [_conformance_entry(rtype) for rtype in CONFORMANCE_TYPES]
     security: dict[str, Any] = {"cors": False, "description": (
         "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
         if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
@@ -194,38 +237,73 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
             "mode": "server",
             "security": security,
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+            "searchParam": [{"name": "_count", "type": "number"}, {"name": "_offset", "type": "number"}],
             "operation": [{"name": code, "definition": f"{CANONICAL_BASE}/OperationDefinition/{code}"}
                           for code in OPERATIONS],
         }],
     }
 
 
+def conformance_resources(base_url: str, auth_mode: str, rtype: str) -> list[dict[str, Any]]:
+    """Every conformance resource of one type the gateway serves."""
+    if rtype == "CapabilityStatement":
+        return [capability_statement(base_url, auth_mode)]
+    if rtype == "OperationDefinition":
+        return [operation_definition(code) for code in OPERATIONS]
+    if rtype == "CodeSystem":
+        return [codesystem_resource(cid, __version__) for cid in CODESYSTEMS]
+    return [structure_definition(eid, __version__) for eid in EXTENSIONS]
+
+
+def search_conformance(resources: list[dict[str, Any]], params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The resources matching every parameter (``url`` and ``version`` exact, ``url`` may carry
+    ``|version``; ``name`` from its start, case-insensitive); 400 naming an unknown parameter."""
+    found = resources
+    for name, value in params:
+        if name in ("_count", "_offset", "_format", "_summary", "_total", "_elements", "_sort", "_pretty"):
+            continue
+        if name not in CONFORMANCE_PARAMS:
+            raise FhirError(400, "not-supported", f"unknown search parameter {name!r} for conformance resources "
+                            f"(supported: {', '.join(CONFORMANCE_PARAMS)})", name)
+        element = CONFORMANCE_PARAMS[name][1]
+        alternatives = value.split(",")
+        if name == "url":
+            alternatives = [alt.split("|", 1)[0] for alt in alternatives]
+        if name == "name":
+            found = [r for r in found if any(str(r.get(element, "")).lower().startswith(a.lower()) for a in alternatives)]
+        else:
+            found = [r for r in found if str(r.get(element, "")) in alternatives]
+    return found
+
+
 def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
     bp = Blueprint("metadata", __name__)
-    resource_types = ["Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
-                      "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
-                      "Provenance", "Task", "Endpoint"]
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types))
+        return fhir_response(capability_statement(base_url_of(), auth_mode_of()))
 
-    @bp.get("/fhir/OperationDefinition/<code>")
-    def get_operation_definition(code: str) -> Response:
+    def served(rtype: str) -> list[dict[str, Any]]:
         from gateway.auth import require_scopes
-        require_scopes(read=("OperationDefinition",))
-        if code not in OPERATIONS:
-            raise FhirError(404, "not-found", f"no OperationDefinition {code!r}", "OperationDefinition.id")
-        return fhir_response(operation_definition(code))
+        require_scopes(read=(rtype,))
+        return conformance_resources(base_url_of(), auth_mode_of(), rtype)
 
-    @bp.get("/fhir/CodeSystem/<system_id>")
-    def get_codesystem(system_id: str) -> Response:
-        from gateway.auth import require_scopes
-        require_scopes(read=("CodeSystem",))
-        if system_id not in CODESYSTEMS:
-            raise FhirError(404, "not-found", f"no CodeSystem {system_id!r}; known: {', '.join(sorted(CODESYSTEMS))}",
-                            "CodeSystem.id")
-        return fhir_response(codesystem_resource(system_id, __version__))
+    def read(rtype: str, rid: str) -> Response:
+        for resource in served(rtype):
+            if resource["id"] == rid:
+                return fhir_response(resource)
+        raise FhirError(404, "not-found", f"no {rtype} {rid!r}", f"{rtype}.id")
 
+    def search(rtype: str) -> Response:
+        matches = search_conformance(served(rtype), list(request.args.items(multi=True)))
+        base = base_url_of()
+        return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(matches),
+                              "link": [{"relation": "self", "url": request.url}],
+                              "entry": [{"fullUrl": f"{base}/{rtype}/{r['id']}", "resource": r,
+                                         "search": {"mode": "match"}} for r in matches]})
+
+    for rtype in CONFORMANCE_TYPES:
+        bp.add_url_rule(f"/fhir/{rtype}/<rid>", f"read_{rtype}", lambda rid, t=rtype: read(t, rid))
+        bp.add_url_rule(f"/fhir/{rtype}", f"search_{rtype}", lambda t=rtype: search(t))
     return bp

@@ -65,6 +65,11 @@ class FhirStore(Protocol):
         """A ``history`` Bundle of every version, newest first."""
         ...
 
+    def history_all(self, resource_type: str | None, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """Type history (``resource_type``) or system history (None), newest first; ``params``
+        are ``_count`` and ``_since``."""
+        ...
+
     def transaction(self, bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
         """Process a ``transaction`` (atomic) or ``batch`` Bundle; answers the
         ``transaction-response`` / ``batch-response`` Bundle."""

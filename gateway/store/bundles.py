@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.store.base import etag, is_resource_type
-from gateway.store.search_params import SearchQuery
+from gateway.store.search_params import MAX_COUNT, SearchQuery, parse_date_range
 from netliver.fhir.outcome import FhirError, Issue
 from netliver.fhir.subsetting import select_elements, summarize
 
@@ -96,25 +96,51 @@ def history_bundle(resource_type: str, resource_id: str, versions: Sequence[Vers
     entries = []
     previous_deleted = True
     for version in ordered:
-        url = f"{resource_type}/{resource_id}"
-        if version.deleted:
-            method, status = "DELETE", "204 No Content"
-        elif previous_deleted:
-            method, status = ("POST" if version.version_id == 1 else "PUT"), "201 Created"
-        else:
-            method, status = "PUT", "200 OK"
-        entry: dict[str, Any] = {}
-        if base_url:
-            entry["fullUrl"] = f"{base_url.rstrip('/')}/{url}"
-        if version.resource is not None and not version.deleted:
-            entry["resource"] = dict(version.resource)
-        entry["request"] = {"method": method, "url": url}
-        entry["response"] = {"status": status, "etag": etag(str(version.version_id)),
-                             "lastModified": version.last_updated}
-        entries.append(entry)
+        entries.append(_history_entry(resource_type, resource_id, version, base_url, previous_deleted))
         previous_deleted = version.deleted
     entries.reverse()
     return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+def _history_entry(resource_type: str, resource_id: str, version: VersionRecord, base_url: str,
+                   previous_deleted: bool) -> dict[str, Any]:
+    url = f"{resource_type}/{resource_id}"
+    if version.deleted:
+        method, status = "DELETE", "204 No Content"
+    elif previous_deleted:
+        method, status = ("POST" if version.version_id == 1 else "PUT"), "201 Created"
+    else:
+        method, status = "PUT", "200 OK"
+    entry: dict[str, Any] = {}
+    if base_url:
+        entry["fullUrl"] = f"{base_url.rstrip('/')}/{url}"
+    if version.resource is not None and not version.deleted:
+        entry["resource"] = dict(version.resource)
+    entry["request"] = {"method": method, "url": url}
+    entry["response"] = {"status": status, "etag": etag(str(version.version_id)),
+                         "lastModified": version.last_updated}
+    return entry
+
+
+def history_entries(versions: Sequence[tuple[str, str, VersionRecord]], base_url: str) -> dict[str, Any]:
+    """A ``history`` Bundle of versions of several resources (type or system history), in the
+    given order; a version after a deletion is taken as a re-creation only for version 1."""
+    entries = [_history_entry(rtype, rid, version, base_url, version.version_id == 1)
+               for rtype, rid, version in versions]
+    return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+def history_window(params: Sequence[tuple[str, str]]) -> tuple[int, int | None]:
+    """(``_count``, ``_since`` in µs) of a type or system history."""
+    count, since = 50, None
+    for name, value in params:
+        if name == "_count":
+            if not value.isdigit():
+                raise FhirError(400, "invalid", f"_count must be an integer, not {value!r}", "_count")
+            count = min(int(value), MAX_COUNT)
+        elif name == "_since":
+            since = parse_date_range(value, "_since").start_us
+    return count, since
 
 
 @dataclass

@@ -62,6 +62,8 @@ from gateway.store.bundles import (
     entry_error,
     error_entry,
     history_bundle,
+    history_entries,
+    history_window,
     instant_text,
     plan_bundle,
     response_entry,
@@ -322,6 +324,23 @@ class SqlStore:
         versions = [VersionRecord(row.version_id, instant_text(row.last_updated_us), bool(row.deleted),
                                   json.loads(row.content) if row.content else None) for row in rows]
         return history_bundle(resource_type, resource_id, versions, base_url)
+
+    def history_all(self, resource_type: str | None, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """Type (``resource_type``) or system (None) history, newest first: ``_count`` versions
+        at most (default 50, at most 500), none before ``_since``."""
+        count, since_us = history_window(params)
+        v = self._version
+        stmt = select(v.c.resource_type, v.c.resource_id, v.c.version_id, v.c.last_updated_us, v.c.deleted,
+                      v.c.content).order_by(v.c.last_updated_us.desc(), v.c.resource_id.desc()).limit(count)
+        if resource_type is not None:
+            stmt = stmt.where(v.c.resource_type == resource_type)
+        if since_us is not None:
+            stmt = stmt.where(v.c.last_updated_us >= since_us)
+        with self._read_connection() as conn:
+            rows = conn.execute(stmt).all()
+        return history_entries([(row.resource_type, row.resource_id, VersionRecord(
+            row.version_id, instant_text(row.last_updated_us), bool(row.deleted),
+            json.loads(row.content) if row.content else None)) for row in rows], base_url)
 
     def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str, *,
                conn: Connection | None = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import requests
 
 from gateway.store.base import require_resource_type
-from gateway.store.bundles import entry_error, error_entry, plan_bundle
+from gateway.store.bundles import entry_error, error_entry, history_window, plan_bundle
 from gateway.store.content import same_content
 from gateway.store.search_params import parse_search
 from netliver.fhir.outcome import FhirError
@@ -90,6 +90,12 @@ class UpstreamStore:
         require_resource_type(resource_type)
         bundle = self._json(self.client.request("GET", f"{resource_type}/{resource_id}/_history"))
         return self._rebase_bundle(bundle, base_url)
+
+    def history_all(self, resource_type: str | None, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        history_window(params)  # the same 400s as the embedded store
+        path = f"{resource_type}/_history" if resource_type else "_history"
+        resp = self.client.request("GET", f"{path}?{urlencode(params)}" if params else path)
+        return self._rebase_bundle(self._json(resp), base_url)
 
     def search(self, resource_type: str, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
         require_resource_type(resource_type)

@@ -151,6 +151,16 @@ _OBSERVATION = CodeSystemDef(
         C("resectable-fraction", "Resectable share of the liver tumour burden",
           "valueQuantity in %: share of the liver tumour burden a surgeon can remove (eligibility input)."),
         C("ia-prrt-trial", "Enrolled in an intra-arterial PRRT trial", "valueBoolean (eligibility input)."),
+        # voxel dosimetry results (one Observation per VOI, components by metric)
+        C("dose-mean", "Mean absorbed dose", "Gy."),
+        C("dose-d50", "Minimum dose to the hottest 50 % of the VOI", "Gy."),
+        C("dose-d70", "Minimum dose to the hottest 70 % of the VOI", "Gy."),
+        C("dose-d90", "Minimum dose to the hottest 90 % of the VOI", "Gy."),
+        C("dose-v100", "Share of the VOI volume receiving at least 100 Gy", "%."),
+        C("dose-v120", "Share of the VOI volume receiving at least 120 Gy", "%."),
+        C("dose-min", "Minimum absorbed dose", "Gy."),
+        C("dose-max", "Maximum absorbed dose", "Gy."),
+        C("voxel-dosimetry-report", "Voxel dosimetry report", "Absorbed-dose report of a post-SIRT or MAA study."),
     ),
 )
 
@@ -280,11 +290,29 @@ _RESPONSE = CodeSystemDef(
     ),
 )
 
+_OPERATION = CodeSystemDef(
+    "operation", "NetliverOperation", "netliver operations",
+    "The operations of the gateway, as Task.code of the jobs that run them.",
+    (
+        C("evaluate-eligibility", "$evaluate-eligibility", "Eligibility for liver-directed therapy."),
+        C("tumor-response", "$tumor-response", "Tumour response versus baseline and nadir."),
+        C("sirt-activity", "$sirt-activity", "Y-90 SIRT activity planning."),
+        C("voxel-dosimetry", "$voxel-dosimetry", "Voxel dosimetry of a post-SIRT or MAA study (asynchronous)."),
+    ),
+)
+
+_TAG = CodeSystemDef(
+    "tag", "NetliverTag", "netliver resource tags",
+    "Tags (meta.tag) netliver puts on the resources it writes.",
+    (C("derived-result", "Result computed by netliver",
+       "Written by a netliver service; never read back as an input of a computation."),),
+)
+
 #: All project CodeSystems by id.
 CODESYSTEMS: dict[str, CodeSystemDef] = {
     cs.id: cs
     for cs in (_THERAPY, _STATUS, _OBSERVATION, _CONDITION, _PRIMARY, _DISEASE_STATE,
-               _LESION_ROLE, _NON_TARGET, _RESPONSE)
+               _LESION_ROLE, _NON_TARGET, _RESPONSE, _OPERATION, _TAG)
 }
 
 

@@ -45,14 +45,22 @@ _FULL_CODES: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+#: Elements whose model list is not their value set (the R4 binding is to all MIME types, or
+#: the list is an example ending in "etc."): not checked here.
+_UNCHECKED = frozenset({("CapabilityStatement", "format"), ("CapabilityStatement", "patchFormat"),
+                        ("Expression", "language")})
+
+
 def _codes_of(cls: type, name: str, field: Any) -> frozenset[str] | None:
+    if (cls.__name__, name) in _UNCHECKED:
+        return None
     for klass in cls.__mro__:
         full = _FULL_CODES.get((klass.__name__, name))
         if full is not None:
             return full
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     listed = extra.get("enum_values")
-    if not listed or "+" in listed:
+    if not listed or "+" in listed or "etc." in listed:
         return None
     return frozenset(str(code) for code in listed)
 
