@@ -46,6 +46,7 @@ class Settings:
     database_url: str = _setting("sqlite:///var/netliver.db", "DATABASE_URL", "Embedded FHIR store and job records: SQLite file by default, postgresql+psycopg://… for PostgreSQL.")
     fhir_upstream_url: str = _setting("", "FHIR_UPSTREAM_URL", "Upstream FHIR R4 server to read from and write to; empty = embedded store.")
     fhir_upstream_token: str = _setting("", "FHIR_UPSTREAM_TOKEN", "Bearer token sent to the upstream FHIR server, if any.")
+    fhir_upstream_transaction_size: int = _setting(50, "FHIR_UPSTREAM_TRANSACTION_SIZE", "Most entries the gateway sends the upstream FHIR server in one transaction; larger write-backs go in chunks (Provenance last).")
     # -- jobs -------------------------------------------------------------------------------
     redis_url: str = _setting("redis://127.0.0.1:6379/0", "REDIS_URL", "Celery broker and result backend (Redis).")
     job_visibility_timeout_s: int = _setting(300, "JOB_VISIBILITY_TIMEOUT_S", "Seconds before an unacknowledged job message is redelivered to another worker.")

@@ -7,6 +7,7 @@ OperationOutcome is relayed with its status.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,13 @@ class FhirClient:
         return self.request("POST", path, json_body=body, params=params, headers=headers, ok=ok)
 
 
+def _issue_text(issue: Mapping[str, Any]) -> str:
+    """An issue's words: ``diagnostics``, else ``details.text`` (where some servers put them)."""
+    details = issue.get("details")
+    text = details.get("text") if isinstance(details, Mapping) else None
+    return str(issue.get("diagnostics") or text or "")
+
+
 def relay_error(resp: requests.Response, origin: str) -> FhirError:
     """Turn a non-success answer into a ``FhirError`` keeping its status and issues."""
     from netliver.fhir.outcome import Issue
@@ -80,12 +88,15 @@ def relay_error(resp: requests.Response, origin: str) -> FhirError:
         body = None
     headers = {k: v for k, v in resp.headers.items() if k.lower() == "retry-after"}
     if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" and body.get("issue"):
-        issues = [Issue(str(i.get("code", "processing")), str(i.get("diagnostics", "")),
-                        tuple(i.get("expression", ())), str(i.get("severity", "error")))
-                  for i in body["issue"]]
+        issues = [Issue(str(i.get("code", "processing")), _issue_text(i), tuple(i.get("expression", ())),
+                        str(i.get("severity", "error")))
+                  for i in body["issue"] if isinstance(i, dict)]
         if status >= 500 and status != 503:
             status = 502
-        return FhirError.from_issues(status, issues, headers)
+        # The OperationOutcome is relayed whole (details, locations, extensions); the issues
+        # above serve logs and callers that read FhirError.diagnostics.
+        return dataclasses.replace(FhirError.from_issues(status, issues or [Issue("processing", "")], headers),
+                                   relayed=body)
     if status >= 500:
         return FhirError(502 if status != 503 else 503, "transient",
                          f"{origin} answered {status}", headers=headers or {"Retry-After": "5"})

@@ -25,7 +25,8 @@ def make_store(settings: Settings) -> FhirStore:
         from gateway.store.upstream import UpstreamStore
 
         return UpstreamStore(settings.fhir_upstream_url, token=settings.fhir_upstream_token,
-                             timeout_s=settings.service_timeout_s)
+                             timeout_s=settings.service_timeout_s,
+                             transaction_size=settings.fhir_upstream_transaction_size)
     from gateway.store.sql import SqlStore
 
     return SqlStore(settings.database_url)

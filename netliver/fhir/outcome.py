@@ -57,6 +57,8 @@ class FhirError(Exception):
     expression: Sequence[str] | str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     more: Sequence[Issue] = ()
+    #: an OperationOutcome received from another FHIR server, relayed as it came
+    relayed: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.status} {self.code}: {self.diagnostics}")
@@ -73,6 +75,8 @@ class FhirError(Exception):
         return [Issue(self.code, self.diagnostics, expr), *self.more]
 
     def to_fhir(self) -> dict[str, Any]:
+        if self.relayed is not None:
+            return dict(self.relayed)
         return operation_outcome(self.issues)
 
     @classmethod
