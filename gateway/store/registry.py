@@ -71,8 +71,9 @@ COMMON_PARAMS: tuple[SearchParam, ...] = (
 )
 
 #: Result parameters understood on every search (FHIR R4 §3.1.1.5).
+#: ``_totalMethod`` is the name some clients (fhirpy's ``count()``) use for ``_total``.
 RESULT_PARAMETERS = frozenset({"_count", "_offset", "_sort", "_format", "_include", "_revinclude",
-                               "_summary", "_elements", "_total", "_pretty"})
+                               "_summary", "_elements", "_total", "_totalMethod", "_pretty"})
 
 _SUBJECT_TARGETS = ("Patient", "Group", "Device", "Location")
 

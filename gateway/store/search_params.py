@@ -58,6 +58,7 @@ MAX_COUNT = 500
 _DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb")
 _SUMMARIES = ("true", "data", "count", "false")
 _TOTALS = ("none", "estimate", "accurate")
+_TOTAL_METHODS = {"count": "accurate", "estimate": "estimate", "none": "none"}
 
 
 def known_parameters(resource_type: str) -> frozenset[str]:
@@ -473,6 +474,8 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             filters.append((name, value))
         elif name == "_total":
             shape["total"] = _choice(name, value, _TOTALS)
+        elif name == "_totalMethod":
+            shape["total"] = _TOTAL_METHODS[_choice(name, value, tuple(_TOTAL_METHODS))]
         else:
             criteria.append(_criterion(resource_type, name, value))
             filters.append((name, value))

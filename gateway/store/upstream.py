@@ -227,7 +227,9 @@ def _upstream_params(resource_type: str, params: list[tuple[str, str]]) -> list[
         if name in _PAGING_TOKENS:
             continue
         param = param_of(resource_type, name.split(":", 1)[0])
-        if param is not None and param.paths == ("id",) and name != "_id":
+        if name == "_totalMethod":  # not every server knows this name of _total
+            out.append(("_total", "accurate" if value == "count" else value))
+        elif param is not None and param.paths == ("id",) and name != "_id":
             out.append(("_id", ",".join(v.rsplit("/", 1)[-1] for v in value.split(","))))
         else:
             out.append((name, value))

@@ -61,6 +61,10 @@ def _chosen(key: str, names: set[str]) -> bool:
 
 
 def select_elements(resource: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """``_elements=a,b``: the named top-level elements (``Type.a`` accepted as ``a``)."""
-    wanted = {n.split(".", 1)[1] if "." in n and n[:1].isupper() else n for n in names}
-    return _tagged(resource, (k for k in resource if _chosen(k, wanted)))
+    """``_elements=a,b``: the named top-level elements (``Type.a`` accepted as ``a``);
+    ``_elements=-a,-b``: every element but those."""
+    listed = [n.split(".", 1)[1] if "." in n and n[:1].isupper() else n for n in names]
+    excluded = {n[1:] for n in listed if n.startswith("-")}
+    if excluded:
+        return _tagged(resource, (k for k in resource if not _chosen(k, excluded)))
+    return _tagged(resource, (k for k in resource if _chosen(k, set(listed))))
