@@ -26,7 +26,7 @@ from fhirclient.models.structuredefinition import StructureDefinition
 from fhirpy import SyncFHIRClient
 from jsonschema import Draft6Validator
 
-from infra.stack import Stack
+from infra.stack import Stack, free_port
 from netliver.fhir.codesystems import CANONICAL_BASE
 from tests.fixtures import dicom_phantoms as ph
 from tests.fixtures.eligibility_patients import EVALUATION_DATE, realistic_patient
@@ -295,3 +295,51 @@ def _all_extensions(value: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(value, list):
         for child in value:
             yield from _all_extensions(child)
+
+
+# -- upstream mode on the independent engine ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def upstream_gateway(stack: Stack, engine: FhirEngine) -> str:
+    """A second gateway whose store is the Medplum engine (FHIR_UPSTREAM_URL)."""
+    url = stack.start_gateway("gateway-medplum", free_port(), {
+        "FHIR_UPSTREAM_URL": engine.base_url, "FHIR_UPSTREAM_TRANSACTION_SIZE": "50",
+        "JOB_QUEUE": f"medplum-{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": f"sqlite:///{stack.config.data_dir / 'medplum-jobs.db'}"})
+    return f"{url}/fhir"
+
+
+def _engine_versions(engine: FhirEngine, refs: list[str]) -> dict[str, str]:
+    return {ref: requests.get(f"{engine.base_url}/{ref}", timeout=10).json()["meta"]["versionId"] for ref in refs}
+
+
+def test_upstream_operations_repeated_leave_every_version_unchanged(upstream_gateway: str, engine: FhirEngine) -> None:
+    pid = f"up-{uuid.uuid4().hex[:8]}"
+    sirt = {**SIRT_PARAMS, "parameter": [*SIRT_PARAMS["parameter"],
+                                         {"name": "patient", "valueReference": {"reference": f"Patient/{pid}"}}]}
+    written: list[str] = []
+    for operation, body, params in [("$sirt-activity", sirt, {}),
+                                    ("$tumor-response", synthetic_follow_up_bundle(), {"criteria": "recist-1.1"})]:
+        first = requests.post(f"{upstream_gateway}/{operation}", json=body, params=params, timeout=60)
+        assert first.status_code == 200, first.text[:500]
+        before = requests.get(f"{engine.base_url}/Provenance", params={"_count": "500"}, timeout=10).json()
+        targets = sorted({t["reference"] for e in before.get("entry", []) for t in e["resource"]["target"]})
+        provenances = [f"Provenance/{e['resource']['id']}" for e in before.get("entry", [])]
+        versions = _engine_versions(engine, targets + provenances)
+        again = requests.post(f"{upstream_gateway}/{operation}", json=body, params=params, timeout=60)
+        assert again.status_code == 200
+        assert _engine_versions(engine, targets + provenances) == versions, operation
+        written += targets
+    assert written
+
+
+def test_fhirpy_pages_through_the_upstream_gateway(upstream_gateway: str) -> None:
+    client = SyncFHIRClient(upstream_gateway)
+    tag = uuid.uuid4().hex[:8]
+    for i in range(57):
+        client.resource("Patient", id=f"up-{tag}-{i:02d}", identifier=[{"system": "urn:up", "value": tag}]).save()
+    search = client.resources("Patient").search(identifier=f"urn:up|{tag}")
+    assert search.count() == 57
+    assert len({p.id for p in search.limit(10).fetch_all()}) == 57
+    missing = requests.get(f"{upstream_gateway}/Patient/{tag}-absent", timeout=10)
+    assert missing.status_code == 404 and missing.json()["issue"][0]["details"]["text"]
