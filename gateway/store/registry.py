@@ -13,6 +13,7 @@ element; lists are walked.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "declared_params",
     "include_targets",
     "param_of",
+    "registry_fingerprint",
     "revinclude_sources",
 ]
 
@@ -192,6 +194,14 @@ INTERACTIONS: tuple[str, ...] = ("read", "vread", "update", "patch", "delete", "
                                  "history-type", "create", "search-type")
 #: Whole-system interactions (SystemRestfulInteraction).
 SYSTEM_INTERACTIONS: tuple[str, ...] = ("transaction", "batch", "history-system")
+
+
+def registry_fingerprint() -> str:
+    """A digest of every parameter's name, type, paths and targets: it changes exactly when a
+    search index built for the previous registry would answer differently."""
+    items = [(rtype, p.name, p.type, p.paths, p.targets) for rtype in ("*", *SERVED_TYPES)
+             for p in (COMMON_PARAMS if rtype == "*" else _TYPES[rtype])]
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
 
 
 def declared_params(resource_type: str) -> tuple[SearchParam, ...]:

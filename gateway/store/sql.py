@@ -73,6 +73,7 @@ from gateway.store.bundles import (
 )
 from gateway.store.content import SERVER_META, dumps, same_content
 from gateway.store.indexing import index_resource
+from gateway.store.registry import registry_fingerprint
 from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
 from gateway.store.sql_search import conditions, include_rows, order_by
 from netliver.fhir.outcome import FhirError
@@ -145,8 +146,13 @@ def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str
         Column("value", String(1024), primary_key=True),
         Index("ix_fhir_search_string_lookup", "resource_type", "param", "value"),
     )
+    index_meta = Table(
+        "fhir_index_meta", md,
+        Column("key", String(64), primary_key=True),
+        Column("value", String(128), nullable=False),
+    )
     return md, {"resource": resource, "version": version, "token": token, "reference": reference,
-                "date": date, "string": string}
+                "date": date, "string": string, "index_meta": index_meta}
 
 
 class _Retry(Exception):
@@ -198,9 +204,27 @@ class SqlStore:
                 if self.engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
                 self.metadata.create_all(conn)
+                self._reindex_if_stale(conn)
         except _Retry as exc:
             raise FhirError(503, "transient", "the FHIR store's schema could not be created",
                             headers={"Retry-After": "5"}) from exc
+
+    def _reindex_if_stale(self, conn: Connection) -> None:
+        """Rebuild the search index of every current resource when the registry of search
+        parameters changed since the index was built (a stored fingerprint differs), so that a
+        database written by an older version answers the new parameters too."""
+        meta = self._tables["index_meta"]
+        wanted = registry_fingerprint()
+        found = conn.execute(select(meta.c.value).where(meta.c.key == "registry")).scalar_one_or_none()
+        if found == wanted:
+            return
+        r = self._resource
+        rows = conn.execute(select(r.c.resource_type, r.c.resource_id, r.c.content).where(r.c.deleted.is_(False)))
+        for row in rows.all():
+            self._reindex(conn, row.resource_type, row.resource_id, json.loads(row.content))
+        conn.execute(delete(meta).where(meta.c.key == "registry"))
+        conn.execute(insert(meta).values(key="registry", value=wanted))
+        _log.info("search index rebuilt for the current search parameters", extra={"fingerprint": wanted})
 
     def close(self) -> None:
         self.engine.dispose()

@@ -258,3 +258,30 @@ def test_workers_starting_at_once_on_a_new_sqlite_file(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(start, range(6))) == ["pass"] * 6
+
+
+def test_an_index_built_for_other_search_parameters_is_rebuilt_at_start(tmp_path: Path) -> None:
+    """A database written before a parameter existed answers it after the next start; an index
+    whose fingerprint is current is not rebuilt."""
+    from sqlalchemy import delete as sql_delete
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = SqlStore(url)
+    store.put({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+               "category": [{"coding": [{"code": "laboratory"}]}]})
+    token = store._tables["token"]
+
+    def forget_category() -> None:
+        with store.engine.begin() as conn:
+            conn.execute(sql_delete(token).where(token.c.param == "category"))
+
+    forget_category()
+    store.close()
+    current = SqlStore(url)  # fingerprint unchanged: nothing rebuilt
+    assert current.search("Observation", [("category", "laboratory")], "http://x/fhir")["total"] == 0
+    with current.engine.begin() as conn:
+        conn.execute(sql_delete(current._tables["index_meta"]))
+    current.close()
+    rebuilt = SqlStore(url)
+    assert rebuilt.search("Observation", [("category", "laboratory")], "http://x/fhir")["total"] == 1
+    rebuilt.close()
