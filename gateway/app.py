@@ -16,15 +16,15 @@ from flask import Flask, Response, request
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
 from gateway.fhir_rest import create_fhir_rest_blueprint
-from gateway.hooks import create_hooks_blueprint
 from gateway.jobs.api import JobService, create_jobs_blueprint
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import JobStore
 from gateway.jobs.sweep import start_sweeper
 from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
+from gateway.pacs_hook import create_hooks_blueprint
 from gateway.ratelimit import init_rate_limit
-from gateway.services import ServiceClient
+from gateway.service_client import ServiceClient
 from gateway.store import make_store
 from gateway.store.sql import SqlStore
 from netliver import __version__

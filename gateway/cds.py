@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from gateway.auth import require_scopes
 from gateway.operations import ELIGIBILITY_READS, gather_patient_bundle
-from gateway.services import ServiceClient
+from gateway.service_client import ServiceClient
 from netliver.fhir.outcome import FhirError
 
 __all__ = ["SERVICE_ID", "create_cds_blueprint", "discovery"]

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
-from gateway.services import ServiceClient
+from gateway.service_client import ServiceClient
 from gateway.writeback import write_results
 from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError

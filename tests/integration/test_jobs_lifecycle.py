@@ -351,7 +351,7 @@ def test_internal_calls_without_a_worker_name_or_with_a_bad_fraction_are_400(cli
 def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second_job(client: FlaskClient) -> None:
     # The hook ran before the EHR registered the patient; the catch-up handles the same stable
     # study again afterwards (contract: repeated posts of the same study start no duplicate job).
-    from gateway.hooks import StableStudyHandler, StudyInfo
+    from gateway.pacs_hook import StableStudyHandler, StudyInfo
 
     app = client.application
     ext = app.extensions["netliver"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.hooks import TC99M_HALF_LIFE_S, Y90_HALF_LIFE_S, classify_study
+from gateway.pacs_hook import TC99M_HALF_LIFE_S, Y90_HALF_LIFE_S, classify_study
 
 
 def _series(modality: str, half_life_s: float | None = None, text: str = "", dose: str | None = None) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def test_half_life_within_two_percent_only() -> None:
 def test_two_gateways_starting_the_catch_up_cursor_at_once_do_not_fail() -> None:
     import sqlalchemy as sa
 
-    from gateway.hooks import CatchUpCursor
+    from gateway.pacs_hook import CatchUpCursor
 
     metadata = sa.MetaData()
     cursor = CatchUpCursor(sa.create_engine("sqlite://"), metadata)
