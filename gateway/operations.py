@@ -18,10 +18,10 @@ from gateway.service_client import ServiceClient
 from gateway.writeback import write_results
 from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
+from netliver.fhir.parameters import parameters_of
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "parameters_of",
-           "tag_results"]
+__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "tag_results"]
 
 #: Tag on every resource the services write, so gathered inputs never include earlier results.
 RESULT_TAG = {"system": f"{CANONICAL_BASE}/CodeSystem/tag", "code": "derived-result",
@@ -47,19 +47,6 @@ def _body(expected: tuple[str, ...]) -> dict[str, Any]:
         raise FhirError(422, "not-supported",
                         f"expected a {' or '.join(expected)}, got {data['resourceType']}", "resourceType")
     return data
-
-
-def parameters_of(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """``Parameters.parameter`` as a list of objects; 400 naming the element when it is not."""
-    params = body.get("parameter")
-    if params is None:
-        return []
-    if not isinstance(params, list):
-        raise FhirError(400, "structure", "Parameters.parameter must be a list", "Parameters.parameter")
-    for i, param in enumerate(params):
-        if not isinstance(param, dict):
-            raise FhirError(400, "structure", "each parameter must be an object", f"Parameters.parameter[{i}]")
-    return params
 
 
 def tag_results(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,81 +20,19 @@ from flask import Blueprint, Response, request
 from gateway.auth import require_internal_token, require_scopes
 from gateway.jobs.dispatch import Dispatcher
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
-from gateway.operations import parameters_of, tag_results
+from gateway.operations import tag_results
 from gateway.writeback import transaction_bundle
+from netliver.dosimetry_contract import parse_voxel_parameters
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
 
 #: The resource types a job's completion may write (besides its Task).
 JOB_RESULT_TYPES = ("DiagnosticReport", "Observation", "Provenance")
-
-_VOXEL_PARAMS: dict[str, tuple[str, bool]] = {
-    # name: (FHIR value[x] type, required)
-    "studyInstanceUid": ("String", True),
-    "administeredActivityGBq": ("Decimal", True),
-    "method": ("Code", False),
-    "segmentationSeriesUid": ("String", False),
-    "patient": ("Reference", False),
-}
-
-
-def parse_voxel_parameters(body: Any) -> dict[str, Any]:
-    """Validate the ``$voxel-dosimetry`` Parameters; 422 naming the offending parameter."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError(422 if isinstance(body, dict) and body.get("resourceType") else 400,
-                        "invalid", "expected a Parameters resource", "resourceType")
-    out: dict[str, Any] = {}
-    for i, param in enumerate(parameters_of(body)):
-        name = param.get("name")
-        where = f"Parameters.parameter[{i}]"
-        if name not in _VOXEL_PARAMS:
-            raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"{where}.name")
-        if name in out:
-            raise FhirError(422, "invalid", f"parameter {name} given twice", f"{where}.name")
-        vtype, _ = _VOXEL_PARAMS[name]
-        key = f"value{vtype}"
-        if key not in param:
-            raise FhirError(422, "invalid", f"{name} needs {key}", f"{where}.{key}")
-        value = param[key]
-        if vtype == "Decimal":
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                raise FhirError(422, "value", f"{name} is not a number", f"{where}.{key}") from None
-            if not number.is_finite() or number <= 0:
-                raise FhirError(422, "value", f"{name} must be a positive activity in GBq, got {value}",
-                                f"{where}.{key}")
-            if number > 50:
-                raise FhirError(422, "value", f"{name} = {value} GBq is implausible for Y-90 SIRT (> 50 GBq)",
-                                f"{where}.{key}")
-            out[name] = float(number)
-        elif vtype == "Reference":
-            ref = value.get("reference") if isinstance(value, dict) else None
-            if not isinstance(ref, str) or not ref.startswith("Patient/"):
-                raise FhirError(422, "value", "patient must reference a Patient", f"{where}.{key}")
-            out[name] = ref
-        else:
-            if not isinstance(value, str) or not value.strip():
-                raise FhirError(422, "value", f"{name} must be a non-empty string", f"{where}.{key}")
-            out[name] = value.strip()
-    for name, (_, required) in _VOXEL_PARAMS.items():
-        if required and name not in out:
-            raise FhirError(422, "required", f"missing required parameter {name}", f"Parameters.parameter.where(name='{name}')")
-    out.setdefault("method", "ldm")
-    if out["method"] not in {"ldm", "dvk"}:
-        raise FhirError(422, "value", f"method must be ldm or dvk, not {out['method']!r}",
-                        "Parameters.parameter.where(name='method')")
-    for uid_name in ("studyInstanceUid", "segmentationSeriesUid"):
-        uid = out.get(uid_name)
-        if uid is not None and (len(uid) > 64 or not all(ch.isdigit() or ch == "." for ch in uid)):
-            raise FhirError(422, "value", f"{uid_name} is not a DICOM UID", f"Parameters.parameter.where(name='{uid_name}')")
-    return out
-
 
 @dataclass
 class JobService:
