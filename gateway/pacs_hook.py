@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_hook_auth, require_internal_token
-from gateway.jobs.api import JobService
 from gateway.writeback import write_results
 from netliver.dosimetry_contract import classify_study
 from netliver.fhir.builders import deterministic_id, imaging_study_id
@@ -31,6 +29,9 @@ from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 from netliver.web import fhir_response
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["StudyInfo", "classify_study", "create_hooks_blueprint"]
 
@@ -174,17 +175,18 @@ class CatchUpCursor:
 
 
 class StableStudyHandler:
-    def __init__(self, settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                 base_url_of: Callable[[], str], metadata: sa.MetaData) -> None:
-        self.settings = settings
-        self.orthanc = OrthancClient(settings)
-        self.get_store, self.get_jobs, self.base_url_of = get_store, get_jobs, base_url_of
-        self.cursor = CatchUpCursor(get_jobs().jobs.engine, metadata)
+    """Records a stable study and starts its dosimetry job; catches up missed notifications.
+    The cursor table joins ``deps.database``'s metadata (created by the composition root)."""
+
+    def __init__(self, deps: GatewayDeps, orthanc: OrthancClient | None = None) -> None:
+        self.deps, self.settings = deps, deps.settings
+        self.orthanc = orthanc or OrthancClient(deps.settings)
+        self.cursor = CatchUpCursor(deps.database.engine, deps.database.metadata)
 
     def _patient_ref(self, info: StudyInfo) -> dict[str, Any]:
-        store = self.get_store()
+        store = self.deps.store
         if info.patient_id:
-            found = store.search("Patient", [("identifier", info.patient_id), ("_count", "2")], self.base_url_of())
+            found = store.search("Patient", [("identifier", info.patient_id), ("_count", "2")], self.deps.fhir_base())
             entries = found.get("entry", [])
             if len(entries) == 1:
                 return {"reference": f"Patient/{entries[0]['resource']['id']}"}
@@ -196,9 +198,9 @@ class StableStudyHandler:
         ref = patient_ref.get("reference")
         if not ref:
             return None
-        found = self.get_store().search("Observation", [
+        found = self.deps.store.search("Observation", [
             ("subject", ref), ("code", f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan"),
-            ("_sort", "-_lastUpdated"), ("_count", "1")], self.base_url_of())
+            ("_sort", "-_lastUpdated"), ("_count", "1")], self.deps.fhir_base())
         for entry in found.get("entry", []):
             res = entry.get("resource", {})
             for comp in res.get("component", []):
@@ -215,7 +217,7 @@ class StableStudyHandler:
             raise FhirError(422, "invalid", "the Orthanc study has no StudyInstanceUID", "ID")
         patient_ref = self._patient_ref(info)
         resources = _imaging_resources(info, self.settings, patient_ref)
-        write_results(self.get_store(), resources, self.base_url_of())
+        write_results(self.deps.store, resources, self.deps.fhir_base())
         study_ref = f"ImagingStudy/{resources[1]['id']}"
         result: dict[str, Any] = {"imagingStudy": study_ref, "kind": info.kind, "reason": info.reason}
         if info.kind == "none":
@@ -239,7 +241,7 @@ class StableStudyHandler:
         # The same study is the same job even if its patient was registered in between (the
         # hook and the catch-up may both handle it): the patient reference is not part of its id.
         identity = {k: v for k, v in params.items() if k not in {"patient", "imagingStudy"}}
-        job, sent = self.get_jobs().submit("voxel-dosimetry", params, identity)
+        job, sent = self.deps.jobs.submit("voxel-dosimetry", params, identity)
         result.update({"job": f"Task/{job.id}", "started": sent})
         return result
 
@@ -279,11 +281,11 @@ def _start_catch_up_thread(handler: StableStudyHandler, every_s: float, app: Any
     threading.Thread(target=loop, name="orthanc-catch-up", daemon=True).start()
 
 
-def create_hooks_blueprint(settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                           base_url_of: Callable[[], str], metadata: sa.MetaData) -> Blueprint:
-    """The PACS hook views; the cursor table is added to ``metadata`` (created by its owner)."""
+def create_hooks_blueprint(deps: GatewayDeps) -> Blueprint:
+    """The PACS hook views; the cursor table is added to ``deps.database``'s metadata."""
     bp = Blueprint("hooks", __name__)
-    handler = StableStudyHandler(settings, get_store, get_jobs, base_url_of, metadata)
+    settings = deps.settings
+    handler = StableStudyHandler(deps)
 
     @bp.record_once
     def _on_register(state: Any) -> None:

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_internal_token, require_scopes
-from gateway.jobs.dispatch import Dispatcher
+from gateway.jobs.dispatch import JobQueue
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
-from gateway.operations import tag_results
-from gateway.writeback import transaction_bundle
+from gateway.store.base import FhirStore
+from gateway.store.sql import SqlStore
+from gateway.writeback import tag_results, transaction_bundle
 from netliver.dosimetry_contract import parse_voxel_parameters
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
@@ -39,13 +40,14 @@ class JobService:
     """Job lifecycle: create, claim, progress, complete, fail, cancel, with Task write-back."""
 
     jobs: JobStore
-    store: Any
-    dispatcher: Dispatcher
+    store: FhirStore
+    dispatcher: JobQueue
     base_url_of: Callable[[], str]
     lease_s: int
 
-    def _same_db(self) -> bool:
-        return getattr(self.store, "engine", None) is self.jobs.engine
+    def _same_db(self) -> SqlStore | None:
+        """The store, when it is the SQL database of the job rows (so one transaction holds both)."""
+        return self.store if isinstance(self.store, SqlStore) and self.store.engine is self.jobs.engine else None
 
     def _write(self, conn: sa.Connection, resources: list[dict[str, Any]]) -> None:
         """Write ``resources`` while the job row's transaction ``conn`` is open: in it when the
@@ -54,8 +56,9 @@ class JobService:
         Task is written, so a concurrent cancel or completion cannot be overwritten by an older
         Task status."""
         bundle = transaction_bundle(resources)
-        if self._same_db():
-            self.store.transaction(bundle, self.base_url_of(), conn=conn)
+        sql = self._same_db()
+        if sql is not None:
+            sql.transaction(bundle, self.base_url_of(), conn=conn)
         else:
             self.store.transaction(bundle, self.base_url_of())
 
@@ -210,14 +213,13 @@ def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
     return resources, outputs, {str(k): float(v) for k, v in timings.items()}
 
 
-def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
+def create_jobs_blueprint(service: JobService) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
     @bp.post("/fhir/$voxel-dosimetry")
     def voxel_dosimetry() -> Response:
         require_scopes(read=("ImagingStudy",), write=("Task", *JOB_RESULT_TYPES))
         params = parse_voxel_parameters(read_json_body())
-        service = get_service()
         job, _ = service.submit("voxel-dosimetry", params)
         location = f"{service.base_url_of()}/Task/{job.id}"
         return fhir_response(task_resource(job, service.base_url_of()), 202,
@@ -226,7 +228,6 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     @bp.delete("/fhir/Task/<task_id>")
     def cancel_task(task_id: str) -> Response:
         require_scopes(write=("Task",))
-        service = get_service()
         if service.jobs.get(task_id) is None:
             service.store.delete("Task", task_id)
             return Response(status=204)
@@ -238,13 +239,13 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     def claim(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().claim(job_id, _worker(body)))
+        return fhir_response(service.claim(job_id, _worker(body)))
 
     @bp.post("/internal/jobs/<job_id>/progress")
     def progress(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().progress(job_id, _worker(body), str(body.get("stage", "")),
+        return fhir_response(service.progress(job_id, _worker(body), str(body.get("stage", "")),
                                                     _fraction(body)))
 
     @bp.post("/internal/jobs/<job_id>/complete")
@@ -256,21 +257,21 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
             resources, outputs, timings = _completion(body)
         except FhirError as err:
             # The same worker would send the same thing again: fail the job, do not retry it.
-            get_service().fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
+            service.fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
             raise
-        result = get_service().complete(job_id, worker, resources, outputs, timings)
+        result = service.complete(job_id, worker, resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().fail(job_id, _worker(body), str(body.get("reason", ""))))
+        return fhir_response(service.fail(job_id, _worker(body), str(body.get("reason", ""))))
 
     @bp.get("/internal/jobs/<job_id>")
     def get_job(job_id: str) -> Response:
         require_internal_token()
-        job = get_service().jobs.get(job_id)
+        job = service.jobs.get(job_id)
         if job is None:
             raise FhirError(404, "not-found", f"no job {job_id}")
         return fhir_response({**job.public(), "completions": job.completions,

@@ -360,8 +360,7 @@ def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second
                      series=[{"uid": "1.2.3.4", "modality": "PT", "instances": 1}],
                      kind="y90-pet", activity_gbq=2.1, reason="Y-90 PT study")
     with app.test_request_context(base_url="http://127.0.0.1:8080"):
-        handler = StableStudyHandler(ext["settings"], lambda: ext["store"], lambda: ext["jobs"],
-                                     lambda: "http://127.0.0.1:8080/fhir", ext["jobs"].jobs.metadata)
+        handler = StableStudyHandler(ext["deps"])
         handler.orthanc.study = lambda orthanc_id: info  # type: ignore[method-assign]
         first = handler.handle("o1")
         assert first["started"] is True
