@@ -4,8 +4,8 @@ StructureDefinitions of its extensions, each readable by id and searchable by ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
@@ -24,6 +24,9 @@ from netliver.fhir.extensions import EXTENSIONS, structure_definition
 from netliver.fhir.models import FHIR_VERSION
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["CONFORMANCE_TYPES", "OPERATIONS", "capability_statement", "conformance_resources",
            "create_metadata_blueprint", "operation_definition", "search_conformance"]
@@ -277,17 +280,17 @@ def search_conformance(resources: list[dict[str, Any]], params: list[tuple[str, 
     return found
 
 
-def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
+def create_metadata_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("metadata", __name__)
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(base_url_of(), auth_mode_of()))
+        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode))
 
     def served(rtype: str) -> list[dict[str, Any]]:
         from gateway.auth import require_scopes
         require_scopes(read=(rtype,))
-        return conformance_resources(base_url_of(), auth_mode_of(), rtype)
+        return conformance_resources(deps.fhir_base(), deps.settings.auth_mode, rtype)
 
     def read(rtype: str, rid: str) -> Response:
         for resource in served(rtype):
@@ -297,7 +300,7 @@ def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Call
 
     def search(rtype: str) -> Response:
         matches = search_conformance(served(rtype), list(request.args.items(multi=True)))
-        base = base_url_of()
+        base = deps.fhir_base()
         return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(matches),
                               "link": [{"relation": "self", "url": request.url}],
                               "entry": [{"fullUrl": f"{base}/{rtype}/{r['id']}", "resource": r,

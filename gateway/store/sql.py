@@ -5,7 +5,12 @@ Schema (``docs/store.md``), created with ``metadata.create_all`` at start (no mi
 - ``fhir_resource``: the current version of each resource (type, id, version, last updated,
   deleted flag, the JSON text as the caller sent it plus ``meta``);
 - ``fhir_resource_version``: every version (history, vread);
-- ``fhir_search_token`` and ``fhir_search_reference``: the search index of current versions.
+- ``fhir_search_token``, ``fhir_search_reference``, ``fhir_search_date`` and
+  ``fhir_search_string``: the search index of current versions, for every parameter of the
+  registry (:mod:`gateway.store.registry`); ``fhir_index_meta``: the registry it was built for.
+
+The tables and the engine are built in :mod:`gateway.store.sql_schema`, search conditions in
+:mod:`gateway.store.sql_search`.
 
 Writes are idempotent (content equal to the current version, ignoring ``meta.versionId`` and
 ``meta.lastUpdated``, writes nothing) and safe under concurrency: the current row's primary key
@@ -20,8 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,30 +33,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.pool import StaticPool
 
 from gateway.store.base import etag, parse_etag, require_resource_type
 from gateway.store.bundles import (
@@ -75,6 +56,7 @@ from gateway.store.content import SERVER_META, dumps, same_content
 from gateway.store.indexing import index_resource
 from gateway.store.registry import registry_fingerprint
 from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
+from gateway.store.sql_schema import build_metadata, make_engine
 from gateway.store.sql_search import conditions, include_rows, order_by
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.validation import check_resource
@@ -87,72 +69,6 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (Po
 _ATTEMPTS = 5
 #: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6E65746C69766572
-
-
-def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
-    """The store's tables on ``metadata`` (a new one by default)."""
-    md = metadata or MetaData()
-    resource = Table(
-        "fhir_resource", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("version_id", Integer, nullable=False),
-        Column("last_updated_us", BigInteger, nullable=False),
-        Column("deleted", Boolean, nullable=False, default=False),
-        Column("content", Text, nullable=True),
-        Index("ix_fhir_resource_type_updated", "resource_type", "last_updated_us"),
-    )
-    version = Table(
-        "fhir_resource_version", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("version_id", Integer, primary_key=True),
-        Column("last_updated_us", BigInteger, nullable=False),
-        Column("deleted", Boolean, nullable=False, default=False),
-        Column("content", Text, nullable=True),
-    )
-    token = Table(
-        "fhir_search_token", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("system", String(1024), primary_key=True),
-        Column("code", String(1024), primary_key=True),
-        Index("ix_fhir_search_token_lookup", "resource_type", "param", "code", "system"),
-    )
-    reference = Table(
-        "fhir_search_reference", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("target_type", String(64), primary_key=True),
-        Column("target_id", String(64), primary_key=True),
-        Index("ix_fhir_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
-    )
-    date = Table(
-        "fhir_search_date", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("start_us", BigInteger, primary_key=True),
-        Column("end_us", BigInteger, primary_key=True),
-        Index("ix_fhir_search_date_lookup", "resource_type", "param", "start_us", "end_us"),
-    )
-    string = Table(
-        "fhir_search_string", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("value", String(1024), primary_key=True),
-        Index("ix_fhir_search_string_lookup", "resource_type", "param", "value"),
-    )
-    index_meta = Table(
-        "fhir_index_meta", md,
-        Column("key", String(64), primary_key=True),
-        Column("value", String(128), nullable=False),
-    )
-    return md, {"resource": resource, "version": version, "token": token, "reference": reference,
-                "date": date, "string": string, "index_meta": index_meta}
 
 
 class _Retry(Exception):
@@ -184,13 +100,13 @@ class SqlStore:
 
     def __init__(self, database_url: str, *, echo: bool = False) -> None:
         self.database_url = database_url
-        self.engine: Engine = _make_engine(database_url, echo=echo)
+        self.engine: Engine = make_engine(database_url, echo=echo)
         self.metadata, tables = build_metadata()
+        self._tables = tables
         self._resource = tables["resource"]
         self._version = tables["version"]
         self._token = tables["token"]
         self._reference = tables["reference"]
-        self._tables = tables
         self.create_all()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -623,57 +539,3 @@ def _validate(resource: Any) -> None:
 def _parse_instant_us(text: str) -> int:
     moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return to_epoch_us(moment)
-
-
-def _set_wal(cursor: Any, attempts: int = 50) -> None:
-    """Switch a SQLite file to WAL. Switching needs an exclusive lock that SQLite's busy timeout
-    does not wait for, so processes opening a new file together (gunicorn workers) retry."""
-    for attempt in range(attempts):
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-
-
-def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
-    """An engine for SQLite (file: WAL, busy_timeout, ``BEGIN IMMEDIATE`` for writes) or
-    PostgreSQL (psycopg 3, pre-ping, short connect timeout)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        connect_args: dict[str, Any] = {}
-        if url.get_backend_name() == "postgresql":
-            connect_args["connect_timeout"] = 5
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args,
-                             hide_parameters=True)  # errors must not log patient data
-    database = url.database or ""
-    memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not memory:
-        folder = os.path.dirname(os.path.abspath(database))
-        os.makedirs(folder, exist_ok=True)
-    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if memory:
-        options["poolclass"] = StaticPool
-    engine = create_engine(url, echo=echo, hide_parameters=True, **options)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        if not memory:
-            _set_wal(cursor)
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Every transaction takes the write lock up front (so a transaction that reads then
-        # writes never fails on a lock upgrade), except the store's own read-only ones.
-        read_only = conn.get_execution_options().get("netliver_read", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine

@@ -5,6 +5,7 @@ exercised, on the embedded and the upstream store; every conformance resource is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +34,9 @@ def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     app: Flask = create_base_app("walk", "0", Settings(auth_mode="off"))
     from gateway.auth import init_auth
     init_auth(app, Settings(auth_mode="off"))
-    app.register_blueprint(create_metadata_blueprint(lambda: "https://gw.example/fhir", lambda: "off"))
+    # The metadata views use only the caller-facing base and the auth mode of the dependencies.
+    deps: Any = SimpleNamespace(fhir_base=lambda: "https://gw.example/fhir", settings=Settings(auth_mode="off"))
+    app.register_blueprint(create_metadata_blueprint(deps))
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, lambda: "https://gw.example"))
     yield app.test_client()
     if served:
