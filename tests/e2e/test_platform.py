@@ -147,6 +147,8 @@ def test_valid_but_unusable_is_422_naming_the_element(gw: str) -> None:
     resp = requests.post(f"{gw}/fhir/$voxel-dosimetry", json=params, headers={"Prefer": "respond-async"}, timeout=10)
     _assert_outcome(resp, 422, "value", "parameter[1].valueDecimal")
     resp = requests.post(f"{gw}/fhir/$tumor-response", json={"resourceType": "Parameters"}, timeout=10)
+    _assert_outcome(resp, 422, "required", expression="Parameters.parameter.where(name='input')")
+    resp = requests.post(f"{gw}/fhir/$tumor-response", json={"resourceType": "Patient"}, timeout=10)
     _assert_outcome(resp, 422, expression="resourceType")
     assert _counts(gw) == before
 
