@@ -29,11 +29,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from gateway.store.base import etag, parse_etag, require_resource_type
@@ -53,9 +53,8 @@ from gateway.store.bundles import (
     shape,
 )
 from gateway.store.content import SERVER_META, dumps, same_content
-from gateway.store.indexing import index_resource
-from gateway.store.registry import registry_fingerprint
 from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
+from gateway.store.sql_index import reindex_if_stale, write_index
 from gateway.store.sql_schema import build_metadata, make_engine
 from gateway.store.sql_search import conditions, include_rows, order_by
 from netliver.fhir.outcome import FhirError
@@ -120,27 +119,10 @@ class SqlStore:
                 if self.engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
                 self.metadata.create_all(conn)
-                self._reindex_if_stale(conn)
+                reindex_if_stale(conn, self._tables)
         except _Retry as exc:
             raise FhirError(503, "transient", "the FHIR store's schema could not be created",
                             headers={"Retry-After": "5"}) from exc
-
-    def _reindex_if_stale(self, conn: Connection) -> None:
-        """Rebuild the search index of every current resource when the registry of search
-        parameters changed since the index was built (a stored fingerprint differs), so that a
-        database written by an older version answers the new parameters too."""
-        meta = self._tables["index_meta"]
-        wanted = registry_fingerprint()
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "registry")).scalar_one_or_none()
-        if found == wanted:
-            return
-        r = self._resource
-        rows = conn.execute(select(r.c.resource_type, r.c.resource_id, r.c.content).where(r.c.deleted.is_(False)))
-        for row in rows.all():
-            self._reindex(conn, row.resource_type, row.resource_id, json.loads(row.content))
-        conn.execute(delete(meta).where(meta.c.key == "registry"))
-        conn.execute(insert(meta).values(key="registry", value=wanted))
-        _log.info("search index rebuilt for the current search parameters", extra={"fingerprint": wanted})
 
     def close(self) -> None:
         self.engine.dispose()
@@ -395,21 +377,8 @@ class SqlStore:
             if result.rowcount != 1:
                 return False
         conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
-        self._reindex(conn, rtype, rid, stored)
+        write_index(conn, self._tables, rtype, rid, stored)
         return True
-
-    def _reindex(self, conn: Connection, rtype: str, rid: str, stored: Mapping[str, Any] | None) -> None:
-        t, ref = self._token, self._reference
-        for table in (t, ref, self._tables["date"], self._tables["string"]):
-            conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
-        if stored is None:
-            return
-        rows = index_resource(stored)
-        for table, entries in ((t, rows.tokens), (ref, rows.refs), (self._tables["date"], rows.dates),
-                               (self._tables["string"], rows.strings)):
-            if entries:
-                conn.execute(insert(table), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
-                                             for row in entries])
 
     def _delete(self, conn: Connection, rtype: str, rid: str) -> None:
         r = self._resource
@@ -424,7 +393,7 @@ class SqlStore:
                                                   r.c.version_id == current.version_id).values(**values))
             if result.rowcount == 1:
                 conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
-                self._reindex(conn, rtype, rid, None)
+                write_index(conn, self._tables, rtype, rid, None)
                 return
         raise _Retry(f"{rtype}/{rid} kept changing")
 

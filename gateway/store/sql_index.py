@@ -1,0 +1,55 @@
+"""The embedded store's search index rows: written with each version, rebuilt when the registry
+of search parameters changes (:func:`gateway.store.registry.registry_fingerprint`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, insert, select
+
+from gateway.store.indexing import index_resource
+from gateway.store.registry import registry_fingerprint
+
+__all__ = ["reindex_if_stale", "write_index"]
+
+_log = logging.getLogger("netliver.gateway.store")
+_INDEX_TABLES = ("token", "reference", "date", "string")
+
+
+def write_index(conn: Connection, tables: Mapping[str, Table], rtype: str, rid: str,
+                stored: Mapping[str, Any] | None) -> None:
+    """Replace the index rows of one resource by those of ``stored`` (None: deleted)."""
+    for name in _INDEX_TABLES:
+        table = tables[name]
+        conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
+    if stored is None:
+        return
+    rows = index_resource(stored)
+    groups: list[tuple[str, Sequence[Any]]] = [("token", rows.tokens), ("reference", rows.refs),
+                                               ("date", rows.dates), ("string", rows.strings)]
+    for name, entries in groups:
+        if entries:
+            conn.execute(insert(tables[name]), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
+                                                for row in entries])
+
+
+def reindex_if_stale(conn: Connection, tables: Mapping[str, Table]) -> None:
+    """Rebuild the index of every current resource when the registry of search parameters
+    changed since it was built (the stored fingerprint differs), so a database written by an
+    older version answers the new parameters too. Run under the schema lock."""
+    meta = tables["index_meta"]
+    wanted = registry_fingerprint()
+    found = conn.execute(select(meta.c.value).where(meta.c.key == "registry")).scalar_one_or_none()
+    if found == wanted:
+        return
+    r = tables["resource"]
+    rows = conn.execute(select(r.c.resource_type, r.c.resource_id, r.c.content).where(r.c.deleted.is_(False)))
+    for row in rows.all():
+        write_index(conn, tables, row.resource_type, row.resource_id, json.loads(row.content))
+    conn.execute(delete(meta).where(meta.c.key == "registry"))
+    conn.execute(insert(meta).values(key="registry", value=wanted))
+    _log.info("search index rebuilt for the current search parameters", extra={"fingerprint": wanted})
