@@ -64,16 +64,17 @@ def discard_unread_body(environ: Mapping[str, Any], max_bytes: int = DISCARD_MAX
                         max_s: float = DISCARD_MAX_S, idle_s: float = DISCARD_IDLE_S) -> int:
     """Read and drop what is left of the request body; returns the bytes dropped.
 
-    Reads the WSGI input stream itself (the server ends it at the body's end, Content-Length
-    or chunked); an already read body yields nothing. A declared length over ``max_bytes`` is
-    not read at all. Under gunicorn each read waits at most ``idle_s`` (the socket's timeout,
-    restored afterwards)."""
+    Reads the WSGI input stream itself, and only when the server ends that stream at the body's
+    end (``wsgi.input_terminated``, as gunicorn does for Content-Length and chunked bodies;
+    elsewhere a read past the body would wait for the client's next request). An already read
+    body yields nothing; a declared length over ``max_bytes`` is not read at all. Under gunicorn
+    each read waits at most ``idle_s`` (the socket's timeout, restored afterwards)."""
     length = environ.get("CONTENT_LENGTH") or ""
     chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
     if not chunked and (not length.isdigit() or int(length) == 0 or int(length) > max_bytes):
         return 0
     stream = environ.get("wsgi.input")
-    if stream is None:
+    if stream is None or not environ.get("wsgi.input_terminated"):
         return 0
     sock = environ.get("gunicorn.socket")
     prior = sock.gettimeout() if isinstance(sock, socket.socket) else None
