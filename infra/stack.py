@@ -126,9 +126,10 @@ class StackConfig:
             if port_in_use(port):
                 moved = free_port()
                 setattr(self, attr, moved)
-                notice(f"port {port} ({variable}) is in use by another process (another Orthanc, "
-                       f"such as the Debian orthanc service, or another program); netliver leaves it "
-                       f"running and starts {what} on port {moved} instead")
+                holder = ("another process (another PACS, such as the Debian orthanc service?)"
+                          if attr.startswith("orthanc") else "another process")
+                notice(f"port {port} ({variable}) is in use by {holder}; netliver leaves it running "
+                       f"and starts {what} on port {moved} instead")
 
     @classmethod
     def ephemeral(cls, data_dir: Path, **overrides: object) -> StackConfig:
