@@ -26,13 +26,13 @@ from fhirclient.models.structuredefinition import StructureDefinition
 from fhirpy import SyncFHIRClient
 from jsonschema import Draft6Validator
 
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import EVALUATION_DATE, realistic_patient
+from infra.orthanc_process import orthanc_available
 from infra.stack import Stack, free_port
 from netliver.fhir.codesystems import CANONICAL_BASE
-from tests.fixtures import dicom_phantoms as ph
-from tests.fixtures.eligibility_patients import EVALUATION_DATE, realistic_patient
-from tests.fixtures.response_cases import synthetic_follow_up_bundle
+from services.dosimetry.imaging import phantoms as ph
 from tests.support.fhir_engine import FhirEngine, fhir_engine_fixture, install_dir
-from tests.support.orthanc import orthanc_available
 from tests.support.stack import make_stack
 
 pytestmark = pytest.mark.slow
