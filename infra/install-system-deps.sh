@@ -6,13 +6,13 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 dpkg -s orthanc-dicomweb >/dev/null 2>&1 || need+=(orthanc-dicomweb)
+# dciodvfy validates the RT Dose instances the dosimetry service writes (tests)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian orthanc package starts a system service on 8042; netliver starts its own.
-if pgrep -x Orthanc >/dev/null 2>&1 && [ -f /etc/init.d/orthanc ]; then
-  /etc/init.d/orthanc stop >/dev/null 2>&1 || true
-fi
+# The Debian orthanc package may start a system service on 8042. netliver starts its own Orthanc
+# on ports of its own and never stops one it did not start (it may be someone's real PACS).

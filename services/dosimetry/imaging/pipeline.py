@@ -264,7 +264,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                           frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
                           summation_type="PLAN" if simulation else "RECORD",
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
-                          deterministic_key=key, referenced_series_uid=activity.series_uid)
+                          deterministic_key=key, referenced_series_uid=activity.series_uid,
+                          source_images=images.activity)
         store_rtdose(client, ds)
         rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
     timings["store"] = time.perf_counter() - state["stage_start"]
