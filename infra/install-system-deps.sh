@@ -8,6 +8,10 @@ command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 dpkg -s orthanc-dicomweb >/dev/null 2>&1 || need+=(orthanc-dicomweb)
 # dciodvfy validates the RT Dose instances the dosimetry service writes (tests)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+# Node.js runs the independent FHIR engine the upstream-mode tests use (its npm packages are
+# installed by the tests into var/node). A Node.js build that bundles npm is kept as it is.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
