@@ -36,6 +36,7 @@ __all__ = [
     "SEG_STORAGE",
     "Voi",
     "automatic_liver_voi",
+    "normal_liver_voi",
     "rtstruct_vois",
     "seg_vois",
     "voi_role",
@@ -88,6 +89,29 @@ def automatic_liver_voi(activity: np.ndarray, density_g_per_ml: np.ndarray | Non
     if not mask.any():
         raise SegmentationError("the automatic liver VOI is empty", "segmentationSeriesUid")
     return Voi("liver (automatic)", mask, "liver", "automatic")
+
+
+def normal_liver_voi(vois: Sequence[Voi]) -> Voi | None:
+    """The liver minus its tumours, when tumour VOIs overlap the liver VOI(s).
+
+    Most contouring tools draw the whole liver and the lesions inside it, so the liver VOI
+    includes its tumours; the normal (non-tumoural) liver that limits the treatment (EANM 2022)
+    is then derived. Without overlap (a liver drawn around the lesions) there is nothing to
+    derive and None is returned.
+    """
+    liver = [v for v in vois if v.role == "liver"]
+    tumours = [v for v in vois if v.role == "tumour"]
+    if not liver or not tumours:
+        return None
+    liver_mask = union(liver)
+    tumour_mask = union(tumours)
+    if not (liver_mask & tumour_mask).any():
+        return None
+    normal = liver_mask & ~tumour_mask
+    if not normal.any():
+        return None
+    name = "normal liver" if all(v.name != "normal liver" for v in vois) else "normal liver (derived)"
+    return Voi(name, normal, "normal-liver", "derived")
 
 
 def union(vois: Sequence[Voi]) -> np.ndarray:

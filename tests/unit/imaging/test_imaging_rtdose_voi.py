@@ -203,7 +203,7 @@ def test_progress_is_monotonic_and_ends_at_one(memory_pacs: MemoryDicomweb, live
     assert len(memory_pacs.stored) == 1
     assert memory_pacs.stored[0].SOPInstanceUID == result.rtdose_sop_instance_uid
     summary = result.to_json()
-    assert {v["name"] for v in summary["vois"]} == {"liver", "tumour 1", "tumour 2"}
+    assert {v["name"] for v in summary["vois"]} == {"liver", "tumour 1", "tumour 2", "normal liver"}
     assert set(summary["vois"][0]["metrics"]) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
 
 
@@ -361,7 +361,7 @@ def test_a_seg_series_of_several_instances_gives_the_segments_of_all(liver_study
     result = run_voxel_dosimetry(pacs, liver_study.study_uid, 1.5, "ldm", liver_study.seg_series_uid, store=False)
     names = {v.name for v in result.vois}
     assert names == {"liver", "tumour 1", "tumour 2", "liver (second instance)", "tumour 1 (second instance)",
-                     "tumour 2 (second instance)"}
+                     "tumour 2 (second instance)", "normal liver"}
     by_name = {v.name: v for v in result.vois}
     assert by_name["liver"].metrics["Dmean"] == pytest.approx(by_name["liver (second instance)"].metrics["Dmean"])
     with pytest.raises(SegmentationError, match="2 instances"):

@@ -116,10 +116,14 @@ def test_a_several_segment_seg_written_by_highdicom_gives_the_analytic_mean_dose
                        ("tumour 2", "tumour", _on_ct(phantom.mask("tumour 2")))],
                omit_empty_frames=omit_empty_frames)
     vois = _run(study, [seg])
-    assert set(vois) >= {"liver", "tumour 1", "tumour 2"}
-    for name, names in (("liver", LIVER), ("tumour 1", ("tumour 1",)), ("tumour 2", ("tumour 2",))):
+    assert set(vois) == {"liver", "tumour 1", "tumour 2", "normal liver"}
+    for name, names in (("liver", LIVER), ("tumour 1", ("tumour 1",)), ("tumour 2", ("tumour 2",)),
+                        ("normal liver", ("normal liver",))):
         assert vois[name].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, names), rel=1e-6), name
     assert vois["tumour 1"].role == "tumour" and vois["liver"].role == "liver"
+    # the liver segment holds its tumours; the normal liver (liver minus tumours) is derived beside it
+    assert vois["normal liver"].role == "normal-liver" and vois["normal liver"].source == "derived"
+    assert vois["normal liver"].voxel_count == int(phantom.mask("normal liver").sum())
 
 
 def test_a_labelmap_seg_gives_the_analytic_mean_doses(study: PhantomStudy) -> None:
@@ -129,6 +133,7 @@ def test_a_labelmap_seg_gives_the_analytic_mean_doses(study: PhantomStudy) -> No
                        ("tumour 2", "tumour", _on_ct(phantom.mask("tumour 2")))], seg_type="LABELMAP")
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
     vois = _run(study, [seg])
+    assert all(v.source == "segmentation" for v in vois.values())  # nothing overlaps: nothing derived
     for name in ("normal liver", "tumour 1", "tumour 2"):
         assert vois[name].voxel_count == int(phantom.mask(name).sum())
         assert vois[name].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, (name,)), rel=1e-6), name
@@ -157,7 +162,7 @@ def test_a_seg_series_of_one_instance_per_segment_gives_every_segment(study: Pha
             for n, (name, kind, names) in enumerate((("liver", "liver", LIVER), ("tumour 1", "tumour", ("tumour 1",))),
                                                     start=1)]
     vois = _run(study, segs)
-    assert set(vois) == {"liver", "tumour 1"}
+    assert set(vois) == {"liver", "tumour 1", "normal liver"}
     assert vois["tumour 1"].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, ("tumour 1",)), rel=1e-6)
 
 
