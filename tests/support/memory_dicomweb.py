@@ -28,7 +28,7 @@ class MemoryDicomweb:
             entry["00201209"]["Value"][0] += 1
         return list(series.values())
 
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
+    def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
         return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
 
     def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:

@@ -38,6 +38,7 @@ from pydicom.dataset import Dataset
 from services.dosimetry.domain.constants import Y90_HALF_LIFE_H
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.pixels import decoded_pixels
 
 __all__ = [
     "NUCLIDE_HALF_LIFE_S",
@@ -311,11 +312,12 @@ def _stack_slices(datasets: Sequence[Dataset], what: str,
     for k, ds in enumerate(sorted_ds):
         if int(ds.Rows) != rows or int(ds.Columns) != cols:
             raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-        if "PixelData" not in ds:
-            raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} has no PixelData (7FE0,0010)",
-                                "PixelData")
+        pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}")
+        if pixels.shape != (rows, cols):
+            raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
+                                "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
         slope, intercept = _rescale(ds)
-        stack[k] = ds.pixel_array.astype(dtype) * dtype(slope) + dtype(intercept)
+        stack[k] = pixels.astype(dtype) * dtype(slope) + dtype(intercept)
     for_uid = str(sorted_ds[0].get("FrameOfReferenceUID", ""))
     grid = Grid.from_dicom((len(sorted_ds), rows, cols), sorted_pos[0], iop, spacing, slice_step, for_uid)
     return stack, grid, sorted_ds
@@ -358,9 +360,7 @@ def _nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
     if step_mm == 0 or not math.isfinite(step_mm):
         raise GeometryError(f"{what}: SpacingBetweenSlices (0018,0088) must be a non-zero number, got {step_mm}",
                             "SpacingBetweenSlices")
-    if "PixelData" not in ds:
-        raise GeometryError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
-    pixels = ds.pixel_array.astype(np.float64)
+    pixels = decoded_pixels(ds, what).astype(np.float64)
     if pixels.ndim == 2:
         pixels = pixels[np.newaxis]
     slope, intercept = _rescale(ds)
