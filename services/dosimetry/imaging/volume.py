@@ -20,8 +20,9 @@ Steps (DICOM PS3.3; sections named below):
      averaged over ActualFrameDuration (0018,1242).
    - NM: counts collected from AcquisitionDate/Time over ActualFrameDuration; the activity at
      the start is proportional to counts·λΔt/(1 − e^(−λΔt)), then decayed as above.
-   Times are DICOM local times without zone (TimezoneOffsetFromUTC is not applied): all
-   attributes of one study share the scanner's clock.
+   Times (:mod:`.dicom_time`): with TimezoneOffsetFromUTC (0008,0201) every date/time is taken
+   in that zone, and a DT's own UTC offset (e.g. an injection time recorded in another zone)
+   is honoured; without it, all values are the scanner's local clock.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from services.dosimetry.domain.constants import Y90_HALF_LIFE_H
+from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.pixels import decoded_pixels
@@ -169,34 +171,6 @@ def _rescale(ds: Dataset) -> tuple[float, float]:
     return slope, intercept
 
 
-def parse_dicom_datetime(date: str | None, time: str | None = None, *, require_time: bool = False) -> datetime | None:
-    """DICOM DA + TM (or one DT) to a naive datetime; None when absent or malformed.
-
-    A date whose time is missing (``time`` absent with a DA, or a DT of 8 digits) is midnight
-    unless ``require_time``; the decay correction asks for the time, since midnight would be a
-    silently wrong instant (hours of Tc-99m decay).
-    """
-    if not date:
-        return None
-    if require_time and not time and len(str(date).strip().split(".")[0]) < 12:
-        return None
-    text = str(date).strip()
-    if time:
-        text = text[:8] + str(time).strip()
-    text = text.split("+")[0].split("-")[0] if len(text) > 8 else text
-    digits, _, frac = text.partition(".")
-    fmt = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
-    if fmt is None:
-        return None
-    try:
-        value = datetime.strptime(digits, fmt)
-    except ValueError:
-        return None
-    if frac and frac.isdigit():
-        value += timedelta(microseconds=int(frac[:6].ljust(6, "0")))
-    return value
-
-
 def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[str]]:
     """Parse the first RadiopharmaceuticalInformationSequence item (PS3.3 C.8.4.10 / C.8.9.2).
 
@@ -233,14 +207,16 @@ def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[s
             warnings.append(f"RadionuclideCodeSequence (0054,0300) {code or 'missing'} not recognised: "
                             f"{by_half_life} identified by RadionuclideHalfLife {half_life_s:.0f} s")
             nuclide = by_half_life
-    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True)
+    zone = instance_utc_offset(ds)
+    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True,
+                                          utc_offset=zone)
     if administration is None and item.get("RadiopharmaceuticalStartTime"):
         # A time without a date: the day is the series' (same time base as SeriesTime, PS3.3
         # C.8.4.10.1 / C.8.9.2); an injection "later in the day" than the scan was the day before.
         administration = parse_dicom_datetime(ds.get("SeriesDate") or ds.get("AcquisitionDate"),
-                                              item.RadiopharmaceuticalStartTime)
-        scan = (parse_dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
-                or parse_dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")))
+                                              item.RadiopharmaceuticalStartTime, utc_offset=zone)
+        scan = (parse_dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"), utc_offset=zone)
+                or parse_dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"), utc_offset=zone))
         if administration is not None and scan is not None and administration > scan:
             administration -= timedelta(days=1)
             warnings.append("RadiopharmaceuticalStartDateTime (0018,1078) missing and RadiopharmaceuticalStartTime "
@@ -423,8 +399,11 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         values = np.clip(values, 0.0, None)
     pharma, pharma_warnings = radiopharmaceutical(first)
     warnings.extend(pharma_warnings)
-    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"), require_time=True)
-                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True))
+    zone = instance_utc_offset(first)
+    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"), require_time=True,
+                                        utc_offset=zone)
+                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True,
+                                           utc_offset=zone))
     if pharma is not None and pharma.administration is not None and acquisition is not None and \
             pharma.administration > acquisition + timedelta(minutes=1):
         warnings.append(f"RadiopharmaceuticalStartDateTime (0018,1078) {pharma.administration.isoformat()} is after "
@@ -446,8 +425,10 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
             if correction == "START":
                 # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
                 # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x).
-                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True)
-                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True)
+                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True,
+                                              utc_offset=zone)
+                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True,
+                                                 utc_offset=zone)
                          or acquisition)
                 if start is None:
                     warnings.append("PT SeriesDate/Time missing: no decay correction applied")
@@ -483,7 +464,7 @@ def _decay_uncorrected_pt(datasets: Sequence[Dataset], grid: Grid, values: np.nd
     out = values.copy()
     for k, ds in enumerate(by_position):
         when = parse_dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
-                                    require_time=True)
+                                    require_time=True, utc_offset=instance_utc_offset(ds))
         if when is None:
             warnings.append("PT AcquisitionTime missing on a slice with DecayCorrection NONE: slice not corrected")
             continue
