@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from services.dosimetry.imaging.errors import PixelDataError
 
-__all__ = ["MAX_DECODED_BYTES", "declared_bytes", "decoded_pixels"]
+__all__ = ["MAX_DECODED_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
 
 #: Largest decoded pixel array accepted per instance: 1 GiB (a 512 × 512 × 2000 16-bit CT is 1 GiB).
 MAX_DECODED_BYTES = 1 << 30
@@ -44,8 +44,8 @@ def declared_bytes(ds: Dataset) -> int:
     return math.prod(parts)
 
 
-def decoded_pixels(ds: Dataset, what: str) -> np.ndarray:
-    """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded."""
+def check_declared_size(ds: Dataset, what: str) -> None:
+    """Refuse Pixel Data that is absent or whose declared decoded size is over the bound."""
     if "PixelData" not in ds:
         raise PixelDataError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
     size = declared_bytes(ds)
@@ -57,13 +57,23 @@ def decoded_pixels(ds: Dataset, what: str) -> np.ndarray:
             f"{what} declares {size / 2**30:.1f} GiB of pixels (Rows {ds.get('Rows')} × Columns {ds.get('Columns')} "
             f"× NumberOfFrames {ds.get('NumberOfFrames') or 1} × BitsAllocated {ds.get('BitsAllocated')}); at most "
             f"{MAX_DECODED_BYTES / 2**30:.0f} GiB per instance is decoded", "NumberOfFrames")
+
+
+def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
+    """The error for a transfer syntax no installed pixel handler decodes."""
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    name = getattr(syntax, "name", None) or str(syntax or "unknown")
+    return PixelDataError(f"{what}: no decoder here for its transfer syntax {name} ({syntax}, "
+                          f"TransferSyntaxUID (0002,0010)): {exc}", "TransferSyntaxUID")
+
+
+def decoded_pixels(ds: Dataset, what: str) -> np.ndarray:
+    """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded."""
+    check_declared_size(ds, what)
     try:
         return np.asarray(ds.pixel_array)
     except (NotImplementedError, RuntimeError) as exc:
-        name = getattr(syntax, "name", None) or str(syntax or "unknown")
-        raise PixelDataError(f"{what}: no decoder here for its transfer syntax {name} ({syntax}, "
-                             f"TransferSyntaxUID (0002,0010)): {exc}", "TransferSyntaxUID") from exc
+        raise no_decoder_error(ds, what, exc) from exc
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError) as exc:
         raise PixelDataError(f"{what}: PixelData (7FE0,0010) cannot be decoded as its header declares "
                              f"(truncated or malformed): {exc}", "PixelData") from exc

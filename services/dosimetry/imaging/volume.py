@@ -40,6 +40,7 @@ from services.dosimetry.domain.constants import Y90_HALF_LIFE_H
 from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
 from services.dosimetry.imaging.pixels import decoded_pixels
 
 __all__ = [
@@ -249,6 +250,10 @@ def _stack_slices(datasets: Sequence[Dataset], what: str,
     """Sort per-slice instances along the normal and stack their rescaled pixels."""
     if not datasets:
         raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
+    if len(datasets) == 1 and is_enhanced(datasets[0]):
+        label = f"{what} instance {datasets[0].get('SOPInstanceUID', '?')}"
+        values, grid = enhanced_volume(datasets[0], label)
+        return values.astype(dtype), grid, [enhanced_header(datasets[0])]
     positions, orientations = [], []
     for ds in datasets:
         label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
@@ -440,6 +445,9 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                 else:
                     warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
                                     "values left at the (unknown) administration time")
+            elif correction == "NONE" and len(datasets) != grid.shape[0]:
+                warnings.append("PT DecayCorrection NONE in a multi-frame instance: per-frame acquisition times "
+                                "are not read; no decay correction applied")
             elif correction == "NONE":
                 values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
             else:
