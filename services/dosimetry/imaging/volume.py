@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 
 from services.dosimetry.domain.constants import Y90_HALF_LIFE_H
 from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
-from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
 from services.dosimetry.imaging.pixels import decoded_pixels
@@ -354,8 +354,16 @@ def _nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
 
 # -- public builders --------------------------------------------------------------------------
 
+def _modalities(datasets: Sequence[Dataset]) -> set[str]:
+    return {str(ds.get("Modality", "") or "missing") for ds in datasets}
+
+
 def ct_volume(datasets: Sequence[Dataset]) -> ScalarVolume:
     """The CT series in Hounsfield units (float32)."""
+    found = _modalities(datasets)
+    if found != {"CT"}:
+        raise CtMismatchError(f"the CT series holds {', '.join(sorted(found)) or 'no'} instances (Modality "
+                              "(0008,0060)); a CT is needed for tissue density", "Modality")
     # float32: CT numbers are integers well inside its exact range, and a CT is the largest array
     values, grid, sorted_ds = _stack_slices(datasets, "CT", np.float32)
     return ScalarVolume(values, grid, "HU", str(sorted_ds[0].get("SeriesInstanceUID", "")))
@@ -366,6 +374,10 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
     (default: the administration time; the acquisition when that is unknown)."""
     if not datasets:
         raise NoActivitySeriesError("the activity series holds no instances", "studyInstanceUid")
+    found = _modalities(datasets)
+    if len(found) > 1:
+        raise NoActivitySeriesError(f"the activity series mixes modalities {', '.join(sorted(found))} (Modality "
+                                    "(0008,0060)): one series must hold one reconstructed image", "Modality")
     modality = str(datasets[0].get("Modality", ""))
     warnings: list[str] = []
     if modality == "NM":
