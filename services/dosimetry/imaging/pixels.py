@@ -21,10 +21,12 @@ from pydicom.dataset import Dataset
 
 from services.dosimetry.imaging.errors import PixelDataError
 
-__all__ = ["MAX_DECODED_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
+__all__ = ["MAX_DECODED_BYTES", "MAX_VOLUME_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
 
 #: Largest decoded pixel array accepted per instance: 1 GiB (a 512 × 512 × 2000 16-bit CT is 1 GiB).
 MAX_DECODED_BYTES = 1 << 30
+#: Largest volume built from a series (float32 CT or float64 activity): 4 GiB.
+MAX_VOLUME_BYTES = 4 << 30
 
 
 def _int(ds: Dataset, keyword: str, default: int) -> int:
