@@ -26,7 +26,7 @@ from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
 from services.dosimetry.imaging.pixels import MAX_VOLUME_BYTES, decoded_pixels
 
-__all__ = ["nm_multiframe", "stack_slices"]
+__all__ = ["nm_multiframe", "pt_units", "stack_slices"]
 
 _SLICE_SPACING_TOLERANCE = 0.01
 
@@ -204,3 +204,42 @@ def nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
     return values, grid, warnings
 
 
+
+
+#: Philips private "activity concentration scale factor" (7053,1009): Bq/mL per rescaled
+#: count of a PET image whose Units are CNTS (the vendor's DICOM conformance statement).
+_PHILIPS_ACTIVITY_SCALE = 0x70531009
+
+
+def _philips_activity_scale(ds: Dataset) -> float | None:
+    if "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    element = ds.get(_PHILIPS_ACTIVITY_SCALE)
+    if element is None:
+        return None
+    raw = element.value
+    try:
+        value = float(raw.decode("ascii").strip("\x00 ") if isinstance(raw, bytes) else raw)
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def pt_units(values: np.ndarray, sorted_ds: Sequence[Dataset], warnings: list[str]) -> tuple[np.ndarray, str]:
+    """PET values in Bq/mL where the vendor's convention allows it, and their Units (0054,1001).
+
+    ``Bq/ml`` spelt out is BQML. A Philips image in CNTS with its activity concentration scale
+    factor (7053,1009) on every slice becomes Bq/mL slice by slice (with a warning). Any other
+    unit is returned as it is, for the caller to refuse.
+    """
+    units = str(sorted_ds[0].get("Units", "")).strip().upper()
+    if units == "BQ/ML":
+        return values, "BQML"
+    if units == "CNTS":
+        factors = [_philips_activity_scale(ds) for ds in sorted_ds]
+        if len(factors) == values.shape[0] and all(f is not None for f in factors):
+            scale = np.array(factors, dtype=np.float64)[:, np.newaxis, np.newaxis]
+            warnings.append("PT Units CNTS converted to Bq/mL with the Philips activity concentration scale "
+                            "factor (7053,1009)")
+            return values * scale, "BQML"
+    return values, units

@@ -40,7 +40,7 @@ from netliver.dosimetry_contract import HALF_LIFE_TOLERANCE, NUCLIDES_BY_CODE, i
 from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
 from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
-from services.dosimetry.imaging.slices import nm_multiframe, stack_slices
+from services.dosimetry.imaging.slices import nm_multiframe, pt_units, stack_slices
 
 __all__ = [
     "ActivityVolume",
@@ -211,7 +211,7 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
     elif modality == "PT":
         values, grid, sorted_ds = stack_slices(datasets, "PT")
         first = sorted_ds[0]
-        units = str(first.get("Units", "")).upper()
+        values, units = pt_units(values, sorted_ds, warnings)
         if units != "BQML":
             raise NoActivitySeriesError(f"PT Units (0054,1001) is {units or 'missing'}; only BQML (Bq/mL) images "
                                         "can be decay corrected and calibrated", "Units")

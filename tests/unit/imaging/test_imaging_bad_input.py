@@ -105,3 +105,30 @@ def test_an_open_rtstruct_contour_fails_naming_the_roi(study: PhantomStudy) -> N
                             str(broken.SeriesInstanceUID), store=False)
     assert err.value.status == 422 and err.value.reason == err.value.message
     assert np.isfinite(ok.vois[0].metrics["Dmean"])
+
+
+class _RefusingPacs(MemoryDicomweb):
+    """Answers every QIDO with an HTTP error status, as a PACS does to wrong credentials."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__([])
+        self.status = status
+
+    def search_for_series(self, study_instance_uid: str, fields: object = None) -> list[dict[str, object]]:
+        import requests
+
+        response = requests.Response()
+        response.status_code = self.status
+        raise requests.exceptions.HTTPError(f"{self.status}", response=response)
+
+
+@pytest.mark.parametrize(("status", "kind", "retry_after"), [
+    (401, "PacsConfigurationError", None), (403, "PacsConfigurationError", None),
+    (503, "PacsUnavailableError", "30"), (500, "PacsUnavailableError", "30")])
+def test_a_refusal_by_the_pacs_is_a_configuration_error_and_an_outage_is_transient(
+        status: int, kind: str, retry_after: str | None) -> None:
+    with pytest.raises(ImagingError) as err:
+        run_voxel_dosimetry(_RefusingPacs(status), "1.2.3", 1.5, "ldm")
+    assert type(err.value).__name__ == kind
+    assert err.value.to_fhir_error().headers.get("Retry-After") == retry_after
+    assert (err.value.status, err.value.code) == ((502, "security") if status in (401, 403) else (503, "transient"))
