@@ -23,7 +23,7 @@ _ROLE_BY_CODE = {"10200004": "liver", "39607008": "lung", "108369006": "tumour",
 
 @dataclass(frozen=True)
 class Voi:
-    """One VOI on the activity grid. ``role``: liver | tumour | lung | other; ``source``:
+    """One VOI on the activity grid. ``role``: liver | tumour | lung | normal-liver | other; ``source``:
     ``segmentation`` (SEG), ``rtstruct``, ``automatic`` or ``derived`` (e.g. liver minus
     tumours)."""
 
