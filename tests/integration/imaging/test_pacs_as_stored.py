@@ -15,11 +15,11 @@ import pytest
 from pydicom import uid
 from pydicom.dataset import Dataset
 
+from infra.orthanc_process import OrthancProcess
 from services.dosimetry.imaging.dicomweb import make_client
 from services.dosimetry.imaging.errors import PacsConfigurationError
+from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver, upload_datasets
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from tests.fixtures.dicom_phantoms import build_study, two_compartment_liver, upload_datasets
-from tests.support.orthanc import OrthancProcess
 
 C_GY_KG_PER_GBQ = 49.67  # EANM 2022 dose constant
 LIVER = ("normal liver", "tumour 1", "tumour 2")

@@ -14,13 +14,13 @@ import pytest
 from pydicom.dataset import Dataset
 
 from services.dosimetry.imaging.errors import ImagingError
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     PhantomStudy,
     build_study,
     dataset_bytes,
     two_compartment_liver,
 )
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from tests.support.memory_dicomweb import MemoryDicomweb
 from tests.support.rtstruct_builder import Contour, ellipse, ellipsoid_contours, rtstruct
 

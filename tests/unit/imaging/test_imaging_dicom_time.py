@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.dosimetry.imaging.dicom_time import parse_dicom_datetime, parse_utc_offset
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.volume import activity_volume
-from tests.fixtures.dicom_phantoms import PhantomStudy, build_study, two_compartment_liver
 
 Y90_HALF_LIFE_H = 64.1  # DOMAIN.md §3
 

@@ -14,9 +14,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from services.dosimetry.imaging.errors import GeometryError
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
-from tests.fixtures.dicom_phantoms import PhantomStudy, build_study, two_compartment_liver
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 

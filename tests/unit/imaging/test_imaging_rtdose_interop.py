@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     build_study,
     dataset_bytes,
     lung_shunt,
     two_compartment_liver,
 )
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from tests.support.dicompyler import dicompyler_dose, dicompyler_dvhcalc
 from tests.support.memory_dicomweb import MemoryDicomweb
 from tests.support.rtstruct_builder import ellipsoid_contours

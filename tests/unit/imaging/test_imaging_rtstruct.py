@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.dosimetry.imaging.errors import SegmentationError
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, sphere_in_cylinder
 from services.dosimetry.imaging.rtstruct import contour_fraction, rtstruct_vois
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
-from tests.fixtures.dicom_phantoms import PhantomStudy, build_study, sphere_in_cylinder
 from tests.support.rtstruct_builder import Contour, ellipse, ellipsoid_contours, rtstruct
 
 

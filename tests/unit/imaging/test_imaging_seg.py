@@ -23,10 +23,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from services.dosimetry.imaging.errors import SegmentationError
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from services.dosimetry.imaging.voi import seg_vois
 from services.dosimetry.imaging.volume import ct_volume
-from tests.fixtures.dicom_phantoms import PhantomStudy, build_study, two_compartment_liver
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 C_GY_KG_PER_GBQ = 49.67  # EANM 2022 dose constant

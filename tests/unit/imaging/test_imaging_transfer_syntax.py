@@ -18,15 +18,15 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 
 from services.dosimetry.imaging.errors import ImagingError, PixelDataError
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from services.dosimetry.imaging.pixels import MAX_DECODED_BYTES, decoded_pixels
-from services.dosimetry.imaging.volume import activity_volume, ct_volume
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     PhantomStudy,
     build_study,
     dataset_bytes,
     two_compartment_liver,
 )
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from services.dosimetry.imaging.pixels import MAX_DECODED_BYTES, decoded_pixels
+from services.dosimetry.imaging.volume import activity_volume, ct_volume
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 SYNTAXES = [uid.JPEG2000Lossless, uid.JPEGLSLossless, uid.RLELossless, uid.DeflatedExplicitVRLittleEndian]
