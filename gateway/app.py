@@ -15,6 +15,8 @@ from flask import Flask, Response, request
 
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
+from gateway.cds.client_auth import cds_verifier
+from gateway.cors import init_cors
 from gateway.fhir_rest import create_fhir_rest_blueprint
 from gateway.hooks import create_hooks_blueprint
 from gateway.jobs.api import JobService, create_jobs_blueprint
@@ -25,6 +27,7 @@ from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.services import ServiceClient
+from gateway.smart import create_smart_blueprint
 from gateway.store import make_store
 from gateway.store.sql import SqlStore
 from netliver import __version__
@@ -72,13 +75,15 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
                       base_url_of=base_url_of, lease_s=settings.job_lease_s)
     app.extensions["netliver"] = {"store": store, "services": services, "jobs": jobs, "settings": settings}
 
-    init_auth(app, settings)
+    init_cors(app, settings)  # first: preflights are answered before authentication
+    init_auth(app, settings, cds_verify=cds_verifier(settings) if settings.auth_mode == "jwt" else None)
     init_rate_limit(app, settings, prefix=settings.rate_limit_key_prefix)
 
     app.register_blueprint(create_metadata_blueprint(base_url_of, lambda: settings.auth_mode))
     app.register_blueprint(create_operations_blueprint(lambda: store, lambda: services, base_url_of))
     app.register_blueprint(create_jobs_blueprint(lambda: jobs))
     app.register_blueprint(create_cds_blueprint(lambda: store, lambda: services, base_url_of))
+    app.register_blueprint(create_smart_blueprint(settings))
     app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of, sql.metadata))
     sql.create_all()  # the job and cursor tables, under the store's schema lock
     if settings.job_sweep_s > 0:

@@ -14,7 +14,7 @@ from netliver.fhir.models import FHIR_VERSION
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
 
-__all__ = ["OPERATIONS", "capability_statement", "create_metadata_blueprint", "operation_definition"]
+__all__ = ["OPERATIONS", "RESOURCE_TYPES", "capability_statement", "create_metadata_blueprint", "operation_definition"]
 
 def _param(name: str, use: str, min_: int, max_: str, type_: str, doc: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "use": use, "min": min_, "max": max_}
@@ -150,6 +150,12 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+#: Resource types served by the REST API (the CapabilityStatement's ``rest.resource``).
+RESOURCE_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
+                  "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
+                  "Provenance", "Task", "Endpoint", "AuditEvent")
+
+
 def capability_statement(base_url: str, auth_mode: str, resource_types: list[str]) -> dict[str, Any]:
     search_params = [
         {"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
@@ -202,9 +208,7 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
 
 def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
     bp = Blueprint("metadata", __name__)
-    resource_types = ["Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
-                      "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
-                      "Provenance", "Task", "Endpoint"]
+    resource_types = list(RESOURCE_TYPES)
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
