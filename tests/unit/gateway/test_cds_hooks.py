@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
+from gateway.cds.ehr import EhrFhirServer, EhrUnavailable
+from gateway.cds.prefetch import PrefetchKey
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
 from tests.fixtures.eligibility_patients import realistic_patient
@@ -331,3 +334,18 @@ def test_feedback_is_recorded_as_audit_events_with_the_override_reason(
     unknown = gateway.post("/cds-services/other/feedback", json=feedback,
                            headers={"Authorization": f"Bearer {ehr.token(f'{PUBLIC}/cds-services/other/feedback')}"})
     assert unknown.status_code == 404
+
+
+# -- reading the EHR's FHIR server -------------------------------------------------------------
+
+def test_every_page_is_read_and_no_page_is_asked_of_another_server(ehr_fhir: tuple[str, BearerGuard]) -> None:
+    base, guard = ehr_fhir
+    small_pages = PrefetchKey("observations", "Observation", "Observation?patient={{context.patientId}}&_count=5")
+    guard.seen.clear()
+    with requests.Session() as session:
+        found = EhrFhirServer(base, EHR_TOKEN, 10.0, session).fetch(small_pages, "ehr-p1")
+    assert len(found) == 57 and len({r["id"] for r in found}) == 57
+    assert len(guard.seen) == 12  # ceil(57 / 5) pages, each with the token
+    foreign = EhrFhirServer("http://127.0.0.1:1/fhir", EHR_TOKEN, 10.0, requests.Session())
+    with pytest.raises(EhrUnavailable, match="another server"):
+        foreign._next({"link": [{"relation": "next", "url": f"{base}/Observation?page=2"}]}, "observations")
