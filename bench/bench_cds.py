@@ -16,7 +16,6 @@ Prints p50 and p99 in milliseconds and the ratios of the p50s.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import sys
@@ -34,7 +33,7 @@ from gateway.app import create_app
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
 from tests.fixtures.eligibility_patients import realistic_patient
-from tests.support.cds_client import CdsClientSim
+from tests.support.cds_client import CdsClientSim, gateway_env
 from tests.support.fhir_engine import start_engine
 from tests.support.jwks import JwksServer
 from tests.support.served import ServedApp
@@ -77,12 +76,8 @@ def main() -> None:
         idp = stack.enter_context(JwksServer())
         eligibility = stack.enter_context(ServedApp(create_eligibility_app(Settings(log_level="WARNING"))))
         base, name = stack.enter_context(_ehr_server(tmp))
-        gateway = stack.enter_context(ServedApp(create_app(Settings.from_env({
-            "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-            "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'gw.db'}",
-            "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING",
-            "INTERNAL_TOKEN": "a-long-bench-secret-for-the-workers", "PUBLIC_BASE_URL": "https://netliver.bench",
-            "ELIGIBILITY_URL": eligibility.url, "CDS_CLIENTS": json.dumps([ehr.registration])}))))
+        gateway = stack.enter_context(ServedApp(create_app(Settings.from_env(
+            gateway_env(tmp, idp, ehr, eligibility.url, "https://netliver.bench")))))
         url = f"{gateway.url}/cds-services/liver-directed-therapy"
         aud = "https://netliver.bench/cds-services/liver-directed-therapy"
         templates = requests.get(f"{gateway.url}/cds-services", timeout=30).json()["services"][0]["prefetch"]

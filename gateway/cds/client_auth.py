@@ -28,14 +28,12 @@ import jwt
 import redis
 
 from gateway.auth import (
-    ACCEPTED_ALGORITHMS,
     LEEWAY_S,
     MAX_TOKEN_CHARS,
     JwksCache,
-    JwksUnavailable,
     Principal,
-    key_fits,
     unauthorized,
+    verify_signed_claims,
 )
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
@@ -128,10 +126,6 @@ class RedisJtiStore:
             raise JtiStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _audience_text(audiences: Iterable[str]) -> str:
-    return " or ".join(repr(a) for a in audiences)
-
-
 class CdsClientVerifier:
     """Checks a CDS client's JWT and turns it into a :class:`Principal` of kind ``cds-client``."""
 
@@ -146,8 +140,10 @@ class CdsClientVerifier:
 
     def verify(self, token: str, audiences: list[str]) -> Principal:
         """The caller of a CDS Hooks call whose endpoint URL is one of ``audiences``."""
-        header = self._header(token)
+        if len(token) > MAX_TOKEN_CHARS:
+            raise unauthorized("the bearer token is too long to be a JWT")
         try:
+            header = jwt.get_unverified_header(token)
             unverified: Mapping[str, Any] = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise unauthorized("the bearer token is not a well-formed JWT") from None
@@ -155,79 +151,42 @@ class CdsClientVerifier:
         client = self.clients.get(iss) if isinstance(iss, str) else None
         if client is None:
             raise unauthorized(f"the token's issuer {str(iss)[:120]!r} is not a trusted CDS client (CDS_CLIENTS)")
-        jku = header.get("jku")
-        if jku is not None and jku != client.jwks_url:
+        if header.get("jku") is not None and header.get("jku") != client.jwks_url:
             raise unauthorized("the token's jku is not the JWKS URL configured for its issuer")
-        claims = self._decode(token, header, client, audiences)
+
+        def keys_down(reason: str) -> FhirError:
+            return FhirError(503, "transient", f"the signing keys of CDS client {client.iss!r} cannot be "
+                             f"fetched: {reason}", headers={"Retry-After": "30"})
+
+        claims = verify_signed_claims(
+            token, self.jwks[client.iss], audience=audiences,
+            audience_text=f"this CDS endpoint ({' or '.join(repr(a) for a in audiences)})", issuer=client.iss,
+            required=("exp", "iat", "iss", "aud", "jti"), leeway_s=self.leeway_s, keys_down=keys_down)
+        if not isinstance(claims.get("iat"), int | float) or not isinstance(claims.get("exp"), int | float):
+            raise unauthorized("the token's iat and exp must be numbers")
         lifetime = claims["exp"] - claims["iat"]
         if lifetime > MAX_LIFETIME_S:
             raise unauthorized(f"the token lives {lifetime:.0f} s; a CDS client token may live at most "
                                f"{MAX_LIFETIME_S} s (exp - iat)")
+        self._first_use(client.iss, claims)
+        tenant, sub = claims.get("tenant"), claims.get("sub")
+        return Principal("cds-client", client_id=client.iss, subject=sub if isinstance(sub, str) else None,
+                         tenant=tenant if isinstance(tenant, str) else None)
+
+    def _first_use(self, iss: str, claims: Mapping[str, Any]) -> None:
+        """401 unless the token's ``jti`` was never accepted before (by any gateway process)."""
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise unauthorized("the token's jti must be a non-empty string")
         ttl = int(claims["exp"] - self.clock() + self.leeway_s) + 1
         try:
-            fresh = self.jti_store.first_use(f"{client.iss}|{jti}", ttl)
+            fresh = self.jti_store.first_use(f"{iss}|{jti}", ttl)
         except JtiStoreUnavailable as exc:
             _log.warning("jti store unreachable", extra={"error": str(exc)})
             raise FhirError(503, "transient", "the replay check of CDS client tokens (Redis) is unavailable",
                             headers={"Retry-After": "5"}) from None
         if not fresh:
             raise unauthorized("the token's jti was already used (replay)")
-        tenant = claims.get("tenant")
-        sub = claims.get("sub")
-        return Principal("cds-client", client_id=client.iss, subject=sub if isinstance(sub, str) else None,
-                         tenant=tenant if isinstance(tenant, str) else None)
-
-    @staticmethod
-    def _header(token: str) -> dict[str, Any]:
-        if len(token) > MAX_TOKEN_CHARS:
-            raise unauthorized("the bearer token is too long to be a JWT")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise unauthorized("the bearer token is not a well-formed JWT") from None
-        if header.get("alg") not in ACCEPTED_ALGORITHMS:
-            raise unauthorized(f"the token's algorithm {str(header.get('alg'))[:20]!r} is not accepted "
-                               f"(only {', '.join(ACCEPTED_ALGORITHMS)})")
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise unauthorized("the token's 'kid' header is not a string")
-        return header
-
-    def _decode(self, token: str, header: Mapping[str, Any], client: CdsClient,
-                audiences: list[str]) -> dict[str, Any]:
-        alg, kid = header["alg"], header.get("kid")
-        try:
-            candidates = [k for k in self.jwks[client.iss].keys_for(kid) if key_fits(k, alg)]
-        except JwksUnavailable as exc:
-            raise FhirError(503, "transient", f"the signing keys of CDS client {client.iss!r} cannot be fetched: {exc}",
-                            headers={"Retry-After": "30"}) from None
-        if not candidates:
-            raise unauthorized("the token is signed by a key its issuer does not publish"
-                               + (f" (kid {kid[:64]!r})" if kid else ""))
-        for key in candidates:
-            try:
-                claims: dict[str, Any] = jwt.decode(
-                    token, key.key, algorithms=[alg], audience=audiences, issuer=client.iss,
-                    leeway=self.leeway_s, options={"require": ["exp", "iat", "iss", "aud", "jti"]})
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.ExpiredSignatureError:
-                raise unauthorized("the token has expired", code="login") from None
-            except jwt.ImmatureSignatureError:
-                raise unauthorized("the token is not valid yet (nbf or iat in the future)") from None
-            except jwt.InvalidAudienceError:
-                raise unauthorized(f"the token's audience is not this CDS endpoint ({_audience_text(audiences)})") from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise unauthorized(f"the token lacks the {exc.claim!r} claim") from None
-            except jwt.PyJWTError as exc:
-                raise unauthorized(f"the token is invalid: {exc}") from None
-            if not isinstance(claims.get("iat"), int | float) or not isinstance(claims.get("exp"), int | float):
-                raise unauthorized("the token's iat and exp must be numbers")
-            return claims
-        raise unauthorized("the token's signature does not verify")
 
 
 def cds_verifier(settings: Settings) -> Callable[[str, list[str]], Principal] | None:

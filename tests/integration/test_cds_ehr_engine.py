@@ -7,7 +7,6 @@ bare id in ``subject=``) returns nothing here, and the card would silently chang
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from gateway.app import create_app
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
 from tests.fixtures.eligibility_patients import realistic_patient
-from tests.support.cds_client import CdsClientSim
+from tests.support.cds_client import CdsClientSim, gateway_env
 from tests.support.fhir_engine import FhirEngine, fhir_engine_fixture
 from tests.support.jwks import JwksServer
 from tests.support.served import ServedApp
@@ -61,13 +60,7 @@ def ehr() -> Iterator[CdsClientSim]:
 def gateway(tmp_path_factory: pytest.TempPathFactory, ehr: CdsClientSim) -> Iterator[FlaskClient]:
     tmp: Path = tmp_path_factory.mktemp("cds-engine")
     with JwksServer() as idp, ServedApp(create_eligibility_app(Settings(log_level="WARNING"))) as eligibility:
-        settings = Settings.from_env({
-            "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-            "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
-            "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
-            "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers",
-            "PUBLIC_BASE_URL": PUBLIC, "ELIGIBILITY_URL": eligibility.url,
-            "CDS_CLIENTS": json.dumps([ehr.registration])})
+        settings = Settings.from_env(gateway_env(tmp, idp, ehr, eligibility.url, PUBLIC))
         yield create_app(settings).test_client()
 
 

@@ -12,8 +12,10 @@ left out when the query failed).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -22,10 +24,24 @@ import requests
 
 from tests.support.jwks import ALGORITHMS, JwksServer
 
-__all__ = ["EHR_ISSUER", "CdsClientSim"]
+__all__ = ["EHR_ISSUER", "CdsClientSim", "gateway_env"]
 
 EHR_ISSUER = "https://ehr.hospital.test/"
 PATIENT_TOKEN = "{{context.patientId}}"
+
+
+def gateway_env(tmp: Path, idp: JwksServer, ehr: CdsClientSim, eligibility_url: str, public_base_url: str,
+                **more: str) -> dict[str, str]:
+    """Environment of a gateway under test that trusts ``ehr`` as a CDS client (AUTH_MODE=jwt with
+    ``idp`` as the hospital issuer, its own SQLite store, no PACS, jobs or rate limits)."""
+    env = {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
+           "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
+           "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
+           "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers",
+           "PUBLIC_BASE_URL": public_base_url, "ELIGIBILITY_URL": eligibility_url,
+           "CDS_CLIENTS": json.dumps([ehr.registration])}
+    env.update(more)
+    return env
 
 
 class CdsClientSim:

@@ -9,7 +9,6 @@ The independent-engine version of the EHR server (Medplum) is in
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from gateway.cds.prefetch import PrefetchKey
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
 from tests.fixtures.eligibility_patients import realistic_patient
-from tests.support.cds_client import CdsClientSim
+from tests.support.cds_client import CdsClientSim, gateway_env
 from tests.support.jwks import JwksServer
 from tests.support.served import BearerGuard, ServedApp
 
@@ -80,11 +79,8 @@ def ehr_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Be
 
 
 def _gateway(tmp: Path, idp: JwksServer, ehr: CdsClientSim, eligibility: ServedApp, **more: str) -> FlaskClient:
-    env = _env(tmp, AUTH_MODE="jwt", AUTH_JWKS_URL=idp.jwks_url, AUTH_ISSUER=idp.issuer,
-               AUTH_AUDIENCE=idp.audience, PUBLIC_BASE_URL=PUBLIC, ELIGIBILITY_URL=eligibility.url,
-               CDS_CLIENTS=json.dumps([ehr.registration]))
-    env.update(more)
-    return create_app(Settings.from_env(env)).test_client()
+    tmp.mkdir(parents=True, exist_ok=True)
+    return create_app(Settings.from_env(gateway_env(tmp, idp, ehr, eligibility.url, PUBLIC, **more))).test_client()
 
 
 @pytest.fixture
