@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
 from netliver import __version__
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS, codesystem_resource
@@ -156,7 +156,8 @@ RESOURCE_TYPES = ("Patient", "Observation", "Condition", "Procedure", "Medicatio
                   "Provenance", "Task", "Endpoint", "AuditEvent")
 
 
-def capability_statement(base_url: str, auth_mode: str, resource_types: list[str]) -> dict[str, Any]:
+def capability_statement(base_url: str, auth_mode: str, resource_types: list[str], *,
+                         cors: bool = False) -> dict[str, Any]:
     search_params = [
         {"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
         {"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
@@ -174,7 +175,7 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
             entry["operation"] = [{"name": "evaluate-eligibility",
                                    "definition": f"{CANONICAL_BASE}/OperationDefinition/evaluate-eligibility"}]
         resources.append(entry)
-    security: dict[str, Any] = {"cors": False, "description": (
+    security: dict[str, Any] = {"cors": cors, "description": (
         "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
         if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
     if auth_mode == "jwt":
@@ -212,7 +213,9 @@ def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Call
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types))
+        settings = current_app.config.get("NETLIVER_SETTINGS")
+        cors = bool(getattr(settings, "cors_allowed_origins", ""))
+        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types, cors=cors))
 
     @bp.get("/fhir/OperationDefinition/<code>")
     def get_operation_definition(code: str) -> Response:

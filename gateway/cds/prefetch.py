@@ -175,11 +175,15 @@ def _read_value(spec: PrefetchKey, value: Any, patient_id: str, read: PrefetchRe
         resources = [value]
     else:
         raise FhirError(400, "invalid", f"{where} must hold {spec.resource_type} data, not a {rtype}", where)
-    for i, res in enumerate(resources):
+    for res in resources:
         other = foreign_patient(res, patient_id)
         if other is not None:
+            element = where
+            if rtype == "Bundle":
+                index = next(i for i, e in enumerate(value["entry"]) if isinstance(e, dict) and e.get("resource") is res)
+                element = f"{where}.entry[{index}].resource"
             raise FhirError(400, "invalid", f"{where} holds data of Patient/{other}, not of context.patientId "
-                            f"{patient_id!r}", f"{where}" if rtype != "Bundle" else f"{where}.entry[{i}]")
+                            f"{patient_id!r}", element)
     read.given[spec.resource_type] = resources
 
 

@@ -43,11 +43,13 @@ def test_no_origin_is_allowed_by_default(tmp_path: Path, idp: JwksServer) -> Non
     client = _client(tmp_path, idp)
     resp = client.get("/fhir/metadata", headers={"Origin": EHR_ORIGIN})
     assert resp.status_code == 200 and "Access-Control-Allow-Origin" not in resp.headers
+    assert resp.get_json()["rest"][0]["security"]["cors"] is False
     assert _preflight(client, "/cds-services/liver-directed-therapy", EHR_ORIGIN).status_code == 403
 
 
 def test_allowed_origins_get_preflight_answers_and_headers_errors_included(tmp_path: Path, idp: JwksServer) -> None:
     client = _client(tmp_path, idp, CORS_ALLOWED_ORIGINS=f"{EHR_ORIGIN}, https://apps.hospital.test:8443")
+    assert client.get("/fhir/metadata").get_json()["rest"][0]["security"]["cors"] is True
     for path in ("/cds-services/liver-directed-therapy", "/fhir/Patient/p1", "/fhir/$evaluate-eligibility",
                  "/.well-known/smart-configuration"):
         resp = _preflight(client, path, EHR_ORIGIN)  # no token: browsers send none with a preflight
