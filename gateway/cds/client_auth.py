@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import jwt
 import redis
+from flask import g
 
 from gateway.auth import (
     LEEWAY_S,
@@ -47,6 +48,7 @@ __all__ = [
     "JtiStoreUnavailable",
     "RedisJtiStore",
     "cds_verifier",
+    "current_cds_client",
     "parse_cds_clients",
 ]
 
@@ -61,14 +63,20 @@ REDIS_TIMEOUT_S = 0.5
 
 @dataclass(frozen=True)
 class CdsClient:
-    """One trusted CDS client: its issuer identifier and the JWKS URL of its signing keys."""
+    """One trusted CDS client: its issuer identifier, the JWKS URL of its signing keys and,
+    optionally, the only ``fhirServer`` base URLs its calls may name (empty = any)."""
 
     iss: str
     jwks_url: str
+    fhir_servers: tuple[str, ...] = ()
+
+    def may_use(self, fhir_server: str) -> bool:
+        return not self.fhir_servers or fhir_server.rstrip("/") in self.fhir_servers
 
 
 def parse_cds_clients(text: str) -> tuple[CdsClient, ...]:
-    """``CDS_CLIENTS``: a JSON list of ``{"iss", "jwks_url"}``, or the path of a file holding one.
+    """``CDS_CLIENTS``: a JSON list of ``{"iss", "jwks_url"}`` (optionally ``"fhir_servers"``, a
+    list of the EHR's FHIR base URLs), or the path of a file holding one.
 
     Raises ``ValueError`` naming the problem (the gateway then refuses to start)."""
     raw = text.strip()
@@ -93,7 +101,11 @@ def parse_cds_clients(text: str) -> tuple[CdsClient, ...]:
             raise ValueError(f"CDS_CLIENTS[{i}] needs a non-empty \"iss\" and an http(s) \"jwks_url\"")
         if iss in clients:
             raise ValueError(f"CDS_CLIENTS names the issuer {iss!r} twice")
-        clients[iss] = CdsClient(iss, url)
+        servers = entry.get("fhir_servers", [])
+        if not isinstance(servers, list) or not all(isinstance(u, str) and u.startswith(("https://", "http://"))
+                                                    for u in servers):
+            raise ValueError(f"CDS_CLIENTS[{i}].fhir_servers must be a list of http(s) URLs")
+        clients[iss] = CdsClient(iss, url, tuple(u.rstrip("/") for u in servers))
     return tuple(clients.values())
 
 
@@ -195,4 +207,17 @@ def cds_verifier(settings: Settings) -> Callable[[str, list[str]], Principal] | 
     clients = parse_cds_clients(settings.cds_clients)
     if not clients:
         return None
-    return CdsClientVerifier(clients, RedisJtiStore.from_url(settings.redis_url)).verify
+    verifier = CdsClientVerifier(clients, RedisJtiStore.from_url(settings.redis_url))
+
+    def verify(token: str, audiences: list[str]) -> Principal:
+        principal = verifier.verify(token, audiences)
+        g.cds_client = verifier.clients[principal.client_id or ""]  # the views check fhirServer against it
+        return principal
+
+    return verify
+
+
+def current_cds_client() -> CdsClient | None:
+    """The CDS client authenticated for the current request (None under ``AUTH_MODE=off``)."""
+    client = g.get("cds_client")
+    return client if isinstance(client, CdsClient) else None

@@ -20,6 +20,7 @@ import requests
 from flask import Blueprint, Response, current_app, g
 
 from gateway.auth import current_principal
+from gateway.cds.client_auth import current_cds_client
 from gateway.cds.ehr import EhrFhirServer, fhir_server_of
 from gateway.cds.feedback import OVERRIDE_REASONS, audit_events, read_feedback
 from gateway.cds.prefetch import (
@@ -102,6 +103,10 @@ def _record(read: PrefetchRead, patient_id: str, body: dict[str, Any], store: An
             settings: Settings) -> dict[str, Any]:
     """The patient's record as a searchset Bundle; 412 when part of it cannot be had."""
     server, token = fhir_server_of(body)
+    client = current_cds_client()
+    if server is not None and client is not None and not client.may_use(server):
+        raise FhirError(403, "forbidden", f"fhirServer {server[:120]!r} is not one of the FHIR servers registered "
+                        f"for CDS client {client.iss!r} (CDS_CLIENTS fhir_servers)", "fhirServer")
     if not read.missing:
         return gather_patient_bundle(store, patient_id, base_url, prefetched=read.given)
     if server is not None:

@@ -9,6 +9,7 @@ The independent-engine version of the EHR server (Medplum) is in
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,6 +299,20 @@ def test_without_cds_clients_every_cds_call_is_refused_under_jwt(tmp_path: Path,
     assert resp.status_code == 401 and "CDS_CLIENTS" in resp.get_json()["issue"][0]["diagnostics"]
     with pytest.raises(ValueError, match="CDS_CLIENTS"):
         _gateway(tmp_path, idp, ehr, eligibility, CDS_CLIENTS='[{"iss": "x"}]')
+
+
+def test_a_client_registered_with_its_fhir_servers_may_name_only_those(
+        tmp_path: Path, idp: JwksServer, ehr: CdsClientSim, eligibility: ServedApp,
+        ehr_fhir: tuple[str, BearerGuard]) -> None:
+    base, guard = ehr_fhir
+    body = ehr.hook_request("ehr-p1", fhir_server=base, access_token=EHR_TOKEN)
+    elsewhere = json.dumps([{**ehr.registration, "fhir_servers": ["https://ehr.hospital.test/fhir"]}])
+    guard.seen.clear()
+    refused = _call(_gateway(tmp_path / "a", idp, ehr, eligibility, CDS_CLIENTS=elsewhere), ehr, body)
+    assert refused.status_code == 403 and refused.get_json()["issue"][0]["expression"] == ["fhirServer"]
+    assert guard.seen == []  # nothing was asked of the unregistered server
+    registered = json.dumps([{**ehr.registration, "fhir_servers": [base + "/"]}])
+    assert _call(_gateway(tmp_path / "b", idp, ehr, eligibility, CDS_CLIENTS=registered), ehr, body).status_code == 200
 
 
 # -- feedback ----------------------------------------------------------------------------------
