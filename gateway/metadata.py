@@ -3,16 +3,18 @@ project CodeSystems (``GET /fhir/CodeSystem/{id}``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from netliver import __version__
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS, codesystem_resource
 from netliver.fhir.models import FHIR_VERSION
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["OPERATIONS", "RESOURCE_TYPES", "capability_statement", "create_metadata_blueprint", "operation_definition"]
 
@@ -207,15 +209,15 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
     }
 
 
-def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
+def create_metadata_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("metadata", __name__)
     resource_types = list(RESOURCE_TYPES)
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        settings = current_app.config.get("NETLIVER_SETTINGS")
-        cors = bool(getattr(settings, "cors_allowed_origins", ""))
-        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types, cors=cors))
+        cors = bool(deps.settings.cors_allowed_origins)
+        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode, resource_types,
+                                                  cors=cors))
 
     @bp.get("/fhir/OperationDefinition/<code>")
     def get_operation_definition(code: str) -> Response:

@@ -28,14 +28,8 @@ import jwt
 import redis
 from flask import g
 
-from gateway.auth import (
-    LEEWAY_S,
-    MAX_TOKEN_CHARS,
-    JwksCache,
-    Principal,
-    unauthorized,
-    verify_signed_claims,
-)
+from gateway.scopes import Principal
+from gateway.tokens import LEEWAY_S, MAX_TOKEN_CHARS, JwksCache, unauthorized, verify_signed_claims
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 

@@ -11,13 +11,12 @@ wording); the gateway adds the link to the tumour-board page and the override re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, g
 
 from gateway.auth import current_principal
 from gateway.cds.client_auth import current_cds_client
@@ -30,11 +29,13 @@ from gateway.cds.prefetch import (
     check_patient_id,
     read_prefetch,
 )
-from gateway.operations import gather_patient_bundle
-from gateway.services import ServiceClient
+from gateway.patient_record import gather_patient_bundle
 from netliver.fhir.outcome import FhirError, Issue
 from netliver.settings import Settings
 from netliver.web import fhir_response, read_json_body
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["HOOK", "SERVICE_ID", "create_cds_blueprint", "discovery"]
 
@@ -134,13 +135,8 @@ def _with_links(cards: list[Any], patient_id: str, root: str) -> list[Any]:
     return out
 
 
-def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
-                         base_url_of: Callable[[], str]) -> Blueprint:
+def create_cds_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("cds", __name__)
-
-    def settings() -> Settings:
-        value: Settings = current_app.config["NETLIVER_SETTINGS"]
-        return value
 
     @bp.get("/cds-services")
     def cds_discovery() -> Response:
@@ -150,12 +146,12 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
     def patient_view() -> Response:
         body, patient_id = _hook_request()
         read = read_prefetch(body.get("prefetch"), patient_id)
-        bundle = _record(read, patient_id, body, get_store(), base_url_of(), settings())
-        answer = get_services().call_json("eligibility", "cds-cards", bundle, {}, g.get("request_id", ""))
+        bundle = _record(read, patient_id, body, deps.store, deps.fhir_base(), deps.settings)
+        answer = deps.services.call_json("eligibility", "cds-cards", bundle, {}, g.get("request_id", ""))
         cards = answer.get("cards")
         if not isinstance(cards, list):
             raise FhirError(502, "exception", "the eligibility service answered no cards")
-        root = base_url_of().removesuffix("/fhir")
+        root = deps.fhir_base().removesuffix("/fhir")
         return fhir_response({"cards": _with_links(cards, patient_id, root)})
 
     @bp.post("/cds-services/<service_id>/feedback")
@@ -167,10 +163,9 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
         client = principal.client_id if principal is not None else None
         tenant = principal.tenant if principal is not None else None
         events = audit_events(items, SERVICE_ID, client, tenant, datetime.now(UTC))
-        store = get_store()
         batch = {"resourceType": "Bundle", "type": "transaction",
                  "entry": [{"resource": e, "request": {"method": "POST", "url": "AuditEvent"}} for e in events]}
-        result = store.transaction(batch, base_url_of())
+        result = deps.store.transaction(batch, deps.fhir_base())
         locations = [e.get("response", {}).get("location") for e in result.get("entry", [])]
         return fhir_response({"recorded": [loc for loc in locations if loc]})
 
