@@ -16,9 +16,9 @@ import requests
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
+from infra.demo_patients import realistic_patient
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
-from tests.fixtures.eligibility_patients import realistic_patient
 from tests.support.cds_client import CdsClientSim, gateway_env
 from tests.support.fhir_engine import FhirEngine, fhir_engine_fixture
 from tests.support.jwks import JwksServer

@@ -22,9 +22,9 @@ from flask.testing import FlaskClient
 from gateway.app import create_app
 from gateway.cds.ehr import EhrFhirServer, EhrUnavailable
 from gateway.cds.prefetch import PrefetchKey
+from infra.demo_patients import realistic_patient
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
-from tests.fixtures.eligibility_patients import realistic_patient
 from tests.support.cds_client import CdsClientSim, gateway_env
 from tests.support.jwks import JwksServer
 from tests.support.served import BearerGuard, ServedApp
