@@ -30,6 +30,7 @@ from gateway.cds.prefetch import (
     read_prefetch,
 )
 from gateway.patient_record import gather_patient_bundle
+from gateway.store.base import FhirStore
 from netliver.fhir.outcome import FhirError, Issue
 from netliver.settings import Settings
 from netliver.web import fhir_response, read_json_body
@@ -100,7 +101,7 @@ def _record_from_ehr(read: PrefetchRead, patient_id: str, server: str, token: st
     return {**read.given, **got}
 
 
-def _record(read: PrefetchRead, patient_id: str, body: dict[str, Any], store: Any, base_url: str,
+def _record(read: PrefetchRead, patient_id: str, body: dict[str, Any], store: FhirStore, base_url: str,
             settings: Settings) -> dict[str, Any]:
     """The patient's record as a searchset Bundle; 412 when part of it cannot be had."""
     server, token = fhir_server_of(body)
