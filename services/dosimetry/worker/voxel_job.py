@@ -19,14 +19,15 @@ from netliver.fhir.builders import (
     provenance,
     quantity,
 )
-from netliver.fhir.codesystems import LOINC, OBSERVATION_CODE_SYSTEM, Concept, add_concepts
+from netliver.fhir.codesystems import LOINC, OBSERVATION_CODE_SYSTEM
 from netliver.settings import Settings
 from services.dosimetry import __version__
 from services.dosimetry.worker.reporter import JobReporter
 
 __all__ = ["METRIC_CODES", "result_resources", "run_voxel_job"]
 
-#: Output metric → (code in OBSERVATION_CODE_SYSTEM, display, UCUM unit).
+#: Output metric → (code in OBSERVATION_CODE_SYSTEM, display, UCUM unit); the codes are
+#: published in :mod:`netliver.fhir.codesystems`.
 METRIC_CODES: dict[str, tuple[str, str, str]] = {
     "Dmean": ("dose-mean", "Mean absorbed dose", "Gy"),
     "D50": ("dose-d50", "Minimum dose to the hottest 50 % of the VOI", "Gy"),
@@ -37,10 +38,6 @@ METRIC_CODES: dict[str, tuple[str, str, str]] = {
     "Dmin": ("dose-min", "Minimum absorbed dose", "Gy"),
     "Dmax": ("dose-max", "Maximum absorbed dose", "Gy"),
 }
-
-add_concepts("observation-code", *(Concept(code, display) for code, display, _ in METRIC_CODES.values()),
-             Concept("voxel-dosimetry-report", "Voxel dosimetry report",
-                     "Absorbed-dose report of a post-SIRT or MAA study."))
 
 
 def run_voxel_job(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:

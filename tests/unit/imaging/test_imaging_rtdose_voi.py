@@ -28,6 +28,7 @@ from tests.fixtures.dicom_phantoms import (
     sphere_in_cylinder,
     two_compartment_liver,
 )
+from tests.support.memory_dicomweb import MemoryDicomweb
 
 
 def _roundtrip(ds: Dataset) -> Dataset:
@@ -177,32 +178,6 @@ def test_voi_roles(label: str, code: str, role: str) -> None:
 
 
 # -- pipeline control with an in-memory DICOMweb client ---------------------------------------
-
-class MemoryDicomweb:
-    """The three dicomweb-client calls the pipeline makes, over a list of datasets."""
-
-    def __init__(self, datasets: list[Dataset]) -> None:
-        self.datasets = datasets
-        self.stored: list[Dataset] = []
-
-    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
-        series: dict[str, dict[str, Any]] = {}
-        for ds in self.datasets:
-            if ds.StudyInstanceUID != study_instance_uid:
-                continue
-            entry = series.setdefault(ds.SeriesInstanceUID, {
-                "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},
-                "00080060": {"vr": "CS", "Value": [ds.Modality]},
-                "00201209": {"vr": "IS", "Value": [0]}})
-            entry["00201209"]["Value"][0] += 1
-        return list(series.values())
-
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
-
-    def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:
-        self.stored.extend(datasets)
-
 
 @pytest.fixture
 def memory_pacs(liver_study) -> MemoryDicomweb:  # type: ignore[no-untyped-def]
