@@ -16,7 +16,7 @@ from flask import Blueprint, Response, request
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_fhir_body
 from services.eligibility.cds_cards import eligibility_cards
-from services.eligibility.fhir_mapping import input_digest
+from services.eligibility.fhir_in import input_digest
 from services.eligibility.operation import evaluate_bundle, evaluate_eligibility
 
 __all__ = ["blueprint"]
