@@ -64,11 +64,6 @@ class VoiDose:
     activity_fraction: float
     metrics: dict[str, float]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "source": self.source, "voxelCount": self.voxel_count,
-                "volumeMl": self.volume_ml, "massG": self.mass_g, "activityFraction": self.activity_fraction,
-                "metrics": dict(self.metrics)}
-
 
 @dataclass
 class VoxelDosimetryResult:
@@ -92,20 +87,6 @@ class VoxelDosimetryResult:
     automatic_voi: bool
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """Everything but the dose array, as JSON-able values."""
-        return {
-            "studyInstanceUid": self.study_uid, "method": self.method,
-            "administeredActivityGBq": self.administered_activity_gbq,
-            "doseConstant": self.dose_constant_gy_kg_per_gbq, "modality": self.modality, "nuclide": self.nuclide,
-            "simulation": self.simulation, "voxelSizeMm": list(self.voxel_size_mm),
-            "referenceTime": self.reference_time.isoformat() if self.reference_time else None,
-            "vois": [v.to_json() for v in self.vois],
-            "rtDoseSopInstanceUid": self.rtdose_sop_instance_uid, "rtDoseSeriesUid": self.rtdose_series_uid,
-            "lungShuntFraction": self.lung_shunt_fraction, "automaticVoi": self.automatic_voi,
-            "warnings": list(self.warnings), "timingsS": dict(self.timings_s),
-        }
 
 
 def non_negative_counts(values: np.ndarray) -> tuple[np.ndarray, str | None]:

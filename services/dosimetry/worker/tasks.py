@@ -34,9 +34,12 @@ JobFunction = Callable[[dict[str, Any], JobReporter, Settings], JobOutput]
 
 
 def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> JobOutput:
-    from services.dosimetry.worker.voxel_job import run_voxel_job
+    from services.dosimetry.imaging.dicomweb import make_client
+    from services.dosimetry.operation import voxel_dosimetry
 
-    return run_voxel_job(params, reporter, settings)
+    client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
+    done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress)
+    return done.resources, done.outputs, done.timings_s
 
 
 #: Job kinds a worker can run, by the ``kind`` of the job record.

@@ -104,16 +104,12 @@ def _written_by_every_operation() -> list[dict[str, Any]]:
 
 
 def _voxel_results() -> list[dict[str, Any]]:
-    from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-    from services.dosimetry.worker.voxel_job import result_resources
+    from services.dosimetry.operation import voxel_dosimetry
 
     study = build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=3)
-    result = run_voxel_dosimetry(MemoryDicomweb(study.datasets()), study.study_uid, 1.5, "ldm",
-                                 study.seg_series_uid)
     params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
               "segmentationSeriesUid": study.seg_series_uid, "patient": "Patient/p1"}
-    resources, _ = result_resources(result.to_json(), params, "job-1")
-    return resources
+    return voxel_dosimetry(params, "job-1", MemoryDicomweb(study.datasets())).resources
 
 
 def test_every_written_project_code_is_served_by_the_gateway(served_codes: dict[str, set[str]]) -> None:
