@@ -165,7 +165,7 @@ def kernel_dose_gy(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activi
                    workers: int = -1) -> FloatArray:
     """Kernel-convolution dose map (Gy): D = (A·τ·c/Σc) ⊛ S · ρ_kernel/ρ.
 
-    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernels.load_kernel`) whose
+    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernel_tables.load_kernel`) whose
     voxel size must match ``voxel_size_mm`` within 1 %, or a plain array of S-values in
     mGy/(MBq·s) for soft tissue (1.04 g/mL) on the image grid. ``density_g_per_ml`` scales the
     dose by ρ_kernel/ρ (scalar or array). Other arguments as :func:`ldm_dose_gy`.

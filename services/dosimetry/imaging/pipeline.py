@@ -122,7 +122,7 @@ def _engine_dose(method: str, counts: np.ndarray, voxel_size_mm: tuple[float, fl
         if method == "ldm":
             return np.asarray(voxel.ldm_dose_gy(counts, voxel_size_mm, activity_gbq, density_g_per_ml=density,
                                                 dose_constant_gy_kg_per_gbq=dose_constant))
-        from services.dosimetry.kernels import load_kernel
+        from services.dosimetry.kernel_tables import load_kernel
 
         kernel = load_kernel(voxel_size_mm, tissue="soft")
         return np.asarray(voxel.kernel_dose_gy(counts, voxel_size_mm, activity_gbq, kernel,

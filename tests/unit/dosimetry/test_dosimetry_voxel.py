@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from services.dosimetry.domain.constants import MEV_TO_J, mean_life_s
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.voxel import convolve_same, kernel_dose_gy, ldm_dose_gy
-from services.dosimetry.kernels import load_kernel
+from services.dosimetry.kernel_tables import load_kernel
 
 VOXEL_MM = (4.42, 4.42, 4.42)
 VOXEL_ML = 4.42**3 / 1000

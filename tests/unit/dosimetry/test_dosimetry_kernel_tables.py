@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.kernel import interpolate_kernel
-from services.dosimetry.kernels import (
+from services.dosimetry.kernel_tables import (
     BUNDLED_KERNEL_DIR,
     KernelUnavailableError,
     available_sizes_mm,
