@@ -26,7 +26,7 @@ from netliver.fhir.outcome import FhirError
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
+__all__ = ["ACCEPTED_PARAMETERS", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
@@ -45,6 +45,12 @@ _DECIMALS: dict[str, str] = {
 _CODES = {"method": "method", "device": "device", "protocol": "protocol", "bsaFormula": "bsa_formula"}
 _DATETIMES = {"calibrationTime": "calibration_time", "treatmentTime": "treatment_time"}
 _BOOLEANS = {"compromisedLiver": "compromised_liver", "priorPrrt": "prior_prrt"}
+#: Every parameter name ``$sirt-activity`` reads, with the FHIR value types it accepts.
+ACCEPTED_PARAMETERS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(_DECIMALS, ("Decimal", "Integer")), **dict.fromkeys(_CODES, ("Code", "String")),
+    **dict.fromkeys(_DATETIMES, ("DateTime", "Instant")), **dict.fromkeys(_BOOLEANS, ("Boolean",)),
+    "patient": ("Reference",), "lesion": (),
+}
 
 @dataclass(frozen=True)
 class SirtRequest:

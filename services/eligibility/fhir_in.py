@@ -58,7 +58,7 @@ from services.eligibility.fhir_codes import (
 )
 from services.eligibility.ruleset import input_catalogue, medication_classes
 
-__all__ = ["ParsedInput", "bundle_to_facts", "input_digest"]
+__all__ = ["ParsedInput", "bundle_to_facts", "evaluation_date", "input_digest"]
 
 
 @dataclass
@@ -495,3 +495,14 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
     return ParsedInput(facts, patient_ref, list(dict.fromkeys([patient_ref, *reader.refs])))
 
 
+def evaluation_date(args: Mapping[str, Any]) -> date | None:
+    """The operation's ``date`` parameter (YYYY-MM-DD), or None when not given; 400 naming it."""
+    raw = args.get("date")
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise FhirError(400, "invalid", f"date must be YYYY-MM-DD, got {raw!r}", "date") from None

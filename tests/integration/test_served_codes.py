@@ -28,7 +28,7 @@ from tests.fixtures.eligibility_patients import (
 from tests.fixtures.response_cases import synthetic_follow_up_bundle
 from tests.support.memory_dicomweb import MemoryDicomweb
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # starts a gateway process
 
 PROJECT_SYSTEMS = f"{CANONICAL_BASE}/CodeSystem/"
 ROOT = Path(__file__).resolve().parents[3]
