@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from celery import Task, shared_task
 
 from netliver.settings import Settings
@@ -50,10 +51,10 @@ class JobError(Exception):
     """A job that cannot succeed (bad study, missing tags...): the Task fails with this reason."""
 
 
-def execute_job(job_id: str, settings: Settings, worker: str) -> str:
+def execute_job(job_id: str, settings: Settings, worker: str, session: requests.Session | None = None) -> str:
     """Run one job to its end. Returns what happened: completed, failed, cancelled, lost, held,
-    done (already finished) or unknown."""
-    reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker)
+    done (already finished) or unknown. ``session`` carries the job calls to the gateway."""
+    reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker, session)
     claim = reporter.claim()
     if not claim.get("granted"):
         reason = str(claim.get("reason", ""))
