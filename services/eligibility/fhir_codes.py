@@ -52,7 +52,7 @@ TUMOR_SIZE_LOINC = "21889-1"
 LONGEST_DIAMETER_LOINC = "33728-7"
 RULESET_CANONICAL = f"{CANONICAL_BASE}/eligibility-rules"
 
-#: SNOMED CT codes accepted for the project's condition codes (DOMAIN.md section 1).
+#: SNOMED CT codes accepted for the project's condition codes (SNOMED CT concepts of the conditions in the condition-code CodeSystem).
 CONDITION_SNOMED = {
     "389026000": "ascites",
     "17920008": "portal-vein-thrombosis",

@@ -77,7 +77,7 @@ MARKERS: dict[tuple[str, str], str] = {
 }
 
 #: CTCAE laboratory inputs: (system, code) → (analyte, unit the grading uses). LOINC codes of
-#: DOMAIN.md §1 plus ALT 1742-6, AST 1920-8, ALP 6768-6.
+#: the eligibility inputs (docs/eligibility.md) plus ALT 1742-6, AST 1920-8, ALP 6768-6.
 LABS: dict[tuple[str, str], tuple[str, str]] = {
     (LOINC, "1975-2"): ("bilirubin", "mg/dL"), (LOINC, "14631-6"): ("bilirubin", "mg/dL"),
     (LOINC, "1742-6"): ("alt", "U/L"), (LOINC, "1920-8"): ("ast", "U/L"),
@@ -86,7 +86,7 @@ LABS: dict[tuple[str, str], tuple[str, str]] = {
     (LOINC, "718-7"): ("hemoglobin", "g/dL"), (LOINC, "6690-2"): ("wbc", "10*9/L"),
 }
 
-#: `003_…` Table 1 "Previous treatment" boxes by therapy code.
+#: Rozenblum et al. (Eur J Radiol) Table 1 "Previous treatment" boxes by therapy code.
 CRF_TREATMENT = {
     "surgical-resection": "Surgery", "liver-transplant": "Surgery",
     "ablation-rfa": "Thermal ablation", "ablation-mwa": "Thermal ablation",
@@ -107,7 +107,7 @@ RESPONSE_DISPLAY = {
     "PMR": "Partial metabolic response", "SMD": "Stable metabolic disease",
     "PMD": "Progressive metabolic disease",
 }
-#: mCODE CancerDiseaseStatus (LOINC 97509-4) coarse status (DOMAIN.md §4).
+#: mCODE CancerDiseaseStatus (LOINC 97509-4) coarse status (HL7 mCODE STU, SNOMED CT 268910001 improved, 359746009 stable, 271299001 worsened, 709137006 undetermined).
 DISEASE_STATUS = {
     "improved": ("268910001", "Patient's condition improved"),
     "stable": ("359746009", "Patient's condition stable"),

@@ -118,7 +118,7 @@ def _visit_components(v: VisitResponse) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class CaseReportForm:
-    """Inputs of the `003_…` Table 1 form beyond the requested criterion."""
+    """Inputs of the Rozenblum et al. Table 1 form beyond the requested criterion."""
 
     evaluations: Mapping[str, Evaluation | str]  # criterion → evaluation or reason not assessable
 
@@ -242,7 +242,7 @@ def _grade_observation(g: CtcaeGrade, base: Any, new_id: Any) -> dict[str, Any]:
 def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, crf: CaseReportForm,
                  base: Any, new_id: Any, last: date, subject: dict[str, Any] | None,
                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`003_…` Table 1 as a DiagnosticReport with one Observation per target lesion and per criterion."""
+    """The Rozenblum et al. Table 1 case-report form as a DiagnosticReport with one Observation per target lesion and per criterion."""
     result = evaluation.result
     baseline = parsed.assessments[0]
     latest = parsed.assessments[-1]

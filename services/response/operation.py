@@ -21,7 +21,7 @@ from services.response.fhir_out import CaseReportForm, build_outputs
 
 __all__ = ["CRF_CRITERIA", "run_tumor_response"]
 
-#: Criteria shown on the `003_…` Table 1 case-report form (its four columns, then the
+#: Criteria shown on the case-report form of Rozenblum et al. (Eur J Radiol) Table 1 (its four columns, then the
 #: viable-tumour criteria used after liver-directed therapy).
 CRF_CRITERIA = ("recist-1.1", "choi", "irecist", "percist", "mrecist", "easl")
 

@@ -3,7 +3,7 @@
 - Mosteller RD, "Simplified calculation of body-surface area", N Engl J Med 317:1098 (1987):
   BSA = √(H·W/3600), H in cm, W in kg.
 - DuBois D, DuBois EF, Arch Intern Med 17:863 (1916): BSA = 0.007184·W^0.425·H^0.725.
-- BSA method (SIR-Spheres instructions for use; EANM 2022 §"Activity prescription"; DOMAIN.md §3):
+- BSA method (SIR-Spheres instructions for use; EANM 2022 §"Activity prescription"):
   A[GBq] = BSA − 0.2 + TI, TI = V_tumour / (V_tumour + V_normal liver); for a lobar or segmental
   treatment A is multiplied by V_target / V_liver (the perfused fraction).
 """

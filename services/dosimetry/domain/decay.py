@@ -1,4 +1,4 @@
-"""Radioactive decay between calibration and treatment: A(t) = A0·2^(−t/T½) (DOMAIN.md §3).
+"""Radioactive decay between calibration and treatment: A(t) = A0·2^(−t/T½).
 
 t = treatment − calibration is signed: resin vials are routinely implanted before their
 calibration time (calibrated for the evening of the treatment day), when the vial holds more than

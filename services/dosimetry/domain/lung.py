@@ -1,11 +1,11 @@
 """Lung shunt bands and lung absorbed dose.
 
-- Lung-shunt bands of the resin BSA method (SIR-Spheres instructions for use; DOMAIN.md §3):
+- Lung-shunt bands of the resin BSA method (SIR-Spheres instructions for use):
   LSF < 10 %: no reduction; 10 % ≤ LSF < 15 %: reduce by 20 %; 15 % ≤ LSF ≤ 20 %: reduce by 40 %;
   LSF > 20 %: contraindicated. Band edges, stated here because the label gives ranges only:
   exactly 10 % and exactly 15 % belong to the higher band; exactly 20 % is still treatable with
   −40 %; anything above 20 % is contraindicated.
-- Lung dose (EANM 2022; DOMAIN.md §3): D_lung = C·A·LSF / M_lung, M_lung = 1 kg by default.
+- Lung dose (EANM 2022): D_lung = C·A·LSF / M_lung, M_lung = 1 kg by default.
   Limits: 30 Gy per treatment, 50 Gy cumulative over all treatments.
 """
 
@@ -25,9 +25,9 @@ __all__ = [
     "lung_shunt_band",
 ]
 
-#: Lung shunt fraction above which SIRT is contraindicated (seed ``001_…`` Table 1: "> 20 %").
+#: Lung shunt fraction above which SIRT is contraindicated (Cazzato et al., Cancers 13:6368 (2021), Table 1: "> 20 %").
 LSF_CONTRAINDICATION = 0.20
-#: Lung dose limit per treatment, Gy (EANM 2022; seed ``001_…`` "30-50 Gy").
+#: Lung dose limit per treatment, Gy (EANM 2022; Cazzato 2021 "30-50 Gy").
 LUNG_LIMIT_PER_TREATMENT_GY = 30.0
 #: Cumulative lung dose limit over all treatments, Gy (EANM 2022).
 CUMULATIVE_LUNG_LIMIT_GY = 50.0

@@ -1,7 +1,7 @@
 """Single-compartment MIRD model (glass microspheres; EANM 2022; TheraSphere instructions for use).
 
 D = C·A·(1 − LSF)·(1 − R) / M, with M = V·ρ (ρ = 1.03 g/mL by default), R the fraction of the
-activity left in the vial and tubing, LSF the lung shunt fraction (DOMAIN.md §3). Solving for A
+activity left in the vial and tubing, LSF the lung shunt fraction (MIRD single compartment; EANM 2022). Solving for A
 divides by (1 − LSF)·(1 − R).
 
 Worked example (TheraSphere-style): A = 3 GBq, M = 1.5 kg, LSF = 10 %, R = 0, C = 50 →

@@ -1,5 +1,5 @@
 """Partition (multi-compartment) model (Ho S. et al., Eur J Nucl Med 23:947, 1996; EANM 2022;
-DOMAIN.md §3).
+EANM 2022).
 
 T/N is the ratio of activity *concentrations* (tumour / normal liver) on Tc-99m MAA SPECT.
 

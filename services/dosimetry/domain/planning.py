@@ -4,7 +4,7 @@
 time, every dose the method can predict, the lung dose (per treatment and cumulative), the
 lung-shunt reduction, decay to calibration time, protocol warnings and the plan status:
 
-- ``contraindicated``: lung shunt above 20 % (seed ``001_…`` Table 1), predicted lung dose above
+- ``contraindicated``: lung shunt above 20 % (Cazzato et al., Cancers 13:6368 (2021), Table 1), predicted lung dose above
   the per-treatment limit, or cumulative lung dose above the cumulative limit (EANM 2022). The
   activity is still reported as computed, never silently capped.
 - ``caution``: any other warning of severity ``caution``.
@@ -263,7 +263,7 @@ def _normal_perfused_mass_kg(p: PlanInputs, liver_volume_ml: float, tumor_volume
 
 
 def _version_notes(p: PlanInputs, activity: float, lung_dose: float, hours: float | None) -> list[PlanWarning]:
-    """Where sources disagree (DOMAIN.md §3), the other named versions as ``version`` notes: the
+    """Where sources disagree, the other named versions as ``version`` notes: the
     other dose constants (activity ∝ 1/C for dose-targeted methods; doses ∝ C for BSA) and the
     other Y-90 half-life for the activity at calibration."""
     c = p.dose_constant
@@ -389,12 +389,12 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
 
     # -- safety rules ----------------------------------------------------------------------------
     if lsf > LSF_CONTRAINDICATION:
-        # DOMAIN.md §3 and seed 001 Table 1 give the 20 % rule for resin; the glass label limits the lung
+        # Cazzato 2021 Table 1 and the SIR-Spheres label give the 20 % rule for resin; the glass label limits the lung
         # dose only. The $sirt-activity contract applies the rule to every device: a glass plan says so.
         scope = ("" if device == "resin" else "; resin rule applied to glass microspheres too, whose label "
                  "limits the lung dose only")
         warnings.append(PlanWarning("lung-shunt-above-20", f"lung shunt {lsf:.1%} is above 20 %: SIRT is "
-                                    "contraindicated (seed 001 Table 1; SIR-Spheres instructions for use"
+                                    "contraindicated (Cazzato 2021 Table 1; SIR-Spheres instructions for use"
                                     f"{scope})", "contraindication"))
     tolerance = 1e-9
     if lung_dose > p.lung_limit_gy * (1 + tolerance):

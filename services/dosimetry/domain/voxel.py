@@ -1,6 +1,6 @@
 """Voxel dosimetry engine: absorbed-dose maps from an activity (counts) map. Pure numpy/scipy.
 
-Both methods use patient-relative calibration (EANM 2022; DOMAIN.md §3): the administered
+Both methods use patient-relative calibration (EANM 2022): the administered
 activity A is distributed over the voxels in proportion to their counts c_i, either inside
 ``calibration_mask`` (e.g. the liver plus lungs, or the body) or over the whole volume; voxels
 outside the mask carry no activity.

@@ -14,7 +14,7 @@ Steps (DICOM PS3.3; sections named below):
    Units: PT ``Units`` (0054,1001) must be BQML (Bq/mL); NM pixels are counts ("CNTS").
 3. Decay correction to a reference time (default: the administration,
    RadiopharmaceuticalStartDateTime (0018,1078)) with A(t_ref) = A(t)·2^((t − t_ref)/T½)
-   (DOMAIN.md §3), T½ from RadionuclideHalfLife (0018,1075) or the nuclide code:
+   (EANM 2022), T½ from RadionuclideHalfLife (0018,1075) or the nuclide code:
    - PT, DecayCorrection (0054,1102) ``START``: values are at the series start (SeriesDate/Time);
      ``ADMIN``: already at the administration; ``NONE``: at each slice's AcquisitionTime,
      averaged over ActualFrameDuration (0018,1242).
@@ -50,7 +50,7 @@ __all__ = [
     "radiopharmaceutical",
 ]
 
-#: Half-lives by SNOMED CT radionuclide code (DICOM CID 18): Y-90 64.1 h (DOMAIN.md §3),
+#: Half-lives by SNOMED CT radionuclide code (DICOM CID 18): Y-90 64.1 h (DDEP),
 #: Tc-99m 6.0067 h (DDEP), F-18 109.77 min (DDEP), Ga-68 67.71 min (DDEP).
 NUCLIDE_HALF_LIFE_S: dict[str, tuple[str, float]] = {
     "14691008": ("Y-90", Y90_HALF_LIFE_H * 3600.0),

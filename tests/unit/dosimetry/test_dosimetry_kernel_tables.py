@@ -61,7 +61,7 @@ def test_mirroring_is_symmetric() -> None:
 @pytest.mark.parametrize("tissue", ["soft", "bone"])
 @pytest.mark.parametrize("size_mm", TABULATED_MM)
 def test_kernel_sum_times_voxel_mass_is_mean_beta_energy(size_mm: float, tissue: str) -> None:
-    # DOMAIN.md §3: Σ S × voxel mass ≈ 0.935 MeV per decay (Y-90 mean beta energy 0.93 MeV)
+    # Lanconelli 2012 tables: Σ S × voxel mass ≈ 0.935 MeV per decay (Y-90 mean beta energy 0.93 MeV)
     assert load_kernel(size_mm, tissue).energy_per_decay_mev() == pytest.approx(0.935, abs=0.005)
 
 

@@ -1,4 +1,4 @@
-"""Activity planning against published formulas and hand-worked examples (DOMAIN.md §3).
+"""Activity planning against published formulas and hand-worked examples (EANM 2022; Ho 1996; SIR-Spheres instructions for use).
 
 Expected numbers are worked by hand in the comments, not copied from the implementation.
 """
@@ -507,8 +507,8 @@ def test_tumor_involvement_that_contradicts_the_volumes_warns(ti: float, warns: 
 
 @pytest.mark.parametrize("device", ["resin", "glass"])
 def test_lung_shunt_above_20_percent_names_the_source_per_device(device: str) -> None:
-    # seed 001 Table 1 / SIR-Spheres label: LSF > 20 % contraindicated (resin); the glass label limits
-    # the lung dose only, and DOMAIN.md §3 lists the 20 % rule for resin: a glass plan says so
+    # Cazzato 2021 Table 1 / SIR-Spheres label: LSF > 20 % contraindicated (resin); the glass label limits
+    # the lung dose only, and the 20 % rule is the resin label's: a glass plan says so
     plan = plan_sirt(PlanInputs(method="mird", device=device, target_dose_gy=120, liver_volume_ml=1500,
                                 lung_shunt_fraction=0.21, lung_mass_kg=5.0))
     assert plan.status == "contraindicated"
