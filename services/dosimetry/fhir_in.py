@@ -26,7 +26,7 @@ from netliver.fhir.outcome import FhirError
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["ACCEPTED_PARAMETERS", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
+__all__ = ["ACCEPTED_PARAMETERS", "PARAMETER_OF_FIELD", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
@@ -63,12 +63,20 @@ class SirtRequest:
     treatment_time_text: str | None = None
 
 
+#: Domain field → the contract's parameter name (the inverse of the readers above).
+PARAMETER_OF_FIELD: dict[str, str] = {
+    **{field_name: name for table in (_DECIMALS, _CODES, _DATETIMES, _BOOLEANS) for name, field_name in table.items()},
+    "extra_lesions.volume_ml": "lesion.volumeMl", "extra_lesions.tumor_to_normal_ratio": "lesion.tumorToNormalRatio",
+}
+
+
 def input_error(err: DosimetryInputError, request: SirtRequest | None) -> FhirError:
     """422 naming the parameter: its indexed path when given, and its name."""
-    location = request.locations.get(err.parameter) if request else None
-    expression = [location, err.parameter] if location else [err.parameter]
+    parameter = PARAMETER_OF_FIELD.get(err.field, err.field)
+    location = request.locations.get(parameter) if request else None
+    expression = [location, parameter] if location else [parameter]
     code = "value" if location else "required"
-    return FhirError(422, code, f"{err.parameter}: {err.message}", expression)
+    return FhirError(422, code, f"{parameter}: {err.message}", expression)
 
 
 def _value(param: Mapping[str, Any], index: int, name: str, kinds: Sequence[str]) -> tuple[Any, str]:

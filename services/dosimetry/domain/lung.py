@@ -11,10 +11,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.checks import require_fraction, require_positive
 
 __all__ = [
     "CUMULATIVE_LUNG_LIMIT_GY",
@@ -46,8 +45,7 @@ class LungShuntBand:
 def lung_shunt_band(lung_shunt_fraction: float) -> LungShuntBand:
     """The band of the resin BSA method for ``lung_shunt_fraction`` (0-1); edges in the module doc."""
     lsf = lung_shunt_fraction
-    if not math.isfinite(lsf) or lsf < 0 or lsf > 1:
-        raise DosimetryInputError("lungShuntFraction", f"must be a fraction 0-1, got {lsf}")
+    require_fraction("lung_shunt_fraction", lsf)
     if lsf < 0.10:
         return LungShuntBand("lsf-below-10", 0.0, False)
     if lsf < 0.15:
@@ -60,6 +58,5 @@ def lung_shunt_band(lung_shunt_fraction: float) -> LungShuntBand:
 def lung_dose_gy(activity_gbq: float, lung_shunt_fraction: float, dose_constant_gy_kg_per_gbq: float,
                  lung_mass_kg: float = 1.0) -> float:
     """D_lung = C·A·LSF / M_lung (Gy)."""
-    if lung_mass_kg <= 0 or not math.isfinite(lung_mass_kg):
-        raise DosimetryInputError("lungMassKg", f"must be positive, got {lung_mass_kg}")
+    require_positive("lung_mass_kg", lung_mass_kg)
     return dose_constant_gy_kg_per_gbq * activity_gbq * lung_shunt_fraction / lung_mass_kg

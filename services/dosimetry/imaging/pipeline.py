@@ -128,7 +128,7 @@ def _engine_dose(method: str, counts: np.ndarray, voxel_size_mm: tuple[float, fl
         return np.asarray(voxel.kernel_dose_gy(counts, voxel_size_mm, activity_gbq, kernel,
                                                density_g_per_ml=density))
     except DosimetryInputError as exc:
-        raise ImagingError(f"the dose engine refused the input: {exc.message}", exc.parameter) from exc
+        raise ImagingError(f"the dose engine refused the input: {exc.message}", exc.field) from exc
     except ValueError as exc:  # e.g. no kernel for this voxel size
         raise ImagingError(f"the dose engine refused the input: {exc}", "method") from exc
 

@@ -113,14 +113,14 @@ def test_anisotropic_voxels_get_a_symmetric_energy_conserving_kernel() -> None:
 def test_voxel_size_without_kernel_is_refused(size: float | tuple[float, float, float]) -> None:
     with pytest.raises(KernelUnavailableError) as err:
         load_kernel(size)
-    assert err.value.parameter == "voxel_size_mm"
+    assert err.value.field == "voxel_size_mm"
     assert isinstance(err.value, DosimetryInputError)
 
 
 def test_unknown_tissue_is_refused() -> None:
     with pytest.raises(KernelUnavailableError) as err:
         load_kernel(4.42, "lung")
-    assert err.value.parameter == "tissue"
+    assert err.value.field == "tissue"
 
 
 def test_kernel_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
