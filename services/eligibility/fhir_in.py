@@ -456,34 +456,8 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
         elif rtype == "Procedure":
             reader.procedure(res, ref)
 
-    usable_dates = [d for d in lesions if (d - evaluated_on).days <= FUTURE_TOLERANCE_DAYS]
-    for later in sorted(set(lesions) - set(usable_dates)):
-        reader.notes.append(f"Lesion assessment of {later.isoformat()}, after the evaluation date "
-                            f"{evaluated_on.isoformat()}, was not used.")
-    if usable_dates:
-        latest = max(usable_dates)  # the latest assessment the evaluation date can see
-        assessment = lesions[latest]
-        refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
-        distinct = {f for f, _, _ in assessment}
-        for ref in refs:
-            reader.readings.append(Reading("lesion_count", Decimal(len(distinct)), "{lesions}", latest, ref))
-        diameters = [(d, r) for _, r, d in assessment if d is not None]
-        if diameters:
-            largest, largest_ref = max(diameters, key=lambda x: x[0])
-            reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
-
-    raw_birth = patient.get("birthDate")
-    birth = _date_of(raw_birth)
-    if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
-        # partial date: the earliest possible birth date, i.e. the oldest possible age (every age
-        # limit of the rule set is an upper limit, so this errs on the side of caution)
-        birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
-        reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "
-                            f"the age is taken as the oldest possible (born {birth.isoformat()}).")
-    if raw_birth and birth is None:
-        raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
-    if birth is not None and birth > evaluated_on:
-        raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")
+    _lesion_readings(reader, lesions, evaluated_on)
+    birth = _birth_date(reader, patient, p_index, evaluated_on)
     facts = PatientFacts.from_readings(
         patient_id, evaluated_on, reader.readings,
         birth_date=birth, birth_source=patient_ref,
@@ -493,6 +467,43 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
         notes=reader.notes,
     )
     return ParsedInput(facts, patient_ref, list(dict.fromkeys([patient_ref, *reader.refs])))
+
+
+def _lesion_readings(reader: _Reader, lesions: Mapping[date, list[tuple[str, str, Decimal | None]]],
+                     evaluated_on: date) -> None:
+    """Lesion count and largest diameter from the latest lesion assessment the date can see."""
+    usable_dates = [d for d in lesions if (d - evaluated_on).days <= FUTURE_TOLERANCE_DAYS]
+    for later in sorted(set(lesions) - set(usable_dates)):
+        reader.notes.append(f"Lesion assessment of {later.isoformat()}, after the evaluation date "
+                            f"{evaluated_on.isoformat()}, was not used.")
+    if not usable_dates:
+        return
+    latest = max(usable_dates)
+    assessment = lesions[latest]
+    refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
+    distinct = {f for f, _, _ in assessment}
+    for ref in refs:
+        reader.readings.append(Reading("lesion_count", Decimal(len(distinct)), "{lesions}", latest, ref))
+    diameters = [(d, r) for _, r, d in assessment if d is not None]
+    if diameters:
+        largest, largest_ref = max(diameters, key=lambda x: x[0])
+        reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
+
+
+def _birth_date(reader: _Reader, patient: Mapping[str, Any], p_index: int, evaluated_on: date) -> date | None:
+    """The Patient's birthDate; a partial date is taken as its earliest day (the oldest possible
+    age: every age limit of the rule set is an upper limit, so this errs on the side of caution)."""
+    raw_birth = patient.get("birthDate")
+    birth = _date_of(raw_birth)
+    if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
+        birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
+        reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "
+                            f"the age is taken as the oldest possible (born {birth.isoformat()}).")
+    if raw_birth and birth is None:
+        raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
+    if birth is not None and birth > evaluated_on:
+        raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")
+    return birth
 
 
 def evaluation_date(args: Mapping[str, Any]) -> date | None:
