@@ -279,79 +279,88 @@ def _version_notes(p: PlanInputs, activity: float, lung_dose: float, hours: floa
     return notes
 
 
-def plan_sirt(p: PlanInputs) -> SirtPlan:
-    """Plan one SIRT treatment (see the module doc for status rules and formulas' sources)."""
-    device, protocol = _validate(p)
-    lsf = _require(p.lung_shunt_fraction, "lung_shunt_fraction", p.method)
-    c = p.dose_constant
-    keep = 1.0 - p.vial_residual_fraction
-    warnings: list[PlanWarning] = []
-    bsa: float | None = None
-    ti: float | None = None
+@dataclass(frozen=True)
+class _Activity:
+    """The prescribed activity of one method and what determined it."""
+
+    activity_gbq: float
+    limiting: str
+    bsa_m2: float | None = None
+    tumor_involvement: float | None = None
+    lsf_reduction: float = 0.0
+    candidates_gbq: dict[str, float] = field(default_factory=dict)
+
+
+def _bsa_activity(p: PlanInputs, lsf: float, warnings: list[PlanWarning]) -> _Activity:
+    """Resin BSA method: A = BSA − 0.2 + TI, times the perfused share, reduced by the shunt band."""
     lsf_reduction = 0.0
-    candidates: dict[str, float] = {}
-    lung_available = min(p.lung_limit_gy, p.cumulative_lung_limit_gy - p.prior_lung_dose_gy)
-
-    if p.method == "bsa":
-        if p.bsa_m2 is not None:
-            bsa = p.bsa_m2
-        else:
-            height = _require(p.height_cm, "height_cm", "bsa (or give bsaM2)")
-            weight = _require(p.weight_kg, "weight_kg", "bsa (or give bsaM2)")
-            bsa = dubois_bsa_m2(height, weight) if p.bsa_formula == "dubois" else mosteller_bsa_m2(height, weight)
-        if p.tumor_involvement is not None:
-            ti = p.tumor_involvement
-            if p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
-                from_volumes = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
-                if abs(ti - from_volumes) > TI_MISMATCH_TOLERANCE + 1e-9:
-                    warnings.append(PlanWarning(
-                        "tumor-involvement-mismatch", f"tumorInvolvement {ti:.1%} differs from tumorVolumeMl/"
-                        f"liverVolumeMl = {from_volumes:.1%} by more than {TI_MISMATCH_TOLERANCE:.0%}; "
-                        "tumorInvolvement was used: check both"))
-        elif p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
-            ti = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
-        else:
-            raise DosimetryInputError("tumor_involvement", "the BSA method needs tumorInvolvement "
-                                                          "(or tumorVolumeMl and liverVolumeMl)")
-        base = bsa_activity_gbq(bsa, ti, p.perfused_fraction)
-        band = lung_shunt_band(lsf)
-        if not band.contraindicated:
-            lsf_reduction = band.reduction
-        if lsf_reduction > 0:
-            warnings.append(PlanWarning(f"lsf-band/{band.label}",
-                                        f"lung shunt {lsf:.1%}: BSA activity reduced by {lsf_reduction:.0%} "
-                                        "(SIR-Spheres instructions for use)"))
-        activity = base * (1.0 - lsf_reduction)
-        limiting = "bsa"
-    elif p.method == "mird":
-        target = _require(p.target_dose_gy, "target_dose_gy", "mird")
-        liver = _require(p.liver_volume_ml, "liver_volume_ml", "mird")
-        perfused_mass = mass_kg(liver * p.perfused_fraction, p.tissue_density_g_per_ml)
-        activity = single_compartment_activity_gbq(target, perfused_mass, lsf, p.vial_residual_fraction, c)
-        limiting = "mird"
+    if p.bsa_m2 is not None:
+        bsa = p.bsa_m2
     else:
-        liver = _require(p.liver_volume_ml, "liver_volume_ml", "partition")
-        tumor = _require(p.tumor_volume_ml, "tumor_volume_ml", "partition")
-        tn = _require(p.tumor_to_normal_ratio, "tumor_to_normal_ratio", "partition")
-        if p.target_dose_gy is None and p.normal_liver_limit_gy is None:
-            raise DosimetryInputError("target_dose_gy", "the partition model needs targetDoseGy (tumour) "
-                                                      "or normalLiverLimitGy")
-        solution = solve_partition_activity(
-            lesions=_lesions(p, tumor, tn), normal_mass_kg=_normal_perfused_mass_kg(p, liver, tumor),
-            lung_shunt_fraction=lsf, dose_constant_gy_kg_per_gbq=c, lung_mass_kg=p.lung_mass_kg,
-            tumor_target_gy=p.target_dose_gy, normal_liver_limit_gy=p.normal_liver_limit_gy,
-            lung_limit_gy=lung_available if lung_available > 0 else None)
-        activity = solution.doses.activity_gbq / keep
-        limiting = solution.limiting_factor
-        candidates = {k: v / keep for k, v in solution.candidates_gbq.items()}
-        if p.target_dose_gy is not None and limiting != "tumor-target":
-            warnings.append(PlanWarning(
-                f"partition/{limiting}",
-                f"the tumour target {p.target_dose_gy:g} Gy needs {candidates['tumor-target']:.3f} GBq; "
-                f"the {limiting.replace('-', ' ')} allows {activity:.3f} GBq"))
+        height = _require(p.height_cm, "height_cm", "bsa (or give bsaM2)")
+        weight = _require(p.weight_kg, "weight_kg", "bsa (or give bsaM2)")
+        bsa = dubois_bsa_m2(height, weight) if p.bsa_formula == "dubois" else mosteller_bsa_m2(height, weight)
+    if p.tumor_involvement is not None:
+        ti = p.tumor_involvement
+        if p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
+            from_volumes = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
+            if abs(ti - from_volumes) > TI_MISMATCH_TOLERANCE + 1e-9:
+                warnings.append(PlanWarning(
+                    "tumor-involvement-mismatch", f"tumorInvolvement {ti:.1%} differs from tumorVolumeMl/"
+                    f"liverVolumeMl = {from_volumes:.1%} by more than {TI_MISMATCH_TOLERANCE:.0%}; "
+                    "tumorInvolvement was used: check both"))
+    elif p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
+        ti = tumor_involvement(p.tumor_volume_ml, p.liver_volume_ml)
+    else:
+        raise DosimetryInputError("tumor_involvement", "the BSA method needs tumorInvolvement "
+                                                      "(or tumorVolumeMl and liverVolumeMl)")
+    base = bsa_activity_gbq(bsa, ti, p.perfused_fraction)
+    band = lung_shunt_band(lsf)
+    if not band.contraindicated:
+        lsf_reduction = band.reduction
+    if lsf_reduction > 0:
+        warnings.append(PlanWarning(f"lsf-band/{band.label}",
+                                    f"lung shunt {lsf:.1%}: BSA activity reduced by {lsf_reduction:.0%} "
+                                    "(SIR-Spheres instructions for use)"))
+    return _Activity(base * (1.0 - lsf_reduction), "bsa", bsa, ti, lsf_reduction)
 
-    delivered = activity * keep
-    # -- predicted doses -------------------------------------------------------------------------
+
+def _partition_activity(p: PlanInputs, lsf: float, keep: float, warnings: list[PlanWarning]) -> _Activity:
+    """Partition model: the activity meeting the tumour target within the normal-liver and lung limits."""
+    liver = _require(p.liver_volume_ml, "liver_volume_ml", "partition")
+    tumor = _require(p.tumor_volume_ml, "tumor_volume_ml", "partition")
+    tn = _require(p.tumor_to_normal_ratio, "tumor_to_normal_ratio", "partition")
+    if p.target_dose_gy is None and p.normal_liver_limit_gy is None:
+        raise DosimetryInputError("target_dose_gy", "the partition model needs targetDoseGy (tumour) "
+                                                  "or normalLiverLimitGy")
+    lung_available = min(p.lung_limit_gy, p.cumulative_lung_limit_gy - p.prior_lung_dose_gy)
+    solution = solve_partition_activity(
+        lesions=_lesions(p, tumor, tn), normal_mass_kg=_normal_perfused_mass_kg(p, liver, tumor),
+        lung_shunt_fraction=lsf, dose_constant_gy_kg_per_gbq=p.dose_constant, lung_mass_kg=p.lung_mass_kg,
+        tumor_target_gy=p.target_dose_gy, normal_liver_limit_gy=p.normal_liver_limit_gy,
+        lung_limit_gy=lung_available if lung_available > 0 else None)
+    activity = solution.doses.activity_gbq / keep
+    limiting = solution.limiting_factor
+    candidates = {k: v / keep for k, v in solution.candidates_gbq.items()}
+    if p.target_dose_gy is not None and limiting != "tumor-target":
+        warnings.append(PlanWarning(
+            f"partition/{limiting}",
+            f"the tumour target {p.target_dose_gy:g} Gy needs {candidates['tumor-target']:.3f} GBq; "
+            f"the {limiting.replace('-', ' ')} allows {activity:.3f} GBq"))
+    return _Activity(activity, limiting, candidates_gbq=candidates)
+
+
+@dataclass(frozen=True)
+class _Doses:
+    perfused_gy: float | None
+    tumor_gy: float | None
+    normal_gy: float | None
+    lesions_gy: tuple[float, ...]
+
+
+def _predicted_doses(p: PlanInputs, delivered: float, lsf: float, warnings: list[PlanWarning]) -> _Doses:
+    """Perfused-liver dose (MIRD) and, when the compartments are known, tumour and normal-liver doses."""
+    c = p.dose_constant
     perfused_dose: float | None = None
     tumor_dose: float | None = None
     normal_dose: float | None = None
@@ -374,15 +383,13 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
         else:
             normal_dose, lesion_doses = doses.normal_liver_gy, doses.tumor_gy
             tumor_dose = lesion_doses[0]
-    lung_dose = c * delivered * lsf / p.lung_mass_kg
-    cumulative = p.prior_lung_dose_gy + lung_dose
-    _finite(activity, _ACTIVITY_DRIVER[limiting], "the activity")
-    for dose in lesion_doses:
-        _finite(dose, "tumor_to_normal_ratio", "the tumour dose")
-    _finite(lung_dose, _ACTIVITY_DRIVER[limiting], "the lung dose")
-    _finite(cumulative, "prior_lung_dose_gy", "the cumulative lung dose")
+    return _Doses(perfused_dose, tumor_dose, normal_dose, lesion_doses)
 
-    # -- safety rules ----------------------------------------------------------------------------
+
+def _safety_warnings(p: PlanInputs, device: str, protocol: ProtocolTargets, lsf: float, lung_dose: float,
+                     cumulative: float, doses: _Doses) -> list[PlanWarning]:
+    """Contraindications (shunt, lung dose), protocol targets missed, and the patient's risk flags."""
+    warnings: list[PlanWarning] = []
     if lsf > LSF_CONTRAINDICATION:
         # Cazzato 2021 Table 1 and the SIR-Spheres label give the 20 % rule for resin; the glass label limits the lung
         # dose only. The $sirt-activity contract applies the rule to every device: a glass plan says so.
@@ -400,9 +407,9 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
         warnings.append(PlanWarning("lung-dose-cumulative", f"cumulative lung dose {cumulative:.1f} Gy "
                                     f"(prior {p.prior_lung_dose_gy:g} Gy) exceeds {p.cumulative_lung_limit_gy:g} Gy "
                                     "(EANM 2022)", "contraindication"))
-    warnings.extend(protocol_warnings(protocol, tumor_gy=min(lesion_doses) if lesion_doses else None,
-                                      normal_liver_gy=normal_dose,
-                                      perfused_liver_gy=perfused_dose if protocol.perfused_min_gy else None,
+    warnings.extend(protocol_warnings(protocol, tumor_gy=min(doses.lesions_gy) if doses.lesions_gy else None,
+                                      normal_liver_gy=doses.normal_gy,
+                                      perfused_liver_gy=doses.perfused_gy if protocol.perfused_min_gy else None,
                                       compromised_liver=p.compromised_liver))
     if p.prior_prrt:
         warnings.append(PlanWarning("prior-prrt", "prior PRRT: higher risk of radioembolisation-induced liver "
@@ -410,8 +417,11 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
     if p.compromised_liver and p.method != "partition":
         warnings.append(PlanWarning("compromised-liver", "pretreated or compromised liver: normal-liver limit "
                                     "< 30 Gy applies (EANM 2022)", "info"))
+    return warnings
 
-    # -- decay -----------------------------------------------------------------------------------
+
+def _decay(p: PlanInputs, activity: float, warnings: list[PlanWarning]) -> tuple[float | None, float | None]:
+    """The activity to order at the calibration time, and the hours from calibration to treatment."""
     at_calibration: float | None = None
     hours: float | None = None
     if p.calibration_time is not None and p.treatment_time is not None:
@@ -425,15 +435,48 @@ def plan_sirt(p: PlanInputs) -> SirtPlan:
     elif p.calibration_time is not None or p.treatment_time is not None:
         warnings.append(PlanWarning("decay-incomplete", "give both calibrationTime and treatmentTime for decay "
                                     "correction; the activity is at treatment time", "info"))
+    return at_calibration, hours
 
+
+def plan_sirt(p: PlanInputs) -> SirtPlan:
+    """Plan one SIRT treatment (see the module doc for status rules and formulas' sources)."""
+    device, protocol = _validate(p)
+    lsf = _require(p.lung_shunt_fraction, "lung_shunt_fraction", p.method)
+    c = p.dose_constant
+    keep = 1.0 - p.vial_residual_fraction
+    warnings: list[PlanWarning] = []
+    if p.method == "bsa":
+        chosen = _bsa_activity(p, lsf, warnings)
+    elif p.method == "mird":
+        target = _require(p.target_dose_gy, "target_dose_gy", "mird")
+        liver = _require(p.liver_volume_ml, "liver_volume_ml", "mird")
+        perfused_mass = mass_kg(liver * p.perfused_fraction, p.tissue_density_g_per_ml)
+        chosen = _Activity(single_compartment_activity_gbq(target, perfused_mass, lsf, p.vial_residual_fraction, c),
+                           "mird")
+    else:
+        chosen = _partition_activity(p, lsf, keep, warnings)
+    activity, limiting = chosen.activity_gbq, chosen.limiting
+
+    delivered = activity * keep
+    doses = _predicted_doses(p, delivered, lsf, warnings)
+    lung_dose = c * delivered * lsf / p.lung_mass_kg
+    cumulative = p.prior_lung_dose_gy + lung_dose
+    _finite(activity, _ACTIVITY_DRIVER[limiting], "the activity")
+    for dose in doses.lesions_gy:
+        _finite(dose, "tumor_to_normal_ratio", "the tumour dose")
+    _finite(lung_dose, _ACTIVITY_DRIVER[limiting], "the lung dose")
+    _finite(cumulative, "prior_lung_dose_gy", "the cumulative lung dose")
+
+    warnings.extend(_safety_warnings(p, device, protocol, lsf, lung_dose, cumulative, doses))
+    at_calibration, hours = _decay(p, activity, warnings)
     warnings.extend(_version_notes(p, activity, lung_dose, hours))
 
     severities = {w.severity for w in warnings}
     status = "contraindicated" if "contraindication" in severities else "caution" if "caution" in severities else "ok"
     return SirtPlan(
         method=p.method, device=device, activity_gbq=activity, activity_at_calibration_gbq=at_calibration,
-        tumor_dose_gy=tumor_dose, normal_liver_dose_gy=normal_dose, perfused_liver_dose_gy=perfused_dose,
-        lung_dose_gy=lung_dose, cumulative_lung_dose_gy=cumulative, lesion_doses_gy=lesion_doses,
-        dose_constant=c, limiting_factor=limiting, lsf_reduction=lsf_reduction, status=status,
-        warnings=tuple(warnings), protocol=protocol, bsa_m2=bsa, tumor_involvement=ti, elapsed_h=hours,
-        half_life_h=p.half_life_h, candidates_gbq=candidates)
+        tumor_dose_gy=doses.tumor_gy, normal_liver_dose_gy=doses.normal_gy, perfused_liver_dose_gy=doses.perfused_gy,
+        lung_dose_gy=lung_dose, cumulative_lung_dose_gy=cumulative, lesion_doses_gy=doses.lesions_gy,
+        dose_constant=c, limiting_factor=limiting, lsf_reduction=chosen.lsf_reduction, status=status,
+        warnings=tuple(warnings), protocol=protocol, bsa_m2=chosen.bsa_m2, tumor_involvement=chosen.tumor_involvement,
+        elapsed_h=hours, half_life_h=p.half_life_h, candidates_gbq=dict(chosen.candidates_gbq))
