@@ -16,7 +16,7 @@ Unusable input is a ``FhirError`` 422 naming the element; this module and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -241,9 +241,8 @@ def _resource_ref(res: Mapping[str, Any]) -> str | None:
     return f"{res['resourceType']}/{res['id']}" if res.get("id") else None
 
 
-def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> ParsedInput:
-    """Read the `$tumor-response` input Bundle; every unusable element is a 422 naming it."""
-    entries = bundle.get("entry") or []
+def _index_entries(entries: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, Mapping[str, Any]]]:
+    """fullUrl → resource key, and the BodyStructures (lesion sites) by key."""
     full_urls: dict[str, str] = {}
     sites: dict[str, Mapping[str, Any]] = {}
     for entry in entries:
@@ -255,6 +254,63 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
             sites[key] = res
         elif entry.get("fullUrl") and res.get("id"):
             full_urls[str(entry["fullUrl"])] = str(res["id"])
+    return full_urls, sites
+
+
+def _treatment(res: Mapping[str, Any], path: str, full_urls: Mapping[str, str]) -> LocalTreatment | None:
+    """A local treatment Procedure (coded from THERAPY_SYSTEM) with the lesions it targeted."""
+    therapy = _has(res.get("code"), THERAPY_SYSTEM)
+    if therapy is None:
+        return None
+    when = res.get("performedDateTime") or (res.get("performedPeriod") or {}).get("start")
+    if when is None:
+        raise _error("a treatment Procedure needs performedDateTime", f"{path}.performedDateTime")
+    targets = frozenset(
+        key for ext in res.get("extension") or [] if ext.get("url") == TARGET_BODY_STRUCTURE_URL
+        for key in [_ref_key(ext.get("valueReference"), full_urls)] if key)
+    return LocalTreatment(therapy, _date(when, f"{path}.performedDateTime"), targets, path)
+
+
+def _marker(res: Mapping[str, Any], path: str, marker: str, when_text: Any) -> MarkerValue:
+    q = res.get("valueQuantity")
+    if not isinstance(q, Mapping) or "value" not in q:
+        raise _error("a tumour marker needs valueQuantity", f"{path}.valueQuantity")
+    value = _decimal(q["value"], f"{path}.valueQuantity.value")
+    if value < 0:
+        raise _error("a tumour marker must not be negative", f"{path}.valueQuantity.value")
+    return MarkerValue(marker, _date(when_text, f"{path}.effectiveDateTime"), value,
+                       str(q.get("code") or q.get("unit") or ""), path)
+
+
+def _lab(res: Mapping[str, Any], path: str, lab: tuple[str, str], when_text: Any) -> LabValue:
+    """A laboratory value in the unit CTCAE grades it in, with its normal range."""
+    analyte, unit = lab
+    molar = BILIRUBIN_G_PER_MOL if analyte == "bilirubin" else None
+    value = _quantity_in(res.get("valueQuantity"), unit, f"{path}.valueQuantity", molar_mass=molar)
+    if value < 0:
+        raise _error("a laboratory value must not be negative", f"{path}.valueQuantity.value")
+    low = high = None
+    for rr in res.get("referenceRange") or []:
+        rpath = f"{path}.referenceRange[0]"
+        if "low" in rr:
+            low = _quantity_in(rr["low"], unit, f"{rpath}.low", molar_mass=molar)
+            # CTCAE grades decreases from the LLN: a limit of 0 grades nothing.
+            if ANALYTES[analyte][3] == "down" and low <= 0:
+                raise _error(f"the lower limit of normal must be positive ({low} {unit})",
+                             f"{rpath}.low.value")
+        if "high" in rr:
+            high = _quantity_in(rr["high"], unit, f"{rpath}.high", molar_mass=molar)
+            if high <= 0:  # CTCAE grades increases in multiples of the ULN
+                raise _error(f"the upper limit of normal must be positive ({high} {unit})",
+                             f"{rpath}.high.value")
+        break
+    return LabValue(analyte, _date(when_text, f"{path}.effectiveDateTime"), value, low, high, path)
+
+
+def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> ParsedInput:
+    """Read the `$tumor-response` input Bundle; every unusable element is a 422 naming it."""
+    entries = bundle.get("entry") or []
+    full_urls, sites = _index_entries(entries)
     by_date: dict[date, list[LesionMeasurement]] = {}
     lesion_refs: dict[date, list[str]] = {}
     pet: dict[date, dict[str, Decimal]] = {}
@@ -277,16 +333,9 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
         if ref and rtype != "BodyStructure":
             input_refs.append(ref)
         if rtype == "Procedure":
-            therapy = _has(res.get("code"), THERAPY_SYSTEM)
-            if therapy is None:
-                continue
-            when = res.get("performedDateTime") or (res.get("performedPeriod") or {}).get("start")
-            if when is None:
-                raise _error("a treatment Procedure needs performedDateTime", f"{path}.performedDateTime")
-            targets = frozenset(
-                key for ext in res.get("extension") or [] if ext.get("url") == TARGET_BODY_STRUCTURE_URL
-                for key in [_ref_key(ext.get("valueReference"), full_urls)] if key)
-            treatments.append(LocalTreatment(therapy, _date(when, f"{path}.performedDateTime"), targets, path))
+            treatment = _treatment(res, path, full_urls)
+            if treatment is not None:
+                treatments.append(treatment)
             continue
         if rtype != "Observation":
             continue
@@ -320,38 +369,11 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
             continue
         marker = next((MARKERS[c] for c in _codings(code) if c in MARKERS), None)
         if marker is not None:
-            q = res.get("valueQuantity")
-            if not isinstance(q, Mapping) or "value" not in q:
-                raise _error("a tumour marker needs valueQuantity", f"{path}.valueQuantity")
-            value = _decimal(q["value"], f"{path}.valueQuantity.value")
-            if value < 0:
-                raise _error("a tumour marker must not be negative", f"{path}.valueQuantity.value")
-            markers.append(MarkerValue(marker, _date(when_text, f"{path}.effectiveDateTime"), value,
-                                       str(q.get("code") or q.get("unit") or ""), path))
+            markers.append(_marker(res, path, marker, when_text))
             continue
         lab = next((LABS[c] for c in _codings(code) if c in LABS), None)
         if lab is not None:
-            analyte, unit = lab
-            molar = BILIRUBIN_G_PER_MOL if analyte == "bilirubin" else None
-            value = _quantity_in(res.get("valueQuantity"), unit, f"{path}.valueQuantity", molar_mass=molar)
-            if value < 0:
-                raise _error("a laboratory value must not be negative", f"{path}.valueQuantity.value")
-            low = high = None
-            for rr in res.get("referenceRange") or []:
-                rpath = f"{path}.referenceRange[0]"
-                if "low" in rr:
-                    low = _quantity_in(rr["low"], unit, f"{rpath}.low", molar_mass=molar)
-                    # CTCAE grades decreases from the LLN: a limit of 0 grades nothing.
-                    if ANALYTES[analyte][3] == "down" and low <= 0:
-                        raise _error(f"the lower limit of normal must be positive ({low} {unit})",
-                                     f"{rpath}.low.value")
-                if "high" in rr:
-                    high = _quantity_in(rr["high"], unit, f"{rpath}.high", molar_mass=molar)
-                    if high <= 0:  # CTCAE grades increases in multiples of the ULN
-                        raise _error(f"the upper limit of normal must be positive ({high} {unit})",
-                                     f"{rpath}.high.value")
-                break
-            labs.append(LabValue(analyte, _date(when_text, f"{path}.effectiveDateTime"), value, low, high, path))
+            labs.append(_lab(res, path, lab, when_text))
     if not by_date:
         raise _error("the Bundle holds no lesion Observation (LOINC 21889-1)", "Bundle.entry")
     if len(subjects) > 1:
