@@ -239,11 +239,8 @@ def _grade_observation(g: CtcaeGrade, base: Any, new_id: Any) -> dict[str, Any]:
     return obs
 
 
-def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, crf: CaseReportForm,
-                 base: Any, new_id: Any, last: date, subject: dict[str, Any] | None,
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The Rozenblum et al. Table 1 case-report form as a DiagnosticReport with one Observation per target lesion and per criterion."""
-    result = evaluation.result
+def _target_rows(parsed: ParsedInput, base: Any, new_id: Any) -> list[dict[str, Any]]:
+    """One Observation per baseline target lesion (up to 5): location, size, density, uptake now."""
     baseline = parsed.assessments[0]
     latest = parsed.assessments[-1]
     rows: list[dict[str, Any]] = []
@@ -267,6 +264,13 @@ def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, cr
                 obs["note"] = [{"text": "SUVmax not given: SULpeak shown"}]
         obs["component"] = comps
         rows.append(obs)
+    return rows
+
+
+def _criterion_rows(crf: CaseReportForm, base: Any, new_id: Any, last: date,
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """One Observation per criterion of the form (vs baseline, vs nadir, best response), and the
+    summary lines of the conclusion."""
     criterion_rows: list[dict[str, Any]] = []
     summary: list[str] = []
     for name, outcome in crf.evaluations.items():
@@ -294,6 +298,16 @@ def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, cr
                                                "not-applicable", "Not Applicable")
             obs["note"] = [{"text": "no follow-up assessment"}]
         criterion_rows.append(obs)
+    return criterion_rows, summary
+
+
+def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, crf: CaseReportForm,
+                 base: Any, new_id: Any, last: date, subject: dict[str, Any] | None,
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The Rozenblum et al. Table 1 case-report form as a DiagnosticReport with one Observation per target lesion and per criterion."""
+    result = evaluation.result
+    rows = _target_rows(parsed, base, new_id)
+    criterion_rows, summary = _criterion_rows(crf, base, new_id, last)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": new_id("case-report-form"),
