@@ -1,4 +1,4 @@
-"""A PACS in memory: the three DICOMweb client calls the voxel pipeline makes, over datasets."""
+"""An in-memory stand-in for the three dicomweb-client calls the imaging pipeline makes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ __all__ = ["MemoryDicomweb"]
 
 
 class MemoryDicomweb:
-    """The three dicomweb-client calls the pipeline makes, over a list of datasets."""
+    """QIDO series search, WADO series retrieval and STOW over a list of datasets."""
 
     def __init__(self, datasets: list[Dataset]) -> None:
         self.datasets = datasets
@@ -28,7 +28,7 @@ class MemoryDicomweb:
             entry["00201209"]["Value"][0] += 1
         return list(series.values())
 
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
+    def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
         return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
 
     def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:

@@ -143,6 +143,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
     message naming the input or DICOM attribute) and :class:`JobCancelledError`.
+
+    Longer than most functions on purpose: the six stages read in order, each opened by its
+    progress report (which is also the cancellation check), with the warnings they add.
     """
     from services.dosimetry.domain.dvh import dvh_metrics
 

@@ -176,7 +176,8 @@ def test_the_voxel_job_hands_its_results_to_the_gateway(monkeypatch: pytest.Monk
     assert stages == ["fetch", "decode", "resample", "dose", "dvh", "store", "done"]
     complete = gateway.calls[-1][1]
     types = [r["resourceType"] for r in complete["resources"]]
-    assert types == ["DiagnosticReport", "Observation", "Observation", "Observation", "Provenance"]
+    assert types[0] == "DiagnosticReport" and types[-1] == "Provenance"
+    assert set(types[1:-1]) == {"Observation"} and len(types) - 2 >= 3  # liver and both tumours at least
     written = {f"{r['resourceType']}/{r['id']}" for r in complete["resources"]}
     assert {o["reference"] for o in complete["outputs"]} == written - {
         f"Provenance/{complete['resources'][-1]['id']}"}
