@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.metadata import OPERATIONS, operation_definition
+from netliver.dosimetry_contract import VOXEL_PARAMETERS
 from netliver.fhir.outcome import FhirError
 from services.dosimetry.fhir_in import ACCEPTED_PARAMETERS, parse_sirt_request, voxel_job_request
 from services.eligibility.fhir_in import evaluation_date
@@ -68,6 +69,12 @@ def test_tumor_response_reads_exactly_the_published_query_parameters() -> None:
 
 def test_evaluate_eligibility_reads_exactly_the_published_query_parameters() -> None:
     assert _asked(evaluation_date, {}) == set(_inputs("evaluate-eligibility"))
+
+
+def test_voxel_dosimetry_parser_accepts_exactly_the_published_parameters() -> None:
+    assert set(VOXEL_PARAMETERS) == set(_inputs("voxel-dosimetry"))
+    required = {p["name"] for p in _inputs("voxel-dosimetry").values() if p["min"] == 1}
+    assert {name for name, (_, needed) in VOXEL_PARAMETERS.items() if needed} == required
 
 
 def test_voxel_worker_reads_the_published_job_parameters() -> None:
