@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS
-from netliver.settings import Settings
-from tests.fixtures.dicom_phantoms import build_study, two_compartment_liver
-from tests.fixtures.eligibility_patients import (
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import (
     EVALUATION_DATE,
     realistic_patient,
     seed_fig5_sirt_77f,
 )
-from tests.fixtures.response_cases import synthetic_follow_up_bundle
+from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS
+from netliver.settings import Settings
+from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 pytestmark = pytest.mark.integration  # starts a gateway process
