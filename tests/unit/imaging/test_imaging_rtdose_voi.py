@@ -202,9 +202,8 @@ def test_progress_is_monotonic_and_ends_at_one(memory_pacs: MemoryDicomweb, live
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert len(memory_pacs.stored) == 1
     assert memory_pacs.stored[0].SOPInstanceUID == result.rtdose_sop_instance_uid
-    summary = result.to_json()
-    assert {v["name"] for v in summary["vois"]} == {"liver", "tumour 1", "tumour 2", "normal liver"}
-    assert set(summary["vois"][0]["metrics"]) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
+    assert {v.name for v in result.vois} == {"liver", "tumour 1", "tumour 2", "normal liver"}
+    assert set(result.vois[0].metrics) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
 
 
 @pytest.mark.parametrize(("activity", "method", "expression"), [
