@@ -28,7 +28,7 @@ from netliver.web import fhir_response
 if TYPE_CHECKING:
     from gateway.deps import GatewayDeps
 
-__all__ = ["CONFORMANCE_TYPES", "OPERATIONS", "capability_statement", "conformance_resources",
+__all__ = ["CONFORMANCE_TYPES", "OPERATIONS", "RESOURCE_TYPES", "capability_statement", "conformance_resources",
            "create_metadata_blueprint", "operation_definition", "search_conformance"]
 
 def _param(name: str, use: str, min_: int, max_: str, type_: str, doc: str = "") -> dict[str, Any]:
@@ -211,11 +211,16 @@ def _conformance_entry(rtype: str) -> dict[str, Any]:
             "searchParam": [{"name": name, "type": ptype} for name, (ptype, _) in CONFORMANCE_PARAMS.items()]}
 
 
-def capability_statement(base_url: str, auth_mode: str, resource_types: Sequence[str] = SERVED_TYPES) -> dict[str, Any]:
+#: Resource types served by the REST API with their own parameters (``rest.resource``).
+RESOURCE_TYPES = SERVED_TYPES
+
+
+def capability_statement(base_url: str, auth_mode: str, resource_types: Sequence[str] = SERVED_TYPES, *,
+                         cors: bool = False) -> dict[str, Any]:
     """The CapabilityStatement, derived from the registry (:mod:`gateway.store.registry`)."""
     resources = [_resource_entry(rtype) for rtype in resource_types]
     resources += [_conformance_entry(rtype) for rtype in CONFORMANCE_TYPES]
-    security: dict[str, Any] = {"cors": False, "description": (
+    security: dict[str, Any] = {"cors": cors, "description": (
         "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
         if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
     if auth_mode == "jwt":
@@ -248,10 +253,10 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: Sequence
     }
 
 
-def conformance_resources(base_url: str, auth_mode: str, rtype: str) -> list[dict[str, Any]]:
+def conformance_resources(base_url: str, auth_mode: str, rtype: str, *, cors: bool = False) -> list[dict[str, Any]]:
     """Every conformance resource of one type the gateway serves."""
     if rtype == "CapabilityStatement":
-        return [capability_statement(base_url, auth_mode)]
+        return [capability_statement(base_url, auth_mode, cors=cors)]
     if rtype == "OperationDefinition":
         return [operation_definition(code) for code in OPERATIONS]
     if rtype == "CodeSystem":
@@ -285,12 +290,14 @@ def create_metadata_blueprint(deps: GatewayDeps) -> Blueprint:
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode))
+        cors = bool(deps.settings.cors_allowed_origins)
+        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode, cors=cors))
 
     def served(rtype: str) -> list[dict[str, Any]]:
         from gateway.auth import require_scopes
         require_scopes(read=(rtype,))
-        return conformance_resources(deps.fhir_base(), deps.settings.auth_mode, rtype)
+        return conformance_resources(deps.fhir_base(), deps.settings.auth_mode, rtype,
+                                     cors=bool(deps.settings.cors_allowed_origins))
 
     def read(rtype: str, rid: str) -> Response:
         for resource in served(rtype):

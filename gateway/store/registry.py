@@ -178,6 +178,16 @@ _TYPES: dict[str, tuple[SearchParam, ...]] = {
         _date("authored-on", "authoredOn", definition="Task-authored-on"),
         _date("modified", "lastModified", definition="Task-modified"),
     ),
+    "AuditEvent": (
+        _date("date", "recorded", definition="AuditEvent-date"),
+        _ref("agent", "agent.who", definition="AuditEvent-agent"),
+        _ref("entity", "entity.what", definition="AuditEvent-entity"),
+        _ref("patient", "agent.who", "entity.what", definition="AuditEvent-patient", targets=("Patient",)),
+        _token("type", "type", definition="AuditEvent-type"),
+        _token("subtype", "subtype", definition="AuditEvent-subtype"),
+        _token("action", "action", definition="AuditEvent-action"),
+        _token("outcome", "outcome", definition="AuditEvent-outcome"),
+    ),
     "Endpoint": (
         _token("identifier", "identifier", definition="Endpoint-identifier"),
         _token("status", "status", definition="Endpoint-status"),

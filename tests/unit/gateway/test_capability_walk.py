@@ -102,6 +102,8 @@ _MINIMAL: dict[str, dict[str, Any]] = {
     "Provenance": {"target": [{"reference": "Patient/x"}], "recorded": "2026-01-01T00:00:00Z",
                    "agent": [{"who": {"display": "walk"}}]},
     "Task": {"status": "requested", "intent": "order"},
+    "AuditEvent": {"type": {"code": "rest"}, "recorded": "2026-01-01T00:00:00Z",
+                   "agent": [{"requestor": True, "who": {"display": "walk"}}], "source": {"observer": {"display": "walk"}}},
     "Endpoint": {"status": "active", "connectionType": {"code": "dicom-wado-rs"}, "payloadType": [_CODE],
                  "address": "https://pacs.example/dicom-web"},
 }
