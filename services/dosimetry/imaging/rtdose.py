@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from netliver.pacs_ids import is_dicom_uid
 from services.dosimetry import __version__
 from services.dosimetry.imaging.errors import ImagingError, PacsUnavailableError
 from services.dosimetry.imaging.grid import Grid
@@ -144,6 +145,8 @@ def store_rtdose(client: Any, ds: Dataset) -> None:
     """STOW-RS the instance into its study; a PACS failure is a 503, a refusal a 422."""
     import requests
 
+    if not is_dicom_uid(str(ds.StudyInstanceUID)):
+        raise ImagingError("the RT Dose's StudyInstanceUID is not a DICOM UID", "StudyInstanceUID")
     try:
         client.store_instances(datasets=[ds], study_instance_uid=str(ds.StudyInstanceUID))
     except requests.exceptions.HTTPError as exc:
@@ -152,4 +155,4 @@ def store_rtdose(client: Any, ds: Dataset) -> None:
             raise PacsUnavailableError(f"the PACS failed to store the RT Dose (STOW-RS HTTP {status})") from exc
         raise ImagingError(f"the PACS refused the RT Dose instance (STOW-RS HTTP {status})") from exc
     except requests.exceptions.RequestException as exc:
-        raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose: {exc}") from exc
+        raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose ({type(exc).__name__})") from exc
