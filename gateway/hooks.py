@@ -139,12 +139,12 @@ class OrthancClient:
             raise FhirError(503, "transient", f"Orthanc answered {path} with something other than JSON",
                             headers={"Retry-After": "30"}) from None
 
-    def child(self, kind: str, orthanc_id: object, *rest: str) -> Any:
+    def child(self, kind: str, orthanc_id: object, *rest: str, **params: Any) -> Any:
         """GET ``/{kind}/{id}/...`` for an id Orthanc itself listed (checked all the same)."""
         if not is_orthanc_id(orthanc_id):
             raise FhirError(503, "transient", f"Orthanc listed a {kind} id that is not an Orthanc id",
                             headers={"Retry-After": "30"})
-        return self.get(kind, str(orthanc_id), *rest)
+        return self.get(kind, str(orthanc_id), *rest, **params)
 
     def study(self, orthanc_id: str) -> StudyInfo:
         study = self.get("studies", checked_orthanc_id(orthanc_id))
