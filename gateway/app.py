@@ -28,6 +28,7 @@ from gateway.services import ServiceClient
 from gateway.store import make_store
 from gateway.store.sql import SqlStore
 from netliver import __version__
+from netliver.edge import init_edge
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
 from netliver.settings import Settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
 
     init_auth(app, settings)
     init_rate_limit(app, settings, prefix=settings.rate_limit_key_prefix)
+    init_edge(app)  # after authentication: an anonymous caller's body is not parsed
 
     app.register_blueprint(create_metadata_blueprint(base_url_of, lambda: settings.auth_mode))
     app.register_blueprint(create_operations_blueprint(lambda: store, lambda: services, base_url_of))

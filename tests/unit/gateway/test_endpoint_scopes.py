@@ -152,7 +152,7 @@ def test_the_catch_up_call_works_with_the_internal_token_alone_in_jwt_mode(clien
      {"hook": "patient-view", "context": {"patientId": "p1"},
       "prefetch": {"patient": {"resourceType": "Patient", "id": "p1"},
                    "observations": {"resourceType": "Bundle", "type": "searchset", "entry": 5}}},
-     "prefetch.observations"),
+     "prefetch.observations.entry"),
 ])
 def test_structurally_broken_bodies_are_400_naming_the_element(client: FlaskClient, idp: JwksServer, path: str,
                                                               body: dict[str, Any], expression: str) -> None:
