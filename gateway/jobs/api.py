@@ -27,7 +27,7 @@ from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+__all__ = ["JOB_RESULT_TYPES", "JOB_STATE_SYSTEM", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
 
@@ -95,6 +95,9 @@ def parse_voxel_parameters(body: Any) -> dict[str, Any]:
         if uid is not None and (len(uid) > 64 or not all(ch.isdigit() or ch == "." for ch in uid)):
             raise FhirError(422, "value", f"{uid_name} is not a DICOM UID", f"Parameters.parameter.where(name='{uid_name}')")
     return out
+
+#: ``issue.details.coding.system`` of the job state in a refused internal job call (409).
+JOB_STATE_SYSTEM = "urn:netliver:job-state"
 
 
 @dataclass
@@ -322,7 +325,11 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
             get_service().fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
             raise
         result = get_service().complete(job_id, worker, resources, outputs, timings)
-        return fhir_response(result, 200 if result["state"] == "ok" else 409)
+        if result["state"] != "ok":
+            raise FhirError(409, "conflict", f"the job cannot be completed by this worker: it is {result['state']}"
+                            + (f" ({result['reason']})" if result.get("reason") else ""),
+                            details=(JOB_STATE_SYSTEM, str(result["state"])))
+        return fhir_response(result)
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:
