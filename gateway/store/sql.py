@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 import uuid
@@ -95,6 +96,11 @@ _ATTEMPTS = 5
 #: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6E65746C69766572
 
+
+#: Version ids are the ``version_id`` INTEGER column: PostgreSQL's is 32-bit (SQLite's 64-bit),
+#: so a larger id is refused alike on both (it could never have been stored).
+MAX_VERSION_ID = 2**31 - 1
+_VERSION_RE = re.compile(r"[0-9]+")
 
 def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
     """The store's tables on ``metadata`` (a new one by default)."""
@@ -288,8 +294,11 @@ class SqlStore:
 
     def _vread(self, conn: Connection, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         v = self._version
-        if not version_id.isdigit():
+        if not _VERSION_RE.fullmatch(version_id):
             raise FhirError(404, "not-found", f"{resource_type}/{resource_id} has no version {version_id!r}")
+        if len(version_id) > len(str(MAX_VERSION_ID)) or int(version_id) > MAX_VERSION_ID:
+            raise FhirError(400, "value", f"version ids of this server are integers up to {MAX_VERSION_ID}",
+                            "versionId")
         row = conn.execute(select(v.c.deleted, v.c.content).where(
             v.c.resource_type == resource_type, v.c.resource_id == resource_id,
             v.c.version_id == int(version_id))).first()
