@@ -56,7 +56,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -101,6 +108,7 @@ _SCHEMA_LOCK_KEY = 0x6E65746C69766572
 #: so a larger id is refused alike on both (it could never have been stored).
 MAX_VERSION_ID = 2**31 - 1
 _VERSION_RE = re.compile(r"[0-9]+")
+
 
 def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
     """The store's tables on ``metadata`` (a new one by default)."""
@@ -237,7 +245,7 @@ class SqlStore:
             raise _Retry(str(exc.orig)) from exc
         except DataError as exc:
             raise FhirError(400, "invalid", f"the database refused a value: {type(exc.orig).__name__}") from exc
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, InternalError) as exc:  # InternalError: e.g. read-only
             if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
                 raise _Retry(str(exc.orig)) from exc
             _log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
@@ -391,13 +399,23 @@ class SqlStore:
                                 sort=query.sort)
 
     def health(self) -> dict[str, Any]:
+        """Pass only when the database answers a read AND takes a write: a write statement that
+        changes nothing, rolled back (a read-only file, a full disk's journal, a read-only
+        PostgreSQL replica fail it)."""
         backend = self.engine.dialect.name
+        r = self._resource
         try:
             with self._read_connection() as conn:
                 conn.execute(select(1)).scalar_one()
+            with self._write_transaction() as conn:
+                conn.execute(update(r).where(r.c.resource_type == "", r.c.resource_id == "")
+                             .values(version_id=r.c.version_id))
+                conn.rollback()
+        except _Retry:
+            pass  # a concurrent writer held the lock: the database takes writes
         except FhirError as err:
             return {"status": "fail", "detail": f"{backend}: {err.diagnostics}"}
-        return {"status": "pass", "detail": f"{backend} store reachable"}
+        return {"status": "pass", "detail": f"{backend} store reachable and writable"}
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, resource: dict[str, Any], *, if_match: str | None = None,
