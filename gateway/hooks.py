@@ -23,6 +23,7 @@ from flask import Blueprint, Response, request
 
 from gateway.auth import require_hook_auth, require_internal_token
 from gateway.jobs.api import JobService
+from gateway.scopes import ORTHANC_HOOK
 from gateway.writeback import write_results
 from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
@@ -38,10 +39,9 @@ _log = logging.getLogger("netliver.gateway.hooks")
 Y90_HALF_LIFE_S = 64.1 * 3600
 TC99M_HALF_LIFE_S = 6.0067 * 3600
 DICOM_PATIENT_ID_SYSTEM = "urn:netliver:dicom-patient-id"
-#: What the hook reads (the patient by identifier, the planned activity) and writes (the study,
-#: its DICOMweb endpoint, and the job with its results): a JWT caller needs scopes for all.
-HOOK_READS = ("Patient", "Observation", "ImagingStudy")
-HOOK_WRITES = ("ImagingStudy", "Endpoint", "Task", "DiagnosticReport", "Observation", "Provenance")
+#: What the hook reads and writes (the registry's row, also the documentation's): a JWT caller
+#: needs scopes for all.
+HOOK_READS, HOOK_WRITES = ORTHANC_HOOK.reads, ORTHANC_HOOK.writes
 
 
 @dataclass(frozen=True)
