@@ -13,6 +13,7 @@ from typing import Any
 import requests
 from flask import Flask, Response, request
 
+from gateway.audit import init_audit
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
 from gateway.fhir_rest import create_fhir_rest_blueprint
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     app.register_blueprint(create_jobs_blueprint(lambda: jobs))
     app.register_blueprint(create_cds_blueprint(lambda: store, lambda: services, base_url_of))
     app.register_blueprint(create_hooks_blueprint(settings, lambda: store, lambda: jobs, base_url_of, sql.metadata))
-    sql.create_all()  # the job and cursor tables, under the store's schema lock
+    init_audit(app, sql.engine, sql.metadata)
+    sql.create_all()  # the job, cursor and audit tables, under the store's schema lock
     if settings.job_sweep_s > 0:
         start_sweeper(jobs.jobs, dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, base_url_of))

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from netliver.fhir.outcome import FhirError
@@ -45,6 +45,8 @@ _STATUS_CODES = {
 
 def fhir_response(resource: Mapping[str, Any] | list[Any], status: int = 200,
                   headers: Mapping[str, str] | None = None) -> Response:
+    if has_request_context():
+        g.response_resource = resource  # what the answer is about, for the audit trail
     body = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status=status, headers=dict(headers or {}), mimetype=FHIR_JSON)
 
