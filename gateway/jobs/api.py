@@ -178,7 +178,8 @@ class JobService:
         return {"state": state}
 
     def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
-                 outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None) -> dict[str, Any]:
+                 outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None,
+                 note: str = "") -> dict[str, Any]:
         types = [r.get("resourceType") if isinstance(r, dict) else None for r in resources]
         foreign = sorted({str(t) for t in types if t not in JOB_RESULT_TYPES})
         if foreign:
@@ -190,7 +191,7 @@ class JobService:
         resources = tag_results(resources)
         try:
             with self.jobs.engine.begin() as conn:
-                state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,
+                state, job = self.jobs.finish(conn, job_id, worker, "completed", note, outputs=outputs,
                                               timings_s=timings_s)
                 if state == "ok" and job is not None:
                     self._write(conn, [*resources, self._task(job)])
@@ -252,6 +253,14 @@ def _fraction(body: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FhirError(400, "invalid", "fraction must be a number between 0 and 1", "fraction")
     return float(value)
+
+
+def _completion_note(body: dict[str, Any]) -> str:
+    """The worker's note on a completion (the Task's statusReason), e.g. the RT Dose not stored."""
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise FhirError(400, "invalid", "note must be a string", "note")
+    return note[:1000]
 
 
 def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
@@ -324,7 +333,7 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
             # The same worker would send the same thing again: fail the job, do not retry it.
             get_service().fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
             raise
-        result = get_service().complete(job_id, worker, resources, outputs, timings)
+        result = get_service().complete(job_id, worker, resources, outputs, timings, _completion_note(body))
         if result["state"] != "ok":
             raise FhirError(409, "conflict", f"the job cannot be completed by this worker: it is {result['state']}"
                             + (f" ({result['reason']})" if result.get("reason") else ""),

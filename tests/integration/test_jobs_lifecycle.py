@@ -410,3 +410,16 @@ def test_a_malformed_completion_is_400_and_fails_the_job_instead_of_looping(
     assert resp.status_code == 400 and resp.get_json()["issue"][0]["expression"] == [expression]
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "failed" and "malformed" in task["statusReason"]["text"]
+
+
+def test_a_completion_note_is_the_tasks_status_reason(client: FlaskClient) -> None:
+    # The worker kept the dose results while the PACS refused the RT Dose: the Task says so.
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    note = "the RT Dose was not stored in the PACS: the PACS could not be reached (ConnectionError), 4 attempts"
+    outputs = [{"reference": f"Observation/{job[:8]}-voi-0"}]
+    ok = _internal(client, job, "complete", worker="A", resources=_result(job, 1), outputs=outputs, note=note)
+    assert ok.status_code == 200
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "completed" and task["statusReason"]["text"] == note
+    assert len(task["output"]) == 1

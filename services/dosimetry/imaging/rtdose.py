@@ -18,6 +18,8 @@ with RT Dose files of nuclear-medicine dosimetry software accept this).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +33,8 @@ from services.dosimetry import __version__
 from services.dosimetry.imaging.errors import ImagingError, PacsUnavailableError
 from services.dosimetry.imaging.grid import Grid
 
-__all__ = ["RT_DOSE_STORAGE", "build_rtdose", "rtdose_array", "store_rtdose"]
+__all__ = ["RT_DOSE_STORAGE", "STORE_RETRY_DELAYS_S", "build_rtdose", "rtdose_array", "store_rtdose",
+           "store_rtdose_retrying"]
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 _MAX_STORED = 2**32 - 1
@@ -156,3 +159,25 @@ def store_rtdose(client: Any, ds: Dataset) -> None:
         raise ImagingError(f"the PACS refused the RT Dose instance (STOW-RS HTTP {status})") from exc
     except requests.exceptions.RequestException as exc:
         raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose ({type(exc).__name__})") from exc
+
+
+#: Waits between STOW-RS attempts while the PACS does not answer (seconds), about 40 s in all:
+#: a PACS restart is ridden out; a longer outage leaves the dose results without the RT Dose.
+STORE_RETRY_DELAYS_S = (2.0, 8.0, 30.0)
+
+
+def store_rtdose_retrying(client: Any, ds: Dataset, delays_s: Sequence[float] = STORE_RETRY_DELAYS_S,
+                          sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """Store ``ds``, retrying with backoff while the PACS is unavailable. None once stored, else
+    why it was not (the PACS stayed away, or refused the instance: retrying would not help)."""
+    for attempt, delay in enumerate((*delays_s, None), start=1):
+        try:
+            store_rtdose(client, ds)
+            return None
+        except PacsUnavailableError as err:
+            if delay is None:
+                return f"{err.message}, {attempt} attempts"
+            sleep(delay)
+        except ImagingError as err:
+            return err.message
+    return None  # pragma: no cover - the loop returns

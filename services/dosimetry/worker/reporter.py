@@ -43,6 +43,8 @@ class JobReporter:
     worker: str
     session: requests.Session | None = None
     timeout_s: float = 30.0
+    #: What the finished Task's statusReason should say (e.g. the RT Dose was not stored).
+    note: str = ""
 
     def _post(self, action: str, body: dict[str, Any], ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
         session = self.session or requests.Session()
@@ -72,7 +74,8 @@ class JobReporter:
 
     def complete(self, resources: list[dict[str, Any]], outputs: list[dict[str, Any]],
                  timings_s: dict[str, float] | None = None) -> str:
-        body = {"resources": resources, "outputs": outputs, "timings": timings_s or {}}
+        body = {"resources": resources, "outputs": outputs, "timings": timings_s or {},
+                **({"note": self.note} if self.note else {})}
         return str(self._post("complete", body)["state"])
 
     def fail(self, reason: str) -> str:

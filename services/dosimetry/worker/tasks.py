@@ -73,7 +73,10 @@ def execute_job(job_id: str, settings: Settings, worker: str) -> str:
     except GatewayUnavailable:
         raise
     except Exception as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        # An imaging error's reason is written for the requester; any other exception's text
+        # may hold internal URLs or library details, so the Task names only its type.
+        reason = getattr(exc, "reason", None) or (f"the dosimetry worker failed ({type(exc).__name__}); "
+                                                  f"its log has the details of job {job_id}")
         _log.exception("job failed", extra={"job": job_id})
         reporter.fail(str(reason)[:2000])
         return "failed"

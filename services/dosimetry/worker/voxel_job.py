@@ -54,6 +54,9 @@ def run_voxel_job(params: dict[str, Any], reporter: JobReporter, settings: Setti
         params.get("method", "ldm"), params.get("segmentationSeriesUid"),
         progress=reporter.progress)
     resources, outputs = result_resources(result.to_json(), params, reporter.job_id)
+    from services.dosimetry.imaging.pipeline import RTDOSE_NOT_STORED
+
+    reporter.note = next((w for w in result.warnings if w.startswith(RTDOSE_NOT_STORED)), "")
     return resources, outputs, dict(result.timings_s)
 
 
