@@ -1,60 +1,107 @@
-"""The one registry of the SMART scopes an endpoint needs, from which the views check and the
-documentation's table is generated (``python -m gateway.scopes`` prints the rows; a test keeps
-``docs/auth.md`` and ``infra/orthanc/netliver.lua`` in step).
+"""SMART scopes and the caller they describe (pure: no Flask, no I/O).
 
-A row says which resource types the endpoint reads and writes; :meth:`EndpointScopes.scope_string`
-gives the narrowest SMART v2 scope set that covers them (``r``/``s`` to read and search,
-``c``/``u`` to create and update), which is what a client registered for it should be given.
+HL7 SMART App Launch 2.x, "Scopes and Launch Context": v1 ``<ctx>/<Type>.read|write|*`` and
+v2 ``<ctx>/<Type>.<cruds letters>``. How they map to the gateway's read/write checks is
+described in :mod:`gateway.auth` and ``docs/auth.md``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ENDPOINTS", "ORTHANC_HOOK", "EndpointScopes", "markdown_rows"]
+__all__ = ["Principal", "Scope", "missing_scopes", "parse_scopes"]
+
+_HONOURED_CONTEXTS = frozenset({"system", "user"})
+_SCOPE_RE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]*)\.(read|write|\*|[cruds]+)$")
+_V2_ORDER = "cruds"
+
+
+# -- scopes (pure) ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class EndpointScopes:
-    endpoint: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    note: str = ""
+class Scope:
+    """One SMART resource scope, reduced to what the gateway checks: read and/or write of a type."""
 
-    def scope_string(self) -> str:
-        """``system/Type.<perms>`` for each type, reads as ``rs`` and writes as ``cu``."""
-        perms: dict[str, set[str]] = {}
-        for rtype in self.reads:
-            perms.setdefault(rtype, set()).update("rs")
-        for rtype in self.writes:
-            perms.setdefault(rtype, set()).update("cu")
-        return " ".join(f"system/{rtype}.{''.join(sorted(p, key='cruds'.index))}"
-                        for rtype, p in sorted(perms.items()))
+    context: str
+    resource_type: str
+    read: bool
+    write: bool
 
-
-#: ``POST /hooks/orthanc/stable-study``: it finds the Patient by identifier and the planned
-#: activity (Observation), records the ImagingStudy and its DICOMweb Endpoint, and starts the
-#: voxel-dosimetry job (Task, whose results are a DiagnosticReport, Observations, Provenance).
-ORTHANC_HOOK = EndpointScopes(
-    "POST /hooks/orthanc/stable-study",
-    reads=("Patient", "Observation", "ImagingStudy"),
-    writes=("ImagingStudy", "Endpoint", "Task", "DiagnosticReport", "Observation", "Provenance"),
-    note="or the internal token",
-)
-
-ENDPOINTS: tuple[EndpointScopes, ...] = (ORTHANC_HOOK,)
+    def covers(self, resource_type: str, *, write: bool) -> bool:
+        if self.context not in _HONOURED_CONTEXTS:
+            return False
+        if self.resource_type not in ("*", resource_type):
+            return False
+        return self.write if write else self.read
 
 
-def markdown_rows(entries: tuple[EndpointScopes, ...] = ENDPOINTS) -> str:
-    """The rows of the scope table in ``docs/auth.md`` for ``entries``."""
-    lines = []
-    for e in entries:
-        writes = ", ".join(e.writes) or "—"
-        note = f" ({e.note})" if e.note else ""
-        lines.append(f"| `{e.endpoint}` | {', '.join(e.reads) or '—'} | {writes}{note}; "
-                     f"scopes `{e.scope_string()}` |")
-    return "\n".join(lines)
+def _parse_scope(text: str) -> Scope | None:
+    match = _SCOPE_RE.match(text)
+    if match is None:
+        return None  # openid, launch, fhirUser, offline_access, query-narrowed or malformed
+    context, resource_type, perms = match.groups()
+    if perms == "read":
+        return Scope(context, resource_type, read=True, write=False)
+    if perms == "write":
+        return Scope(context, resource_type, read=False, write=True)
+    if perms == "*":
+        return Scope(context, resource_type, read=True, write=True)
+    # SMART v2: letters from "cruds", each at most once, in that order.
+    if perms != "".join(ch for ch in _V2_ORDER if ch in perms):
+        return None
+    return Scope(context, resource_type, read="r" in perms or "s" in perms,
+                 write="c" in perms or "u" in perms)
 
 
-if __name__ == "__main__":  # pragma: no cover - documentation helper
-    print(markdown_rows())
+def parse_scopes(claim: object) -> tuple[Scope, ...]:
+    """The resource scopes in a ``scope`` claim (space-separated string, or a list of strings).
+
+    Scopes that are not resource scopes, or are malformed, are ignored (they grant nothing).
+    """
+    if isinstance(claim, str):
+        words = claim.split()
+    elif isinstance(claim, list | tuple):
+        words = [w for item in claim if isinstance(item, str) for w in item.split()]
+    else:
+        words = []
+    return tuple(s for s in (_parse_scope(w) for w in words) if s is not None)
+
+
+def missing_scopes(scopes: Iterable[Scope], read: Iterable[str] = (),
+                   write: Iterable[str] = ()) -> list[str]:
+    """One sentence per resource type whose read or write ``scopes`` do not cover (empty = allowed)."""
+    held = tuple(scopes)
+    missing: list[str] = []
+    for resource_type in dict.fromkeys(read):
+        if not any(s.covers(resource_type, write=False) for s in held):
+            missing.append(f"reading {resource_type} needs system/{resource_type}.r "
+                           f"(or .s, or v1 system/{resource_type}.read)")
+    for resource_type in dict.fromkeys(write):
+        if not any(s.covers(resource_type, write=True) for s in held):
+            missing.append(f"writing {resource_type} needs system/{resource_type}.c "
+                           f"(or .u, or v1 system/{resource_type}.write)")
+    return missing
+
+
+# -- principal -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, stored in ``flask.g.principal`` for the views, logs and rate limiting.
+
+    ``kind`` is ``token`` (a verified JWT), ``internal`` (the internal token), ``auth-off``
+    (``AUTH_MODE=off``: everyone is trusted) or ``anonymous`` (an exempt path under ``jwt``).
+    """
+
+    kind: str
+    client_id: str | None = None
+    subject: str | None = None
+    scopes: tuple[Scope, ...] = ()
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.kind in ("internal", "auth-off")

@@ -3,12 +3,20 @@
 :func:`create_base_app` builds an app whose every error is an ``OperationOutcome`` with the
 contract's status (never an HTML page or a stack trace); :func:`read_fhir_body` parses a request
 body with the contract's 400/413/415 rules; :func:`fhir_response` answers FHIR JSON.
+
+A body the app answers without reading (413 above ``MAX_BODY_BYTES``, 401, 429...) is read and
+discarded, within bounds, before the answer goes out: HTTP clients such as ``requests`` and
+``urllib`` send the whole body before they read, and a server that closes a connection with
+unread data makes the kernel reset it, so they would see a broken pipe instead of the answer
+(RFC 9112 section 9.6, tear-down: close in stages, reading what the client still sends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,6 +34,7 @@ __all__ = [
     "FHIR_JSON",
     "create_base_app",
     "create_service_app",
+    "discard_unread_body",
     "fhir_response",
     "raw_body",
     "read_fhir_body",
@@ -59,14 +68,65 @@ def raw_body(limit: int | None) -> bytes:
     """The request body (read once, cached): 400 when the transfer is malformed, 413 above ``limit``."""
     try:
         raw = request.get_data(cache=True)
+        # Without a Content-Length (chunked) the stream stops at the limit: one byte more means
+        # the body was larger (werkzeug raises RequestEntityTooLarge on that read).
+        larger = limit is not None and (len(raw) > limit or (len(raw) == limit and _more_after_limit()))
     except HTTPException:
         raise
     except Exception as exc:  # e.g. gunicorn's InvalidChunkSize from a malformed chunked body
         _log.info("unreadable body", extra={"path": request.path, "error": type(exc).__name__})
         raise FhirError(400, "invalid", "the body could not be read (malformed transfer encoding)") from None
-    if limit is not None and len(raw) > limit:
+    if larger:
         raise FhirError(413, "too-long", f"the body is larger than {limit} bytes (limit MAX_BODY_BYTES)")
     return raw
+
+
+#: Bounds of the discarding of an unread body: at most this many bytes, this long in all, and
+#: this long without data. Past them the connection is closed as before.
+DISCARD_MAX_BYTES = 256 * 1024 * 1024
+DISCARD_MAX_S = 15.0
+DISCARD_IDLE_S = 2.0
+_DISCARD_BLOCK = 256 * 1024
+
+
+def discard_unread_body(environ: Mapping[str, Any], max_bytes: int = DISCARD_MAX_BYTES,
+                        max_s: float = DISCARD_MAX_S, idle_s: float = DISCARD_IDLE_S) -> int:
+    """Read and drop what is left of the request body; returns the bytes dropped.
+
+    Reads the WSGI input stream itself, and only when the server ends that stream at the body's
+    end (``wsgi.input_terminated``, as gunicorn does for Content-Length and chunked bodies;
+    elsewhere a read past the body would wait for the client's next request). An already read
+    body yields nothing; a declared length over ``max_bytes`` is not read at all. Under gunicorn
+    each read waits at most ``idle_s`` (the socket's timeout, restored afterwards)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if not chunked and (not length.isdigit() or int(length) == 0 or int(length) > max_bytes):
+        return 0
+    stream = environ.get("wsgi.input")
+    if stream is None or not environ.get("wsgi.input_terminated"):
+        return 0
+    sock = environ.get("gunicorn.socket")
+    prior = sock.gettimeout() if isinstance(sock, socket.socket) else None
+    deadline = time.monotonic() + max_s
+    dropped = 0
+    try:
+        while dropped < max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if isinstance(sock, socket.socket):
+                sock.settimeout(min(idle_s, remaining))
+            block = stream.read(min(_DISCARD_BLOCK, max_bytes - dropped))
+            if not block:
+                break
+            dropped += len(block)
+    except (OSError, ValueError):  # timeout, reset or a malformed chunk: the connection closes
+        pass
+    finally:
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
+    return dropped
 
 
 def read_json_body(max_bytes: int | None = None) -> Any:
@@ -91,6 +151,13 @@ def read_json_body(max_bytes: int | None = None) -> Any:
     check_structure(data, is_resource_type)
     g.json_body = data
     return data
+
+
+def _more_after_limit() -> bool:
+    try:
+        return bool(request.stream.read(1))
+    except RequestEntityTooLarge:
+        return True
 
 
 def read_fhir_body(expected: str | Iterable[str] | None = None) -> dict[str, Any]:
@@ -123,6 +190,8 @@ def create_base_app(name: str, version: str, settings: Settings) -> Flask:
 
     @app.after_request
     def _finish(resp: Response) -> Response:
+        if resp.status_code >= 400:
+            discard_unread_body(request.environ)
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         _log.info("request", extra={"method": request.method, "path": request.path,

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
-from gateway.scopes import ENDPOINTS, ORTHANC_HOOK, markdown_rows
+from gateway.scope_registry import ENDPOINTS, ORTHANC_HOOK, markdown_rows
 from netliver.settings import Settings
 from tests.support.jwks import JwksServer
 
@@ -22,7 +22,7 @@ STUDY_ID = "27f7126f-4f66a63e-2fa1c4ca-73e1bd2c-3f6ec8d1"
 
 def test_the_docs_table_is_generated_from_the_registry() -> None:
     text = (ROOT / "docs" / "auth.md").read_text()
-    block = text.split("<!-- generated from gateway/scopes.py (python -m gateway.scopes) -->\n")[1]
+    block = text.split("<!-- generated from gateway/scope_registry.py (python -m gateway.scope_registry) -->\n")[1]
     assert block.split("\n<!-- end generated -->")[0] == markdown_rows(ENDPOINTS)
 
 
