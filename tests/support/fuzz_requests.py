@@ -164,14 +164,14 @@ def _raw_defects(draw: st.DrawFn) -> bytes:
 
 @cache
 def _bodies(with_schema: bool) -> st.SearchStrategy[bytes]:
-    sources = [_mutated(), _raw_defects(), _json.map(lambda v: json.dumps(v).encode())]
+    sources = [_mutated(), _raw_defects(), _raw_defects(), _json.map(lambda v: json.dumps(v).encode())]
     if with_schema:
         sources.append(_schema_bodies().map(lambda v: json.dumps(v).encode()))
     return st.one_of(sources)
 
 
-_ids = st.one_of(st.sampled_from(["fz1", "fz-obs", "p1", "1"]), st.sampled_from(HOSTILE_TEXT),
-                 st.text(max_size=12))
+_ids = st.one_of(st.sampled_from(["fz1", "fz-obs", "p1", "1"]), st.sampled_from(["fz1", "fz-obs", "p1", "1"]),
+                 st.sampled_from(HOSTILE_TEXT), st.text(max_size=12))
 _query_names = st.sampled_from(["_id", "identifier", "name", "subject", "patient", "code", "status", "_count",
                                 "_offset", "_sort", "_lastUpdated", "date", "entity", "agent", "_format",
                                 "subject:Patient", "code:text", "_elements"]) | st.text(max_size=6)
@@ -181,7 +181,8 @@ _query_values = st.sampled_from(HOSTILE_TEXT) | st.text(max_size=16) | st.intege
 @st.composite
 def fuzz_requests(draw: st.DrawFn, with_schema: bool = True) -> FuzzRequest:
     """One request to one of the gateway's endpoints."""
-    rtype = draw(st.sampled_from(RESOURCE_TYPES) | st.sampled_from(HOSTILE_TEXT[:6]))
+    # Mostly real types and ids, so bodies reach the code behind the routes.
+    rtype = draw(st.sampled_from(RESOURCE_TYPES) if draw(st.integers(0, 9)) else st.sampled_from(HOSTILE_TEXT[:6]))
     rid = draw(_ids)
     op = draw(st.sampled_from(OPERATIONS))
     choices = [
@@ -197,7 +198,7 @@ def fuzz_requests(draw: st.DrawFn, with_schema: bool = True) -> FuzzRequest:
     method, path = draw(st.sampled_from(choices))
     params = draw(st.lists(st.tuples(_query_names, _query_values), max_size=3))
     body = draw(_bodies(with_schema)) if method in {"POST", "PUT"} and draw(st.integers(0, 9)) else None
-    ctype = draw(st.sampled_from(["application/fhir+json"] * 6 + ["application/json", "text/plain",
+    ctype = draw(st.sampled_from(["application/fhir+json"] * 12 + ["application/json", "text/plain",
                                                                  "application/xml", ""]))
     headers: dict[str, str] = {}
     if path.startswith("/internal/") and draw(st.booleans()):

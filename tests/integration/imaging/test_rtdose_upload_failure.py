@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from infra.orthanc_process import OrthancProcess, free_port
 from services.dosimetry.imaging.dicomweb import fetch_study, make_client
+from services.dosimetry.imaging.phantoms import build_study, sphere_in_cylinder, upload_study
 from services.dosimetry.imaging.pipeline import RTDOSE_NOT_STORED, run_voxel_dosimetry
 from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose_retrying
-from tests.fixtures.dicom_phantoms import build_study, sphere_in_cylinder, upload_study
-from tests.support.orthanc import OrthancProcess, free_port
 
 pytestmark = pytest.mark.integration
 
