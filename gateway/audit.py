@@ -1,6 +1,7 @@
 """Audit trail: one ``AuditEvent`` per patient for every read, search and write of patient data
 and every operation (IHE Basic Audit Log Patterns, BALP: "one AuditEvent per Patient subject"),
-searchable with ``GET /fhir/AuditEvent?patient=&entity=&agent=&date=``.
+searchable with ``GET /fhir/$audit-trail?patient=&entity=&agent=&date=`` (a searchset Bundle of
+AuditEvents; ``/fhir/AuditEvent`` stays the store's own, e.g. the CDS feedback events).
 
 An event names the client (the token's ``client_id``/``azp``/``sub``, ``internal`` for the
 workers, ``anonymous`` with authentication off), the patient(s), the resource or operation, the
@@ -276,12 +277,12 @@ def _search_blueprint(get_log: Callable[[], AuditLog]) -> Blueprint:
     bp = Blueprint("audit", __name__)
     allowed = {"patient", "entity", "agent", "date", "_count", "_offset"}
 
-    @bp.get("/fhir/AuditEvent")
+    @bp.get("/fhir/$audit-trail")
     def search() -> Response:
         auth.require_scopes(read=("AuditEvent",))
         unknown = sorted(set(request.args) - allowed)
         if unknown:
-            raise FhirError(400, "not-supported", f"unknown AuditEvent search parameter(s): {', '.join(unknown)}",
+            raise FhirError(400, "not-supported", f"unknown $audit-trail parameter(s): {', '.join(unknown)}",
                             unknown)
         patient = request.args.get("patient")
         if patient is not None and "/" not in patient:
@@ -298,7 +299,7 @@ def _search_blueprint(get_log: Callable[[], AuditLog]) -> Blueprint:
         events = get_log().search(patient, request.args.get("entity"), request.args.get("agent"),
                                   since, until, count, offset)
         _log.debug("audit search", extra={"ms": round((time.perf_counter() - started) * 1000, 1)})
-        return fhir_response({"resourceType": "Bundle", "type": "searchset",
+        return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(events),
                               "entry": [{"resource": e, "search": {"mode": "match"}} for e in events]})
 
     return bp

@@ -1,5 +1,5 @@
 """The one registry of the SMART scopes an endpoint needs, from which the views check and the
-documentation's table is generated (``python -m gateway.scope_registry`` prints the rows; a test keeps
+documentation's rows are generated (``python -m gateway.scope_registry`` prints them; a test keeps
 ``docs/auth.md`` and ``infra/orthanc/netliver.lua`` in step).
 
 A row says which resource types the endpoint reads and writes; :meth:`EndpointScopes.scope_string`
@@ -45,16 +45,16 @@ ORTHANC_HOOK = EndpointScopes(
 ENDPOINTS: tuple[EndpointScopes, ...] = (ORTHANC_HOOK,)
 
 
-def markdown_rows(entries: tuple[EndpointScopes, ...] = ENDPOINTS) -> str:
-    """The rows of the scope table in ``docs/auth.md`` for ``entries``."""
-    lines = []
+def markdown_rows(entries: tuple[EndpointScopes, ...] = ENDPOINTS) -> list[str]:
+    """The rows of the scope table in ``docs/auth.md`` for ``entries`` (endpoint, reads, writes)."""
+    rows = []
     for e in entries:
-        writes = ", ".join(e.writes) or "—"
         note = f" ({e.note})" if e.note else ""
-        lines.append(f"| `{e.endpoint}` | {', '.join(e.reads) or '—'} | {writes}{note}; "
-                     f"scopes `{e.scope_string()}` |")
-    return "\n".join(lines)
+        rows.append(f"| `{e.endpoint}` | {', '.join(e.reads) or '—'} | {', '.join(e.writes) or '—'}{note} |")
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover - documentation helper
-    print(markdown_rows())
+    print("\n".join(markdown_rows()))
+    for e in ENDPOINTS:
+        print(f"{e.endpoint}: {e.scope_string()}")

@@ -193,7 +193,7 @@ def fuzz_requests(draw: st.DrawFn, with_schema: bool = True) -> FuzzRequest:
         ("DELETE", f"/fhir/Task/{rid}"), ("GET", "/fhir/metadata"), ("GET", f"/fhir/CodeSystem/{rid}"),
         ("GET", f"/fhir/OperationDefinition/{rid}"), ("GET", "/cds-services"),
         ("POST", "/cds-services/liver-directed-therapy"), ("POST", "/hooks/orthanc/stable-study"),
-        ("POST", f"/internal/jobs/{rid}/complete"), ("GET", "/fhir/AuditEvent"), ("GET", "/health"),
+        ("POST", f"/internal/jobs/{rid}/complete"), ("GET", "/fhir/AuditEvent"), ("GET", "/fhir/$audit-trail"), ("GET", "/health"),
     ]
     method, path = draw(st.sampled_from(choices))
     params = draw(st.lists(st.tuples(_query_names, _query_values), max_size=3))

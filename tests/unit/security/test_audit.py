@@ -44,7 +44,7 @@ def _as(idp: JwksServer, client_id: str, scopes: str = "system/*.cruds") -> dict
 
 
 def _events(client: FlaskClient, idp: JwksServer, query: str) -> list[dict[str, Any]]:
-    resp = client.get(f"/fhir/AuditEvent?{query}", headers=_as(idp, "auditor", "system/AuditEvent.rs"))
+    resp = client.get(f"/fhir/$audit-trail?{query}", headers=_as(idp, "auditor", "system/AuditEvent.rs"))
     assert resp.status_code == 200, resp.get_json()
     return [e["resource"] for e in resp.get_json()["entry"]]
 
@@ -105,5 +105,6 @@ def test_operations_are_audited_even_when_they_fail(client: FlaskClient, idp: Jw
 
 
 def test_reading_the_audit_trail_needs_its_scope(client: FlaskClient, idp: JwksServer) -> None:
-    assert client.get("/fhir/AuditEvent", headers=_as(idp, "x", "system/Patient.rs")).status_code == 403
-    assert client.get("/fhir/AuditEvent?date=yesterday", headers=_as(idp, "auditor", "system/AuditEvent.rs")).status_code == 400
+    assert client.get("/fhir/$audit-trail", headers=_as(idp, "x", "system/Patient.rs")).status_code == 403
+    assert client.get("/fhir/$audit-trail?date=yesterday",
+                      headers=_as(idp, "auditor", "system/AuditEvent.rs")).status_code == 400
