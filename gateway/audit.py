@@ -4,7 +4,7 @@ searchable with ``GET /fhir/$audit-trail?patient=&entity=&agent=&date=`` (a sear
 AuditEvents; ``/fhir/AuditEvent`` stays the store's own, e.g. the CDS feedback events).
 
 An event names the client (the token's ``client_id``/``azp``/``sub``, ``internal`` for the
-workers, ``anonymous`` with authentication off), the patient(s), the resource or operation, the
+workers, ``auth-off`` with authentication off, ``anonymous`` on exempt paths), the patient(s), the resource or operation, the
 RESTful interaction and the outcome (0 success, 4 client error, 8 server error). It never holds
 the data: no query values (they are identifiers and names), no bodies, no diagnostics.
 
