@@ -25,6 +25,7 @@ from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.services import ServiceClient
+from gateway.webapp import create_webapp_blueprint
 from gateway.store import make_store
 from gateway.store.sql import SqlStore
 from netliver import __version__
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None) -> Flask:
     if settings.job_sweep_s > 0:
         start_sweeper(jobs.jobs, dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(lambda: store, base_url_of))
+    app.register_blueprint(create_webapp_blueprint(lambda: store, base_url_of))
 
     @app.get("/health")
     def health() -> Response:
