@@ -49,7 +49,10 @@ class FigureSpec:
     name: str
     title: str
     alt: str
-    draw: Callable[[], bytes]
+    build: Callable[[], MplFigure]
+
+    def draw(self) -> bytes:
+        return _png(self.build())
 
     def figure(self) -> Figure:
         return Figure(self.name, self.title, self.alt, self.draw())
@@ -94,7 +97,7 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
         f"{name}: " + ", ".join(f"{v:g} % of the volume at ≥ {d:.1f} Gy" for d, v in points)
         for name, points in curves) + ".")
 
-    def draw() -> bytes:
+    def build() -> MplFigure:
         with rc_context(_STYLE):
             fig = _new()
             ax = fig.add_subplot()
@@ -108,9 +111,9 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
             ax.grid(True, alpha=0.3)
             ax.legend(loc="center right")
             ax.set_title("Dose-volume histogram (reported points)")
-            return _png(fig)
+            return fig
 
-    return FigureSpec(f"dvh-{index + 1}", f"Dose-volume histogram, {report.effective}", alt, draw)
+    return FigureSpec(f"dvh-{index + 1}", f"Dose-volume histogram, {report.effective}", alt, build)
 
 
 def waterfall_figure(case: Case) -> FigureSpec | None:
@@ -122,7 +125,7 @@ def waterfall_figure(case: Case) -> FigureSpec | None:
     alt = "Waterfall plot, best change of each target lesion's size: " + "; ".join(
         f"{labels.get(lesion, lesion)} {value:+.1f} %" for lesion, value in best) + "."
 
-    def draw() -> bytes:
+    def build() -> MplFigure:
         with rc_context(_STYLE):
             fig = _new()
             ax = fig.add_subplot()
@@ -143,9 +146,9 @@ def waterfall_figure(case: Case) -> FigureSpec | None:
             ax.set_ylim(min(min(values) * 1.25, -40), max(max(values) * 1.25, 30))
             ax.legend(loc="upper right")
             ax.set_title("Waterfall: best change per target lesion")
-            return _png(fig)
+            return fig
 
-    return FigureSpec("waterfall", "Waterfall plot", alt, draw)
+    return FigureSpec("waterfall", "Waterfall plot", alt, build)
 
 
 def _lesion_labels(case: Case) -> dict[str, str]:
@@ -162,7 +165,7 @@ def spider_figure(case: Case) -> FigureSpec | None:
         f"{labels.get(lesion, lesion)}: " + ", ".join(f"{d} {c:+.1f} %" for d, c in course)
         for lesion, course in changes) + "."
 
-    def draw() -> bytes:
+    def build() -> MplFigure:
         with rc_context(_STYLE):
             fig = _new()
             ax = fig.add_subplot()
@@ -178,9 +181,9 @@ def spider_figure(case: Case) -> FigureSpec | None:
             ax.grid(True, alpha=0.3)
             ax.legend(loc="best", fontsize=10)
             ax.set_title("Spider plot: change per target lesion")
-            return _png(fig)
+            return fig
 
-    return FigureSpec("spider", "Spider plot", alt, draw)
+    return FigureSpec("spider", "Spider plot", alt, build)
 
 
 def marker_figure(points: Sequence[MarkerPoint]) -> FigureSpec | None:
@@ -195,7 +198,7 @@ def marker_figure(points: Sequence[MarkerPoint]) -> FigureSpec | None:
         f"{name}: " + ", ".join(f"{p.date} {p.value.value:g} {p.value.unit}" for p in course)
         for name, course in series.items()) + "."
 
-    def draw() -> bytes:
+    def build() -> MplFigure:
         with rc_context(_STYLE):
             fig = _new()
             axes = fig.subplots(1, len(series), squeeze=False)[0]
@@ -207,9 +210,9 @@ def marker_figure(points: Sequence[MarkerPoint]) -> FigureSpec | None:
                 ax.set_ylabel(course[0].value.unit)
                 ax.set_ylim(bottom=0)
                 ax.grid(True, alpha=0.3)
-            return _png(fig)
+            return fig
 
-    return FigureSpec("markers", "Tumour markers", alt, draw)
+    return FigureSpec("markers", "Tumour markers", alt, build)
 
 
 def figure_specs(case: Case) -> list[FigureSpec]:
