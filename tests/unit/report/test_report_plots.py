@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netliver.report.case import Case, DoseReport, LesionPoint, MarkerPoint, PatientSummary, Quantity, VoiDose
+from netliver.report.case import (
+    Case,
+    DoseReport,
+    LesionPoint,
+    MarkerPoint,
+    PatientSummary,
+    Quantity,
+    VoiDose,
+)
 from netliver.report.plots import figure_specs, render
 
 BASELINES = Path(__file__).parent / "baseline"
