@@ -12,7 +12,5 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian orthanc package starts a system service on 8042; netliver starts its own.
-if pgrep -x Orthanc >/dev/null 2>&1 && [ -f /etc/init.d/orthanc ]; then
-  /etc/init.d/orthanc stop >/dev/null 2>&1 || true
-fi
+# The Debian orthanc package may start a system service on 8042. netliver starts its own Orthanc
+# on ports of its own and never stops one it did not start (it may be someone's real PACS).
