@@ -25,9 +25,9 @@ from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.services import ServiceClient
-from gateway.webapp import create_webapp_blueprint
 from gateway.store import make_store
 from gateway.store.sql import SqlStore
+from gateway.webapp import create_webapp_blueprint
 from netliver import __version__
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging

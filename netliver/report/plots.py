@@ -109,7 +109,7 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
             ax.set_ylim(0, 105)
             ax.set_xlim(left=0)
             ax.grid(True, alpha=0.3)
-            ax.legend(loc="center right")
+            ax.legend(loc="lower left")
             ax.set_title("Dose-volume histogram (reported points)")
             return fig
 
