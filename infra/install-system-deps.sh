@@ -6,10 +6,13 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 dpkg -s orthanc-dicomweb >/dev/null 2>&1 || need+=(orthanc-dicomweb)
+# Node.js runs the independent FHIR engine the upstream-mode tests use (its npm packages are
+# installed by the tests into var/node). A Node.js build that bundles npm is kept as it is.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # The tumour-board page's browser tests: headless Chromium and its WebDriver (Debian's builds).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
-command -v npm >/dev/null 2>&1 || need+=(npm)  # installs axe-core for the accessibility pass
 # DejaVu Sans: the figures' font (matplotlib ships it too; the page asks for it first).
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

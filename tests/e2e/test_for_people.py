@@ -183,7 +183,7 @@ def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dic
 
 def test_no_serious_accessibility_violation(page: dict[str, Any], browser: Any) -> None:
     subprocess.run(["bash", str(ROOT / "infra" / "install-node-deps.sh")], check=True)
-    axe = (ROOT / "var" / "node" / "node_modules" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
+    axe = (ROOT / "var" / "node" / "axe" / "node_modules" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
     browser.execute_script(axe)
     result = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
