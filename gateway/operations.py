@@ -18,6 +18,7 @@ from gateway.services import ServiceClient
 from gateway.writeback import write_results
 from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
+from netliver.report.presented import with_presented_forms
 from netliver.web import fhir_response, read_json_body
 
 __all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "parameters_of",
@@ -106,6 +107,16 @@ def gather_patient_bundle(store: Any, patient_id: str, base_url: str, page_size:
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 
 
+def _input_resources(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of the request's Bundle (the body, or the ``input`` parameter's resource)."""
+    if body.get("resourceType") == "Parameters":
+        body = next((p["resource"] for p in body.get("parameter") or []
+                     if isinstance(p, dict) and p.get("name") == "input" and isinstance(p.get("resource"), dict)), {})
+    entries = body.get("entry")
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)] \
+        if isinstance(entries, list) else []
+
+
 def create_operations_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
                                 base_url_of: Callable[[], str]) -> Blueprint:
     bp = Blueprint("operations", __name__)
@@ -113,7 +124,8 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
     def run(service: str, operation: str, body: dict[str, Any], params: dict[str, str]) -> Response:
         result = get_services().call(service, operation, body, params, g.get("request_id", ""))
         try:
-            write_results(get_store(), tag_results(result.write), base_url_of())
+            write_results(get_store(), tag_results(with_presented_forms(result.write, _input_resources(body))),
+                          base_url_of())
         except FhirError as err:
             if err.status < 500:
                 current_app.logger.error("a service result was refused by the store: %s", err)

@@ -25,6 +25,7 @@ from gateway.operations import parameters_of, tag_results
 from gateway.writeback import transaction_bundle
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
+from netliver.report.presented import with_presented_forms
 from netliver.web import fhir_response, read_json_body
 
 __all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
@@ -184,7 +185,7 @@ class JobService:
             _log.error("job results of a foreign type", extra={"job": job_id, "types": foreign})
             self.fail(job_id, worker, reason)
             return {"state": "failed", "reason": reason}
-        resources = tag_results(resources)
+        resources = tag_results(with_presented_forms(resources))
         try:
             with self.jobs.engine.begin() as conn:
                 state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,

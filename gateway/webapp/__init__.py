@@ -21,6 +21,7 @@ from gateway.auth import require_scopes
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
 from netliver.report.fetch import CASE_SEARCHES, load_case
+from netliver.report.pdf import case_pdf
 from netliver.report.plots import figure_specs, render
 
 __all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint"]
@@ -88,5 +89,12 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
         if figure is None:
             raise FhirError(404, "not-found", f"patient {patient_id} has no figure {name!r}", "name")
         return Response(figure.png, mimetype="image/png", headers={"Cache-Control": "no-store"})
+
+    @bp.get("/patient/<patient_id>/report.pdf")
+    def report_pdf(patient_id: str) -> Response:
+        require_scopes(read=PAGE_READS)
+        pdf = case_pdf(load_case(reader(), patient_id))
+        return Response(pdf, mimetype="application/pdf", headers={
+            "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="tumour-board-{patient_id}.pdf"'})
 
     return bp

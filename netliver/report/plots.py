@@ -19,7 +19,7 @@ from matplotlib.figure import Figure as MplFigure
 
 from netliver.report.case import Case, DoseReport, MarkerPoint
 
-__all__ = ["Figure", "FigureSpec", "dvh_figure", "figure_specs", "marker_figure", "render", "render_all",
+__all__ = ["STYLE", "Figure", "FigureSpec", "dvh_figure", "figure_specs", "marker_figure", "render", "render_all",
            "spider_figure", "waterfall_figure"]
 
 _DPI = 100
@@ -27,7 +27,7 @@ _SIZE_IN = (8.0, 4.5)
 #: Colour-blind-safe palette (Okabe & Ito 2008), markers differ too so colour is never alone.
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 _MARKS = ("o", "s", "^", "D", "v", "P", "X")
-_STYLE: dict[Any, Any] = {"font.family": "DejaVu Sans", "font.size": 12, "axes.titlesize": 14, "axes.labelsize": 12,
+STYLE: dict[Any, Any] = {"font.family": "DejaVu Sans", "font.size": 12, "axes.titlesize": 14, "axes.labelsize": 12,
           "svg.hashsalt": "netliver", "path.simplify": False}
 #: Reference lines on the per-lesion plots: RECIST 1.1 (Eisenhauer et al. 2009, §4.3.1)
 #: partial response at -30 % and progression at +20 % of the sum of diameters.
@@ -66,7 +66,7 @@ def _new() -> MplFigure:
 
 def _png(fig: MplFigure) -> bytes:
     out = io.BytesIO()
-    with rc_context(_STYLE):
+    with rc_context(STYLE):
         fig.tight_layout()
         fig.savefig(out, format="png", dpi=_DPI, metadata={"Software": None})
     return out.getvalue()
@@ -98,7 +98,7 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
         for name, points in curves) + ".")
 
     def build() -> MplFigure:
-        with rc_context(_STYLE):
+        with rc_context(STYLE):
             fig = _new()
             ax = fig.add_subplot()
             for k, (name, points) in enumerate(curves):
@@ -126,7 +126,7 @@ def waterfall_figure(case: Case) -> FigureSpec | None:
         f"{labels.get(lesion, lesion)} {value:+.1f} %" for lesion, value in best) + "."
 
     def build() -> MplFigure:
-        with rc_context(_STYLE):
+        with rc_context(STYLE):
             fig = _new()
             ax = fig.add_subplot()
             xs = list(range(len(best)))
@@ -166,7 +166,7 @@ def spider_figure(case: Case) -> FigureSpec | None:
         for lesion, course in changes) + "."
 
     def build() -> MplFigure:
-        with rc_context(_STYLE):
+        with rc_context(STYLE):
             fig = _new()
             ax = fig.add_subplot()
             for k, (lesion, course) in enumerate(changes):
@@ -199,7 +199,7 @@ def marker_figure(points: Sequence[MarkerPoint]) -> FigureSpec | None:
         for name, course in series.items()) + "."
 
     def build() -> MplFigure:
-        with rc_context(_STYLE):
+        with rc_context(STYLE):
             fig = _new()
             axes = fig.subplots(1, len(series), squeeze=False)[0]
             for k, (ax, (name, course)) in enumerate(zip(axes, series.items(), strict=True)):

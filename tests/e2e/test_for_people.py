@@ -10,6 +10,7 @@ result are kept under ``var/test-artefacts/page/``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -203,6 +204,23 @@ def test_the_find_page_links_to_the_patient(stack: Stack, browser: Any) -> None:
     assert any(link.endswith(f"/app/patient/{PATIENT_ID}") for link in links)
     unknown = requests.get(f"{stack.gateway_url}/app/patient/nobody", timeout=10)
     assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+
+
+def test_stored_reports_carry_their_figures_and_a_pdf(stack: Stack) -> None:
+    reports = _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+    kinds = {_code(r["code"], OBSERVATION_CODE_SYSTEM) or _code(r["code"], RESPONSE_SYSTEM): r for r in reports}
+    voxel = kinds["voxel-dosimetry-report"]
+    assert [f["contentType"] for f in voxel["presentedForm"]] == ["image/png", "application/pdf"]
+    png = base64.b64decode(voxel["presentedForm"][0]["data"])
+    served = requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/figure/dvh-1.png", timeout=30).content
+    assert png == served  # the same figure as the page's (one report stored)
+    for report in reports:
+        types = [f["contentType"] for f in report.get("presentedForm", [])]
+        assert "application/pdf" in types, report["code"]
+    response_forms = [f["title"] for r in reports for f in r.get("presentedForm", []) if f["contentType"] == "image/png"]
+    assert {"Waterfall plot", "Spider plot", "Tumour markers"} <= set(response_forms)
+    pdf = requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/report.pdf", timeout=60)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
 
 
 # ------------------------------------------------------------------------- command line ----
