@@ -35,10 +35,10 @@ EXTRA_CRITERIA = ("mrecist", "choi", "percist")
 FIGURES_DIR = ROOT / "var" / "demo" / "figures"
 
 
-def for_patient(bundle: dict[str, Any], patient_id: str, prefix: str) -> dict[str, Any]:
+def for_patient(bundle: dict[str, Any], patient_id: str, prefix: str = "") -> dict[str, Any]:
     """``bundle`` about ``patient_id``: every subject/patient reference points to it and every
-    resource id gets ``prefix`` (references between the resources follow), so the follow-up
-    record sits beside the patient's own record in one store without colliding ids."""
+    resource id gets ``prefix`` (references between the resources follow). The demo needs no
+    prefix: the patient's own record uses ids that start with the patient's id."""
     ids = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
 
     def walk(node: Any) -> Any:
@@ -169,7 +169,7 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
     else:
         _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
 
-    follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID, "fu-")
+    follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID)
     _post(gw, _as_transaction(follow_up))  # the images' measurements and markers, for the page
     for criteria in EXTRA_CRITERIA:
         _post(f"{gw}/$tumor-response?criteria={criteria}", follow_up)
