@@ -17,6 +17,7 @@ prints a summary with the ids of the written resources, and stops everything it 
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -218,11 +219,19 @@ def _write_figures(gateway_url: str) -> None:
 def _wait_for_interrupt(gateway_url: str) -> None:
     _line(f"\nThe stack keeps running (KEEP=1). The tumour-board page of the demo patient:\n"
           f"    {gateway_url}/app/patient/{PATIENT_ID}\nCtrl-C stops every process.")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        _line("")
+    while True:
+        time.sleep(3600)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo wherever it is, and the stack with it. Set explicitly:
+    a process started in the background inherits an ignored SIGINT."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{', Orthanc' if with_pacs else ''}); AUTH_MODE=off for this local demo.")
     started = time.perf_counter()
     stack = Stack(cfg)
+    finished = False
+    _stop_on_signals()
     try:
         stack.start()
         _line(f"   up in {time.perf_counter() - started:.1f} s at {stack.gateway_url}/fhir\n")
@@ -249,12 +260,16 @@ def main(argv: list[str] | None = None) -> int:
         _line(f"  store: SQLite {Path(cfg.data_dir) / 'netliver.db'}; logs in {stack.log_dir}")
         _write_figures(stack.gateway_url)
         _line(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
+        finished = True
         if keep:
             _wait_for_interrupt(stack.gateway_url)
+    except KeyboardInterrupt:
+        if not finished:
+            _line("\nInterrupted before the demo finished.")
     finally:
         stack.stop()
         _line("Stack stopped.")
-    return 0
+    return 0 if finished else 130
 
 
 if __name__ == "__main__":
