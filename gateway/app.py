@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     if settings.job_sweep_s > 0:
         start_sweeper(deps.jobs.jobs, deps.dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(deps.get_store, deps.fhir_base))
-    app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base))
+    app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base, settings))
 
     _log.info("gateway ready", extra={"store": type(deps.store).__name__, "auth": settings.auth_mode})
     return app

@@ -65,6 +65,10 @@ class Settings:
     auth_issuer: str = _setting("", "AUTH_ISSUER", "Required 'iss' claim.")
     auth_audience: str = _setting("", "AUTH_AUDIENCE", "Required 'aud' claim.")
     allow_insecure_auth_off: bool = _setting(False, "ALLOW_INSECURE_AUTH_OFF", "1 lets AUTH_MODE=off start on a non-loopback GATEWAY_HOST (never in production).")
+    auth_authorize_url: str = _setting("", "AUTH_AUTHORIZE_URL", "Authorization endpoint of the SMART app launch of the page (/app/login, /app/launch).")
+    auth_token_url: str = _setting("", "AUTH_TOKEN_URL", "Token endpoint where the page exchanges its authorization code (PKCE).")
+    app_client_id: str = _setting("", "APP_CLIENT_ID", "OAuth client id of the tumour-board page (a public client using PKCE).")
+    app_session_secret: str = _setting("", "APP_SESSION_SECRET", "Secret signing the page's session cookie (same on every gateway process); empty = no SMART launch.")
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = _setting(10 * 1024 * 1024, "MAX_BODY_BYTES", "Largest accepted request body (413 above).")
     rate_limit_per_minute: int = _setting(600, "RATE_LIMIT_PER_MINUTE", "Requests per minute per client (token or address); 0 = unlimited (429 above).")

@@ -7,7 +7,8 @@ store the REST API serves and computes no result of its own (:mod:`netliver.repo
 
 Authentication: with ``AUTH_MODE=off`` the page is open (loopback only, like the API). With
 ``AUTH_MODE=jwt`` every view needs a bearer token whose scopes cover reading the patient's
-resources, exactly as the REST API does.
+resources, exactly as the REST API does: the ``Authorization`` header, or the token a SMART
+app launch (:mod:`gateway.webapp.smart`) kept in the page's session.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 
 from gateway.auth import require_scopes
+from gateway.webapp.smart import add_launch_views
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
 from netliver.report.fetch import CASE_SEARCHES, load_case
 from netliver.report.pdf import case_pdf
 from netliver.report.plots import figure_specs, render
+from netliver.settings import Settings
 
 __all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint"]
 
@@ -61,9 +64,16 @@ def _patient_rows(store: Any, base_url: str, query: str) -> list[dict[str, str]]
     return sorted(rows, key=lambda r: r["id"])
 
 
-def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[[], str]) -> Blueprint:
+def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[[], str],
+                            settings: Settings | None = None) -> Blueprint:
     bp = Blueprint("webapp", __name__, url_prefix="/app", template_folder="templates",
                    static_folder="static", static_url_path="/static")
+    if settings is not None:
+        add_launch_views(bp, settings, base_url_of)
+        if settings.app_session_secret:
+            bp.record_once(lambda state: state.app.config.update(
+                SECRET_KEY=settings.app_session_secret, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://")))
 
     def reader() -> StoreReader:
         return StoreReader(get_store(), base_url_of())
