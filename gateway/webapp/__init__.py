@@ -16,16 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway.auth import require_scopes
-from gateway.webapp.smart import add_launch_views
+from gateway.auth import LAUNCH_PATHS, require_scopes
+from gateway.webapp.smart import add_launch_views, launch_configured
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
 from netliver.report.fetch import CASE_SEARCHES, load_case
 from netliver.report.pdf import case_pdf
 from netliver.report.plots import figure_specs, render
 from netliver.settings import Settings
+from netliver.web import error_response
 
 __all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint"]
 
@@ -74,6 +76,14 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
             bp.record_once(lambda state: state.app.config.update(
                 SECRET_KEY=settings.app_session_secret, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                 SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://")))
+        if launch_configured(settings):
+
+            @bp.errorhandler(FhirError)
+            def login_first(err: FhirError) -> WerkzeugResponse:
+                """A browser without a token is sent to the standalone launch; others get the outcome."""
+                if err.status == 401 and request.accept_mimetypes.accept_html and request.path not in LAUNCH_PATHS:
+                    return redirect(url_for("webapp.login"), code=302)
+                return error_response(err)
 
     def reader() -> StoreReader:
         return StoreReader(get_store(), base_url_of())

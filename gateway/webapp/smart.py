@@ -28,7 +28,7 @@ from gateway.auth import SESSION_KEY, verify_bearer
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 
-__all__ = ["APP_SCOPES", "add_launch_views", "pkce_pair"]
+__all__ = ["APP_SCOPES", "add_launch_views", "launch_configured", "pkce_pair"]
 
 #: What the page asks for: to read the patient's record as the user (SMART v2 scopes).
 APP_SCOPES = ("openid fhirUser launch/patient user/Patient.rs user/Observation.rs "
@@ -45,11 +45,20 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
+def _missing(settings: Settings) -> list[str]:
+    return [env for env, value in (("AUTH_AUTHORIZE_URL", settings.auth_authorize_url),
+                                   ("AUTH_TOKEN_URL", settings.auth_token_url),
+                                   ("APP_CLIENT_ID", settings.app_client_id),
+                                   ("APP_SESSION_SECRET", settings.app_session_secret)) if not value]
+
+
+def launch_configured(settings: Settings) -> bool:
+    """True when the SMART launch can run (``AUTH_MODE=jwt`` and its four settings)."""
+    return settings.auth_mode == "jwt" and not _missing(settings)
+
+
 def _configured(settings: Settings) -> None:
-    missing = [env for env, value in (("AUTH_AUTHORIZE_URL", settings.auth_authorize_url),
-                                      ("AUTH_TOKEN_URL", settings.auth_token_url),
-                                      ("APP_CLIENT_ID", settings.app_client_id),
-                                      ("APP_SESSION_SECRET", settings.app_session_secret)) if not value]
+    missing = _missing(settings)
     if settings.auth_mode != "jwt":
         raise FhirError(404, "not-supported", "the SMART launch is for AUTH_MODE=jwt; the page is open")
     if missing:

@@ -145,3 +145,11 @@ def test_without_configuration_the_launch_says_what_is_missing(tmp_path: Path, i
     resp = _client(tmp_path, idp).get("/app/login")
     assert resp.status_code == 503
     assert "AUTH_AUTHORIZE_URL" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_a_browser_without_a_token_is_sent_to_the_launch_and_a_script_gets_the_outcome(client: FlaskClient) -> None:
+    browser = client.get("/app/patient/p1", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert browser.status_code == 302 and browser.headers["Location"].endswith("/app/login")
+    script = client.get("/app/patient/p1", headers={"Accept": "application/fhir+json"})
+    assert script.status_code == 401 and script.get_json()["resourceType"] == "OperationOutcome"
+    assert client.get("/app/patient/nobody", headers={"Accept": "text/html"}).status_code == 302  # no token yet
