@@ -25,6 +25,8 @@ import pytest
 import requests
 
 from infra.demo import PATIENT_ID, run
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import realistic_patient
 from infra.stack import ROOT, Stack
 from netliver.fhir.codesystems import (
     OBSERVATION_CODE_SYSTEM,
@@ -32,8 +34,6 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
 )
-from tests.fixtures.eligibility_patients import realistic_patient
-from tests.fixtures.response_cases import synthetic_follow_up_bundle
 from tests.support.stack import make_stack
 
 ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
