@@ -17,7 +17,6 @@ from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.writeback import tag_results, write_results
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.parameters import parameters_of
-from netliver.report.presented import with_presented_forms
 from netliver.web import fhir_response, read_json_body
 
 if TYPE_CHECKING:
@@ -56,7 +55,10 @@ def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[st
     (502), a store that is down stays 503."""
     result = deps.services.call(service, operation, body, params, g.get("request_id", ""))
     try:
-        # Each DiagnosticReport carries its figures (PNG) and itself (PDF) for EHRs without the page.
+        # Each DiagnosticReport carries its figures (PNG) and itself (PDF) for EHRs without the page
+        # (imported here: matplotlib is loaded in the background at start, see gateway.webapp).
+        from netliver.report.presented import with_presented_forms
+
         written = with_presented_forms(result.write, _input_resources(body))
         write_results(deps.store, tag_results(written), deps.fhir_base())
     except FhirError as err:

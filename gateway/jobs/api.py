@@ -26,7 +26,6 @@ from gateway.writeback import tag_results, transaction_bundle
 from netliver.dosimetry_contract import parse_voxel_parameters
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
-from netliver.report.presented import with_presented_forms
 from netliver.web import fhir_response, read_json_body
 
 __all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint"]
@@ -125,6 +124,9 @@ class JobService:
             _log.error("job results of a foreign type", extra={"job": job_id, "types": foreign})
             self.fail(job_id, worker, reason)
             return {"state": "failed", "reason": reason}
+        # Loaded at start in the background (gateway.webapp.warm_up_plotting).
+        from netliver.report.presented import with_presented_forms
+
         resources = tag_results(with_presented_forms(resources))
         try:
             with self.jobs.engine.begin() as conn:

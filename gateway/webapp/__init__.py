@@ -13,6 +13,8 @@ app launch (:mod:`gateway.webapp.smart`) kept in the page's session.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +26,23 @@ from gateway.webapp.smart import add_launch_views, launch_configured
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
 from netliver.report.fetch import CASE_SEARCHES, load_case
-from netliver.report.pdf import case_pdf
-from netliver.report.plots import figure_specs, render
 from netliver.settings import Settings
 from netliver.web import error_response
 
-__all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint"]
+__all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint", "warm_up_plotting"]
 
 #: Resource types the page reads (the scopes a caller needs in jwt mode).
 PAGE_READS = ("Patient", *(t for t, _ in CASE_SEARCHES))
 _SEARCH_LIMIT = 200
+
+
+def warm_up_plotting() -> None:
+    """Import the plotting stack (matplotlib, seconds on a busy machine) in the background, so
+    a gateway process answers at once and the first figure or presentedForm finds it loaded.
+    The views and the write-back import it where they use it (waiting for this import if it is
+    still under way)."""
+    threading.Thread(target=importlib.import_module, args=("netliver.report.presented",),
+                     name="warm-up-plotting", daemon=True).start()
 
 
 class StoreReader:
@@ -70,6 +79,7 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
                             settings: Settings | None = None) -> Blueprint:
     bp = Blueprint("webapp", __name__, url_prefix="/app", template_folder="templates",
                    static_folder="static", static_url_path="/static")
+    bp.record_once(lambda _state: warm_up_plotting())
     if settings is not None:
         add_launch_views(bp, settings, base_url_of)
         if settings.app_session_secret:
@@ -99,12 +109,16 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
     def patient_page(patient_id: str) -> str:
         require_scopes(read=PAGE_READS)
         case = load_case(reader(), patient_id)
+        from netliver.report.plots import figure_specs
+
         return render_template("webapp/patient.html", case=case, figures={s.name: s for s in figure_specs(case)},
                                statuses=STATUS_LABELS)
 
     @bp.get("/patient/<patient_id>/figure/<name>.png")
     def figure(patient_id: str, name: str) -> Response:
         require_scopes(read=PAGE_READS)
+        from netliver.report.plots import render
+
         figure = render(load_case(reader(), patient_id), name)
         if figure is None:
             raise FhirError(404, "not-found", f"patient {patient_id} has no figure {name!r}", "name")
@@ -113,6 +127,8 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
     @bp.get("/patient/<patient_id>/report.pdf")
     def report_pdf(patient_id: str) -> Response:
         require_scopes(read=PAGE_READS)
+        from netliver.report.pdf import case_pdf
+
         pdf = case_pdf(load_case(reader(), patient_id))
         return Response(pdf, mimetype="application/pdf", headers={
             "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="tumour-board-{patient_id}.pdf"'})
