@@ -65,8 +65,11 @@ class Settings:
     auth_issuer: str = _setting("", "AUTH_ISSUER", "Required 'iss' claim.")
     auth_audience: str = _setting("", "AUTH_AUDIENCE", "Required 'aud' claim.")
     allow_insecure_auth_off: bool = _setting(False, "ALLOW_INSECURE_AUTH_OFF", "1 lets AUTH_MODE=off start on a non-loopback GATEWAY_HOST (never in production).")
-    auth_authorize_url: str = _setting("", "AUTH_AUTHORIZE_URL", "Authorization endpoint of the SMART app launch of the page (/app/login, /app/launch).")
-    auth_token_url: str = _setting("", "AUTH_TOKEN_URL", "Token endpoint where the page exchanges its authorization code (PKCE).")
+    auth_token_url: str = _setting("", "AUTH_TOKEN_URL", "Token endpoint of the issuer, published in /.well-known/smart-configuration.")
+    auth_authorize_url: str = _setting("", "AUTH_AUTHORIZE_URL", "Authorization endpoint of the issuer, published in /.well-known/smart-configuration when set.")
+    cds_clients: str = _setting("", "CDS_CLIENTS", "Trusted CDS clients (EHRs): a JSON list, or the path of a JSON file, of {\"iss\": ..., \"jwks_url\": ...}.")
+    cds_fetch_timeout_s: float = _setting(10.0, "CDS_FETCH_TIMEOUT_S", "Timeout of each read from an EHR's fhirServer during a CDS Hooks call, seconds.")
+    cors_allowed_origins: str = _setting("", "CORS_ALLOWED_ORIGINS", "Browser origins allowed to call the FHIR, CDS Hooks and page endpoints (comma-separated; empty = none).")
     app_client_id: str = _setting("", "APP_CLIENT_ID", "OAuth client id of the tumour-board page (a public client using PKCE).")
     app_session_secret: str = _setting("", "APP_SESSION_SECRET", "Secret signing the page's session cookie (same on every gateway process); empty = no SMART launch.")
     # -- limits -----------------------------------------------------------------------------
