@@ -27,6 +27,7 @@ from gateway.operations import create_operations_blueprint
 from gateway.pacs_hook import create_hooks_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.smart import create_smart_blueprint
+from gateway.webapp import create_webapp_blueprint
 from netliver import __version__
 from netliver.edge import init_edge
 from netliver.fhir.models import preload
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     if settings.job_sweep_s > 0:
         start_sweeper(deps.jobs.jobs, deps.dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(deps.get_store, deps.fhir_base))
+    app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base, settings))
 
     _log.info("gateway ready", extra={"store": type(deps.store).__name__, "auth": settings.auth_mode})
     return app

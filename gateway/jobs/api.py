@@ -129,7 +129,10 @@ class JobService:
             _log.error("job results of a foreign type", extra={"job": job_id, "types": foreign})
             self.fail(job_id, worker, reason)
             return {"state": "failed", "reason": reason}
-        resources = tag_results(resources)
+        # Loaded at start in the background (gateway.webapp.warm_up_plotting).
+        from netliver.report.presented import with_presented_forms
+
+        resources = tag_results(with_presented_forms(resources))
         try:
             with self.jobs.engine.begin() as conn:
                 state, job = self.jobs.finish(conn, job_id, worker, "completed", note, outputs=outputs,
