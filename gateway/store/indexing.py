@@ -18,12 +18,18 @@ from gateway.store.registry import SearchParam, declared_params
 from gateway.store.search_params import parse_date_range, parse_reference
 from netliver.fhir.outcome import FhirError
 
-__all__ = ["DateRow", "IndexRows", "RefRow", "StringRow", "TokenRow", "index_resource",
-           "normalise_text", "values_at"]
+__all__ = ["MAX_REF_TYPE_CHARS", "MAX_TOKEN_CHARS", "DateRow", "IndexRows", "RefRow", "StringRow",
+           "TokenRow", "index_resource", "normalise_text", "values_at"]
 
 #: Bounds of an open Period end, in microseconds since the epoch (years 1 and 9999).
 MIN_US = -62_135_596_800_000_000
 MAX_US = 253_402_300_800_000_000
+
+#: Longest indexed system, code or identifier value, and longest reference type: the columns'
+#: widths. PostgreSQL refuses longer values and SQLite stores them, so the same resource would
+#: be valid on one store and not on the other; both refuse them here, before the write.
+MAX_TOKEN_CHARS = 1024
+MAX_REF_TYPE_CHARS = 64
 
 
 @dataclass(frozen=True, order=True)
@@ -141,12 +147,20 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _index_param(param: SearchParam, resource: Mapping[str, Any], rows: IndexRows) -> None:
     values = [v for path in param.paths for v in values_at(resource, path)]
+    element = f"{resource.get('resourceType', '')}.{param.paths[0]}" if param.paths else param.name
     if param.type == "token":
-        rows.tokens += [TokenRow(param.name, s, c) for v in values for s, c in _tokens(v)]
+        tokens = [TokenRow(param.name, s, c) for v in values for s, c in _tokens(v)]
+        if any(len(t.system) > MAX_TOKEN_CHARS or len(t.code) > MAX_TOKEN_CHARS for t in tokens):
+            raise FhirError(400, "too-long", f"a {param.name} system or value is longer than "
+                            f"{MAX_TOKEN_CHARS} characters", element)
+        rows.tokens += tokens
     elif param.type == "reference":
         for v in values:
             ref = parse_reference(v["reference"]) if isinstance(v, Mapping) and isinstance(
                 v.get("reference"), str) else None
+            if ref is not None and len(ref.resource_type or "") > MAX_REF_TYPE_CHARS:
+                raise FhirError(400, "too-long", "a reference's resource type is longer than "
+                                f"{MAX_REF_TYPE_CHARS} characters", f"{element}.reference")
             if ref is None or (param.targets and ref.resource_type not in param.targets):
                 continue
             rows.refs.append(RefRow(param.name, ref.resource_type or "", ref.resource_id))

@@ -29,6 +29,7 @@ from netliver.fhir.outcome import FhirError
 __all__ = [
     "DEFAULT_COUNT",
     "MAX_COUNT",
+    "MAX_OFFSET",
     "ChainCriterion",
     "DateCriterion",
     "DateRange",
@@ -54,6 +55,9 @@ __all__ = [
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
+#: Largest ``_offset`` of a search page: beyond it a 400 (an SQL OFFSET must stay a 64-bit
+#: integer, and paging that far is a scan, not a use).
+MAX_OFFSET = 100_000
 
 _DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb")
 _SUMMARIES = ("true", "data", "count", "false")
@@ -459,6 +463,8 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             shape["count"] = min(_int_param(name, value, 0), MAX_COUNT)
         elif name == "_offset":
             shape["offset"] = _int_param(name, value, 0)
+            if shape["offset"] > MAX_OFFSET:
+                raise FhirError(400, "value", f"_offset must be at most {MAX_OFFSET}", "_offset")
         elif name in ("_format", "_pretty"):
             continue
         elif name == "_sort":
