@@ -1,7 +1,8 @@
 """Entry point of the worker process: ``celery -A services.dosimetry.worker.main worker``.
 
 Importing the tasks registers them on this app; the imaging pipeline is imported here too, before
-the pool forks, so no job pays for loading pydicom and the engine.
+the pool forks, so no job pays for loading pydicom and the engine, and the kernel spectra of the
+usual grids are prepared (:mod:`services.dosimetry.worker.warmup`).
 """
 
 from __future__ import annotations
@@ -18,3 +19,7 @@ app = create_celery(settings)
 
 import services.dosimetry.imaging.pipeline  # noqa: E402
 import services.dosimetry.worker.tasks  # noqa: E402, F401
+from services.dosimetry.worker.warmup import warm_up  # noqa: E402
+
+# Kernel spectra of the usual grids, before the pool forks: every pool process inherits them.
+warm_up(settings.dosimetry_warm_grids)
