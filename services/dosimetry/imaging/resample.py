@@ -132,12 +132,16 @@ def _block_density(hu: np.ndarray) -> np.ndarray:
         return hu_to_density_g_per_ml(hu)
     first, values, slopes = _DEFAULT_LUT
     h = np.clip(hu, first, first + len(values) - 1, dtype=np.float32)
-    cell = np.floor(h)
-    h -= cell
-    index = cell.astype(np.intp)
-    index -= int(first)
+    index = h.astype(np.int32)  # toward zero: the cell of every whole or positive CT number
+    whole = np.array_equal(index, h)  # the usual CT: integer stored values, slope 1, whole intercept
+    if not whole:
+        cell = np.floor(h)
+        h -= cell
+        index = cell.astype(np.int32)
+    index -= np.int32(first)
     out: np.ndarray = values[index]
-    out += h * slopes[index]
+    if not whole:
+        out += h * slopes[index]
     return out
 
 

@@ -266,6 +266,9 @@ def test_block_density_is_the_table_interpolation(hus: list[float]) -> None:
     values = np.array([*hus, -1000.0, -70.0, 98.0, 260.0, 3000.0, -69.5, 97.25], dtype=np.float32)
     np.testing.assert_allclose(_block_density(values), hu_to_density_g_per_ml(values.astype(np.float64)),
                                rtol=2e-6, atol=1e-6)
+    whole = np.round(values)  # the usual CT: whole CT numbers take the table lookup alone
+    np.testing.assert_allclose(_block_density(whole), hu_to_density_g_per_ml(whole.astype(np.float64)),
+                               rtol=2e-6, atol=1e-6)
 
 
 @settings(max_examples=30, deadline=None)
