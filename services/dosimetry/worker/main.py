@@ -17,9 +17,16 @@ configure_logging("dosimetry-worker", settings.log_level, settings.log_format)
 preload()
 app = create_celery(settings)
 
-import services.dosimetry.imaging.pipeline  # noqa: E402
-import services.dosimetry.worker.tasks  # noqa: E402, F401
-from services.dosimetry.worker.warmup import warm_up  # noqa: E402
+import dicomweb_client.api  # noqa: E402, F401
 
-# Kernel spectra of the usual grids, before the pool forks: every pool process inherits them.
+import services.dosimetry.domain.dvh  # noqa: E402
+import services.dosimetry.domain.voxel  # noqa: E402
+import services.dosimetry.imaging.pipeline  # noqa: E402
+import services.dosimetry.worker.tasks  # noqa: E402
+import services.dosimetry.worker.voxel_job  # noqa: E402, F401
+from services.dosimetry.worker.warmup import tune_allocator, warm_up  # noqa: E402
+
+# Before the pool forks, so every pool process inherits them: the allocator settings of a warm
+# process, and the kernel spectra of the usual grids.
+tune_allocator()
 warm_up(settings.dosimetry_warm_grids)

@@ -33,3 +33,13 @@ def test_warm_up_caches_the_spectrum_the_first_job_uses() -> None:
 def test_a_grid_without_a_kernel_is_skipped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
     assert warm_up("8x8x8@50,8x8x8@nope") == []
     assert "no kernel" in caplog.text and "nope" in caplog.text
+
+
+def test_the_allocator_is_tuned_where_glibc_runs() -> None:
+    import platform
+
+    from services.dosimetry.worker.warmup import tune_allocator
+
+    tuned = tune_allocator()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tuned
