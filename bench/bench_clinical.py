@@ -138,8 +138,8 @@ def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> No
 
 def main() -> int:
     from bench.clinical_study import build_clinical_study, upload
+    from infra.orthanc_process import orthanc_available
     from infra.stack import StackConfig, running
-    from tests.support.orthanc import orthanc_available
 
     if not orthanc_available():
         print("clinical-size job benchmark skipped: Orthanc is not installed")

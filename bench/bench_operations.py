@@ -50,8 +50,8 @@ def _sirt_parameters() -> dict[str, Any]:
 
 def _cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, str]]]:
     """(operation, service, internal operation, body, query)."""
-    from tests.fixtures.eligibility_patients import EVALUATION_DATE, realistic_patient
-    from tests.fixtures.response_cases import synthetic_follow_up_bundle
+    from infra.demo_follow_up import synthetic_follow_up_bundle
+    from infra.demo_patients import EVALUATION_DATE, realistic_patient
 
     return [("$evaluate-eligibility", "eligibility", "evaluate-eligibility", realistic_patient(),
              {"date": EVALUATION_DATE.isoformat()}),

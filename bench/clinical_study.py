@@ -21,7 +21,7 @@ from datetime import timedelta
 import numpy as np
 from pydicom.dataset import Dataset
 
-from tests.fixtures import dicom_phantoms as ph
+from services.dosimetry.imaging import phantoms as ph
 
 EMISSION_N = 128
 EMISSION_MM = 4.0
