@@ -12,7 +12,9 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
 - **stages** from the worker (fetch, decode, resample, dose, dvh, store) and the rest (queue,
   claim, write-back, polling);
 - **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
-  peak minus the resident set just before the trigger, against the CT's raw pixel bytes.
+  peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
+  stage, the peak while the job reported that stage (a stage seen late by the 20 ms polling may
+  lend its first samples to the one before).
 """
 
 from __future__ import annotations
@@ -62,13 +64,17 @@ class RssSampler:
         self.pid = pid
         self.before = _rss_bytes(pid)
         self.peak = self.before
+        self.stage = "queue"  # set by the caller as the job reports its stages
+        self.stage_peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, _rss_bytes(self.pid))
+                rss = _rss_bytes(self.pid)
+                self.peak = max(self.peak, rss)
+                self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), rss)
             except OSError:
                 return
             time.sleep(0.005)
@@ -116,12 +122,15 @@ def run_job(gw: str, study_uid: str, seg_uid: str, activity_gbq: float, method: 
             task = requests.get(f"{gw}/fhir/Task/{task_id}", timeout=30).json()
             if task["status"] in {"completed", "failed", "cancelled"}:
                 break
+            rss.stage = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN},
+                                     timeout=30).json().get("stage") or rss.stage
             time.sleep(0.02)
         total = time.perf_counter() - started
     job = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN}, timeout=30).json()
     if task["status"] != "completed":
         raise RuntimeError(f"job {task_id} {task['status']}: {job.get('error') or task.get('statusReason')}")
-    return {"total": total, "timings": job.get("timings", {}), "rss_growth": rss.growth, "rss_before": rss.before}
+    return {"total": total, "timings": job.get("timings", {}), "rss_growth": rss.growth, "rss_before": rss.before,
+            "stage_growth": {k: v - rss.before for k, v in rss.stage_peaks.items()}}
 
 
 def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> None:
@@ -132,7 +141,9 @@ def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> No
           f"+{job['rss_growth'] / 2**20:.0f} MiB = {job['rss_growth'] / ct_raw:.2f} × CT raw "
           f"(RSS before {job['rss_before'] / 2**20:.0f} MiB)")
     for stage, seconds in timings.items():
-        print(f"    {stage:<10}{seconds:7.2f} s  {seconds / floor:5.2f} × floor")
+        grown = job["stage_growth"].get(stage)
+        memory = f"   peak +{grown / 2**20:5.0f} MiB" if grown is not None else ""
+        print(f"    {stage:<10}{seconds:7.2f} s  {seconds / floor:5.2f} × floor{memory}")
     print(f"    {'other':<10}{total - worker_total:7.2f} s  (queue, claim, write-back, polling)")
 
 
