@@ -8,14 +8,15 @@ import os
 import sys
 from collections.abc import Callable
 
-from bench import bench_clinical, bench_dosimetry, bench_eligibility, bench_jobs, bench_operations
+from bench import bench_cds, bench_clinical, bench_dosimetry, bench_eligibility, bench_jobs, bench_operations
 
 
 def main() -> int:
     benches: list[tuple[str, Callable[[], object]]] = [
         ("dosimetry engine", bench_dosimetry.main), ("eligibility through the gateway", bench_eligibility.main),
         ("synchronous operations against their transaction floor", bench_operations.main),
-        ("voxel-dosimetry job end to end", bench_jobs.main)]
+        ("voxel-dosimetry job end to end", bench_jobs.main),
+        ("CDS Hooks patient-view as an EHR calls it", bench_cds.main)]
     if os.environ.get("BENCH_CLINICAL", "") not in ("", "0"):
         benches.append(("voxel-dosimetry job at clinical size", bench_clinical.main))
     for name, fn in benches:
