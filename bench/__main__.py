@@ -8,7 +8,14 @@ import os
 import sys
 from collections.abc import Callable
 
-from bench import bench_cds, bench_clinical, bench_dosimetry, bench_eligibility, bench_jobs, bench_operations
+from bench import (
+    bench_cds,
+    bench_clinical,
+    bench_dosimetry,
+    bench_eligibility,
+    bench_jobs,
+    bench_operations,
+)
 
 
 def main() -> int:
