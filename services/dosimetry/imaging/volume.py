@@ -14,7 +14,7 @@ Steps (DICOM PS3.3; sections named below):
    Units: PT ``Units`` (0054,1001) must be BQML (Bq/mL); NM pixels are counts ("CNTS").
 3. Decay correction to a reference time (default: the administration,
    RadiopharmaceuticalStartDateTime (0018,1078)) with A(t_ref) = A(t)·2^((t − t_ref)/T½)
-   (DOMAIN.md §3), T½ from RadionuclideHalfLife (0018,1075), else from the nuclide
+   (EANM 2022), T½ from RadionuclideHalfLife (0018,1075), else from the nuclide
    (``netliver.dosimetry_contract``: code, else names):
    - PT, DecayCorrection (0054,1102) ``START``: values are at the series start (SeriesDate/Time);
      ``ADMIN``: already at the administration; ``NONE``: at each slice's AcquisitionTime,

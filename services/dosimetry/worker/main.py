@@ -22,8 +22,8 @@ import dicomweb_client.api  # noqa: E402, F401
 import services.dosimetry.domain.dvh  # noqa: E402
 import services.dosimetry.domain.voxel  # noqa: E402
 import services.dosimetry.imaging.pipeline  # noqa: E402
-import services.dosimetry.worker.tasks  # noqa: E402
-import services.dosimetry.worker.voxel_job  # noqa: E402, F401
+import services.dosimetry.operation  # noqa: E402
+import services.dosimetry.worker.tasks  # noqa: E402, F401
 from services.dosimetry.worker.warmup import tune_allocator, warm_up  # noqa: E402
 
 # Before the pool forks, so every pool process inherits them: the allocator settings of a warm

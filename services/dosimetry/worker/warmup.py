@@ -5,7 +5,7 @@ voxel size), the kernel's spectrum on the padded grid and the FFT plans. The wor
 them before its pool forks, for the grids of ``DOSIMETRY_WARM_GRIDS`` (``Settings``), so every
 pool process, and every process that replaces one, starts with them in memory: the kernel and
 its spectra stay cached per grid for the process's life
-(:func:`services.dosimetry.kernels.load_kernel`, :func:`services.dosimetry.domain.voxel.warm_spectrum`).
+(:func:`services.dosimetry.kernel_tables.load_kernel`, :func:`services.dosimetry.domain.voxel.warm_spectrum`).
 
 A grid is written ``KxJxI@S`` (slices × rows × columns, cubic voxels of S mm) or
 ``KxJxI@SxSxS`` (voxel edges in the array's axis order); grids are separated by commas. A grid
@@ -90,7 +90,7 @@ def warm_up(text: str) -> list[WarmGrid]:
     """Load the kernel and prepare its spectrum for each grid of ``text``; returns those done."""
     from services.dosimetry.domain.errors import DosimetryInputError
     from services.dosimetry.domain.voxel import warm_spectrum
-    from services.dosimetry.kernels import load_kernel
+    from services.dosimetry.kernel_tables import load_kernel
 
     grids, bad = parse_warm_grids(text)
     for entry in bad:

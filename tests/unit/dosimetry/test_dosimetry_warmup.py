@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.dosimetry.domain.voxel import kernel_dose_gy, padded_shape
-from services.dosimetry.kernels import load_kernel
+from services.dosimetry.kernel_tables import load_kernel
 from services.dosimetry.worker.warmup import WarmGrid, parse_warm_grids, warm_up
 
 
