@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: install system-deps services-up check lint types imports test test-fast bench serve demo clean
+.PHONY: install system-deps services-up check lint types imports test test-fast bench bench-clinical serve demo clean
 
 install: system-deps $(STAMP)
 
@@ -44,6 +44,11 @@ test-fast: install services-up
 
 bench: install services-up
 	$(PY) -m bench
+
+# The clinical-size voxel job (128³ SPECT, 512×512×256 CT in an Orthanc; several minutes):
+# on demand, or with BENCH_CLINICAL=1 as part of `make bench`.
+bench-clinical: install services-up
+	$(PY) -m bench.bench_clinical
 
 serve: install
 	$(PY) -m infra.stack serve

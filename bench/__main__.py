@@ -1,17 +1,32 @@
 """``make bench``: every benchmark, each printing ratios against a baseline measured in the same
-run. Benchmarks never fail the build on a timing."""
+run. Benchmarks never fail the build on a timing. The clinical-size job runs with
+``BENCH_CLINICAL=1`` (or ``make bench-clinical``)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 
-from bench import bench_cds, bench_dosimetry, bench_eligibility, bench_jobs
+from bench import (
+    bench_cds,
+    bench_clinical,
+    bench_dosimetry,
+    bench_eligibility,
+    bench_jobs,
+    bench_operations,
+)
 
 
 def main() -> int:
-    for name, fn in (("dosimetry engine", bench_dosimetry.main), ("eligibility through the gateway", bench_eligibility.main),
-                     ("voxel-dosimetry job end to end", bench_jobs.main),
-                     ("CDS Hooks patient-view as an EHR calls it", bench_cds.main)):
+    benches: list[tuple[str, Callable[[], object]]] = [
+        ("dosimetry engine", bench_dosimetry.main), ("eligibility through the gateway", bench_eligibility.main),
+        ("synchronous operations against their transaction floor", bench_operations.main),
+        ("voxel-dosimetry job end to end", bench_jobs.main),
+        ("CDS Hooks patient-view as an EHR calls it", bench_cds.main)]
+    if os.environ.get("BENCH_CLINICAL", "") not in ("", "0"):
+        benches.append(("voxel-dosimetry job at clinical size", bench_clinical.main))
+    for name, fn in benches:
         print(f"\n=== {name} ===", flush=True)
         fn()
     return 0

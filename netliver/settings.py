@@ -60,6 +60,7 @@ class Settings:
     orthanc_catch_up_s: float = _setting(60.0, "ORTHANC_CATCHUP_S", "Seconds between catch-ups of missed stable-study notifications from Orthanc /changes; 0 = off.")
     orthanc_user: str = _setting("", "ORTHANC_USER", "Orthanc user, if the PACS requires basic auth.")
     orthanc_password: str = _setting("", "ORTHANC_PASSWORD", "Orthanc password.")
+    dosimetry_warm_grids: str = _setting("128x128x128@4.42,128x128x128@4.795", "DOSIMETRY_WARM_GRIDS", "Emission grids (KxJxI@S mm, comma separated) whose Y-90 kernel spectrum a dosimetry worker prepares at start; empty = none.")
     # -- authentication ---------------------------------------------------------------------
     auth_mode: str = _setting("jwt", "AUTH_MODE", "off | jwt. 'off' only for local demo/serve on loopback (logged loudly).")
     auth_jwks_url: str = _setting("", "AUTH_JWKS_URL", "JWKS URL whose keys sign accepted tokens (RS256, RS384, ES384).")

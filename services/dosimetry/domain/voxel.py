@@ -37,7 +37,7 @@ from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT, Y90_HALF_
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.kernel import TISSUE_DENSITY_G_PER_ML, VoxelKernel
 
-__all__ = ["convolve_same", "kernel_dose_gy", "ldm_dose_gy"]
+__all__ = ["convolve_same", "kernel_dose_gy", "ldm_dose_gy", "padded_shape", "warm_spectrum"]
 
 FloatArray = npt.NDArray[np.floating[Any]]
 _SPECTRUM_CACHE_SIZE = 2
@@ -143,12 +143,30 @@ def _kernel_spectrum(kernel: VoxelKernel, padded: tuple[int, ...], complex_dtype
     return result
 
 
+def padded_shape(shape: Sequence[int], kernel: VoxelKernel) -> tuple[int, ...]:
+    """The FFT grid of a linear convolution of ``shape`` with ``kernel``: at least N + K − 1 per
+    axis, rounded up to a fast length."""
+    return tuple(sp_fft.next_fast_len(n + k - 1, real=True) for n, k in zip(shape, kernel.values.shape, strict=True))
+
+
+def warm_spectrum(kernel: VoxelKernel, shape: Sequence[int], dtype: type[np.floating[Any]] = np.float32,
+                  workers: int = -1) -> None:
+    """Prepare, for images of ``shape`` and ``dtype``, what the first convolution would compute:
+    the kernel's spectrum on the padded grid (cached on the kernel) and scipy.fft's plans for its
+    axis lengths (cached by scipy.fft per process), by one transform round trip of a zero volume."""
+    padded = padded_shape(shape, kernel)
+    complex_dtype = np.complex64 if dtype == np.float32 else np.complex128
+    _kernel_spectrum(kernel, padded, complex_dtype, workers)
+    spec = sp_fft.rfftn(np.zeros(tuple(shape), dtype=dtype), s=padded, workers=workers)
+    sp_fft.irfftn(spec, s=padded, workers=workers)
+
+
 def convolve_same(values: FloatArray, kernel: VoxelKernel, workers: int = -1) -> FloatArray:
     """Linear (zero-padded, no wrap) convolution of ``values`` with the kernel, cropped to the
     input grid with the kernel centre on each voxel. Returns a new array of ``values``' dtype."""
     shape = values.shape
     kshape = kernel.values.shape
-    padded = tuple(sp_fft.next_fast_len(n + k - 1, real=True) for n, k in zip(shape, kshape, strict=True))
+    padded = padded_shape(shape, kernel)
     complex_dtype = np.complex64 if values.dtype == np.float32 else np.complex128
     spec = sp_fft.rfftn(values, s=padded, workers=workers)
     spec *= _kernel_spectrum(kernel, padded, complex_dtype, workers)

@@ -14,8 +14,11 @@ default: a site should replace it with its own CT calibration (same format).
 **Grids.** :func:`resample_scalar` averages the source over each target voxel, so a fine CT
 is averaged onto the coarser emission grid instead of point sampled (mass is conserved). When
 the two grids have parallel axes (same ImageOrientationPatient, any spacing, offset or flip:
-the usual SPECT/CT and PET/CT case) the average is exact and separable: per axis a matrix of
-the overlap of each target voxel with each source voxel, applied along the three axes. For
+the usual SPECT/CT and PET/CT case) the average is exact and separable: along each axis the
+mean over a target voxel is the difference of the source's running integral at its two edges
+(the overlap-weighted mean of the source voxels it covers), taken axis after axis; the CT is
+read in blocks of slices (HU → density applied per block), so no full-size float copy of it is
+made. For
 oblique grids each target voxel is split into m×m×m sub-points (m = ceil(target spacing /
 source spacing) per axis), the source is interpolated (trilinear) at each and the sub-samples
 are averaged. :func:`resample_mask` computes the same covered fraction of a mask (nearest
@@ -30,6 +33,7 @@ or one that covers less than half of the activity volume (no overlap → error).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -83,6 +87,12 @@ def _subsamples(source: Grid, target: Grid) -> tuple[int, int, int]:
     return (m[0], m[1], m[2])
 
 
+#: Source voxels converted and reduced at a time (whole slices, at least one): the CT is read in
+#: blocks of this size, so no full float copy of it is ever made (2 slices of a 512² CT, ~10 MiB
+#: of temporaries).
+_BLOCK_VOXELS = 2**19
+
+
 def _overlap_weights(n_target: int, n_source: int, scale: float, offset: float) -> np.ndarray:
     """1-D weights (n_target × n_source): the share of target voxel t (source coordinates
     ``scale·t + offset`` ± |scale|/2) covered by source voxel u ([u − ½, u + ½])."""
@@ -100,21 +110,87 @@ def _axis_aligned(matrix: np.ndarray) -> bool:
     return bool(np.abs(off).max() <= 1e-6 * np.abs(np.diag(matrix[:3, :3])).max())
 
 
-def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tuple[int, int, int],
-                       cval: float) -> np.ndarray:
+def _density_lut(table: tuple[tuple[float, float], ...]) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """(first HU, value, slope) per whole HU over the table's range, when its breakpoints are
+    whole numbers: the table is then linear within every unit interval, so value + fraction ×
+    slope is its interpolation exactly, at the cost of two gathers instead of a binary search."""
+    xs = [p[0] for p in table]
+    if not all(float(x).is_integer() for x in xs) or xs[-1] - xs[0] > 20000:
+        return None
+    hu = np.arange(xs[0], xs[-1] + 1.0)
+    values = np.interp(hu, xs, [p[1] for p in table])
+    slopes = np.append(np.diff(values), 0.0)
+    return xs[0], values.astype(np.float32), slopes.astype(np.float32)
+
+
+_DEFAULT_LUT = _density_lut(HU_TO_DENSITY)
+
+
+def _block_density(hu: np.ndarray) -> np.ndarray:
+    """:func:`hu_to_density_g_per_ml` of one block of CT slices (float32)."""
+    if _DEFAULT_LUT is None:  # pragma: no cover - the bundled table has whole-number breakpoints
+        return hu_to_density_g_per_ml(hu)
+    first, values, slopes = _DEFAULT_LUT
+    h = np.clip(hu, first, first + len(values) - 1, dtype=np.float32)
+    index = h.astype(np.int32)  # toward zero: the cell of every whole or positive CT number
+    whole = np.array_equal(index, h)  # the usual CT: integer stored values, slope 1, whole intercept
+    if not whole:
+        cell = np.floor(h)
+        h -= cell
+        index = cell.astype(np.int32)
+    index -= np.int32(first)
+    out: np.ndarray = values[index]
+    if not whole:
+        out += h * slopes[index]
+    return out
+
+
+def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tuple[int, int, int], cval: float,
+                       transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Exact volume-weighted average for grids with parallel axes (same orientation, any
-    spacing, offset or flip): a product of three 1-D overlap matrices; the share of a target
-    voxel outside the source counts as ``cval``."""
-    wk, wj, wi = (sparse.csr_matrix(_overlap_weights(target_shape[a], values.shape[a], float(matrix[a, a]),
-                                                     float(matrix[a, 3])).astype(values.dtype)) for a in range(3))
-    shifted = values - values.dtype.type(cval)
+    spacing, offset or flip): the overlap weights of each axis applied in turn; the share of a
+    target voxel outside the source counts as ``cval``. ``transform`` (e.g. HU → density) is
+    applied to the source as it is read.
+
+    The source is read in blocks of whole slices (:data:`_BLOCK_VOXELS`) reduced in-plane first
+    (sparse weights, ~1 + 1/ratio non-zeros per source voxel), then added to the target slices it
+    touches: besides the caller's array only a block's temporaries and the float64 result are held.
+    """
     nk, nj, ni = values.shape
-    tk, tj, ti = target_shape
-    # Each overlap matrix has ~2-3 non-zeros per row: sparse products cost O(voxels) per axis.
-    step = np.asarray(wk @ shifted.reshape(nk, nj * ni)).reshape(tk, nj, ni)
-    step = np.asarray(wj @ step.transpose(1, 0, 2).reshape(nj, tk * ni)).reshape(tj, tk, ni)
-    step = np.asarray(wi @ step.transpose(2, 0, 1).reshape(ni, tj * tk)).reshape(ti, tj, tk)
-    return np.asarray(np.ascontiguousarray(step.transpose(2, 1, 0)) + values.dtype.type(cval))
+    tj, ti = target_shape[1], target_shape[2]
+    w_k, w_j, w_i = (_overlap_weights(target_shape[a], values.shape[a], float(matrix[a, a]), float(matrix[a, 3]))
+                     for a in range(3))
+    # (values − cval) averaged = W·values − cval·(row sums of W): the shift costs no pass
+    shift_i = (cval * w_i.sum(axis=1)).astype(np.float32)
+    sparse_i = sparse.csr_matrix(w_i.T.astype(np.float32))
+    sparse_j = sparse.csr_matrix(w_j.T.astype(np.float32))
+    step = max(1, _BLOCK_VOXELS // (nj * ni))
+    out = np.zeros(target_shape, dtype=np.float64)
+    for start in range(0, nk, step):
+        block = values[start:start + step]
+        block = transform(block) if transform is not None else block.astype(np.float32, copy=False)
+        n = block.shape[0]
+        rows = np.asarray(block.reshape(n * nj, ni) @ sparse_i) - shift_i  # (n·nj, ti)
+        rows = np.ascontiguousarray(rows.reshape(n, nj, ti).transpose(0, 2, 1)).reshape(n * ti, nj)
+        plane = np.asarray(rows @ sparse_j).reshape(n, ti, tj).transpose(0, 2, 1).reshape(n, tj * ti)
+        w = w_k[:, start:start + n]
+        touched = np.flatnonzero(w.any(axis=1))
+        if touched.size:
+            lo, hi = int(touched[0]), int(touched[-1]) + 1
+            out[lo:hi] += (w[lo:hi] @ plane).reshape(hi - lo, tj, ti)
+    out += cval
+    return out
+
+
+def _axis_coverage(n_source: int, scale: float, offset: float, n_target: int) -> np.ndarray:
+    """Share of each target voxel inside the source along one axis."""
+    return np.asarray(_overlap_weights(n_target, n_source, scale, offset).sum(axis=1))
+
+
+
+def _index_matrix(source: Grid, target: Grid) -> np.ndarray:
+    """Target index → source index: inv(A_src) · A_tgt (4×4 homogeneous)."""
+    return np.asarray(np.linalg.inv(source.affine) @ target.affine)
 
 
 def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
@@ -124,10 +200,10 @@ def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: fl
     average (:func:`_separable_average`). Oblique grids: mean of m×m×m sub-samples per target
     voxel (order 1 trilinear, 0 nearest).
     """
-    # Map target index → source index: inv(A_src) · A_tgt (4×4 homogeneous).
-    matrix = np.linalg.inv(source.affine) @ target.affine
+    matrix = _index_matrix(source, target)
     if _axis_aligned(matrix):
         return _separable_average(values, matrix, target.shape, cval)
+    values = values.astype(np.float32, copy=False)
     m = _subsamples(source, target)
     acc = np.zeros(target.shape, dtype=np.float64)
     ones = np.ones(values.shape, dtype=np.float32) if order != 0 else values
@@ -154,14 +230,37 @@ def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: fl
 
 def resample_scalar(volume: ScalarVolume, target: Grid, cval: float) -> np.ndarray:
     """``volume`` averaged onto ``target`` (trilinear sub-samples); ``cval`` outside."""
-    return _sample(volume.values.astype(np.float32), volume.grid, target, 1, cval).astype(np.float64)
+    return np.asarray(_sample(volume.values, volume.grid, target, 1, cval), dtype=np.float64)
 
 
 def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
     """A boolean mask on ``source`` moved onto ``target``: a target voxel is in when at least
     half of its volume is (parallel grids), or half of its nearest sub-samples are (oblique)."""
-    frac = _sample(mask.astype(np.float32), source, target, 0, 0.0)
+    matrix = _index_matrix(source, target)
+    if not _axis_aligned(matrix):
+        return np.asarray(_sample(mask, source, target, 0, 0.0) >= 0.5 - 1e-6)
+    box = _bounding_box(mask)
+    if box is None:
+        return np.zeros(target.shape, dtype=bool)
+    # outside its bounding box the mask is 0, the value outside the source: averaging the box alone
+    # (its index origin moved to the box's corner) gives the same fractions at a fraction of the cost
+    moved = matrix.copy()
+    for axis, part in enumerate(box):
+        moved[axis, 3] -= part.start
+    frac = _separable_average(mask[box], moved, target.shape, 0.0)
     return np.asarray(frac >= 0.5 - 1e-6)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest index box holding every true voxel of a 3-D mask (None when empty)."""
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    if slices.size == 0:
+        return None
+    k = slice(int(slices[0]), int(slices[-1]) + 1)
+    plane = np.asarray(mask[k].any(axis=0))
+    rows = np.flatnonzero(plane.any(axis=1))
+    cols = np.flatnonzero(plane.any(axis=0))
+    return k, slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def check_ct_matches(ct: Grid, activity: Grid) -> float:
@@ -191,10 +290,21 @@ def density_on_grid(ct: ScalarVolume, target: Grid,
     default: an emission field of view longer than the CT goes on into the patient, and air there
     would multiply the local-deposition dose of its counts by ~900 (1.04 / 0.0012).
     """
+    matrix = _index_matrix(ct.grid, target)
+    if _axis_aligned(matrix):
+        # HU → density block by block as the CT is reduced: no CT-sized density array
+        return _separable_average(ct.values, matrix, target.shape, outside_g_per_ml,
+                                  _block_density)
     density = ScalarVolume(hu_to_density_g_per_ml(ct.values), ct.grid, "g/mL")
     return resample_scalar(density, target, cval=outside_g_per_ml)
 
 
 def ct_coverage(ct: Grid, target: Grid) -> np.ndarray:
     """Share (0–1) of each ``target`` voxel that lies inside the CT volume."""
+    matrix = _index_matrix(ct, target)
+    if _axis_aligned(matrix):
+        # the product of the three axes' shares: no CT-sized array of ones
+        k, j, i = (_axis_coverage(ct.shape[a], float(matrix[a, a]), float(matrix[a, 3]), target.shape[a])
+                   for a in range(3))
+        return np.asarray(k[:, np.newaxis, np.newaxis] * j[np.newaxis, :, np.newaxis] * i[np.newaxis, np.newaxis, :])
     return _sample(np.ones(ct.shape, dtype=np.float32), ct, target, 0, 0.0)

@@ -1,7 +1,8 @@
 """Entry point of the worker process: ``celery -A services.dosimetry.worker.main worker``.
 
 Importing the tasks registers them on this app; the imaging pipeline is imported here too, before
-the pool forks, so no job pays for loading pydicom and the engine.
+the pool forks, so no job pays for loading pydicom and the engine, and the kernel spectra of the
+usual grids are prepared (:mod:`services.dosimetry.worker.warmup`).
 """
 
 from __future__ import annotations
@@ -16,5 +17,16 @@ configure_logging("dosimetry-worker", settings.log_level, settings.log_format)
 preload()
 app = create_celery(settings)
 
+import dicomweb_client.api  # noqa: E402, F401
+
+import services.dosimetry.domain.dvh  # noqa: E402
+import services.dosimetry.domain.voxel  # noqa: E402
 import services.dosimetry.imaging.pipeline  # noqa: E402
+import services.dosimetry.operation  # noqa: E402
 import services.dosimetry.worker.tasks  # noqa: E402, F401
+from services.dosimetry.worker.warmup import tune_allocator, warm_up  # noqa: E402
+
+# Before the pool forks, so every pool process inherits them: the allocator settings of a warm
+# process, and the kernel spectra of the usual grids.
+tune_allocator()
+warm_up(settings.dosimetry_warm_grids)

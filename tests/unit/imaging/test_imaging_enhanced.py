@@ -50,7 +50,8 @@ def test_enhanced_ct_and_pet_give_the_classic_doses(study: PhantomStudy, enhance
     multi = _doses(study, [enhanced["PT"], enhanced["CT"], study.seg], method)
     assert multi.keys() == classic.keys()
     for name, value in classic.items():
-        assert multi[name] == pytest.approx(value, rel=1e-9), name
+        # the dose engine runs in float32 (7 significant digits): the same doses to 1e-6
+        assert multi[name] == pytest.approx(value, rel=1e-6), name
 
 
 def test_enhanced_volumes_equal_the_classic_ones(study: PhantomStudy, enhanced: dict[str, Any]) -> None:

@@ -194,3 +194,97 @@ def test_density_outside_the_ct_is_soft_tissue_and_coverage_says_where() -> None
     assert density[k, 5, 5] == pytest.approx(c * water + (1 - c) * SOFT_TISSUE_DENSITY_G_PER_ML, rel=1e-5)
     # air stays available to a caller that wants it
     assert density_on_grid(ct, activity, outside_g_per_ml=0.0012)[0, 0, 0] == pytest.approx(0.0012)
+
+
+def _overlap_matrix(n_target: int, n_source: int, scale: float, offset: float) -> np.ndarray:
+    """Reference weights: share of target voxel t (source coordinates scale·t + offset ± |scale|/2)
+    covered by source voxel u ([u − ½, u + ½]), written out voxel pair by voxel pair."""
+    w = np.zeros((n_target, n_source))
+    for t in range(n_target):
+        lo, hi = scale * t + offset - abs(scale) / 2, scale * t + offset + abs(scale) / 2
+        for u in range(n_source):
+            w[t, u] = max(0.0, min(hi, u + 0.5) - max(lo, u - 0.5)) / abs(scale)
+    return w
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(3, 40), st.floats(0.9, 5.0), st.floats(-12.0, 12.0), st.floats(-5.0, 5.0), st.booleans())
+def test_separable_average_equals_the_overlap_weighted_mean(n_k: int, ratio: float, shift_mm: float,
+                                                            cval: float, flip: bool) -> None:
+    """Against the overlap matrices applied along each axis, for uneven ratios, offsets that put
+    target voxels partly or wholly outside the source, flips, and source stacks longer than one
+    block of slices (n_k up to 40)."""
+    rng = np.random.default_rng(n_k)
+    shape = (n_k, 9, 7)
+    source = Grid.from_dicom(shape, np.array([0.0, 0.0, 0.0]), AXIAL, (1.0, 1.0), np.array([0, 0, 1.0]), "1.2.3")
+    values = rng.normal(size=shape).astype(np.float32)
+    target_shape = (int(n_k / ratio) + 2, 4, 3)
+    target = Grid.from_dicom(target_shape, np.array([shift_mm, -1.0, 0.3]), AXIAL, (ratio, 2.5),
+                             np.array([0, 0, ratio]), "1.2.3")
+    if flip:
+        affine = target.affine.copy()
+        affine[:3, 3] += affine[:3, 2] * (target_shape[0] - 1)
+        affine[:3, 2] *= -1
+        target = Grid(target.shape, affine, "1.2.3")
+    matrix = np.linalg.inv(source.affine) @ target.affine
+    w = [_overlap_matrix(target_shape[a], shape[a], matrix[a, a], matrix[a, 3]) for a in range(3)]
+    expected = np.einsum("ku,jv,iw,uvw->kji", w[0], w[1], w[2], values.astype(np.float64) - cval) + cval
+    out = resample_scalar(ScalarVolume(values, source, "x"), target, cval=cval)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    coverage = ct_coverage(source, target)
+    np.testing.assert_allclose(coverage, np.einsum("ku,jv,iw,uvw->kji", w[0], w[1], w[2], np.ones(shape)),
+                               atol=1e-9)
+
+
+def test_density_on_an_aligned_grid_holds_no_ct_sized_float_copy() -> None:
+    """HU → density and the reduction run block by block: the peak of new numpy memory stays
+    well under one float32 copy of the CT (the CT itself is the caller's)."""
+    import tracemalloc
+
+    ct_grid = Grid.from_dicom((160, 320, 320), np.array([0.0, 0.0, 0.0]), AXIAL, (1.0, 1.0),
+                              np.array([0, 0, 2.0]), "1.2.3")
+    ct = ScalarVolume(np.random.default_rng(0).normal(0, 50, ct_grid.shape).astype(np.float32), ct_grid, "HU")
+    activity = Grid.from_dicom((80, 80, 80), np.array([1.5, 1.5, 1.0]), AXIAL, (4.0, 4.0),
+                               np.array([0, 0, 4.0]), "1.2.3")
+    tracemalloc.start()
+    density = density_on_grid(ct, activity)
+    coverage = ct_coverage(ct_grid, activity)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.5 * ct.values.nbytes
+    water = float(hu_to_density_g_per_ml(np.array([0.0]))[0])
+    assert abs(float(density[coverage == 1].mean()) - water) < 0.01
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-3000, 6000, width=32), min_size=1, max_size=50))
+def test_block_density_is_the_table_interpolation(hus: list[float]) -> None:
+    """The per-block HU → density (whole-HU table with slopes) is the table's interpolation for
+    any CT number, whole or not, inside and beyond the table."""
+    from services.dosimetry.imaging.resample import _block_density
+
+    values = np.array([*hus, -1000.0, -70.0, 98.0, 260.0, 3000.0, -69.5, 97.25], dtype=np.float32)
+    np.testing.assert_allclose(_block_density(values), hu_to_density_g_per_ml(values.astype(np.float64)),
+                               rtol=2e-6, atol=1e-6)
+    whole = np.round(values)  # the usual CT: whole CT numbers take the table lookup alone
+    np.testing.assert_allclose(_block_density(whole), hu_to_density_g_per_ml(whole.astype(np.float64)),
+                               rtol=2e-6, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 11), st.integers(0, 11), st.integers(1, 6), st.floats(1.3, 3.7), st.floats(-3.0, 3.0))
+def test_mask_fraction_of_its_bounding_box_is_the_whole_mask_fraction(k0: int, j0: int, size: int, ratio: float,
+                                                                      shift: float) -> None:
+    """resample_mask averages only the mask's bounding box: the result must be the one of the
+    overlap-weighted mean over the whole source."""
+    from services.dosimetry.imaging.resample import _index_matrix, _separable_average
+
+    rng = np.random.default_rng(k0 * 31 + j0)
+    source = Grid.from_dicom((14, 13, 12), np.array([0.0, 0.0, 0.0]), AXIAL, (1.0, 1.0), np.array([0, 0, 1.0]),
+                             "1.2.3")
+    mask = np.zeros(source.shape, dtype=bool)
+    mask[k0:k0 + size, j0:j0 + size, 2:2 + size] = rng.random((size, size, size))[: 14 - k0, : 13 - j0] > 0.3
+    target = Grid.from_dicom((7, 7, 7), np.array([shift, shift / 2, -shift]), AXIAL, (ratio, ratio),
+                             np.array([0, 0, ratio]), "1.2.3")
+    whole = _separable_average(mask, _index_matrix(source, target), target.shape, 0.0) >= 0.5 - 1e-6
+    np.testing.assert_array_equal(resample_mask(mask, source, target), whole)

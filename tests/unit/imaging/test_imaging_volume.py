@@ -221,7 +221,7 @@ def test_negative_voxels_are_clipped_with_a_warning_before_the_dose() -> None:
     from services.dosimetry.imaging.pipeline import non_negative_counts
 
     counts, warning = non_negative_counts(np.array([[[4.0, -1.0], [2.0, 3.0]]], dtype=np.float32))
-    assert counts.dtype == np.float64 and counts.min() == 0 and counts.sum() == 9.0
+    assert counts.dtype == np.float32 and counts.min() == 0 and counts.sum() == 9.0
     assert warning is not None and "1 voxels" in warning and "10.00 %" in warning
     clean, none = non_negative_counts(np.ones((2, 2, 2)))
     assert none is None and clean.sum() == 8

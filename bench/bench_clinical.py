@@ -1,0 +1,197 @@
+"""Clinical-size voxel-dosimetry job against its I/O floor (``make bench-clinical``, or
+``BENCH_CLINICAL=1 make bench``; never fails on a timing).
+
+The study of :mod:`bench.clinical_study` (128³ SPECT, 512 × 512 × 256 CT, SEG with liver,
+tumours and lungs) is stored in an Orthanc the stack launches on free ports. Measured in one run:
+
+- **floor**: fetching the same instances (SPECT, CT, SEG series) by WADO-RS into memory, the
+  multipart bodies read whole, series after series, with one HTTP session;
+- **cold job**: the first job of a freshly started worker process, trigger (``$voxel-dosimetry``,
+  respond-async) → completed Task with its results written;
+- **warm jobs**: the same job again (another activity, so new results), best of a few;
+- **stages** from the worker (fetch, decode, resample, dose, dvh, store) and the rest (queue,
+  claim, write-back, polling);
+- **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
+  peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
+  stage, the peak while the job reported that stage (a stage seen late by the 20 ms polling may
+  lend its first samples to the one before).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TOKEN = "bench-internal-token"
+WARM_RUNS = int(os.environ.get("BENCH_CLINICAL_WARM", "3"))
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _pool_pid(parent: int, timeout_s: float = 60.0) -> int:
+    """The Celery prefork child of ``parent`` (the process that runs the jobs)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        kids: list[int] = []
+        for task in os.listdir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as fh:
+                kids.extend(int(p) for p in fh.read().split())
+        if kids:
+            return kids[0]
+        time.sleep(0.1)
+    raise RuntimeError("the worker has no pool process")
+
+
+class RssSampler:
+    """Peak resident set of one process while a block runs (sampled every 5 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = _rss_bytes(pid)
+        self.peak = self.before
+        self.stage = "queue"  # set by the caller as the job reports its stages
+        self.stage_peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = _rss_bytes(self.pid)
+                self.peak = max(self.peak, rss)
+                self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), rss)
+            except OSError:
+                return
+            time.sleep(0.005)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+
+def wado_floor(dicomweb: str, study_uid: str, series: list[str]) -> tuple[float, int]:
+    """Seconds and bytes to GET each series by WADO-RS into memory (one session, in turn)."""
+    session = requests.Session()
+    started = time.perf_counter()
+    total = 0
+    for uid in series:
+        resp = session.get(f"{dicomweb}/studies/{study_uid}/series/{uid}", timeout=300,
+                           headers={"Accept": 'multipart/related; type="application/dicom"'})
+        resp.raise_for_status()
+        total += len(resp.content)
+    return time.perf_counter() - started, total
+
+
+def run_job(gw: str, study_uid: str, seg_uid: str, activity_gbq: float, method: str,
+            pool_pid: int) -> dict[str, Any]:
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "studyInstanceUid", "valueString": study_uid},
+        {"name": "administeredActivityGBq", "valueDecimal": activity_gbq},
+        {"name": "method", "valueCode": method},
+        {"name": "segmentationSeriesUid", "valueString": seg_uid}]}
+    with RssSampler(pool_pid) as rss:
+        started = time.perf_counter()
+        resp = requests.post(f"{gw}/fhir/$voxel-dosimetry", json=params, headers={"Prefer": "respond-async"},
+                             timeout=60)
+        resp.raise_for_status()
+        task_id = resp.headers["Content-Location"].rsplit("/", 1)[1]
+        while True:
+            task = requests.get(f"{gw}/fhir/Task/{task_id}", timeout=30).json()
+            if task["status"] in {"completed", "failed", "cancelled"}:
+                break
+            rss.stage = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN},
+                                     timeout=30).json().get("stage") or rss.stage
+            time.sleep(0.02)
+        total = time.perf_counter() - started
+    job = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN}, timeout=30).json()
+    if task["status"] != "completed":
+        raise RuntimeError(f"job {task_id} {task['status']}: {job.get('error') or task.get('statusReason')}")
+    return {"total": total, "timings": job.get("timings", {}), "rss_growth": rss.growth, "rss_before": rss.before,
+            "stage_growth": {k: v - rss.before for k, v in rss.stage_peaks.items()}}
+
+
+def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> None:
+    timings = {k: v for k, v in job["timings"].items() if k != "total"}
+    worker_total = job["timings"].get("total", sum(timings.values()))
+    total = job["total"]
+    print(f"{label}: {total:6.2f} s trigger → results = {total / floor:5.2f} × floor   worker peak "
+          f"+{job['rss_growth'] / 2**20:.0f} MiB = {job['rss_growth'] / ct_raw:.2f} × CT raw "
+          f"(RSS before {job['rss_before'] / 2**20:.0f} MiB)")
+    for stage, seconds in timings.items():
+        grown = job["stage_growth"].get(stage)
+        memory = f"   peak +{grown / 2**20:5.0f} MiB" if grown is not None else ""
+        print(f"    {stage:<10}{seconds:7.2f} s  {seconds / floor:5.2f} × floor{memory}")
+    print(f"    {'other':<10}{total - worker_total:7.2f} s  (queue, claim, write-back, polling)")
+
+
+def main() -> int:
+    from bench.clinical_study import build_clinical_study, upload
+    from infra.orthanc_process import orthanc_available
+    from infra.stack import StackConfig, running
+
+    if not orthanc_available():
+        print("clinical-size job benchmark skipped: Orthanc is not installed")
+        return 0
+    started = time.perf_counter()
+    study = build_clinical_study()
+    ct_raw = study.ct_raw_bytes
+    print(f"study: 128³ NM SPECT, 512×512×256 CT ({ct_raw / 2**20:.0f} MiB raw), SEG of 4 segments "
+          f"(built in {time.perf_counter() - started:.0f} s)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = StackConfig.ephemeral(Path(tmp), with_orthanc=True, orthanc_hook=False, env={
+            "AUTH_MODE": "off", "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0",
+            "INTERNAL_TOKEN": TOKEN, "ORTHANC_CATCHUP_S": "0", "JOB_QUEUE": "netliver-bench-clinical"})
+        with running(cfg) as stack:
+            orthanc = f"http://127.0.0.1:{cfg.orthanc_port}"
+            upload(orthanc, study)
+            series = [str(study.nm.SeriesInstanceUID), str(study.ct[0].SeriesInstanceUID),
+                      str(study.seg.SeriesInstanceUID)]
+            seg_uid, study_uid = series[2], study.study_uid
+            del study
+            pool = _pool_pid(stack.procs["worker1"].pid)
+            dicomweb = f"{orthanc}/dicom-web"
+            floors = [wado_floor(dicomweb, study_uid, series)]
+            jobs = {"cold": run_job(stack.gateway_url, study_uid, seg_uid, 2.0, "dvk", pool)}
+            warm = []
+            for i in range(WARM_RUNS):
+                floors.append(wado_floor(dicomweb, study_uid, series))
+                warm.append(run_job(stack.gateway_url, study_uid, seg_uid, 2.0 + 0.01 * (i + 1), "dvk", pool))
+            ldm = run_job(stack.gateway_url, study_uid, seg_uid, 2.5, "ldm", pool)
+    floor = min(f[0] for f in floors)
+    best = min(warm, key=lambda j: j["total"])
+    print(f"floor: WADO-RS of the three series into memory {floor:.2f} s ({floors[0][1] / 2**20:.0f} MiB; "
+          f"best of {len(floors)}, interleaved with the jobs)")
+    _print_job("cold job (dvk, first of the worker)", jobs["cold"], floor, ct_raw)
+    _print_job(f"warm job (dvk, best of {len(warm)})", best, floor, ct_raw)
+    _print_job("warm job (ldm)", ldm, floor, ct_raw)
+    peak = max(j["rss_growth"] for j in [jobs["cold"], *warm, ldm])
+    print(f"goals: warm/floor {best['total'] / floor:.2f} (≤ 2); cold/warm {jobs['cold']['total'] / best['total']:.2f} "
+          f"(≤ 1.5); worker peak {peak / ct_raw:.2f} × CT raw (≤ 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Kernel spectra of the usual emission grids, computed once when the worker starts.
+
+The first kernel-convolution job on a grid pays for the kernel (table read, interpolation to the
+voxel size), the kernel's spectrum on the padded grid and the FFT plans. The worker computes
+them before its pool forks, for the grids of ``DOSIMETRY_WARM_GRIDS`` (``Settings``), so every
+pool process, and every process that replaces one, starts with them in memory: the kernel and
+its spectra stay cached per grid for the process's life
+(:func:`services.dosimetry.kernel_tables.load_kernel`, :func:`services.dosimetry.domain.voxel.warm_spectrum`).
+
+A grid is written ``KxJxI@S`` (slices × rows × columns, cubic voxels of S mm) or
+``KxJxI@SxSxS`` (voxel edges in the array's axis order); grids are separated by commas. A grid
+that cannot be read or has no kernel is logged and skipped: a warm-up never stops a worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["WarmGrid", "parse_warm_grids", "tune_allocator", "warm_up"]
+
+log = logging.getLogger(__name__)
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_GRID = re.compile(rf"^(\d+)x(\d+)x(\d+)@({_NUMBER})(?:x({_NUMBER})x({_NUMBER}))?$")
+
+
+@dataclass(frozen=True)
+class WarmGrid:
+    """An emission grid whose kernel spectrum is prepared at start."""
+
+    shape: tuple[int, int, int]
+    voxel_size_mm: tuple[float, float, float]
+
+
+def parse_warm_grids(text: str) -> tuple[list[WarmGrid], list[str]]:
+    """The grids of a ``DOSIMETRY_WARM_GRIDS`` value, and the entries that could not be read."""
+    grids: list[WarmGrid] = []
+    bad: list[str] = []
+    for entry in (e.strip().lower() for e in text.split(",")):
+        if not entry:
+            continue
+        match = _GRID.match(entry)
+        if match is None:
+            bad.append(entry)
+            continue
+        k, j, i, a, b, c = match.groups()
+        sizes = (float(a), float(b or a), float(c or a))
+        if min(int(k), int(j), int(i)) < 1 or min(sizes) <= 0:
+            bad.append(entry)
+            continue
+        grids.append(WarmGrid((int(k), int(j), int(i)), sizes))
+    return grids, bad
+
+
+#: glibc mallopt(3) parameters and the values the worker sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 4 * 2**20
+_TRIM_THRESHOLD_BYTES = 8 * 2**20
+
+
+def tune_allocator() -> bool:
+    """Serve blocks under 4 MiB from the heap from the first job on (glibc only; False elsewhere).
+
+    glibc maps every block above its dynamic threshold (128 KiB at start) with mmap and returns
+    it on free, raising the threshold only as such blocks are freed. A fresh worker's first job
+    (each CT slice of a WADO-RS response, ~0.5 MiB, and its decoded copies) so paid a map, page
+    faults and an unmap per block: the benchmark's cold job fetched 2-3 s slower than a warm one.
+    The threshold the warm process ends up with is set at start instead; volume-sized arrays
+    stay mapped, so they still go back to the system when a job ends.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
+
+
+def warm_up(text: str) -> list[WarmGrid]:
+    """Load the kernel and prepare its spectrum for each grid of ``text``; returns those done."""
+    from services.dosimetry.domain.errors import DosimetryInputError
+    from services.dosimetry.domain.voxel import warm_spectrum
+    from services.dosimetry.kernel_tables import load_kernel
+
+    grids, bad = parse_warm_grids(text)
+    for entry in bad:
+        log.warning("DOSIMETRY_WARM_GRIDS entry %r is not KxJxI@S or KxJxI@SxSxS: skipped", entry)
+    done = []
+    for grid in grids:
+        try:
+            kernel = load_kernel(grid.voxel_size_mm, tissue="soft")
+        except DosimetryInputError as exc:
+            log.warning("no kernel for the warm-up grid %s: %s", grid, exc.message)
+            continue
+        warm_spectrum(kernel, grid.shape, np.float32)
+        done.append(grid)
+    return done
