@@ -46,7 +46,7 @@ _SIRT_IN = [
     _param("doseConstant", "in", 0, "1", "decimal", "Gy·kg/GBq, default 49.67"),
     _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional)"),
     _param("protocol", "in", 0, "1", "code", "protocol target table producing warnings"),
-    _param("bsaFormula", "in", 0, "1", "code", "mosteller (default) | dubois"),
+    _param("bsaFormula", "in", 0, "1", "code", "dubois (default, the resin device's formula) | mosteller"),
     _param("vialResidualFraction", "in", 0, "1", "decimal", "MIRD: activity left in the vial, 0-1"),
     _param("cumulativeLungLimitGy", "in", 0, "1", "decimal", "default 50"),
     _param("halfLifeH", "in", 0, "1", "decimal", "Y-90 half-life, default 64.1"),

@@ -7,7 +7,7 @@ plain R4 JSON built with :mod:`netliver.fhir.builders`.
 Parameter names are the contract's ("SIRT activity planning", CONTRACT.md) plus these optional
 extras: ``patient`` (valueReference to the Patient the plan is for), ``protocol`` (valueCode, a
 key of :data:`services.dosimetry.domain.protocols.PROTOCOLS`), ``bsaFormula`` (valueCode
-``mosteller`` | ``dubois``), ``vialResidualFraction``, ``cumulativeLungLimitGy`` (default 50),
+``dubois`` (default) | ``mosteller``), ``vialResidualFraction``, ``cumulativeLungLimitGy`` (default 50),
 ``halfLifeH`` (default 64.1; EANM 2022 uses 64.2), ``compromisedLiver`` and ``priorPrrt``
 (valueBoolean), and repeated ``lesion`` parameters (parts ``volumeMl`` and ``tumorToNormalRatio``)
 for further tumour compartments of the multi-lesion partition model.
