@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.dosimetry.domain.dvh import dvh_metrics
 from services.dosimetry.domain.voxel import kernel_dose_gy, ldm_dose_gy
-from services.dosimetry.kernels import load_kernel
+from services.dosimetry.kernel_tables import load_kernel
 
 VOXEL_MM = (4.42, 4.42, 4.42)
 WORKERS = -1

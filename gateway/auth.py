@@ -24,6 +24,9 @@ Scope mapping (documented for hospitals in ``docs/auth.md``):
 Internal job endpoints (``/internal/...``) are called by the dosimetry workers with the shared
 secret ``INTERNAL_TOKEN`` in ``X-Internal-Token`` instead of a JWT; the Orthanc stable-study
 hook accepts either.
+
+The pieces: :mod:`gateway.scopes` (scopes and the caller, pure), :mod:`gateway.tokens` (JWT and
+JWKS), and here the Flask wiring the views call.
 """
 
 from __future__ import annotations
@@ -31,18 +34,19 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import jwt
-import requests
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, current_app, g, request
 
+from gateway.scopes import Principal, Scope, missing_scopes, parse_scopes
+from gateway.tokens import (
+    ACCEPTED_ALGORITHMS,
+    JwksCache,
+    JwksUnavailable,
+    TokenVerifier,
+    unauthorized,
+)
 from netliver.fhir.outcome import FhirError, Issue
 from netliver.settings import Settings
 
@@ -82,134 +86,11 @@ INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 #: Internal tokens written in this repository (settings default, docker-compose placeholder):
 #: refused at start with ``AUTH_MODE=jwt``, where they would open the job calls to anyone.
 PUBLISHED_INTERNAL_TOKENS = frozenset({Settings.internal_token, "change-me"})
-#: Signature algorithms accepted (contract); everything else, ``none`` and HS* included, is 401.
-ACCEPTED_ALGORITHMS = ("RS256", "RS384", "ES384")
-#: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``, seconds.
-LEEWAY_S = 30
-#: Longest token accepted, characters (a JWT with a few hundred scopes stays far below).
-MAX_TOKEN_CHARS = 16_384
-#: Seconds a fetched JWKS is used before it is fetched again.
-JWKS_TTL_S = 300.0
-#: Least seconds between two JWKS fetches (bounds the refetch an unknown ``kid`` triggers).
-JWKS_MIN_REFETCH_S = 10.0
-#: While the JWKS endpoint is down, keys fetched at most this many seconds ago stay in use.
-JWKS_MAX_STALE_S = 3600.0
-JWKS_TIMEOUT_S = 5.0
-#: ``Retry-After`` of the 503 answered when the issuer's keys cannot be fetched.
-JWKS_RETRY_AFTER_S = 30
-
 _EXTENSION = "netliver.auth"
-_HONOURED_CONTEXTS = frozenset({"system", "user"})
-_SCOPE_RE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]*)\.(read|write|\*|[cruds]+)$")
-_V2_ORDER = "cruds"
-
-
-# -- scopes (pure) ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    """One SMART resource scope, reduced to what the gateway checks: read and/or write of a type."""
-
-    context: str
-    resource_type: str
-    read: bool
-    write: bool
-
-    def covers(self, resource_type: str, *, write: bool) -> bool:
-        if self.context not in _HONOURED_CONTEXTS:
-            return False
-        if self.resource_type not in ("*", resource_type):
-            return False
-        return self.write if write else self.read
-
-
-def _parse_scope(text: str) -> Scope | None:
-    match = _SCOPE_RE.match(text)
-    if match is None:
-        return None  # openid, launch, fhirUser, offline_access, query-narrowed or malformed
-    context, resource_type, perms = match.groups()
-    if perms == "read":
-        return Scope(context, resource_type, read=True, write=False)
-    if perms == "write":
-        return Scope(context, resource_type, read=False, write=True)
-    if perms == "*":
-        return Scope(context, resource_type, read=True, write=True)
-    # SMART v2: letters from "cruds", each at most once, in that order.
-    if perms != "".join(ch for ch in _V2_ORDER if ch in perms):
-        return None
-    return Scope(context, resource_type, read="r" in perms or "s" in perms,
-                 write="c" in perms or "u" in perms)
-
-
-def parse_scopes(claim: object) -> tuple[Scope, ...]:
-    """The resource scopes in a ``scope`` claim (space-separated string, or a list of strings).
-
-    Scopes that are not resource scopes, or are malformed, are ignored (they grant nothing).
-    """
-    if isinstance(claim, str):
-        words = claim.split()
-    elif isinstance(claim, list | tuple):
-        words = [w for item in claim if isinstance(item, str) for w in item.split()]
-    else:
-        words = []
-    return tuple(s for s in (_parse_scope(w) for w in words) if s is not None)
-
-
-def missing_scopes(scopes: Iterable[Scope], read: Iterable[str] = (),
-                   write: Iterable[str] = ()) -> list[str]:
-    """One sentence per resource type whose read or write ``scopes`` do not cover (empty = allowed)."""
-    held = tuple(scopes)
-    missing: list[str] = []
-    for resource_type in dict.fromkeys(read):
-        if not any(s.covers(resource_type, write=False) for s in held):
-            missing.append(f"reading {resource_type} needs system/{resource_type}.r "
-                           f"(or .s, or v1 system/{resource_type}.read)")
-    for resource_type in dict.fromkeys(write):
-        if not any(s.covers(resource_type, write=True) for s in held):
-            missing.append(f"writing {resource_type} needs system/{resource_type}.c "
-                           f"(or .u, or v1 system/{resource_type}.write)")
-    return missing
-
-
-# -- principal -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling, stored in ``flask.g.principal`` for the views, logs and rate limiting.
-
-    ``kind`` is ``token`` (a verified JWT), ``internal`` (the internal token), ``auth-off``
-    (``AUTH_MODE=off``: everyone is trusted) or ``anonymous`` (an exempt path under ``jwt``).
-    """
-
-    kind: str
-    client_id: str | None = None
-    subject: str | None = None
-    scopes: tuple[Scope, ...] = ()
-
-    @property
-    def unrestricted(self) -> bool:
-        return self.kind in ("internal", "auth-off")
-
 
 _AUTH_OFF = Principal("auth-off")
 _ANONYMOUS = Principal("anonymous")
 _INTERNAL = Principal("internal", client_id="internal", subject="internal")
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-def _header_text(text: str) -> str:
-    """``text`` made safe for a quoted-string in ``WWW-Authenticate`` (RFC 6750 §3)."""
-    return "".join(ch for ch in text if 0x20 <= ord(ch) < 0x7F and ch not in '"\\')
-
-
-def _unauthorized(diagnostics: str, code: str = "security") -> FhirError:
-    challenge = (f'Bearer realm="netliver", error="invalid_token", '
-                 f'error_description="{_header_text(diagnostics)}"')
-    return FhirError(401, code, diagnostics, headers={"WWW-Authenticate": challenge})
 
 
 def _forbidden(missing: Sequence[str]) -> FhirError:
@@ -218,223 +99,6 @@ def _forbidden(missing: Sequence[str]) -> FhirError:
               for m in missing]
     return FhirError.from_issues(403, issues, headers={"WWW-Authenticate": challenge})
 
-
-def _jwks_down(reason: str) -> FhirError:
-    return FhirError(503, "transient",
-                     f"the token issuer's signing keys (AUTH_JWKS_URL) cannot be fetched: {reason}",
-                     headers={"Retry-After": str(JWKS_RETRY_AFTER_S)})
-
-
-# -- JWKS --------------------------------------------------------------------------------------
-
-
-class JwksUnavailable(Exception):
-    """The JWKS endpoint cannot be reached and no usable cached keys can answer."""
-
-
-@dataclass(frozen=True)
-class _Key:
-    kid: str | None
-    alg: str | None  # the JWK's own "alg", when it states one
-    key: Any  # a cryptography public key
-
-
-class JwksCache:
-    """The issuer's signing keys, fetched with ``requests`` and cached.
-
-    Keys are refetched after ``ttl_s``, and at once when a token names an unknown ``kid``
-    (key rotation), but never more often than every ``min_refetch_s``: a flood of tokens with
-    made-up key ids cannot turn the gateway against the issuer. While the endpoint is down,
-    keys fetched less than ``max_stale_s`` ago keep verifying tokens.
-    """
-
-    def __init__(self, url: str, *, session: requests.Session | None = None,
-                 ttl_s: float = JWKS_TTL_S, min_refetch_s: float = JWKS_MIN_REFETCH_S,
-                 max_stale_s: float = JWKS_MAX_STALE_S, timeout_s: float = JWKS_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.url = url
-        self.session = session or requests.Session()
-        self.ttl_s = ttl_s
-        self.min_refetch_s = min_refetch_s
-        self.max_stale_s = max_stale_s
-        self.timeout_s = timeout_s
-        self.clock = clock
-        self.fetch_count = 0
-        self._keys: tuple[_Key, ...] | None = None
-        self._fetched_at = 0.0
-        self._attempted_at: float | None = None
-        self._last_error: str | None = None
-        self._lock = threading.Lock()
-
-    def keys_for(self, kid: str | None) -> list[_Key]:
-        """The keys that may have signed a token naming ``kid`` (all keys when it names none).
-
-        Raises :class:`JwksUnavailable` when the answer depends on keys that cannot be fetched.
-        """
-        with self._lock:
-            now = self.clock()
-            stale = self._keys is None or now - self._fetched_at >= self.ttl_s
-            if stale:
-                self._refresh(now, unknown_kid=False)
-            found = self._match(kid)
-            if found or kid is None:
-                return found
-            if self._last_error is not None:
-                # Answering from stale keys: the unknown kid may be a key published since.
-                raise JwksUnavailable(self._last_error)
-            if not stale:
-                self._refresh(now, unknown_kid=True)
-                found = self._match(kid)
-            return found
-
-    def _match(self, kid: str | None) -> list[_Key]:
-        keys = self._keys or ()
-        return [k for k in keys if kid is None or k.kid == kid]
-
-    def _usable(self, now: float) -> bool:
-        return self._keys is not None and now - self._fetched_at < self.max_stale_s
-
-    def _refresh(self, now: float, *, unknown_kid: bool) -> None:
-        if self._attempted_at is not None and now - self._attempted_at < self.min_refetch_s:
-            # Fetched (or tried) moments ago: answer from what that attempt left.
-            if self._last_error is None and self._keys is not None:
-                return
-            if not unknown_kid and self._usable(now):
-                return
-            raise JwksUnavailable(self._last_error or "no keys fetched yet")
-        self._attempted_at = now
-        try:
-            keys = self._fetch()
-        except JwksUnavailable as exc:
-            self._last_error = str(exc)
-            _log.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": str(exc)})
-            if not unknown_kid and self._usable(now):
-                return
-            raise
-        self._keys, self._fetched_at, self._last_error = keys, now, None
-
-    def _fetch(self) -> tuple[_Key, ...]:
-        self.fetch_count += 1
-        try:
-            resp = self.session.get(self.url, timeout=self.timeout_s,
-                                    headers={"Accept": "application/json"})
-        except requests.RequestException as exc:
-            raise JwksUnavailable(f"{type(exc).__name__} reaching the JWKS URL") from exc
-        if resp.status_code != 200:
-            raise JwksUnavailable(f"the JWKS URL answered HTTP {resp.status_code}")
-        try:
-            document = resp.json()
-        except ValueError as exc:
-            raise JwksUnavailable("the JWKS URL did not answer JSON") from exc
-        entries = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(entries, list):
-            raise JwksUnavailable("the JWKS document has no 'keys' list")
-        keys: list[_Key] = []
-        for entry in entries:
-            key = _load_jwk(entry)
-            if key is not None:
-                keys.append(key)
-        if not keys:
-            raise JwksUnavailable("the JWKS document holds no usable signing key")
-        return tuple(keys)
-
-
-def _load_jwk(entry: object) -> _Key | None:
-    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
-        return None
-    alg = entry.get("alg")
-    if alg is not None and alg not in ACCEPTED_ALGORITHMS:
-        return None
-    try:
-        jwk = jwt.PyJWK(entry)
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
-        _log.warning("JWKS entry skipped", extra={"kid": entry.get("kid"), "error": str(exc)})
-        return None
-    public = jwk.key
-    if isinstance(public, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        public = public.public_key()
-    kid = entry.get("kid")
-    return _Key(kid if isinstance(kid, str) else None, alg, public)
-
-
-def _key_fits(key: _Key, alg: str) -> bool:
-    """RFC 7518 §3.1: RS* need an RSA key, ES384 a P-384 EC key; a JWK's own ``alg`` binds it."""
-    if key.alg is not None and key.alg != alg:
-        return False
-    if alg.startswith("RS"):
-        return isinstance(key.key, rsa.RSAPublicKey)
-    return isinstance(key.key, ec.EllipticCurvePublicKey) and key.key.curve.name == "secp384r1"
-
-
-# -- token verification ------------------------------------------------------------------------
-
-
-class TokenVerifier:
-    """Checks a bearer JWT and turns it into a :class:`Principal` (or raises ``FhirError``)."""
-
-    def __init__(self, jwks: JwksCache, issuer: str, audience: str,
-                 leeway_s: float = LEEWAY_S) -> None:
-        self.jwks = jwks
-        self.issuer = issuer
-        self.audience = audience
-        self.leeway_s = leeway_s
-
-    def verify(self, token: str) -> Principal:
-        if len(token) > MAX_TOKEN_CHARS:
-            raise _unauthorized("the bearer token is too long to be a JWT")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _unauthorized("the bearer token is not a well-formed JWT") from None
-        alg = header.get("alg")
-        if alg not in ACCEPTED_ALGORITHMS:
-            raise _unauthorized(f"the token's algorithm {str(alg)[:20]!r} is not accepted "
-                                f"(only {', '.join(ACCEPTED_ALGORITHMS)})")
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise _unauthorized("the token's 'kid' header is not a string")
-        try:
-            candidates = [k for k in self.jwks.keys_for(kid) if _key_fits(k, alg)]
-        except JwksUnavailable as exc:
-            raise _jwks_down(str(exc)) from None
-        if not candidates:
-            raise _unauthorized("the token is signed by a key the issuer does not publish"
-                                + (f" (kid {kid[:64]!r})" if kid else ""))
-        for key in candidates:
-            try:
-                claims = jwt.decode(
-                    token, key.key, algorithms=[alg], audience=self.audience,
-                    issuer=self.issuer, leeway=self.leeway_s,
-                    options={"require": ["exp", "iss", "aud"]},
-                )
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.ExpiredSignatureError:
-                raise _unauthorized("the token has expired", code="login") from None
-            except jwt.ImmatureSignatureError:
-                raise _unauthorized("the token is not valid yet (nbf or iat in the future)") from None
-            except jwt.InvalidAudienceError:
-                raise _unauthorized(f"the token's audience is not {self.audience!r}") from None
-            except jwt.InvalidIssuerError:
-                raise _unauthorized(f"the token's issuer is not {self.issuer!r}") from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise _unauthorized(f"the token lacks the {exc.claim!r} claim") from None
-            except jwt.PyJWTError as exc:
-                raise _unauthorized(f"the token is invalid: {exc}") from None
-            return _principal_from_claims(claims)
-        raise _unauthorized("the token's signature does not verify")
-
-
-def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    subject = claims.get("sub") if isinstance(claims.get("sub"), str) else None
-    client_id: str | None = None
-    for name in ("client_id", "azp", "sub"):
-        value = claims.get(name)
-        if isinstance(value, str) and value:
-            client_id = value
-            break
-    return Principal("token", client_id=client_id, subject=subject,
-                     scopes=parse_scopes(claims.get("scope", claims.get("scp"))))
 
 
 # -- Flask wiring ------------------------------------------------------------------------------
@@ -524,22 +188,22 @@ def _authenticate() -> None:
 def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     if not header.strip():
-        raise _unauthorized("no bearer token: send 'Authorization: Bearer <JWT>'", code="login")
+        raise unauthorized("no bearer token: send 'Authorization: Bearer <JWT>'", code="login")
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise _unauthorized("the Authorization header is not 'Bearer <JWT>'", code="login")
+        raise unauthorized("the Authorization header is not 'Bearer <JWT>'", code="login")
     return token
 
 
 def _check_internal_token(settings: Settings) -> Principal:
     provided = request.headers.get(INTERNAL_TOKEN_HEADER)
     if provided is None:
-        raise _unauthorized(f"internal endpoint: send the {INTERNAL_TOKEN_HEADER} header",
+        raise unauthorized(f"internal endpoint: send the {INTERNAL_TOKEN_HEADER} header",
                             code="login")
     expected = settings.internal_token
     if not expected or not hmac.compare_digest(provided.encode(), expected.encode()):
-        raise _unauthorized(f"the {INTERNAL_TOKEN_HEADER} header is wrong")
+        raise unauthorized(f"the {INTERNAL_TOKEN_HEADER} header is wrong")
     return _INTERNAL
 
 
@@ -563,7 +227,7 @@ def require_scopes(read: Iterable[str] = (), write: Iterable[str] = ()) -> None:
     authenticated caller at all."""
     principal = current_principal()
     if principal is None or principal.kind == "anonymous":
-        raise _unauthorized("this operation needs an authenticated caller", code="login")
+        raise unauthorized("this operation needs an authenticated caller", code="login")
     if principal.unrestricted:
         return
     missing = missing_scopes(principal.scopes, read, write)

@@ -9,15 +9,16 @@ cards (it owns the clinical wording).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.auth import require_scopes
-from gateway.operations import ELIGIBILITY_READS, gather_patient_bundle
-from gateway.services import ServiceClient
+from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from netliver.fhir.outcome import FhirError
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["SERVICE_ID", "create_cds_blueprint", "discovery"]
 
@@ -61,8 +62,7 @@ def _entries(resource: Any, key: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
-def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
-                         base_url_of: Callable[[], str]) -> Blueprint:
+def create_cds_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("cds", __name__)
 
     @bp.get("/cds-services")
@@ -88,8 +88,8 @@ def create_cds_blueprint(get_store: Callable[[], Any], get_services: Callable[[]
         # not provide, so the service reads it itself; a prefetched key, even empty, is used as is.
         prefetched = {rtype: _entries(prefetch.get(key), key) for key, rtype in _PREFETCH_TYPES.items()
                       if isinstance(prefetch, dict) and prefetch.get(key) is not None}
-        bundle = gather_patient_bundle(get_store(), patient_id, base_url_of(), prefetched=prefetched)
-        answer = get_services().call_json("eligibility", "cds-cards", bundle, {})
+        bundle = gather_patient_bundle(deps.store, patient_id, deps.fhir_base(), prefetched=prefetched)
+        answer = deps.services.call_json("eligibility", "cds-cards", bundle, {})
         cards = answer.get("cards", [])
         return jsonify({"cards": cards})
 

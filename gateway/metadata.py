@@ -3,8 +3,7 @@ project CodeSystems (``GET /fhir/CodeSystem/{id}``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response
 
@@ -13,6 +12,9 @@ from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS, codesystem_re
 from netliver.fhir.models import FHIR_VERSION
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
+
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
 __all__ = ["OPERATIONS", "capability_statement", "create_metadata_blueprint", "operation_definition"]
 
@@ -200,7 +202,7 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
     }
 
 
-def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Callable[[], str]) -> Blueprint:
+def create_metadata_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("metadata", __name__)
     resource_types = ["Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
                       "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
@@ -208,7 +210,7 @@ def create_metadata_blueprint(base_url_of: Callable[[], str], auth_mode_of: Call
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(base_url_of(), auth_mode_of(), resource_types))
+        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode, resource_types))
 
     @bp.get("/fhir/OperationDefinition/<code>")
     def get_operation_definition(code: str) -> Response:

@@ -8,35 +8,24 @@ half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
-from gateway.services import ServiceClient
-from gateway.writeback import write_results
-from netliver.fhir.codesystems import CANONICAL_BASE
+from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
+from gateway.writeback import tag_results, write_results
 from netliver.fhir.outcome import FhirError
+from netliver.fhir.parameters import parameters_of
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["ELIGIBILITY_READS", "RESULT_TAG", "create_operations_blueprint", "gather_patient_bundle", "parameters_of",
-           "tag_results"]
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
 
-#: Tag on every resource the services write, so gathered inputs never include earlier results.
-RESULT_TAG = {"system": f"{CANONICAL_BASE}/CodeSystem/tag", "code": "derived-result",
-              "display": "Result computed by netliver"}
+__all__ = ["RESULT_WRITES", "create_operations_blueprint"]
 
-ELIGIBILITY_READS = ("Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
-                     "AllergyIntolerance", "ImagingStudy", "BodyStructure")
+#: What every synchronous operation writes back.
 RESULT_WRITES = ("Observation", "DiagnosticReport", "Provenance")
-
-#: (resource type, search parameter naming the patient) gathered for Patient/{id}/$evaluate-eligibility.
-_PATIENT_COMPARTMENT = (
-    ("Observation", "subject"), ("Condition", "subject"), ("Procedure", "subject"),
-    ("MedicationStatement", "subject"), ("AllergyIntolerance", "patient"),
-    ("ImagingStudy", "subject"), ("BodyStructure", "patient"),
-)
 
 
 def _body(expected: tuple[str, ...]) -> dict[str, Any]:
@@ -49,78 +38,28 @@ def _body(expected: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def parameters_of(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """``Parameters.parameter`` as a list of objects; 400 naming the element when it is not."""
-    params = body.get("parameter")
-    if params is None:
-        return []
-    if not isinstance(params, list):
-        raise FhirError(400, "structure", "Parameters.parameter must be a list", "Parameters.parameter")
-    for i, param in enumerate(params):
-        if not isinstance(param, dict):
-            raise FhirError(400, "structure", "each parameter must be an object", f"Parameters.parameter[{i}]")
-    return params
+def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[str, Any],
+                  params: dict[str, str]) -> dict[str, Any]:
+    """Call the service's operation, write its results back (tagged, with their Provenance) in
+    one transaction, and answer its output. A result the store refuses is the service's fault
+    (502), a store that is down stays 503."""
+    result = deps.services.call(service, operation, body, params, g.get("request_id", ""))
+    try:
+        write_results(deps.store, tag_results(result.write), deps.fhir_base())
+    except FhirError as err:
+        if err.status < 500:
+            current_app.logger.error("a service result was refused by the store: %s", err)
+            raise FhirError(502, "exception",
+                            f"the {service} service produced a result the store refused: {err.diagnostics}") from err
+        raise
+    return result.output
 
 
-def tag_results(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of ``resources`` carrying :data:`RESULT_TAG` (and no earlier copy of it)."""
-    out = []
-    for res in resources:
-        res = dict(res)
-        meta = dict(res.get("meta") or {})
-        tags = [t for t in meta.get("tag", []) if t.get("code") != RESULT_TAG["code"]]
-        meta["tag"] = [*tags, RESULT_TAG]
-        res["meta"] = meta
-        out.append(res)
-    return out
-
-
-def _is_result(resource: dict[str, Any]) -> bool:
-    return any(t.get("system") == RESULT_TAG["system"] and t.get("code") == RESULT_TAG["code"]
-               for t in (resource.get("meta") or {}).get("tag", []))
-
-
-def gather_patient_bundle(store: Any, patient_id: str, base_url: str, page_size: int = 500,
-                          prefetched: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """The patient's resources from the store as a ``searchset`` Bundle (results excluded).
-
-    ``prefetched`` maps a resource type to the resources a caller already holds (CDS Hooks
-    prefetch); those types are taken from it, every other type is read from the store."""
-    prefetched = prefetched or {}
-    patients = prefetched.get("Patient")
-    patient = patients[0] if patients else store.read("Patient", patient_id)
-    entries: list[dict[str, Any]] = [{"fullUrl": f"{base_url}/Patient/{patient_id}", "resource": patient}]
-    for rtype, param in _PATIENT_COMPARTMENT:
-        if rtype in prefetched:
-            entries.extend({"resource": res} for res in prefetched[rtype] if not _is_result(res))
-            continue
-        offset = 0
-        while True:
-            page = store.search(rtype, [(param, f"Patient/{patient_id}"), ("_count", str(page_size)),
-                                        ("_offset", str(offset))], base_url)
-            batch = [e for e in page.get("entry", []) if e.get("resource")]
-            entries.extend(e for e in batch if not _is_result(e["resource"]))
-            offset += len(batch)
-            if not batch or offset >= int(page.get("total", offset)):
-                break
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-
-def create_operations_blueprint(get_store: Callable[[], Any], get_services: Callable[[], ServiceClient],
-                                base_url_of: Callable[[], str]) -> Blueprint:
+def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("operations", __name__)
 
     def run(service: str, operation: str, body: dict[str, Any], params: dict[str, str]) -> Response:
-        result = get_services().call(service, operation, body, params, g.get("request_id", ""))
-        try:
-            write_results(get_store(), tag_results(result.write), base_url_of())
-        except FhirError as err:
-            if err.status < 500:
-                current_app.logger.error("a service result was refused by the store: %s", err)
-                raise FhirError(502, "exception",
-                                f"the {service} service produced a result the store refused: {err.diagnostics}") from err
-            raise
-        return fhir_response(result.output)
+        return fhir_response(run_operation(deps, service, operation, body, params))
 
     @bp.post("/fhir/$evaluate-eligibility")
     def evaluate_eligibility() -> Response:
@@ -142,7 +81,7 @@ def create_operations_blueprint(get_store: Callable[[], Any], get_services: Call
                     raise FhirError(422, "not-supported", f"unknown parameter {param.get('name')!r}: this form "
                                     "reads the patient's resources from the store and takes only 'date'",
                                     f"Parameters.parameter[{i}]")
-        bundle = gather_patient_bundle(get_store(), patient_id, base_url_of())
+        bundle = gather_patient_bundle(deps.store, patient_id, deps.fhir_base())
         return run("eligibility", "evaluate-eligibility", bundle, params)
 
     @bp.post("/fhir/$tumor-response")

@@ -12,103 +12,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_internal_token, require_scopes
-from gateway.jobs.dispatch import Dispatcher
+from gateway.jobs.dispatch import JobQueue
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
-from gateway.operations import parameters_of, tag_results
-from gateway.writeback import transaction_bundle
+from gateway.store.base import FhirStore
+from gateway.store.sql import SqlStore
+from gateway.writeback import tag_results, transaction_bundle
+from netliver.dosimetry_contract import parse_voxel_parameters
 from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint", "parse_voxel_parameters"]
+__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
 
 #: The resource types a job's completion may write (besides its Task).
 JOB_RESULT_TYPES = ("DiagnosticReport", "Observation", "Provenance")
 
-_VOXEL_PARAMS: dict[str, tuple[str, bool]] = {
-    # name: (FHIR value[x] type, required)
-    "studyInstanceUid": ("String", True),
-    "administeredActivityGBq": ("Decimal", True),
-    "method": ("Code", False),
-    "segmentationSeriesUid": ("String", False),
-    "patient": ("Reference", False),
-}
-
-
-def parse_voxel_parameters(body: Any) -> dict[str, Any]:
-    """Validate the ``$voxel-dosimetry`` Parameters; 422 naming the offending parameter."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FhirError(422 if isinstance(body, dict) and body.get("resourceType") else 400,
-                        "invalid", "expected a Parameters resource", "resourceType")
-    out: dict[str, Any] = {}
-    for i, param in enumerate(parameters_of(body)):
-        name = param.get("name")
-        where = f"Parameters.parameter[{i}]"
-        if name not in _VOXEL_PARAMS:
-            raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"{where}.name")
-        if name in out:
-            raise FhirError(422, "invalid", f"parameter {name} given twice", f"{where}.name")
-        vtype, _ = _VOXEL_PARAMS[name]
-        key = f"value{vtype}"
-        if key not in param:
-            raise FhirError(422, "invalid", f"{name} needs {key}", f"{where}.{key}")
-        value = param[key]
-        if vtype == "Decimal":
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                raise FhirError(422, "value", f"{name} is not a number", f"{where}.{key}") from None
-            if not number.is_finite() or number <= 0:
-                raise FhirError(422, "value", f"{name} must be a positive activity in GBq, got {value}",
-                                f"{where}.{key}")
-            if number > 50:
-                raise FhirError(422, "value", f"{name} = {value} GBq is implausible for Y-90 SIRT (> 50 GBq)",
-                                f"{where}.{key}")
-            out[name] = float(number)
-        elif vtype == "Reference":
-            ref = value.get("reference") if isinstance(value, dict) else None
-            if not isinstance(ref, str) or not ref.startswith("Patient/"):
-                raise FhirError(422, "value", "patient must reference a Patient", f"{where}.{key}")
-            out[name] = ref
-        else:
-            if not isinstance(value, str) or not value.strip():
-                raise FhirError(422, "value", f"{name} must be a non-empty string", f"{where}.{key}")
-            out[name] = value.strip()
-    for name, (_, required) in _VOXEL_PARAMS.items():
-        if required and name not in out:
-            raise FhirError(422, "required", f"missing required parameter {name}", f"Parameters.parameter.where(name='{name}')")
-    out.setdefault("method", "ldm")
-    if out["method"] not in {"ldm", "dvk"}:
-        raise FhirError(422, "value", f"method must be ldm or dvk, not {out['method']!r}",
-                        "Parameters.parameter.where(name='method')")
-    for uid_name in ("studyInstanceUid", "segmentationSeriesUid"):
-        uid = out.get(uid_name)
-        if uid is not None and (len(uid) > 64 or not all(ch.isdigit() or ch == "." for ch in uid)):
-            raise FhirError(422, "value", f"{uid_name} is not a DICOM UID", f"Parameters.parameter.where(name='{uid_name}')")
-    return out
-
-
 @dataclass
 class JobService:
     """Job lifecycle: create, claim, progress, complete, fail, cancel, with Task write-back."""
 
     jobs: JobStore
-    store: Any
-    dispatcher: Dispatcher
+    store: FhirStore
+    dispatcher: JobQueue
     base_url_of: Callable[[], str]
     lease_s: int
 
-    def _same_db(self) -> bool:
-        return getattr(self.store, "engine", None) is self.jobs.engine
+    def _same_db(self) -> SqlStore | None:
+        """The store, when it is the SQL database of the job rows (so one transaction holds both)."""
+        return self.store if isinstance(self.store, SqlStore) and self.store.engine is self.jobs.engine else None
 
     def _write(self, conn: sa.Connection, resources: list[dict[str, Any]]) -> None:
         """Write ``resources`` while the job row's transaction ``conn`` is open: in it when the
@@ -117,8 +56,9 @@ class JobService:
         Task is written, so a concurrent cancel or completion cannot be overwritten by an older
         Task status."""
         bundle = transaction_bundle(resources)
-        if self._same_db():
-            self.store.transaction(bundle, self.base_url_of(), conn=conn)
+        sql = self._same_db()
+        if sql is not None:
+            sql.transaction(bundle, self.base_url_of(), conn=conn)
         else:
             self.store.transaction(bundle, self.base_url_of())
 
@@ -273,14 +213,13 @@ def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
     return resources, outputs, {str(k): float(v) for k, v in timings.items()}
 
 
-def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
+def create_jobs_blueprint(service: JobService) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
     @bp.post("/fhir/$voxel-dosimetry")
     def voxel_dosimetry() -> Response:
         require_scopes(read=("ImagingStudy",), write=("Task", *JOB_RESULT_TYPES))
         params = parse_voxel_parameters(read_json_body())
-        service = get_service()
         job, _ = service.submit("voxel-dosimetry", params)
         location = f"{service.base_url_of()}/Task/{job.id}"
         return fhir_response(task_resource(job, service.base_url_of()), 202,
@@ -289,7 +228,6 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     @bp.delete("/fhir/Task/<task_id>")
     def cancel_task(task_id: str) -> Response:
         require_scopes(write=("Task",))
-        service = get_service()
         if service.jobs.get(task_id) is None:
             service.store.delete("Task", task_id)
             return Response(status=204)
@@ -301,13 +239,13 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
     def claim(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().claim(job_id, _worker(body)))
+        return fhir_response(service.claim(job_id, _worker(body)))
 
     @bp.post("/internal/jobs/<job_id>/progress")
     def progress(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().progress(job_id, _worker(body), str(body.get("stage", "")),
+        return fhir_response(service.progress(job_id, _worker(body), str(body.get("stage", "")),
                                                     _fraction(body)))
 
     @bp.post("/internal/jobs/<job_id>/complete")
@@ -319,21 +257,21 @@ def create_jobs_blueprint(get_service: Callable[[], JobService]) -> Blueprint:
             resources, outputs, timings = _completion(body)
         except FhirError as err:
             # The same worker would send the same thing again: fail the job, do not retry it.
-            get_service().fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
+            service.fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
             raise
-        result = get_service().complete(job_id, worker, resources, outputs, timings)
+        result = service.complete(job_id, worker, resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:
         require_internal_token()
         body = _json_object()
-        return fhir_response(get_service().fail(job_id, _worker(body), str(body.get("reason", ""))))
+        return fhir_response(service.fail(job_id, _worker(body), str(body.get("reason", ""))))
 
     @bp.get("/internal/jobs/<job_id>")
     def get_job(job_id: str) -> Response:
         require_internal_token()
-        job = get_service().jobs.get(job_id)
+        job = service.jobs.get(job_id)
         if job is None:
             raise FhirError(404, "not-found", f"no job {job_id}")
         return fhir_response({**job.public(), "completions": job.completions,

@@ -8,19 +8,33 @@ settings; the producer only needs the broker URL and the queue.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from celery import Celery
 
 from netliver.settings import Settings
 
-__all__ = ["JOB_TASK_NAME", "Dispatcher"]
+__all__ = ["JOB_TASK_NAME", "Dispatcher", "JobQueue"]
 
 JOB_TASK_NAME = "netliver.dosimetry.run_job"
 _log = logging.getLogger("netliver.gateway.jobs")
 
 
+class JobQueue(Protocol):
+    """Where job messages go (:class:`Dispatcher` to Celery, or a fake)."""
+
+    def send(self, job_id: str) -> None:
+        """Publish the job; raises on a broker failure."""
+        ...
+
+    def ping(self) -> dict[str, Any]:
+        """``{"status": "pass" | "fail", ...}``."""
+        ...
+
+
 class Dispatcher:
+    """Sends job messages to the workers' Celery queue by task name."""
+
     def __init__(self, settings: Settings) -> None:
         self.queue = settings.job_queue
         self.celery = Celery("netliver-gateway", broker=settings.redis_url)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from gateway.jobs.dispatch import Dispatcher
+from gateway.jobs.dispatch import JobQueue
 from gateway.jobs.records import JobStore
 
 __all__ = ["resend_stale_jobs", "start_sweeper"]
@@ -20,7 +20,7 @@ __all__ = ["resend_stale_jobs", "start_sweeper"]
 _log = logging.getLogger("netliver.gateway.jobs")
 
 
-def resend_stale_jobs(jobs: JobStore, dispatcher: Dispatcher, older_than_s: float) -> list[str]:
+def resend_stale_jobs(jobs: JobStore, dispatcher: JobQueue, older_than_s: float) -> list[str]:
     """Re-send the stale jobs; returns their ids (those the broker refused are left for next time)."""
     sent = []
     for job_id in jobs.stale(older_than_s):
@@ -36,7 +36,7 @@ def resend_stale_jobs(jobs: JobStore, dispatcher: Dispatcher, older_than_s: floa
     return sent
 
 
-def start_sweeper(jobs: JobStore, dispatcher: Dispatcher, every_s: float) -> threading.Event:
+def start_sweeper(jobs: JobStore, dispatcher: JobQueue, every_s: float) -> threading.Event:
     """A daemon thread sweeping every ``every_s`` seconds; set the returned event to stop it."""
     stop = threading.Event()
 

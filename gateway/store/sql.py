@@ -7,6 +7,9 @@ Schema (``docs/store.md``), created with ``metadata.create_all`` at start (no mi
 - ``fhir_resource_version``: every version (history, vread);
 - ``fhir_search_token`` and ``fhir_search_reference``: the search index of current versions.
 
+The tables and the engine are built in :mod:`gateway.store.sql_schema`, search conditions in
+:mod:`gateway.store.sql_search`.
+
 Writes are idempotent (content equal to the current version, ignoring ``meta.versionId`` and
 ``meta.lastUpdated``, writes nothing) and safe under concurrency: the current row's primary key
 decides who creates a resource (the loser of a race retries inside a SAVEPOINT and becomes an
@@ -20,8 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,34 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    delete,
-    event,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.base import etag, parse_etag, require_resource_type
 from gateway.store.bundles import (
@@ -74,15 +49,9 @@ from gateway.store.bundles import (
 )
 from gateway.store.content import SERVER_META, dumps, same_content
 from gateway.store.indexing import index_resource
-from gateway.store.search_params import (
-    IdCriterion,
-    LastUpdatedCriterion,
-    ReferenceCriterion,
-    SearchQuery,
-    TokenCriterion,
-    parse_search,
-    to_epoch_us,
-)
+from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
+from gateway.store.sql_schema import build_metadata, make_engine
+from gateway.store.sql_search import search_conditions
 from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
 
@@ -94,49 +63,6 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (Po
 _ATTEMPTS = 5
 #: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6E65746C69766572
-
-
-def build_metadata(metadata: MetaData | None = None) -> tuple[MetaData, dict[str, Table]]:
-    """The store's tables on ``metadata`` (a new one by default)."""
-    md = metadata or MetaData()
-    resource = Table(
-        "fhir_resource", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("version_id", Integer, nullable=False),
-        Column("last_updated_us", BigInteger, nullable=False),
-        Column("deleted", Boolean, nullable=False, default=False),
-        Column("content", Text, nullable=True),
-        Index("ix_fhir_resource_type_updated", "resource_type", "last_updated_us"),
-    )
-    version = Table(
-        "fhir_resource_version", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("version_id", Integer, primary_key=True),
-        Column("last_updated_us", BigInteger, nullable=False),
-        Column("deleted", Boolean, nullable=False, default=False),
-        Column("content", Text, nullable=True),
-    )
-    token = Table(
-        "fhir_search_token", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("system", String(1024), primary_key=True),
-        Column("code", String(1024), primary_key=True),
-        Index("ix_fhir_search_token_lookup", "resource_type", "param", "code", "system"),
-    )
-    reference = Table(
-        "fhir_search_reference", md,
-        Column("resource_type", String(64), primary_key=True),
-        Column("resource_id", String(64), primary_key=True),
-        Column("param", String(64), primary_key=True),
-        Column("target_type", String(64), primary_key=True),
-        Column("target_id", String(64), primary_key=True),
-        Index("ix_fhir_search_reference_lookup", "resource_type", "param", "target_id", "target_type"),
-    )
-    return md, {"resource": resource, "version": version, "token": token, "reference": reference}
 
 
 class _Retry(Exception):
@@ -168,8 +94,9 @@ class SqlStore:
 
     def __init__(self, database_url: str, *, echo: bool = False) -> None:
         self.database_url = database_url
-        self.engine: Engine = _make_engine(database_url, echo=echo)
+        self.engine: Engine = make_engine(database_url, echo=echo)
         self.metadata, tables = build_metadata()
+        self._tables = tables
         self._resource = tables["resource"]
         self._version = tables["version"]
         self._token = tables["token"]
@@ -323,52 +250,9 @@ class SqlStore:
         with self._read_connection() as own:
             return self._search(own, query, base_url)
 
-    def _where(self, query: SearchQuery) -> list[ColumnElement[bool]]:
-        r, t, ref = self._resource, self._token, self._reference
-        conditions: list[ColumnElement[bool]] = [r.c.resource_type == query.resource_type, r.c.deleted.is_(False)]
-        for crit in query.criteria:
-            if isinstance(crit, IdCriterion):
-                conditions.append(r.c.resource_id.in_(crit.ids))
-            elif isinstance(crit, LastUpdatedCriterion):
-                alternatives = []
-                for rng in crit.ranges:
-                    col = r.c.last_updated_us
-                    alternatives.append({
-                        "eq": and_(col >= rng.start_us, col < rng.end_us),
-                        "ne": or_(col < rng.start_us, col >= rng.end_us),
-                        "gt": col >= rng.end_us,
-                        "ge": col >= rng.start_us,
-                        "lt": col < rng.start_us,
-                        "le": col < rng.end_us,
-                    }[rng.prefix])
-                conditions.append(or_(*alternatives))
-            elif isinstance(crit, TokenCriterion):
-                token_alts = []
-                for tok in crit.values:
-                    parts = []
-                    if tok.system is not None:
-                        parts.append(t.c.system == tok.system)
-                    if tok.code is not None:
-                        parts.append(t.c.code == tok.code)
-                    token_alts.append(and_(*parts))
-                conditions.append(exists(select(t.c.resource_id).where(
-                    t.c.resource_type == r.c.resource_type, t.c.resource_id == r.c.resource_id,
-                    t.c.param == crit.param, or_(*token_alts))))
-            elif isinstance(crit, ReferenceCriterion):
-                ref_alts = []
-                for val in crit.values:
-                    cond = ref.c.target_id == val.resource_id
-                    if val.resource_type is not None:
-                        cond = and_(cond, ref.c.target_type == val.resource_type)
-                    ref_alts.append(cond)
-                conditions.append(exists(select(ref.c.resource_id).where(
-                    ref.c.resource_type == r.c.resource_type, ref.c.resource_id == r.c.resource_id,
-                    ref.c.param == crit.param, or_(*ref_alts))))
-        return conditions
-
     def _search(self, conn: Connection, query: SearchQuery, base_url: str) -> dict[str, Any]:
         r = self._resource
-        conditions = self._where(query)
+        conditions = search_conditions(self._tables, query)
         total = conn.execute(select(func.count()).select_from(r).where(*conditions)).scalar_one()
         rows: list[Any] = []
         if query.count:
@@ -609,57 +493,3 @@ def _validate(resource: Any) -> None:
 def _parse_instant_us(text: str) -> int:
     moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return to_epoch_us(moment)
-
-
-def _set_wal(cursor: Any, attempts: int = 50) -> None:
-    """Switch a SQLite file to WAL. Switching needs an exclusive lock that SQLite's busy timeout
-    does not wait for, so processes opening a new file together (gunicorn workers) retry."""
-    for attempt in range(attempts):
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-
-
-def _make_engine(database_url: str, *, echo: bool = False) -> Engine:
-    """An engine for SQLite (file: WAL, busy_timeout, ``BEGIN IMMEDIATE`` for writes) or
-    PostgreSQL (psycopg 3, pre-ping, short connect timeout)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        connect_args: dict[str, Any] = {}
-        if url.get_backend_name() == "postgresql":
-            connect_args["connect_timeout"] = 5
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args,
-                             hide_parameters=True)  # errors must not log patient data
-    database = url.database or ""
-    memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not memory:
-        folder = os.path.dirname(os.path.abspath(database))
-        os.makedirs(folder, exist_ok=True)
-    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if memory:
-        options["poolclass"] = StaticPool
-    engine = create_engine(url, echo=echo, hide_parameters=True, **options)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        if not memory:
-            _set_wal(cursor)
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Every transaction takes the write lock up front (so a transaction that reads then
-        # writes never fails on a lock upgrade), except the store's own read-only ones.
-        read_only = conn.get_execution_options().get("netliver_read", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine

@@ -143,6 +143,16 @@ _OBSERVATION = CodeSystemDef(
           "tumor-target, normal-liver-limit, lung-limit, bsa or mird."),
         C("status", "SIRT plan status", "ok, caution or contraindicated."),
         C("voxel-dose-metrics", "Voxel dose metrics", "Absorbed-dose metrics of one VOI from voxel dosimetry."),
+        # components of a voxel-dose-metrics Observation (EANM 2022 dose-volume metrics)
+        C("dose-mean", "Mean absorbed dose"),
+        C("dose-d50", "Minimum dose to the hottest 50 % of the VOI"),
+        C("dose-d70", "Minimum dose to the hottest 70 % of the VOI"),
+        C("dose-d90", "Minimum dose to the hottest 90 % of the VOI"),
+        C("dose-v100", "Share of the VOI volume receiving at least 100 Gy"),
+        C("dose-v120", "Share of the VOI volume receiving at least 120 Gy"),
+        C("dose-min", "Minimum absorbed dose"),
+        C("dose-max", "Maximum absorbed dose"),
+        C("voxel-dosimetry-report", "Voxel dosimetry report", "Absorbed-dose report of a post-SIRT or MAA study."),
         C("eligibility-summary", "Eligibility summary", "Tumour-board summary of an eligibility evaluation."),
         C("hilar-lesion", "Lesion at the hepatic hilum",
           "valueBoolean: a liver lesion lies at the hilum or next to the main bile ducts (eligibility input)."),
@@ -294,16 +304,6 @@ def codes_of(system_url: str) -> frozenset[str]:
         if cs.url == system_url:
             return cs.codes()
     raise KeyError(system_url)
-
-
-def add_concepts(system_id: str, *concepts: Concept) -> None:
-    """Extend a CodeSystem at import time (a service registering output codes it defines)."""
-    cs = CODESYSTEMS[system_id]
-    known = cs.codes()
-    new = tuple(c for c in concepts if c.code not in known)
-    if new:
-        CODESYSTEMS[system_id] = CodeSystemDef(cs.id, cs.name, cs.title, cs.description,
-                                               cs.concepts + new)
 
 
 def codesystem_resource(system_id: str, version: str) -> dict[str, Any]:

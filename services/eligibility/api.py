@@ -13,10 +13,9 @@ from datetime import date
 
 from flask import Blueprint, Response, request
 
-from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_fhir_body
 from services.eligibility.cds_cards import eligibility_cards
-from services.eligibility.fhir_mapping import input_digest
+from services.eligibility.fhir_in import evaluation_date, input_digest
 from services.eligibility.operation import evaluate_bundle, evaluate_eligibility
 
 __all__ = ["blueprint"]
@@ -24,28 +23,16 @@ __all__ = ["blueprint"]
 blueprint = Blueprint("eligibility", __name__)
 
 
-def _date_param() -> date | None:
-    raw = request.args.get("date")
-    if raw is None or raw == "":
-        return None
-    try:
-        if len(raw) != 10:
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise FhirError(400, "invalid", f"date must be YYYY-MM-DD, got {raw!r}", "date") from None
-
-
 @blueprint.post("/operations/evaluate-eligibility")
 def evaluate() -> Response:
-    date_given = _date_param()
+    date_given = evaluation_date(request.args)
     bundle = read_fhir_body("Bundle")
     return fhir_response(evaluate_eligibility(bundle, date_given, validated=True))
 
 
 @blueprint.post("/operations/cds-cards")
 def cds_cards() -> Response:
-    date_given = _date_param()
+    date_given = evaluation_date(request.args)
     bundle = read_fhir_body("Bundle")
     evaluation = evaluate_bundle(bundle, date_given or date.today(), validated=True)
     cards = eligibility_cards(evaluation, input_digest(bundle, date_given))

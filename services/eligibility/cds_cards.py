@@ -12,7 +12,7 @@ from typing import Any
 
 from netliver.fhir.builders import deterministic_id
 from services.eligibility.domain.evaluation import Status, TherapyVerdict
-from services.eligibility.fhir_mapping import therapy_display
+from services.eligibility.fhir_out import therapy_display
 from services.eligibility.operation import Evaluation
 
 __all__ = ["MAX_SUMMARY", "eligibility_cards"]

@@ -18,12 +18,8 @@ from services.eligibility import __version__
 from services.eligibility.domain.evaluation import TherapyVerdict, evaluate_all
 from services.eligibility.domain.imaging import ImagingAdvice, imaging_advice
 from services.eligibility.domain.rules import RuleSet
-from services.eligibility.fhir_mapping import (
-    ParsedInput,
-    build_output,
-    bundle_to_facts,
-    input_digest,
-)
+from services.eligibility.fhir_in import ParsedInput, bundle_to_facts, input_digest
+from services.eligibility.fhir_out import build_output
 from services.eligibility.ruleset import default_ruleset
 
 __all__ = ["Evaluation", "evaluate_bundle", "evaluate_eligibility"]

@@ -351,7 +351,7 @@ def test_internal_calls_without_a_worker_name_or_with_a_bad_fraction_are_400(cli
 def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second_job(client: FlaskClient) -> None:
     # The hook ran before the EHR registered the patient; the catch-up handles the same stable
     # study again afterwards (contract: repeated posts of the same study start no duplicate job).
-    from gateway.hooks import StableStudyHandler, StudyInfo
+    from gateway.pacs_hook import StableStudyHandler, StudyInfo
 
     app = client.application
     ext = app.extensions["netliver"]
@@ -360,8 +360,7 @@ def test_a_study_handled_again_after_its_patient_was_registered_starts_no_second
                      series=[{"uid": "1.2.3.4", "modality": "PT", "instances": 1}],
                      kind="y90-pet", activity_gbq=2.1, reason="Y-90 PT study")
     with app.test_request_context(base_url="http://127.0.0.1:8080"):
-        handler = StableStudyHandler(ext["settings"], lambda: ext["store"], lambda: ext["jobs"],
-                                     lambda: "http://127.0.0.1:8080/fhir", ext["jobs"].jobs.metadata)
+        handler = StableStudyHandler(ext["deps"])
         handler.orthanc.study = lambda orthanc_id: info  # type: ignore[method-assign]
         first = handler.handle("o1")
         assert first["started"] is True

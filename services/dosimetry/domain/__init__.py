@@ -6,6 +6,6 @@ Planning: :mod:`.constants` (versioned dose constants, Y-90 half-lives), :mod:`.
 
 Voxel engine: :mod:`.voxel` (``ldm_dose_gy``, ``kernel_dose_gy``), :mod:`.kernel` (voxel S-value
 kernels, interpolation for other voxel sizes), :mod:`.dvh` (``dvh_metrics``). Kernel tables are
-loaded by :mod:`services.dosimetry.kernels`. Every unusable input raises
+loaded by :mod:`services.dosimetry.kernel_tables`. Every unusable input raises
 :class:`.errors.DosimetryInputError` naming the parameter. See docs/dosimetry.md.
 """

@@ -1,15 +1,15 @@
 """Physical constants of Y-90 radioembolisation, each named with its source and version.
 
-DOMAIN.md §3: where sources disagree, each version is kept as a named constant and one is the
+Where sources disagree, each version is kept as a named constant and one is the
 documented default.
 
 - Dose constant C (Gy·kg/GBq): absorbed dose per GBq per kg for complete decay of Y-90 with local
   absorption of all beta energy. EANM 2022 (Weber et al., EJNMMI 49:1682, 2022, §"Dosimetry")
   49.67 (the default here); TheraSphere (glass) instructions for use 50; AAPM (Dezarn et al.,
   Med. Phys. 38:4824, 2011) 49.38.
-- Half-life of Y-90: 64.1 h (DDEP/NNDC evaluated value, 2.67 d; seed ``001_…`` "64 h"); EANM 2022
+- Half-life of Y-90: 64.1 h (DDEP/NNDC evaluated value, 2.67 d; Cazzato et al., Cancers 13:6368 (2021) "64 h"); EANM 2022
   uses 64.2 h.
-- Mean beta energy 0.9267 MeV (ICRP 107); seed ``001_…`` quotes 0.94 MeV. The Lanconelli 2012
+- Mean beta energy 0.9267 MeV (ICRP 107); Cazzato 2021 quotes 0.94 MeV. The Lanconelli 2012
   voxel S-value kernels integrate to ≈ 0.935 MeV per decay.
 """
 
@@ -70,9 +70,9 @@ Y90_HALF_LIFE_EANM_2022_H = 64.2
 Y90_MEAN_BETA_ENERGY_MEV = 0.9267
 #: Joules per MeV.
 MEV_TO_J = 1.602176634e-13
-#: Soft-tissue density used to turn volumes into masses (DOMAIN.md §3: M = V·1.03 g/mL).
+#: Soft-tissue density used to turn volumes into masses (EANM 2022: M = V·1.03 g/mL).
 DEFAULT_TISSUE_DENSITY_G_PER_ML = 1.03
-#: Lung mass of the standard lung-dose formula (DOMAIN.md §3; EANM 2022), kg.
+#: Lung mass of the standard lung-dose formula (EANM 2022), kg.
 DEFAULT_LUNG_MASS_KG = 1.0
 
 

@@ -1,4 +1,4 @@
-"""Dose-volume histograms and metrics per VOI (EANM 2022 voxel dosimetry; DOMAIN.md §3).
+"""Dose-volume histograms and metrics per VOI (EANM 2022 voxel dosimetry).
 
 Definitions (n = number of voxels in the VOI, every voxel the same volume):
 

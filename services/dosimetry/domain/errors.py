@@ -8,13 +8,13 @@ __all__ = ["DosimetryInputError"]
 class DosimetryInputError(ValueError):
     """An input that the dosimetry maths cannot use.
 
-    ``parameter`` names the offending input with the public parameter name of the contract
-    (``lungShuntFraction``, ``tumorVolumeMl``, ...) or the engine argument name
-    (``voxel_size_mm``, ``density_g_per_ml``, ...), so the boundary can name it in
-    ``OperationOutcome.issue.expression``.
+    ``field`` names the offending input in the domain's own words: a field of ``PlanInputs``
+    (``lung_shunt_fraction``, ``tumor_volume_ml``, ...) or the engine's argument
+    (``voxel_size_mm``, ``density_g_per_ml``, ...). The FHIR boundary
+    (:func:`services.dosimetry.fhir_in.input_error`) names the contract's parameter instead.
     """
 
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
         self.message = message

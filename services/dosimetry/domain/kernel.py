@@ -10,7 +10,7 @@ Tissue densities of those tables (ICRU 44, as used by Lanconelli 2012; checked b
 1.85 g/mL.
 
 Kernels for voxel sizes that are not tabulated (EANM 2022 asks for the kernel of the image's
-voxel size; DOMAIN.md §3 "resample the kernel when the voxel size differs"):
+voxel size; MIRD Pamphlet 17):
 
 - cubic voxels between two tabulated sizes s1 < v < s2 (:func:`interpolate_kernel`):
   log S(i, j, k) is interpolated linearly in log v between the two tables, offset by offset, then

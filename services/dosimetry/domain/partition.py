@@ -1,5 +1,5 @@
 """Partition (multi-compartment) model (Ho S. et al., Eur J Nucl Med 23:947, 1996; EANM 2022;
-DOMAIN.md §3).
+EANM 2022).
 
 T/N is the ratio of activity *concentrations* (tumour / normal liver) on Tc-99m MAA SPECT.
 
@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.dosimetry.domain.checks import require_fraction, require_positive
 from services.dosimetry.domain.errors import DosimetryInputError
 
 __all__ = ["Lesion", "PartitionDoses", "PartitionSolution", "partition_doses", "solve_partition_activity"]
@@ -61,20 +62,17 @@ class PartitionSolution:
 
 def _validate(lesions: Sequence[Lesion], normal_mass_kg: float, lsf: float, c: float, lung_mass_kg: float) -> None:
     if not lesions:
-        raise DosimetryInputError("tumorVolumeMl", "the partition model needs at least one tumour compartment")
+        raise DosimetryInputError("tumor_volume_ml", "the partition model needs at least one tumour compartment")
     for lesion in lesions:
         if not math.isfinite(lesion.mass_kg) or lesion.mass_kg <= 0:
-            raise DosimetryInputError("tumorVolumeMl", f"tumour mass must be positive, got {lesion.mass_kg}")
+            raise DosimetryInputError("tumor_volume_ml", f"tumour mass must be positive, got {lesion.mass_kg}")
         if not math.isfinite(lesion.tumor_to_normal) or lesion.tumor_to_normal <= 0:
-            raise DosimetryInputError("tumorToNormalRatio", f"must be positive, got {lesion.tumor_to_normal}")
+            raise DosimetryInputError("tumor_to_normal_ratio", f"must be positive, got {lesion.tumor_to_normal}")
     if not math.isfinite(normal_mass_kg) or normal_mass_kg <= 0:
-        raise DosimetryInputError("liverVolumeMl", f"normal liver mass must be positive, got {normal_mass_kg}")
-    if not math.isfinite(lsf) or not 0 <= lsf < 1:
-        raise DosimetryInputError("lungShuntFraction", f"must be a fraction 0-1 (below 1), got {lsf}")
-    if not math.isfinite(c) or c <= 0:
-        raise DosimetryInputError("doseConstant", f"must be positive, got {c}")
-    if not math.isfinite(lung_mass_kg) or lung_mass_kg <= 0:
-        raise DosimetryInputError("lungMassKg", f"must be positive, got {lung_mass_kg}")
+        raise DosimetryInputError("liver_volume_ml", f"normal liver mass must be positive, got {normal_mass_kg}")
+    require_fraction("lung_shunt_fraction", lsf, below_one=True)
+    require_positive("dose_constant", c)
+    require_positive("lung_mass_kg", lung_mass_kg)
 
 
 def partition_doses(activity_gbq: float, lesions: Sequence[Lesion], normal_mass_kg: float,
@@ -105,21 +103,21 @@ def solve_partition_activity(*, lesions: Sequence[Lesion], normal_mass_kg: float
     liver, lung.
     """
     if tumor_target_gy is None and normal_liver_limit_gy is None:
-        raise DosimetryInputError("targetDoseGy", "the partition model needs targetDoseGy or normalLiverLimitGy")
+        raise DosimetryInputError("target_dose_gy", "the partition model needs targetDoseGy or normalLiverLimitGy")
     unit = partition_doses(1.0, lesions, normal_mass_kg, lung_shunt_fraction, dose_constant_gy_kg_per_gbq,
                            lung_mass_kg)
     candidates: dict[str, float] = {}
     if tumor_target_gy is not None:
         if not math.isfinite(tumor_target_gy) or tumor_target_gy <= 0:
-            raise DosimetryInputError("targetDoseGy", f"must be positive, got {tumor_target_gy}")
+            raise DosimetryInputError("target_dose_gy", f"must be positive, got {tumor_target_gy}")
         candidates["tumor-target"] = tumor_target_gy / min(unit.tumor_gy)
     if normal_liver_limit_gy is not None:
         if not math.isfinite(normal_liver_limit_gy) or normal_liver_limit_gy <= 0:
-            raise DosimetryInputError("normalLiverLimitGy", f"must be positive, got {normal_liver_limit_gy}")
+            raise DosimetryInputError("normal_liver_limit_gy", f"must be positive, got {normal_liver_limit_gy}")
         candidates["normal-liver-limit"] = normal_liver_limit_gy / unit.normal_liver_gy
     if lung_limit_gy is not None and unit.lung_gy > 0:
         if not math.isfinite(lung_limit_gy) or lung_limit_gy < 0:
-            raise DosimetryInputError("lungLimitGy", f"must not be negative, got {lung_limit_gy}")
+            raise DosimetryInputError("lung_limit_gy", f"must not be negative, got {lung_limit_gy}")
         candidates["lung-limit"] = lung_limit_gy / unit.lung_gy
     factor = min(candidates, key=lambda k: candidates[k])  # dict order breaks ties
     activity = candidates[factor]

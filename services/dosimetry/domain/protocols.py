@@ -1,13 +1,13 @@
 """Protocol dose targets as configurable, versioned objects that produce warnings.
 
-Defaults (DOMAIN.md §3):
+Defaults (EANM 2022 unless named):
 
 - ``eanm-2022-resin``: EANM 2022 radioembolisation dosimetry guideline (Weber et al., EJNMMI
   49:1682, 2022), resin spheres: tumour > 100-120 Gy, normal liver < 40 Gy (< 30 Gy when the
   liver is pretreated or compromised), lung ≤ 30 Gy per treatment and ≤ 50 Gy cumulative.
 - ``eanm-2022-resin-segmentectomy``: the same with a perfused (segment) target > 150 Gy.
 - ``eanm-2022-glass``: glass spheres: tumour ≥ 205 Gy (HCC), normal liver < 75 Gy.
-- ``net-100-150``: neuroendocrine liver metastases, tumour 100-150 Gy (seed ``001_…``, citing
+- ``net-100-150``: neuroendocrine liver metastases, tumour 100-150 Gy (Cazzato et al., Cancers 13:6368 (2021), citing
   ref. 60), normal liver < 40 Gy.
 
 Callers may build their own :class:`ProtocolTargets` and pass it to :func:`protocol_warnings`.
@@ -69,7 +69,7 @@ PROTOCOLS: dict[str, ProtocolTargets] = {
                         tumor_min_gy=205.0, tumor_max_gy=None, normal_liver_max_gy=75.0,
                         normal_liver_max_compromised_gy=None),
         ProtocolTargets("net-100-150", "Neuroendocrine liver metastases, tumour 100-150 Gy", "2021",
-                        "Cazzato et al., Cancers 13:6368 (2021) (seed 001), ref. 60", tumor_min_gy=100.0,
+                        "Cazzato et al., Cancers 13:6368 (2021), ref. 60", tumor_min_gy=100.0,
                         tumor_max_gy=150.0, normal_liver_max_gy=40.0, normal_liver_max_compromised_gy=30.0),
     )
 }

@@ -1,6 +1,6 @@
 """Voxel dosimetry engine: absorbed-dose maps from an activity (counts) map. Pure numpy/scipy.
 
-Both methods use patient-relative calibration (EANM 2022; DOMAIN.md §3): the administered
+Both methods use patient-relative calibration (EANM 2022): the administered
 activity A is distributed over the voxels in proportion to their counts c_i, either inside
 ``calibration_mask`` (e.g. the liver plus lungs, or the body) or over the whole volume; voxels
 outside the mask carry no activity.
@@ -165,7 +165,7 @@ def kernel_dose_gy(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activi
                    workers: int = -1) -> FloatArray:
     """Kernel-convolution dose map (Gy): D = (A·τ·c/Σc) ⊛ S · ρ_kernel/ρ.
 
-    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernels.load_kernel`) whose
+    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernel_tables.load_kernel`) whose
     voxel size must match ``voxel_size_mm`` within 1 %, or a plain array of S-values in
     mGy/(MBq·s) for soft tissue (1.04 g/mL) on the image grid. ``density_g_per_ml`` scales the
     dose by ρ_kernel/ρ (scalar or array). Other arguments as :func:`ldm_dose_gy`.

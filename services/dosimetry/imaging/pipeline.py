@@ -64,11 +64,6 @@ class VoiDose:
     activity_fraction: float
     metrics: dict[str, float]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "source": self.source, "voxelCount": self.voxel_count,
-                "volumeMl": self.volume_ml, "massG": self.mass_g, "activityFraction": self.activity_fraction,
-                "metrics": dict(self.metrics)}
-
 
 @dataclass
 class VoxelDosimetryResult:
@@ -92,20 +87,6 @@ class VoxelDosimetryResult:
     automatic_voi: bool
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """Everything but the dose array, as JSON-able values."""
-        return {
-            "studyInstanceUid": self.study_uid, "method": self.method,
-            "administeredActivityGBq": self.administered_activity_gbq,
-            "doseConstant": self.dose_constant_gy_kg_per_gbq, "modality": self.modality, "nuclide": self.nuclide,
-            "simulation": self.simulation, "voxelSizeMm": list(self.voxel_size_mm),
-            "referenceTime": self.reference_time.isoformat() if self.reference_time else None,
-            "vois": [v.to_json() for v in self.vois],
-            "rtDoseSopInstanceUid": self.rtdose_sop_instance_uid, "rtDoseSeriesUid": self.rtdose_series_uid,
-            "lungShuntFraction": self.lung_shunt_fraction, "automaticVoi": self.automatic_voi,
-            "warnings": list(self.warnings), "timingsS": dict(self.timings_s),
-        }
 
 
 def non_negative_counts(values: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -141,13 +122,13 @@ def _engine_dose(method: str, counts: np.ndarray, voxel_size_mm: tuple[float, fl
         if method == "ldm":
             return np.asarray(voxel.ldm_dose_gy(counts, voxel_size_mm, activity_gbq, density_g_per_ml=density,
                                                 dose_constant_gy_kg_per_gbq=dose_constant))
-        from services.dosimetry.kernels import load_kernel
+        from services.dosimetry.kernel_tables import load_kernel
 
         kernel = load_kernel(voxel_size_mm, tissue="soft")
         return np.asarray(voxel.kernel_dose_gy(counts, voxel_size_mm, activity_gbq, kernel,
                                                density_g_per_ml=density))
     except DosimetryInputError as exc:
-        raise ImagingError(f"the dose engine refused the input: {exc.message}", exc.parameter) from exc
+        raise ImagingError(f"the dose engine refused the input: {exc.message}", exc.field) from exc
     except ValueError as exc:  # e.g. no kernel for this voxel size
         raise ImagingError(f"the dose engine refused the input: {exc}", "method") from exc
 
@@ -162,6 +143,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
     message naming the input or DICOM attribute) and :class:`JobCancelledError`.
+
+    Longer than most functions on purpose: the six stages read in order, each opened by its
+    progress report (which is also the cancellation check), with the warnings they add.
     """
     from services.dosimetry.domain.dvh import dvh_metrics
 

@@ -14,7 +14,8 @@ Steps (DICOM PS3.3; sections named below):
    Units: PT ``Units`` (0054,1001) must be BQML (Bq/mL); NM pixels are counts ("CNTS").
 3. Decay correction to a reference time (default: the administration,
    RadiopharmaceuticalStartDateTime (0018,1078)) with A(t_ref) = A(t)·2^((t − t_ref)/T½)
-   (DOMAIN.md §3), T½ from RadionuclideHalfLife (0018,1075) or the nuclide code:
+   (EANM 2022), T½ from RadionuclideHalfLife (0018,1075), else from the nuclide
+   (``netliver.dosimetry_contract``: code, else names):
    - PT, DecayCorrection (0054,1102) ``START``: values are at the series start (SeriesDate/Time);
      ``ADMIN``: already at the administration; ``NONE``: at each slice's AcquisitionTime,
      averaged over ActualFrameDuration (0018,1242).
@@ -35,12 +36,11 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from services.dosimetry.domain.constants import Y90_HALF_LIFE_H
+from netliver.dosimetry_contract import HALF_LIFE_TOLERANCE, NUCLIDES_BY_CODE, identify_nuclide
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 
 __all__ = [
-    "NUCLIDE_HALF_LIFE_S",
     "ActivityVolume",
     "Radiopharmaceutical",
     "ScalarVolume",
@@ -49,29 +49,6 @@ __all__ = [
     "parse_dicom_datetime",
     "radiopharmaceutical",
 ]
-
-#: Half-lives by SNOMED CT radionuclide code (DICOM CID 18): Y-90 64.1 h (DOMAIN.md §3),
-#: Tc-99m 6.0067 h (DDEP), F-18 109.77 min (DDEP), Ga-68 67.71 min (DDEP).
-NUCLIDE_HALF_LIFE_S: dict[str, tuple[str, float]] = {
-    "14691008": ("Y-90", Y90_HALF_LIFE_H * 3600.0),
-    "72454006": ("Tc-99m", 6.0067 * 3600.0),
-    "77004003": ("F-18", 109.77 * 60.0),
-    "12585003": ("Ga-68", 67.71 * 60.0),
-    # The retired SNOMED-RT codes (coding scheme SRT) that many NM/PET systems still write for
-    # the same CID 18 concepts: C-162A7 = 14691008 Y-90, C-163A8 = 72454006 Tc-99m.
-    "C-162A7": ("Y-90", Y90_HALF_LIFE_H * 3600.0),
-    "C-163A8": ("Tc-99m", 6.0067 * 3600.0),
-}
-
-#: Relative tolerance within which a RadionuclideHalfLife names a nuclide when its code does not.
-_HALF_LIFE_MATCH = 0.01
-
-
-def _nuclide_by_half_life(half_life_s: float) -> str | None:
-    for name, known_s in {v[0]: v[1] for v in NUCLIDE_HALF_LIFE_S.values()}.items():
-        if abs(half_life_s - known_s) <= _HALF_LIFE_MATCH * known_s:
-            return name
-    return None
 
 _SLICE_SPACING_TOLERANCE = 0.01
 
@@ -210,28 +187,30 @@ def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[s
     codes = item.get("RadionuclideCodeSequence")
     if codes:
         code = str(codes[0].get("CodeValue", ""))
-    known = NUCLIDE_HALF_LIFE_S.get(code)
-    nuclide = known[0] if known else (str(codes[0].get("CodeMeaning", "")) if codes else "unknown")
-    half_life_s: float | None = None
-    if item.get("RadionuclideHalfLife"):
-        half_life_s = float(item.RadionuclideHalfLife)
-    elif known:
-        half_life_s = known[1]
-        warnings.append(f"RadionuclideHalfLife (0018,1075) missing: {nuclide} half-life {known[1] / 3600:.4g} h used")
+    known = NUCLIDES_BY_CODE.get(code)
+    stated = float(item.RadionuclideHalfLife) if item.get("RadionuclideHalfLife") else None
+    meaning = str(codes[0].get("CodeMeaning", "")) if codes else ""
+    # The rule the gateway's PACS hook applies to the same item: code, then half-life, then names.
+    identified = identify_nuclide(code, stated, f"{item.get('Radiopharmaceutical', '')} {meaning}")
+    nuclide = identified.name if identified else (meaning if codes else "unknown")
+    half_life_s = stated
+    if half_life_s is None and identified is not None:
+        half_life_s = identified.half_life_s
+        warnings.append(f"RadionuclideHalfLife (0018,1075) missing: {nuclide} half-life "
+                        f"{identified.half_life_s / 3600:.4g} h used")
     if half_life_s is None or not half_life_s > 0:
         return None, ["radionuclide half-life unknown (no RadionuclideHalfLife (0018,1075) and an "
                       "unrecognised RadionuclideCodeSequence): no decay correction applied"]
-    if known and abs(half_life_s - known[1]) / known[1] > _HALF_LIFE_MATCH:
+    if known and abs(half_life_s - known.half_life_s) / known.half_life_s > HALF_LIFE_TOLERANCE:
         warnings.append(f"RadionuclideHalfLife {half_life_s:.0f} s differs from the {nuclide} value "
-                        f"{known[1]:.0f} s; the DICOM value is used")
-    if not known:
-        # No (recognised) RadionuclideCodeSequence: a half-life that is Y-90's or Tc-99m's names the
-        # nuclide, so a Tc-99m MAA study is still run as a simulation and not as a Y-90 record.
-        by_half_life = _nuclide_by_half_life(half_life_s)
-        if by_half_life is not None:
-            warnings.append(f"RadionuclideCodeSequence (0054,0300) {code or 'missing'} not recognised: "
-                            f"{by_half_life} identified by RadionuclideHalfLife {half_life_s:.0f} s")
-            nuclide = by_half_life
+                        f"{known.half_life_s:.0f} s; the DICOM value is used")
+    if identified is not None and not known:
+        # No (recognised) RadionuclideCodeSequence: a half-life that is Y-90's or Tc-99m's (or,
+        # without one, the names) names the nuclide, so a Tc-99m MAA study is still run as a
+        # simulation and not as a Y-90 record.
+        by_what = f"RadionuclideHalfLife {stated:.0f} s" if stated is not None else "the radiopharmaceutical's name"
+        warnings.append(f"RadionuclideCodeSequence (0054,0300) {code or 'missing'} not recognised: "
+                        f"{nuclide} identified by {by_what}")
     administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True)
     if administration is None and item.get("RadiopharmaceuticalStartTime"):
         # A time without a date: the day is the series' (same time base as SeriesTime, PS3.3

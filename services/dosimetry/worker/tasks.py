@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from celery import Task, shared_task
 
 from netliver.settings import Settings
@@ -34,9 +35,12 @@ JobFunction = Callable[[dict[str, Any], JobReporter, Settings], JobOutput]
 
 
 def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> JobOutput:
-    from services.dosimetry.worker.voxel_job import run_voxel_job
+    from services.dosimetry.imaging.dicomweb import make_client
+    from services.dosimetry.operation import voxel_dosimetry
 
-    return run_voxel_job(params, reporter, settings)
+    client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
+    done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress)
+    return done.resources, done.outputs, done.timings_s
 
 
 #: Job kinds a worker can run, by the ``kind`` of the job record.
@@ -47,10 +51,10 @@ class JobError(Exception):
     """A job that cannot succeed (bad study, missing tags...): the Task fails with this reason."""
 
 
-def execute_job(job_id: str, settings: Settings, worker: str) -> str:
+def execute_job(job_id: str, settings: Settings, worker: str, session: requests.Session | None = None) -> str:
     """Run one job to its end. Returns what happened: completed, failed, cancelled, lost, held,
-    done (already finished) or unknown."""
-    reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker)
+    done (already finished) or unknown. ``session`` carries the job calls to the gateway."""
+    reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker, session)
     claim = reporter.claim()
     if not claim.get("granted"):
         reason = str(claim.get("reason", ""))

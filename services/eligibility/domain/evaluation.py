@@ -1,4 +1,4 @@
-"""Status per therapy from the rule results (DOMAIN.md section 2).
+"""Status per therapy from the rule results (docs/eligibility.md).
 
 - ``ineligible``: an absolute contraindication is met, or an indication is certainly not met;
 - ``insufficient-data``: otherwise, when an unknown input could make the therapy ineligible (an

@@ -6,8 +6,8 @@ a conflict (reported, never averaged). :func:`fact_quality` applies the stalenes
 the rule set (``staleness`` in ``rules/eligibility-rules.yaml``, explained in
 ``docs/eligibility.md``): fresh, old (used, lower confidence) or stale (treated as unknown).
 
-The problem list, medication list and procedure history are closed-world (DOMAIN.md
-section 2): what is not recorded is taken as absent, and every reason that relies on an
+The problem list, medication list and procedure history are closed-world
+(docs/eligibility.md): what is not recorded is taken as absent, and every reason that relies on an
 absence says so.
 """
 

@@ -1,7 +1,7 @@
 """Ablation-zone geometry: does the largest lesion plus its margin fit the zone a modality reaches?
 
 The ablation zone must cover the lesion plus a 0.5-1.0 cm margin all round, so a 2 cm tumour
-needs a 3-4 cm zone (DOMAIN.md section 2). Zones per modality (001_aa3654e09e439d0b.txt
+needs a 3-4 cm zone. Zones per modality (Cazzato et al., Cancers 13:6368 (2021),
 sections 5.1-5.4): laser < 2 cm per fibre; RFA about 3 cm per electrode, 4-4.5 cm with a
 cluster of up to three; MWA up to 4 cm with one antenna, 5-6 cm with three; IRE 2-3 cm with
 three to four electrodes. The figures are data of the rule set (``ablation_zones``).

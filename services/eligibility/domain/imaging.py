@@ -1,8 +1,8 @@
-"""Imaging advice for staging and therapy selection (DOMAIN.md section 2 "Imaging advice").
+"""Imaging advice for staging and therapy selection (docs/eligibility.md).
 
-From 003_1bb7bc59738f3854.txt Table 2: midgut → 18F-DOPA PET first, 68Ga-DOTATOC second;
+From Rozenblum et al. (Eur J Radiol, imaging-guided precision medicine in GEP-NET), Table 2: midgut → 18F-DOPA PET first, 68Ga-DOTATOC second;
 foregut → 68Ga-DOTATOC / SSTR scintigraphy first; hindgut → CT/MRI; poorly differentiated →
-FDG PET; liver staging → MRI with DWI. From 001_aa3654e09e439d0b.txt section 3 (and 003):
+FDG PET; liver staging → MRI with DWI. From Cazzato et al., Cancers 13:6368 (2021), section 3 (and Rozenblum):
 Ki-67 ≥ 10 % → FDG PET for well-differentiated tumours.
 """
 

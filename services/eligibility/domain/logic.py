@@ -1,4 +1,4 @@
-"""Three-valued (Kleene) truth for rules whose inputs may be missing (DOMAIN.md section 2).
+"""Three-valued (Kleene) truth for rules whose inputs may be missing (Kleene's strong three-valued logic).
 
 A rule is *met*, *not met* or *unknown* (an input missing, stale, conflicting or out of the
 rule set's reach). ``all_of``/``any_of`` follow Kleene's strong logic, so a rule with a

@@ -1,6 +1,6 @@
 """Biochemical response: tumour markers beside, never inside, the imaging category.
 
-`002_…` (Elf et al.) reported chromogranin A (serum) and 5-HIAA (24 h urine) as the percentage
+Elf et al. (randomised radioembolisation versus bland embolisation in SI-NET) reported chromogranin A (serum) and 5-HIAA (24 h urine) as the percentage
 change from the pre-treatment value at 3 and 6 months; there is no standard cut-off, so the
 threshold is a setting (default 50 %, a decrease commonly called a biochemical response in NET
 series, e.g. ENETS 2009 guidance on follow-up). Each value is compared with the baseline (the

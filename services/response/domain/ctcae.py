@@ -5,7 +5,8 @@ Increases (bilirubin, ALT, AST, ALP) are graded in multiples of the upper limit 
 the pre-treatment value was normal, and in multiples of the pre-treatment value when it was
 already abnormal (the CTCAE v5.0 convention). Decreases (platelets, haemoglobin, WBC) use
 absolute cut-offs below the lower limit of normal. Haemoglobin grade 4 ("life-threatening") is a
-clinical judgement and is not assigned from a number. `002_…` and `004_…` report these grades
+clinical judgement and is not assigned from a number. Elf et al. (randomised radioembolisation versus bland embolisation in SI-NET) and the
+thyroid-cancer series of J Gastrointest Cancer 52:823 (2021) report these grades
 after liver-directed therapy.
 """
 

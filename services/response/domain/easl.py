@@ -4,7 +4,7 @@ Bidimensional (WHO, Miller 1981) measurement restricted to viable, contrast-enha
 the measure is the sum over target lesions of the product of the two largest perpendicular
 viable diameters. CR: no enhancing tumour; PR: ≥ 50 % decrease of the viable area from
 baseline; PD: an increase of ≥ 25 % (WHO wording "25 % or more") over the nadir, or new
-lesions; SD otherwise. DOMAIN.md words PD as "> 25 %"; the two differ only at exactly +25 %,
+lesions; SD otherwise. The project's rule summary words PD as "> 25 %"; the two differ only at exactly +25 %,
 which this module scores PD as WHO does.
 
 When only the longest viable diameter is given, the perpendicular one is taken equal to it

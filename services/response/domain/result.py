@@ -26,7 +26,7 @@ class VisitResponse:
 
     ``overall`` is the criterion's time-point response; ``vs_baseline`` and ``vs_nadir`` the
     category the same visit gets when judged against the baseline alone or the nadir alone
-    (`003_…` Table 1 "response compared to baseline / nadir"). ``measure`` is the quantity the
+    (Rozenblum et al. Table 1 "response compared to baseline / nadir"). ``measure`` is the quantity the
     criterion uses (sum of diameters, sum of products, SULpeak), ``None`` when not evaluable.
     """
 

@@ -2,7 +2,7 @@
 
 Eisenhauer 2009 (RECIST 1.1) §3.1 measurability, §4.2 baseline target selection (≤ 5 targets,
 ≤ 2 per organ, nodes by short axis ≥ 15 mm), §4.3.2 split and coalesced lesions; §3.1.3 lesions
-treated locally; `003_…` (Rozenblum): a lesion seen only because a new, more sensitive modality
+treated locally; Rozenblum et al. (Eur J Radiol): a lesion seen only because a new, more sensitive modality
 was used is a new baseline lesion, not progression.
 """
 
@@ -85,7 +85,7 @@ class Series:
     #: made not evaluable (``exclude_treated``); the therapy being assessed is what the response
     #: measures.
     further_treated: dict[str, date] = field(default_factory=dict)
-    #: lesion ids seen first on a modality not used before (new baseline lesions, `003_…`).
+    #: lesion ids seen first on a modality not used before (new baseline lesions, Rozenblum et al.).
     new_modality_lesions: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
 

@@ -1,6 +1,6 @@
 """Voxel dosimetry of synthetic studies stored in a real Orthanc, fetched over DICOMweb.
 
-Analytic references (DOMAIN.md §3):
+Analytic references (EANM 2022; MIRD Pamphlet 17):
 
 - uniform sphere, LDM: mean dose in the sphere = C·A_sphere/M_sphere with
   A_sphere = A × (counts in the sphere / all counts) and M_sphere = voxels × voxel volume × ρ;

@@ -101,4 +101,4 @@ def test_bad_requests(kwargs: dict[str, object], parameter: str) -> None:
     args.update(kwargs)
     with pytest.raises(DosimetryInputError) as err:
         dvh_metrics(**args)  # type: ignore[arg-type]
-    assert err.value.parameter == parameter
+    assert err.value.field == parameter

@@ -1,4 +1,4 @@
-"""Activity planning against published formulas and hand-worked examples (DOMAIN.md §3).
+"""Activity planning against published formulas and hand-worked examples (EANM 2022; Ho 1996; SIR-Spheres instructions for use).
 
 Expected numbers are worked by hand in the comments, not copied from the implementation.
 """
@@ -75,10 +75,10 @@ def test_tumor_involvement_and_bad_volumes() -> None:
     assert tumor_involvement(300, 1500) == pytest.approx(0.2)
     with pytest.raises(DosimetryInputError) as err:
         tumor_involvement(1600, 1500)
-    assert err.value.parameter == "tumorVolumeMl"
+    assert err.value.field == "tumor_volume_ml"
     with pytest.raises(DosimetryInputError) as err:
         tumor_involvement(10, 0)
-    assert err.value.parameter == "liverVolumeMl"
+    assert err.value.field == "liver_volume_ml"
     with pytest.raises(DosimetryInputError):
         mosteller_bsa_m2(-170, 70)
 
@@ -105,7 +105,7 @@ def test_lung_shunt_bands(lsf: float, reduction: float, contraindicated: bool) -
 def test_lung_shunt_outside_0_1_is_refused(lsf: float) -> None:
     with pytest.raises(DosimetryInputError) as err:
         lung_shunt_band(lsf)
-    assert err.value.parameter == "lungShuntFraction"
+    assert err.value.field == "lung_shunt_fraction"
 
 
 def test_lung_dose() -> None:
@@ -219,7 +219,7 @@ def test_elapsed_time_is_signed() -> None:
     assert elapsed_h(t0, t0 - timedelta(hours=9)) == pytest.approx(-9.0)
     with pytest.raises(DosimetryInputError) as err:
         elapsed_h(t0.replace(tzinfo=None), t0)
-    assert err.value.parameter == "treatmentTime"
+    assert err.value.field == "treatment_time"
 
 
 def test_treatment_before_calibration_orders_less_than_is_implanted() -> None:
@@ -244,17 +244,17 @@ def test_treatment_before_calibration_orders_less_than_is_implanted() -> None:
 
 @pytest.mark.parametrize(("name", "field", "low_ok", "low_bad", "high_ok", "high_bad"), [
     # every published C is 49.38-50 Gy·kg/GBq; 49 670 (mGy) or 0.04967 (kGy) is a unit slip
-    ("doseConstant", "dose_constant", 40.0, 39.9, 60.0, 60.1),
+    ("dose_constant", "dose_constant", 40.0, 39.9, 60.0, 60.1),
     # Y-90 half-life: evaluated 64.1 h, EANM 2022 64.2 h; 2.67 (days) or 230 760 (s) is a unit slip
-    ("halfLifeH", "half_life_h", 60.0, 59.9, 70.0, 70.1),
+    ("half_life_h", "half_life_h", 60.0, 59.9, 70.0, 70.1),
     # tissue density in g/mL; 1030 (kg/m³) is a unit slip
-    ("tissueDensityGPerMl", "tissue_density_g_per_ml", 0.5, 0.49, 2.0, 2.01),
+    ("tissue_density_g_per_ml", "tissue_density_g_per_ml", 0.5, 0.49, 2.0, 2.01),
     # lung mass in kg; 1000 (g) is a unit slip
-    ("lungMassKg", "lung_mass_kg", 0.1, 0.099, 5.0, 5.01),
+    ("lung_mass_kg", "lung_mass_kg", 0.1, 0.099, 5.0, 5.01),
     # whole-liver volume in mL; 1.5 (L) is a unit slip
-    ("liverVolumeMl", "liver_volume_ml", 100.0, 99.9, 20000.0, 20001.0),
+    ("liver_volume_ml", "liver_volume_ml", 100.0, 99.9, 20000.0, 20001.0),
     # dose target in Gy; 12 000 (cGy) is a unit slip
-    ("targetDoseGy", "target_dose_gy", 1e-3, 0.0, 2000.0, 2000.1),
+    ("target_dose_gy", "target_dose_gy", 1e-3, 0.0, 2000.0, 2000.1),
 ])
 def test_physical_constants_outside_their_plausible_range_are_refused(
         name: str, field: str, low_ok: float, low_bad: float, high_ok: float, high_bad: float) -> None:
@@ -265,20 +265,20 @@ def test_physical_constants_outside_their_plausible_range_are_refused(
     for bad in (low_bad, high_bad):
         with pytest.raises(DosimetryInputError) as err:
             plan_sirt(PlanInputs(**{**base, field: bad}))  # type: ignore[arg-type]
-        assert err.value.parameter == name
+        assert err.value.field == name
 
 
 @pytest.mark.parametrize(("height_cm", "weight_kg", "named"), [
-    (1.8, 80, "heightCm"),      # metres: BSA √(1.8·80/3600) = 0.2 m² would give A = TI GBq, silently
-    (49.9, 80, "heightCm"), (250.1, 80, "heightCm"),
-    (180, 80000, "weightKg"),   # grams
-    (180, 9.9, "weightKg"), (180, 350.1, "weightKg"),
+    (1.8, 80, "height_cm"),      # metres: BSA √(1.8·80/3600) = 0.2 m² would give A = TI GBq, silently
+    (49.9, 80, "height_cm"), (250.1, 80, "height_cm"),
+    (180, 80000, "weight_kg"),   # grams
+    (180, 9.9, "weight_kg"), (180, 350.1, "weight_kg"),
 ])
 def test_height_and_weight_outside_their_plausible_range_are_refused(height_cm: float, weight_kg: float,
                                                                      named: str) -> None:
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(_bsa(height_cm=height_cm, weight_kg=weight_kg))
-    assert err.value.parameter == named
+    assert err.value.field == named
 
 
 def test_height_and_weight_at_their_plausible_bounds_are_planned() -> None:
@@ -293,24 +293,24 @@ def test_bsa_and_normal_liver_limit_ranges() -> None:
     for bsa in (5.01, 40000.0):
         with pytest.raises(DosimetryInputError) as err:
             plan_sirt(PlanInputs(method="bsa", bsa_m2=bsa, tumor_involvement=0.2, lung_shunt_fraction=0.05))
-        assert err.value.parameter == "bsaM2"
+        assert err.value.field == "bsa_m2"
     part = {"method": "partition", "device": "resin", "liver_volume_ml": 1500, "tumor_volume_ml": 300,
             "tumor_to_normal_ratio": 4, "lung_shunt_fraction": 0.05}
     assert plan_sirt(PlanInputs(**part, normal_liver_limit_gy=2000)).limiting_factor == "lung-limit"  # type: ignore[arg-type]
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(PlanInputs(**part, normal_liver_limit_gy=4000))  # type: ignore[arg-type]
-    assert err.value.parameter == "normalLiverLimitGy"
+    assert err.value.field == "normal_liver_limit_gy"
 
 
 @pytest.mark.parametrize(("inputs", "parameter"), [
     # T/N 1e-308 makes the tumour-target activity infinite: a 422, never "Infinity" in the answer
     ({"method": "partition", "device": "resin", "liver_volume_ml": 1500, "tumor_volume_ml": 300,
-      "tumor_to_normal_ratio": 1e-308, "lung_shunt_fraction": 0.0, "target_dose_gy": 120}, "targetDoseGy"),
+      "tumor_to_normal_ratio": 1e-308, "lung_shunt_fraction": 0.0, "target_dose_gy": 120}, "target_dose_gy"),
 ])
 def test_results_that_overflow_are_refused(inputs: dict[str, object], parameter: str) -> None:
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(PlanInputs(**inputs))  # type: ignore[arg-type]
-    assert err.value.parameter == parameter
+    assert err.value.field == parameter
 
 
 def test_decay_over_many_half_lives_is_refused_not_divided_by_zero() -> None:
@@ -319,7 +319,7 @@ def test_decay_over_many_half_lives_is_refused_not_divided_by_zero() -> None:
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(PlanInputs(method="bsa", bsa_m2=1.8, tumor_involvement=0.2, lung_shunt_fraction=0.05,
                              calibration_time=t0, treatment_time=t0 + timedelta(days=3650)))
-    assert err.value.parameter == "treatmentTime"
+    assert err.value.field == "treatment_time"
 
 
 # -- protocols -----------------------------------------------------------------------------------
@@ -450,36 +450,36 @@ def test_plan_partition_lung_limit_uses_remaining_cumulative_budget() -> None:
     ({"method": "bogus"}, "method"),
     ({"method": "bsa", "device": "glass", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1}, "device"),
     ({"method": "mird", "lung_shunt_fraction": 0.1, "target_dose_gy": 120, "liver_volume_ml": 1500}, "device"),
-    ({"method": "bsa", "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1}, "heightCm"),
-    ({"method": "bsa", "bsa_m2": 2, "lung_shunt_fraction": 0.1}, "tumorInvolvement"),
-    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 1.2, "lung_shunt_fraction": 0.1}, "tumorInvolvement"),
-    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1}, "lungShuntFraction"),
-    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "liver_volume_ml": 1500}, "targetDoseGy"),
-    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120}, "liverVolumeMl"),
+    ({"method": "bsa", "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1}, "height_cm"),
+    ({"method": "bsa", "bsa_m2": 2, "lung_shunt_fraction": 0.1}, "tumor_involvement"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 1.2, "lung_shunt_fraction": 0.1}, "tumor_involvement"),
+    ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1}, "lung_shunt_fraction"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "liver_volume_ml": 1500}, "target_dose_gy"),
+    ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120}, "liver_volume_ml"),
     ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
-      "liver_volume_ml": -5}, "liverVolumeMl"),
+      "liver_volume_ml": -5}, "liver_volume_ml"),
     ({"method": "mird", "device": "glass", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
-      "liver_volume_ml": 1500, "perfused_fraction": 0}, "perfusedFraction"),
+      "liver_volume_ml": 1500, "perfused_fraction": 0}, "perfused_fraction"),
     ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
-      "liver_volume_ml": 1500, "tumor_volume_ml": 300}, "tumorToNormalRatio"),
+      "liver_volume_ml": 1500, "tumor_volume_ml": 300}, "tumor_to_normal_ratio"),
     ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "liver_volume_ml": 1500,
-      "tumor_volume_ml": 300, "tumor_to_normal_ratio": 3}, "targetDoseGy"),
+      "tumor_volume_ml": 300, "tumor_to_normal_ratio": 3}, "target_dose_gy"),
     ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
-      "liver_volume_ml": 1500, "tumor_volume_ml": 1600, "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+      "liver_volume_ml": 1500, "tumor_volume_ml": 1600, "tumor_to_normal_ratio": 3}, "tumor_volume_ml"),
     ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
-      "liver_volume_ml": 1500, "tumor_volume_ml": 0, "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+      "liver_volume_ml": 1500, "tumor_volume_ml": 0, "tumor_to_normal_ratio": 3}, "tumor_volume_ml"),
     ({"method": "partition", "device": "resin", "lung_shunt_fraction": 0.1, "target_dose_gy": 120,
       "liver_volume_ml": 1500, "tumor_volume_ml": 800, "perfused_fraction": 0.5,
-      "tumor_to_normal_ratio": 3}, "tumorVolumeMl"),
+      "tumor_to_normal_ratio": 3}, "tumor_volume_ml"),
     ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1,
-      "lung_mass_kg": 0}, "lungMassKg"),
+      "lung_mass_kg": 0}, "lung_mass_kg"),
     ({"method": "bsa", "bsa_m2": 2, "tumor_involvement": 0.1, "lung_shunt_fraction": 0.1,
       "protocol": "nope"}, "protocol"),
 ])
 def test_plan_bad_inputs_name_the_parameter(inputs: dict[str, object], parameter: str) -> None:
     with pytest.raises(DosimetryInputError) as err:
         plan_sirt(PlanInputs(**inputs))  # type: ignore[arg-type]
-    assert err.value.parameter == parameter
+    assert err.value.field == parameter
 
 
 def test_bsa_lobar_plan_with_tumour_outside_the_lobe_skips_the_compartment_prediction() -> None:
@@ -532,8 +532,8 @@ def test_tumor_involvement_that_contradicts_the_volumes_warns(ti: float, warns: 
 
 @pytest.mark.parametrize("device", ["resin", "glass"])
 def test_lung_shunt_above_20_percent_names_the_source_per_device(device: str) -> None:
-    # seed 001 Table 1 / SIR-Spheres label: LSF > 20 % contraindicated (resin); the glass label limits
-    # the lung dose only, and DOMAIN.md §3 lists the 20 % rule for resin: a glass plan says so
+    # Cazzato 2021 Table 1 / SIR-Spheres label: LSF > 20 % contraindicated (resin); the glass label limits
+    # the lung dose only, and the 20 % rule is the resin label's: a glass plan says so
     plan = plan_sirt(PlanInputs(method="mird", device=device, target_dose_gy=120, liver_volume_ml=1500,
                                 lung_shunt_fraction=0.21, lung_mass_kg=5.0))
     assert plan.status == "contraindicated"

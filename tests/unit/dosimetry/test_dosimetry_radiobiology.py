@@ -77,7 +77,7 @@ def test_fft_residues_below_zero_count_as_zero_but_a_real_negative_dose_is_refus
     assert float(bed_gy(np.array([-1e-6]), TUMOUR)[0]) == 0.0
     with pytest.raises(DosimetryInputError) as err:
         bed_gy(np.array([-0.5]), TUMOUR)
-    assert err.value.parameter == "dose_gy"
+    assert err.value.field == "dose_gy"
     with pytest.raises(DosimetryInputError):
         bed_gy(np.array([math.nan]), TUMOUR)
 

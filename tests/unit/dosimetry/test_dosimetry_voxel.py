@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from services.dosimetry.domain.constants import MEV_TO_J, mean_life_s
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.voxel import convolve_same, kernel_dose_gy, ldm_dose_gy
-from services.dosimetry.kernels import load_kernel
+from services.dosimetry.kernel_tables import load_kernel
 
 VOXEL_MM = (4.42, 4.42, 4.42)
 VOXEL_ML = 4.42**3 / 1000
@@ -174,7 +174,7 @@ def test_plain_array_kernel_and_voxel_mismatch() -> None:
     assert np.allclose(from_array, kernel_dose_gy(counts, VOXEL_MM, 1.0, KERNEL, density_g_per_ml=1.04))
     with pytest.raises(DosimetryInputError) as err:
         kernel_dose_gy(counts, (4.8, 4.8, 4.8), 1.0, KERNEL)
-    assert err.value.parameter == "voxel_size_mm"
+    assert err.value.field == "voxel_size_mm"
 
 
 @pytest.mark.parametrize(("kwargs", "parameter"), [
@@ -195,4 +195,4 @@ def test_engine_refuses_unusable_input(kwargs: dict[str, object], parameter: str
         extra = {"kernel": KERNEL} if fn is kernel_dose_gy else {}
         with pytest.raises(DosimetryInputError) as err:
             fn(**args, **extra)  # type: ignore[operator]
-        assert err.value.parameter == parameter
+        assert err.value.field == parameter

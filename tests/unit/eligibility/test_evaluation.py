@@ -1,4 +1,4 @@
-"""Status per therapy (DOMAIN.md section 2), missing inputs, staleness, newest value, conflicts,
+"""Status per therapy (docs/eligibility.md), missing inputs, staleness, newest value, conflicts,
 and the two invariants of the issue as hypothesis properties."""
 
 from __future__ import annotations

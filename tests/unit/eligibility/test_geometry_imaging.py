@@ -1,5 +1,5 @@
-"""Ablation-zone geometry (DOMAIN.md section 2; 001 sections 5.1-5.4) and imaging advice
-(003 Table 2; Ki-67 >= 10 % -> FDG PET, 001 section 4)."""
+"""Ablation-zone geometry (Cazzato et al., Cancers 13:6368 (2021), sections 5.1-5.4) and imaging advice
+(Rozenblum et al. Table 2; Ki-67 >= 10 % -> FDG PET, Cazzato 2021 section 4)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ D = Decimal
 
 
 def test_worked_example_two_cm_tumour_needs_three_to_four_cm() -> None:
-    # "a 2 cm tumour needs a 3-4 cm zone" (DOMAIN.md section 2) for margins of 0.5 and 1.0 cm
+    # "a 2 cm tumour needs a 3-4 cm zone" (a 0.5-1 cm ablative margin all round) for margins of 0.5 and 1.0 cm
     assert required_zone_mm(D(20), D(5)) == D(30)
     assert required_zone_mm(D(20), D(10)) == D(40)
 

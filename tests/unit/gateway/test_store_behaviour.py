@@ -32,7 +32,7 @@ from tests.support import postgres
 GATEWAY_BASE = "http://gateway.test/fhir"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
-#: LOINC 1975-2 total bilirubin, 1742-6 ALT: two lab codes of DOMAIN.md §1.
+#: LOINC 1975-2 total bilirubin, 1742-6 ALT: two lab codes the eligibility rules read.
 BILIRUBIN = "1975-2"
 ALT = "1742-6"
 

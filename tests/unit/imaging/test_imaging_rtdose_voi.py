@@ -28,6 +28,7 @@ from tests.fixtures.dicom_phantoms import (
     sphere_in_cylinder,
     two_compartment_liver,
 )
+from tests.support.memory_dicomweb import MemoryDicomweb
 
 
 def _roundtrip(ds: Dataset) -> Dataset:
@@ -178,32 +179,6 @@ def test_voi_roles(label: str, code: str, role: str) -> None:
 
 # -- pipeline control with an in-memory DICOMweb client ---------------------------------------
 
-class MemoryDicomweb:
-    """The three dicomweb-client calls the pipeline makes, over a list of datasets."""
-
-    def __init__(self, datasets: list[Dataset]) -> None:
-        self.datasets = datasets
-        self.stored: list[Dataset] = []
-
-    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
-        series: dict[str, dict[str, Any]] = {}
-        for ds in self.datasets:
-            if ds.StudyInstanceUID != study_instance_uid:
-                continue
-            entry = series.setdefault(ds.SeriesInstanceUID, {
-                "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},
-                "00080060": {"vr": "CS", "Value": [ds.Modality]},
-                "00201209": {"vr": "IS", "Value": [0]}})
-            entry["00201209"]["Value"][0] += 1
-        return list(series.values())
-
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
-
-    def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:
-        self.stored.extend(datasets)
-
-
 @pytest.fixture
 def memory_pacs(liver_study) -> MemoryDicomweb:  # type: ignore[no-untyped-def]
     return MemoryDicomweb(liver_study.datasets())
@@ -226,9 +201,8 @@ def test_progress_is_monotonic_and_ends_at_one(memory_pacs: MemoryDicomweb, live
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert len(memory_pacs.stored) == 1
     assert memory_pacs.stored[0].SOPInstanceUID == result.rtdose_sop_instance_uid
-    summary = result.to_json()
-    assert {v["name"] for v in summary["vois"]} == {"liver", "tumour 1", "tumour 2"}
-    assert set(summary["vois"][0]["metrics"]) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
+    assert {v.name for v in result.vois} == {"liver", "tumour 1", "tumour 2"}
+    assert set(result.vois[0].metrics) >= {"Dmean", "D50", "D70", "D90", "V100", "V120"}
 
 
 @pytest.mark.parametrize(("activity", "method", "expression"), [

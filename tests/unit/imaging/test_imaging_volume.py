@@ -18,7 +18,7 @@ from services.dosimetry.imaging.volume import (
 )
 from tests.fixtures.dicom_phantoms import build_study, lung_shunt, two_compartment_liver
 
-Y90_HALF_LIFE_H = 64.1  # DOMAIN.md §3
+Y90_HALF_LIFE_H = 64.1  # DDEP
 TC99M_HALF_LIFE_H = 6.0067  # DDEP
 
 

@@ -1,4 +1,4 @@
-"""Biochemical response (`002_…`) and CTCAE v5.0 laboratory grades."""
+"""Biochemical response (Elf et al.) and CTCAE v5.0 laboratory grades."""
 
 from __future__ import annotations
 

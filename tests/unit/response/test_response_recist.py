@@ -86,7 +86,7 @@ def test_baseline_counts_as_nadir():
 
 
 def test_exactly_thirty_percent_decrease_is_partial_response():
-    # DOMAIN.md §4: 14 → 9.8 mm is exactly −30 % with exact decimals.
+    # RECIST 1.1 (Eisenhauer 2009) with exact decimals: 14 → 9.8 mm is exactly −30 % with exact decimals.
     assert overall(timeline("14", "9.8")) == ["PR"]
     assert overall(timeline("14", "9.9")) == ["SD"]
 
@@ -170,7 +170,7 @@ def test_new_lesion_is_progression():
 
 
 def test_lesion_seen_only_on_a_new_modality_is_a_new_baseline_lesion():
-    # `003_…`: a lesion seen only because a new, more sensitive modality (here PET) was used is a
+    # Rozenblum et al.: a lesion seen only because a new, more sensitive modality (here PET) was used is a
     # new baseline lesion, not progression; the same lesion on the modality already used is PD.
     base = visit(0, tgt("A", "30"))
     on_pet = [base, visit(8, tgt("A", "15"), new("X", modality=Modality.PET))]

@@ -1,10 +1,8 @@
-"""FHIR mapping of the dosimetry service: ``$sirt-activity`` Parameters in, plan resources out.
+"""FHIR → dosimetry inputs: ``$sirt-activity`` Parameters to :class:`PlanInputs`, job parameters
+to :class:`VoxelJobRequest`; and the one place domain errors become ``FhirError``s.
 
-The one module of the service that knows FHIR JSON shapes (docs/ARCHITECTURE.md). Inputs are
-read from the caller's JSON (not a model round-trip) so decimals keep their digits; outputs are
-plain R4 JSON built with :mod:`netliver.fhir.builders`.
-
-Parameter names are the contract's ("SIRT activity planning", CONTRACT.md) plus these optional
+Inputs are read from the caller's JSON (not a model round-trip) so decimals keep their digits.
+Parameter names are the public contract's ("SIRT activity planning") plus these optional
 extras: ``patient`` (valueReference to the Patient the plan is for), ``protocol`` (valueCode, a
 key of :data:`services.dosimetry.domain.protocols.PROTOCOLS`), ``bsaFormula`` (valueCode
 ``dubois`` (default) | ``mosteller``), ``vialResidualFraction``, ``cumulativeLungLimitGy`` (default 50),
@@ -22,25 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from netliver.fhir.builders import (
-    OperationResult,
     canonical_json,
-    codeable,
-    deterministic_id,
-    provenance,
-    quantity,
-    reference,
 )
-from netliver.fhir.codesystems import CODESYSTEMS, OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
-from services.dosimetry.domain.constants import (
-    DOSE_CONSTANTS,
-    Y90_HALF_LIFE_EANM_2022_H,
-    Y90_HALF_LIFE_H,
-)
 from services.dosimetry.domain.errors import DosimetryInputError
-from services.dosimetry.domain.planning import PlanInputs, SirtPlan
+from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["PLAN_COMPONENT_CODES", "SirtRequest", "input_error", "parse_sirt_request", "sirt_result"]
+__all__ = ["ACCEPTED_PARAMETERS", "PARAMETER_OF_FIELD", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
@@ -59,17 +45,12 @@ _DECIMALS: dict[str, str] = {
 _CODES = {"method": "method", "device": "device", "protocol": "protocol", "bsaFormula": "bsa_formula"}
 _DATETIMES = {"calibrationTime": "calibration_time", "treatmentTime": "treatment_time"}
 _BOOLEANS = {"compromisedLiver": "compromised_liver", "priorPrrt": "prior_prrt"}
-
-_PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
-                    "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
-                    "limitingFactor", "status")
-#: Component codes of the plan Observation (published in OBSERVATION_CODE_SYSTEM), named like the
-#: outputs, with their displays.
-PLAN_COMPONENT_CODES: dict[str, str] = {
-    c.code: c.display for c in CODESYSTEMS["observation-code"].concepts if c.code in _PLAN_COMPONENTS}
-if len(PLAN_COMPONENT_CODES) != len(_PLAN_COMPONENTS):  # pragma: no cover - guards the shared CodeSystem
-    raise RuntimeError("the observation-code CodeSystem lacks SIRT plan component codes")
-
+#: Every parameter name ``$sirt-activity`` reads, with the FHIR value types it accepts.
+ACCEPTED_PARAMETERS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(_DECIMALS, ("Decimal", "Integer")), **dict.fromkeys(_CODES, ("Code", "String")),
+    **dict.fromkeys(_DATETIMES, ("DateTime", "Instant")), **dict.fromkeys(_BOOLEANS, ("Boolean",)),
+    "patient": ("Reference",), "lesion": (),
+}
 
 @dataclass(frozen=True)
 class SirtRequest:
@@ -82,12 +63,20 @@ class SirtRequest:
     treatment_time_text: str | None = None
 
 
+#: Domain field → the contract's parameter name (the inverse of the readers above).
+PARAMETER_OF_FIELD: dict[str, str] = {
+    **{field_name: name for table in (_DECIMALS, _CODES, _DATETIMES, _BOOLEANS) for name, field_name in table.items()},
+    "extra_lesions.volume_ml": "lesion.volumeMl", "extra_lesions.tumor_to_normal_ratio": "lesion.tumorToNormalRatio",
+}
+
+
 def input_error(err: DosimetryInputError, request: SirtRequest | None) -> FhirError:
     """422 naming the parameter: its indexed path when given, and its name."""
-    location = request.locations.get(err.parameter) if request else None
-    expression = [location, err.parameter] if location else [err.parameter]
+    parameter = PARAMETER_OF_FIELD.get(err.field, err.field)
+    location = request.locations.get(parameter) if request else None
+    expression = [location, parameter] if location else [parameter]
     code = "value" if location else "required"
-    return FhirError(422, code, f"{err.parameter}: {err.message}", expression)
+    return FhirError(422, code, f"{parameter}: {err.message}", expression)
 
 
 def _value(param: Mapping[str, Any], index: int, name: str, kinds: Sequence[str]) -> tuple[Any, str]:
@@ -185,85 +174,33 @@ def parse_sirt_request(body: Mapping[str, Any]) -> SirtRequest:
     return SirtRequest(inputs, patient, canonical, locations, treatment_text)
 
 
-def _r(value: float, digits: int) -> float:
-    return round(value, digits)
 
 
-def _dose_constant_policy(value: float) -> str:
-    for constant in DOSE_CONSTANTS.values():
-        if math.isclose(constant.value_gy_kg_per_gbq, value, rel_tol=0, abs_tol=1e-9):
-            return constant.policy_uri
-    return f"https://netliver.org/fhir/policy/dose-constant/custom?value={value:g}"
+@dataclass(frozen=True)
+class VoxelJobRequest:
+    """The parameters of a ``$voxel-dosimetry`` job as the gateway recorded them.
+
+    ``key`` is the canonical JSON of the whole parameter object: the result ids are derived from
+    it, so the same request gives the same resources.
+    """
+
+    study_uid: str
+    administered_activity_gbq: float
+    method: str
+    segmentation_series_uid: str | None
+    patient: str | None
+    imaging_study: str | None
+    key: str
 
 
-def _outputs(plan: SirtPlan) -> list[tuple[str, str, Any, str | None]]:
-    """(name, kind, value, UCUM unit) of every result, in the contract's order then extras."""
-    rows: list[tuple[str, str, Any, str | None]] = [("activityGBq", "Decimal", _r(plan.activity_gbq, 4), "GBq")]
-    if plan.activity_at_calibration_gbq is not None:
-        rows.append(("activityAtCalibrationGBq", "Decimal", _r(plan.activity_at_calibration_gbq, 4), "GBq"))
-    if plan.tumor_dose_gy is not None:
-        rows.append(("tumorDoseGy", "Decimal", _r(plan.tumor_dose_gy, 2), "Gy"))
-    if plan.normal_liver_dose_gy is not None:
-        rows.append(("normalLiverDoseGy", "Decimal", _r(plan.normal_liver_dose_gy, 2), "Gy"))
-    rows.append(("lungDoseGy", "Decimal", _r(plan.lung_dose_gy, 2), "Gy"))
-    rows.append(("doseConstant", "Decimal", plan.dose_constant, "Gy.kg/GBq"))
-    rows.append(("limitingFactor", "Code", plan.limiting_factor, None))
-    rows.append(("lsfReduction", "Decimal", _r(plan.lsf_reduction, 4), "1"))
-    rows.append(("status", "Code", plan.status, None))
-    rows.extend(("warning", "String", str(w), None) for w in plan.warnings if w.severity != "version")
-    if plan.perfused_liver_dose_gy is not None:
-        rows.append(("perfusedLiverDoseGy", "Decimal", _r(plan.perfused_liver_dose_gy, 2), "Gy"))
-    rows.append(("cumulativeLungDoseGy", "Decimal", _r(plan.cumulative_lung_dose_gy, 2), "Gy"))
-    rows.extend(("lesionDoseGy", "Decimal", _r(d, 2), "Gy") for d in plan.lesion_doses_gy[1:])
-    if plan.bsa_m2 is not None:
-        rows.append(("bsaM2", "Decimal", _r(plan.bsa_m2, 4), "m2"))
-    if plan.tumor_involvement is not None:
-        rows.append(("tumorInvolvement", "Decimal", _r(plan.tumor_involvement, 4), "1"))
-    rows.extend(("note", "String", str(w), None) for w in plan.warnings if w.severity == "version")
-    rows.append(("protocol", "Code", plan.protocol.key, None))
-    rows.append(("halfLifeH", "Decimal", plan.half_life_h, "h"))
-    return rows
-
-
-def _component(name: str, kind: str, value: Any, unit: str | None) -> dict[str, Any]:
-    comp: dict[str, Any] = {"code": codeable(OBSERVATION_CODE_SYSTEM, name, PLAN_COMPONENT_CODES[name])}
-    if kind == "Decimal":
-        comp["valueQuantity"] = quantity(value, unit or "1")
-    else:
-        comp["valueString"] = str(value)
-    return comp
-
-
-def sirt_result(plan: SirtPlan, request: SirtRequest, version: str) -> OperationResult:
-    """The ``$sirt-activity`` answer: output Parameters, and the plan Observation with its
-    Provenance to write (deterministic ids over the canonical input)."""
-    obs_id = deterministic_id(SERVICE, OPERATION, request.canonical)
-    rows = _outputs(plan)
-    output_params: list[dict[str, Any]] = [{"name": n, f"value{k}": v} for n, k, v, _ in rows]
-    output_params.append({"name": "plan", "valueReference": reference("Observation", obs_id)})
-    components = [_component(n, k, v, u) for n, k, v, u in rows if n in PLAN_COMPONENT_CODES]
-    observation: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": obs_id,
-        "status": "final",
-        "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "procedure")],
-        "code": codeable(OBSERVATION_CODE_SYSTEM, "sirt-activity-plan", "SIRT activity plan"),
-        "method": {"text": f"{plan.method} ({plan.device} microspheres); protocol {plan.protocol.key}"},
-        "valueQuantity": quantity(_r(plan.activity_gbq, 4), "GBq"),
-        "component": components,
-    }
-    if request.patient:
-        observation["subject"] = dict(request.patient)
-    if request.treatment_time_text:
-        observation["effectiveDateTime"] = request.treatment_time_text
-    if plan.warnings:
-        observation["note"] = [{"text": str(w)} for w in plan.warnings]
-    half_life_policy = ("https://netliver.org/fhir/policy/y90-half-life/"
-                        f"{'eanm-2022' if plan.half_life_h == Y90_HALF_LIFE_EANM_2022_H else 'nuclear-data' if plan.half_life_h == Y90_HALF_LIFE_H else 'custom'}"
-                        f"?value={plan.half_life_h:g}")
-    prov = provenance(
-        targets=[reference("Observation", obs_id)], service=SERVICE, version=version,
-        inputs=[request.patient] if request.patient else [], activity=OPERATION,
-        policy=[_dose_constant_policy(plan.dose_constant), plan.protocol.policy_uri, half_life_policy])
-    output = {"resourceType": "Parameters", "parameter": output_params}
-    return OperationResult(output=output, write=[observation, prov])
+def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
+    """Read the job's parameters (already checked by the gateway when it accepted the request)."""
+    return VoxelJobRequest(
+        study_uid=str(params["studyInstanceUid"]),
+        administered_activity_gbq=float(params["administeredActivityGBq"]),
+        method=str(params.get("method", "ldm")),
+        segmentation_series_uid=params.get("segmentationSeriesUid") or None,
+        patient=params.get("patient") or None,
+        imaging_study=params.get("imagingStudy") or None,
+        key=canonical_json(dict(params)),
+    )

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.kernel import interpolate_kernel
-from services.dosimetry.kernels import (
+from services.dosimetry.kernel_tables import (
     BUNDLED_KERNEL_DIR,
     KernelUnavailableError,
     available_sizes_mm,
@@ -61,7 +61,7 @@ def test_mirroring_is_symmetric() -> None:
 @pytest.mark.parametrize("tissue", ["soft", "bone"])
 @pytest.mark.parametrize("size_mm", TABULATED_MM)
 def test_kernel_sum_times_voxel_mass_is_mean_beta_energy(size_mm: float, tissue: str) -> None:
-    # DOMAIN.md §3: Σ S × voxel mass ≈ 0.935 MeV per decay (Y-90 mean beta energy 0.93 MeV)
+    # Lanconelli 2012 tables: Σ S × voxel mass ≈ 0.935 MeV per decay (Y-90 mean beta energy 0.93 MeV)
     assert load_kernel(size_mm, tissue).energy_per_decay_mev() == pytest.approx(0.935, abs=0.005)
 
 
@@ -113,14 +113,14 @@ def test_anisotropic_voxels_get_a_symmetric_energy_conserving_kernel() -> None:
 def test_voxel_size_without_kernel_is_refused(size: float | tuple[float, float, float]) -> None:
     with pytest.raises(KernelUnavailableError) as err:
         load_kernel(size)
-    assert err.value.parameter == "voxel_size_mm"
+    assert err.value.field == "voxel_size_mm"
     assert isinstance(err.value, DosimetryInputError)
 
 
 def test_unknown_tissue_is_refused() -> None:
     with pytest.raises(KernelUnavailableError) as err:
         load_kernel(4.42, "lung")
-    assert err.value.parameter == "tissue"
+    assert err.value.field == "tissue"
 
 
 def test_kernel_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

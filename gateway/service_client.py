@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -18,13 +18,31 @@ from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 from netliver.upstream import relay_error
 
-__all__ = ["ServiceClient", "ServiceResult", "service_urls"]
+__all__ = ["ServiceCaller", "ServiceClient", "ServiceResult", "service_urls"]
 
 
 @dataclass(frozen=True)
 class ServiceResult:
     output: dict[str, Any]
     write: list[dict[str, Any]]
+
+
+class ServiceCaller(Protocol):
+    """What the gateway asks of the services (:class:`ServiceClient` over HTTP, or a fake)."""
+
+    def call(self, service: str, operation: str, body: Mapping[str, Any] | None,
+             params: Mapping[str, str] | None = None, request_id: str = "") -> ServiceResult:
+        """The service's ``{"output", "write"}`` answer; ``FhirError`` when it fails."""
+        ...
+
+    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | None,
+                  params: Mapping[str, str] | None = None, request_id: str = "") -> dict[str, Any]:
+        """The JSON object the service answered; ``FhirError`` when it fails."""
+        ...
+
+    def health(self, service: str) -> dict[str, Any]:
+        """``{"status": "pass" | "fail", ...}``."""
+        ...
 
 
 def service_urls(settings: Settings) -> dict[str, str]:

@@ -1,39 +1,28 @@
-"""FHIR boundary of the eligibility service: Bundle → patient facts, verdicts → FHIR resources.
+"""FHIR → eligibility inputs: a posted Bundle becomes :class:`PatientFacts`.
 
 Input (public contract, "Eligibility"): a ``Bundle`` (collection, searchset or transaction)
 holding one ``Patient`` and that patient's Observations, Conditions, Procedures,
-MedicationStatements, AllergyIntolerances, ImagingStudies and BodyStructures. Codes are those
-of DOMAIN.md section 1 and the rule set's input catalogue; quantities are converted with UCUM
-(:func:`netliver.units.convert`). Every unusable input is a ``FhirError`` 422 naming the
-element (``Bundle.entry[3].resource.valueQuantity.code``): no Patient, two Patients, a
-resource of another patient, a unit that cannot be converted, an impossible value.
-
-Output: a ``collection`` Bundle with one Observation per therapy code (status in
-``valueCodeableConcept``, reasons as ``note``s naming rule id and source, missing inputs as
-coded ``component``s with a ``dataAbsentReason``, ``derivedFrom`` the deciding inputs) and a
-tumour-board ``DiagnosticReport`` (narrative, conclusion, imaging advice); the resources to
-write add a ``Provenance`` naming the service and rule-set versions.
+MedicationStatements, AllergyIntolerances, ImagingStudies and BodyStructures. Codes are LOINC,
+SNOMED CT and the project's CodeSystems (:mod:`services.eligibility.fhir_codes`);
+quantities are converted with UCUM (:func:`netliver.units.convert`). Every unusable input is a
+``FhirError`` 422 naming the element (``Bundle.entry[3].resource.valueQuantity.code``): no
+Patient, two Patients, a resource of another patient, a unit that cannot be converted, an
+impossible value. This is the one place the service's input errors become ``FhirError``s.
 """
 
-from __future__ import annotations
 
-import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from netliver.fhir.builders import content_digest, deterministic_id, provenance
+from netliver.fhir.builders import content_digest
 from netliver.fhir.codesystems import (
-    CANONICAL_BASE,
     CONDITION_CODE_SYSTEM,
-    DISEASE_STATE_SYSTEM,
     LOINC,
     OBSERVATION_CODE_SYSTEM,
-    PRIMARY_SITE_SYSTEM,
     SNOMED,
-    STATUS_SYSTEM,
     THERAPY_SYSTEM,
     UCUM,
     codes_of,
@@ -41,123 +30,35 @@ from netliver.fhir.codesystems import (
 from netliver.fhir.models import parse_resource
 from netliver.fhir.outcome import FhirError
 from netliver.units import (
-    BILIRUBIN_G_PER_MOL,
-    CREATININE_G_PER_MOL,
     UnitError,
     convert,
     normalise_unit,
 )
-from services.eligibility.domain.evaluation import Status, TherapyVerdict
 from services.eligibility.domain.facts import (
     FUTURE_TOLERANCE_DAYS,
-    FactQuality,
     PatientFacts,
     Reading,
-    fact_quality,
 )
-from services.eligibility.domain.imaging import ImagingAdvice
 from services.eligibility.domain.rules import RuleSet
+from services.eligibility.fhir_codes import (
+    ATC,
+    BUNDLE_TYPES,
+    CODE_INDEX,
+    CODED_INPUTS,
+    CONDITION_SNOMED,
+    CONDITION_TEXT,
+    COUNT_UNITS,
+    ECOG_ANSWERS,
+    LIVER_SNOMED,
+    LONGEST_DIAMETER_LOINC,
+    MOLAR_MASS,
+    PROCEDURE_TEXT,
+    SKIP_STATUS,
+    TUMOR_SIZE_LOINC,
+)
 from services.eligibility.ruleset import input_catalogue, medication_classes
 
-__all__ = [
-    "ATC",
-    "BUNDLE_TYPES",
-    "DATA_ABSENT_REASON",
-    "SUPPORTING_INFO_EXTENSION",
-    "ParsedInput",
-    "build_output",
-    "bundle_to_facts",
-    "data_requirement_codings",
-    "input_digest",
-]
-
-BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction"})
-ATC = "http://www.whocc.no/atc"
-DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-SUPPORTING_INFO_EXTENSION = "http://hl7.org/fhir/StructureDefinition/workflow-supportingInfo"
-LIVER_SNOMED = "10200004"
-TUMOR_SIZE_LOINC = "21889-1"
-LONGEST_DIAMETER_LOINC = "33728-7"
-RULESET_CANONICAL = f"{CANONICAL_BASE}/eligibility-rules"
-
-#: SNOMED CT codes accepted for the project's condition codes (DOMAIN.md section 1).
-_CONDITION_SNOMED = {
-    "389026000": "ascites",
-    "17920008": "portal-vein-thrombosis",
-    "698247007": "cardiac-arrhythmia",
-}
-#: Text fallback (lower-case fragments) when a condition is not coded; the reason says so.
-_CONDITION_TEXT = {
-    "ascites": "ascites",
-    "portal vein thrombosis": "portal-vein-thrombosis",
-    "portal vein obstruction": "portal-vein-thrombosis",
-    "bilio-enteric anastomosis": "bilioenteric-anastomosis",
-    "bilioenteric anastomosis": "bilioenteric-anastomosis",
-    "hepaticojejunostomy": "bilioenteric-anastomosis",
-    "sphincterotomy": "sphincterotomy",
-    "biliary dilatation": "biliary-dilatation",
-    "coagulopathy": "irreversible-coagulopathy",
-    "contrast allergy": "contrast-allergy",
-    "contrast media": "contrast-allergy",
-    "iodinated contrast": "contrast-allergy",
-    "arrhythmia": "cardiac-arrhythmia",
-    "pacemaker": "cardiac-arrhythmia",
-    "atrial fibrillation": "cardiac-arrhythmia",
-}
-
-#: Procedures (by text) that leave a bilio-enteric anastomosis or a sphincterotomy: read into the
-#: problem list, since the record often holds only the operation (e.g. a Whipple for a pancreatic NET).
-_PROCEDURE_TEXT = {
-    "whipple": "bilioenteric-anastomosis",
-    "pancreaticoduodenectomy": "bilioenteric-anastomosis",
-    "pancreatoduodenectomy": "bilioenteric-anastomosis",
-    "hepaticojejunostomy": "bilioenteric-anastomosis",
-    "choledochojejunostomy": "bilioenteric-anastomosis",
-    "choledochoduodenostomy": "bilioenteric-anastomosis",
-    "bilio-enteric anastomosis": "bilioenteric-anastomosis",
-    "bilioenteric anastomosis": "bilioenteric-anastomosis",
-    "sphincterotomy": "sphincterotomy",
-}
-
-#: LOINC answer list LL529-9 (ECOG performance status) → grade.
-_ECOG_ANSWERS = {"LA9622-7": 0, "LA9623-5": 1, "LA9624-3": 2, "LA9625-0": 3, "LA9626-8": 4, "LA9627-6": 5}
-_SYSTEMS = {"loinc": LOINC, "project": OBSERVATION_CODE_SYSTEM}
-_MOLAR_MASS = {"bilirubin": BILIRUBIN_G_PER_MOL, "creatinine": CREATININE_G_PER_MOL}
-_CODED_INPUTS = {"primary_site": PRIMARY_SITE_SYSTEM, "extrahepatic_state": DISEASE_STATE_SYSTEM,
-                 "liver_state": DISEASE_STATE_SYSTEM}
-_COUNT_UNITS = {"", "1", "{score}", "{grade}", "{lesions}", "{count}", "{#}", "{INR}", "{ratio}"}
-_SKIP_STATUS = frozenset({"entered-in-error", "cancelled"})
-
-
-def _code_index() -> dict[tuple[str, str], str]:
-    index: dict[tuple[str, str], str] = {}
-    for name, spec in input_catalogue().items():
-        for item in spec.get("codes", ()):
-            system = _SYSTEMS.get(str(item["system"]))
-            if system is not None and name not in {"age", "lesion_count", "max_lesion_diameter", "liver_stable_months"}:
-                index[(system, str(item["code"]))] = name
-    index.pop((LOINC, TUMOR_SIZE_LOINC), None)
-    return index
-
-
-_CODE_INDEX = _code_index()
-
-
-def data_requirement_codings(name: str) -> list[dict[str, Any]]:
-    """Codings an EHR can act on for a missing input (LOINC or project code)."""
-    spec = input_catalogue().get(name, {})
-    out = []
-    for item in spec.get("codes", ()):
-        system = _SYSTEMS.get(str(item["system"]))
-        if system is None:
-            continue
-        coding: dict[str, Any] = {"system": system, "code": str(item["code"])}
-        if item.get("display"):
-            coding["display"] = str(item["display"])
-        out.append(coding)
-    if not out:
-        out.append({"system": f"{CANONICAL_BASE}/eligibility-input", "code": name})
-    return out
+__all__ = ["ParsedInput", "bundle_to_facts", "evaluation_date", "input_digest"]
 
 
 @dataclass
@@ -313,15 +214,15 @@ class _Reader:
         element = f"{where}.valueQuantity.{'code' if qty.get('code') else 'unit'}"
         if system not in (None, UCUM):
             raise FhirError(422, "value", f"unit system {system!r} is not UCUM", f"{where}.valueQuantity.system")
-        if spec.unit in _COUNT_UNITS or spec.unit.startswith("{"):
-            if unit_text not in _COUNT_UNITS and not unit_text.startswith("{"):
+        if spec.unit in COUNT_UNITS or spec.unit.startswith("{"):
+            if unit_text not in COUNT_UNITS and not unit_text.startswith("{"):
                 raise FhirError(422, "value", f"{spec.display} is unitless; got unit {unit_text!r}", element)
         elif spec.unit == "mL/min" and unit_text:
             value = self.flow_value(value, unit_text, element)
         else:
             if not unit_text:
                 raise FhirError(422, "required", f"{spec.display} has no unit", f"{where}.valueQuantity")
-            molar = _MOLAR_MASS.get(str(catalogue.get("molar_mass", "")))
+            molar = MOLAR_MASS.get(str(catalogue.get("molar_mass", "")))
             try:
                 value = convert(value, unit_text, spec.unit, molar_mass_g_per_mol=molar)
             except UnitError as exc:
@@ -348,7 +249,7 @@ class _Reader:
 
     def score_from_concept(self, name: str, concept: Any, where: str) -> Decimal:
         for c in _codings(concept):
-            answer = _ECOG_ANSWERS.get(str(c.get("code", ""))) if c.get("system") == LOINC else None
+            answer = ECOG_ANSWERS.get(str(c.get("code", ""))) if c.get("system") == LOINC else None
             if answer is not None and name == "ecog":
                 return Decimal(answer)
         candidates = [str(c.get("code", "")) for c in _codings(concept)] + _texts(concept)
@@ -364,7 +265,7 @@ class _Reader:
     def observation(self, i: int, obs: Mapping[str, Any], ref: str,
                     body_structures: Mapping[str, Mapping[str, Any]],
                     lesions: dict[date, list[tuple[str, str, Decimal | None]]]) -> None:
-        if obs.get("status") in _SKIP_STATUS:
+        if obs.get("status") in SKIP_STATUS:
             return
         where = f"Bundle.entry[{i}].resource"
         on = _effective(obs)
@@ -384,8 +285,8 @@ class _Reader:
             self.readings.append(Reading("lesion_count", value, "{lesions}", on, ref, at=at))
             return
         spec = self.rules.inputs[name]
-        if name in _CODED_INPUTS:
-            system = _CODED_INPUTS[name]
+        if name in CODED_INPUTS:
+            system = CODED_INPUTS[name]
             code = next((str(c.get("code")) for c in _codings(obs.get("valueCodeableConcept"))
                          if c.get("system") == system), None)
             if code is None or code not in codes_of(system):
@@ -409,7 +310,7 @@ class _Reader:
         key = (str(coding.get("system")), str(coding.get("code")))
         if key == (OBSERVATION_CODE_SYSTEM, "liver-lesion-count"):
             return "lesion_count_summary"
-        return _CODE_INDEX.get(key)
+        return CODE_INDEX.get(key)
 
     def tumor_size(self, i: int, obs: Mapping[str, Any], ref: str, on: date | None,
                    body_structures: Mapping[str, Mapping[str, Any]],
@@ -448,13 +349,13 @@ class _Reader:
         for c in _codings(concept):
             if c.get("system") == CONDITION_CODE_SYSTEM and str(c.get("code")) in codes_of(CONDITION_CODE_SYSTEM):
                 found = str(c["code"])
-            elif c.get("system") == SNOMED and str(c.get("code")) in _CONDITION_SNOMED:
-                found = _CONDITION_SNOMED[str(c["code"])]
+            elif c.get("system") == SNOMED and str(c.get("code")) in CONDITION_SNOMED:
+                found = CONDITION_SNOMED[str(c["code"])]
             if found:
                 break
         if found is None:
             for text in _texts(concept):
-                match = next((code for frag, code in _CONDITION_TEXT.items() if frag in text), None)
+                match = next((code for frag, code in CONDITION_TEXT.items() if frag in text), None)
                 if match:
                     found = match
                     self.notes.append(f"{ref}: '{text}' matched to {match} by its text only (not coded); please code it.")
@@ -489,7 +390,7 @@ class _Reader:
                 self.refs.append(ref)
         # an operation that leaves a bilio-enteric anastomosis or a sphincterotomy (001 Table 1)
         for text in _texts(res.get("code")):
-            match = next((code for frag, code in _PROCEDURE_TEXT.items() if frag in text), None)
+            match = next((code for frag, code in PROCEDURE_TEXT.items() if frag in text), None)
             if match:
                 self.conditions.setdefault(match, []).append(ref)
                 self.refs.append(ref)
@@ -555,34 +456,8 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
         elif rtype == "Procedure":
             reader.procedure(res, ref)
 
-    usable_dates = [d for d in lesions if (d - evaluated_on).days <= FUTURE_TOLERANCE_DAYS]
-    for later in sorted(set(lesions) - set(usable_dates)):
-        reader.notes.append(f"Lesion assessment of {later.isoformat()}, after the evaluation date "
-                            f"{evaluated_on.isoformat()}, was not used.")
-    if usable_dates:
-        latest = max(usable_dates)  # the latest assessment the evaluation date can see
-        assessment = lesions[latest]
-        refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
-        distinct = {f for f, _, _ in assessment}
-        for ref in refs:
-            reader.readings.append(Reading("lesion_count", Decimal(len(distinct)), "{lesions}", latest, ref))
-        diameters = [(d, r) for _, r, d in assessment if d is not None]
-        if diameters:
-            largest, largest_ref = max(diameters, key=lambda x: x[0])
-            reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
-
-    raw_birth = patient.get("birthDate")
-    birth = _date_of(raw_birth)
-    if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
-        # partial date: the earliest possible birth date, i.e. the oldest possible age (every age
-        # limit of the rule set is an upper limit, so this errs on the side of caution)
-        birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
-        reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "
-                            f"the age is taken as the oldest possible (born {birth.isoformat()}).")
-    if raw_birth and birth is None:
-        raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
-    if birth is not None and birth > evaluated_on:
-        raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")
+    _lesion_readings(reader, lesions, evaluated_on)
+    birth = _birth_date(reader, patient, p_index, evaluated_on)
     facts = PatientFacts.from_readings(
         patient_id, evaluated_on, reader.readings,
         birth_date=birth, birth_source=patient_ref,
@@ -594,164 +469,51 @@ def bundle_to_facts(bundle: Mapping[str, Any], rules: RuleSet, evaluated_on: dat
     return ParsedInput(facts, patient_ref, list(dict.fromkeys([patient_ref, *reader.refs])))
 
 
-# ----------------------------------------------------------------------------------------- output
-
-_STATUS_DISPLAY = {
-    Status.ELIGIBLE: "Eligible",
-    Status.CAUTION: "Eligible with caution",
-    Status.INELIGIBLE: "Ineligible",
-    Status.INSUFFICIENT: "Insufficient data",
-}
-_THERAPY_DISPLAY = {
-    "surgical-resection": "Surgical resection", "liver-transplant": "Liver transplantation",
-    "ablation-rfa": "Radiofrequency ablation", "ablation-mwa": "Microwave ablation",
-    "ablation-laser": "Laser ablation", "ablation-cryo": "Cryoablation",
-    "ablation-ire": "Irreversible electroporation", "tae": "Transarterial embolisation",
-    "ctace": "Conventional TACE", "deb-tace": "DEB-TACE", "sirt": "SIRT (Y-90 radioembolisation)",
-    "prrt": "PRRT (177Lu-DOTATATE)", "ia-prrt": "Intra-arterial PRRT",
-}
-_DERIVABLE = ("Observation/", "ImagingStudy/", "DocumentReference/", "QuestionnaireResponse/", "Media/")
-
-
-def therapy_display(code: str) -> str:
-    return _THERAPY_DISPLAY.get(code, code)
+def _lesion_readings(reader: _Reader, lesions: Mapping[date, list[tuple[str, str, Decimal | None]]],
+                     evaluated_on: date) -> None:
+    """Lesion count and largest diameter from the latest lesion assessment the date can see."""
+    usable_dates = [d for d in lesions if (d - evaluated_on).days <= FUTURE_TOLERANCE_DAYS]
+    for later in sorted(set(lesions) - set(usable_dates)):
+        reader.notes.append(f"Lesion assessment of {later.isoformat()}, after the evaluation date "
+                            f"{evaluated_on.isoformat()}, was not used.")
+    if not usable_dates:
+        return
+    latest = max(usable_dates)
+    assessment = lesions[latest]
+    refs = tuple(dict.fromkeys(r for _, r, _ in assessment))
+    distinct = {f for f, _, _ in assessment}
+    for ref in refs:
+        reader.readings.append(Reading("lesion_count", Decimal(len(distinct)), "{lesions}", latest, ref))
+    diameters = [(d, r) for _, r, d in assessment if d is not None]
+    if diameters:
+        largest, largest_ref = max(diameters, key=lambda x: x[0])
+        reader.readings.append(Reading("max_lesion_diameter", largest, "mm", latest, largest_ref))
 
 
-def _observation(verdict: TherapyVerdict, obs_id: str, patient_ref: str, when: str,
-                 rules: RuleSet, facts: PatientFacts) -> dict[str, Any]:
-    notes = [{"text": r.text()} for r in verdict.reasons]
-    notes.extend({"text": f"Note: {n}"} for n in facts.notes)
-    if verdict.status is Status.INSUFFICIENT:
-        names = ", ".join(rules.inputs[m].display if m in rules.inputs else m for m in verdict.missing)
-        notes.insert(0, {"text": f"Missing inputs that could change the answer: {names}."})
-    components = [
-        {
-            "code": {"coding": data_requirement_codings(name),
-                     "text": rules.inputs[name].display if name in rules.inputs else name},
-            "dataAbsentReason": {"coding": [{"system": DATA_ABSENT_REASON, "code": _absent_code(name, facts, rules)}]},
-        }
-        for name in verdict.missing
-    ]
-    sources = verdict.deciding_sources
-    derived = [{"reference": s} for s in sources if s.startswith(_DERIVABLE)]
-    supporting = [{"url": SUPPORTING_INFO_EXTENSION, "valueReference": {"reference": s}}
-                  for s in sources if s and not s.startswith(_DERIVABLE)]
-    out: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": obs_id,
-        "status": "final",
-        "category": [{"text": "Eligibility for liver-directed therapy"}],
-        "code": {"coding": [{"system": THERAPY_SYSTEM, "code": verdict.therapy,
-                             "display": therapy_display(verdict.therapy)}],
-                 "text": f"Eligibility: {therapy_display(verdict.therapy)}"},
-        "subject": {"reference": patient_ref},
-        "effectiveDateTime": when,
-        "valueCodeableConcept": {"coding": [{"system": STATUS_SYSTEM, "code": verdict.status.value,
-                                             "display": _STATUS_DISPLAY[verdict.status]}],
-                                 "text": _STATUS_DISPLAY[verdict.status]},
-        "note": notes,
-    }
-    if supporting:
-        out["extension"] = supporting
-    if derived:
-        out["derivedFrom"] = derived
-    if components:
-        out["component"] = components
-    return out
+def _birth_date(reader: _Reader, patient: Mapping[str, Any], p_index: int, evaluated_on: date) -> date | None:
+    """The Patient's birthDate; a partial date is taken as its earliest day (the oldest possible
+    age: every age limit of the rule set is an upper limit, so this errs on the side of caution)."""
+    raw_birth = patient.get("birthDate")
+    birth = _date_of(raw_birth)
+    if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
+        birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
+        reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "
+                            f"the age is taken as the oldest possible (born {birth.isoformat()}).")
+    if raw_birth and birth is None:
+        raise FhirError(422, "value", "birthDate is not a date", f"Bundle.entry[{p_index}].resource.birthDate")
+    if birth is not None and birth > evaluated_on:
+        raise FhirError(422, "value", "birthDate is after the evaluation date", f"Bundle.entry[{p_index}].resource.birthDate")
+    return birth
 
 
-def _absent_code(name: str, facts: PatientFacts, rules: RuleSet) -> str:
-    """Why a missing input is asked for (data-absent-reason), as documented in docs/eligibility.md."""
-    fact = facts.values.get(name)
-    if fact is None:
-        return "unknown"
-    if fact.conflicting:
-        return "error"
-    spec = rules.inputs.get(name)
-    limits = rules.staleness.get(spec.staleness) if spec else None
-    quality = fact_quality(fact, facts.evaluated_on, limits.fresh_days if limits else None,
-                           limits.max_days if limits else None)
-    if quality is FactQuality.STALE or fact.comparator:
-        return "temp-unknown"  # stale, or only a bound: a new (exact) value is needed
-    return "error"  # recorded and current, but it disagrees with another input (Ki-67 vs grade)
-
-
-def _summary_lines(verdicts: Sequence[TherapyVerdict], rules: RuleSet) -> dict[Status, list[str]]:
-    groups: dict[Status, list[str]] = {s: [] for s in Status}
-    for v in verdicts:
-        label = therapy_display(v.therapy)
-        decisive = [r.rule.id for r in v.reasons if r.decisive]
-        if v.status is Status.INSUFFICIENT:
-            needs = ", ".join(rules.inputs[m].display if m in rules.inputs else m for m in v.missing)
-            groups[v.status].append(f"{label} (needs: {needs})")
-        elif decisive:
-            groups[v.status].append(f"{label} ({', '.join(decisive)})")
-        else:
-            groups[v.status].append(label)
-    return groups
-
-
-def _report(report_id: str, obs_ids: Sequence[str], verdicts: Sequence[TherapyVerdict],
-            advice: Sequence[ImagingAdvice], patient_ref: str, when: str, rules: RuleSet) -> dict[str, Any]:
-    groups = _summary_lines(verdicts, rules)
-    order = (Status.ELIGIBLE, Status.CAUTION, Status.INSUFFICIENT, Status.INELIGIBLE)
-    parts = [f"{_STATUS_DISPLAY[s]}: {'; '.join(groups[s])}." for s in order if groups[s]]
-    imaging = " ".join(a.text for a in advice)
-    conclusion = " ".join(parts) + f" Imaging advice: {imaging} Rule set {rules.name} {rules.version}."
-    rows = "".join(
-        f"<tr><td>{html.escape(therapy_display(v.therapy))}</td><td>{html.escape(_STATUS_DISPLAY[v.status])}</td>"
-        f"<td>{html.escape('; '.join(r.rule.id for r in v.reasons if r.decisive) or '-')}</td>"
-        f"<td>{html.escape(', '.join(v.missing) or '-')}</td></tr>"
-        for v in verdicts)
-    items = "".join(f"<li>{html.escape(a.text)} <i>({html.escape(a.source)})</i></li>" for a in advice)
-    div = (
-        '<div xmlns="http://www.w3.org/1999/xhtml"><h3>Tumour board: eligibility for liver-directed therapy</h3>'
-        "<table><thead><tr><th>Therapy</th><th>Status</th><th>Deciding rules</th><th>Missing inputs</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table><h4>Imaging recommendation</h4><ul>{items}</ul>"
-        f"<p>Rule set {html.escape(rules.name)} version {html.escape(rules.version)}.</p></div>"
-    )
-    return {
-        "resourceType": "DiagnosticReport",
-        "id": report_id,
-        "status": "final",
-        "code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "eligibility-summary",
-                             "display": "Eligibility summary"}],
-                 "text": "Tumour-board summary: eligibility for liver-directed therapy"},
-        "subject": {"reference": patient_ref},
-        "effectiveDateTime": when,
-        "result": [{"reference": f"Observation/{i}"} for i in obs_ids],
-        "conclusion": conclusion,
-        "text": {"status": "generated", "div": div},
-    }
-
-
-def build_output(parsed: ParsedInput, verdicts: Sequence[TherapyVerdict], advice: Sequence[ImagingAdvice],
-                 rules: RuleSet, *, digest: str, date_given: date | None, version: str,
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The output Bundle and the resources to write (Observations, DiagnosticReport, Provenance)."""
-    facts = parsed.facts
-    pid = facts.patient_id
-    when = facts.evaluated_on.isoformat()
-    id_parts: tuple[Any, ...] = (pid, digest) if date_given is None else (pid, digest, date_given.isoformat())
-    obs = []
-    for v in verdicts:
-        obs_id = deterministic_id("eligibility", *id_parts, v.therapy)
-        obs.append(_observation(v, obs_id, parsed.patient_ref, when, rules, facts))
-    report = _report(deterministic_id("eligibility", *id_parts, "summary"), [o["id"] for o in obs],
-                     verdicts, advice, parsed.patient_ref, when, rules)
-    results = [*obs, report]
-    prov = provenance(
-        targets=[{"reference": f"{r['resourceType']}/{r['id']}"} for r in results],
-        service="eligibility", version=version,
-        inputs=[{"reference": ref} for ref in parsed.input_refs if ref],
-        activity="$evaluate-eligibility",
-        policy=[f"{RULESET_CANONICAL}|{rules.version}", f"{CANONICAL_BASE}/service/eligibility|{version}"],
-    )
-    bundle = {
-        "resourceType": "Bundle",
-        "id": deterministic_id("eligibility", *id_parts, "bundle"),
-        "type": "collection",
-        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in results],
-    }
-    return bundle, [*results, prov]
-
+def evaluation_date(args: Mapping[str, Any]) -> date | None:
+    """The operation's ``date`` parameter (YYYY-MM-DD), or None when not given; 400 naming it."""
+    raw = args.get("date")
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise FhirError(400, "invalid", f"date must be YYYY-MM-DD, got {raw!r}", "date") from None

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from gateway.hooks import TC99M_HALF_LIFE_S, Y90_HALF_LIFE_S, classify_study
+from gateway.pacs_hook import classify_study
+from netliver.dosimetry_contract import TC99M, Y90
+
+Y90_HALF_LIFE_S, TC99M_HALF_LIFE_S = Y90.half_life_s, TC99M.half_life_s
 
 
 def _series(modality: str, half_life_s: float | None = None, text: str = "", dose: str | None = None) -> dict[str, Any]:
@@ -51,15 +54,22 @@ def test_nuclide_by_name_when_the_half_life_is_missing() -> None:
     assert kind == "y90-pet"
 
 
-def test_half_life_within_two_percent_only() -> None:
-    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.019)])[0] == "y90-pet"
-    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.03)])[0] == "none"
+def test_half_life_within_one_percent_only() -> None:
+    # The worker's tolerance as well (netliver.dosimetry_contract.HALF_LIFE_TOLERANCE).
+    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.0099)])[0] == "y90-pet"
+    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 0.9901)])[0] == "y90-pet"
+    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.0101)])[0] == "none"
+    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.019)])[0] == "none"
+
+
+def test_a_stated_half_life_of_no_known_nuclide_outranks_the_names() -> None:
+    assert classify_study([_series("PT", Y90_HALF_LIFE_S * 1.03, "Y-90 microspheres", "2e9")])[0] == "none"
 
 
 def test_two_gateways_starting_the_catch_up_cursor_at_once_do_not_fail() -> None:
     import sqlalchemy as sa
 
-    from gateway.hooks import CatchUpCursor
+    from gateway.pacs_hook import CatchUpCursor
 
     metadata = sa.MetaData()
     cursor = CatchUpCursor(sa.create_engine("sqlite://"), metadata)

@@ -3,7 +3,8 @@
 Orthanc's ``OnStableStudy`` Lua callback (``infra/orthanc/netliver.lua``) posts ``{"ID": ...}``.
 The gateway resolves the study through Orthanc's REST API, records an ``ImagingStudy`` with an
 ``endpoint`` to the DICOMweb service, and, when the study is a dosimetry study (Y-90 PET, Y-90
-bremsstrahlung SPECT, Tc-99m MAA SPECT), starts the voxel-dosimetry job. Ids are derived from
+bremsstrahlung SPECT, Tc-99m MAA SPECT, by the rules the dosimetry worker applies too:
+:mod:`netliver.dosimetry_contract`), starts the voxel-dosimetry job. Ids are derived from
 the StudyInstanceUID and the job from its parameters, so the same study posted twice runs once.
 A notification Orthanc failed to deliver is caught up from ``/changes`` (``StableStudy``
 entries) with a cursor kept in the database.
@@ -13,29 +14,29 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_hook_auth, require_internal_token
-from gateway.jobs.api import JobService
 from gateway.writeback import write_results
+from netliver.dosimetry_contract import classify_study
 from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 from netliver.web import fhir_response
 
+if TYPE_CHECKING:
+    from gateway.deps import GatewayDeps
+
 __all__ = ["StudyInfo", "classify_study", "create_hooks_blueprint"]
 
 _log = logging.getLogger("netliver.gateway.hooks")
 
-Y90_HALF_LIFE_S = 64.1 * 3600
-TC99M_HALF_LIFE_S = 6.0067 * 3600
 DICOM_PATIENT_ID_SYSTEM = "urn:netliver:dicom-patient-id"
 #: What the hook reads (the patient by identifier, the planned activity) and writes (the study,
 #: its DICOMweb endpoint, and the job with its results): a JWT caller needs scopes for all.
@@ -55,53 +56,6 @@ class StudyInfo:
     kind: str  # y90-pet | y90-spect | maa-spect | none
     activity_gbq: float | None  # administered Y-90 activity found in the DICOM header
     reason: str
-
-
-def _nuclide(rp: dict[str, Any]) -> str:
-    """Y-90 or Tc-99m from the radiopharmaceutical item (half-life first, then names)."""
-    try:
-        half_life = float(rp.get("RadionuclideHalfLife", "nan"))
-    except (TypeError, ValueError):
-        half_life = float("nan")
-    if abs(half_life - Y90_HALF_LIFE_S) < 0.02 * Y90_HALF_LIFE_S:
-        return "Y-90"
-    if abs(half_life - TC99M_HALF_LIFE_S) < 0.02 * TC99M_HALF_LIFE_S:
-        return "Tc-99m"
-    text = " ".join(str(v) for v in rp.values()).lower()
-    if "yttrium" in text or "y-90" in text or "90y" in text or "y90" in text:
-        return "Y-90"
-    if "technetium" in text or "99m" in text:
-        return "Tc-99m"
-    return ""
-
-
-def classify_study(series: list[dict[str, Any]]) -> tuple[str, float | None, str]:
-    """(kind, administered Y-90 activity in GBq or None, reason) from series summaries.
-
-    Each summary: ``{"modality", "radiopharmaceutical": {...tags...} | None}``.
-    PS3.3 C.8.9.2: PET Radionuclide Total Dose is in Bq; C.8.4.10: NM in MBq.
-    """
-    modalities = {s.get("modality") for s in series}
-    ct_note = "" if "CT" in modalities else " (no CT series)"
-    for s in series:
-        modality, rp = s.get("modality"), s.get("radiopharmaceutical") or {}
-        if modality not in {"PT", "NM"} or not rp:
-            continue
-        nuclide = _nuclide(rp)
-        dose_raw = rp.get("RadionuclideTotalDose")
-        activity: float | None = None
-        try:
-            if dose_raw not in (None, ""):
-                activity = float(dose_raw) / (1e9 if modality == "PT" else 1e3)
-        except (TypeError, ValueError):
-            activity = None
-        if nuclide == "Y-90":
-            kind = "y90-pet" if modality == "PT" else "y90-spect"
-            return kind, activity, f"Y-90 {modality} study{ct_note}"
-        text = str(rp.get("Radiopharmaceutical", "")).lower()
-        if nuclide == "Tc-99m" and modality == "NM" and ("maa" in text or "macroaggregat" in text):
-            return "maa-spect", None, f"Tc-99m MAA SPECT study{ct_note}"
-    return "none", None, "not a dosimetry study (no Y-90 PET/SPECT or Tc-99m MAA SPECT series)"
 
 
 class OrthancClient:
@@ -142,7 +96,9 @@ class OrthancClient:
                 inst = self.get(f"instances/{s['Instances'][0]}/tags", simplify="")
                 seq = inst.get("RadiopharmaceuticalInformationSequence") or []
                 if seq and isinstance(seq, list) and isinstance(seq[0], dict):
-                    summary["radiopharmaceutical"] = {k: v for k, v in seq[0].items() if not isinstance(v, list)}
+                    # Its attributes and the radionuclide code: what the worker reads as well.
+                    summary["radiopharmaceutical"] = {k: v for k, v in seq[0].items() if not isinstance(v, list)
+                                                      or k == "RadionuclideCodeSequence"}
             series.append(summary)
         kind, activity, reason = classify_study(series)
         return StudyInfo(orthanc_id=orthanc_id, study_uid=tags.get("StudyInstanceUID", ""),
@@ -219,17 +175,18 @@ class CatchUpCursor:
 
 
 class StableStudyHandler:
-    def __init__(self, settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                 base_url_of: Callable[[], str], metadata: sa.MetaData) -> None:
-        self.settings = settings
-        self.orthanc = OrthancClient(settings)
-        self.get_store, self.get_jobs, self.base_url_of = get_store, get_jobs, base_url_of
-        self.cursor = CatchUpCursor(get_jobs().jobs.engine, metadata)
+    """Records a stable study and starts its dosimetry job; catches up missed notifications.
+    The cursor table joins ``deps.database``'s metadata (created by the composition root)."""
+
+    def __init__(self, deps: GatewayDeps, orthanc: OrthancClient | None = None) -> None:
+        self.deps, self.settings = deps, deps.settings
+        self.orthanc = orthanc or OrthancClient(deps.settings)
+        self.cursor = CatchUpCursor(deps.database.engine, deps.database.metadata)
 
     def _patient_ref(self, info: StudyInfo) -> dict[str, Any]:
-        store = self.get_store()
+        store = self.deps.store
         if info.patient_id:
-            found = store.search("Patient", [("identifier", info.patient_id), ("_count", "2")], self.base_url_of())
+            found = store.search("Patient", [("identifier", info.patient_id), ("_count", "2")], self.deps.fhir_base())
             entries = found.get("entry", [])
             if len(entries) == 1:
                 return {"reference": f"Patient/{entries[0]['resource']['id']}"}
@@ -241,9 +198,9 @@ class StableStudyHandler:
         ref = patient_ref.get("reference")
         if not ref:
             return None
-        found = self.get_store().search("Observation", [
+        found = self.deps.store.search("Observation", [
             ("subject", ref), ("code", f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan"),
-            ("_sort", "-_lastUpdated"), ("_count", "1")], self.base_url_of())
+            ("_sort", "-_lastUpdated"), ("_count", "1")], self.deps.fhir_base())
         for entry in found.get("entry", []):
             res = entry.get("resource", {})
             for comp in res.get("component", []):
@@ -260,7 +217,7 @@ class StableStudyHandler:
             raise FhirError(422, "invalid", "the Orthanc study has no StudyInstanceUID", "ID")
         patient_ref = self._patient_ref(info)
         resources = _imaging_resources(info, self.settings, patient_ref)
-        write_results(self.get_store(), resources, self.base_url_of())
+        write_results(self.deps.store, resources, self.deps.fhir_base())
         study_ref = f"ImagingStudy/{resources[1]['id']}"
         result: dict[str, Any] = {"imagingStudy": study_ref, "kind": info.kind, "reason": info.reason}
         if info.kind == "none":
@@ -284,7 +241,7 @@ class StableStudyHandler:
         # The same study is the same job even if its patient was registered in between (the
         # hook and the catch-up may both handle it): the patient reference is not part of its id.
         identity = {k: v for k, v in params.items() if k not in {"patient", "imagingStudy"}}
-        job, sent = self.get_jobs().submit("voxel-dosimetry", params, identity)
+        job, sent = self.deps.jobs.submit("voxel-dosimetry", params, identity)
         result.update({"job": f"Task/{job.id}", "started": sent})
         return result
 
@@ -324,11 +281,11 @@ def _start_catch_up_thread(handler: StableStudyHandler, every_s: float, app: Any
     threading.Thread(target=loop, name="orthanc-catch-up", daemon=True).start()
 
 
-def create_hooks_blueprint(settings: Settings, get_store: Callable[[], Any], get_jobs: Callable[[], JobService],
-                           base_url_of: Callable[[], str], metadata: sa.MetaData) -> Blueprint:
-    """The PACS hook views; the cursor table is added to ``metadata`` (created by its owner)."""
+def create_hooks_blueprint(deps: GatewayDeps) -> Blueprint:
+    """The PACS hook views; the cursor table is added to ``deps.database``'s metadata."""
     bp = Blueprint("hooks", __name__)
-    handler = StableStudyHandler(settings, get_store, get_jobs, base_url_of, metadata)
+    settings = deps.settings
+    handler = StableStudyHandler(deps)
 
     @bp.record_once
     def _on_register(state: Any) -> None:

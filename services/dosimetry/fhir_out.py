@@ -1,0 +1,239 @@
+"""Dosimetry results → FHIR: the ``$sirt-activity`` plan and the voxel-dosimetry results.
+
+Outputs are plain R4 JSON built with :mod:`netliver.fhir.builders`: the plan's output
+Parameters, its Observation (components coded in the observation-code CodeSystem) and
+Provenance; for a voxel job, one Observation per VOI (Dmean, D50, D70, D90, V100, V120 in Gy or
+%), the DiagnosticReport and their Provenance, with ids determined by the job's parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from netliver.fhir.builders import (
+    OperationResult,
+    codeable,
+    deterministic_id,
+    fhir_instant,
+    imaging_study_id,
+    provenance,
+    quantity,
+    reference,
+)
+from netliver.fhir.codesystems import CODESYSTEMS, LOINC, OBSERVATION_CODE_SYSTEM
+from services.dosimetry.domain.constants import (
+    DOSE_CONSTANTS,
+    Y90_HALF_LIFE_EANM_2022_H,
+    Y90_HALF_LIFE_H,
+)
+from services.dosimetry.domain.planning import SirtPlan
+from services.dosimetry.fhir_in import OPERATION, SERVICE, SirtRequest, VoxelJobRequest
+
+if TYPE_CHECKING:
+    from services.dosimetry.imaging.pipeline import VoiDose, VoxelDosimetryResult
+
+__all__ = ["METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "sirt_result", "voxel_results"]
+
+_PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
+                    "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
+                    "limitingFactor", "status")
+#: Component codes of the plan Observation (published in OBSERVATION_CODE_SYSTEM), named like the
+#: outputs, with their displays.
+PLAN_COMPONENT_CODES: dict[str, str] = {
+    c.code: c.display for c in CODESYSTEMS["observation-code"].concepts if c.code in _PLAN_COMPONENTS}
+if len(PLAN_COMPONENT_CODES) != len(_PLAN_COMPONENTS):  # pragma: no cover - guards the shared CodeSystem
+    raise RuntimeError("the observation-code CodeSystem lacks SIRT plan component codes")
+
+
+def _r(value: float, digits: int) -> float:
+    return round(value, digits)
+
+
+def _dose_constant_policy(value: float) -> str:
+    for constant in DOSE_CONSTANTS.values():
+        if math.isclose(constant.value_gy_kg_per_gbq, value, rel_tol=0, abs_tol=1e-9):
+            return constant.policy_uri
+    return f"https://netliver.org/fhir/policy/dose-constant/custom?value={value:g}"
+
+
+def _outputs(plan: SirtPlan) -> list[tuple[str, str, Any, str | None]]:
+    """(name, kind, value, UCUM unit) of every result, in the contract's order then extras."""
+    rows: list[tuple[str, str, Any, str | None]] = [("activityGBq", "Decimal", _r(plan.activity_gbq, 4), "GBq")]
+    if plan.activity_at_calibration_gbq is not None:
+        rows.append(("activityAtCalibrationGBq", "Decimal", _r(plan.activity_at_calibration_gbq, 4), "GBq"))
+    if plan.tumor_dose_gy is not None:
+        rows.append(("tumorDoseGy", "Decimal", _r(plan.tumor_dose_gy, 2), "Gy"))
+    if plan.normal_liver_dose_gy is not None:
+        rows.append(("normalLiverDoseGy", "Decimal", _r(plan.normal_liver_dose_gy, 2), "Gy"))
+    rows.append(("lungDoseGy", "Decimal", _r(plan.lung_dose_gy, 2), "Gy"))
+    rows.append(("doseConstant", "Decimal", plan.dose_constant, "Gy.kg/GBq"))
+    rows.append(("limitingFactor", "Code", plan.limiting_factor, None))
+    rows.append(("lsfReduction", "Decimal", _r(plan.lsf_reduction, 4), "1"))
+    rows.append(("status", "Code", plan.status, None))
+    rows.extend(("warning", "String", str(w), None) for w in plan.warnings if w.severity != "version")
+    if plan.perfused_liver_dose_gy is not None:
+        rows.append(("perfusedLiverDoseGy", "Decimal", _r(plan.perfused_liver_dose_gy, 2), "Gy"))
+    rows.append(("cumulativeLungDoseGy", "Decimal", _r(plan.cumulative_lung_dose_gy, 2), "Gy"))
+    rows.extend(("lesionDoseGy", "Decimal", _r(d, 2), "Gy") for d in plan.lesion_doses_gy[1:])
+    if plan.bsa_m2 is not None:
+        rows.append(("bsaM2", "Decimal", _r(plan.bsa_m2, 4), "m2"))
+    if plan.tumor_involvement is not None:
+        rows.append(("tumorInvolvement", "Decimal", _r(plan.tumor_involvement, 4), "1"))
+    rows.extend(("note", "String", str(w), None) for w in plan.warnings if w.severity == "version")
+    rows.append(("protocol", "Code", plan.protocol.key, None))
+    rows.append(("halfLifeH", "Decimal", plan.half_life_h, "h"))
+    return rows
+
+
+def _component(name: str, kind: str, value: Any, unit: str | None) -> dict[str, Any]:
+    comp: dict[str, Any] = {"code": codeable(OBSERVATION_CODE_SYSTEM, name, PLAN_COMPONENT_CODES[name])}
+    if kind == "Decimal":
+        comp["valueQuantity"] = quantity(value, unit or "1")
+    else:
+        comp["valueString"] = str(value)
+    return comp
+
+
+def sirt_result(plan: SirtPlan, request: SirtRequest, version: str) -> OperationResult:
+    """The ``$sirt-activity`` answer: output Parameters, and the plan Observation with its
+    Provenance to write (deterministic ids over the canonical input)."""
+    obs_id = deterministic_id(SERVICE, OPERATION, request.canonical)
+    rows = _outputs(plan)
+    output_params: list[dict[str, Any]] = [{"name": n, f"value{k}": v} for n, k, v, _ in rows]
+    output_params.append({"name": "plan", "valueReference": reference("Observation", obs_id)})
+    components = [_component(n, k, v, u) for n, k, v, u in rows if n in PLAN_COMPONENT_CODES]
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "final",
+        "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "procedure")],
+        "code": codeable(OBSERVATION_CODE_SYSTEM, "sirt-activity-plan", "SIRT activity plan"),
+        "method": {"text": f"{plan.method} ({plan.device} microspheres); protocol {plan.protocol.key}"},
+        "valueQuantity": quantity(_r(plan.activity_gbq, 4), "GBq"),
+        "component": components,
+    }
+    if request.patient:
+        observation["subject"] = dict(request.patient)
+    if request.treatment_time_text:
+        observation["effectiveDateTime"] = request.treatment_time_text
+    if plan.warnings:
+        observation["note"] = [{"text": str(w)} for w in plan.warnings]
+    half_life_policy = ("https://netliver.org/fhir/policy/y90-half-life/"
+                        f"{'eanm-2022' if plan.half_life_h == Y90_HALF_LIFE_EANM_2022_H else 'nuclear-data' if plan.half_life_h == Y90_HALF_LIFE_H else 'custom'}"
+                        f"?value={plan.half_life_h:g}")
+    prov = provenance(
+        targets=[reference("Observation", obs_id)], service=SERVICE, version=version,
+        inputs=[request.patient] if request.patient else [], activity=OPERATION,
+        policy=[_dose_constant_policy(plan.dose_constant), plan.protocol.policy_uri, half_life_policy])
+    output = {"resourceType": "Parameters", "parameter": output_params}
+    return OperationResult(output=output, write=[observation, prov])
+
+
+# ------------------------------------------------------------------------------ voxel dosimetry
+
+#: Output metric → (code in OBSERVATION_CODE_SYSTEM, display, UCUM unit); the codes are
+#: published in :mod:`netliver.fhir.codesystems`.
+METRIC_CODES: dict[str, tuple[str, str, str]] = {
+    "Dmean": ("dose-mean", "Mean absorbed dose", "Gy"),
+    "D50": ("dose-d50", "Minimum dose to the hottest 50 % of the VOI", "Gy"),
+    "D70": ("dose-d70", "Minimum dose to the hottest 70 % of the VOI", "Gy"),
+    "D90": ("dose-d90", "Minimum dose to the hottest 90 % of the VOI", "Gy"),
+    "V100": ("dose-v100", "Share of the VOI volume receiving at least 100 Gy", "%"),
+    "V120": ("dose-v120", "Share of the VOI volume receiving at least 120 Gy", "%"),
+    "Dmin": ("dose-min", "Minimum absorbed dose", "Gy"),
+    "Dmax": ("dose-max", "Maximum absorbed dose", "Gy"),
+}
+_METHOD_TEXT = {"ldm": "local deposition (EANM)", "dvk": "Y-90 voxel S-value kernel convolution (Lanconelli 2012)"}
+
+
+@dataclass(frozen=True)
+class VoxelResults:
+    """What a finished voxel job hands to the gateway: resources to write and the Task outputs."""
+
+    resources: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+
+def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJobRequest,
+                     when: str) -> dict[str, Any]:
+    components = []
+    for name, value in voi.metrics.items():
+        if name not in METRIC_CODES or value is None:
+            continue
+        code, display, unit = METRIC_CODES[name]
+        components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, code, display, text=name),
+                           "valueQuantity": quantity(round(float(value), 4), unit)})
+    components.append({"code": {"text": "VOI volume"}, "valueQuantity": quantity(round(voi.volume_ml, 2), "mL")})
+    components.append({"code": {"text": "VOI mass"}, "valueQuantity": quantity(round(voi.mass_g, 2), "g")})
+    components.append({"code": {"text": "share of the counts"},
+                       "valueQuantity": quantity(round(100 * voi.activity_fraction, 3), "%")})
+    return {
+        "resourceType": "Observation", "id": deterministic_id("dosimetry", "voxel-dose", request.key, voi.name),
+        "status": "final",
+        "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "imaging")],
+        "code": codeable(OBSERVATION_CODE_SYSTEM, "voxel-dose-metrics", "Voxel dose metrics",
+                         text=f"Absorbed dose in {voi.name}"),
+        **({"subject": {"reference": request.patient}} if request.patient else {}),
+        "bodySite": {"text": f"{voi.name} ({voi.role}, {voi.source} VOI)"},
+        "method": {"text": _METHOD_TEXT["ldm" if result.method == "ldm" else "dvk"]},
+        "effectiveDateTime": when,
+        "valueQuantity": quantity(round(float(voi.metrics["Dmean"]), 4), "Gy"),
+        "component": components,
+        **({"note": [{"text": "Automatic liver VOI (no segmentation was given)"}]}
+           if voi.source == "automatic" else {}),
+    }
+
+
+def _conclusion(result: VoxelDosimetryResult, request: VoxelJobRequest) -> str:
+    lines = [f"Voxel dosimetry ({'local deposition' if result.method == 'ldm' else 'kernel convolution'}) "
+             f"of study {request.study_uid}: {result.administered_activity_gbq:.3g} GBq Y-90"
+             f"{' (planned; MAA simulation)' if result.simulation else ''}, dose constant "
+             f"{result.dose_constant_gy_kg_per_gbq} Gy·kg/GBq."]
+    for voi in result.vois:
+        m = voi.metrics
+        lines.append(f"{voi.name}: Dmean {m['Dmean']:.1f} Gy, D70 {m['D70']:.1f} Gy, D90 {m['D90']:.1f} Gy, "
+                     f"V100 {m['V100']:.1f} %")
+    if result.lung_shunt_fraction is not None:
+        lines.append(f"Lung shunt fraction from the image: {100 * result.lung_shunt_fraction:.1f} %")
+    lines.extend(f"Warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id: str,
+                  version: str) -> VoxelResults:
+    """The job's FHIR results: one Observation per VOI, the DiagnosticReport and their Provenance."""
+    when = fhir_instant()
+    observations = [_voi_observation(voi, result, request, when) for voi in result.vois]
+    report_id = deterministic_id("dosimetry", "voxel-report", request.key)
+    report: dict[str, Any] = {
+        "resourceType": "DiagnosticReport", "id": report_id, "status": "final",
+        "category": [codeable("http://terminology.hl7.org/CodeSystem/v2-0074", "NMS", "Nuclear Medicine")],
+        "code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "voxel-dosimetry-report",
+                             "display": "Voxel dosimetry report"},
+                            {"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]},
+        **({"subject": {"reference": request.patient}} if request.patient else {}),
+        "effectiveDateTime": when,
+        "issued": when,
+        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+        "conclusion": _conclusion(result, request),
+    }
+    if request.imaging_study:
+        report["imagingStudy"] = [{"reference": request.imaging_study}]
+    inputs = [{"reference": request.imaging_study}] if request.imaging_study else [
+        {"reference": f"ImagingStudy/{imaging_study_id(request.study_uid)}",
+         "display": f"DICOM study {request.study_uid}"}]
+    rtdose = result.rtdose_sop_instance_uid
+    extra = ([{"role": "derivation", "what": {"display": f"RT Dose {rtdose} stored in the PACS study",
+                                               "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{rtdose}"}}}]
+             if rtdose else [])
+    targets = [{"reference": f"DiagnosticReport/{report_id}"},
+               *({"reference": f"Observation/{o['id']}"} for o in observations)]
+    prov = provenance(targets=targets, service="dosimetry", version=version, inputs=inputs,
+                      activity="$voxel-dosimetry", extra_entities=extra,
+                      policy=[f"{OBSERVATION_CODE_SYSTEM}#dose-constant={result.dose_constant_gy_kg_per_gbq}",
+                              f"job:{job_id}"])
+    outputs = [{"type": "DiagnosticReport", "reference": f"DiagnosticReport/{report_id}"},
+               *({"type": "Observation", "reference": f"Observation/{o['id']}"} for o in observations)]
+    return VoxelResults([report, *observations, prov], outputs)

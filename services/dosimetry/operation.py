@@ -1,0 +1,62 @@
+"""The dosimetry operations without HTTP or Celery: what the Flask view, the worker task, the
+demo, the benchmark and the tests call.
+
+- :func:`sirt_activity`: ``$sirt-activity`` Parameters in, ``OperationResult`` out (a 422
+  ``FhirError`` naming the parameter for unusable input; a contraindicated plan is a result).
+- :func:`voxel_dosimetry`: one ``$voxel-dosimetry`` job on a PACS study, with progress reports;
+  the results to write and the Task outputs out (the worker hands them to the gateway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netliver.fhir.builders import OperationResult
+from services.dosimetry import __version__
+from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.planning import plan_sirt
+from services.dosimetry.fhir_in import input_error, parse_sirt_request, voxel_job_request
+from services.dosimetry.fhir_out import sirt_result, voxel_results
+
+__all__ = ["VoxelJobOutcome", "sirt_activity", "voxel_dosimetry"]
+
+
+def sirt_activity(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
+    """``$sirt-activity``: the plan's output Parameters and the Observation and Provenance to write."""
+    request = None
+    try:
+        request = parse_sirt_request(body)
+        plan = plan_sirt(request.inputs)
+    except DosimetryInputError as err:
+        raise input_error(err, request) from None
+    return sirt_result(plan, request, version)
+
+
+@dataclass(frozen=True)
+class VoxelJobOutcome:
+    """A finished voxel job: resources to write, Task outputs, and seconds per pipeline stage."""
+
+    resources: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
+                    progress: Callable[[str, float], None] | None = None, *,
+                    version: str = __version__) -> VoxelJobOutcome:
+    """Run the voxel pipeline for one job on the PACS behind ``client`` (a DICOMweb client).
+
+    Raises the pipeline's ``ImagingError`` subclasses (the job fails with their reason) and
+    whatever ``progress`` raises (the worker's cancellation and lease checks).
+    """
+    # The imaging stack (DICOM readers, the dose engine) loads only where jobs run, not in the
+    # HTTP service that plans $sirt-activity.
+    from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+
+    request = voxel_job_request(params)
+    result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
+                                 request.segmentation_series_uid, progress=progress)
+    results = voxel_results(result, request, job_id, version)
+    return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s))

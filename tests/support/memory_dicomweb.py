@@ -1,0 +1,35 @@
+"""An in-memory stand-in for the three dicomweb-client calls the imaging pipeline makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+__all__ = ["MemoryDicomweb"]
+
+
+class MemoryDicomweb:
+    """QIDO series search, WADO series retrieval and STOW over a list of datasets."""
+
+    def __init__(self, datasets: list[Dataset]) -> None:
+        self.datasets = datasets
+        self.stored: list[Dataset] = []
+
+    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+        series: dict[str, dict[str, Any]] = {}
+        for ds in self.datasets:
+            if ds.StudyInstanceUID != study_instance_uid:
+                continue
+            entry = series.setdefault(ds.SeriesInstanceUID, {
+                "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},
+                "00080060": {"vr": "CS", "Value": [ds.Modality]},
+                "00201209": {"vr": "IS", "Value": [0]}})
+            entry["00201209"]["Value"][0] += 1
+        return list(series.values())
+
+    def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
+        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
+
+    def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:
+        self.stored.extend(datasets)

@@ -1,0 +1,185 @@
+"""The worker's job calls to the gateway (claim, progress, complete, fail), against a fake gateway.
+
+The end-to-end suites run these calls over HTTP with real workers; here the same task code
+(:func:`execute_job`) talks to an in-memory gateway that answers as ``/internal/jobs/{id}/…``
+does, so every branch of the seam (granted or not, cancelled, lease lost, failure, gateway
+down, already completed) is checked without processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from netliver.settings import Settings
+from services.dosimetry.worker import tasks
+from services.dosimetry.worker.reporter import GatewayUnavailable, JobReporter
+from services.dosimetry.worker.tasks import JOB_KINDS, execute_job
+from tests.fixtures.dicom_phantoms import build_study, two_compartment_liver
+from tests.support.memory_dicomweb import MemoryDicomweb
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "a-long-test-secret-for-the-workers"
+GATEWAY = "http://gateway.test"
+
+
+@dataclass
+class _Answer:
+    status_code: int
+    body: dict[str, Any] | None
+
+    @property
+    def content(self) -> bytes:
+        return b"{}" if self.body is not None else b""
+
+    def json(self) -> dict[str, Any]:
+        return dict(self.body or {})
+
+
+@dataclass
+class FakeGateway:
+    """Answers the job calls as the gateway does; ``answers`` overrides one action's answer."""
+
+    job: dict[str, Any]
+    claim_answer: dict[str, Any] | None = None
+    answers: dict[str, Callable[[dict[str, Any]], _Answer]] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def post(self, url: str, json: dict[str, Any], timeout: float, headers: dict[str, str]) -> _Answer:
+        assert url.startswith(f"{GATEWAY}/internal/jobs/{self.job['id']}/")
+        assert headers == {"X-Internal-Token": TOKEN}
+        assert timeout > 0
+        action = url.rsplit("/", 1)[-1]
+        self.calls.append((action, json))
+        if action in self.answers:
+            return self.answers[action](json)
+        if action == "claim":
+            return _Answer(200, self.claim_answer or {"granted": True, "reason": "granted", "job": self.job})
+        return _Answer(200, {"state": "ok"})
+
+    def actions(self) -> list[str]:
+        return [a for a, _ in self.calls]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env({"GATEWAY_INTERNAL_URL": GATEWAY, "INTERNAL_TOKEN": TOKEN, "LOG_LEVEL": "WARNING"})
+
+
+def _job(kind: str = "fake", params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": "job-1", "kind": kind, "params": params or {"x": 1}, "state": "requested"}
+
+
+def _fake_kind(monkeypatch: pytest.MonkeyPatch, run: Callable[[dict[str, Any], JobReporter, Settings], Any]) -> None:
+    monkeypatch.setitem(JOB_KINDS, "fake", run)
+
+
+def _two_stages(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> Any:
+    reporter.progress("fetch", 0.0)
+    reporter.progress("dose", 0.5)
+    return ([{"resourceType": "Observation", "id": "o1"}], [{"type": "Observation", "reference": "Observation/o1"}],
+            {"fetch": 0.1})
+
+
+def test_a_granted_job_reports_progress_then_completes_once(monkeypatch: pytest.MonkeyPatch,
+                                                           settings: Settings) -> None:
+    _fake_kind(monkeypatch, _two_stages)
+    gateway = FakeGateway(_job())
+    assert execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
+    assert gateway.actions() == ["claim", "progress", "progress", "complete"]
+    assert all(body["worker"] == "w1" for _, body in gateway.calls)
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose"]
+    complete = gateway.calls[-1][1]
+    assert complete["resources"] == [{"resourceType": "Observation", "id": "o1"}]
+    assert complete["outputs"] == [{"type": "Observation", "reference": "Observation/o1"}]
+    assert complete["timings"]["fetch"] == 0.1 and complete["timings"]["total"] >= 0
+
+
+@pytest.mark.parametrize(("reason", "outcome"), [
+    ("leased by another worker", "held"), ("unknown job", "unknown"), ("job is completed", "done"),
+    ("job is cancelled", "done")])
+def test_a_refused_claim_runs_nothing(monkeypatch: pytest.MonkeyPatch, settings: Settings, reason: str,
+                                      outcome: str) -> None:
+    _fake_kind(monkeypatch, _two_stages)
+    gateway = FakeGateway(_job(), claim_answer={"granted": False, "reason": reason, "job": None})
+    assert execute_job("job-1", settings, "w1", session=gateway) == outcome  # type: ignore[arg-type]
+    assert gateway.actions() == ["claim"]
+
+
+@pytest.mark.parametrize(("state", "outcome"), [("cancelled", "cancelled"), ("lost", "lost"),
+                                                 ("not-owner", "lost")])
+def test_a_cancelled_or_lost_job_stops_at_its_next_report_and_writes_nothing(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, state: str, outcome: str) -> None:
+    _fake_kind(monkeypatch, _two_stages)
+    gateway = FakeGateway(_job(), answers={"progress": lambda body: _Answer(200, {"state": state})})
+    assert execute_job("job-1", settings, "w1", session=gateway) == outcome  # type: ignore[arg-type]
+    assert gateway.actions() == ["claim", "progress"]
+
+
+def test_a_job_that_cannot_succeed_fails_with_its_reason(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    class BadStudy(Exception):
+        reason = "the study holds no activity series"
+
+    def broken(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> Any:
+        reporter.progress("fetch", 0.0)
+        raise BadStudy()
+
+    _fake_kind(monkeypatch, broken)
+    gateway = FakeGateway(_job())
+    assert execute_job("job-1", settings, "w1", session=gateway) == "failed"  # type: ignore[arg-type]
+    assert gateway.actions() == ["claim", "progress", "fail"]
+    assert gateway.calls[-1][1]["reason"] == "the study holds no activity series"
+
+
+def test_a_job_of_a_kind_this_worker_cannot_run_fails(settings: Settings) -> None:
+    gateway = FakeGateway(_job(kind="monte-carlo"))
+    assert execute_job("job-1", settings, "w1", session=gateway) == "failed"  # type: ignore[arg-type]
+    assert gateway.actions() == ["claim", "fail"]
+    assert "monte-carlo" in gateway.calls[-1][1]["reason"]
+
+
+@pytest.mark.parametrize("action", ["claim", "progress", "complete"])
+@pytest.mark.parametrize("status", [500, 503, 401, 403])
+def test_a_gateway_that_cannot_answer_makes_the_task_retry(monkeypatch: pytest.MonkeyPatch, settings: Settings,
+                                                          action: str, status: int) -> None:
+    _fake_kind(monkeypatch, _two_stages)
+    gateway = FakeGateway(_job(), answers={action: lambda body: _Answer(status, {"issue": []})})
+    with pytest.raises(GatewayUnavailable):
+        execute_job("job-1", settings, "w1", session=gateway)  # type: ignore[arg-type]
+    assert "fail" not in gateway.actions()
+
+
+def test_a_completion_the_gateway_already_has_is_not_completed_again(monkeypatch: pytest.MonkeyPatch,
+                                                                     settings: Settings) -> None:
+    _fake_kind(monkeypatch, _two_stages)
+    gateway = FakeGateway(_job(), answers={"complete": lambda body: _Answer(409, {"state": "completed"})})
+    assert execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
+    assert gateway.actions().count("complete") == 1
+    gateway = FakeGateway(_job(), answers={"complete": lambda body: _Answer(409, {"state": "not-owner"})})
+    assert execute_job("job-1", settings, "w1", session=gateway) == "not-owner"  # type: ignore[arg-type]
+
+
+def test_the_voxel_job_hands_its_results_to_the_gateway(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """The real voxel job kind through the seam, on a PACS in memory."""
+    study = build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=3)
+    pacs = MemoryDicomweb(study.datasets())
+    monkeypatch.setattr("services.dosimetry.imaging.dicomweb.make_client", lambda *a, **k: pacs)
+    params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
+              "segmentationSeriesUid": study.seg_series_uid, "patient": "Patient/p1"}
+    gateway = FakeGateway(_job(kind="voxel-dosimetry", params=params))
+    assert tasks.execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
+    stages = [b["stage"] for a, b in gateway.calls if a == "progress"]
+    assert stages == ["fetch", "decode", "resample", "dose", "dvh", "store", "done"]
+    complete = gateway.calls[-1][1]
+    types = [r["resourceType"] for r in complete["resources"]]
+    assert types[0] == "DiagnosticReport" and types[-1] == "Provenance"
+    assert set(types[1:-1]) == {"Observation"} and len(types) - 2 >= 3  # liver and both tumours at least
+    written = {f"{r['resourceType']}/{r['id']}" for r in complete["resources"]}
+    assert {o["reference"] for o in complete["outputs"]} == written - {
+        f"Provenance/{complete['resources'][-1]['id']}"}
+    assert set(complete["timings"]) >= {"fetch", "decode", "resample", "dose", "dvh", "store", "total"}
+    assert len(pacs.stored) == 1  # the RT Dose
