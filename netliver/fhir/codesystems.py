@@ -152,6 +152,13 @@ _OBSERVATION = CodeSystemDef(
         C("dose-v120", "Share of the VOI volume receiving at least 120 Gy"),
         C("dose-min", "Minimum absorbed dose"),
         C("dose-max", "Maximum absorbed dose"),
+        # radiobiology components of a voxel-dose-metrics Observation (Dale 1985 permanent implant;
+        # tumour and normal-liver VOIs only)
+        C("bed-mean", "Mean biologically effective dose", "Gy; mean of the voxel BED map over the VOI."),
+        C("eqd2-mean", "Mean equivalent dose in 2 Gy fractions", "Gy; mean BED / (1 + 2 Gy / (α/β))."),
+        C("bed-d70", "Minimum BED to the hottest 70 % of the VOI", "Gy (BED70)."),
+        C("alpha-beta", "α/β ratio used for the BED", "Gy."),
+        C("repair-half-time", "Repair half-time used for the BED", "h."),
         C("voxel-dosimetry-report", "Voxel dosimetry report", "Absorbed-dose report of a post-SIRT or MAA study."),
         C("eligibility-summary", "Eligibility summary", "Tumour-board summary of an eligibility evaluation."),
         C("hilar-lesion", "Lesion at the hepatic hilum",

@@ -34,7 +34,7 @@ from services.dosimetry.fhir_in import OPERATION, SERVICE, SirtRequest, VoxelJob
 if TYPE_CHECKING:
     from services.dosimetry.imaging.pipeline import VoiDose, VoxelDosimetryResult
 
-__all__ = ["METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "sirt_result", "voxel_results"]
+__all__ = ["BED_CODES", "METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "sirt_result", "voxel_results"]
 
 _PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
                     "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
@@ -145,6 +145,13 @@ METRIC_CODES: dict[str, tuple[str, str, str]] = {
     "Dmin": ("dose-min", "Minimum absorbed dose", "Gy"),
     "Dmax": ("dose-max", "Maximum absorbed dose", "Gy"),
 }
+#: Radiobiology metric → (code in OBSERVATION_CODE_SYSTEM, display, UCUM unit): components of the
+#: tumour and liver VOIs' Observations, computed over the voxel BED map.
+BED_CODES: dict[str, tuple[str, str, str]] = {
+    "BEDmean": ("bed-mean", "Mean biologically effective dose", "Gy"),
+    "EQD2mean": ("eqd2-mean", "Mean equivalent dose in 2 Gy fractions", "Gy"),
+    "BED70": ("bed-d70", "Minimum BED to the hottest 70 % of the VOI", "Gy"),
+}
 _METHOD_TEXT = {"ldm": "local deposition (EANM)", "dvk": "Y-90 voxel S-value kernel convolution (Lanconelli 2012)"}
 
 
@@ -156,6 +163,22 @@ class VoxelResults:
     outputs: list[dict[str, Any]]
 
 
+def _bed_components(voi: VoiDose) -> list[dict[str, Any]]:
+    """BEDmean, EQD2mean, BED70 and the α/β and repair half-time they were computed with."""
+    if voi.tissue is None or not voi.radiobiology:
+        return []
+    out = [{"code": codeable(OBSERVATION_CODE_SYSTEM, code, display, text=name),
+            "valueQuantity": quantity(round(float(voi.radiobiology[name]), 4), unit)}
+           for name, (code, display, unit) in BED_CODES.items() if name in voi.radiobiology]
+    out.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "alpha-beta", "α/β ratio used for the BED",
+                                 text=f"α/β ({voi.tissue.name})"),
+                "valueQuantity": quantity(voi.tissue.alpha_beta_gy, "Gy")})
+    out.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "repair-half-time", "Repair half-time used for the BED",
+                                 text=f"repair half-time ({voi.tissue.name})"),
+                "valueQuantity": quantity(voi.tissue.repair_half_time_h, "h")})
+    return out
+
+
 def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJobRequest,
                      when: str) -> dict[str, Any]:
     components = []
@@ -165,6 +188,7 @@ def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJ
         code, display, unit = METRIC_CODES[name]
         components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, code, display, text=name),
                            "valueQuantity": quantity(round(float(value), 4), unit)})
+    components.extend(_bed_components(voi))
     components.append({"code": {"text": "VOI volume"}, "valueQuantity": quantity(round(voi.volume_ml, 2), "mL")})
     components.append({"code": {"text": "VOI mass"}, "valueQuantity": quantity(round(voi.mass_g, 2), "g")})
     components.append({"code": {"text": "share of the counts"},
@@ -193,8 +217,11 @@ def _conclusion(result: VoxelDosimetryResult, request: VoxelJobRequest) -> str:
              f"{result.dose_constant_gy_kg_per_gbq} Gy·kg/GBq."]
     for voi in result.vois:
         m = voi.metrics
+        bed = voi.radiobiology
         lines.append(f"{voi.name}: Dmean {m['Dmean']:.1f} Gy, D70 {m['D70']:.1f} Gy, D90 {m['D90']:.1f} Gy, "
-                     f"V100 {m['V100']:.1f} %")
+                     f"V100 {m['V100']:.1f} %"
+                     + (f"; BEDmean {bed['BEDmean']:.1f} Gy, EQD2mean {bed['EQD2mean']:.1f} Gy "
+                        f"(α/β {voi.tissue.alpha_beta_gy:g} Gy)" if bed and voi.tissue else ""))
     if result.lung_shunt_fraction is not None:
         lines.append(f"Lung shunt fraction from the image: {100 * result.lung_shunt_fraction:.1f} %")
     lines.extend(f"Warning: {w}" for w in result.warnings)

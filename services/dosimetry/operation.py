@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netliver.fhir.builders import OperationResult
+from netliver.settings import Settings
 from services.dosimetry import __version__
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import plan_sirt
+from services.dosimetry.domain.radiobiology import TissueRadiobiology, TissueTable
 from services.dosimetry.fhir_in import input_error, parse_sirt_request, voxel_job_request
 from services.dosimetry.fhir_out import sirt_result, voxel_results
 
-__all__ = ["VoxelJobOutcome", "sirt_activity", "voxel_dosimetry"]
+__all__ = ["VoxelJobOutcome", "sirt_activity", "tissue_table", "voxel_dosimetry"]
 
 
 def sirt_activity(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
@@ -43,9 +45,21 @@ class VoxelJobOutcome:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
+def tissue_table(settings: Settings) -> TissueTable:
+    """The BED tissue parameters of the settings (``BED_*``)."""
+    try:
+        return TissueTable(
+            tumour=TissueRadiobiology("tumour", settings.bed_tumour_alpha_beta_gy, settings.bed_tumour_repair_h,
+                                      "BED_TUMOUR_ALPHA_BETA_GY, BED_TUMOUR_REPAIR_H"),
+            liver=TissueRadiobiology("normal-liver", settings.bed_liver_alpha_beta_gy, settings.bed_liver_repair_h,
+                                     "BED_LIVER_ALPHA_BETA_GY, BED_LIVER_REPAIR_H"))
+    except DosimetryInputError as err:
+        raise ValueError(f"BED settings: {err}") from None
+
+
 def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
                     progress: Callable[[str, float], None] | None = None, *,
-                    version: str = __version__) -> VoxelJobOutcome:
+                    version: str = __version__, tissues: TissueTable | None = None) -> VoxelJobOutcome:
     """Run the voxel pipeline for one job on the PACS behind ``client`` (a DICOMweb client).
 
     Raises the pipeline's ``ImagingError`` subclasses (the job fails with their reason) and
@@ -57,6 +71,6 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
 
     request = voxel_job_request(params)
     result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
-                                 request.segmentation_series_uid, progress=progress)
+                                 request.segmentation_series_uid, progress=progress, tissues=tissues)
     results = voxel_results(result, request, job_id, version)
     return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s))

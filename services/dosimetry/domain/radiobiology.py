@@ -40,9 +40,11 @@ __all__ = [
     "NORMAL_LIVER",
     "TUMOUR",
     "TissueRadiobiology",
+    "TissueTable",
     "bed_gy",
     "bed_metrics",
     "eqd2_gy",
+    "tissue_for_role",
 ]
 
 #: Voxels this far below 0 Gy are refused rather than taken as 0 Gy (FFT residues are ~1e-6 Gy).
@@ -130,3 +132,22 @@ def bed_metrics(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, tissue: TissueRadio
     for x in d_percents:
         out[f"BED{x:g}"] = dvh[f"D{x:g}"]
     return out
+
+
+@dataclass(frozen=True)
+class TissueTable:
+    """Which linear-quadratic parameters a VOI takes, by its role (DOMAIN rule: tumour and lesion
+    VOIs the tumour values; the liver and the normal liver the liver values; other organs none,
+    so they get absorbed dose only)."""
+
+    tumour: TissueRadiobiology = TUMOUR
+    liver: TissueRadiobiology = NORMAL_LIVER
+
+
+def tissue_for_role(role: str, table: TissueTable = TissueTable()) -> TissueRadiobiology | None:
+    """The tissue parameters of a VOI of ``role`` (``tumour``, ``liver``, ``lung``, ``other``)."""
+    if role == "tumour":
+        return table.tumour
+    if role == "liver":
+        return table.liver
+    return None

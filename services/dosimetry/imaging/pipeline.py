@@ -12,7 +12,9 @@
    counts of every voxel). For a Tc-99m MAA SPECT the activity is the planned Y-90 activity
    (a simulation; the Tc-99m half-life only times the activity map).
 5. **dvh** — per VOI: Dmean, D50, D70, D90, V100, V120 (:mod:`services.dosimetry.domain.dvh`),
-   volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist.
+   volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist;
+   for tumour and liver VOIs the voxel BED map's mean, BED70 and the mean EQD2
+   (:mod:`services.dosimetry.domain.radiobiology`, tissue parameters by the VOI's role).
 6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`).
 
 ``progress(stage, fraction)`` is called as each stage starts; ``cancelled()`` is asked before
@@ -33,6 +35,12 @@ import numpy as np
 
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.radiobiology import (
+    TissueRadiobiology,
+    TissueTable,
+    bed_metrics,
+    tissue_for_role,
+)
 from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
@@ -63,6 +71,9 @@ class VoiDose:
     mass_g: float
     activity_fraction: float
     metrics: dict[str, float]
+    #: The tissue parameters of the BED (None: absorbed dose only) and BEDmean, BED70, EQD2mean (Gy).
+    tissue: TissueRadiobiology | None = None
+    radiobiology: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,7 +149,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         progress: Callable[[str, float], None] | None = None,
                         cancelled: Callable[[], bool] | None = None, *,
                         dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
-                        store: bool = True) -> VoxelDosimetryResult:
+                        store: bool = True, tissues: TissueTable | None = None) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
@@ -224,9 +235,11 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     results: list[VoiDose] = []
     for v in vois:
         metrics = dvh_metrics(dose, v.mask)
+        tissue = tissue_for_role(v.role, tissues or TissueTable())
+        radiobiology = _voi_bed(dose, v, tissue)
         results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
                                float(density[v.mask].sum() * voxel_ml),
-                               float(counts[v.mask].sum() / total_counts), metrics))
+                               float(counts[v.mask].sum() / total_counts), metrics, tissue, radiobiology))
     lsf = _lung_shunt_fraction(vois, counts)
     if simulation and seg_datasets:
         # The planned activity is shared by all counts of the field of view; MAA counts outside
@@ -258,6 +271,16 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
         nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
         lsf, any(v.source == "automatic" for v in vois), warnings, timings)
+
+
+def _voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
+    """BEDmean, BED70 and EQD2mean of one VOI over the voxel BED map (empty without tissue values)."""
+    if tissue is None:
+        return {}
+    try:
+        return bed_metrics(dose, voi.mask, tissue)
+    except DosimetryInputError as exc:
+        raise ImagingError(f"the BED of VOI {voi.name!r} cannot be computed: {exc.message}", exc.field) from exc
 
 
 def _lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:
