@@ -107,6 +107,21 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                        "predicted doses, lung-shunt limits and decay correction.",
         "parameter": _SIRT_IN + _SIRT_OUT,
     },
+    "dose-comparison": {
+        "title": "Predicted versus delivered dose per VOI",
+        "system": True, "type": False, "instance": False, "resource": [],
+        "description": "Compares a Tc-99m MAA simulation with the post-treatment Y-90 voxel dosimetry, VOI by "
+                       "VOI (matched by name): predicted and delivered Dmean, D70 and V100, their differences "
+                       "in Gy and in % of the predicted value, the lung shunt fraction both ways, and a flag "
+                       "when a tumour's Dmean differs by more than 20 %. The two reports and their "
+                       "Observations are read from the store.",
+        "parameter": [
+            _param("predicted", "in", 1, "1", "Reference", "DiagnosticReport of the MAA voxel dosimetry"),
+            _param("delivered", "in", 1, "1", "Reference", "DiagnosticReport of the post-treatment voxel dosimetry"),
+            _param("return", "out", 1, "1", "Bundle", "collection: the dose-comparison DiagnosticReport, then "
+                   "one Observation per VOI and one for the lung shunt"),
+        ],
+    },
     "voxel-dosimetry": {
         "title": "Voxel dosimetry of a post-SIRT or MAA study (asynchronous)",
         "system": True, "type": False, "instance": False, "resource": [],

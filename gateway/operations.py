@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
+from gateway.dose_records import DOSE_READS, with_compared_reports
 from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.writeback import tag_results, write_results
 from netliver.fhir.outcome import FhirError
@@ -95,5 +96,11 @@ def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
         require_scopes(write=("Observation", "Provenance"))
         body = _body(("Parameters",))
         return run("dosimetry", "sirt-activity", body, dict(request.args))
+
+    @bp.post("/fhir/$dose-comparison")
+    def dose_comparison() -> Response:
+        require_scopes(read=DOSE_READS, write=RESULT_WRITES)
+        body = with_compared_reports(deps.store, _body(("Parameters",)))
+        return run("dosimetry", "dose-comparison", body, dict(request.args))
 
     return bp

@@ -14,6 +14,7 @@ for further tumour compartments of the multi-lesion partition model.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,10 +24,11 @@ from netliver.fhir.builders import (
     canonical_json,
 )
 from netliver.fhir.outcome import FhirError
+from services.dosimetry.domain.comparison import StudyDoses, VoiMetrics
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["ACCEPTED_PARAMETERS", "PARAMETER_OF_FIELD", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
+__all__ = ["ACCEPTED_PARAMETERS", "COMPARISON_INPUTS", "PARAMETER_OF_FIELD", "ComparisonRequest", "SirtRequest", "VoxelJobRequest", "comparison_error", "input_error", "parse_comparison_request", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
@@ -204,3 +206,98 @@ def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
         imaging_study=params.get("imagingStudy") or None,
         key=canonical_json(dict(params)),
     )
+
+
+# ------------------------------------------------------------------------------ dose comparison
+
+#: ``$dose-comparison``: the two inputs, each a valueReference to a voxel-dosimetry DiagnosticReport.
+COMPARISON_INPUTS = ("predicted", "delivered")
+_VOI_TEXT = re.compile(r"^(?P<name>.*) \((?P<role>[a-z]+), [a-z]+ VOI\)$")
+
+
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """A parsed ``$dose-comparison`` request: the two results, their reports, the patient."""
+
+    predicted: StudyDoses
+    delivered: StudyDoses
+    patient: str | None
+    canonical: str
+
+
+def _component_value(obs: Mapping[str, Any], code: str | None, text: str | None = None) -> float | None:
+    for comp in obs.get("component") or []:
+        concept = comp.get("code") or {}
+        codes = {c.get("code") for c in concept.get("coding") or []}
+        if (code is not None and code in codes) or (text is not None and concept.get("text") == text
+                                                    and not codes):
+            value = (comp.get("valueQuantity") or {}).get("value")
+            return float(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def _voi_metrics(obs: Mapping[str, Any], where: str, source: str) -> VoiMetrics:
+    site = str((obs.get("bodySite") or {}).get("text", ""))
+    match = _VOI_TEXT.match(site)
+    dmean = _component_value(obs, "dose-mean")
+    if match is None or dmean is None:
+        raise FhirError(422, "invalid", f"{where}: Observation/{obs.get('id')} is not a voxel-dosimetry VOI result "
+                        "(bodySite text 'name (role, source VOI)' and a dose-mean component)", where)
+    share = _component_value(obs, None, "share of the counts")
+    return VoiMetrics(match["name"], match["role"], dmean, _component_value(obs, "dose-d70"),
+                      _component_value(obs, "dose-v100"), None if share is None else share / 100.0, source)
+
+
+def _study_doses(name: str, reference: str, index: int, resources: Mapping[str, Mapping[str, Any]]) -> StudyDoses:
+    where = f"Parameters.parameter[{index}].valueReference"
+    report = resources.get(reference)
+    if report is None or report.get("resourceType") != "DiagnosticReport":
+        raise FhirError(422, "not-found", f"{name}: {reference} is not a stored DiagnosticReport", where)
+    codes = {c.get("code") for c in (report.get("code") or {}).get("coding") or []}
+    if "voxel-dosimetry-report" not in codes:
+        raise FhirError(422, "invalid", f"{name}: {reference} is not a voxel-dosimetry report", where)
+    vois = []
+    for item in report.get("result") or []:
+        obs = resources.get(str(item.get("reference", "")))
+        if obs is None:
+            raise FhirError(422, "not-found", f"{name}: {reference} names {item.get('reference')}, which is not "
+                            "stored", where)
+        vois.append(_voi_metrics(obs, where, str(item["reference"])))
+    return StudyDoses(reference, tuple(vois))
+
+
+def parse_comparison_request(body: Mapping[str, Any]) -> ComparisonRequest:
+    """Read ``predicted`` and ``delivered`` and the stored resources the gateway added to the
+    Parameters (``resource`` parameters: the two reports and their Observations)."""
+    refs: dict[str, tuple[str, int]] = {}
+    resources: dict[str, Mapping[str, Any]] = {}
+    for i, param in enumerate(body.get("parameter") or []):
+        name = param.get("name")
+        if name in COMPARISON_INPUTS:
+            ref = (param.get("valueReference") or {}).get("reference")
+            if not isinstance(ref, str) or not ref.startswith("DiagnosticReport/") or name in refs:
+                raise FhirError(422, "value", f"{name} must be given once as a valueReference to "
+                                "DiagnosticReport/{id}", f"Parameters.parameter[{i}]")
+            refs[name] = (ref, i)
+        elif name == "resource" and isinstance(param.get("resource"), dict):
+            res = param["resource"]
+            resources[f"{res.get('resourceType')}/{res.get('id')}"] = res
+        else:
+            raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"Parameters.parameter[{i}]")
+    for name in COMPARISON_INPUTS:
+        if name not in refs:
+            raise FhirError(422, "required", f"{name} is required (valueReference to a voxel-dosimetry "
+                            "DiagnosticReport)", name)
+    predicted = _study_doses("predicted", *refs["predicted"], resources)
+    delivered = _study_doses("delivered", *refs["delivered"], resources)
+    subjects = {str((resources[r].get("subject") or {}).get("reference", "")) for r, _ in refs.values()} - {""}
+    if len(subjects) > 1:
+        raise FhirError(422, "business-rule", f"the two reports are of different patients ({', '.join(sorted(subjects))})",
+                        f"Parameters.parameter[{refs['delivered'][1]}].valueReference")
+    return ComparisonRequest(predicted, delivered, next(iter(subjects), None),
+                             canonical_json([refs["predicted"][0], refs["delivered"][0]]))
+
+
+def comparison_error(err: DosimetryInputError) -> FhirError:
+    """422 naming the input (``predicted`` or ``delivered``) a comparison cannot use."""
+    return FhirError(422, "business-rule", f"{err.field}: {err.message}", err.field)

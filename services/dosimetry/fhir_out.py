@@ -23,18 +23,29 @@ from netliver.fhir.builders import (
     reference,
 )
 from netliver.fhir.codesystems import CODESYSTEMS, LOINC, OBSERVATION_CODE_SYSTEM
+from services.dosimetry.domain.comparison import (
+    TUMOUR_DMEAN_FLAG_PERCENT,
+    DoseComparison,
+    VoiComparison,
+)
 from services.dosimetry.domain.constants import (
     DOSE_CONSTANTS,
     Y90_HALF_LIFE_EANM_2022_H,
     Y90_HALF_LIFE_H,
 )
 from services.dosimetry.domain.planning import SirtPlan
-from services.dosimetry.fhir_in import OPERATION, SERVICE, SirtRequest, VoxelJobRequest
+from services.dosimetry.fhir_in import (
+    OPERATION,
+    SERVICE,
+    ComparisonRequest,
+    SirtRequest,
+    VoxelJobRequest,
+)
 
 if TYPE_CHECKING:
     from services.dosimetry.imaging.pipeline import VoiDose, VoxelDosimetryResult
 
-__all__ = ["BED_CODES", "METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "sirt_result", "voxel_results"]
+__all__ = ["BED_CODES", "METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "comparison_result", "sirt_result", "voxel_results"]
 
 _PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
                     "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
@@ -43,6 +54,8 @@ _PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "n
 #: outputs, with their displays.
 PLAN_COMPONENT_CODES: dict[str, str] = {
     c.code: c.display for c in CODESYSTEMS["observation-code"].concepts if c.code in _PLAN_COMPONENTS}
+#: Display of every project observation code (the CodeSystem is the one source of displays).
+CODE_DISPLAYS: dict[str, str] = {c.code: c.display for c in CODESYSTEMS["observation-code"].concepts}
 if len(PLAN_COMPONENT_CODES) != len(_PLAN_COMPONENTS):  # pragma: no cover - guards the shared CodeSystem
     raise RuntimeError("the observation-code CodeSystem lacks SIRT plan component codes")
 
@@ -264,3 +277,99 @@ def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id
     outputs = [{"type": "DiagnosticReport", "reference": f"DiagnosticReport/{report_id}"},
                *({"type": "Observation", "reference": f"Observation/{o['id']}"} for o in observations)]
     return VoxelResults([report, *observations, prov], outputs)
+
+
+# ------------------------------------------------------------------------------ dose comparison
+
+#: (metric, component code stem, unit of the difference) of a dose-comparison Observation.
+_COMPARED = (("Dmean", "dose-mean", "Gy"), ("D70", "dose-d70", "Gy"), ("V100", "dose-v100", "%"))
+
+
+def _q(code: str, value: float, unit: str, text: str | None = None) -> dict[str, Any]:
+    return {"code": codeable(OBSERVATION_CODE_SYSTEM, code, CODE_DISPLAYS[code], text=text),
+            "valueQuantity": quantity(round(value, 4), unit)}
+
+
+def _comparison_components(row: VoiComparison) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for metric, stem, unit in _COMPARED:
+        diff = {"Dmean": row.dmean, "D70": row.d70, "V100": row.v100}[metric]
+        if diff is None:
+            continue
+        out.append(_q(f"predicted-{stem}", diff.predicted, unit, f"predicted {metric}"))
+        out.append(_q(f"delivered-{stem}", diff.delivered, unit, f"delivered {metric}"))
+        out.append(_q(f"{stem}-difference", diff.absolute, unit, f"{metric} delivered − predicted"))
+        if diff.percent is not None:
+            out.append(_q(f"{stem}-difference-percent", diff.percent, "%", f"{metric} difference, % of predicted"))
+    if row.role == "tumour":
+        out.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "dose-discrepancy", CODE_DISPLAYS["dose-discrepancy"]),
+                    "valueBoolean": row.flagged})
+    return out
+
+
+def _comparison_text(row: VoiComparison) -> str:
+    d = row.dmean
+    pct = f" ({d.percent:+.1f} %)" if d.percent is not None else ""
+    flag = f": differs by more than {TUMOUR_DMEAN_FLAG_PERCENT:g} % of the predicted tumour dose" if row.flagged else ""
+    return f"{row.name}: Dmean predicted {d.predicted:.1f} Gy, delivered {d.delivered:.1f} Gy{pct}{flag}"
+
+
+def comparison_result(comparison: DoseComparison, request: ComparisonRequest, version: str) -> OperationResult:
+    """``$dose-comparison``: a DiagnosticReport with one Observation per VOI (and one for the lung
+    shunt when both results give it), ``derivedFrom`` both results, and their Provenance."""
+    when = fhir_instant()
+    subject = {"subject": {"reference": request.patient}} if request.patient else {}
+    both = [{"reference": request.predicted.reference}, {"reference": request.delivered.reference}]
+    observations: list[dict[str, Any]] = []
+    for row in comparison.vois:
+        observations.append({
+            "resourceType": "Observation",
+            "id": deterministic_id(SERVICE, "dose-comparison", request.canonical, row.name),
+            "status": "final",
+            "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "imaging")],
+            "code": codeable(OBSERVATION_CODE_SYSTEM, "dose-comparison", CODE_DISPLAYS["dose-comparison"],
+                             text=f"Predicted versus delivered dose in {row.name}"),
+            **subject, "effectiveDateTime": when,
+            "bodySite": {"text": f"{row.name} ({row.role})"},
+            "valueQuantity": quantity(round(row.dmean.absolute, 4), "Gy"),
+            "component": _comparison_components(row),
+            "derivedFrom": [*both, *({"reference": v.source} for v in (row.predicted, row.delivered) if v.source)],
+            **({"interpretation": [codeable("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                                            "A", "Abnormal")],
+                "note": [{"text": _comparison_text(row)}]} if row.flagged else {}),
+        })
+    lsf_p, lsf_d = comparison.lung_shunt_predicted, comparison.lung_shunt_delivered
+    if lsf_p is not None or lsf_d is not None:
+        comps = [_q(code, 100 * value, "%") for code, value in
+                 (("lung-shunt-predicted", lsf_p), ("lung-shunt-delivered", lsf_d)) if value is not None]
+        observations.append({
+            "resourceType": "Observation", "id": deterministic_id(SERVICE, "dose-comparison", request.canonical,
+                                                                   "lung shunt"),
+            "status": "final",
+            "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "imaging")],
+            "code": codeable(OBSERVATION_CODE_SYSTEM, "lung-shunt-comparison", CODE_DISPLAYS["lung-shunt-comparison"]),
+            **subject, "effectiveDateTime": when, "component": comps, "derivedFrom": both})
+    lines = [f"Predicted ({request.predicted.reference}) versus delivered ({request.delivered.reference}) dose:"]
+    lines.extend(_comparison_text(row) for row in comparison.vois)
+    lines.append("Lung shunt fraction: predicted "
+                 + (f"{100 * lsf_p:.1f} %" if lsf_p is not None else "not known") + ", delivered "
+                 + (f"{100 * lsf_d:.1f} %" if lsf_d is not None else "not known"))
+    if comparison.unmatched:
+        lines.append(f"VOIs in one result only (not compared): {', '.join(comparison.unmatched)}")
+    report_id = deterministic_id(SERVICE, "dose-comparison-report", request.canonical)
+    report = {
+        "resourceType": "DiagnosticReport", "id": report_id, "status": "final",
+        "category": [codeable("http://terminology.hl7.org/CodeSystem/v2-0074", "NMS", "Nuclear Medicine")],
+        "code": codeable(OBSERVATION_CODE_SYSTEM, "dose-comparison-report", CODE_DISPLAYS["dose-comparison-report"]),
+        **subject, "effectiveDateTime": when, "issued": when,
+        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+        "conclusion": "\n".join(lines),
+    }
+    targets = [{"reference": f"DiagnosticReport/{report_id}"},
+               *({"reference": f"Observation/{o['id']}"} for o in observations)]
+    prov = provenance(targets=targets, service=SERVICE, version=version, inputs=both, activity="$dose-comparison",
+                      policy=[f"{OBSERVATION_CODE_SYSTEM}#dose-discrepancy>{TUMOUR_DMEAN_FLAG_PERCENT:g}%"])
+    output = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"DiagnosticReport/{report_id}", "resource": report},
+                        *({"fullUrl": f"Observation/{o['id']}", "resource": o} for o in observations)]}
+    return OperationResult(output=output, write=[report, *observations, prov])

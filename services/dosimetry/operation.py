@@ -3,6 +3,7 @@ demo, the benchmark and the tests call.
 
 - :func:`sirt_activity`: ``$sirt-activity`` Parameters in, ``OperationResult`` out (a 422
   ``FhirError`` naming the parameter for unusable input; a contraindicated plan is a result).
+- :func:`dose_comparison`: ``$dose-comparison`` (predicted vs delivered voxel results, per VOI).
 - :func:`voxel_dosimetry`: one ``$voxel-dosimetry`` job on a PACS study, with progress reports;
   the results to write and the Task outputs out (the worker hands them to the gateway).
 """
@@ -16,13 +17,20 @@ from typing import Any
 from netliver.fhir.builders import OperationResult
 from netliver.settings import Settings
 from services.dosimetry import __version__
+from services.dosimetry.domain.comparison import compare_doses
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import plan_sirt
 from services.dosimetry.domain.radiobiology import TissueRadiobiology, TissueTable
-from services.dosimetry.fhir_in import input_error, parse_sirt_request, voxel_job_request
-from services.dosimetry.fhir_out import sirt_result, voxel_results
+from services.dosimetry.fhir_in import (
+    comparison_error,
+    input_error,
+    parse_comparison_request,
+    parse_sirt_request,
+    voxel_job_request,
+)
+from services.dosimetry.fhir_out import comparison_result, sirt_result, voxel_results
 
-__all__ = ["VoxelJobOutcome", "sirt_activity", "tissue_table", "voxel_dosimetry"]
+__all__ = ["VoxelJobOutcome", "dose_comparison", "sirt_activity", "tissue_table", "voxel_dosimetry"]
 
 
 def sirt_activity(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
@@ -43,6 +51,17 @@ class VoxelJobOutcome:
     resources: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def dose_comparison(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
+    """``$dose-comparison``: the two voxel results (with their Observations, added by the gateway)
+    compared VOI by VOI; a DiagnosticReport, its Observations and Provenance to write."""
+    request = parse_comparison_request(body)
+    try:
+        comparison = compare_doses(request.predicted, request.delivered)
+    except DosimetryInputError as err:
+        raise comparison_error(err) from None
+    return comparison_result(comparison, request, version)
 
 
 def tissue_table(settings: Settings) -> TissueTable:
