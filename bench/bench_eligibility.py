@@ -4,7 +4,7 @@ Starts the stack on free ports (``infra.stack``, AUTH_MODE=off, embedded store),
 the same client settings measures, in one run:
 
 - ``POST /fhir/$evaluate-eligibility`` with the realistic synthetic Bundle of
-  ``tests.fixtures.eligibility_patients.realistic_patient`` (about 60 resources; evaluation,
+  ``infra.demo_patients.realistic_patient`` (about 60 resources; evaluation,
   write-back of 13 Observations, DiagnosticReport and Provenance);
 - ``GET /fhir/CodeSystem/therapy``, the trivial endpoint (static, answered by the gateway alone,
   through the same authentication and rate-limit layers);
@@ -29,7 +29,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.eligibility_patients import EVALUATION_DATE, realistic_patient
+from infra.demo_patients import EVALUATION_DATE, realistic_patient
 
 REQUESTS = 200
 CONCURRENCY = 4

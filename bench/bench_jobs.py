@@ -21,9 +21,9 @@ TOKEN = "bench-internal-token"
 
 
 def main() -> int:
+    from infra.orthanc_process import orthanc_available
     from infra.stack import StackConfig, running
-    from tests.fixtures import dicom_phantoms as ph
-    from tests.support.orthanc import orthanc_available
+    from services.dosimetry.imaging import phantoms as ph
 
     if not orthanc_available():
         print("job benchmark skipped: Orthanc is not installed")

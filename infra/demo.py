@@ -69,8 +69,8 @@ def _status(obs: dict[str, Any]) -> tuple[str, str]:
 
 
 def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
-    from tests.fixtures.eligibility_patients import realistic_patient
-    from tests.fixtures.response_cases import synthetic_follow_up_bundle
+    from infra.demo_follow_up import synthetic_follow_up_bundle
+    from infra.demo_patients import realistic_patient
 
     gw = f"{stack.gateway_url}/fhir"
     written: dict[str, list[str]] = {}
@@ -116,7 +116,7 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
           f"limited by {values.get('limitingFactor')}, status {values.get('status')}")
 
     if with_pacs:
-        from tests.fixtures import dicom_phantoms as ph
+        from services.dosimetry.imaging import phantoms as ph
 
         study = ph.build_study(ph.two_compartment_liver(n=64), "PT", seed=1, total_activity_gbq=2.0,
                                patient_id=DICOM_PATIENT_ID)

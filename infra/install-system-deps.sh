@@ -16,5 +16,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian orthanc package may start a system service on 8042. netliver starts its own Orthanc
-# on ports of its own and never stops one it did not start (it may be someone's real PACS).
+# Nothing here stops or reconfigures a running process: an Orthanc, Redis or PostgreSQL on this
+# machine may be someone else's (a developer's PACS, another stack, the hospital's). Installing
+# the Debian orthanc package starts its own service on port 8042; netliver leaves it running and
+# starts its own Orthanc on other ports (infra/stack.py says which when 8042 is taken).
+if [[ " ${need[*]} " == *" orthanc "* ]] && [ -f /etc/init.d/orthanc ]; then
+  echo "note: the Debian orthanc package may have started its system service on port 8042;" \
+       "netliver does not use it and leaves it running (/etc/init.d/orthanc stop stops it)."
+fi

@@ -6,6 +6,11 @@ when ``REDIS_URL`` does not answer, an Orthanc PACS (Debian packages) when asked
 services and the gateway under gunicorn and the dosimetry worker(s) under Celery. Every child
 runs in its own process group and is stopped (TERM, then KILL) when the stack stops.
 
+It never stops, signals or reconfigures a process it did not start: a port that another
+process holds (the Debian orthanc service on 8042, someone's Redis or PACS) is left to it.
+The internal ports (services, Orthanc) then move to free ones, and the stack says so; a taken
+gateway port stops the start with a message naming the variable to change.
+
     python -m infra.stack serve          # the defaults: gateway on 127.0.0.1:8080
 """
 
@@ -20,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,13 +34,31 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ROOT", "Stack", "StackConfig", "free_port", "redis_alive"]
+__all__ = ["ROOT", "PortInUse", "Stack", "StackConfig", "free_port", "port_in_use", "redis_alive"]
+
+
+class PortInUse(RuntimeError):
+    """A port the stack must listen on is held by a process it did not start."""
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a listening socket holds ``port`` on ``host`` (or on every address).
+
+    SO_REUSEADDR, as the servers themselves set it, so a closed connection still in TIME_WAIT
+    does not count as in use."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def redis_alive(url: str, timeout_s: float = 1.0) -> bool:
@@ -86,6 +109,28 @@ class StackConfig:
     orthanc_hook: bool = True  # load the stable-study Lua script
     env: dict[str, str] = field(default_factory=dict)
 
+    def claim_ports(self, notice: Callable[[str], None]) -> None:
+        """Move each internal port another process holds to a free one (``notice`` says which);
+        raise :class:`PortInUse` when the gateway's port is held. Nothing is stopped."""
+        if port_in_use(self.gateway_port):
+            raise PortInUse(f"port {self.gateway_port} (GATEWAY_PORT) is in use by another process; "
+                            "netliver leaves it alone: set GATEWAY_PORT to a free port")
+        internal = [("eligibility_port", "the eligibility service", "ELIGIBILITY_URL"),
+                    ("response_port", "the response service", "RESPONSE_URL"),
+                    ("dosimetry_port", "the dosimetry service", "DOSIMETRY_URL")]
+        if self.with_orthanc:
+            internal += [("orthanc_port", "Orthanc's HTTP API", "ORTHANC_PORT"),
+                         ("orthanc_dicom_port", "Orthanc's DICOM listener", "ORTHANC_DICOM_PORT")]
+        for attr, what, variable in internal:
+            port = int(getattr(self, attr))
+            if port_in_use(port):
+                moved = free_port()
+                setattr(self, attr, moved)
+                holder = ("another process (another PACS, such as the Debian orthanc service?)"
+                          if attr.startswith("orthanc") else "another process")
+                notice(f"port {port} ({variable}) is in use by {holder}; netliver leaves it running "
+                       f"and starts {what} on port {moved} instead")
+
     @classmethod
     def ephemeral(cls, data_dir: Path, **overrides: object) -> StackConfig:
         """All ports free and random (tests)."""
@@ -128,9 +173,9 @@ class Stack:
             "NETLIVER_DATA_DIR": str(cfg.data_dir),
             "DATABASE_URL": cfg.database_url or f"sqlite:///{cfg.data_dir / 'netliver.db'}",
         })
-        if cfg.with_orthanc:
-            env.setdefault("ORTHANC_URL", f"http://127.0.0.1:{cfg.orthanc_port}")
-            env.setdefault("DICOMWEB_URL", f"http://127.0.0.1:{cfg.orthanc_port}/dicom-web")
+        if cfg.with_orthanc:  # the stack's own Orthanc, unless the environment names a PACS
+            env["ORTHANC_URL"] = env.get("ORTHANC_URL") or f"http://127.0.0.1:{cfg.orthanc_port}"
+            env["DICOMWEB_URL"] = env.get("DICOMWEB_URL") or f"http://127.0.0.1:{cfg.orthanc_port}/dicom-web"
         env.update(cfg.env)
         return env
 
@@ -178,6 +223,9 @@ class Stack:
         parsed = urlparse(url)
         if parsed.hostname not in {"127.0.0.1", "localhost", "::1"}:
             raise RuntimeError(f"REDIS_URL {url} does not answer and is not local")
+        if port_in_use(parsed.port or 6379):
+            raise PortInUse(f"port {parsed.port or 6379} (REDIS_URL {url}) is held by a process that does "
+                            "not answer as Redis; netliver leaves it alone: point REDIS_URL at a Redis")
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -199,6 +247,7 @@ class Stack:
 
     def start(self, timeout_s: float = 90.0) -> Stack:
         cfg = self.config
+        cfg.claim_ports(lambda text: print(f"netliver: {text}", file=sys.stderr, flush=True))
         try:
             self._ensure_redis()
             if cfg.with_orthanc:
@@ -275,6 +324,8 @@ def _config_from_env() -> StackConfig:
         data_dir=Path(env.get("NETLIVER_DATA_DIR", ROOT / "var")).resolve(),
         workers=int(env.get("WORKERS", 1)),
         with_orthanc=not env.get("ORTHANC_URL") and shutil.which("Orthanc") is not None,
+        orthanc_port=int(env.get("ORTHANC_PORT", 8042)),
+        orthanc_dicom_port=int(env.get("ORTHANC_DICOM_PORT", 4242)),
     )
     cfg.env.setdefault("AUTH_MODE", env.get("AUTH_MODE", "off"))
     return cfg
@@ -297,9 +348,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    stack.start()
-    print(f"netliver is up: gateway {stack.gateway_url}/fhir (logs in {stack.log_dir}); Ctrl-C stops it.",
-          flush=True)
+    try:
+        stack.start()
+    except PortInUse as exc:
+        print(f"netliver: {exc}", file=sys.stderr, flush=True)
+        return 2
+    pacs = f", PACS http://127.0.0.1:{cfg.orthanc_port}" if cfg.with_orthanc else ""
+    print(f"netliver is up: gateway {stack.gateway_url}/fhir{pacs} (logs in {stack.log_dir}); "
+          "Ctrl-C stops it.", flush=True)
     try:
         while not stopping:
             dead = [n for n, p in stack.procs.items() if p.poll() is not None]

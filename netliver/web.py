@@ -3,12 +3,20 @@
 :func:`create_base_app` builds an app whose every error is an ``OperationOutcome`` with the
 contract's status (never an HTML page or a stack trace); :func:`read_fhir_body` parses a request
 body with the contract's 400/413/415 rules; :func:`fhir_response` answers FHIR JSON.
+
+A body the app answers without reading (413 above ``MAX_BODY_BYTES``, 401, 429...) is read and
+discarded, within bounds, before the answer goes out: HTTP clients such as ``requests`` and
+``urllib`` send the whole body before they read, and a server that closes a connection with
+unread data makes the kernel reset it, so they would see a broken pipe instead of the answer
+(RFC 9112 section 9.6, tear-down: close in stages, reading what the client still sends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,8 +28,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 
-__all__ = ["FHIR_JSON", "create_base_app", "create_service_app", "fhir_response", "read_fhir_body",
-           "read_json_body"]
+__all__ = ["FHIR_JSON", "create_base_app", "create_service_app", "discard_unread_body", "fhir_response",
+           "read_fhir_body", "read_json_body"]
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -44,6 +52,54 @@ def error_response(err: FhirError) -> Response:
     return fhir_response(err.to_fhir(), err.status, err.headers)
 
 
+#: Bounds of the discarding of an unread body: at most this many bytes, this long in all, and
+#: this long without data. Past them the connection is closed as before.
+DISCARD_MAX_BYTES = 256 * 1024 * 1024
+DISCARD_MAX_S = 15.0
+DISCARD_IDLE_S = 2.0
+_DISCARD_BLOCK = 256 * 1024
+
+
+def discard_unread_body(environ: Mapping[str, Any], max_bytes: int = DISCARD_MAX_BYTES,
+                        max_s: float = DISCARD_MAX_S, idle_s: float = DISCARD_IDLE_S) -> int:
+    """Read and drop what is left of the request body; returns the bytes dropped.
+
+    Reads the WSGI input stream itself, and only when the server ends that stream at the body's
+    end (``wsgi.input_terminated``, as gunicorn does for Content-Length and chunked bodies;
+    elsewhere a read past the body would wait for the client's next request). An already read
+    body yields nothing; a declared length over ``max_bytes`` is not read at all. Under gunicorn
+    each read waits at most ``idle_s`` (the socket's timeout, restored afterwards)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if not chunked and (not length.isdigit() or int(length) == 0 or int(length) > max_bytes):
+        return 0
+    stream = environ.get("wsgi.input")
+    if stream is None or not environ.get("wsgi.input_terminated"):
+        return 0
+    sock = environ.get("gunicorn.socket")
+    prior = sock.gettimeout() if isinstance(sock, socket.socket) else None
+    deadline = time.monotonic() + max_s
+    dropped = 0
+    try:
+        while dropped < max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if isinstance(sock, socket.socket):
+                sock.settimeout(min(idle_s, remaining))
+            block = stream.read(min(_DISCARD_BLOCK, max_bytes - dropped))
+            if not block:
+                break
+            dropped += len(block)
+    except (OSError, ValueError):  # timeout, reset or a malformed chunk: the connection closes
+        pass
+    finally:
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
+    return dropped
+
+
 def read_json_body(max_bytes: int | None = None) -> Any:
     """The request body as JSON: 415 for another media type, 413 above the limit, 400 if not JSON."""
     ctype = (request.mimetype or "").lower()
@@ -54,7 +110,9 @@ def read_json_body(max_bytes: int | None = None) -> Any:
     if limit is not None and request.content_length is not None and request.content_length > limit:
         raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
     raw = request.get_data(cache=True)
-    if limit is not None and len(raw) > limit:
+    # Without a Content-Length (chunked) the stream stops at the limit: one byte more means the
+    # body was larger (werkzeug raises RequestEntityTooLarge on that read).
+    if limit is not None and (len(raw) > limit or (len(raw) == limit and _more_after_limit())):
         raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
     if not raw.strip():
         raise FhirError(400, "invalid", "the request has no body; a FHIR resource was expected")
@@ -62,6 +120,13 @@ def read_json_body(max_bytes: int | None = None) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FhirError(400, "invalid", f"the body is not valid JSON: {exc}") from None
+
+
+def _more_after_limit() -> bool:
+    try:
+        return bool(request.stream.read(1))
+    except RequestEntityTooLarge:
+        return True
 
 
 def read_fhir_body(expected: str | Iterable[str] | None = None) -> dict[str, Any]:
@@ -94,6 +159,8 @@ def create_base_app(name: str, version: str, settings: Settings) -> Flask:
 
     @app.after_request
     def _finish(resp: Response) -> Response:
+        if resp.status_code >= 400:
+            discard_unread_body(request.environ)
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         _log.info("request", extra={"method": request.method, "path": request.path,

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import EVALUATION_DATE, realistic_patient
 from infra.stack import Stack
 from netliver.fhir.codesystems import STATUS_SYSTEM, THERAPY_SYSTEM
-from tests.fixtures.eligibility_patients import EVALUATION_DATE, realistic_patient
-from tests.fixtures.response_cases import synthetic_follow_up_bundle
 from tests.support.stack import make_stack
 
 THERAPIES = {"surgical-resection", "liver-transplant", "ablation-rfa", "ablation-mwa", "ablation-laser",

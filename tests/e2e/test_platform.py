@@ -7,7 +7,10 @@ OperationOutcome (status, ``issue.code``, ``expression``) and that nothing was w
 
 from __future__ import annotations
 
+import io
 import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -128,6 +131,66 @@ def test_too_large_body_is_413(gw: str) -> None:
     big = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [],
                       "padding": "x" * (11 * 1024 * 1024)})
     resp = requests.post(f"{gw}/fhir/$evaluate-eligibility", data=big, headers=FHIR, timeout=30)
+    _assert_outcome(resp, 413, "too-long")
+    assert _counts(gw) == before
+
+
+_SIXTY_MB = b'{"resourceType": "Bundle", "type": "collection", "padding": "' + b"x" * (60 * 1024 * 1024) + b'"}'
+
+
+class _CountingBody(io.BytesIO):
+    """A request body that counts what the client library read of it (and so sent)."""
+
+    sent = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        block = super().read(size)
+        self.sent += len(block)
+        return block
+
+
+@pytest.mark.parametrize(("method", "path", "connection"), [
+    ("POST", "/fhir/$evaluate-eligibility", "keep-alive"),
+    ("PUT", "/fhir/Observation/too-big", "close"),
+    ("POST", "/fhir", "close"),
+])
+def test_a_60_mb_body_is_read_to_its_end_and_answered_413(gw: str, method: str, path: str,
+                                                          connection: str) -> None:
+    """``requests`` sends the whole body before it reads the answer: the gateway reads and
+    discards it, then answers 413 (closing at once made the kernel reset the connection, and
+    the client saw a broken pipe, or the 413 only by luck after sending part of the body)."""
+    before = _counts(gw)
+    body = _CountingBody(_SIXTY_MB)
+    resp = requests.request(method, f"{gw}{path}", data=body, timeout=120,
+                            headers={**FHIR, "Connection": connection})
+    outcome = _assert_outcome(resp, 413, "too-long")
+    assert "10485760 bytes" in outcome["issue"][0]["diagnostics"]
+    assert body.sent == len(_SIXTY_MB)
+    assert _counts(gw) == before
+    assert requests.get(f"{gw}/fhir/Observation/too-big", timeout=10).status_code == 404
+
+
+def test_a_60_mb_body_sent_with_urllib_gets_the_413_outcome(gw: str) -> None:
+    before = _counts(gw)
+    req = urllib.request.Request(f"{gw}/fhir/$sirt-activity", data=_SIXTY_MB, headers=FHIR, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(req, timeout=120)
+    assert answer.value.code == 413
+    outcome = json.loads(answer.value.read())
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "too-long"
+    assert _counts(gw) == before
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_invalid_json(gw: str) -> None:
+    """Without a Content-Length the body is cut at the limit; the rest makes it 413."""
+    before = _counts(gw)
+
+    def blocks() -> Iterator[bytes]:
+        for start in range(0, len(_SIXTY_MB), 1 << 20):
+            yield _SIXTY_MB[start:start + (1 << 20)]
+
+    resp = requests.post(f"{gw}/fhir/$evaluate-eligibility", data=blocks(), headers=FHIR, timeout=120)
+    assert resp.request.headers.get("Transfer-Encoding") == "chunked"
     _assert_outcome(resp, 413, "too-long")
     assert _counts(gw) == before
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import requests
 
+from infra.orthanc_process import orthanc_available
 from infra.stack import Stack
 from netliver.fhir.builders import canonical_json, deterministic_id
-from tests.fixtures import dicom_phantoms as ph
-from tests.support.orthanc import orthanc_available
+from services.dosimetry.imaging import phantoms as ph
 from tests.support.stack import make_stack, poll
 
 pytestmark = [pytest.mark.slow,

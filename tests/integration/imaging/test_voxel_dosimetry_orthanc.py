@@ -37,6 +37,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from infra.orthanc_process import OrthancProcess, free_port
 from services.dosimetry.imaging.dicomweb import make_client
 from services.dosimetry.imaging.errors import (
     CtMismatchError,
@@ -47,9 +48,7 @@ from services.dosimetry.imaging.errors import (
     SegmentationError,
     SeriesNotFoundError,
 )
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from services.dosimetry.imaging.rtdose import rtdose_array
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     build_study,
     dataset_bytes,
     lung_shunt,
@@ -60,7 +59,8 @@ from tests.fixtures.dicom_phantoms import (
     upload_datasets,
     upload_study,
 )
-from tests.support.orthanc import OrthancProcess, free_port
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from services.dosimetry.imaging.rtdose import rtdose_array
 
 C_GY_KG_PER_GBQ = 49.67  # EANM 2022 dose constant
 ACTIVITY_GBQ = 2.0

@@ -22,13 +22,13 @@ from services.dosimetry.domain.comparison import StudyDoses, VoiMetrics, compare
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.fhir_in import voxel_job_request
 from services.dosimetry.fhir_out import voxel_results
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     Phantom,
     PhantomStudy,
     build_study,
     lung_shunt,
 )
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from tests.support.inprocess import gateway_with_services
 from tests.support.memory_dicomweb import MemoryDicomweb
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from netliver.settings import Settings
+from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
 from services.dosimetry.worker import tasks
 from services.dosimetry.worker.reporter import GatewayUnavailable, JobReporter
 from services.dosimetry.worker.tasks import JOB_KINDS, execute_job
-from tests.fixtures.dicom_phantoms import build_study, two_compartment_liver
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 pytestmark = pytest.mark.unit

@@ -9,12 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM, STATUS_SYSTEM, THERAPY_SYSTEM, UCUM
-from netliver.fhir.models import validate_resource
-from netliver.settings import Settings
-from services.eligibility.app import create_app
-from services.eligibility.domain.evaluation import THERAPIES
-from tests.fixtures.eligibility_patients import (
+from infra.demo_patients import (
     EVALUATION_DATE,
     PatientBundleBuilder,
     realistic_patient,
@@ -23,6 +18,11 @@ from tests.fixtures.eligibility_patients import (
     seed_sinet_patient,
     seed_thyroid_patient,
 )
+from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM, STATUS_SYSTEM, THERAPY_SYSTEM, UCUM
+from netliver.fhir.models import validate_resource
+from netliver.settings import Settings
+from services.eligibility.app import create_app
+from services.eligibility.domain.evaluation import THERAPIES
 
 URL = f"/operations/evaluate-eligibility?date={EVALUATION_DATE.isoformat()}"
 FHIR = "application/fhir+json"

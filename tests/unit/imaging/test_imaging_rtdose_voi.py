@@ -16,18 +16,18 @@ from pydicom.sequence import Sequence as DicomSequence
 from services.dosimetry.imaging.dicomweb import fetch_segmentation
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError, SegmentationError
 from services.dosimetry.imaging.grid import Grid
-from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
-from services.dosimetry.imaging.resample import density_on_grid
-from services.dosimetry.imaging.rtdose import build_rtdose, rtdose_array
-from services.dosimetry.imaging.voi import automatic_liver_voi, rtstruct_vois, seg_vois, voi_role
-from services.dosimetry.imaging.volume import activity_volume, ct_volume
-from tests.fixtures.dicom_phantoms import (
+from services.dosimetry.imaging.phantoms import (
     build_study,
     dataset_bytes,
     lung_shunt,
     sphere_in_cylinder,
     two_compartment_liver,
 )
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from services.dosimetry.imaging.resample import density_on_grid
+from services.dosimetry.imaging.rtdose import build_rtdose, rtdose_array
+from services.dosimetry.imaging.voi import automatic_liver_voi, rtstruct_vois, seg_vois, voi_role
+from services.dosimetry.imaging.volume import activity_volume, ct_volume
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.phantoms import build_study, lung_shunt, two_compartment_liver
 from services.dosimetry.imaging.volume import (
     activity_volume,
     ct_volume,
     parse_dicom_datetime,
     radiopharmaceutical,
 )
-from tests.fixtures.dicom_phantoms import build_study, lung_shunt, two_compartment_liver
 
 Y90_HALF_LIFE_H = 64.1  # DDEP
 TC99M_HALF_LIFE_H = 6.0067  # DDEP

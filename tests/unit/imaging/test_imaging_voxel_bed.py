@@ -11,9 +11,9 @@ import pytest
 from services.dosimetry.domain.radiobiology import TissueRadiobiology, TissueTable
 from services.dosimetry.fhir_in import voxel_job_request
 from services.dosimetry.fhir_out import voxel_results
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, lung_shunt
 from services.dosimetry.imaging.pipeline import VoxelDosimetryResult, run_voxel_dosimetry
 from services.dosimetry.imaging.voi import seg_vois
-from tests.fixtures.dicom_phantoms import PhantomStudy, build_study, lung_shunt
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 #: Y-90 physical half-life (h) of the BED's decay constant.

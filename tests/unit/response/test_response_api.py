@@ -7,11 +7,7 @@ from typing import Any
 
 import pytest
 
-from netliver.fhir.codesystems import CODESYSTEMS, RESPONSE_SYSTEM
-from netliver.fhir.models import validate_resource
-from netliver.settings import Settings
-from services.response.app import create_app
-from tests.fixtures.response_cases import (
+from infra.demo_follow_up import (
     CT,
     PET,
     body_structure,
@@ -22,6 +18,10 @@ from tests.fixtures.response_cases import (
     procedure,
     synthetic_follow_up_bundle,
 )
+from netliver.fhir.codesystems import CODESYSTEMS, RESPONSE_SYSTEM
+from netliver.fhir.models import validate_resource
+from netliver.settings import Settings
+from services.response.app import create_app
 
 URL = "/operations/tumor-response"
 

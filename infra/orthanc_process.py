@@ -1,4 +1,4 @@
-"""A real Orthanc PACS on loopback, for tests, ``make demo`` and ``make serve``.
+"""A real Orthanc PACS on loopback, for ``make serve``, ``make demo``, the benchmark and the tests.
 
 Orthanc comes from the Debian packages ``orthanc`` and ``orthanc-dicomweb``
 (``apt-get install -y orthanc orthanc-dicomweb``). :class:`OrthancProcess` writes a
@@ -6,10 +6,9 @@ configuration into a work directory (storage there, free HTTP and DICOM ports, t
 plugin loaded, no authentication, remote access refused, optional Lua scripts), starts the
 ``Orthanc`` binary, waits until ``GET /system`` answers and stops it with SIGTERM.
 
-No pytest import at module level: the pytest fixture factory imports it lazily, so the class
-can also be run from the command line::
+The class can also be run from the command line::
 
-    python -m tests.support.orthanc --port 8042 [--dicom-port 4242] [--workdir var/orthanc] \
+    python -m infra.orthanc_process --port 8042 [--dicom-port 4242] [--workdir var/orthanc] \
         [--lua infra/orthanc/netliver.lua]
 
 which runs in the foreground until SIGTERM / Ctrl-C.
@@ -30,7 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ __all__ = [
     "find_orthanc_binary",
     "free_port",
     "orthanc_available",
-    "orthanc_factory_fixture",
 ]
 
 # Where the Debian package `orthanc-dicomweb` puts the plugin (`dpkg -L orthanc-dicomweb`).
@@ -281,37 +279,9 @@ class OrthancProcess:
         return answer
 
 
-def orthanc_factory_fixture() -> Callable[..., Any]:
-    """A pytest fixture factory: ``orthanc_factory = orthanc_factory_fixture()`` in a conftest.
-
-    The fixture yields ``make(lua_scripts=(), extra_config=None, env=None) -> OrthancProcess``;
-    every Orthanc it started is stopped at teardown. Skips when Orthanc is not installed.
-    """
-    import pytest  # lazily: the module stays importable without pytest
-
-    @pytest.fixture
-    def orthanc_factory(tmp_path_factory: Any) -> Iterator[Callable[..., OrthancProcess]]:
-        if not orthanc_available():
-            pytest.skip("Orthanc and orthanc-dicomweb are not installed")
-        started: list[OrthancProcess] = []
-
-        def make(lua_scripts: Sequence[str | os.PathLike[str]] = (),
-                 extra_config: Mapping[str, Any] | None = None,
-                 env: Mapping[str, str] | None = None) -> OrthancProcess:
-            proc = OrthancProcess(tmp_path_factory.mktemp("orthanc"), lua_scripts, extra_config, env=env)
-            started.append(proc)
-            return proc.start()
-
-        yield make
-        for proc in started:
-            proc.stop()
-
-    return orthanc_factory  # type: ignore[no-any-return]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run Orthanc in the foreground until SIGTERM / SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m tests.support.orthanc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.orthanc_process", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8042, help="HTTP port (0 = a free one)")
     parser.add_argument("--dicom-port", type=int, default=0, help="DICOM port (0 = a free one)")
     parser.add_argument("--workdir", default="", help="storage folder (default: a temporary one)")
