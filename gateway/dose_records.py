@@ -3,6 +3,10 @@
 ``$dose-comparison`` names two voxel-dosimetry DiagnosticReports by reference; the gateway reads
 them and their result Observations from the store and hands them to the dosimetry service as
 ``resource`` parameters, so the service compares what is stored, never what a caller claims.
+
+``$sirt-activity`` with ``patient``: the gateway adds that patient's stored SIRT plans and voxel
+dosimetry reports (with their Observations) as ``record`` parameters; the planner takes the
+prior lung and normal-liver doses from them.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.store.base import FhirStore
+from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.parameters import parameters_of
 
-__all__ = ["DOSE_READS", "with_compared_reports"]
+__all__ = ["DOSE_READS", "with_compared_reports", "with_patient_dose_records"]
 
 #: What a caller must be allowed to read for the dose operations.
 DOSE_READS = ("DiagnosticReport", "Observation")
@@ -54,3 +59,43 @@ def with_compared_reports(store: FhirStore, body: dict[str, Any]) -> dict[str, A
             if obs_ref.startswith("Observation/"):
                 added.append({"name": "resource", "resource": _read(store, obs_ref, f"{where}.valueReference")})
     return {**body, "parameter": [*params, *added]}
+
+
+def _search_all(store: FhirStore, rtype: str, params: list[tuple[str, str]], base_url: str,
+                page_size: int = 200) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = store.search(rtype, [*params, ("_count", str(page_size)), ("_offset", str(len(found)))], base_url)
+        batch = [e["resource"] for e in page.get("entry", []) if e.get("resource")]
+        found.extend(batch)
+        if not batch or len(found) >= int(page.get("total", len(found))):
+            return found
+
+
+def with_patient_dose_records(store: FhirStore, body: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """``body`` plus one ``record`` parameter per stored SIRT plan and voxel-dosimetry report (and
+    each report's Observations) of the Patient named by the ``patient`` parameter; ``body``
+    unchanged without one. A ``record`` given by the caller is refused."""
+    params = parameters_of(body)
+    patient: str | None = None
+    for i, param in enumerate(params):
+        if param.get("name") == "record":
+            raise FhirError(422, "not-supported", "record is not an input: with patient, the earlier plans and "
+                            "dosimetry are read from the store", f"Parameters.parameter[{i}]")
+        ref = (param.get("valueReference") or {}).get("reference") if param.get("name") == "patient" else None
+        if isinstance(ref, str) and ref.startswith("Patient/"):
+            patient = ref
+    if patient is None:
+        return body
+    subject = ("subject", patient)
+    plans = _search_all(store, "Observation", [subject, ("code", f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan")],
+                        base_url)
+    reports = _search_all(store, "DiagnosticReport",
+                          [subject, ("code", f"{OBSERVATION_CODE_SYSTEM}|voxel-dosimetry-report")], base_url)
+    records: list[dict[str, Any]] = [*plans, *reports]
+    for report in reports:
+        for item in report.get("result") or []:
+            ref = str(item.get("reference", ""))
+            if ref.startswith("Observation/"):
+                records.append(_read(store, ref, f"DiagnosticReport/{report.get('id')}.result"))
+    return {**body, "parameter": [*params, *({"name": "record", "resource": r} for r in records)]}

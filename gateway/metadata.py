@@ -46,7 +46,8 @@ _SIRT_IN = [
     _param("tissueDensityGPerMl", "in", 0, "1", "decimal", "default 1.03"),
     _param("calibrationTime", "in", 0, "1", "dateTime"), _param("treatmentTime", "in", 0, "1", "dateTime"),
     _param("doseConstant", "in", 0, "1", "decimal", "Gy·kg/GBq, default 49.67"),
-    _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional)"),
+    _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional); the prior lung and "
+           "normal-liver doses then come from that patient's stored plans and post-treatment dosimetry"),
     _param("protocol", "in", 0, "1", "code", "protocol target table producing warnings"),
     _param("bsaFormula", "in", 0, "1", "code", "dubois (default, the resin device's formula) | mosteller"),
     _param("vialResidualFraction", "in", 0, "1", "decimal", "MIRD: activity left in the vial, 0-1"),
@@ -68,6 +69,10 @@ _SIRT_OUT = [
     _param("note", "out", 0, "*", "string", "the result under the other dose constants and half-life"),
     _param("perfusedLiverDoseGy", "out", 0, "1", "decimal"), _param("cumulativeLungDoseGy", "out", 0, "1", "decimal"),
     _param("lesionDoseGy", "out", 0, "*", "decimal"), _param("bsaM2", "out", 0, "1", "decimal"),
+    _param("priorLungDoseGy", "out", 0, "1", "decimal", "with patient: the lung dose of the earlier treatments"),
+    _param("priorRecord", "out", 0, "*", "Reference", "with patient: each stored record the prior doses come from"),
+    _param("priorTreatment", "out", 0, "*", "", "with patient: per earlier treatment its date, source (plan | "
+           "post-treatment), lungDoseGy, normalLiverDoseGy and record(s)"),
 ]
 
 #: code -> (title, system?, type?, instance?, resource types, parameters, description)

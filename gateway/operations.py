@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
-from gateway.dose_records import DOSE_READS, with_compared_reports
+from gateway.dose_records import DOSE_READS, with_compared_reports, with_patient_dose_records
 from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.writeback import tag_results, write_results
 from netliver.fhir.outcome import FhirError
@@ -95,6 +95,9 @@ def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
     def sirt_activity() -> Response:
         require_scopes(write=("Observation", "Provenance"))
         body = _body(("Parameters",))
+        if any(p.get("name") == "patient" for p in parameters_of(body)):
+            require_scopes(read=DOSE_READS)
+            body = with_patient_dose_records(deps.store, body, deps.fhir_base())
         return run("dosimetry", "sirt-activity", body, dict(request.args))
 
     @bp.post("/fhir/$dose-comparison")

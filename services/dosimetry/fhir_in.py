@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from netliver.fhir.builders import (
@@ -25,13 +25,16 @@ from netliver.fhir.builders import (
 )
 from netliver.fhir.outcome import FhirError
 from services.dosimetry.domain.comparison import StudyDoses, VoiMetrics
+from services.dosimetry.domain.cumulative import DoseRecord
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["ACCEPTED_PARAMETERS", "COMPARISON_INPUTS", "PARAMETER_OF_FIELD", "ComparisonRequest", "SirtRequest", "VoxelJobRequest", "comparison_error", "input_error", "parse_comparison_request", "parse_sirt_request", "voxel_job_request"]
+__all__ = ["ACCEPTED_PARAMETERS", "COMPARISON_INPUTS", "PARAMETER_OF_FIELD", "RECORD", "ComparisonRequest", "SirtRequest", "VoxelJobRequest", "comparison_error", "dose_records", "input_error", "parse_comparison_request", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
+#: The parameter in which the gateway hands the patient's stored dose records to ``$sirt-activity``.
+RECORD = "record"
 
 # parameter name -> (PlanInputs field, FHIR value type)
 _DECIMALS: dict[str, str] = {
@@ -63,6 +66,8 @@ class SirtRequest:
     canonical: list[Any]
     locations: dict[str, str] = field(default_factory=dict)  # parameter name -> FHIRPath
     treatment_time_text: str | None = None
+    #: The patient's stored plans and voxel results, added by the gateway (``record`` parameters).
+    records: tuple[Mapping[str, Any], ...] = ()
 
 
 #: Domain field → the contract's parameter name (the inverse of the readers above).
@@ -132,7 +137,10 @@ def parse_sirt_request(body: Mapping[str, Any]) -> SirtRequest:
     lesions: list[tuple[float, float]] = []
     patient: dict[str, Any] | None = None
     treatment_text: str | None = None
-    params = body.get("parameter", []) or []
+    every = body.get("parameter", []) or []
+    # ``record``: the patient's stored results, added by the gateway (never part of the request's identity)
+    records = tuple(p["resource"] for p in every if p.get("name") == RECORD and isinstance(p.get("resource"), dict))
+    params = [p for p in every if p.get("name") != RECORD]
     for index, param in enumerate(params):
         name = param.get("name")
         if name == "lesion":
@@ -173,7 +181,7 @@ def parse_sirt_request(body: Mapping[str, Any]) -> SirtRequest:
     if lesions:
         inputs = replace(inputs, extra_lesions=tuple(lesions))
     canonical = sorted(canonical_json(p) for p in params)
-    return SirtRequest(inputs, patient, canonical, locations, treatment_text)
+    return SirtRequest(inputs, patient, canonical, locations, treatment_text, records)
 
 
 
@@ -301,3 +309,71 @@ def parse_comparison_request(body: Mapping[str, Any]) -> ComparisonRequest:
 def comparison_error(err: DosimetryInputError) -> FhirError:
     """422 naming the input (``predicted`` or ``delivered``) a comparison cannot use."""
     return FhirError(422, "business-rule", f"{err.field}: {err.message}", err.field)
+
+
+# ------------------------------------------------------------------------------ prior dose records
+
+def _day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def _codes(resource: Mapping[str, Any]) -> set[str]:
+    return {str(c.get("code")) for c in (resource.get("code") or {}).get("coding") or []}
+
+
+def _component_of(obs: Mapping[str, Any], code: str, key: str) -> Any:
+    for comp in obs.get("component") or []:
+        if code in _codes(comp) and key in comp:
+            return comp[key]
+    return None
+
+
+def _plan_record(obs: Mapping[str, Any]) -> DoseRecord:
+    return DoseRecord(f"Observation/{obs.get('id')}", "plan", _day(obs.get("effectiveDateTime")),
+                      _component_value(obs, "lungDoseGy"), _component_value(obs, "normalLiverDoseGy"))
+
+
+def _voxel_record(report: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]]) -> DoseRecord | None:
+    """A post-treatment voxel result as a record: lung dose = mass-weighted Dmean of the lung VOIs,
+    normal-liver dose = the Dmean of a liver VOI named as the normal liver. None for an MAA
+    simulation (a prediction, not a treatment)."""
+    observations = [resources[str(i.get("reference"))] for i in report.get("result") or []
+                    if str(i.get("reference")) in resources]
+    simulated = [_component_of(o, "dose-simulation", "valueBoolean") for o in observations]
+    if any(f is True for f in simulated) or (
+            not any(f is False for f in simulated) and "MAA simulation" in str(report.get("conclusion"))):
+        return None
+    lung_mass = lung_dose_mass = 0.0
+    normal: float | None = None
+    when: str | None = None
+    for obs in observations:
+        voi = _voi_metrics(obs, f"record DiagnosticReport/{report.get('id')}", f"Observation/{obs.get('id')}")
+        when = when or _component_of(obs, "administration-time", "valueDateTime")
+        if voi.role == "lung":
+            mass = _component_value(obs, None, "VOI mass") or 1.0
+            lung_mass += mass
+            lung_dose_mass += mass * voi.dmean_gy
+        elif voi.role == "liver" and "normal" in voi.name.lower():
+            normal = voi.dmean_gy
+    return DoseRecord(f"DiagnosticReport/{report.get('id')}", "post-treatment", _day(when),
+                      lung_dose_mass / lung_mass if lung_mass > 0 else None, normal)
+
+
+def dose_records(resources: Sequence[Mapping[str, Any]], own_plan: str) -> list[DoseRecord]:
+    """The plans and post-treatment voxel results among ``resources`` (the gateway's ``record``
+    parameters) as domain records; ``own_plan`` (this request's plan, when stored before) is left out."""
+    by_ref = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources}
+    out: list[DoseRecord] = []
+    for ref, res in by_ref.items():
+        if ref == own_plan:
+            continue
+        if res.get("resourceType") == "Observation" and "sirt-activity-plan" in _codes(res):
+            out.append(_plan_record(res))
+        elif res.get("resourceType") == "DiagnosticReport" and "voxel-dosimetry-report" in _codes(res):
+            record = _voxel_record(res, by_ref)
+            if record is not None:
+                out.append(record)
+    return out

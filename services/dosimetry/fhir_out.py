@@ -33,6 +33,7 @@ from services.dosimetry.domain.constants import (
     Y90_HALF_LIFE_EANM_2022_H,
     Y90_HALF_LIFE_H,
 )
+from services.dosimetry.domain.cumulative import PriorDoses
 from services.dosimetry.domain.planning import SirtPlan
 from services.dosimetry.fhir_in import (
     OPERATION,
@@ -109,13 +110,46 @@ def _component(name: str, kind: str, value: Any, unit: str | None) -> dict[str, 
     return comp
 
 
-def sirt_result(plan: SirtPlan, request: SirtRequest, version: str) -> OperationResult:
+def plan_observation_id(request: SirtRequest) -> str:
+    """The plan Observation's id: determined by the caller's parameters (not the stored records)."""
+    return deterministic_id(SERVICE, OPERATION, request.canonical)
+
+
+def _prior_outputs(prior: PriorDoses) -> list[dict[str, Any]]:
+    """``priorLungDoseGy``, one ``priorRecord`` per record used, one ``priorTreatment`` per
+    earlier treatment (date, source, lung and normal-liver dose, its records), and a ``note`` per
+    record left out."""
+    out: list[dict[str, Any]] = [{"name": "priorLungDoseGy", "valueDecimal": _r(prior.lung_gy, 2)}]
+    out.extend({"name": "priorRecord", "valueReference": {"reference": ref}} for ref in prior.records)
+    for t in prior.treatments:
+        parts: list[dict[str, Any]] = [{"name": "date", "valueDate": t.treatment_date.isoformat()},
+                                       {"name": "source", "valueCode": t.source},
+                                       {"name": "lungDoseGy", "valueDecimal": _r(t.lung_gy, 2)}]
+        if t.normal_liver_gy is not None:
+            parts.append({"name": "normalLiverDoseGy", "valueDecimal": _r(t.normal_liver_gy, 2)})
+        parts.extend({"name": "record", "valueReference": {"reference": ref}} for ref in t.records)
+        out.append({"name": "priorTreatment", "part": parts})
+    out.extend({"name": "note", "valueString": f"{ref} not used as a prior dose: {why}"} for ref, why in prior.ignored)
+    return out
+
+
+def _prior_text(prior: PriorDoses) -> str:
+    rows = [f"{t.treatment_date.isoformat()} {t.lung_gy:.2f} Gy lung"
+            + (f", {t.normal_liver_gy:.1f} Gy normal liver" if t.normal_liver_gy is not None else "")
+            + f" ({t.source}: {', '.join(t.records)})" for t in prior.treatments]
+    return (f"Prior treatments: {'; '.join(rows)}; prior lung dose {prior.lung_gy:.2f} Gy" if rows
+            else "No earlier SIRT treatment of this patient is recorded")
+
+
+def sirt_result(plan: SirtPlan, request: SirtRequest, version: str, prior: PriorDoses | None = None) -> OperationResult:
     """The ``$sirt-activity`` answer: output Parameters, and the plan Observation with its
     Provenance to write (deterministic ids over the canonical input)."""
-    obs_id = deterministic_id(SERVICE, OPERATION, request.canonical)
+    obs_id = plan_observation_id(request)
     rows = _outputs(plan)
     output_params: list[dict[str, Any]] = [{"name": n, f"value{k}": v} for n, k, v, _ in rows]
     output_params.append({"name": "plan", "valueReference": reference("Observation", obs_id)})
+    if prior is not None:
+        output_params.extend(_prior_outputs(prior))
     components = [_component(n, k, v, u) for n, k, v, u in rows if n in PLAN_COMPONENT_CODES]
     observation: dict[str, Any] = {
         "resourceType": "Observation",
@@ -131,14 +165,16 @@ def sirt_result(plan: SirtPlan, request: SirtRequest, version: str) -> Operation
         observation["subject"] = dict(request.patient)
     if request.treatment_time_text:
         observation["effectiveDateTime"] = request.treatment_time_text
-    if plan.warnings:
-        observation["note"] = [{"text": str(w)} for w in plan.warnings]
+    if plan.warnings or prior is not None:
+        observation["note"] = [{"text": str(w)} for w in plan.warnings] + (
+            [{"text": _prior_text(prior)}] if prior is not None else [])
     half_life_policy = ("https://netliver.org/fhir/policy/y90-half-life/"
                         f"{'eanm-2022' if plan.half_life_h == Y90_HALF_LIFE_EANM_2022_H else 'nuclear-data' if plan.half_life_h == Y90_HALF_LIFE_H else 'custom'}"
                         f"?value={plan.half_life_h:g}")
     prov = provenance(
         targets=[reference("Observation", obs_id)], service=SERVICE, version=version,
-        inputs=[request.patient] if request.patient else [], activity=OPERATION,
+        inputs=([request.patient] if request.patient else [])
+        + ([{"reference": r} for r in prior.records] if prior is not None else []), activity=OPERATION,
         policy=[_dose_constant_policy(plan.dose_constant), plan.protocol.policy_uri, half_life_policy])
     output = {"resourceType": "Parameters", "parameter": output_params}
     return OperationResult(output=output, write=[observation, prov])
@@ -194,7 +230,7 @@ def _bed_components(voi: VoiDose) -> list[dict[str, Any]]:
 
 def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJobRequest,
                      when: str) -> dict[str, Any]:
-    components = []
+    components: list[dict[str, Any]] = []
     for name, value in voi.metrics.items():
         if name not in METRIC_CODES or value is None:
             continue
@@ -202,6 +238,13 @@ def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJ
         components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, code, display, text=name),
                            "valueQuantity": quantity(round(float(value), 4), unit)})
     components.extend(_bed_components(voi))
+    components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "dose-simulation", CODE_DISPLAYS["dose-simulation"]),
+                       "valueBoolean": result.simulation})
+    if result.reference_time is not None:
+        t = result.reference_time
+        components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "administration-time",
+                                            CODE_DISPLAYS["administration-time"]),
+                           "valueDateTime": t.isoformat() if t.tzinfo else t.date().isoformat()})
     components.append({"code": {"text": "VOI volume"}, "valueQuantity": quantity(round(voi.volume_ml, 2), "mL")})
     components.append({"code": {"text": "VOI mass"}, "valueQuantity": quantity(round(voi.mass_g, 2), "g")})
     components.append({"code": {"text": "share of the counts"},

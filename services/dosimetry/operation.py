@@ -11,37 +11,67 @@ demo, the benchmark and the tests call.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netliver.fhir.builders import OperationResult
 from netliver.settings import Settings
 from services.dosimetry import __version__
 from services.dosimetry.domain.comparison import compare_doses
+from services.dosimetry.domain.cumulative import AGREEMENT_TOLERANCE_GY, PriorDoses, prior_doses
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import plan_sirt
 from services.dosimetry.domain.radiobiology import TissueRadiobiology, TissueTable
 from services.dosimetry.fhir_in import (
+    SirtRequest,
     comparison_error,
+    dose_records,
     input_error,
     parse_comparison_request,
     parse_sirt_request,
     voxel_job_request,
 )
-from services.dosimetry.fhir_out import comparison_result, sirt_result, voxel_results
+from services.dosimetry.fhir_out import (
+    comparison_result,
+    plan_observation_id,
+    sirt_result,
+    voxel_results,
+)
 
 __all__ = ["VoxelJobOutcome", "dose_comparison", "sirt_activity", "tissue_table", "voxel_dosimetry"]
 
 
 def sirt_activity(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
-    """``$sirt-activity``: the plan's output Parameters and the Observation and Provenance to write."""
+    """``$sirt-activity``: the plan's output Parameters and the Observation and Provenance to write.
+
+    With ``patient``, the prior lung dose is the sum over the patient's earlier treatments in
+    the stored records the gateway added (:mod:`services.dosimetry.domain.cumulative`)."""
     request = None
     try:
         request = parse_sirt_request(body)
-        plan = plan_sirt(request.inputs)
+        prior = _prior(request)
+        inputs = request.inputs
+        if prior is not None and prior.treatments:
+            inputs = replace(inputs, prior_lung_dose_gy=prior.lung_gy)
+        plan = plan_sirt(inputs)
     except DosimetryInputError as err:
         raise input_error(err, request) from None
-    return sirt_result(plan, request, version)
+    return sirt_result(plan, request, version, prior)
+
+
+def _prior(request: SirtRequest) -> PriorDoses | None:
+    """The patient's earlier treatments; a ``priorLungDoseGy`` the records contradict is refused."""
+    if request.patient is None:
+        return None
+    before = request.inputs.treatment_time.date() if request.inputs.treatment_time else None
+    prior = prior_doses(dose_records(request.records, f"Observation/{plan_observation_id(request)}"), before)
+    given = request.inputs.prior_lung_dose_gy
+    if prior.treatments and "priorLungDoseGy" in request.locations and \
+            abs(given - prior.lung_gy) > AGREEMENT_TOLERANCE_GY:
+        raise DosimetryInputError("prior_lung_dose_gy", f"{given:g} Gy given, but the patient's records give "
+                                  f"{prior.lung_gy:.2f} Gy ({', '.join(prior.records)}): leave it out, or correct "
+                                  "the records")
+    return prior
 
 
 @dataclass(frozen=True)
