@@ -7,10 +7,15 @@ them and their result Observations from the store and hands them to the dosimetr
 ``$sirt-activity`` with ``patient``: the gateway adds that patient's stored SIRT plans and voxel
 dosimetry reports (with their Observations) as ``record`` parameters; the planner takes the
 prior lung and normal-liver doses from them.
+
+The voxel job links a lesion's SEG segment or RTSTRUCT ROI to its BodyStructure through
+:func:`find_lesion_body_structure` (``BodyStructure.identifier`` ``urn:dicom:uid`` =
+``urn:oid:<TrackingUID>``, else the BodyStructure whose id is the segment label).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.store.base import FhirStore
@@ -18,7 +23,7 @@ from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.parameters import parameters_of
 
-__all__ = ["DOSE_READS", "with_compared_reports", "with_patient_dose_records"]
+__all__ = ["DOSE_READS", "find_lesion_body_structure", "with_compared_reports", "with_patient_dose_records"]
 
 #: What a caller must be allowed to read for the dose operations.
 DOSE_READS = ("DiagnosticReport", "Observation")
@@ -99,3 +104,30 @@ def with_patient_dose_records(store: FhirStore, body: dict[str, Any], base_url: 
             if ref.startswith("Observation/"):
                 records.append(_read(store, ref, f"DiagnosticReport/{report.get('id')}.result"))
     return {**body, "parameter": [*params, *({"name": "record", "resource": r} for r in records)]}
+
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def find_lesion_body_structure(store: FhirStore, tracking_uid: str, label: str, base_url: str) -> dict[str, Any]:
+    """``{"reference": "BodyStructure/<id>"}`` of the lesion a segment is, or ``{"reference":
+    None, "reason": ...}``: by TrackingUID first, else by the label as the BodyStructure id; two
+    BodyStructures with one TrackingUID link neither."""
+    if tracking_uid:
+        found = _search_all(store, "BodyStructure", [("identifier", f"urn:dicom:uid|urn:oid:{tracking_uid}")],
+                            base_url)
+        if len(found) == 1:
+            return {"reference": f"BodyStructure/{found[0]['id']}"}
+        if len(found) > 1:
+            ids = ", ".join(sorted(f"BodyStructure/{b['id']}" for b in found))
+            return {"reference": None, "reason": f"TrackingUID {tracking_uid} names {ids}: not linked"}
+    if _FHIR_ID.match(label):
+        try:
+            store.read("BodyStructure", label)
+        except FhirError as err:
+            if err.status not in (404, 410):
+                raise
+        else:
+            return {"reference": f"BodyStructure/{label}"}
+    return {"reference": None, "reason": f"no BodyStructure for segment {label!r}"
+                                         + (f" (TrackingUID {tracking_uid})" if tracking_uid else "")}

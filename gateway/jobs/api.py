@@ -4,7 +4,7 @@ calls of the workers.
 ``POST /fhir/$voxel-dosimetry`` → job row + ``Task`` (requested) committed → Celery message →
 ``202 Accepted`` with ``Content-Location: <base>/fhir/Task/<id>``. ``DELETE /fhir/Task/<id>``
 cancels. Workers call ``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal
-token.
+token, and ``/internal/jobs/<id>/body-structure`` to link a lesion segment to its BodyStructure.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_internal_token, require_scopes
+from gateway.dose_records import find_lesion_body_structure
 from gateway.jobs.dispatch import JobQueue
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
 from gateway.store.base import FhirStore
@@ -261,6 +262,16 @@ def create_jobs_blueprint(service: JobService) -> Blueprint:
             raise
         result = service.complete(job_id, worker, resources, outputs, timings)
         return fhir_response(result, 200 if result["state"] == "ok" else 409)
+
+    @bp.post("/internal/jobs/<job_id>/body-structure")
+    def body_structure(job_id: str) -> Response:
+        """The BodyStructure a lesion segment of this job's study is (``trackingUid``, ``label``)."""
+        require_internal_token()
+        body = _json_object()
+        if service.jobs.get(job_id) is None:
+            raise FhirError(404, "not-found", f"no job {job_id}")
+        return fhir_response(find_lesion_body_structure(service.store, str(body.get("trackingUid") or ""),
+                                                        str(body.get("label") or ""), service.base_url_of()))
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:

@@ -285,10 +285,14 @@ def _conclusion(result: VoxelDosimetryResult, request: VoxelJobRequest) -> str:
 
 
 def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id: str,
-                  version: str) -> VoxelResults:
-    """The job's FHIR results: one Observation per VOI, the DiagnosticReport and their Provenance."""
+                  version: str, lesions: dict[str, str] | None = None) -> VoxelResults:
+    """The job's FHIR results: one Observation per VOI, the DiagnosticReport and their Provenance.
+    ``lesions`` maps a VOI name to its lesion's ``BodyStructure/<id>`` (the Observation's ``focus``)."""
     when = fhir_instant()
     observations = [_voi_observation(voi, result, request, when) for voi in result.vois]
+    for obs, voi in zip(observations, result.vois, strict=True):
+        if lesions and voi.name in lesions:
+            obs["focus"] = [{"reference": lesions[voi.name]}]
     report_id = deterministic_id("dosimetry", "voxel-report", request.key)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "id": report_id, "status": "final",

@@ -108,7 +108,8 @@ def tissue_table(settings: Settings) -> TissueTable:
 
 def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
                     progress: Callable[[str, float], None] | None = None, *,
-                    version: str = __version__, tissues: TissueTable | None = None) -> VoxelJobOutcome:
+                    version: str = __version__, tissues: TissueTable | None = None,
+                    find_body_structure: Callable[[str, str], str | None] | None = None) -> VoxelJobOutcome:
     """Run the voxel pipeline for one job on the PACS behind ``client`` (a DICOMweb client).
 
     Raises the pipeline's ``ImagingError`` subclasses (the job fails with their reason) and
@@ -121,5 +122,12 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
     request = voxel_job_request(params)
     result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
                                  request.segmentation_series_uid, progress=progress, tissues=tissues)
-    results = voxel_results(result, request, job_id, version)
+    lesions: dict[str, str] = {}
+    if find_body_structure is not None:
+        # a tumour VOI is a lesion: its BodyStructure by TrackingUID, else by label (the gateway looks)
+        for voi in result.vois:
+            ref = find_body_structure(voi.tracking_uid, voi.name) if voi.role == "tumour" else None
+            if ref:
+                lesions[voi.name] = ref
+    results = voxel_results(result, request, job_id, version, lesions)
     return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s))

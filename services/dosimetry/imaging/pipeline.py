@@ -74,6 +74,8 @@ class VoiDose:
     #: The tissue parameters of the BED (None: absorbed dose only) and BEDmean, BED70, EQD2mean (Gy).
     tissue: TissueRadiobiology | None = None
     radiobiology: dict[str, float] = field(default_factory=dict)
+    #: The segment's TrackingUID (links a lesion to its BodyStructure), when the SEG gives one.
+    tracking_uid: str = ""
 
 
 @dataclass
@@ -239,7 +241,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         radiobiology = _voi_bed(dose, v, tissue)
         results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
                                float(density[v.mask].sum() * voxel_ml),
-                               float(counts[v.mask].sum() / total_counts), metrics, tissue, radiobiology))
+                               float(counts[v.mask].sum() / total_counts), metrics, tissue, radiobiology,
+                               v.tracking_uid))
     lsf = _lung_shunt_fraction(vois, counts)
     if simulation and seg_datasets:
         # The planned activity is shared by all counts of the field of view; MAA counts outside

@@ -64,6 +64,8 @@ class Voi:
     role: str
     source: str
     code: str = ""
+    #: The segment's TrackingUID (0062,0021), which names the lesion across studies, when given.
+    tracking_uid: str = ""
 
     @property
     def voxel_count(self) -> int:
@@ -182,7 +184,8 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
         code = str(code_item.get("CodeValue", "")) if code_item is not None else ""
         mask = resample_mask(volume, seg_grid, target)
         _check_nonempty(label, mask, "SEG")
-        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code))
+        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code,
+                        str(desc.get("TrackingUID", "") or "")))
     if not vois:
         raise SegmentationError(f"{what} has no segments (SegmentSequence (0062,0002))", "segmentationSeriesUid")
     return vois

@@ -62,5 +62,10 @@ class JobReporter:
         body = {"resources": resources, "outputs": outputs, "timings": timings_s or {}}
         return str(self._post("complete", body, ok=(200, 409))["state"])
 
+    def body_structure(self, tracking_uid: str, label: str) -> str | None:
+        """The ``BodyStructure/<id>`` a lesion segment is linked to in the store, or None."""
+        ref = self._post("body-structure", {"trackingUid": tracking_uid, "label": label}).get("reference")
+        return str(ref) if ref else None
+
     def fail(self, reason: str) -> str:
         return str(self._post("fail", {"reason": reason})["state"])

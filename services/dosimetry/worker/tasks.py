@@ -40,7 +40,7 @@ def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Se
 
     client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
     done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress,
-                           tissues=tissue_table(settings))
+                           tissues=tissue_table(settings), find_body_structure=reporter.body_structure)
     return done.resources, done.outputs, done.timings_s
 
 
