@@ -14,6 +14,8 @@ from flask import Flask
 
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
+from gateway.cds.client_auth import cds_verifier
+from gateway.cors import init_cors
 from gateway.deps import GatewayDeps, build_deps
 from gateway.fhir_rest import create_fhir_rest_blueprint
 from gateway.health import create_health_blueprint
@@ -23,6 +25,7 @@ from gateway.metadata import create_metadata_blueprint
 from gateway.operations import create_operations_blueprint
 from gateway.pacs_hook import create_hooks_blueprint
 from gateway.ratelimit import init_rate_limit
+from gateway.smart import create_smart_blueprint
 from netliver import __version__
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
@@ -47,7 +50,8 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     app.extensions["netliver"] = {"deps": deps, "store": deps.store, "services": deps.services,
                                   "jobs": deps.jobs, "settings": settings}
 
-    init_auth(app, settings)
+    init_cors(app, settings)  # first: preflights are answered before authentication
+    init_auth(app, settings, cds_verify=cds_verifier(settings) if settings.auth_mode == "jwt" else None)
     init_rate_limit(app, settings, prefix=settings.rate_limit_key_prefix)
 
     app.register_blueprint(create_health_blueprint(deps))
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     app.register_blueprint(create_operations_blueprint(deps))
     app.register_blueprint(create_jobs_blueprint(deps.jobs))
     app.register_blueprint(create_cds_blueprint(deps))
+    app.register_blueprint(create_smart_blueprint(settings))
     app.register_blueprint(create_hooks_blueprint(deps))  # adds the catch-up cursor table
     deps.database.create_all()  # the job and cursor tables, under the store's schema lock
     if settings.job_sweep_s > 0:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
@@ -75,8 +75,12 @@ __all__ = [
 
 _log = logging.getLogger("netliver.gateway.auth")
 
-#: Paths served without any credential (contract, "Authentication").
-EXEMPT_PATHS = frozenset({"/health", "/fhir/metadata"})
+#: Paths served without any credential (contract, "Authentication"); CDS Hooks discovery is
+#: public as well (GET only).
+EXEMPT_PATHS = frozenset({"/health", "/fhir/metadata", "/.well-known/smart-configuration"})
+CDS_DISCOVERY_PATH = "/cds-services"
+#: CDS Hooks service calls and feedback: authenticated as CDS clients (gateway/cds/client_auth.py).
+CDS_PATH_PREFIX = "/cds-services/"
 #: Paths of the worker → gateway job protocol, guarded by the internal token.
 INTERNAL_PATH_PREFIX = "/internal/"
 #: Paths that accept the internal token as an alternative to a JWT (Orthanc's Lua script; the
@@ -115,10 +119,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+#: Verifies a CDS client's bearer JWT against the endpoint URLs it may be addressed to.
+CdsVerify = Callable[[str, list[str]], Principal]
+
+
 @dataclass(frozen=True)
 class _AuthState:
     settings: Settings
     verifier: TokenVerifier | None
+    cds_verify: CdsVerify | None = None
 
 
 def _state() -> _AuthState:
@@ -128,13 +137,16 @@ def _state() -> _AuthState:
     return state
 
 
-def init_auth(app: Flask, settings: Settings, *, jwks: JwksCache | None = None) -> None:
+def init_auth(app: Flask, settings: Settings, *, jwks: JwksCache | None = None,
+              cds_verify: CdsVerify | None = None) -> None:
     """Authenticate every request of ``app`` (a ``before_request``), per ``settings.auth_mode``.
 
     Raises ``ValueError`` at start when the configuration is unsafe or incomplete:
     ``AUTH_MODE=jwt`` without ``AUTH_JWKS_URL``/``AUTH_ISSUER``/``AUTH_AUDIENCE``, or
     ``AUTH_MODE=off`` on a non-loopback ``GATEWAY_HOST`` without ``ALLOW_INSECURE_AUTH_OFF=1``.
     ``jwks`` replaces the key cache built from ``AUTH_JWKS_URL`` (tests tune its timings).
+    ``cds_verify`` checks the JWTs of CDS clients on ``/cds-services/…`` under ``jwt`` (without
+    it every CDS Hooks call is refused there).
     """
     verifier: TokenVerifier | None = None
     if settings.auth_mode == "off":
@@ -167,15 +179,18 @@ def init_auth(app: Flask, settings: Settings, *, jwks: JwksCache | None = None) 
         # Published in this repository: anyone could write results through the job calls.
         raise ValueError("AUTH_MODE=jwt needs INTERNAL_TOKEN set to a secret of this deployment "
                          "(the default and the compose file's placeholder are public)")
-    app.extensions[_EXTENSION] = _AuthState(settings, verifier)
+    app.extensions[_EXTENSION] = _AuthState(settings, verifier, cds_verify)
     app.before_request(_authenticate)
 
 
 def _authenticate() -> None:
     state = _state()
     path = request.path
-    if path in EXEMPT_PATHS:
+    if path in EXEMPT_PATHS or (path == CDS_DISCOVERY_PATH and request.method in ("GET", "HEAD")) or (
+            request.method == "OPTIONS"):  # CORS preflights carry no credentials (Fetch standard)
         g.principal = _AUTH_OFF if state.verifier is None else _ANONYMOUS
+    elif path.startswith(CDS_PATH_PREFIX) and state.verifier is not None:
+        g.principal = _check_cds_client(state)
     elif path.startswith(INTERNAL_PATH_PREFIX) or (
             path in HOOK_PATHS and INTERNAL_TOKEN_HEADER in request.headers):
         g.principal = _check_internal_token(state.settings)
@@ -183,6 +198,23 @@ def _authenticate() -> None:
         g.principal = _AUTH_OFF
     else:
         g.principal = state.verifier.verify(_bearer_token())
+
+
+def cds_audiences() -> list[str]:
+    """The URLs a CDS client's ``aud`` may name for this request (CDS Hooks 2.0: the endpoint
+    being invoked; feedback also accepts its service's URL). Built on ``PUBLIC_BASE_URL``."""
+    root = (_state().settings.public_base_url or request.url_root).rstrip("/")
+    url = root + request.path.rstrip("/")
+    audiences = [url]
+    if url.endswith("/feedback"):
+        audiences.append(url.removesuffix("/feedback"))
+    return audiences
+
+
+def _check_cds_client(state: _AuthState) -> Principal:
+    if state.cds_verify is None:
+        raise unauthorized("no CDS client is trusted by this gateway (CDS_CLIENTS is empty)")
+    return state.cds_verify(_bearer_token(), cds_audiences())
 
 
 def _bearer_token() -> str:

@@ -16,7 +16,7 @@ from netliver.web import fhir_response
 if TYPE_CHECKING:
     from gateway.deps import GatewayDeps
 
-__all__ = ["OPERATIONS", "capability_statement", "create_metadata_blueprint", "operation_definition"]
+__all__ = ["OPERATIONS", "RESOURCE_TYPES", "capability_statement", "create_metadata_blueprint", "operation_definition"]
 
 def _param(name: str, use: str, min_: int, max_: str, type_: str, doc: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "use": use, "min": min_, "max": max_}
@@ -172,7 +172,14 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def capability_statement(base_url: str, auth_mode: str, resource_types: list[str]) -> dict[str, Any]:
+#: Resource types served by the REST API (the CapabilityStatement's ``rest.resource``).
+RESOURCE_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
+                  "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
+                  "Provenance", "Task", "Endpoint", "AuditEvent")
+
+
+def capability_statement(base_url: str, auth_mode: str, resource_types: list[str], *,
+                         cors: bool = False) -> dict[str, Any]:
     search_params = [
         {"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},
         {"name": "subject", "type": "reference"}, {"name": "patient", "type": "reference"},
@@ -190,7 +197,7 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
             entry["operation"] = [{"name": "evaluate-eligibility",
                                    "definition": f"{CANONICAL_BASE}/OperationDefinition/evaluate-eligibility"}]
         resources.append(entry)
-    security: dict[str, Any] = {"cors": False, "description": (
+    security: dict[str, Any] = {"cors": cors, "description": (
         "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
         if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
     if auth_mode == "jwt":
@@ -224,13 +231,13 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: list[str
 
 def create_metadata_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("metadata", __name__)
-    resource_types = ["Patient", "Observation", "Condition", "Procedure", "MedicationStatement",
-                      "AllergyIntolerance", "ImagingStudy", "BodyStructure", "DiagnosticReport",
-                      "Provenance", "Task", "Endpoint"]
+    resource_types = list(RESOURCE_TYPES)
 
     @bp.get("/fhir/metadata")
     def metadata() -> Response:
-        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode, resource_types))
+        cors = bool(deps.settings.cors_allowed_origins)
+        return fhir_response(capability_statement(deps.fhir_base(), deps.settings.auth_mode, resource_types,
+                                                  cors=cors))
 
     @bp.get("/fhir/OperationDefinition/<code>")
     def get_operation_definition(code: str) -> Response:

@@ -93,7 +93,8 @@ def missing_scopes(scopes: Iterable[Scope], read: Iterable[str] = (),
 class Principal:
     """Who is calling, stored in ``flask.g.principal`` for the views, logs and rate limiting.
 
-    ``kind`` is ``token`` (a verified JWT), ``internal`` (the internal token), ``auth-off``
+    ``kind`` is ``token`` (a verified JWT), ``cds-client`` (an EHR's CDS Hooks JWT, no scopes),
+    ``internal`` (the internal token), ``auth-off``
     (``AUTH_MODE=off``: everyone is trusted) or ``anonymous`` (an exempt path under ``jwt``).
     """
 
@@ -101,6 +102,8 @@ class Principal:
     client_id: str | None = None
     subject: str | None = None
     scopes: tuple[Scope, ...] = ()
+    #: The healthcare organisation a CDS client calls for (CDS Hooks ``tenant`` claim).
+    tenant: str | None = None
 
     @property
     def unrestricted(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "JwksUnavailable",
     "TokenVerifier",
     "unauthorized",
+    "verify_signed_claims",
 ]
 
 _log = logging.getLogger("netliver.gateway.auth")
@@ -221,49 +222,60 @@ class TokenVerifier:
         self.leeway_s = leeway_s
 
     def verify(self, token: str) -> Principal:
-        if len(token) > MAX_TOKEN_CHARS:
-            raise unauthorized("the bearer token is too long to be a JWT")
+        claims = verify_signed_claims(token, self.jwks, audience=self.audience, audience_text=repr(self.audience),
+                                      issuer=self.issuer, required=("exp", "iss", "aud"), leeway_s=self.leeway_s,
+                                      keys_down=_jwks_down)
+        return _principal_from_claims(claims)
+
+
+def verify_signed_claims(token: str, jwks: JwksCache, *, audience: str | list[str], audience_text: str,
+                         issuer: str, required: Sequence[str], leeway_s: float,
+                         keys_down: Callable[[str], FhirError]) -> dict[str, Any]:
+    """The claims of ``token`` once its signature (a key of ``jwks`` fitting its ``alg``),
+    ``iss``, ``aud``, ``exp``/``nbf``/``iat`` and ``required`` claims are checked; ``FhirError``
+    401 naming what is wrong otherwise, ``keys_down(reason)`` when the keys cannot be fetched.
+    Serves the hospital's access tokens and the CDS clients' tokens (gateway/cds/client_auth.py)."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise unauthorized("the bearer token is too long to be a JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise unauthorized("the bearer token is not a well-formed JWT") from None
+    alg = header.get("alg")
+    if alg not in ACCEPTED_ALGORITHMS:
+        raise unauthorized(f"the token's algorithm {str(alg)[:20]!r} is not accepted "
+                           f"(only {', '.join(ACCEPTED_ALGORITHMS)})")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise unauthorized("the token's 'kid' header is not a string")
+    try:
+        candidates = [k for k in jwks.keys_for(kid) if _key_fits(k, alg)]
+    except JwksUnavailable as exc:
+        raise keys_down(str(exc)) from None
+    if not candidates:
+        raise unauthorized("the token is signed by a key the issuer does not publish"
+                           + (f" (kid {kid[:64]!r})" if kid else ""))
+    for key in candidates:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise unauthorized("the bearer token is not a well-formed JWT") from None
-        alg = header.get("alg")
-        if alg not in ACCEPTED_ALGORITHMS:
-            raise unauthorized(f"the token's algorithm {str(alg)[:20]!r} is not accepted "
-                                f"(only {', '.join(ACCEPTED_ALGORITHMS)})")
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise unauthorized("the token's 'kid' header is not a string")
-        try:
-            candidates = [k for k in self.jwks.keys_for(kid) if _key_fits(k, alg)]
-        except JwksUnavailable as exc:
-            raise _jwks_down(str(exc)) from None
-        if not candidates:
-            raise unauthorized("the token is signed by a key the issuer does not publish"
-                                + (f" (kid {kid[:64]!r})" if kid else ""))
-        for key in candidates:
-            try:
-                claims = jwt.decode(
-                    token, key.key, algorithms=[alg], audience=self.audience,
-                    issuer=self.issuer, leeway=self.leeway_s,
-                    options={"require": ["exp", "iss", "aud"]},
-                )
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.ExpiredSignatureError:
-                raise unauthorized("the token has expired", code="login") from None
-            except jwt.ImmatureSignatureError:
-                raise unauthorized("the token is not valid yet (nbf or iat in the future)") from None
-            except jwt.InvalidAudienceError:
-                raise unauthorized(f"the token's audience is not {self.audience!r}") from None
-            except jwt.InvalidIssuerError:
-                raise unauthorized(f"the token's issuer is not {self.issuer!r}") from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise unauthorized(f"the token lacks the {exc.claim!r} claim") from None
-            except jwt.PyJWTError as exc:
-                raise unauthorized(f"the token is invalid: {exc}") from None
-            return _principal_from_claims(claims)
-        raise unauthorized("the token's signature does not verify")
+            claims: dict[str, Any] = jwt.decode(
+                token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=leeway_s,
+                options={"require": list(required)})
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("the token has expired", code="login") from None
+        except jwt.ImmatureSignatureError:
+            raise unauthorized("the token is not valid yet (nbf or iat in the future)") from None
+        except jwt.InvalidAudienceError:
+            raise unauthorized(f"the token's audience is not {audience_text}") from None
+        except jwt.InvalidIssuerError:
+            raise unauthorized(f"the token's issuer is not {issuer!r}") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthorized(f"the token lacks the {exc.claim!r} claim") from None
+        except jwt.PyJWTError as exc:
+            raise unauthorized(f"the token is invalid: {exc}") from None
+        return claims
+    raise unauthorized("the token's signature does not verify")
 
 
 def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:

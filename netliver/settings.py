@@ -70,6 +70,11 @@ class Settings:
     auth_issuer: str = _setting("", "AUTH_ISSUER", "Required 'iss' claim.")
     auth_audience: str = _setting("", "AUTH_AUDIENCE", "Required 'aud' claim.")
     allow_insecure_auth_off: bool = _setting(False, "ALLOW_INSECURE_AUTH_OFF", "1 lets AUTH_MODE=off start on a non-loopback GATEWAY_HOST (never in production).")
+    auth_token_url: str = _setting("", "AUTH_TOKEN_URL", "Token endpoint of the issuer, published in /.well-known/smart-configuration.")
+    auth_authorize_url: str = _setting("", "AUTH_AUTHORIZE_URL", "Authorization endpoint of the issuer, published in /.well-known/smart-configuration when set.")
+    cds_clients: str = _setting("", "CDS_CLIENTS", "Trusted CDS clients (EHRs): a JSON list, or the path of a JSON file, of {\"iss\": ..., \"jwks_url\": ...}.")
+    cds_fetch_timeout_s: float = _setting(10.0, "CDS_FETCH_TIMEOUT_S", "Timeout of each read from an EHR's fhirServer during a CDS Hooks call, seconds.")
+    cors_allowed_origins: str = _setting("", "CORS_ALLOWED_ORIGINS", "Browser origins allowed to call the FHIR, CDS Hooks and page endpoints (comma-separated; empty = none).")
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = _setting(10 * 1024 * 1024, "MAX_BODY_BYTES", "Largest accepted request body (413 above).")
     rate_limit_per_minute: int = _setting(600, "RATE_LIMIT_PER_MINUTE", "Requests per minute per client (token or address); 0 = unlimited (429 above).")

@@ -323,11 +323,23 @@ _RESPONSE = CodeSystemDef(
     ),
 )
 
+_CDS_OVERRIDE = CodeSystemDef(
+    "cds-override-reason", "NetliverCdsOverrideReason", "Why a CDS card was set aside",
+    "Override reasons offered on the cards of the CDS Hooks service (CDS Hooks 2.0 overrideReasons) "
+    "and recorded from the client's feedback.",
+    (
+        C("tumour-board-decision", "The multidisciplinary tumour board decided otherwise"),
+        C("data-outdated", "The record the card used is outdated or incomplete"),
+        C("patient-preference", "Patient preference"),
+        C("clinical-judgement", "Clinical judgement (see comment)"),
+    ),
+)
+
 #: All project CodeSystems by id.
 CODESYSTEMS: dict[str, CodeSystemDef] = {
     cs.id: cs
     for cs in (_THERAPY, _STATUS, _OBSERVATION, _CONDITION, _PRIMARY, _DISEASE_STATE,
-               _LESION_ROLE, _NON_TARGET, _RESPONSE)
+               _LESION_ROLE, _NON_TARGET, _RESPONSE, _CDS_OVERRIDE)
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from netliver.fhir.builders import deterministic_id
 from services.eligibility.domain.evaluation import Status, TherapyVerdict
+from services.eligibility.domain.rules import Kind
 from services.eligibility.fhir_out import therapy_display
 from services.eligibility.operation import Evaluation
 
@@ -35,19 +36,71 @@ def _names(verdicts: Sequence[TherapyVerdict], status: Status) -> list[str]:
     return [_SHORT.get(v.therapy, v.therapy) for v in verdicts if v.status is status]
 
 
-def eligibility_cards(evaluation: Evaluation, digest: str) -> list[dict[str, Any]]:
-    """One summary card, plus one warning card listing the inputs the evaluation still needs."""
-    verdicts = evaluation.verdicts
+def _why(verdict: TherapyVerdict) -> str:
+    """The deciding reasons of one verdict in one line: rule title, evidence, rule id."""
+    chosen = [r for r in verdict.reasons if r.decisive]
+    if not chosen and verdict.status is Status.ELIGIBLE:
+        chosen = [r for r in verdict.reasons if r.rule.kind is Kind.INDICATION and r.applies]
+    parts = []
+    for r in chosen:
+        evidence = "; ".join(r.outcome.evidence)
+        parts.append(f"{r.rule.title}" + (f" ({evidence})" if evidence else "") + f" [{r.rule.id}]")
+    return "; ".join(parts) or "no rule decided against it"
+
+
+_SECTIONS = ((Status.ELIGIBLE, "Eligible"), (Status.CAUTION, "Eligible with caution"),
+             (Status.INELIGIBLE, "Not eligible"))
+
+
+def _detail(evaluation: Evaluation) -> str:
+    lines: list[str] = []
+    for status, heading in _SECTIONS:
+        chosen = [v for v in evaluation.verdicts if v.status is status]
+        if chosen:
+            lines += [f"**{heading}**", ""]
+            lines += [f"- **{therapy_display(v.therapy)}**: {_why(v)}" for v in chosen]
+            lines.append("")
+    undecided = [v for v in evaluation.verdicts if v.status is Status.INSUFFICIENT]
+    if undecided:
+        lines += ["**Undecided (data missing)**: " + ", ".join(therapy_display(v.therapy) for v in undecided), ""]
+    if evaluation.advice:
+        lines += ["**Imaging advice**", ""]
+        lines += [f"- {a.text} ({a.source})" for a in evaluation.advice]
+    return "\n".join(lines).rstrip()
+
+
+def _missing_card(evaluation: Evaluation, source: dict[str, str], uuid: str) -> dict[str, Any] | None:
+    """The inputs still needed, each with the therapies it would decide."""
+    insufficient = [v for v in evaluation.verdicts if v.status is Status.INSUFFICIENT]
+    if not insufficient:
+        return None
     rules = evaluation.rules
-    source = {"label": f"netliver eligibility rules {rules.version}",
+    needed: dict[str, list[str]] = {}
+    for v in insufficient:
+        for m in v.missing:
+            needed.setdefault(m, []).append(_SHORT.get(v.therapy, v.therapy))
+    label = {m: rules.inputs[m].display if m in rules.inputs else m for m in needed}
+    order = sorted(needed, key=lambda m: label[m])
+    detail = "**Missing data**\n\n" + "\n".join(f"- {label[m]} (decides {', '.join(needed[m])})" for m in order)
+    return {
+        "uuid": uuid,
+        "summary": _clip(f"Eligibility undecided for {len(insufficient)} therapies: needs "
+                         + ", ".join(label[m] for m in order)),
+        "indicator": "warning",
+        "source": source,
+        "detail": detail,
+    }
+
+
+def eligibility_cards(evaluation: Evaluation, digest: str) -> list[dict[str, Any]]:
+    """One summary card (eligible and cautioned therapies with their deciding reasons), plus one
+    warning card listing the inputs the evaluation still needs. No suggestions: nothing here is
+    an order the EHR could place."""
+    verdicts = evaluation.verdicts
+    source = {"label": f"netliver eligibility rules {evaluation.rules.version}",
               "url": "https://netliver.org/fhir/eligibility-rules"}
     eligible = _names(verdicts, Status.ELIGIBLE)
     caution = _names(verdicts, Status.CAUTION)
-    rows = ["| Therapy | Status | Deciding rules |", "|---|---|---|"]
-    for v in verdicts:
-        ids = ", ".join(r.rule.id for r in v.reasons if r.decisive) or "-"
-        rows.append(f"| {therapy_display(v.therapy)} | {v.status.value} | {ids} |")
-    advice = "\n".join(f"- {a.text} ({a.source})" for a in evaluation.advice)
     if eligible or caution:
         parts = []
         if eligible:
@@ -65,21 +118,9 @@ def eligibility_cards(evaluation: Evaluation, digest: str) -> list[dict[str, Any
         "summary": _clip(summary),
         "indicator": indicator,
         "source": source,
-        "detail": "\n".join(rows) + "\n\n**Imaging advice**\n\n" + advice,
+        "detail": _detail(evaluation),
     }]
-    insufficient = [v for v in verdicts if v.status is Status.INSUFFICIENT]
-    if insufficient:
-        needed = sorted({m for v in insufficient for m in v.missing})
-        labels = [rules.inputs[m].display if m in rules.inputs else m for m in needed]
-        detail = "\n".join(
-            f"- **{therapy_display(v.therapy)}** needs: "
-            + ", ".join(rules.inputs[m].display if m in rules.inputs else m for m in v.missing)
-            for v in insufficient)
-        cards.append({
-            "uuid": deterministic_id("eligibility-card", pid, digest, "missing"),
-            "summary": _clip(f"Eligibility undecided for {len(insufficient)} therapies: needs {', '.join(labels)}"),
-            "indicator": "warning",
-            "source": source,
-            "detail": detail,
-        })
+    missing = _missing_card(evaluation, source, deterministic_id("eligibility-card", pid, digest, "missing"))
+    if missing is not None:
+        cards.append(missing)
     return cards

@@ -193,29 +193,34 @@ def test_cds_hooks_discovery_and_patient_view(stack: Stack, fhir: str) -> None:
     discovery = requests.get(f"{stack.gateway_url}/cds-services", timeout=10).json()
     service = discovery["services"][0]
     assert service["hook"] == "patient-view" and service["id"] == "liver-directed-therapy"
-    assert "observations" in service["prefetch"] and "conditions" in service["prefetch"]
     pid = f"cds-{uuid.uuid4().hex[:8]}"
     bundle = realistic_patient(pid)
     resources = [e["resource"] for e in bundle["entry"]]
-    prefetch = {
-        "patient": next(r for r in resources if r["resourceType"] == "Patient"),
-        "observations": {"resourceType": "Bundle", "type": "searchset",
-                         "entry": [{"resource": r} for r in resources if r["resourceType"] == "Observation"]},
-        "conditions": {"resourceType": "Bundle", "type": "searchset",
-                       "entry": [{"resource": r} for r in resources if r["resourceType"] == "Condition"]},
-    }
+    prefetch: dict[str, Any] = {}
+    for key, template in service["prefetch"].items():
+        rtype = template.split("?")[0].split("/")[0]
+        found = [r for r in resources if r["resourceType"] == rtype]
+        if rtype == "Patient":
+            prefetch[key] = found[0]
+        else:  # CDS Hooks 2.0: null when the client has no data for a key
+            prefetch[key] = {"resourceType": "Bundle", "type": "searchset",
+                             "entry": [{"resource": r} for r in found]} if found else None
     call = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
             "context": {"userId": "Practitioner/1", "patientId": pid}, "prefetch": prefetch}
-    resp = requests.post(f"{stack.gateway_url}/cds-services/liver-directed-therapy", json=call, timeout=60)
+    url = f"{stack.gateway_url}/cds-services/liver-directed-therapy"
+    resp = requests.post(url, json=call, timeout=60)
     assert resp.status_code == 200, resp.text[:1000]
     cards = resp.json()["cards"]
     assert cards and all(len(c["summary"]) <= 140 and c["indicator"] in {"info", "warning", "critical"}
                          and c["source"]["label"] for c in cards)
-    # Without prefetch, the record is read from the store.
+    # Part of the record neither prefetched nor in the store (and no fhirServer): 412, no card.
+    partial = {**call, "prefetch": {k: prefetch[k] for k in ("patient", "observations")}}
+    assert requests.post(url, json=partial, timeout=60).status_code == 412
+    # Without prefetch, the record is read from the store: the same card.
     requests.post(fhir, json=_as_transaction(bundle), timeout=60)
     call.pop("prefetch")
-    resp = requests.post(f"{stack.gateway_url}/cds-services/liver-directed-therapy", json=call, timeout=60)
-    assert resp.status_code == 200 and resp.json()["cards"]
-    bad = requests.post(f"{stack.gateway_url}/cds-services/liver-directed-therapy",
-                        json={"hook": "patient-view", "context": {}}, timeout=10)
-    assert bad.status_code == 422
+    resp = requests.post(url, json=call, timeout=60)
+    assert resp.status_code == 200
+    assert [c["summary"] for c in resp.json()["cards"]] == [c["summary"] for c in cards]
+    bad = requests.post(url, json={"hook": "patient-view", "hookInstance": "x", "context": {}}, timeout=10)
+    assert bad.status_code == 400

@@ -348,8 +348,15 @@ def test_cds_cards(client: FlaskClient) -> None:
         assert card["uuid"]
     assert cards[0]["summary"].startswith("Eligible: TAE, cTACE") and "with caution: " in cards[0]["summary"]
     assert "MWA" in cards[0]["summary"].split("with caution: ")[1]
-    assert "| Microwave ablation | eligible-with-caution |" in cards[0]["detail"]
+    # The detail names the cautioned therapy under its heading with the rule that decided it.
+    caution = cards[0]["detail"].split("**Eligible with caution**")[1].split("**Not eligible**")[0]
+    mwa = next(line for line in caution.splitlines() if line.startswith("- **Microwave ablation**"))
+    assert "[" in mwa and "no rule decided" not in mwa
     assert "Lung shunt" in cards[1]["summary"]
+    # Missing data is a list, each item with the therapies it would decide; no invented suggestions.
+    assert cards[1]["detail"].startswith("**Missing data**\n\n- ")
+    assert "(decides " in cards[1]["detail"] and "SIRT" in cards[1]["detail"]
+    assert all("suggestions" not in card and "selectionBehavior" not in card for card in cards)
 
 
 def test_cds_cards_bad_input_is_422(client: FlaskClient) -> None:

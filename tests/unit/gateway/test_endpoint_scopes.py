@@ -1,8 +1,7 @@
 """Scopes of the gateway's non-REST endpoints under ``AUTH_MODE=jwt`` (contract, "Authentication":
-a token whose scopes do not cover the resource types an operation reads or writes gets 403), and
-what the CDS Hooks service reads when the EHR's prefetch is partial (CDS Hooks 2.0, "Prefetch":
-a service fetches what the client did not prefetch), the internal token at start, and the 400 of
-structurally broken bodies (never a 500).
+a token whose scopes do not cover the resource types an operation reads or writes gets 403), the
+internal token at start, and the 400 of structurally broken bodies (never a 500). CDS Hooks,
+authenticated as CDS clients rather than by scopes, is tested in ``test_cds_hooks.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +23,6 @@ pytestmark = pytest.mark.unit
 #: planned activity (Observation), and starts the voxel-dosimetry job (Task, results, Provenance).
 HOOK_SCOPES = ("system/ImagingStudy.cru system/Endpoint.cu system/Patient.rs system/Observation.crus "
                "system/Task.cru system/DiagnosticReport.cu system/Provenance.cu")
-#: What eligibility reads from the store for a patient (Patient/{id}/$evaluate-eligibility).
-CDS_READ_SCOPES = ("system/Patient.rs system/Observation.rs system/Condition.rs system/Procedure.rs "
-                   "system/MedicationStatement.rs system/AllergyIntolerance.rs system/ImagingStudy.rs "
-                   "system/BodyStructure.rs")
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
@@ -63,59 +58,6 @@ def test_the_orthanc_hook_needs_every_scope_of_what_it_writes(client: FlaskClien
     assert full.status_code == 503 and full.headers.get("Retry-After")
 
 
-def _cds_request(prefetch: dict[str, Any] | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-                            "context": {"userId": "Practitioner/1", "patientId": "p1"}}
-    if prefetch is not None:
-        body["prefetch"] = prefetch
-    return body
-
-
-def test_cds_patient_view_needs_read_scopes_of_everything_it_reads(client: FlaskClient, idp: JwksServer) -> None:
-    narrow = "system/Patient.rs system/Observation.rs system/Condition.rs system/Procedure.rs"
-    resp = client.post("/cds-services/liver-directed-therapy", json=_cds_request(None),
-                       headers=_bearer(idp, narrow))
-    assert resp.status_code == 403
-    assert "AllergyIntolerance" in " ".join(i["diagnostics"] for i in resp.get_json()["issue"])
-    # With every read scope the request passes authorisation (the patient is unknown: 404).
-    resp = client.post("/cds-services/liver-directed-therapy", json=_cds_request(None),
-                       headers=_bearer(idp, CDS_READ_SCOPES))
-    assert resp.status_code == 404
-
-
-def test_cds_reads_from_the_store_what_the_prefetch_left_out(client: FlaskClient, idp: JwksServer) -> None:
-    writer = _bearer(idp, "system/*.cruds")
-    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1960-05-01"}
-    ascites = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
-               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                              "code": "active"}]},
-               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "389026000"}]}}
-    allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
-               "code": {"text": "iodinated contrast"}}
-    for res in (patient, ascites, allergy):
-        assert client.put(f"/fhir/{res['resourceType']}/{res['id']}", json=res, headers=writer).status_code in (200, 201)
-    services = client.application.extensions["netliver"]["services"]
-    seen: list[dict[str, Any]] = []
-
-    def fake_call_json(service: str, operation: str, body: Any, params: Any = None, request_id: str = "") -> Any:
-        seen.append(body)
-        return {"cards": []}
-
-    services.call_json = fake_call_json
-    # The EHR prefetched the patient and (no) Observations, but not the Conditions.
-    prefetch = {"patient": patient, "observations": {"resourceType": "Bundle", "type": "searchset", "entry": []}}
-    resp = client.post("/cds-services/liver-directed-therapy", json=_cds_request(prefetch),
-                       headers=_bearer(idp, CDS_READ_SCOPES))
-    assert resp.status_code == 200, resp.get_json()
-    types = sorted(e["resource"]["resourceType"] for e in seen[0]["entry"])
-    assert types == ["AllergyIntolerance", "Condition", "Patient"]
-    # A prefetched key wins over the store: an empty Conditions prefetch means no Conditions.
-    prefetch["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
-    client.post("/cds-services/liver-directed-therapy", json=_cds_request(prefetch),
-                headers=_bearer(idp, CDS_READ_SCOPES))
-    assert sorted(e["resource"]["resourceType"] for e in seen[1]["entry"]) == ["AllergyIntolerance", "Patient"]
-
-
 def test_jwt_mode_refuses_to_start_with_the_published_internal_token(tmp_path: Path, idp: JwksServer) -> None:
     # The default INTERNAL_TOKEN is in the repository: with it, anyone could call the internal job
     # endpoints (which write resources) and the PACS hook without a JWT.
@@ -147,11 +89,6 @@ def test_the_catch_up_call_works_with_the_internal_token_alone_in_jwt_mode(clien
      "Parameters.parameter[0]"),
     ("/fhir/$voxel-dosimetry", {"resourceType": "Parameters", "parameter": {"name": "method"}}, "Parameters.parameter"),
     ("/fhir/$voxel-dosimetry", {"resourceType": "Parameters", "parameter": ["method"]}, "Parameters.parameter[0]"),
-    ("/cds-services/liver-directed-therapy",
-     {"hook": "patient-view", "context": {"patientId": "p1"},
-      "prefetch": {"patient": {"resourceType": "Patient", "id": "p1"},
-                   "observations": {"resourceType": "Bundle", "type": "searchset", "entry": 5}}},
-     "prefetch.observations"),
 ])
 def test_structurally_broken_bodies_are_400_naming_the_element(client: FlaskClient, idp: JwksServer, path: str,
                                                               body: dict[str, Any], expression: str) -> None:
