@@ -16,16 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fixtures.eligibility_patients import (
-    EVALUATION_DATE,
-    realistic_patient,
-    seed_fig5_sirt_77f,
-)
 
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import EVALUATION_DATE, realistic_patient, seed_fig5_sirt_77f
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS
 from netliver.settings import Settings
 from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
-from tests.fixtures.response_cases import synthetic_follow_up_bundle
 from tests.support.memory_dicomweb import MemoryDicomweb
 
 pytestmark = pytest.mark.integration  # starts a gateway process
