@@ -23,7 +23,7 @@ from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.parameters import parameters_of
 
-__all__ = ["DOSE_READS", "find_lesion_body_structure", "with_compared_reports", "with_patient_dose_records"]
+__all__ = ["DOSE_READS", "find_lesion_body_structure", "with_compared_reports", "with_lesion_doses", "with_patient_dose_records"]
 
 #: What a caller must be allowed to read for the dose operations.
 DOSE_READS = ("DiagnosticReport", "Observation")
@@ -131,3 +131,22 @@ def find_lesion_body_structure(store: FhirStore, tracking_uid: str, label: str, 
             return {"reference": f"BodyStructure/{label}"}
     return {"reference": None, "reason": f"no BodyStructure for segment {label!r}"
                                          + (f" (TrackingUID {tracking_uid})" if tracking_uid else "")}
+
+
+def with_lesion_doses(store: FhirStore, bundle: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """``bundle`` (a ``$tumor-response`` input) plus the stored voxel-dose-metrics Observations of
+    its patient whose ``focus`` is a lesion, so the response can stand beside each lesion's dose."""
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    observations = [e.get("resource") or {} for e in entries]
+    subjects = {str((r.get("subject") or {}).get("reference", "")) for r in observations
+                if isinstance(r, dict) and r.get("resourceType") == "Observation" and isinstance(r.get("subject"), dict)}
+    subjects = {s for s in subjects if s.startswith("Patient/")}
+    if len(subjects) != 1:
+        return bundle  # the response service names the problem with the lesions themselves
+    present = {f"{(e.get('resource') or {}).get('resourceType')}/{(e.get('resource') or {}).get('id')}"
+               for e in entries}
+    doses = _search_all(store, "Observation", [("subject", subjects.pop()),
+                                                ("code", f"{OBSERVATION_CODE_SYSTEM}|voxel-dose-metrics")], base_url)
+    added = [{"fullUrl": f"{base_url}/Observation/{o['id']}", "resource": o} for o in doses
+             if o.get("focus") and f"Observation/{o['id']}" not in present]
+    return {**bundle, "entry": [*entries, *added]} if added else bundle

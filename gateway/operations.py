@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
-from gateway.dose_records import DOSE_READS, with_compared_reports, with_patient_dose_records
+from gateway.dose_records import (
+    DOSE_READS,
+    with_compared_reports,
+    with_lesion_doses,
+    with_patient_dose_records,
+)
 from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.writeback import tag_results, write_results
 from netliver.fhir.outcome import FhirError
@@ -88,7 +93,7 @@ def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
     @bp.post("/fhir/$tumor-response")
     def tumor_response() -> Response:
         require_scopes(read=("Observation", "BodyStructure", "Procedure"), write=RESULT_WRITES)
-        body = _body(("Bundle",))
+        body = with_lesion_doses(deps.store, _body(("Bundle",)), deps.fhir_base())
         return run("response", "tumor-response", body, dict(request.args))
 
     @bp.post("/fhir/$sirt-activity")
