@@ -226,6 +226,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     counts, clipped = non_negative_counts(activity.values)
     if clipped:
         warnings.append(clipped)
+    if simulation and seg_datasets:
+        counts = _normalise_over_liver_and_lungs(counts, vois, warnings)
     if not float(counts.sum()) > 0:
         raise ImagingError("the activity series holds no counts (all voxels 0)", "studyInstanceUid")
     dose = _engine_dose(method, counts, spacing, float(administered_activity_gbq), density,
@@ -244,15 +246,6 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                                float(counts[v.mask].sum() / total_counts), metrics, tissue, radiobiology,
                                v.tracking_uid))
     lsf = _lung_shunt_fraction(vois, counts)
-    if simulation and seg_datasets:
-        # The planned activity is shared by all counts of the field of view; MAA counts outside
-        # every VOI (free pertechnetate in stomach, thyroid, kidneys; extrahepatic deposition)
-        # take their share of it away from the liver and lungs.
-        outside_share = 1.0 - float(counts[union(vois)].sum()) / total_counts
-        if outside_share > 0.05:
-            warnings.append(f"{100 * outside_share:.1f} % of the MAA counts lie outside every VOI (free "
-                            "pertechnetate or extrahepatic uptake?): they receive that share of the planned "
-                            "Y-90 activity, lowering the liver and lung doses accordingly")
 
     rtdose_uid: str | None = None
     rtdose_series: str | None = None
@@ -274,6 +267,24 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
         nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
         lsf, any(v.source == "automatic" for v in vois), warnings, timings)
+
+
+def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:
+    """An MAA simulation gives the planned Y-90 activity to the liver (with its tumours) and the
+    lungs only: MAA counts elsewhere (free pertechnetate in stomach, thyroid, kidneys;
+    extrahepatic deposition) are reported, not given activity (DOMAIN §5; EANM 2022 lung shunt
+    over liver plus lungs). Without a liver or lung VOI the whole field of view is kept."""
+    organs = [v for v in vois if v.role in ("liver", "tumour", "lung")]
+    if not any(v.role in ("liver", "lung") for v in organs):
+        return counts
+    keep = union(organs)
+    total = float(counts.sum())
+    outside_share = 1.0 - float(counts[keep].sum()) / total if total > 0 else 0.0
+    if outside_share >= 0.001:
+        warnings.append(f"{100 * outside_share:.1f} % of the MAA counts lie outside the liver and lungs (free "
+                        "pertechnetate or extrahepatic uptake?): reported, not given any of the planned Y-90 "
+                        "activity, which is normalised over the liver and lungs")
+    return np.where(keep, counts, 0.0)
 
 
 def _voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
