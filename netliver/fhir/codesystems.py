@@ -155,9 +155,8 @@ _OBSERVATION = CodeSystemDef(
         # radiobiology components of a voxel-dose-metrics Observation (Dale 1985 permanent implant;
         # tumour and normal-liver VOIs only)
         C("dose-simulation", "Predicted dose of an MAA simulation",
-          "valueBoolean: true for a Tc-99m MAA simulation (a prediction), false for a post-treatment image."),
-        C("administration-time", "Radiopharmaceutical administration time",
-          "valueDateTime of the administration the image is decay-corrected to (the treatment day for Y-90)."),
+          "Category of a voxel-dose-metrics Observation computed on a Tc-99m MAA study (a prediction, "
+          "not a delivered dose)."),
         C("bed-mean", "Mean biologically effective dose", "Gy; mean of the voxel BED map over the VOI."),
         C("eqd2-mean", "Mean equivalent dose in 2 Gy fractions", "Gy; mean BED / (1 + 2 Gy / (α/β))."),
         C("bed-d70", "Minimum BED to the hottest 70 % of the VOI", "Gy (BED70)."),

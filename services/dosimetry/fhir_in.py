@@ -324,13 +324,6 @@ def _codes(resource: Mapping[str, Any]) -> set[str]:
     return {str(c.get("code")) for c in (resource.get("code") or {}).get("coding") or []}
 
 
-def _component_of(obs: Mapping[str, Any], code: str, key: str) -> Any:
-    for comp in obs.get("component") or []:
-        if code in _codes(comp) and key in comp:
-            return comp[key]
-    return None
-
-
 def _plan_record(obs: Mapping[str, Any]) -> DoseRecord:
     return DoseRecord(f"Observation/{obs.get('id')}", "plan", _day(obs.get("effectiveDateTime")),
                       _component_value(obs, "lungDoseGy"), _component_value(obs, "normalLiverDoseGy"))
@@ -338,20 +331,21 @@ def _plan_record(obs: Mapping[str, Any]) -> DoseRecord:
 
 def _voxel_record(report: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]]) -> DoseRecord | None:
     """A post-treatment voxel result as a record: lung dose = mass-weighted Dmean of the lung VOIs,
-    normal-liver dose = the Dmean of a liver VOI named as the normal liver. None for an MAA
-    simulation (a prediction, not a treatment)."""
+    normal-liver dose = the Dmean of a liver VOI named as the normal liver; the treatment day is
+    the Observations' effectiveDateTime (the administration). None for an MAA simulation (a
+    prediction, not a treatment: category ``dose-simulation``)."""
     observations = [resources[str(i.get("reference"))] for i in report.get("result") or []
                     if str(i.get("reference")) in resources]
-    simulated = [_component_of(o, "dose-simulation", "valueBoolean") for o in observations]
-    if any(f is True for f in simulated) or (
-            not any(f is False for f in simulated) and "MAA simulation" in str(report.get("conclusion"))):
+    simulated = any("dose-simulation" in {c.get("code") for cat in o.get("category") or []
+                                          for c in cat.get("coding") or []} for o in observations)
+    if simulated or "MAA simulation" in str(report.get("conclusion")):
         return None
     lung_mass = lung_dose_mass = 0.0
     normal: float | None = None
     when: str | None = None
     for obs in observations:
         voi = _voi_metrics(obs, f"record DiagnosticReport/{report.get('id')}", f"Observation/{obs.get('id')}")
-        when = when or _component_of(obs, "administration-time", "valueDateTime")
+        when = when or obs.get("effectiveDateTime")
         if voi.role == "lung":
             mass = _component_value(obs, None, "VOI mass") or 1.0
             lung_mass += mass

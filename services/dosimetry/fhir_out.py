@@ -238,13 +238,6 @@ def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJ
         components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, code, display, text=name),
                            "valueQuantity": quantity(round(float(value), 4), unit)})
     components.extend(_bed_components(voi))
-    components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "dose-simulation", CODE_DISPLAYS["dose-simulation"]),
-                       "valueBoolean": result.simulation})
-    if result.reference_time is not None:
-        t = result.reference_time
-        components.append({"code": codeable(OBSERVATION_CODE_SYSTEM, "administration-time",
-                                            CODE_DISPLAYS["administration-time"]),
-                           "valueDateTime": t.isoformat() if t.tzinfo else t.date().isoformat()})
     components.append({"code": {"text": "VOI volume"}, "valueQuantity": quantity(round(voi.volume_ml, 2), "mL")})
     components.append({"code": {"text": "VOI mass"}, "valueQuantity": quantity(round(voi.mass_g, 2), "g")})
     components.append({"code": {"text": "share of the counts"},
@@ -252,18 +245,30 @@ def _voi_observation(voi: VoiDose, result: VoxelDosimetryResult, request: VoxelJ
     return {
         "resourceType": "Observation", "id": deterministic_id("dosimetry", "voxel-dose", request.key, voi.name),
         "status": "final",
-        "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "imaging")],
+        "category": [codeable("http://terminology.hl7.org/CodeSystem/observation-category", "imaging"),
+                     *([codeable(OBSERVATION_CODE_SYSTEM, "dose-simulation", CODE_DISPLAYS["dose-simulation"])]
+                       if result.simulation else [])],
         "code": codeable(OBSERVATION_CODE_SYSTEM, "voxel-dose-metrics", "Voxel dose metrics",
                          text=f"Absorbed dose in {voi.name}"),
         **({"subject": {"reference": request.patient}} if request.patient else {}),
         "bodySite": {"text": f"{voi.name} ({voi.role}, {voi.source} VOI)"},
         "method": {"text": _METHOD_TEXT["ldm" if result.method == "ldm" else "dvk"]},
-        "effectiveDateTime": when,
+        "effectiveDateTime": _administration(result) or when,
+        "issued": when,
         "valueQuantity": quantity(round(float(voi.metrics["Dmean"]), 4), "Gy"),
         "component": components,
         **({"note": [{"text": "Automatic liver VOI (no segmentation was given)"}]}
            if voi.source == "automatic" else {}),
     }
+
+
+def _administration(result: VoxelDosimetryResult) -> str | None:
+    """The administration time the activity map is decay-corrected to: the clinically relevant
+    time of the dose (the treatment, for Y-90); a date alone when the DICOM time has no zone."""
+    t = result.reference_time
+    if t is None:
+        return None
+    return t.isoformat() if t.tzinfo else t.date().isoformat()
 
 
 def _conclusion(result: VoxelDosimetryResult, request: VoxelJobRequest) -> str:
@@ -301,7 +306,7 @@ def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id
                              "display": "Voxel dosimetry report"},
                             {"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]},
         **({"subject": {"reference": request.patient}} if request.patient else {}),
-        "effectiveDateTime": when,
+        "effectiveDateTime": _administration(result) or when,
         "issued": when,
         "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
         "conclusion": _conclusion(result, request),

@@ -406,8 +406,10 @@ def _lesion_doses(observations: list[Mapping[str, Any]], full_urls: Mapping[str,
         return next((c.get(key) for c in obs.get("component") or []
                      if _has(c.get("code"), OBSERVATION_CODE_SYSTEM, code)), None)
 
-    ranked = sorted(observations, key=lambda o: (comp(o, "dose-simulation", "valueBoolean") is not True,
-                                                  str(o.get("effectiveDateTime", ""))))
+    def simulated(obs: Mapping[str, Any]) -> bool:
+        return any(_has(cat, OBSERVATION_CODE_SYSTEM, "dose-simulation") for cat in obs.get("category") or [])
+
+    ranked = sorted(observations, key=lambda o: (not simulated(o), str(o.get("effectiveDateTime", ""))))
     out: dict[str, LesionDose] = {}
     for obs in ranked:
         lesion = _ref_key((obs.get("focus") or [None])[0], full_urls)

@@ -40,9 +40,7 @@ def _dose_observation(lesion_id: str, dose: float, bed: float) -> dict[str, Any]
             "valueQuantity": {"value": dose, "unit": "Gy"},
             "component": [
                 {"code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "bed-mean"}]},
-                 "valueQuantity": {"value": bed, "unit": "Gy"}},
-                {"code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "dose-simulation"}]},
-                 "valueBoolean": False}]}
+                 "valueQuantity": {"value": bed, "unit": "Gy"}}]}
 
 
 def _course() -> dict[str, Any]:
