@@ -18,7 +18,11 @@ from typing import Any
 import pytest
 
 from infra.demo_follow_up import synthetic_follow_up_bundle
-from infra.demo_patients import EVALUATION_DATE, realistic_patient, seed_fig5_sirt_77f
+from infra.demo_patients import (
+    EVALUATION_DATE,
+    realistic_patient,
+    seed_fig5_sirt_77f,
+)
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS
 from netliver.settings import Settings
 from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
