@@ -105,3 +105,18 @@ def test_per_lesion_thresholds_at_their_boundaries(criterion: str, latest: str, 
                                            Assessment(dt.date(2025, 3, 1), (_m("A", latest),))],
                                {"A": LesionDose("A", 120.0, None)})
     assert rows[0].category == category and rows[0].dose is not None
+
+
+def test_a_post_treatment_dose_is_preferred_to_an_maa_simulation() -> None:
+    from services.response.fhir_in import parse_input, parse_settings
+
+    simulated = _dose_observation("L1", 300.0, 500.0)
+    simulated["id"] = "maa-L1"
+    simulated["category"] = [{"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "dose-simulation"}]}]
+    simulated["effectiveDateTime"] = "2025-01-25T10:00:00Z"  # later, yet only a prediction
+    course = _course()
+    for obs in (_dose_observation("L1", 180.0, 260.0), simulated):
+        course["entry"].append({"fullUrl": f"{BASE}/Observation/{obs['id']}", "resource": obs})
+    parsed = parse_input(course, parse_settings({}))
+    assert parsed.lesion_doses["L1"].dose_gy == 180.0
+    assert parsed.lesion_doses["L1"].source == "Observation/dose-L1"
