@@ -6,6 +6,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 dpkg -s orthanc-dicomweb >/dev/null 2>&1 || need+=(orthanc-dicomweb)
+# dciodvfy validates the RT Dose instances the dosimetry service writes (tests)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 # Node.js runs the independent FHIR engine the upstream-mode tests use (its npm packages are
 # installed by the tests into var/node). A Node.js build that bundles npm is kept as it is.
 command -v node >/dev/null 2>&1 || need+=(nodejs)

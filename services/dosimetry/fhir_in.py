@@ -220,7 +220,7 @@ def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
 
 #: ``$dose-comparison``: the two inputs, each a valueReference to a voxel-dosimetry DiagnosticReport.
 COMPARISON_INPUTS = ("predicted", "delivered")
-_VOI_TEXT = re.compile(r"^(?P<name>.*) \((?P<role>[a-z]+), [a-z]+ VOI\)$")
+_VOI_TEXT = re.compile(r"^(?P<name>.*) \((?P<role>[a-z-]+), [a-z]+ VOI\)$")
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def _voxel_record(report: Mapping[str, Any], resources: Mapping[str, Mapping[str
             mass = _component_value(obs, None, "VOI mass") or 1.0
             lung_mass += mass
             lung_dose_mass += mass * voi.dmean_gy
-        elif voi.role == "liver" and "normal" in voi.name.lower():
+        elif voi.role == "normal-liver" or (voi.role == "liver" and "normal" in voi.name.lower()):
             normal = voi.dmean_gy
     return DoseRecord(f"DiagnosticReport/{report.get('id')}", "post-treatment", _day(when),
                       lung_dose_mass / lung_mass if lung_mass > 0 else None, normal)

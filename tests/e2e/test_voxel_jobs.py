@@ -182,3 +182,25 @@ def test_an_unreachable_pacs_fails_the_task_and_the_hook_answers_503(stack: Stac
                          headers={"X-Internal-Token": TOKEN}, timeout=30)
     assert resp.status_code == 503 and resp.headers.get("Retry-After")
     assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_truncated_instance_fails_the_task_naming_it_and_the_worker_takes_the_next_job(stack: Stack) -> None:
+    """A PET slice whose file lost its last 100 bytes (Orthanc stores it): the job fails with a
+    statusReason naming the instance and its Pixel Data, and the workers go on."""
+    import io
+
+    import pydicom
+
+    gw = stack.gateway_url
+    study = ph.build_study(ph.sphere_in_cylinder(n=32), "PT", seed=15, with_seg=False)
+    cut = pydicom.dcmread(io.BytesIO(ph.dataset_bytes(study.activity[7])[:-100]))
+    ph.upload_datasets(_orthanc_url(stack), [*study.activity[:7], cut, *study.activity[8:], *study.ct])
+    task_id = _submit(gw, study.study_uid, 2.0)
+    done = poll(lambda: _task(gw, task_id), _done, timeout_s=120)
+    assert done["status"] == "failed" and "output" not in done
+    reason = done["statusReason"]["text"]
+    assert "PixelData (7FE0,0010)" in reason and str(cut.SOPInstanceUID) in reason
+    good = ph.build_study(ph.sphere_in_cylinder(n=32), "PT", seed=16, with_seg=False)
+    ph.upload_study(_orthanc_url(stack), good)
+    next_id = _submit(gw, good.study_uid, 2.0)
+    assert poll(lambda: _task(gw, next_id), _done, timeout_s=120)["status"] == "completed"

@@ -145,9 +145,9 @@ class TissueTable:
 
 
 def tissue_for_role(role: str, table: TissueTable = TissueTable()) -> TissueRadiobiology | None:
-    """The tissue parameters of a VOI of ``role`` (``tumour``, ``liver``, ``lung``, ``other``)."""
+    """The tissue parameters of a VOI of ``role`` (``tumour``, ``liver``, ``normal-liver``, ``lung``, ``other``)."""
     if role == "tumour":
         return table.tumour
-    if role == "liver":
+    if role in ("liver", "normal-liver"):
         return table.liver
     return None

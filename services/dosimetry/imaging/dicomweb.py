@@ -6,32 +6,43 @@ whose instances say it is reconstructed/attenuation corrected and, then, the one
 instances. The CT is the CT series in the activity series' Frame of Reference (the one with most
 instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets.
 
-Errors: connection refused / timeout / HTTP 5xx → :class:`PacsUnavailableError` (503); unknown
+Instances are asked for in their stored transfer syntax (:data:`AS_STORED`) and decoded here.
+
+Errors: connection refused / timeout / HTTP 5xx → :class:`PacsUnavailableError` (503); HTTP
+401/403 → :class:`PacsConfigurationError` (credentials or access rules, not retried); unknown
 study → :class:`SeriesNotFoundError`; no NM/PT series → :class:`NoActivitySeriesError`; no CT →
 :class:`CtMismatchError` (422).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from services.dosimetry.imaging.errors import (
     CtMismatchError,
     ImagingError,
     NoActivitySeriesError,
+    PacsConfigurationError,
     PacsUnavailableError,
     SegmentationError,
     SeriesNotFoundError,
 )
 
-__all__ = ["StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client"]
+__all__ = ["AS_STORED", "StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client"]
 
 _T = TypeVar("_T")
+
+#: WADO-RS Accept for instances in the transfer syntax the PACS stored them in (PS3.18 8.7.3.5.2,
+#: ``transfer-syntax=*``): decoded here by pydicom's pixel handlers. Asked for uncompressed
+#: data, a PACS transcodes (and Orthanc answers 500 for JPEG 2000, which it cannot decode).
+AS_STORED = (("application/dicom", "*"),)
 
 # DICOM JSON attribute tags (PS3.18 F.2)
 _MODALITY = "00080060"
@@ -81,13 +92,21 @@ def _call(what: str, fn: Callable[[], _T], not_found: str | None = None) -> _T:
         status = exc.response.status_code if exc.response is not None else 0
         if status == 404 and not_found:
             raise SeriesNotFoundError(not_found, "studyInstanceUid") from exc
-        if status >= 500 or status in (0, 401, 403, 429):
+        if status in (401, 403):
+            raise PacsConfigurationError(
+                f"the PACS refused netliver's credentials (HTTP {status}) for {what}: a configuration error "
+                "(DICOMweb URL, user/password or the PACS's access rules), not retried", "DICOMWEB_URL") from exc
+        if status >= 500 or status in (0, 429):
             raise PacsUnavailableError(f"the PACS answered HTTP {status} to {what}") from exc
         raise ImagingError(f"the PACS answered HTTP {status} to {what}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise PacsUnavailableError(f"the PACS could not be reached for {what}: {type(exc).__name__}") from exc
     except requests.exceptions.RequestException as exc:
         raise PacsUnavailableError(f"the PACS request for {what} failed: {exc}") from exc
+    except (InvalidDicomError, EOFError, ValueError, struct.error) as exc:
+        # dicomweb-client parses each part with pydicom: a truncated or malformed instance
+        raise ImagingError(f"the PACS answered {what} with an instance that is not readable DICOM "
+                           f"(truncated or malformed): {type(exc).__name__}: {exc}", "studyInstanceUid") from exc
 
 
 def _value(item: dict[str, Any], tag: str, default: Any = "") -> Any:
@@ -111,7 +130,8 @@ def list_series(client: Any, study_uid: str) -> list[SeriesInfo]:
 
 def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
     datasets: list[Dataset] = _call(
-        f"WADO-RS series {series_uid}", lambda: client.retrieve_series(study_uid, series_uid),
+        f"WADO-RS series {series_uid}",
+        lambda: client.retrieve_series(study_uid, series_uid, media_types=AS_STORED),
         not_found=f"series {series_uid} is not in study {study_uid}")
     if not datasets:
         raise SeriesNotFoundError(f"series {series_uid} of study {study_uid} holds no instances", "studyInstanceUid")

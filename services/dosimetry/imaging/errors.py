@@ -1,8 +1,9 @@
 """Typed errors of the imaging layer, each with the HTTP status of the public contract.
 
 422: the study is valid DICOM but unusable (no NM/PT series, missing geometry tag, a CT or a
-segmentation that does not match the activity volume); 404: no such study or series;
-503: the PACS cannot be reached (with ``Retry-After``). :meth:`ImagingError.to_fhir_error`
+segmentation that does not match the activity volume, pixel data that cannot be decoded);
+404: no such study or series; 503: the PACS cannot be reached (with ``Retry-After``); 502: the
+PACS refuses netliver's credentials (401/403, a configuration error, not retried). :meth:`ImagingError.to_fhir_error`
 gives the :class:`~netliver.fhir.outcome.FhirError` a view or a job's ``statusReason`` uses.
 """
 
@@ -16,7 +17,9 @@ __all__ = [
     "ImagingError",
     "JobCancelledError",
     "NoActivitySeriesError",
+    "PacsConfigurationError",
     "PacsUnavailableError",
+    "PixelDataError",
     "SegmentationError",
     "SeriesNotFoundError",
 ]
@@ -51,6 +54,19 @@ class PacsUnavailableError(ImagingError):
 
     status = 503
     code = "transient"
+
+
+class PacsConfigurationError(ImagingError):
+    """The PACS refused netliver's credentials (HTTP 401/403): a configuration error that
+    retrying will not cure, so it is not reported as the PACS being down."""
+
+    status = 502
+    code = "security"
+
+
+class PixelDataError(ImagingError):
+    """Pixel Data that cannot be decoded: a transfer syntax without a decoder, or data shorter
+    or longer than Rows × Columns × frames say (a truncated file)."""
 
 
 class SeriesNotFoundError(ImagingError):

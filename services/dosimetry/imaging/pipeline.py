@@ -46,7 +46,13 @@ from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
 from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
-from services.dosimetry.imaging.voi import Voi, automatic_liver_voi, union, vois_from_dataset
+from services.dosimetry.imaging.voi import (
+    Voi,
+    automatic_liver_voi,
+    normal_liver_voi,
+    union,
+    vois_from_dataset,
+)
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
 
 __all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
@@ -208,6 +214,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     vois: list[Voi]
     if seg_datasets:
         vois = [v for seg_ds in seg_datasets for v in vois_from_dataset(seg_ds, ct.grid, grid)]
+        normal_liver = normal_liver_voi(vois)
+        if normal_liver is not None:
+            vois.append(normal_liver)
     else:
         vois = [automatic_liver_voi(activity.values, density)]
         warnings.append("no segmentation given: automatic liver VOI (activity ≥ 10 % of the body's 99.9th "
@@ -257,7 +266,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                           frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
                           summation_type="PLAN" if simulation else "RECORD",
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
-                          deterministic_key=key, referenced_series_uid=activity.series_uid)
+                          deterministic_key=key, referenced_series_uid=activity.series_uid,
+                          source_images=images.activity)
         store_rtdose(client, ds)
         rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
     timings["store"] = time.perf_counter() - state["stage_start"]
@@ -274,7 +284,7 @@ def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warning
     lungs only: MAA counts elsewhere (free pertechnetate in stomach, thyroid, kidneys;
     extrahepatic deposition) are reported, not given activity (DOMAIN §5; EANM 2022 lung shunt
     over liver plus lungs). Without a liver or lung VOI the whole field of view is kept."""
-    organs = [v for v in vois if v.role in ("liver", "tumour", "lung")]
+    organs = [v for v in vois if v.role in ("liver", "normal-liver", "tumour", "lung")]
     if not any(v.role in ("liver", "lung") for v in organs):
         return counts
     keep = union(organs)

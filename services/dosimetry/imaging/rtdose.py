@@ -4,20 +4,26 @@ The instance is written into the *same study* as the images (StudyInstanceUID) a
 Frame of Reference as the CT* (FrameOfReferenceUID), so a viewer overlays it on the CT. It is
 a multi-frame image on the activity grid: ImagePositionPatient of the first frame,
 ImageOrientationPatient, PixelSpacing, GridFrameOffsetVector (3004,000C) (frame offsets in mm
-along the normal, first = 0) with FrameIncrementPointer → (3004,000C); 32-bit unsigned pixels
+along the normal, first = 0) with FrameIncrementPointer → (3004,000C); 16-bit unsigned pixels
 × DoseGridScaling (3004,000E) = dose in Gy; DoseUnits GY, DoseType PHYSICAL.
 
 DoseSummationType (3004,000A): ``RECORD`` for a post-treatment Y-90 image (the dose that was
 delivered) and ``PLAN`` for a Tc-99m MAA simulation (a planned Y-90 activity). The standard
 asks for a Referenced RT Plan / Treatment Record Sequence with these values; radioembolisation
-has no DICOM RT Plan or record, so the sequences are omitted (viewers and TPS importers tested
-with RT Dose files of nuclear-medicine dosimetry software accept this).
+has no DICOM RT Plan or RT Beams Treatment Record to point at, so the sequences are omitted and
+this Type 1C condition is the one finding ``dciodvfy`` (dicom3tools) reports; everything else
+it checks is met: OperatorsName (Type 2, RT Series C.8.8.1), Source Image Sequence (0008,2112)
+naming the emission instances, and the Common Instance Reference module (C.12.2) with their
+Referenced Instance Sequence. The stored values are 16-bit, as most planning systems write
+them (the Debian build of dciodvfy aborts on 32-bit RT Dose).
 
 :func:`store_rtdose` sends it with STOW-RS (dicomweb-client ``store_instances``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from copy import deepcopy
 from datetime import datetime
 from typing import Any
 
@@ -33,15 +39,21 @@ from services.dosimetry.imaging.grid import Grid
 __all__ = ["RT_DOSE_STORAGE", "build_rtdose", "rtdose_array", "store_rtdose"]
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
-_MAX_STORED = 2**32 - 1
+#: 16-bit unsigned stored values, as most planning systems write RT Dose: 1/65535 of the maximum
+#: dose is far below any clinical difference, and 32-bit RT Dose crashes common validators.
+_MAX_STORED = 2**16 - 1
 
 
 def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_reference_uid: str,
                  summation_type: str, series_description: str, deterministic_key: str,
-                 when: datetime | None = None, referenced_series_uid: str = "") -> Dataset:
+                 when: datetime | None = None, referenced_series_uid: str = "",
+                 source_images: Sequence[Dataset] = ()) -> Dataset:
     """An RT Dose dataset for ``dose_gy`` on ``grid``.
 
     ``study`` is any instance of the study (patient and study attributes are copied from it);
+    ``source_images`` are the emission instances the dose was computed from (Source Image
+    Sequence and Common Instance Reference; ``referenced_series_uid`` alone names no instance
+    and is written only with them);
     ``deterministic_key`` seeds the series and instance UIDs, so computing the same job twice
     produces the same instance (a second STOW replaces it instead of adding a copy).
     """
@@ -62,7 +74,7 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
         dose = dose[::-1]
     peak = float(dose.max())
     scaling = peak / _MAX_STORED if peak > 0 else 1.0
-    stored = np.round(dose / scaling).astype(np.uint32)
+    stored = np.round(dose / scaling).astype(np.uint16)
     when = when or datetime.now()
     series_uid = generate_uid(entropy_srcs=["rtdose-series", deterministic_key])
     sop_uid = generate_uid(entropy_srcs=["rtdose-instance", deterministic_key])
@@ -85,6 +97,7 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
                     "StudyDescription"):
         ds.__setattr__(keyword, study.get(keyword, ""))
     ds.Modality = "RTDOSE"
+    ds.OperatorsName = ""  # Type 2 in the RT Series module (C.8.8.1): present, empty when unknown
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = 9001
     ds.SeriesDescription = series_description[:64]
@@ -112,9 +125,9 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = grid.shape[1]
     ds.Columns = grid.shape[2]
-    ds.BitsAllocated = 32
-    ds.BitsStored = 32
-    ds.HighBit = 31
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
     ds.PixelRepresentation = 0
     # RT Dose
     ds.DoseUnits = "GY"
@@ -124,12 +137,34 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.TissueHeterogeneityCorrection = "IMAGE"
     ds.DoseGridScaling = f"{scaling:.10g}"
     ds.DoseComment = "Y-90 absorbed dose (netliver voxel dosimetry)"[:64]
-    if referenced_series_uid:
-        ref = Dataset()
-        ref.SeriesInstanceUID = referenced_series_uid
-        ds.ReferencedSeriesSequence = DicomSequence([ref])
+    _reference_sources(ds, source_images, referenced_series_uid)
     ds.PixelData = stored.tobytes()
     return ds
+
+
+def _reference_sources(ds: Dataset, source_images: Sequence[Dataset], series_uid: str) -> None:
+    """Source Image Sequence (0008,2112) of the General Image module: the images the dose was
+    derived from; and, as every instance referenced in the same study must be, the Common
+    Instance Reference module's Referenced Series Sequence (0008,1115) with each series'
+    Referenced Instance Sequence (0008,114A) (PS3.3 C.12.2)."""
+    if not source_images:
+        return
+    items = []
+    by_series: dict[str, list[Dataset]] = {}
+    for image in source_images:
+        item = Dataset()
+        item.ReferencedSOPClassUID = image.SOPClassUID
+        item.ReferencedSOPInstanceUID = image.SOPInstanceUID
+        items.append(item)
+        by_series.setdefault(str(image.get("SeriesInstanceUID", series_uid)), []).append(item)
+    ds.SourceImageSequence = DicomSequence(items)
+    series_items = []
+    for uid, instances in by_series.items():
+        ref = Dataset()
+        ref.SeriesInstanceUID = uid
+        ref.ReferencedInstanceSequence = DicomSequence([deepcopy(i) for i in instances])
+        series_items.append(ref)
+    ds.ReferencedSeriesSequence = DicomSequence(series_items)
 
 
 def rtdose_array(ds: Dataset) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Steps (DICOM PS3.3; sections named below):
 
-1. Geometry. Per-slice series (PT, CT; Image Plane module C.7.6.2): every instance needs
+1. Geometry (:mod:`.slices`, :mod:`.multiframe`). Per-slice series (PT, CT; C.7.6.2): every instance needs
    ImagePositionPatient (0020,0032), ImageOrientationPatient (0020,0037) and PixelSpacing
    (0028,0030); slices are sorted along the normal (row × column cosines) and must be evenly
    spaced (within 1 %). NM multi-frame RECON TOMO (NM Image module C.8.4.8, NM Detector C.8.4.10):
@@ -21,8 +21,9 @@ Steps (DICOM PS3.3; sections named below):
      averaged over ActualFrameDuration (0018,1242).
    - NM: counts collected from AcquisitionDate/Time over ActualFrameDuration; the activity at
      the start is proportional to counts·λΔt/(1 − e^(−λΔt)), then decayed as above.
-   Times are DICOM local times without zone (TimezoneOffsetFromUTC is not applied): all
-   attributes of one study share the scanner's clock.
+   Times (:mod:`.dicom_time`): with TimezoneOffsetFromUTC (0008,0201) every date/time is taken
+   in that zone, and a DT's own UTC offset (e.g. an injection time recorded in another zone)
+   is honoured; without it, all values are the scanner's local clock.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from netliver.dosimetry_contract import HALF_LIFE_TOLERANCE, NUCLIDES_BY_CODE, identify_nuclide
-from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
+from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.slices import nm_multiframe, pt_units, stack_slices
 
 __all__ = [
     "ActivityVolume",
@@ -50,7 +52,6 @@ __all__ = [
     "radiopharmaceutical",
 ]
 
-_SLICE_SPACING_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -91,88 +92,6 @@ class ActivityVolume(ScalarVolume):
     warnings: tuple[str, ...] = field(default=())
 
 
-# -- small parsers ----------------------------------------------------------------------------
-
-def _require(ds: Dataset, keyword: str, tag: str, what: str) -> Any:
-    value = ds.get(keyword)
-    if value is None or value == "" or (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 0):
-        raise GeometryError(f"{what} has no {keyword} {tag}: the volume cannot be placed in patient coordinates",
-                            keyword)
-    return value
-
-
-def _floats(value: Any, n: int, keyword: str, what: str) -> np.ndarray:
-    try:
-        arr = np.array([float(v) for v in value], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise GeometryError(f"{what}: {keyword} is not numeric ({value!r})", keyword) from exc
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
-        raise GeometryError(f"{what}: {keyword} must hold {n} numbers, got {value!r}", keyword)
-    return arr
-
-
-def _orientation(value: Any, what: str) -> np.ndarray:
-    iop = _floats(value, 6, "ImageOrientationPatient", what)
-    row, col = iop[:3], iop[3:]
-    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
-        raise GeometryError(f"{what}: ImageOrientationPatient (0020,0037) is not two orthonormal "
-                            f"direction cosines ({value!r})", "ImageOrientationPatient")
-    return iop
-
-
-def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
-    ps = _floats(_require(ds, "PixelSpacing", "(0028,0030)", what), 2, "PixelSpacing", what)
-    if np.any(ps <= 0):
-        raise GeometryError(f"{what}: PixelSpacing (0028,0030) must be positive, got {list(ps)}", "PixelSpacing")
-    return float(ps[0]), float(ps[1])
-
-
-def _rescale(ds: Dataset) -> tuple[float, float]:
-    """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
-    non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
-    what = f"{ds.get('Modality', '')} instance {ds.get('SOPInstanceUID', '?')}"
-    raw_slope = ds.get("RescaleSlope")
-    raw_intercept = ds.get("RescaleIntercept")
-    try:
-        slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
-        intercept = 0.0 if raw_intercept in (None, "") else float(raw_intercept)
-    except (TypeError, ValueError) as exc:
-        raise GeometryError(f"{what}: RescaleSlope/RescaleIntercept (0028,1053)/(0028,1052) are not numbers "
-                            f"({raw_slope!r}, {raw_intercept!r})", "RescaleSlope") from exc
-    if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
-        raise GeometryError(f"{what}: RescaleSlope (0028,1053) {raw_slope!r} cannot scale the stored values",
-                            "RescaleSlope")
-    return slope, intercept
-
-
-def parse_dicom_datetime(date: str | None, time: str | None = None, *, require_time: bool = False) -> datetime | None:
-    """DICOM DA + TM (or one DT) to a naive datetime; None when absent or malformed.
-
-    A date whose time is missing (``time`` absent with a DA, or a DT of 8 digits) is midnight
-    unless ``require_time``; the decay correction asks for the time, since midnight would be a
-    silently wrong instant (hours of Tc-99m decay).
-    """
-    if not date:
-        return None
-    if require_time and not time and len(str(date).strip().split(".")[0]) < 12:
-        return None
-    text = str(date).strip()
-    if time:
-        text = text[:8] + str(time).strip()
-    text = text.split("+")[0].split("-")[0] if len(text) > 8 else text
-    digits, _, frac = text.partition(".")
-    fmt = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
-    if fmt is None:
-        return None
-    try:
-        value = datetime.strptime(digits, fmt)
-    except ValueError:
-        return None
-    if frac and frac.isdigit():
-        value += timedelta(microseconds=int(frac[:6].ljust(6, "0")))
-    return value
-
-
 def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[str]]:
     """Parse the first RadiopharmaceuticalInformationSequence item (PS3.3 C.8.4.10 / C.8.9.2).
 
@@ -211,14 +130,16 @@ def radiopharmaceutical(ds: Dataset) -> tuple[Radiopharmaceutical | None, list[s
         by_what = f"RadionuclideHalfLife {stated:.0f} s" if stated is not None else "the radiopharmaceutical's name"
         warnings.append(f"RadionuclideCodeSequence (0054,0300) {code or 'missing'} not recognised: "
                         f"{nuclide} identified by {by_what}")
-    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True)
+    zone = instance_utc_offset(ds)
+    administration = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"), require_time=True,
+                                          utc_offset=zone)
     if administration is None and item.get("RadiopharmaceuticalStartTime"):
         # A time without a date: the day is the series' (same time base as SeriesTime, PS3.3
         # C.8.4.10.1 / C.8.9.2); an injection "later in the day" than the scan was the day before.
         administration = parse_dicom_datetime(ds.get("SeriesDate") or ds.get("AcquisitionDate"),
-                                              item.RadiopharmaceuticalStartTime)
-        scan = (parse_dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
-                or parse_dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime")))
+                                              item.RadiopharmaceuticalStartTime, utc_offset=zone)
+        scan = (parse_dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"), utc_offset=zone)
+                or parse_dicom_datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"), utc_offset=zone))
         if administration is not None and scan is not None and administration > scan:
             administration -= timedelta(days=1)
             warnings.append("RadiopharmaceuticalStartDateTime (0018,1078) missing and RadiopharmaceuticalStartTime "
@@ -244,118 +165,20 @@ def _duration_factor(duration_s: float, half_life_s: float) -> float:
     return 1.0 if lam_dt < 1e-12 else lam_dt / (1.0 - math.exp(-lam_dt))
 
 
-# -- stacking ---------------------------------------------------------------------------------
-
-def _stack_slices(datasets: Sequence[Dataset], what: str,
-                  dtype: type[np.floating[Any]] = np.float64) -> tuple[np.ndarray, Grid, list[Dataset]]:
-    """Sort per-slice instances along the normal and stack their rescaled pixels."""
-    if not datasets:
-        raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
-    positions, orientations = [], []
-    for ds in datasets:
-        label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
-        positions.append(_floats(_require(ds, "ImagePositionPatient", "(0020,0032)", label), 3,
-                                 "ImagePositionPatient", label))
-        orientations.append(_orientation(_require(ds, "ImageOrientationPatient", "(0020,0037)", label), label))
-    iop = orientations[0]
-    if any(np.abs(o - iop).max() > 1e-4 for o in orientations):
-        raise GeometryError(f"{what}: slices have different ImageOrientationPatient (0020,0037)",
-                            "ImageOrientationPatient")
-    spacings = {_pixel_spacing(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}") for ds in datasets}
-    if len(spacings) > 1:
-        raise GeometryError(f"{what}: slices have different PixelSpacing (0028,0030) {sorted(spacings)}",
-                            "PixelSpacing")
-    spacing = spacings.pop()
-    normal = np.cross(iop[:3], iop[3:])
-    order = np.argsort([p @ normal for p in positions])
-    sorted_ds = [datasets[i] for i in order]
-    sorted_pos = np.array([positions[i] for i in order])
-    if len(sorted_ds) > 1:
-        steps = np.diff(sorted_pos @ normal)
-        if np.any(steps < 1e-3):
-            raise GeometryError(f"{what}: two slices share one ImagePositionPatient (0020,0032)",
-                                "ImagePositionPatient")
-        if (steps.max() - steps.min()) > _SLICE_SPACING_TOLERANCE * steps.mean():
-            raise GeometryError(f"{what}: slices are not evenly spaced along the normal "
-                                f"(steps {steps.min():.3f}–{steps.max():.3f} mm, ImagePositionPatient (0020,0032))",
-                                "ImagePositionPatient")
-        slice_step = (sorted_pos[-1] - sorted_pos[0]) / (len(sorted_ds) - 1)
-    else:
-        thickness = float(sorted_ds[0].get("SpacingBetweenSlices") or sorted_ds[0].get("SliceThickness") or 0)
-        if thickness <= 0:
-            raise GeometryError(f"{what}: a single slice needs SliceThickness (0018,0050)", "SliceThickness")
-        slice_step = normal * thickness
-    rows, cols = int(sorted_ds[0].Rows), int(sorted_ds[0].Columns)
-    stack = np.empty((len(sorted_ds), rows, cols), dtype=dtype)
-    for k, ds in enumerate(sorted_ds):
-        if int(ds.Rows) != rows or int(ds.Columns) != cols:
-            raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-        if "PixelData" not in ds:
-            raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} has no PixelData (7FE0,0010)",
-                                "PixelData")
-        slope, intercept = _rescale(ds)
-        stack[k] = ds.pixel_array.astype(dtype) * dtype(slope) + dtype(intercept)
-    for_uid = str(sorted_ds[0].get("FrameOfReferenceUID", ""))
-    grid = Grid.from_dicom((len(sorted_ds), rows, cols), sorted_pos[0], iop, spacing, slice_step, for_uid)
-    return stack, grid, sorted_ds
-
-
-def _nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
-    """An NM RECON TOMO multi-frame instance as a volume (frames = slices along the normal)."""
-    what = f"NM instance {ds.get('SOPInstanceUID', '?')}"
-    warnings: list[str] = []
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if len(image_type) > 2 and not image_type[2].startswith("RECON"):
-        raise NoActivitySeriesError(f"{what} is not a reconstructed tomogram (ImageType {image_type}); "
-                                    "planar or projection data cannot be used for voxel dosimetry", "ImageType")
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if ds.get("NumberOfSlices") and int(ds.NumberOfSlices) != frames:
-        raise GeometryError(f"{what}: NumberOfFrames {frames} ≠ NumberOfSlices (0054,0081) {ds.NumberOfSlices} "
-                            "(several energy windows or phases are not supported)", "NumberOfSlices")
-    det = (ds.get("DetectorInformationSequence") or [None])[0]
-    position = ds.get("ImagePositionPatient") or (det.get("ImagePositionPatient") if det is not None else None)
-    orientation = ds.get("ImageOrientationPatient") or (det.get("ImageOrientationPatient") if det is not None else None)
-    if not position:
-        raise GeometryError(f"{what} has no ImagePositionPatient (0020,0032) at the top level or in the "
-                            "DetectorInformationSequence (0054,0022)", "ImagePositionPatient")
-    if not orientation:
-        raise GeometryError(f"{what} has no ImageOrientationPatient (0020,0037) at the top level or in the "
-                            "DetectorInformationSequence (0054,0022)", "ImageOrientationPatient")
-    ipp = _floats(position, 3, "ImagePositionPatient", what)
-    iop = _orientation(orientation, what)
-    spacing = _pixel_spacing(ds, what)
-    step = ds.get("SpacingBetweenSlices")
-    if step in (None, ""):
-        step = ds.get("SliceThickness")
-        if step in (None, ""):
-            raise GeometryError(f"{what} has neither SpacingBetweenSlices (0018,0088) nor SliceThickness "
-                                "(0018,0050)", "SpacingBetweenSlices")
-        warnings.append("NM SpacingBetweenSlices (0018,0088) missing: SliceThickness used as slice spacing")
-    step_mm = float(step)
-    # NM Reconstruction module (PS3.3 C.8.4.15): the sign of SpacingBetweenSlices is the stacking
-    # direction along the normal (row × column cosines); negative values occur in practice.
-    if step_mm == 0 or not math.isfinite(step_mm):
-        raise GeometryError(f"{what}: SpacingBetweenSlices (0018,0088) must be a non-zero number, got {step_mm}",
-                            "SpacingBetweenSlices")
-    if "PixelData" not in ds:
-        raise GeometryError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
-    pixels = ds.pixel_array.astype(np.float64)
-    if pixels.ndim == 2:
-        pixels = pixels[np.newaxis]
-    slope, intercept = _rescale(ds)
-    values = pixels * slope + intercept
-    normal = np.cross(iop[:3], iop[3:])
-    grid = Grid.from_dicom((values.shape[0], values.shape[1], values.shape[2]), ipp, iop, spacing, normal * step_mm,
-                           str(ds.get("FrameOfReferenceUID", "")))
-    return values, grid, warnings
-
-
 # -- public builders --------------------------------------------------------------------------
+
+def _modalities(datasets: Sequence[Dataset]) -> set[str]:
+    return {str(ds.get("Modality", "") or "missing") for ds in datasets}
+
 
 def ct_volume(datasets: Sequence[Dataset]) -> ScalarVolume:
     """The CT series in Hounsfield units (float32)."""
+    found = _modalities(datasets)
+    if found != {"CT"}:
+        raise CtMismatchError(f"the CT series holds {', '.join(sorted(found)) or 'no'} instances (Modality "
+                              "(0008,0060)); a CT is needed for tissue density", "Modality")
     # float32: CT numbers are integers well inside its exact range, and a CT is the largest array
-    values, grid, sorted_ds = _stack_slices(datasets, "CT", np.float32)
+    values, grid, sorted_ds = stack_slices(datasets, "CT", np.float32)
     return ScalarVolume(values, grid, "HU", str(sorted_ds[0].get("SeriesInstanceUID", "")))
 
 
@@ -364,13 +187,17 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
     (default: the administration time; the acquisition when that is unknown)."""
     if not datasets:
         raise NoActivitySeriesError("the activity series holds no instances", "studyInstanceUid")
+    found = _modalities(datasets)
+    if len(found) > 1:
+        raise NoActivitySeriesError(f"the activity series mixes modalities {', '.join(sorted(found))} (Modality "
+                                    "(0008,0060)): one series must hold one reconstructed image", "Modality")
     modality = str(datasets[0].get("Modality", ""))
     warnings: list[str] = []
     if modality == "NM":
         units = "CNTS"
         if len(datasets) == 1:
             first = datasets[0]
-            values, grid, nm_warnings = _nm_multiframe(first)
+            values, grid, nm_warnings = nm_multiframe(first)
             warnings.extend(nm_warnings)
         else:
             # Some systems export a reconstructed SPECT one slice per instance: each must be a
@@ -379,12 +206,12 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
             if frames != {1}:
                 raise GeometryError(f"the NM series holds {len(datasets)} multi-frame instances; one reconstructed "
                                     "tomogram (or one single-frame instance per slice) is expected", "NumberOfFrames")
-            values, grid, sorted_ds = _stack_slices(datasets, "NM")
+            values, grid, sorted_ds = stack_slices(datasets, "NM")
             first = sorted_ds[0]
     elif modality == "PT":
-        values, grid, sorted_ds = _stack_slices(datasets, "PT")
+        values, grid, sorted_ds = stack_slices(datasets, "PT")
         first = sorted_ds[0]
-        units = str(first.get("Units", "")).upper()
+        values, units = pt_units(values, sorted_ds, warnings)
         if units != "BQML":
             raise NoActivitySeriesError(f"PT Units (0054,1001) is {units or 'missing'}; only BQML (Bq/mL) images "
                                         "can be decay corrected and calibrated", "Units")
@@ -402,8 +229,11 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         values = np.clip(values, 0.0, None)
     pharma, pharma_warnings = radiopharmaceutical(first)
     warnings.extend(pharma_warnings)
-    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"), require_time=True)
-                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True))
+    zone = instance_utc_offset(first)
+    acquisition = (parse_dicom_datetime(first.get("AcquisitionDate"), first.get("AcquisitionTime"), require_time=True,
+                                        utc_offset=zone)
+                   or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True,
+                                           utc_offset=zone))
     if pharma is not None and pharma.administration is not None and acquisition is not None and \
             pharma.administration > acquisition + timedelta(minutes=1):
         warnings.append(f"RadiopharmaceuticalStartDateTime (0018,1078) {pharma.administration.isoformat()} is after "
@@ -425,8 +255,10 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
             if correction == "START":
                 # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
                 # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x).
-                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True)
-                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True)
+                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True,
+                                              utc_offset=zone)
+                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True,
+                                                 utc_offset=zone)
                          or acquisition)
                 if start is None:
                     warnings.append("PT SeriesDate/Time missing: no decay correction applied")
@@ -438,6 +270,9 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                 else:
                     warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
                                     "values left at the (unknown) administration time")
+            elif correction == "NONE" and len(datasets) != grid.shape[0]:
+                warnings.append("PT DecayCorrection NONE in a multi-frame instance: per-frame acquisition times "
+                                "are not read; no decay correction applied")
             elif correction == "NONE":
                 values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
             else:
@@ -462,7 +297,7 @@ def _decay_uncorrected_pt(datasets: Sequence[Dataset], grid: Grid, values: np.nd
     out = values.copy()
     for k, ds in enumerate(by_position):
         when = parse_dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
-                                    require_time=True)
+                                    require_time=True, utc_offset=instance_utc_offset(ds))
         if when is None:
             warnings.append("PT AcquisitionTime missing on a slice with DecayCorrection NONE: slice not corrected")
             continue

@@ -377,3 +377,44 @@ def test_a_zero_rescale_slope_is_refused_and_a_missing_one_is_one(pt_study) -> N
     del ds.RescaleIntercept
     ds.DecayCorrection = "ADMIN"  # no decay factor: the values are the stored ones
     np.testing.assert_array_equal(activity_volume([ds]).values[0], stored)
+
+
+def _philips_cnts(pt_study, factor: float, with_scale: bool = True) -> list:  # type: ignore[no-untyped-def]
+    """The PET series as a Philips system writes it in counts: RescaleSlope divided by the
+    activity concentration scale factor, which goes into private (7053,1009)."""
+    out = []
+    for ds in pt_study.activity:
+        copy = deepcopy(ds)
+        copy.Manufacturer = "Philips Medical Systems"
+        copy.Units = "CNTS"
+        copy.RescaleSlope = f"{float(ds.RescaleSlope) / factor:.12g}"
+        if with_scale:
+            block = copy.private_block(0x7053, "Philips PET Private Group", create=True)
+            block.add_new(0x09, "DS", f"{factor:.12g}")
+        out.append(copy)
+    return out
+
+
+def test_philips_counts_with_their_scale_factor_are_activity_concentration(pt_study) -> None:  # type: ignore[no-untyped-def]
+    classic = activity_volume(pt_study.activity)
+    philips = activity_volume(_philips_cnts(pt_study, 3.7))
+    assert philips.units == "BQML"
+    np.testing.assert_allclose(philips.values, classic.values, rtol=1e-9)
+    assert any("(7053,1009)" in w for w in philips.warnings)
+    with pytest.raises(NoActivitySeriesError, match=r"PT Units \(0054,1001\) is CNTS") as err:
+        activity_volume(_philips_cnts(pt_study, 3.7, with_scale=False))
+    assert err.value.expression == "Units"
+
+
+def test_units_spelt_bq_per_ml_are_bqml(pt_study) -> None:  # type: ignore[no-untyped-def]
+    """Some exports write the unit as text, which is not even a valid CS value."""
+    import warnings
+
+    spelt = [deepcopy(ds) for ds in pt_study.activity]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that "Bq/ml" is not a valid CS value
+        for ds in spelt:
+            ds.Units = "Bq/ml"
+    vol = activity_volume(spelt)
+    assert vol.units == "BQML"
+    np.testing.assert_array_equal(vol.values, activity_volume(pt_study.activity).values)

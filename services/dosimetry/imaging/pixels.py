@@ -1,0 +1,81 @@
+"""Pixel Data decoded through pydicom's pixel handlers, with a bound and named failures.
+
+Instances arrive in the transfer syntax the PACS stored them in (JPEG 2000, JPEG-LS, JPEG
+lossless, RLE, deflate or uncompressed); pydicom decodes them with the decoder packages the
+project installs (pylibjpeg with pylibjpeg-openjpeg, pyjpegls, python-gdcm; RLE and deflate
+natively). Before anything is decoded, the size the header declares (Rows × Columns ×
+NumberOfFrames × SamplesPerPixel × BitsAllocated / 8) must stay under :data:`MAX_DECODED_BYTES`,
+so a header claiming gigabytes cannot exhaust the worker's memory.
+
+Failures are :class:`~services.dosimetry.imaging.errors.PixelDataError` (422) naming the
+instance and what is wrong: no decoder for its TransferSyntaxUID (0002,0010), or Pixel Data
+(7FE0,0010) that does not hold what the header declares (a truncated file).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from services.dosimetry.imaging.errors import PixelDataError
+
+__all__ = ["MAX_DECODED_BYTES", "MAX_VOLUME_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
+
+#: Largest decoded pixel array accepted per instance: 1 GiB (a 512 × 512 × 2000 16-bit CT is 1 GiB).
+MAX_DECODED_BYTES = 1 << 30
+#: Largest volume built from a series (float32 CT or float64 activity): 4 GiB.
+MAX_VOLUME_BYTES = 4 << 30
+
+
+def _int(ds: Dataset, keyword: str, default: int) -> int:
+    value = ds.get(keyword)
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return -1
+
+
+def declared_bytes(ds: Dataset) -> int:
+    """Bytes of the decoded pixel array the header declares (−1 when a value is not a number)."""
+    parts = [_int(ds, "Rows", 0), _int(ds, "Columns", 0), _int(ds, "NumberOfFrames", 1),
+             _int(ds, "SamplesPerPixel", 1), math.ceil(_int(ds, "BitsAllocated", 0) / 8)]
+    if any(p < 0 for p in parts):
+        return -1
+    return math.prod(parts)
+
+
+def check_declared_size(ds: Dataset, what: str) -> None:
+    """Refuse Pixel Data that is absent or whose declared decoded size is over the bound."""
+    if "PixelData" not in ds:
+        raise PixelDataError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
+    size = declared_bytes(ds)
+    if size <= 0:
+        raise PixelDataError(f"{what}: Rows, Columns, NumberOfFrames or BitsAllocated (0028,0010/0011/0008/"
+                             "0100) is missing or not a positive number", "Rows")
+    if size > MAX_DECODED_BYTES:
+        raise PixelDataError(
+            f"{what} declares {size / 2**30:.1f} GiB of pixels (Rows {ds.get('Rows')} × Columns {ds.get('Columns')} "
+            f"× NumberOfFrames {ds.get('NumberOfFrames') or 1} × BitsAllocated {ds.get('BitsAllocated')}); at most "
+            f"{MAX_DECODED_BYTES / 2**30:.0f} GiB per instance is decoded", "NumberOfFrames")
+
+
+def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
+    """The error for a transfer syntax no installed pixel handler decodes."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    name = getattr(syntax, "name", None) or str(syntax or "unknown")
+    return PixelDataError(f"{what}: no decoder here for its transfer syntax {name} ({syntax}, "
+                          f"TransferSyntaxUID (0002,0010)): {exc}", "TransferSyntaxUID")
+
+
+def decoded_pixels(ds: Dataset, what: str) -> np.ndarray:
+    """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded."""
+    check_declared_size(ds, what)
+    try:
+        return np.asarray(ds.pixel_array)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise no_decoder_error(ds, what, exc) from exc
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError) as exc:
+        raise PixelDataError(f"{what}: PixelData (7FE0,0010) cannot be decoded as its header declares "
+                             f"(truncated or malformed): {exc}", "PixelData") from exc

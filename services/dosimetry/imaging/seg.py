@@ -1,0 +1,103 @@
+"""DICOM SEG (PS3.3 A.51, C.8.20) read with highdicom, each segment as a mask on the activity grid.
+
+highdicom's reader (:meth:`highdicom.seg.Segmentation.from_dataset`, ``get_volume``) places
+the frames in patient coordinates from the Plane Position / Orientation and Pixel Measures
+functional groups wherever the standard allows them (Shared or Per-frame, PS3.3 C.7.6.16),
+including SEGs whose empty frames are omitted and slice spacings that are not round numbers
+(regular within 1 % of the mean step, highdicom's default tolerance). BINARY, FRACTIONAL and
+LABELMAP SEGs are read, one segment at a time (a volume per segment, not all at once).
+
+Each segment becomes the fraction (0-1) of each voxel of the SEG's own grid that it covers
+(binary: 0 or 1; fractional: the stored value / MaximumFractionalValue), then moves to the
+activity grid by :func:`~services.dosimetry.imaging.resample.resample_mask`: an activity voxel
+is in the VOI when at least half of it is covered. A segment may overlap others (a whole-liver
+segment containing the lesion segments is the usual case).
+
+Refused, by name (:class:`SegmentationError`): another Frame of Reference (0020,0052), frames
+that do not form one regularly spaced volume, a segment with no pixel set, a segment that does
+not overlap the activity volume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from services.dosimetry.imaging.errors import SegmentationError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.resample import resample_mask
+from services.dosimetry.imaging.voi_types import Voi, check_nonempty, voi_role
+
+__all__ = ["SEG_STORAGE", "SEG_STORAGE_CLASSES", "seg_vois"]
+
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+#: Segmentation Storage and Label Map Segmentation Storage (PS3.4 B.5).
+SEG_STORAGE_CLASSES = (SEG_STORAGE, "1.2.840.10008.5.1.4.1.1.66.7")
+
+_EXPRESSION = "segmentationSeriesUid"
+# What highdicom raises on a SEG it cannot interpret (malformed or missing attributes).
+_READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError)
+
+
+def _read(ds: Dataset, what: str) -> Any:
+    import highdicom as hd
+
+    try:
+        return hd.seg.Segmentation.from_dataset(ds, copy=True)
+    except _READ_ERRORS as exc:
+        raise SegmentationError(f"{what} cannot be read as a DICOM SEG: {exc}", _EXPRESSION) from exc
+
+
+def _segment_fraction(seg: Any, number: int, what: str) -> tuple[np.ndarray, Grid]:
+    """Segment ``number`` as a covered fraction (float32, 0-1) on the SEG's own grid."""
+    try:
+        volume = seg.get_volume(segment_numbers=[number], combine_segments=False, rescale_fractional=True,
+                                skip_overlap_checks=True)
+    except _READ_ERRORS as exc:
+        raise SegmentationError(
+            f"{what}: its frames do not form one regularly spaced volume (PlanePositionSequence "
+            f"ImagePositionPatient (0020,0032), PixelMeasuresSequence): {exc}", _EXPRESSION) from exc
+    array = np.asarray(volume.array)
+    if array.ndim == 4:
+        array = array[..., 0]
+    fraction = array.astype(np.float32)
+    if seg.segmentation_type.value == "FRACTIONAL":
+        fraction = np.clip(fraction, 0.0, 1.0)
+    else:
+        fraction = (array > 0).astype(np.float32)
+    shape = (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
+    grid = Grid(shape, np.asarray(volume.affine, dtype=np.float64), str(seg.get("FrameOfReferenceUID", "")))
+    return fraction, grid
+
+
+def _label_and_code(seg: Any, number: int) -> tuple[str, str]:
+    desc = seg.get_segment_description(number)
+    label = str(desc.get("SegmentLabel", "") or f"segment {number}")
+    codes = desc.get("SegmentedPropertyTypeCodeSequence")
+    code = str(codes[0].get("CodeValue", "")) if codes else ""
+    return label, code
+
+
+def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
+    """Every segment of a SEG instance as a VOI on ``target``."""
+    what = f"SEG {ds.get('SOPInstanceUID', '?')}"
+    if target.frame_of_reference_uid and ds.get("FrameOfReferenceUID") and \
+            str(ds.FrameOfReferenceUID) != target.frame_of_reference_uid:
+        raise SegmentationError(f"{what} is in another Frame of Reference (0020,0052) than the activity volume",
+                                _EXPRESSION)
+    if not ds.get("SegmentSequence"):
+        raise SegmentationError(f"{what} has no segments (SegmentSequence (0062,0002))", _EXPRESSION)
+    seg = _read(ds, what)
+    vois = []
+    for number in seg.segment_numbers:
+        label, code = _label_and_code(seg, number)
+        fraction, grid = _segment_fraction(seg, number, what)
+        if not fraction.any():
+            raise SegmentationError(f"{what} segment {number} {label!r} has no pixel set", _EXPRESSION)
+        mask = resample_mask(fraction, grid, target)
+        check_nonempty(label, mask, "SEG")
+        tracking_uid = str(seg.get_segment_description(number).get("TrackingUID", "") or "")
+        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code, tracking_uid))
+    return vois

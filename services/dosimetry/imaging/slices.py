@@ -1,0 +1,245 @@
+"""Per-slice and NM multi-frame instances stacked into a volume in patient coordinates.
+
+Per-slice series (PT, CT, NM exported per slice; Image Plane module PS3.3 C.7.6.2): every
+instance needs ImagePositionPatient (0020,0032), ImageOrientationPatient (0020,0037) and
+PixelSpacing (0028,0030); slices are sorted along the normal (row × column cosines) and must be
+evenly spaced (within 1 %; a gap of whole steps is named as missing slices). An enhanced
+multi-frame instance is read by :mod:`.multiframe`. NM RECON TOMO multi-frame (NM Image
+module C.8.4.8, NM Detector C.8.4.10): position and orientation from the Detector Information
+Sequence (0054,0022) when not at the top level; frames are slices SpacingBetweenSlices
+(0018,0088) apart (its sign is the stacking direction; SliceThickness (0018,0050) is used, with a
+warning, when it is missing). Values are stored value × RescaleSlope + RescaleIntercept, per
+instance. The volume built is bounded (:data:`~.pixels.MAX_VOLUME_BYTES`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError, PixelDataError
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
+from services.dosimetry.imaging.pixels import MAX_VOLUME_BYTES, decoded_pixels
+
+__all__ = ["nm_multiframe", "pt_units", "stack_slices"]
+
+_SLICE_SPACING_TOLERANCE = 0.01
+
+
+# -- small parsers ----------------------------------------------------------------------------
+
+def _require(ds: Dataset, keyword: str, tag: str, what: str) -> Any:
+    value = ds.get(keyword)
+    if value is None or value == "" or (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 0):
+        raise GeometryError(f"{what} has no {keyword} {tag}: the volume cannot be placed in patient coordinates",
+                            keyword)
+    return value
+
+
+def _floats(value: Any, n: int, keyword: str, what: str) -> np.ndarray:
+    try:
+        arr = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"{what}: {keyword} is not numeric ({value!r})", keyword) from exc
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise GeometryError(f"{what}: {keyword} must hold {n} numbers, got {value!r}", keyword)
+    return arr
+
+
+def _orientation(value: Any, what: str) -> np.ndarray:
+    iop = _floats(value, 6, "ImageOrientationPatient", what)
+    row, col = iop[:3], iop[3:]
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+        raise GeometryError(f"{what}: ImageOrientationPatient (0020,0037) is not two orthonormal "
+                            f"direction cosines ({value!r})", "ImageOrientationPatient")
+    return iop
+
+
+def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
+    ps = _floats(_require(ds, "PixelSpacing", "(0028,0030)", what), 2, "PixelSpacing", what)
+    if np.any(ps <= 0):
+        raise GeometryError(f"{what}: PixelSpacing (0028,0030) must be positive, got {list(ps)}", "PixelSpacing")
+    return float(ps[0]), float(ps[1])
+
+
+def _rescale(ds: Dataset) -> tuple[float, float]:
+    """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
+    non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
+    what = f"{ds.get('Modality', '')} instance {ds.get('SOPInstanceUID', '?')}"
+    raw_slope = ds.get("RescaleSlope")
+    raw_intercept = ds.get("RescaleIntercept")
+    try:
+        slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
+        intercept = 0.0 if raw_intercept in (None, "") else float(raw_intercept)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"{what}: RescaleSlope/RescaleIntercept (0028,1053)/(0028,1052) are not numbers "
+                            f"({raw_slope!r}, {raw_intercept!r})", "RescaleSlope") from exc
+    if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
+        raise GeometryError(f"{what}: RescaleSlope (0028,1053) {raw_slope!r} cannot scale the stored values",
+                            "RescaleSlope")
+    return slope, intercept
+
+
+
+# -- stacking ---------------------------------------------------------------------------------
+
+def stack_slices(datasets: Sequence[Dataset], what: str,
+                  dtype: type[np.floating[Any]] = np.float64) -> tuple[np.ndarray, Grid, list[Dataset]]:
+    """Sort per-slice instances along the normal and stack their rescaled pixels."""
+    if not datasets:
+        raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
+    if len(datasets) == 1 and is_enhanced(datasets[0]):
+        label = f"{what} instance {datasets[0].get('SOPInstanceUID', '?')}"
+        values, grid = enhanced_volume(datasets[0], label)
+        return values.astype(dtype), grid, [enhanced_header(datasets[0])]
+    positions, orientations = [], []
+    for ds in datasets:
+        label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
+        positions.append(_floats(_require(ds, "ImagePositionPatient", "(0020,0032)", label), 3,
+                                 "ImagePositionPatient", label))
+        orientations.append(_orientation(_require(ds, "ImageOrientationPatient", "(0020,0037)", label), label))
+    iop = orientations[0]
+    if any(np.abs(o - iop).max() > 1e-4 for o in orientations):
+        raise GeometryError(f"{what}: slices have different ImageOrientationPatient (0020,0037)",
+                            "ImageOrientationPatient")
+    spacings = {_pixel_spacing(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}") for ds in datasets}
+    if len(spacings) > 1:
+        raise GeometryError(f"{what}: slices have different PixelSpacing (0028,0030) {sorted(spacings)}",
+                            "PixelSpacing")
+    spacing = spacings.pop()
+    normal = np.cross(iop[:3], iop[3:])
+    order = np.argsort([p @ normal for p in positions])
+    sorted_ds = [datasets[i] for i in order]
+    sorted_pos = np.array([positions[i] for i in order])
+    if len(sorted_ds) > 1:
+        steps = np.diff(sorted_pos @ normal)
+        if np.any(steps < 1e-3):
+            raise GeometryError(f"{what}: two slices share one ImagePositionPatient (0020,0032)",
+                                "ImagePositionPatient")
+        if (steps.max() - steps.min()) > _SLICE_SPACING_TOLERANCE * steps.mean():
+            gap = int(np.argmax(steps))
+            ratio = steps[gap] / steps.min()
+            missing = (f"; {round(ratio) - 1} slice(s) missing after the one at {sorted_pos[gap].round(2).tolist()} mm?"
+                       if abs(ratio - round(ratio)) < 0.05 and ratio > 1.5 else "")
+            raise GeometryError(f"{what}: slices are not evenly spaced along the normal "
+                                f"(steps {steps.min():.3f}–{steps.max():.3f} mm, ImagePositionPatient (0020,0032))"
+                                f"{missing}", "ImagePositionPatient")
+        slice_step = (sorted_pos[-1] - sorted_pos[0]) / (len(sorted_ds) - 1)
+    else:
+        thickness = float(sorted_ds[0].get("SpacingBetweenSlices") or sorted_ds[0].get("SliceThickness") or 0)
+        if thickness <= 0:
+            raise GeometryError(f"{what}: a single slice needs SliceThickness (0018,0050)", "SliceThickness")
+        slice_step = normal * thickness
+    rows, cols = int(sorted_ds[0].Rows), int(sorted_ds[0].Columns)
+    volume_bytes = len(sorted_ds) * rows * cols * np.dtype(dtype).itemsize
+    if volume_bytes > MAX_VOLUME_BYTES:
+        raise PixelDataError(f"{what}: {len(sorted_ds)} slices of Rows {rows} × Columns {cols} make a "
+                             f"{volume_bytes / 2**30:.1f} GiB volume; at most {MAX_VOLUME_BYTES / 2**30:.0f} GiB "
+                             "is built", "Rows")
+    stack = np.empty((len(sorted_ds), rows, cols), dtype=dtype)
+    for k, ds in enumerate(sorted_ds):
+        if int(ds.Rows) != rows or int(ds.Columns) != cols:
+            raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
+        pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}")
+        if pixels.shape != (rows, cols):
+            raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
+                                "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
+        slope, intercept = _rescale(ds)
+        stack[k] = pixels.astype(dtype) * dtype(slope) + dtype(intercept)
+    for_uid = str(sorted_ds[0].get("FrameOfReferenceUID", ""))
+    grid = Grid.from_dicom((len(sorted_ds), rows, cols), sorted_pos[0], iop, spacing, slice_step, for_uid)
+    return stack, grid, sorted_ds
+
+
+def nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
+    """An NM RECON TOMO multi-frame instance as a volume (frames = slices along the normal)."""
+    what = f"NM instance {ds.get('SOPInstanceUID', '?')}"
+    warnings: list[str] = []
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if len(image_type) > 2 and not image_type[2].startswith("RECON"):
+        raise NoActivitySeriesError(f"{what} is not a reconstructed tomogram (ImageType {image_type}); "
+                                    "planar or projection data cannot be used for voxel dosimetry", "ImageType")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if ds.get("NumberOfSlices") and int(ds.NumberOfSlices) != frames:
+        raise GeometryError(f"{what}: NumberOfFrames {frames} ≠ NumberOfSlices (0054,0081) {ds.NumberOfSlices} "
+                            "(several energy windows or phases are not supported)", "NumberOfSlices")
+    det = (ds.get("DetectorInformationSequence") or [None])[0]
+    position = ds.get("ImagePositionPatient") or (det.get("ImagePositionPatient") if det is not None else None)
+    orientation = ds.get("ImageOrientationPatient") or (det.get("ImageOrientationPatient") if det is not None else None)
+    if not position:
+        raise GeometryError(f"{what} has no ImagePositionPatient (0020,0032) at the top level or in the "
+                            "DetectorInformationSequence (0054,0022)", "ImagePositionPatient")
+    if not orientation:
+        raise GeometryError(f"{what} has no ImageOrientationPatient (0020,0037) at the top level or in the "
+                            "DetectorInformationSequence (0054,0022)", "ImageOrientationPatient")
+    ipp = _floats(position, 3, "ImagePositionPatient", what)
+    iop = _orientation(orientation, what)
+    spacing = _pixel_spacing(ds, what)
+    step = ds.get("SpacingBetweenSlices")
+    if step in (None, ""):
+        step = ds.get("SliceThickness")
+        if step in (None, ""):
+            raise GeometryError(f"{what} has neither SpacingBetweenSlices (0018,0088) nor SliceThickness "
+                                "(0018,0050)", "SpacingBetweenSlices")
+        warnings.append("NM SpacingBetweenSlices (0018,0088) missing: SliceThickness used as slice spacing")
+    step_mm = float(step)
+    # NM Reconstruction module (PS3.3 C.8.4.15): the sign of SpacingBetweenSlices is the stacking
+    # direction along the normal (row × column cosines); negative values occur in practice.
+    if step_mm == 0 or not math.isfinite(step_mm):
+        raise GeometryError(f"{what}: SpacingBetweenSlices (0018,0088) must be a non-zero number, got {step_mm}",
+                            "SpacingBetweenSlices")
+    pixels = decoded_pixels(ds, what).astype(np.float64)
+    if pixels.ndim == 2:
+        pixels = pixels[np.newaxis]
+    slope, intercept = _rescale(ds)
+    values = pixels * slope + intercept
+    normal = np.cross(iop[:3], iop[3:])
+    grid = Grid.from_dicom((values.shape[0], values.shape[1], values.shape[2]), ipp, iop, spacing, normal * step_mm,
+                           str(ds.get("FrameOfReferenceUID", "")))
+    return values, grid, warnings
+
+
+
+
+#: Philips private "activity concentration scale factor" (7053,1009): Bq/mL per rescaled
+#: count of a PET image whose Units are CNTS (the vendor's DICOM conformance statement).
+_PHILIPS_ACTIVITY_SCALE = 0x70531009
+
+
+def _philips_activity_scale(ds: Dataset) -> float | None:
+    if "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    element = ds.get(_PHILIPS_ACTIVITY_SCALE)
+    if element is None:
+        return None
+    raw = element.value
+    try:
+        value = float(raw.decode("ascii").strip("\x00 ") if isinstance(raw, bytes) else raw)
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def pt_units(values: np.ndarray, sorted_ds: Sequence[Dataset], warnings: list[str]) -> tuple[np.ndarray, str]:
+    """PET values in Bq/mL where the vendor's convention allows it, and their Units (0054,1001).
+
+    ``Bq/ml`` spelt out is BQML. A Philips image in CNTS with its activity concentration scale
+    factor (7053,1009) on every slice becomes Bq/mL slice by slice (with a warning). Any other
+    unit is returned as it is, for the caller to refuse.
+    """
+    units = str(sorted_ds[0].get("Units", "")).strip().upper()
+    if units == "BQ/ML":
+        return values, "BQML"
+    if units == "CNTS":
+        factors = [_philips_activity_scale(ds) for ds in sorted_ds]
+        if len(factors) == values.shape[0] and all(f is not None for f in factors):
+            scale = np.array(factors, dtype=np.float64)[:, np.newaxis, np.newaxis]
+            warnings.append("PT Units CNTS converted to Bq/mL with the Philips activity concentration scale "
+                            "factor (7053,1009)")
+            return values * scale, "BQML"
+    return values, units

@@ -1,0 +1,105 @@
+"""Enhanced multi-frame CT and PET (one instance holding every slice) give the doses of the
+classic per-slice series they were converted from (highdicom's Legacy Converted Enhanced CT /
+PET, PS3.3 A.70 / A.72), with LDM and DVK."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+
+from services.dosimetry.imaging.errors import GeometryError
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from services.dosimetry.imaging.volume import activity_volume, ct_volume
+from tests.support.memory_dicomweb import MemoryDicomweb
+
+
+@pytest.fixture(scope="module")
+def study() -> PhantomStudy:
+    return build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=90)
+
+
+@pytest.fixture(scope="module")
+def enhanced(study: PhantomStudy) -> dict[str, Dataset]:
+    ct = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=study.ct, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1)
+    pt = hd.legacy.LegacyConvertedEnhancedPETImage(
+        legacy_datasets=study.activity, series_instance_uid=hd.UID(), series_number=3, sop_instance_uid=hd.UID(),
+        instance_number=1)
+    return {"CT": ct, "PT": pt}
+
+
+def _doses(study: PhantomStudy, datasets: list[Dataset], method: str) -> dict[str, float]:
+    result = run_voxel_dosimetry(MemoryDicomweb(datasets), study.study_uid, 1.5, method, study.seg_series_uid,
+                                 store=False)
+    return {v.name: v.metrics["Dmean"] for v in result.vois}
+
+
+@pytest.mark.parametrize("method", ["ldm", "dvk"])
+def test_enhanced_ct_and_pet_give_the_classic_doses(study: PhantomStudy, enhanced: dict[str, Any],
+                                                    method: str) -> None:
+    assert study.seg is not None
+    classic = _doses(study, study.datasets(), method)
+    multi = _doses(study, [enhanced["PT"], enhanced["CT"], study.seg], method)
+    assert multi.keys() == classic.keys()
+    for name, value in classic.items():
+        assert multi[name] == pytest.approx(value, rel=1e-9), name
+
+
+def test_enhanced_volumes_equal_the_classic_ones(study: PhantomStudy, enhanced: dict[str, Any]) -> None:
+    ct, classic_ct = ct_volume([enhanced["CT"]]), ct_volume(study.ct)
+    assert ct.grid.shape == classic_ct.grid.shape
+    # highdicom may stack the frames head to feet: compare slice by slice in the same order
+    values = ct.values if ct.grid.affine[2, 0] > 0 else ct.values[::-1]
+    np.testing.assert_array_equal(values, classic_ct.values)
+    pt, classic_pt = activity_volume([enhanced["PT"]]), activity_volume(study.activity)
+    assert pt.units == "BQML" and pt.decay_factor == pytest.approx(classic_pt.decay_factor, rel=1e-12)
+    assert pt.values.sum() == pytest.approx(classic_pt.values.sum(), rel=1e-9)
+
+
+def test_native_enhanced_pet_units_and_decay_correction_are_mapped(study: PhantomStudy,
+                                                                  enhanced: dict[str, Any]) -> None:
+    """An Enhanced PET gives its units by a real-world value map (UCUM Bq/ml) and its decay
+    correction by DecayCorrected YES at DecayCorrectionDateTime, not by Units/DecayCorrection."""
+    pt = deepcopy(enhanced["PT"])
+    converted = pt.SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0]
+    for keyword in ("Units", "DecayCorrection"):
+        if keyword in converted:
+            delattr(converted, keyword)
+        if keyword in pt:
+            delattr(pt, keyword)
+    for frame in pt.PerFrameFunctionalGroupsSequence:  # one map per frame, as the rescale is per frame
+        unit = Dataset()
+        unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "Bq/ml", "UCUM", "Becquerels/milliliter"
+        rescale = frame.PixelValueTransformationSequence[0]
+        mapping = Dataset()
+        mapping.MeasurementUnitsCodeSequence = DicomSequence([unit])
+        mapping.LUTExplanation, mapping.LUTLabel = "activity concentration", "BQML"
+        mapping.RealWorldValueFirstValueMapped, mapping.RealWorldValueLastValueMapped = 0, 65535
+        mapping.RealWorldValueSlope = float(rescale.RescaleSlope)
+        mapping.RealWorldValueIntercept = float(rescale.RescaleIntercept)
+        frame.RealWorldValueMappingSequence = DicomSequence([mapping])
+    pt.DecayCorrected = "YES"
+    first = study.activity[0]
+    pt.DecayCorrectionDateTime = f"{first.SeriesDate}{first.SeriesTime}"
+    vol, classic = activity_volume([pt]), activity_volume(study.activity)
+    assert vol.units == "BQML"
+    assert vol.decay_factor == pytest.approx(classic.decay_factor, rel=1e-12)
+    assert vol.values.sum() == pytest.approx(classic.values.sum(), rel=1e-9)
+
+
+def test_enhanced_frames_off_a_regular_volume_are_refused_by_name(enhanced: dict[str, Any]) -> None:
+    ct = deepcopy(enhanced["CT"])
+    plane = ct.PerFrameFunctionalGroupsSequence[5].PlanePositionSequence[0]
+    x, y, z = (float(v) for v in plane.ImagePositionPatient)
+    plane.ImagePositionPatient = [x, y, z + 1.3]
+    with pytest.raises(GeometryError, match="regularly spaced volume") as err:
+        ct_volume([ct])
+    assert err.value.status == 422 and err.value.expression == "PerFrameFunctionalGroupsSequence"
