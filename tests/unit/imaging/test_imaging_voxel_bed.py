@@ -58,6 +58,9 @@ def test_tumour_and_liver_vois_get_their_own_tissue_values_and_the_lungs_none(st
             (math.log(2) / rep + math.log(2) / Y90_H) * ab)
         assert voi.radiobiology["BED70"] <= voi.radiobiology["BEDmean"] * 1.5
     assert lung.tissue is None and lung.radiobiology == {}
+    # the normal liver (liver minus tumours, derived) takes the liver values
+    normal = _by_role(result, "normal-liver")
+    assert normal.tissue is not None and normal.tissue.alpha_beta_gy == 2.5 and normal.radiobiology["BEDmean"] > 0
 
 
 def test_tissue_settings_change_the_bed(study: PhantomStudy) -> None:
