@@ -48,8 +48,9 @@ bench: install services-up
 serve: install
 	$(PY) -m infra.stack serve
 
+# make demo KEEP=1 leaves the stack running after the summary and prints the patient's page.
 demo: install
-	$(PY) -m infra.demo
+	$(PY) -m infra.demo $(if $(KEEP),--keep)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

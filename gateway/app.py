@@ -12,6 +12,7 @@ import logging
 
 from flask import Flask
 
+from gateway.audit import init_audit
 from gateway.auth import init_auth
 from gateway.cds import create_cds_blueprint
 from gateway.cds.client_auth import cds_verifier
@@ -26,7 +27,9 @@ from gateway.operations import create_operations_blueprint
 from gateway.pacs_hook import create_hooks_blueprint
 from gateway.ratelimit import init_rate_limit
 from gateway.smart import create_smart_blueprint
+from gateway.webapp import create_webapp_blueprint
 from netliver import __version__
+from netliver.edge import init_edge
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
 from netliver.settings import Settings
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     init_cors(app, settings)  # first: preflights are answered before authentication
     init_auth(app, settings, cds_verify=cds_verifier(settings) if settings.auth_mode == "jwt" else None)
     init_rate_limit(app, settings, prefix=settings.rate_limit_key_prefix)
+    init_edge(app)  # after authentication: an anonymous caller's body is not parsed
 
     app.register_blueprint(create_health_blueprint(deps))
     app.register_blueprint(create_metadata_blueprint(deps))
@@ -61,10 +65,12 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     app.register_blueprint(create_cds_blueprint(deps))
     app.register_blueprint(create_smart_blueprint(settings))
     app.register_blueprint(create_hooks_blueprint(deps))  # adds the catch-up cursor table
-    deps.database.create_all()  # the job and cursor tables, under the store's schema lock
+    init_audit(app, deps.database.engine, deps.database.metadata)
+    deps.database.create_all()  # the job, cursor and audit tables, under the store's schema lock
     if settings.job_sweep_s > 0:
         start_sweeper(deps.jobs.jobs, deps.dispatcher, settings.job_sweep_s)
     app.register_blueprint(create_fhir_rest_blueprint(deps.get_store, deps.fhir_base))
+    app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base, settings))
 
     _log.info("gateway ready", extra={"store": type(deps.store).__name__, "auth": settings.auth_mode})
     return app

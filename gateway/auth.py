@@ -34,10 +34,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 
 from gateway.scopes import Principal, Scope, missing_scopes, parse_scopes
 from gateway.tokens import (
@@ -52,11 +53,14 @@ from netliver.settings import Settings
 
 __all__ = [
     "ACCEPTED_ALGORITHMS",
+    "APP_PATH_PREFIX",
     "EXEMPT_PATHS",
     "HOOK_PATHS",
     "INTERNAL_PATH_PREFIX",
     "INTERNAL_TOKEN_HEADER",
+    "LAUNCH_PATHS",
     "PUBLISHED_INTERNAL_TOKENS",
+    "SESSION_KEY",
     "JwksCache",
     "JwksUnavailable",
     "Principal",
@@ -71,6 +75,8 @@ __all__ = [
     "require_hook_auth",
     "require_internal_token",
     "require_scopes",
+    "session_token",
+    "verify_bearer",
 ]
 
 _log = logging.getLogger("netliver.gateway.auth")
@@ -83,6 +89,11 @@ CDS_DISCOVERY_PATH = "/cds-services"
 CDS_PATH_PREFIX = "/cds-services/"
 #: Paths of the worker → gateway job protocol, guarded by the internal token.
 INTERNAL_PATH_PREFIX = "/internal/"
+#: The tumour-board page: after a SMART launch (gateway/webapp/smart.py) its token comes from
+#: the signed session cookie; the launch paths themselves are what obtains one.
+APP_PATH_PREFIX = "/app/"
+LAUNCH_PATHS = frozenset({"/app/launch", "/app/login", "/app/callback"})
+SESSION_KEY = "smart"
 #: Paths that accept the internal token as an alternative to a JWT (Orthanc's Lua script; the
 #: catch-up call, which then requires the internal token itself).
 HOOK_PATHS = frozenset({"/hooks/orthanc/stable-study", "/hooks/orthanc/catch-up"})
@@ -186,7 +197,8 @@ def init_auth(app: Flask, settings: Settings, *, jwks: JwksCache | None = None,
 def _authenticate() -> None:
     state = _state()
     path = request.path
-    if path in EXEMPT_PATHS or (path == CDS_DISCOVERY_PATH and request.method in ("GET", "HEAD")) or (
+    if path in EXEMPT_PATHS or path in LAUNCH_PATHS or (
+            path == CDS_DISCOVERY_PATH and request.method in ("GET", "HEAD")) or (
             request.method == "OPTIONS"):  # CORS preflights carry no credentials (Fetch standard)
         g.principal = _AUTH_OFF if state.verifier is None else _ANONYMOUS
     elif path.startswith(CDS_PATH_PREFIX) and state.verifier is not None:
@@ -219,6 +231,10 @@ def _check_cds_client(state: _AuthState) -> Principal:
 
 def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
+    if not header.strip() and request.path.startswith(APP_PATH_PREFIX):
+        launched = session_token()  # the page after a SMART launch: the token kept in its session
+        if launched:
+            return launched
     if not header.strip():
         raise unauthorized("no bearer token: send 'Authorization: Bearer <JWT>'", code="login")
     scheme, _, token = header.strip().partition(" ")
@@ -237,6 +253,23 @@ def _check_internal_token(settings: Settings) -> Principal:
     if not expected or not hmac.compare_digest(provided.encode(), expected.encode()):
         raise unauthorized(f"the {INTERNAL_TOKEN_HEADER} header is wrong")
     return _INTERNAL
+
+
+def session_token() -> str | None:
+    """The access token of this browser's SMART launch, while it is unexpired."""
+    held = session.get(SESSION_KEY) or {}
+    if not isinstance(held, dict) or not held.get("access_token") or float(held.get("expires_at", 0)) <= time.time():
+        return None
+    return str(held["access_token"])
+
+
+def verify_bearer(token: str) -> Principal:
+    """Verify ``token`` as the gateway verifies bearer tokens (401 ``FhirError`` when refused)."""
+    verifier = _state().verifier
+    if verifier is None:
+        raise unauthorized("tokens are not checked with AUTH_MODE=off")
+    principal: Principal = verifier.verify(token)
+    return principal
 
 
 def current_principal() -> Principal | None:

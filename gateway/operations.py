@@ -44,6 +44,16 @@ def _body(expected: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
+def _input_resources(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of the request's Bundle (the body, or the ``input`` parameter's resource)."""
+    if body.get("resourceType") == "Parameters":
+        body = next((p["resource"] for p in body.get("parameter") or []
+                     if isinstance(p, dict) and p.get("name") == "input" and isinstance(p.get("resource"), dict)), {})
+    entries = body.get("entry")
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)] \
+        if isinstance(entries, list) else []
+
+
 def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[str, Any],
                   params: dict[str, str]) -> dict[str, Any]:
     """Call the service's operation, write its results back (tagged, with their Provenance) in
@@ -51,7 +61,12 @@ def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[st
     (502), a store that is down stays 503."""
     result = deps.services.call(service, operation, body, params, g.get("request_id", ""))
     try:
-        write_results(deps.store, tag_results(result.write), deps.fhir_base())
+        # Each DiagnosticReport carries its figures (PNG) and itself (PDF) for EHRs without the page
+        # (imported here: matplotlib is loaded in the background at start, see gateway.webapp).
+        from netliver.report.presented import with_presented_forms
+
+        written = with_presented_forms(result.write, _input_resources(body))
+        write_results(deps.store, tag_results(written), deps.fhir_base())
     except FhirError as err:
         if err.status < 500:
             current_app.logger.error("a service result was refused by the store: %s", err)

@@ -22,11 +22,13 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_hook_auth, require_internal_token
+from gateway.scope_registry import ORTHANC_HOOK
 from gateway.writeback import write_results
 from netliver.dosimetry_contract import classify_study
 from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
+from netliver.pacs_ids import is_dicom_uid, is_orthanc_id, url_segment
 from netliver.settings import Settings
 from netliver.web import fhir_response
 
@@ -38,10 +40,9 @@ __all__ = ["StudyInfo", "classify_study", "create_hooks_blueprint"]
 _log = logging.getLogger("netliver.gateway.hooks")
 
 DICOM_PATIENT_ID_SYSTEM = "urn:netliver:dicom-patient-id"
-#: What the hook reads (the patient by identifier, the planned activity) and writes (the study,
-#: its DICOMweb endpoint, and the job with its results): a JWT caller needs scopes for all.
-HOOK_READS = ("Patient", "Observation", "ImagingStudy")
-HOOK_WRITES = ("ImagingStudy", "Endpoint", "Task", "DiagnosticReport", "Observation", "Provenance")
+#: What the hook reads and writes (the registry's row, also the documentation's): a JWT caller
+#: needs scopes for all.
+HOOK_READS, HOOK_WRITES = ORTHANC_HOOK.reads, ORTHANC_HOOK.writes
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class StudyInfo:
     reason: str
 
 
+def checked_orthanc_id(value: object) -> str:
+    """``value`` if it is an Orthanc study id, else 400 naming ``ID`` (never put into a URL)."""
+    if not is_orthanc_id(value):
+        raise FhirError(400, "value", "ID is not an Orthanc id (five groups of 8 lower-case hex digits "
+                        "joined by '-')", "ID")
+    return str(value)
+
+
 class OrthancClient:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.orthanc_url.rstrip("/")
@@ -65,26 +74,39 @@ class OrthancClient:
         if settings.orthanc_user:
             self.session.auth = (settings.orthanc_user, settings.orthanc_password)
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, *segments: str, **params: Any) -> Any:
+        """GET ``/{segments...}``: every segment is an Orthanc id or a fixed word, and quoted."""
+        path = "/".join(url_segment(s) for s in segments)
         try:
-            resp = self.session.get(f"{self.url}/{path.lstrip('/')}", params=params or None, timeout=15)
+            resp = self.session.get(f"{self.url}/{path}", params=params or None, timeout=15)
         except requests.RequestException as exc:
-            raise FhirError(503, "transient", f"the PACS (Orthanc at {self.url}) is unreachable",
+            raise FhirError(503, "transient", "the PACS (Orthanc) is unreachable",
                             headers={"Retry-After": "30"}) from exc
         if resp.status_code == 404:
             raise FhirError(404, "not-found", f"Orthanc has no {path}", "ID")
         if resp.status_code != 200:
             raise FhirError(503, "transient", f"Orthanc answered {resp.status_code} for {path}",
                             headers={"Retry-After": "30"})
-        return resp.json()
+        try:
+            return resp.json()
+        except ValueError:
+            raise FhirError(503, "transient", f"Orthanc answered {path} with something other than JSON",
+                            headers={"Retry-After": "30"}) from None
+
+    def child(self, kind: str, orthanc_id: object, *rest: str, **params: Any) -> Any:
+        """GET ``/{kind}/{id}/...`` for an id Orthanc itself listed (checked all the same)."""
+        if not is_orthanc_id(orthanc_id):
+            raise FhirError(503, "transient", f"Orthanc listed a {kind} id that is not an Orthanc id",
+                            headers={"Retry-After": "30"})
+        return self.get(kind, str(orthanc_id), *rest, **params)
 
     def study(self, orthanc_id: str) -> StudyInfo:
-        study = self.get(f"studies/{orthanc_id}")
+        study = self.get("studies", checked_orthanc_id(orthanc_id))
         tags = study.get("MainDicomTags", {})
         ptags = study.get("PatientMainDicomTags", {})
         series = []
         for series_id in study.get("Series", []):
-            s = self.get(f"series/{series_id}")
+            s = self.child("series", series_id)
             stags = s.get("MainDicomTags", {})
             summary: dict[str, Any] = {"uid": stags.get("SeriesInstanceUID", ""),
                                        "modality": stags.get("Modality", ""),
@@ -93,7 +115,7 @@ class OrthancClient:
                                        "instances": len(s.get("Instances", [])),
                                        "radiopharmaceutical": None}
             if summary["modality"] in {"PT", "NM"} and s.get("Instances"):
-                inst = self.get(f"instances/{s['Instances'][0]}/tags", simplify="")
+                inst = self.child("instances", s["Instances"][0], "tags", simplify="")
                 seq = inst.get("RadiopharmaceuticalInformationSequence") or []
                 if seq and isinstance(seq, list) and isinstance(seq[0], dict):
                     # Its attributes and the radionuclide code: what the worker reads as well.
@@ -213,8 +235,8 @@ class StableStudyHandler:
 
     def handle(self, orthanc_id: str) -> dict[str, Any]:
         info = self.orthanc.study(orthanc_id)
-        if not info.study_uid:
-            raise FhirError(422, "invalid", "the Orthanc study has no StudyInstanceUID", "ID")
+        if not is_dicom_uid(info.study_uid):
+            raise FhirError(422, "invalid", "the Orthanc study has no valid StudyInstanceUID", "ID")
         patient_ref = self._patient_ref(info)
         resources = _imaging_resources(info, self.settings, patient_ref)
         write_results(self.deps.store, resources, self.deps.fhir_base())
@@ -233,7 +255,8 @@ class StableStudyHandler:
         if "reference" in patient_ref:
             params["patient"] = patient_ref["reference"]
         params["imagingStudy"] = study_ref
-        segmentation = [s["uid"] for s in info.series if s.get("modality") in {"SEG", "RTSTRUCT"} and s.get("uid")]
+        segmentation = [s["uid"] for s in info.series
+                        if s.get("modality") in {"SEG", "RTSTRUCT"} and is_dicom_uid(s.get("uid"))]
         if len(segmentation) == 1:
             params["segmentationSeriesUid"] = segmentation[0]
         elif len(segmentation) > 1:
@@ -250,6 +273,9 @@ class StableStudyHandler:
         since = self.cursor.get()
         while True:
             changes = self.orthanc.get("changes", since=since, limit=limit)
+            if not isinstance(changes, dict):
+                raise FhirError(503, "transient", "Orthanc's /changes answer is not a JSON object",
+                                headers={"Retry-After": "30"})
             for change in changes.get("Changes", []):
                 if change.get("ChangeType") == "StableStudy":
                     try:
@@ -301,7 +327,7 @@ def create_hooks_blueprint(deps: GatewayDeps) -> Blueprint:
         study_id = body.get("ID")
         if not isinstance(study_id, str) or not study_id.strip():
             raise FhirError(422, "required", "ID (the Orthanc study id) is required", "ID")
-        result = handler.handle(study_id.strip())
+        result = handler.handle(checked_orthanc_id(study_id.strip()))
         return fhir_response(result, 202 if result.get("job") else 200)
 
     @bp.post("/hooks/orthanc/catch-up")

@@ -20,6 +20,7 @@ prints a summary with the ids of the written resources, and stops everything it 
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,39 @@ __all__ = ["main"]
 
 PATIENT_ID = "demo-nen-1"
 DICOM_PATIENT_ID = "NETLIVER-DEMO-0001"
+#: Criteria evaluated besides RECIST 1.1, so the page shows a table per criterion.
+EXTRA_CRITERIA = ("mrecist", "choi", "percist")
+FIGURES_DIR = ROOT / "var" / "demo" / "figures"
+
+
+def for_patient(bundle: dict[str, Any], patient_id: str, prefix: str = "") -> dict[str, Any]:
+    """``bundle`` about ``patient_id``: every subject/patient reference points to it and every
+    resource id gets ``prefix`` (references between the resources follow). The demo needs no
+    prefix: the patient's own record uses ids that start with the patient's id."""
+    ids = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: walk(v) for k, v in node.items()}
+            ref = out.get("reference")
+            if isinstance(ref, str):
+                kind, _, rid = ref.partition("/")
+                if kind == "Patient":
+                    out["reference"] = f"Patient/{patient_id}"
+                elif ref in ids:
+                    out["reference"] = f"{kind}/{prefix}{rid}"
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    entries = []
+    for entry in bundle["entry"]:
+        res = walk(entry["resource"])
+        res["id"] = prefix + res["id"]
+        base = str(entry.get("fullUrl", "")).rsplit("/", 2)[0] or "https://ehr.example/fhir"
+        entries.append({"fullUrl": f"{base}/{res['resourceType']}/{res['id']}", "resource": res})
+    return {**bundle, "entry": entries}
 
 
 def _port(preferred: int) -> int:
@@ -124,9 +158,12 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
     else:
         _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
 
-    follow_up = synthetic_follow_up_bundle()
+    follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID)
+    _post(gw, _as_transaction(follow_up))  # the images' measurements and markers, for the page
+    for criteria in EXTRA_CRITERIA:
+        _post(f"{gw}/$tumor-response?criteria={criteria}", follow_up)
     response = _post(f"{gw}/$tumor-response?criteria=recist-1.1", follow_up).json()
-    _line("6. RECIST 1.1:")
+    _line(f"6. RECIST 1.1 (also written: {', '.join(EXTRA_CRITERIA)}):")
     for entry in response["entry"]:
         res = entry["resource"]
         if res["resourceType"] != "Observation":
@@ -218,7 +255,38 @@ def _wait_task(gw: str, study_uid: str, timeout_s: float = 300) -> dict[str, Any
     raise SystemExit("the dosimetry job did not finish in time")
 
 
-def main() -> int:
+def _write_figures(gateway_url: str) -> None:
+    from netliver.report.fetch import HttpReader, load_case
+    from netliver.report.plots import render_all
+
+    case = load_case(HttpReader(f"{gateway_url}/fhir"), PATIENT_ID)
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    figures = render_all(case)
+    for figure in figures:
+        (FIGURES_DIR / f"{figure.name}.png").write_bytes(figure.png)
+    _line(f"  figures: {len(figures)} PNG files in {FIGURES_DIR}")
+
+
+def _wait_for_interrupt(gateway_url: str) -> None:
+    _line(f"\nThe stack keeps running (KEEP=1). The tumour-board page of the demo patient:\n"
+          f"    {gateway_url}/app/patient/{PATIENT_ID}\nCtrl-C stops every process.")
+    while True:
+        time.sleep(3600)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo wherever it is, and the stack with it. Set explicitly:
+    a process started in the background inherits an ignored SIGINT."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep = "--keep" in (sys.argv[1:] if argv is None else argv)
     data_dir = ROOT / "var" / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     with_pacs = shutil.which("Orthanc") is not None
@@ -231,6 +299,8 @@ def main() -> int:
           f"{', Orthanc' if with_pacs else ''}); AUTH_MODE=off for this local demo.")
     started = time.perf_counter()
     stack = Stack(cfg)
+    finished = False
+    _stop_on_signals()
     try:
         stack.start()
         _line(f"   up in {time.perf_counter() - started:.1f} s at {stack.gateway_url}/fhir\n")
@@ -239,11 +309,18 @@ def main() -> int:
         for op, refs in written.items():
             _line(f"  {op}: {len(refs)} resources, e.g. {', '.join(refs[:3])}")
         _line(f"  store: SQLite {Path(cfg.data_dir) / 'netliver.db'}; logs in {stack.log_dir}")
+        _write_figures(stack.gateway_url)
         _line(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
+        finished = True
+        if keep:
+            _wait_for_interrupt(stack.gateway_url)
+    except KeyboardInterrupt:
+        if not finished:
+            _line("\nInterrupted before the demo finished.")
     finally:
         stack.stop()
         _line("Stack stopped.")
-    return 0
+    return 0 if finished else 130
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 # installed by the tests into var/node). A Node.js build that bundles npm is kept as it is.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The tumour-board page's browser tests: headless Chromium and its WebDriver (Debian's builds).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# DejaVu Sans: the figures' font (matplotlib ships it too; the page asks for it first).
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -190,7 +190,7 @@ class Stack:
     def _gunicorn(self, name: str, app: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         return self._spawn(name, [
             sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--worker-class", "gthread", "--threads", "4", "--timeout", "120", "--graceful-timeout", "10",
+            "-c", "python:netliver.serving.gunicorn_conf", "--threads", "4", "--timeout", "120", "--graceful-timeout", "10",
             "--access-logfile", "-", "--name", f"netliver-{name}", app])
 
     def start_gateway(self, name: str, port: int, env: Mapping[str, str], timeout_s: float = 60.0,

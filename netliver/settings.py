@@ -75,8 +75,14 @@ class Settings:
     cds_clients: str = _setting("", "CDS_CLIENTS", "Trusted CDS clients (EHRs): a JSON list, or the path of a JSON file, of {\"iss\": ..., \"jwks_url\": ...}.")
     cds_fetch_timeout_s: float = _setting(10.0, "CDS_FETCH_TIMEOUT_S", "Timeout of each read from an EHR's fhirServer during a CDS Hooks call, seconds.")
     cors_allowed_origins: str = _setting("", "CORS_ALLOWED_ORIGINS", "Browser origins allowed to call the FHIR, CDS Hooks and page endpoints (comma-separated; empty = none).")
+    app_client_id: str = _setting("", "APP_CLIENT_ID", "OAuth client id of the tumour-board page (a public client using PKCE).")
+    app_session_secret: str = _setting("", "APP_SESSION_SECRET", "Secret signing the page's session cookie (same on every gateway process); empty = no SMART launch.")
     # -- limits -----------------------------------------------------------------------------
     max_body_bytes: int = _setting(10 * 1024 * 1024, "MAX_BODY_BYTES", "Largest accepted request body (413 above).")
+    max_json_depth: int = _setting(64, "MAX_JSON_DEPTH", "Deepest accepted nesting of a JSON body, arrays and objects counted (400 above).")
+    max_json_number_chars: int = _setting(64, "MAX_JSON_NUMBER_CHARS", "Most characters of one number in a JSON body (400 above; FHIR decimals have at most 18 significant digits).")
+    max_url_chars: int = _setting(16384, "MAX_URL_CHARS", "Longest request line (method, path and query) gunicorn accepts; longer → 414 OperationOutcome.")
+    max_header_chars: int = _setting(20480, "MAX_HEADER_CHARS", "Longest header line gunicorn accepts: room for a bearer token of 16,384 characters (longer tokens → 401); longer headers → 431 OperationOutcome.")
     rate_limit_per_minute: int = _setting(600, "RATE_LIMIT_PER_MINUTE", "Requests per minute per client (token or address); 0 = unlimited (429 above).")
     rate_limit_key_prefix: str = _setting("netliver:ratelimit:", "RATE_LIMIT_KEY_PREFIX", "Redis key prefix of the shared rate-limit counters (one per deployment).")
     # -- process ----------------------------------------------------------------------------

@@ -22,34 +22,63 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from netliver.fhir.outcome import FhirError
+from netliver.json_edge import JsonLimits, check_structure, parse_json
 from netliver.settings import Settings
 
-__all__ = ["FHIR_JSON", "create_base_app", "create_service_app", "discard_unread_body", "fhir_response",
-           "read_fhir_body", "read_json_body"]
+__all__ = [
+    "ACCEPTED_JSON_TYPES",
+    "FHIR_JSON",
+    "create_base_app",
+    "create_service_app",
+    "discard_unread_body",
+    "fhir_response",
+    "raw_body",
+    "read_fhir_body",
+    "read_json_body",
+]
 
 FHIR_JSON = "application/fhir+json"
-_ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+ACCEPTED_JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 _log = logging.getLogger("netliver.web")
 
 _STATUS_CODES = {
     400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-    406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-long",
+    406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-long", 414: "too-long", 431: "too-long",
     415: "not-supported", 422: "processing", 429: "throttled", 503: "transient",
 }
 
 
 def fhir_response(resource: Mapping[str, Any] | list[Any], status: int = 200,
                   headers: Mapping[str, str] | None = None) -> Response:
+    if has_request_context():
+        g.response_resource = resource  # what the answer is about, for the audit trail
     body = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status=status, headers=dict(headers or {}), mimetype=FHIR_JSON)
 
 
 def error_response(err: FhirError) -> Response:
     return fhir_response(err.to_fhir(), err.status, err.headers)
+
+
+def raw_body(limit: int | None) -> bytes:
+    """The request body (read once, cached): 400 when the transfer is malformed, 413 above ``limit``."""
+    try:
+        raw = request.get_data(cache=True)
+        # Without a Content-Length (chunked) the stream stops at the limit: one byte more means
+        # the body was larger (werkzeug raises RequestEntityTooLarge on that read).
+        larger = limit is not None and (len(raw) > limit or (len(raw) == limit and _more_after_limit()))
+    except HTTPException:
+        raise
+    except Exception as exc:  # e.g. gunicorn's InvalidChunkSize from a malformed chunked body
+        _log.info("unreadable body", extra={"path": request.path, "error": type(exc).__name__})
+        raise FhirError(400, "invalid", "the body could not be read (malformed transfer encoding)") from None
+    if larger:
+        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes (limit MAX_BODY_BYTES)")
+    return raw
 
 
 #: Bounds of the discarding of an unread body: at most this many bytes, this long in all, and
@@ -101,25 +130,27 @@ def discard_unread_body(environ: Mapping[str, Any], max_bytes: int = DISCARD_MAX
 
 
 def read_json_body(max_bytes: int | None = None) -> Any:
-    """The request body as JSON: 415 for another media type, 413 above the limit, 400 if not JSON."""
+    """The request body as JSON: 415 for another media type, 413 above the limit, 400 if not JSON
+    or outside the edge limits (:mod:`netliver.json_edge`). Parsed and checked once per request."""
+    if "json_body" in g:
+        return g.json_body
     ctype = (request.mimetype or "").lower()
-    if ctype not in _ACCEPTED_TYPES:
+    if ctype not in ACCEPTED_JSON_TYPES:
         raise FhirError(415, "not-supported",
                         f"Content-Type must be application/fhir+json (or application/json), not {ctype or 'none'!r}")
     limit = max_bytes or request.max_content_length
     if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
-    raw = request.get_data(cache=True)
-    # Without a Content-Length (chunked) the stream stops at the limit: one byte more means the
-    # body was larger (werkzeug raises RequestEntityTooLarge on that read).
-    if limit is not None and (len(raw) > limit or (len(raw) == limit and _more_after_limit())):
-        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes")
+        raise FhirError(413, "too-long", f"the body is larger than {limit} bytes (limit MAX_BODY_BYTES)")
+    raw = raw_body(limit)
     if not raw.strip():
         raise FhirError(400, "invalid", "the request has no body; a FHIR resource was expected")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FhirError(400, "invalid", f"the body is not valid JSON: {exc}") from None
+    settings: Settings = current_app.config["NETLIVER_SETTINGS"]
+    data = parse_json(raw, JsonLimits(settings.max_json_depth, settings.max_json_number_chars))
+    from netliver.fhir.models import is_resource_type
+
+    check_structure(data, is_resource_type)
+    g.json_body = data
+    return data
 
 
 def _more_after_limit() -> bool:
@@ -199,6 +230,7 @@ def create_base_app(name: str, version: str, settings: Settings) -> Flask:
 def create_service_app(name: str, version: str, blueprint: Blueprint, settings: Settings | None = None) -> Flask:
     """The app of one internal service: logging, FHIR models loaded up front, the service's
     operations blueprint and ``/health``."""
+    from netliver.edge import init_edge
     from netliver.fhir.models import preload
     from netliver.logs import configure_logging
 
@@ -206,6 +238,7 @@ def create_service_app(name: str, version: str, blueprint: Blueprint, settings: 
     configure_logging(name, settings.log_level, settings.log_format)
     preload()
     app = create_base_app(name, version, settings)
+    init_edge(app)
     app.register_blueprint(blueprint)
 
     @app.get("/health")

@@ -29,12 +29,16 @@ from netliver.fhir.builders import canonical_json, deterministic_id
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response, read_json_body
 
-__all__ = ["JOB_RESULT_TYPES", "JobService", "create_jobs_blueprint"]
+__all__ = ["JOB_RESULT_TYPES", "JOB_STATE_SYSTEM", "JobService", "create_jobs_blueprint"]
 
 _log = logging.getLogger("netliver.gateway.jobs")
 
 #: The resource types a job's completion may write (besides its Task).
 JOB_RESULT_TYPES = ("DiagnosticReport", "Observation", "Provenance")
+
+#: ``issue.details.coding.system`` of the job state in a refused internal job call (409).
+JOB_STATE_SYSTEM = "urn:netliver:job-state"
+
 
 @dataclass
 class JobService:
@@ -116,7 +120,8 @@ class JobService:
         return {"state": state}
 
     def complete(self, job_id: str, worker: str, resources: list[dict[str, Any]],
-                 outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None) -> dict[str, Any]:
+                 outputs: list[dict[str, Any]], timings_s: dict[str, float] | None = None,
+                 note: str = "") -> dict[str, Any]:
         types = [r.get("resourceType") if isinstance(r, dict) else None for r in resources]
         foreign = sorted({str(t) for t in types if t not in JOB_RESULT_TYPES})
         if foreign:
@@ -125,10 +130,13 @@ class JobService:
             _log.error("job results of a foreign type", extra={"job": job_id, "types": foreign})
             self.fail(job_id, worker, reason)
             return {"state": "failed", "reason": reason}
-        resources = tag_results(resources)
+        # Loaded at start in the background (gateway.webapp.warm_up_plotting).
+        from netliver.report.presented import with_presented_forms
+
+        resources = tag_results(with_presented_forms(resources))
         try:
             with self.jobs.engine.begin() as conn:
-                state, job = self.jobs.finish(conn, job_id, worker, "completed", outputs=outputs,
+                state, job = self.jobs.finish(conn, job_id, worker, "completed", note, outputs=outputs,
                                               timings_s=timings_s)
                 if state == "ok" and job is not None:
                     self._write(conn, [*resources, self._task(job)])
@@ -190,6 +198,14 @@ def _fraction(body: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FhirError(400, "invalid", "fraction must be a number between 0 and 1", "fraction")
     return float(value)
+
+
+def _completion_note(body: dict[str, Any]) -> str:
+    """The worker's note on a completion (the Task's statusReason), e.g. the RT Dose not stored."""
+    note = body.get("note", "")
+    if not isinstance(note, str):
+        raise FhirError(400, "invalid", "note must be a string", "note")
+    return note[:1000]
 
 
 def _completion(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
@@ -260,8 +276,12 @@ def create_jobs_blueprint(service: JobService) -> Blueprint:
             # The same worker would send the same thing again: fail the job, do not retry it.
             service.fail(job_id, worker, f"the worker sent a malformed completion: {err.diagnostics}")
             raise
-        result = service.complete(job_id, worker, resources, outputs, timings)
-        return fhir_response(result, 200 if result["state"] == "ok" else 409)
+        result = service.complete(job_id, worker, resources, outputs, timings, _completion_note(body))
+        if result["state"] != "ok":
+            raise FhirError(409, "conflict", f"the job cannot be completed by this worker: it is {result['state']}"
+                            + (f" ({result['reason']})" if result.get("reason") else ""),
+                            details=(JOB_STATE_SYSTEM, str(result["state"])))
+        return fhir_response(result)
 
     @bp.post("/internal/jobs/<job_id>/body-structure")
     def body_structure(job_id: str) -> Response:

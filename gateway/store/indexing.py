@@ -11,8 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.store.search_params import CODE_ELEMENTS, FOCUS_TYPES, parse_reference
+from netliver.fhir.outcome import FhirError
 
-__all__ = ["RefRow", "TokenRow", "index_resource"]
+__all__ = ["MAX_REF_TYPE_CHARS", "MAX_TOKEN_CHARS", "RefRow", "TokenRow", "check_index_limits", "index_resource"]
+
+#: Longest indexed system, code or identifier value, and longest reference type: the columns'
+#: widths. PostgreSQL refuses longer values and SQLite stores them, so the same resource would
+#: be valid on one store and not on the other; both refuse them here, before the write.
+MAX_TOKEN_CHARS = 1024
+MAX_REF_TYPE_CHARS = 64
+#: The element each indexed parameter comes from (for the 400's ``expression``).
+_PARAM_ELEMENTS = {"code": "code", "status": "status", "identifier": "identifier", "subject": "subject",
+                   "patient": "patient", "focus": "focus", "target": "target"}
 
 
 @dataclass(frozen=True, order=True)
@@ -81,4 +91,17 @@ def index_resource(resource: Mapping[str, Any]) -> tuple[list[TokenRow], list[Re
         refs.update(RefRow("focus", t, i) for t, i in _references(resource.get("focus")))
     if rtype == "Provenance":
         refs.update(RefRow("target", t, i) for t, i in _references(resource.get("target")))
+    check_index_limits(rtype, tokens, refs)
     return sorted(tokens), sorted(refs)
+
+
+def check_index_limits(rtype: str, tokens: set[TokenRow], refs: set[RefRow]) -> None:
+    """400 naming the element when an indexed value is longer than the index holds."""
+    for token in tokens:
+        if len(token.system) > MAX_TOKEN_CHARS or len(token.code) > MAX_TOKEN_CHARS:
+            raise FhirError(400, "too-long", f"a {token.param} system or value is longer than "
+                            f"{MAX_TOKEN_CHARS} characters", f"{rtype}.{_PARAM_ELEMENTS[token.param]}")
+    for ref in refs:
+        if len(ref.target_type) > MAX_REF_TYPE_CHARS:
+            raise FhirError(400, "too-long", f"a reference's resource type is longer than {MAX_REF_TYPE_CHARS} "
+                            "characters", f"{rtype}.{_PARAM_ELEMENTS[ref.param]}.reference")

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_COUNT",
     "FOCUS_TYPES",
     "MAX_COUNT",
+    "MAX_OFFSET",
     "DateRange",
     "IdCriterion",
     "LastUpdatedCriterion",
@@ -42,6 +43,9 @@ __all__ = [
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
+#: Largest ``_offset`` of a search page: beyond it a 400 (an SQL OFFSET must stay a 64-bit
+#: integer, and paging that far is a scan, not a use).
+MAX_OFFSET = 100_000
 
 #: The element each type's ``code`` search parameter searches (FHIR R4 search parameter
 #: registry: ``clinical-code`` and ``Task-code``); only the resource's own code, never
@@ -315,6 +319,8 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             continue
         if base == "_offset":
             offset = _int_param(base, value, 0)
+            if offset > MAX_OFFSET:
+                raise FhirError(400, "value", f"_offset must be at most {MAX_OFFSET}", "_offset")
             continue
         if base == "_format":
             continue

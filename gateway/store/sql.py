@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +33,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 
 from gateway.store.base import etag, parse_etag, require_resource_type
 from gateway.store.bundles import (
@@ -63,6 +71,12 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (Po
 _ATTEMPTS = 5
 #: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6E65746C69766572
+
+
+#: Version ids are the ``version_id`` INTEGER column: PostgreSQL's is 32-bit (SQLite's 64-bit),
+#: so a larger id is refused alike on both (it could never have been stored).
+MAX_VERSION_ID = 2**31 - 1
+_VERSION_RE = re.compile(r"[0-9]+")
 
 
 class _Retry(Exception):
@@ -158,7 +172,7 @@ class SqlStore:
             raise _Retry(str(exc.orig)) from exc
         except DataError as exc:
             raise FhirError(400, "invalid", f"the database refused a value: {type(exc.orig).__name__}") from exc
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, InternalError) as exc:  # InternalError: e.g. read-only
             if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
                 raise _Retry(str(exc.orig)) from exc
             _log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
@@ -215,8 +229,11 @@ class SqlStore:
 
     def _vread(self, conn: Connection, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         v = self._version
-        if not version_id.isdigit():
+        if not _VERSION_RE.fullmatch(version_id):
             raise FhirError(404, "not-found", f"{resource_type}/{resource_id} has no version {version_id!r}")
+        if len(version_id) > len(str(MAX_VERSION_ID)) or int(version_id) > MAX_VERSION_ID:
+            raise FhirError(400, "value", f"version ids of this server are integers up to {MAX_VERSION_ID}",
+                            "versionId")
         row = conn.execute(select(v.c.deleted, v.c.content).where(
             v.c.resource_type == resource_type, v.c.resource_id == resource_id,
             v.c.version_id == int(version_id))).first()
@@ -266,13 +283,23 @@ class SqlStore:
                                 sort=query.sort)
 
     def health(self) -> dict[str, Any]:
+        """Pass only when the database answers a read AND takes a write: a write statement that
+        changes nothing, rolled back (a read-only file, a full disk's journal, a read-only
+        PostgreSQL replica fail it)."""
         backend = self.engine.dialect.name
+        r = self._resource
         try:
             with self._read_connection() as conn:
                 conn.execute(select(1)).scalar_one()
+            with self._write_transaction() as conn:
+                conn.execute(update(r).where(r.c.resource_type == "", r.c.resource_id == "")
+                             .values(version_id=r.c.version_id))
+                conn.rollback()
+        except _Retry:
+            pass  # a concurrent writer held the lock: the database takes writes
         except FhirError as err:
             return {"status": "fail", "detail": f"{backend}: {err.diagnostics}"}
-        return {"status": "pass", "detail": f"{backend} store reachable"}
+        return {"status": "pass", "detail": f"{backend} store reachable and writable"}
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, resource: dict[str, Any], *, if_match: str | None = None,

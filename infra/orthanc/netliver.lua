@@ -14,7 +14,8 @@
 --   NETLIVER_HOOK_TOKEN  / NetLiver.HookToken  shared secret sent as "X-Internal-Token"
 --                        (the gateway's INTERNAL_TOKEN)
 --   NETLIVER_HOOK_BEARER / NetLiver.HookBearer a JWT sent as "Authorization: Bearer ..."
---                        (scope system/ImagingStudy.c)
+--                        whose scopes cover what the hook reads and writes (docs/auth.md):
+--                        system/DiagnosticReport.cu system/Endpoint.cu system/ImagingStudy.crus system/Observation.crus system/Patient.rs system/Provenance.cu system/Task.cu
 
 local DEFAULT_URL = 'http://127.0.0.1:8080/hooks/orthanc/stable-study'
 

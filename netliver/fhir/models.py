@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from netliver.fhir.outcome import FhirError, Issue
 
-__all__ = ["FHIR_VERSION", "model_class", "parse_resource", "preload", "validate_resource"]
+__all__ = ["FHIR_VERSION", "is_resource_type", "model_class", "parse_resource", "preload", "validate_resource"]
 
 FHIR_VERSION = "4.0.1"
 
@@ -38,6 +38,22 @@ def model_class(resource_type: str) -> Any:
     except (ValueError, AttributeError) as exc:
         raise FhirError(400, "invalid", f"unknown FHIR resource type {resource_type!r}",
                         "resourceType") from exc
+
+
+_ABSTRACT_TYPES = frozenset({"Resource", "DomainResource"})
+
+
+@cache
+def is_resource_type(name: str) -> bool:
+    """True for a concrete resource type (not a datatype, not the abstract bases)."""
+    from fhir.resources.R4B.resource import Resource
+
+    if not name.isidentifier() or not name[:1].isupper() or name in _ABSTRACT_TYPES:
+        return False
+    try:
+        return issubclass(R4B.get_fhir_model_class(name), Resource)
+    except (ValueError, AttributeError, ImportError):
+        return False
 
 
 def preload(types: Iterable[str] = COMMON_TYPES) -> None:

@@ -27,6 +27,8 @@ class Issue:
     diagnostics: str
     expression: tuple[str, ...] = ()
     severity: str = "error"
+    #: ``(system, code)`` of a machine-readable detail (``issue.details.coding``), if any.
+    details: tuple[str, str] | None = None
 
     def to_fhir(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -34,6 +36,8 @@ class Issue:
             "code": self.code,
             "diagnostics": self.diagnostics,
         }
+        if self.details:
+            out["details"] = {"coding": [{"system": self.details[0], "code": self.details[1]}]}
         if self.expression:
             out["expression"] = list(self.expression)
         return out
@@ -57,6 +61,7 @@ class FhirError(Exception):
     expression: Sequence[str] | str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     more: Sequence[Issue] = ()
+    details: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.status} {self.code}: {self.diagnostics}")
@@ -70,7 +75,7 @@ class FhirError(Exception):
             expr = (self.expression,)
         else:
             expr = tuple(self.expression)
-        return [Issue(self.code, self.diagnostics, expr), *self.more]
+        return [Issue(self.code, self.diagnostics, expr, details=self.details), *self.more]
 
     def to_fhir(self) -> dict[str, Any]:
         return operation_outcome(self.issues)
@@ -82,7 +87,7 @@ class FhirError(Exception):
             raise ValueError("an error needs at least one issue")
         first, *rest = issues
         return cls(status, first.code, first.diagnostics, list(first.expression),
-                   headers=dict(headers or {}), more=tuple(rest))
+                   headers=dict(headers or {}), more=tuple(rest), details=first.details)
 
 
 def unprocessable(diagnostics: str, expression: str | Sequence[str] | None = None,

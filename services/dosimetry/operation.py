@@ -81,6 +81,8 @@ class VoxelJobOutcome:
     resources: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: What the finished Task's statusReason should say (the RT Dose was not stored), or "".
+    note: str = ""
 
 
 def dose_comparison(body: Mapping[str, Any], version: str = __version__) -> OperationResult:
@@ -117,7 +119,7 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
     """
     # The imaging stack (DICOM readers, the dose engine) loads only where jobs run, not in the
     # HTTP service that plans $sirt-activity.
-    from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+    from services.dosimetry.imaging.pipeline import RTDOSE_NOT_STORED, run_voxel_dosimetry
 
     request = voxel_job_request(params)
     result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
@@ -130,4 +132,5 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
             if ref:
                 lesions[voi.name] = ref
     results = voxel_results(result, request, job_id, version, lesions)
-    return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s))
+    note = next((w for w in result.warnings if w.startswith(RTDOSE_NOT_STORED)), "")
+    return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s), note)

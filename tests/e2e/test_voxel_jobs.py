@@ -178,7 +178,7 @@ def test_an_unreachable_pacs_fails_the_task_and_the_hook_answers_503(stack: Stac
     from infra.stack import free_port
     url = stack.start_gateway("gateway-nopacs", free_port(), {
         "ORTHANC_URL": f"http://127.0.0.1:{free_port()}"})
-    resp = requests.post(f"{url}/hooks/orthanc/stable-study", json={"ID": "0000"},
+    resp = requests.post(f"{url}/hooks/orthanc/stable-study", json={"ID": "00000000-00000000-00000000-00000000-00000000"},
                          headers={"X-Internal-Token": TOKEN}, timeout=30)
     assert resp.status_code == 503 and resp.headers.get("Retry-After")
     assert resp.json()["resourceType"] == "OperationOutcome"

@@ -111,6 +111,14 @@ def test_one_claim_at_a_time_and_reclaim_after_the_lease_runs_out(client: FlaskC
     assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
 
 
+def _refused_state(outcome: dict[str, Any]) -> str:
+    """The job state a refused internal call names (an OperationOutcome, never ``{"state": …}``)."""
+    assert outcome["resourceType"] == "OperationOutcome", outcome
+    codings = outcome["issue"][0]["details"]["coding"]
+    assert codings[0]["system"] == "urn:netliver:job-state"
+    return str(codings[0]["code"])
+
+
 def test_completion_writes_results_and_the_task_once(client: FlaskClient) -> None:
     job, _ = _submit(client)
     assert _internal(client, job, "claim", worker="A").get_json()["granted"]
@@ -121,7 +129,8 @@ def test_completion_writes_results_and_the_task_once(client: FlaskClient) -> Non
     ok = _internal(client, job, "complete", worker="A", resources=_result(job, 3), outputs=outputs)
     assert ok.status_code == 200
     again = _internal(client, job, "complete", worker="A", resources=_result(job, 3), outputs=outputs)
-    assert again.status_code == 409 and again.get_json()["state"] == "done"
+    # A refused internal call is an OperationOutcome naming the job's state (not {"state": ...}).
+    assert again.status_code == 409 and _refused_state(again.get_json()) == "done"
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "completed"
     assert [o["valueReference"]["reference"] for o in task["output"]] == [o["reference"] for o in outputs]
@@ -289,7 +298,7 @@ def test_results_the_store_refuses_fail_the_job_instead_of_leaving_it_running(cl
                 "code": {"text": "VOI dose"}, "valueQuantity": {"value": "twelve", "unit": "Gy"}}]
     resp = _internal(client, job, "complete", worker="A", resources=invalid,
                      outputs=[{"reference": f"Observation/{job[:8]}-voi-0"}])
-    assert resp.status_code < 500 and resp.get_json()["state"] == "failed"
+    assert resp.status_code == 409 and _refused_state(resp.get_json()) == "failed"
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "failed" and "refused" in task["statusReason"]["text"]
     assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
@@ -330,7 +339,7 @@ def test_a_completion_may_only_write_the_job_s_result_types(client: FlaskClient)
     assert _internal(client, job, "claim", worker="A").get_json()["granted"]
     patient = {"resourceType": "Patient", "id": "someone-else", "name": [{"family": "Overwritten"}]}
     resp = _internal(client, job, "complete", worker="A", resources=[*_result(job, 1), patient], outputs=[])
-    assert resp.status_code < 500 and resp.get_json()["state"] == "failed"
+    assert resp.status_code == 409 and _refused_state(resp.get_json()) == "failed"
     assert client.get("/fhir/Patient/someone-else").status_code == 404
     assert client.get(f"/fhir/Observation/{job[:8]}-voi-0").status_code == 404
     assert "Patient" in client.get(f"/fhir/Task/{job}").get_json()["statusReason"]["text"]
@@ -400,3 +409,16 @@ def test_a_malformed_completion_is_400_and_fails_the_job_instead_of_looping(
     assert resp.status_code == 400 and resp.get_json()["issue"][0]["expression"] == [expression]
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "failed" and "malformed" in task["statusReason"]["text"]
+
+
+def test_a_completion_note_is_the_tasks_status_reason(client: FlaskClient) -> None:
+    # The worker kept the dose results while the PACS refused the RT Dose: the Task says so.
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    note = "the RT Dose was not stored in the PACS: the PACS could not be reached (ConnectionError), 4 attempts"
+    outputs = [{"reference": f"Observation/{job[:8]}-voi-0"}]
+    ok = _internal(client, job, "complete", worker="A", resources=_result(job, 1), outputs=outputs, note=note)
+    assert ok.status_code == 200
+    task = client.get(f"/fhir/Task/{job}").get_json()
+    assert task["status"] == "completed" and task["statusReason"]["text"] == note
+    assert len(task["output"]) == 1

@@ -48,7 +48,7 @@ def test_the_session_database_is_a_throwaway_one(pg_url: str) -> None:
         assert {"fhir_resource", "fhir_resource_version", "fhir_search_token", "fhir_search_reference"} <= tables
         index_names = {ix["name"] for ix in sa.inspect(store.engine).get_indexes("fhir_search_token")}
         assert "ix_fhir_search_token_lookup" in index_names
-        assert store.health() == {"status": "pass", "detail": "postgresql store reachable"}
+        assert store.health() == {"status": "pass", "detail": "postgresql store reachable and writable"}
     finally:
         store.close()
 

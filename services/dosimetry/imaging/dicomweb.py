@@ -25,6 +25,7 @@ import requests
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from netliver.pacs_ids import is_dicom_uid
 from services.dosimetry.imaging.errors import (
     CtMismatchError,
     ImagingError,
@@ -102,11 +103,20 @@ def _call(what: str, fn: Callable[[], _T], not_found: str | None = None) -> _T:
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise PacsUnavailableError(f"the PACS could not be reached for {what}: {type(exc).__name__}") from exc
     except requests.exceptions.RequestException as exc:
-        raise PacsUnavailableError(f"the PACS request for {what} failed: {exc}") from exc
+        raise PacsUnavailableError(f"the PACS request for {what} failed ({type(exc).__name__})") from exc
     except (InvalidDicomError, EOFError, ValueError, struct.error) as exc:
         # dicomweb-client parses each part with pydicom: a truncated or malformed instance
         raise ImagingError(f"the PACS answered {what} with an instance that is not readable DICOM "
                            f"(truncated or malformed): {type(exc).__name__}: {exc}", "studyInstanceUid") from exc
+
+
+def _checked_uids(study_uid: str, series_uid: str | None = None) -> None:
+    """Refuse a UID that is not digits and dots before it becomes part of a DICOMweb URL
+    (dicomweb-client puts UIDs into paths as given: ``../`` would walk the PACS API)."""
+    if not is_dicom_uid(study_uid):
+        raise ImagingError("studyInstanceUid is not a DICOM UID (digits and dots, at most 64)", "studyInstanceUid")
+    if series_uid is not None and not is_dicom_uid(series_uid):
+        raise ImagingError("a series UID is not a DICOM UID (digits and dots, at most 64)", "SeriesInstanceUID")
 
 
 def _value(item: dict[str, Any], tag: str, default: Any = "") -> Any:
@@ -116,6 +126,7 @@ def _value(item: dict[str, Any], tag: str, default: Any = "") -> Any:
 
 def list_series(client: Any, study_uid: str) -> list[SeriesInfo]:
     """QIDO-RS: the series of ``study_uid`` (an unknown study is an error)."""
+    _checked_uids(study_uid)
     found = _call(f"QIDO-RS series of study {study_uid}",
                   lambda: client.search_for_series(study_instance_uid=study_uid,
                                                    fields=[_N_INSTANCES, _DESCRIPTION]),
@@ -129,6 +140,7 @@ def list_series(client: Any, study_uid: str) -> list[SeriesInfo]:
 
 
 def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
+    _checked_uids(study_uid, series_uid)
     datasets: list[Dataset] = _call(
         f"WADO-RS series {series_uid}",
         lambda: client.retrieve_series(study_uid, series_uid, media_types=AS_STORED),
@@ -140,6 +152,7 @@ def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
 
 def _first_metadata(client: Any, study_uid: str, series_uid: str) -> dict[str, Any]:
     """WADO-RS metadata of one instance of a series (to choose between series cheaply)."""
+    _checked_uids(study_uid, series_uid)
     found: list[dict[str, Any]] = _call(
         f"WADO-RS metadata of series {series_uid}",
         lambda: client.retrieve_series_metadata(study_uid, series_uid),

@@ -45,7 +45,11 @@ from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
-from services.dosimetry.imaging.rtdose import build_rtdose, store_rtdose
+from services.dosimetry.imaging.rtdose import (
+    STORE_RETRY_DELAYS_S,
+    build_rtdose,
+    store_rtdose_retrying,
+)
 from services.dosimetry.imaging.voi import (
     Voi,
     automatic_liver_voi,
@@ -55,7 +59,7 @@ from services.dosimetry.imaging.voi import (
 )
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
 
-__all__ = ["METHODS", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
+__all__ = ["METHODS", "RTDOSE_NOT_STORED", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
 
 #: Stages in order, with the fraction of the job done when each starts (for progress reports).
 STAGES: tuple[tuple[str, float], ...] = (
@@ -157,7 +161,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         progress: Callable[[str, float], None] | None = None,
                         cancelled: Callable[[], bool] | None = None, *,
                         dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
-                        store: bool = True, tissues: TissueTable | None = None) -> VoxelDosimetryResult:
+                        store: bool = True, tissues: TissueTable | None = None,
+                        store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
@@ -268,8 +273,14 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
                           deterministic_key=key, referenced_series_uid=activity.series_uid,
                           source_images=images.activity)
-        store_rtdose(client, ds)
-        rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
+        # The dose results stand on their own: a PACS that will not take the RT Dose (after
+        # retries) costs the copy in the study, not the computation.
+        not_stored = store_rtdose_retrying(client, ds, store_retry_delays_s)
+        if not_stored is None:
+            rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
+        else:
+            warnings.append(f"{RTDOSE_NOT_STORED}: {not_stored}. The dose results are kept; run the job "
+                            "again to store the RT Dose once the PACS answers")
     timings["store"] = time.perf_counter() - state["stage_start"]
     if progress is not None:
         progress("done", 1.0)
@@ -277,6 +288,10 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
         nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
         lsf, any(v.source == "automatic" for v in vois), warnings, timings)
+
+
+#: The start of the warning when the RT Dose could not be stored (the worker tells the Task).
+RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
 
 
 def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:

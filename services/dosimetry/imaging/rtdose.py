@@ -22,7 +22,8 @@ them (the Debian build of dciodvfy aborts on 32-bit RT Dose).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from datetime import datetime
 from typing import Any
@@ -32,11 +33,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from netliver.pacs_ids import is_dicom_uid
 from services.dosimetry import __version__
 from services.dosimetry.imaging.errors import ImagingError, PacsUnavailableError
 from services.dosimetry.imaging.grid import Grid
 
-__all__ = ["RT_DOSE_STORAGE", "build_rtdose", "rtdose_array", "store_rtdose"]
+__all__ = ["RT_DOSE_STORAGE", "STORE_RETRY_DELAYS_S", "build_rtdose", "rtdose_array", "store_rtdose",
+           "store_rtdose_retrying"]
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 #: 16-bit unsigned stored values, as most planning systems write RT Dose: 1/65535 of the maximum
@@ -179,6 +182,8 @@ def store_rtdose(client: Any, ds: Dataset) -> None:
     """STOW-RS the instance into its study; a PACS failure is a 503, a refusal a 422."""
     import requests
 
+    if not is_dicom_uid(str(ds.StudyInstanceUID)):
+        raise ImagingError("the RT Dose's StudyInstanceUID is not a DICOM UID", "StudyInstanceUID")
     try:
         client.store_instances(datasets=[ds], study_instance_uid=str(ds.StudyInstanceUID))
     except requests.exceptions.HTTPError as exc:
@@ -187,4 +192,26 @@ def store_rtdose(client: Any, ds: Dataset) -> None:
             raise PacsUnavailableError(f"the PACS failed to store the RT Dose (STOW-RS HTTP {status})") from exc
         raise ImagingError(f"the PACS refused the RT Dose instance (STOW-RS HTTP {status})") from exc
     except requests.exceptions.RequestException as exc:
-        raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose: {exc}") from exc
+        raise PacsUnavailableError(f"the PACS could not be reached to store the RT Dose ({type(exc).__name__})") from exc
+
+
+#: Waits between STOW-RS attempts while the PACS does not answer (seconds), about 40 s in all:
+#: a PACS restart is ridden out; a longer outage leaves the dose results without the RT Dose.
+STORE_RETRY_DELAYS_S = (2.0, 8.0, 30.0)
+
+
+def store_rtdose_retrying(client: Any, ds: Dataset, delays_s: Sequence[float] = STORE_RETRY_DELAYS_S,
+                          sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """Store ``ds``, retrying with backoff while the PACS is unavailable. None once stored, else
+    why it was not (the PACS stayed away, or refused the instance: retrying would not help)."""
+    for attempt, delay in enumerate((*delays_s, None), start=1):
+        try:
+            store_rtdose(client, ds)
+            return None
+        except PacsUnavailableError as err:
+            if delay is None:
+                return f"{err.message}, {attempt} attempts"
+            sleep(delay)
+        except ImagingError as err:
+            return err.message
+    return None  # pragma: no cover - the loop returns

@@ -22,6 +22,19 @@ class GatewayUnavailable(Exception):
     """The gateway could not be reached; the job message is retried later."""
 
 
+#: The gateway names a job's state in a refused call's OperationOutcome ``issue.details``.
+JOB_STATE_SYSTEM = "urn:netliver:job-state"
+
+
+def _refused_state(outcome: dict[str, Any]) -> str | None:
+    """The job state an OperationOutcome of a refused job call names, if any."""
+    for issue in outcome.get("issue") or []:
+        for coding in (issue.get("details") or {}).get("coding") or []:
+            if coding.get("system") == JOB_STATE_SYSTEM:
+                return str(coding.get("code"))
+    return None
+
+
 @dataclass
 class JobReporter:
     gateway_url: str
@@ -30,6 +43,8 @@ class JobReporter:
     worker: str
     session: requests.Session | None = None
     timeout_s: float = 30.0
+    #: What the finished Task's statusReason should say (e.g. the RT Dose was not stored).
+    note: str = ""
 
     def _post(self, action: str, body: dict[str, Any], ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
         session = self.session or requests.Session()
@@ -43,7 +58,7 @@ class JobReporter:
             raise GatewayUnavailable(f"gateway answered {resp.status_code} to {action}")
         if resp.status_code not in ok:
             data: dict[str, Any] = resp.json() if resp.content else {}
-            return {"state": data.get("state", f"http-{resp.status_code}"), **data}
+            return {"state": _refused_state(data) or f"http-{resp.status_code}", **data}
         result: dict[str, Any] = resp.json()
         return result
 
@@ -59,8 +74,9 @@ class JobReporter:
 
     def complete(self, resources: list[dict[str, Any]], outputs: list[dict[str, Any]],
                  timings_s: dict[str, float] | None = None) -> str:
-        body = {"resources": resources, "outputs": outputs, "timings": timings_s or {}}
-        return str(self._post("complete", body, ok=(200, 409))["state"])
+        body = {"resources": resources, "outputs": outputs, "timings": timings_s or {},
+                **({"note": self.note} if self.note else {})}
+        return str(self._post("complete", body)["state"])
 
     def body_structure(self, tracking_uid: str, label: str) -> str | None:
         """The ``BodyStructure/<id>`` a lesion segment is linked to in the store, or None."""

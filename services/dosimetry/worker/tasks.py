@@ -41,6 +41,7 @@ def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Se
     client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
     done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress,
                            tissues=tissue_table(settings), find_body_structure=reporter.body_structure)
+    reporter.note = done.note  # e.g. the RT Dose was not stored: the Task says so
     return done.resources, done.outputs, done.timings_s
 
 
@@ -78,7 +79,10 @@ def execute_job(job_id: str, settings: Settings, worker: str, session: requests.
     except GatewayUnavailable:
         raise
     except Exception as exc:
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        # An imaging error's reason is written for the requester; any other exception's text
+        # may hold internal URLs or library details, so the Task names only its type.
+        reason = getattr(exc, "reason", None) or (f"the dosimetry worker failed ({type(exc).__name__}); "
+                                                  f"its log has the details of job {job_id}")
         _log.exception("job failed", extra={"job": job_id})
         reporter.fail(str(reason)[:2000])
         return "failed"

@@ -233,7 +233,7 @@ def test_a_request_without_a_required_field_is_400_naming_it(gateway: FlaskClien
 
 
 @pytest.mark.parametrize(("prefetch", "expression"), [
-    ({"observations": {"resourceType": "Bundle", "type": "searchset", "entry": 5}}, "prefetch.observations"),
+    ({"observations": {"resourceType": "Bundle", "type": "searchset", "entry": 5}}, "prefetch.observations.entry"),
     ({"conditions": ["not", "a", "resource"]}, "prefetch.conditions"),
     ({"procedures": {"resourceType": "Observation", "status": "final"}}, "prefetch.procedures"),
 ])

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.unit
 #: planned activity (Observation), and starts the voxel-dosimetry job (Task, results, Provenance).
 HOOK_SCOPES = ("system/ImagingStudy.cru system/Endpoint.cu system/Patient.rs system/Observation.crus "
                "system/Task.cru system/DiagnosticReport.cu system/Provenance.cu")
+ORTHANC_STUDY_ID = "27f7126f-4f66a63e-2fa1c4ca-73e1bd2c-3f6ec8d1"
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
@@ -48,13 +49,13 @@ def _bearer(idp: JwksServer, scopes: str) -> dict[str, str]:
 
 
 def test_the_orthanc_hook_needs_every_scope_of_what_it_writes(client: FlaskClient, idp: JwksServer) -> None:
-    only_imaging = client.post("/hooks/orthanc/stable-study", json={"ID": "abc"},
+    only_imaging = client.post("/hooks/orthanc/stable-study", json={"ID": ORTHANC_STUDY_ID},
                                headers=_bearer(idp, "system/ImagingStudy.c"))
     assert only_imaging.status_code == 403
     diagnostics = " ".join(i["diagnostics"] for i in only_imaging.get_json()["issue"])
     assert "Task" in diagnostics and "Endpoint" in diagnostics
     # With the scopes the hook gets past authorisation: the PACS (not running) is then a 503.
-    full = client.post("/hooks/orthanc/stable-study", json={"ID": "abc"}, headers=_bearer(idp, HOOK_SCOPES))
+    full = client.post("/hooks/orthanc/stable-study", json={"ID": ORTHANC_STUDY_ID}, headers=_bearer(idp, HOOK_SCOPES))
     assert full.status_code == 503 and full.headers.get("Retry-After")
 
 

@@ -1,0 +1,136 @@
+"""The tumour-board page (contract "For people"): ``/app/`` and ``/app/patient/{id}``.
+
+Server-rendered HTML (Jinja2), no JavaScript: a person finds a patient, then reads the whole
+case on one page (eligibility, SIRT plan, dosimetry, response course, markers, CTCAE grades)
+with every figure served as PNG beside a table of its numbers. The page reads the same FHIR
+store the REST API serves and computes no result of its own (:mod:`netliver.report`).
+
+Authentication: with ``AUTH_MODE=off`` the page is open (loopback only, like the API). With
+``AUTH_MODE=jwt`` every view needs a bearer token whose scopes cover reading the patient's
+resources, exactly as the REST API does: the ``Authorization`` header, or the token a SMART
+app launch (:mod:`gateway.webapp.smart`) kept in the page's session.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gateway.auth import LAUNCH_PATHS, require_scopes
+from gateway.webapp.smart import add_launch_views, launch_configured
+from netliver.fhir.outcome import FhirError
+from netliver.report.case import STATUS_LABELS
+from netliver.report.fetch import CASE_SEARCHES, load_case
+from netliver.settings import Settings
+from netliver.web import error_response
+
+__all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint", "warm_up_plotting"]
+
+#: Resource types the page reads (the scopes a caller needs in jwt mode).
+PAGE_READS = ("Patient", *(t for t, _ in CASE_SEARCHES))
+_SEARCH_LIMIT = 200
+
+
+def warm_up_plotting() -> None:
+    """Import the plotting stack (matplotlib, seconds on a busy machine) in the background, so
+    a gateway process answers at once and the first figure or presentedForm finds it loaded.
+    The views and the write-back import it where they use it (waiting for this import if it is
+    still under way)."""
+    threading.Thread(target=importlib.import_module, args=("netliver.report.presented",),
+                     name="warm-up-plotting", daemon=True).start()
+
+
+class StoreReader:
+    """The gateway's FHIR store seen through the reader interface of :mod:`netliver.report`."""
+
+    def __init__(self, store: Any, base_url: str) -> None:
+        self.store, self.base_url = store, base_url
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.store.read(resource_type, resource_id)
+        return found
+
+    def search(self, resource_type: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        found: dict[str, Any] = self.store.search(resource_type, params, self.base_url)
+        return found
+
+
+def _patient_rows(store: Any, base_url: str, query: str) -> list[dict[str, str]]:
+    """Patients whose id or name contains ``query`` (case-insensitive), at most 200."""
+    page = store.search("Patient", [("_count", str(_SEARCH_LIMIT))], base_url)
+    rows = []
+    for entry in page.get("entry") or []:
+        res = entry.get("resource") or {}
+        name = res.get("name") or [{}]
+        text = name[0].get("text") or " ".join([*name[0].get("given", []), name[0].get("family", "")]).strip()
+        row = {"id": str(res.get("id", "")), "name": text, "birthDate": str(res.get("birthDate", "")),
+               "gender": str(res.get("gender", ""))}
+        if not query or query.lower() in f"{row['id']} {row['name']}".lower():
+            rows.append(row)
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[[], str],
+                            settings: Settings | None = None) -> Blueprint:
+    bp = Blueprint("webapp", __name__, url_prefix="/app", template_folder="templates",
+                   static_folder="static", static_url_path="/static")
+    bp.record_once(lambda _state: warm_up_plotting())
+    if settings is not None:
+        add_launch_views(bp, settings, base_url_of)
+        if settings.app_session_secret:
+            bp.record_once(lambda state: state.app.config.update(
+                SECRET_KEY=settings.app_session_secret, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://")))
+        if launch_configured(settings):
+
+            @bp.errorhandler(FhirError)
+            def login_first(err: FhirError) -> WerkzeugResponse:
+                """A browser without a token is sent to the standalone launch; others get the outcome."""
+                if err.status == 401 and request.accept_mimetypes.accept_html and request.path not in LAUNCH_PATHS:
+                    return redirect(url_for("webapp.login"), code=302)
+                return error_response(err)
+
+    def reader() -> StoreReader:
+        return StoreReader(get_store(), base_url_of())
+
+    @bp.get("/")
+    def find_patient() -> str:
+        require_scopes(read=("Patient",))
+        query = request.args.get("q", "").strip()
+        rows = _patient_rows(get_store(), base_url_of(), query)
+        return render_template("webapp/find.html", rows=rows, query=query)
+
+    @bp.get("/patient/<patient_id>")
+    def patient_page(patient_id: str) -> str:
+        require_scopes(read=PAGE_READS)
+        case = load_case(reader(), patient_id)
+        from netliver.report.plots import figure_specs
+
+        return render_template("webapp/patient.html", case=case, figures={s.name: s for s in figure_specs(case)},
+                               statuses=STATUS_LABELS)
+
+    @bp.get("/patient/<patient_id>/figure/<name>.png")
+    def figure(patient_id: str, name: str) -> Response:
+        require_scopes(read=PAGE_READS)
+        from netliver.report.plots import render
+
+        figure = render(load_case(reader(), patient_id), name)
+        if figure is None:
+            raise FhirError(404, "not-found", f"patient {patient_id} has no figure {name!r}", "name")
+        return Response(figure.png, mimetype="image/png", headers={"Cache-Control": "no-store"})
+
+    @bp.get("/patient/<patient_id>/report.pdf")
+    def report_pdf(patient_id: str) -> Response:
+        require_scopes(read=PAGE_READS)
+        from netliver.report.pdf import case_pdf
+
+        pdf = case_pdf(load_case(reader(), patient_id))
+        return Response(pdf, mimetype="application/pdf", headers={
+            "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="tumour-board-{patient_id}.pdf"'})
+
+    return bp

@@ -1,0 +1,1 @@
+"""``netliver``: the command line of the gateway's operations (installed by ``pip install``)."""

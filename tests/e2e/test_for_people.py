@@ -1,0 +1,288 @@
+"""What people use, on the demo patient of a real stack (PACS and worker included): the
+tumour-board page in headless Chromium (Debian's build, driven by Selenium through Debian's
+chromedriver) and the ``netliver`` command line.
+
+The page's tables are checked against the FHIR results, every image must load, the browser
+console must stay clean and axe-core (npm, injected by the test) must find no serious or
+critical accessibility violation. Screenshots of each section, the load time and the axe
+result are kept under ``var/test-artefacts/page/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infra.demo import PATIENT_ID, run
+from infra.demo_follow_up import synthetic_follow_up_bundle
+from infra.demo_patients import realistic_patient
+from infra.stack import ROOT, Stack
+from netliver.fhir.codesystems import (
+    OBSERVATION_CODE_SYSTEM,
+    RESPONSE_SYSTEM,
+    STATUS_SYSTEM,
+    THERAPY_SYSTEM,
+)
+from tests.support.stack import make_stack
+
+ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
+SECTIONS = ("eligibility", "sirt", "dosimetry", "response", "markers", "ctcae")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed (make system-deps)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = make_stack(tmp_path_factory.mktemp("people"), workers=1, with_orthanc=True,
+                   env={"ORTHANC_CATCHUP_S": "0"})
+    s.start()
+    try:
+        run(s, with_pacs=True)  # the demo's patient through every operation
+        yield s
+    finally:
+        s.stop()
+
+
+def _search(stack: Stack, rtype: str, **params: str) -> list[dict[str, Any]]:
+    bundle = requests.get(f"{stack.gateway_url}/fhir/{rtype}", params={"_count": "500", **params}, timeout=30).json()
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def _code(concept: Any, system: str) -> str:
+    return next((c["code"] for c in (concept or {}).get("coding", []) if c.get("system") == system), "")
+
+
+# ------------------------------------------------------------------------------- browser ----
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.fail("chromium and chromium-driver are missing: make system-deps installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # never let Selenium fetch a browser or driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                 "--window-size=1500,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(stack: Stack, browser: Any) -> dict[str, Any]:
+    """The demo patient's page loaded once; load time and browser log recorded."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get_log("browser")  # start with an empty log
+    started = time.perf_counter()
+    browser.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}")
+    load_s = time.perf_counter() - started
+    timing = browser.execute_script(
+        "const t = performance.getEntriesByType('navigation')[0];"
+        "return {domContentLoadedMs: t.domContentLoadedEventEnd, loadMs: t.loadEventEnd};")
+    return {"load_s": load_s, "timing": timing, "log": browser.get_log("browser")}
+
+
+def test_the_page_loads_with_every_image_and_a_clean_console(page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    images = browser.find_elements(By.CSS_SELECTOR, "img")
+    assert len(images) >= 4  # DVH, waterfall, spider, markers
+    for img in images:
+        loaded = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+        assert loaded and loaded > 0, f"image did not load: {img.get_attribute('src')}"
+        assert len(img.get_attribute("alt") or "") > 40, "every figure needs a text alternative with its numbers"
+    errors = [e for e in page["log"] if e.get("level") == "SEVERE"]
+    assert errors == []
+    (ARTEFACTS / "load.json").write_text(json.dumps({"wallClockS": round(page["load_s"], 3), **page["timing"]}, indent=2))
+
+
+def test_each_section_is_kept_as_a_screenshot(page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1500, min(int(height) + 200, 16000))
+    for section in SECTIONS:
+        element = browser.find_element(By.ID, section)
+        path = ARTEFACTS / f"{section}.png"
+        assert element.screenshot(str(path)), section
+        assert path.stat().st_size > 5000
+    browser.save_screenshot(str(ARTEFACTS / "page.png"))
+    browser.set_window_size(1500, 1000)
+
+
+def test_the_eligibility_table_shows_the_stored_results(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    stored: dict[str, dict[str, Any]] = {}
+    for obs in _search(stack, "Observation", subject=f"Patient/{PATIENT_ID}"):
+        therapy = _code(obs.get("code"), THERAPY_SYSTEM)
+        if therapy and _code(obs.get("valueCodeableConcept"), STATUS_SYSTEM):
+            stored[therapy] = obs
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.eligibility tbody tr")
+    assert len(rows) == 13 == len(stored)
+    for row in rows:
+        obs = stored[row.get_attribute("data-therapy")]
+        status = _code(obs["valueCodeableConcept"], STATUS_SYSTEM)
+        cell = row.find_element(By.CSS_SELECTOR, "td.status")
+        assert cell.get_attribute("data-status") == status
+        assert cell.text.strip()[0] in "✔⚠✖?" and len(cell.text) > 3  # icon and words, never colour alone
+        rules = {n["text"].split(" · ")[0].lstrip("[") for n in obs.get("note", []) if n["text"].startswith("[")}
+        shown = {c.text for c in row.find_elements(By.CSS_SELECTOR, "ul.reasons code")}
+        assert shown <= rules
+        if status == "ineligible":
+            assert shown, f"{row.get_attribute('data-therapy')}: an ineligible row must show why"
+
+
+def test_the_dose_table_shows_each_vois_stored_metrics(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.dose-table tbody tr")
+    assert rows
+    for row in rows:
+        obs = requests.get(f"{stack.gateway_url}/fhir/{row.get_attribute('data-resource')}", timeout=10).json()
+        metrics = {_code(c["code"], OBSERVATION_CODE_SYSTEM): c["valueQuantity"] for c in obs["component"]
+                   if _code(c.get("code"), OBSERVATION_CODE_SYSTEM)}
+        for name, code in (("Dmean", "dose-mean"), ("D70", "dose-d70"), ("D90", "dose-d90"), ("V100", "dose-v100")):
+            cell = row.find_element(By.CSS_SELECTOR, f'td[data-metric="{name}"]').text
+            assert cell == f"{metrics[code]['value']:.1f} {metrics[code]['unit']}"
+
+
+def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    visits: dict[str, dict[str, str]] = {}
+    for obs in _search(stack, "Observation", subject=f"Patient/{PATIENT_ID}"):
+        if _code(obs.get("code"), RESPONSE_SYSTEM) == "tumor-response":
+            criterion = _code(obs.get("method"), RESPONSE_SYSTEM)
+            visits.setdefault(criterion, {})[obs["effectiveDateTime"][:10]] = _code(obs["valueCodeableConcept"], RESPONSE_SYSTEM)
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.response")
+    assert {t.get_attribute("data-criterion") for t in tables} == set(visits) == {"recist-1.1", "mrecist", "choi", "percist"}
+    for table in tables:
+        shown = {r.find_element(By.CSS_SELECTOR, "th").text: r.find_element(By.CSS_SELECTOR, "td.category").text
+                 for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
+        assert shown == visits[table.get_attribute("data-criterion")]
+
+
+def test_no_serious_accessibility_violation(page: dict[str, Any], browser: Any) -> None:
+    subprocess.run(["bash", str(ROOT / "infra" / "install-node-deps.sh")], check=True)
+    axe = (ROOT / "var" / "node" / "axe" / "node_modules" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
+    browser.execute_script(axe)
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations), e => done(String(e)));")
+    assert isinstance(result, list), result
+    (ARTEFACTS / "axe.json").write_text(json.dumps(
+        [{"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]), "help": v["help"]} for v in result], indent=2))
+    serious = [(v["id"], v["impact"], v["help"]) for v in result if v["impact"] in {"serious", "critical"}]
+    assert serious == []
+
+
+def test_the_find_page_links_to_the_patient(stack: Stack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{stack.gateway_url}/app/?q=demo")
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "table.data a")]
+    assert any(link.endswith(f"/app/patient/{PATIENT_ID}") for link in links)
+    unknown = requests.get(f"{stack.gateway_url}/app/patient/nobody", timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+
+
+def test_stored_reports_carry_their_figures_and_a_pdf(stack: Stack) -> None:
+    reports = _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+    kinds = {_code(r["code"], OBSERVATION_CODE_SYSTEM) or _code(r["code"], RESPONSE_SYSTEM): r for r in reports}
+    voxel = kinds["voxel-dosimetry-report"]
+    assert [f["contentType"] for f in voxel["presentedForm"]] == ["image/png", "application/pdf"]
+    png = base64.b64decode(voxel["presentedForm"][0]["data"])
+    served = requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/figure/dvh-1.png", timeout=30).content
+    assert png == served  # the same figure as the page's (one report stored)
+    for report in reports:
+        types = [f["contentType"] for f in report.get("presentedForm", [])]
+        assert "application/pdf" in types, report["code"]
+    response_forms = [f["title"] for r in reports for f in r.get("presentedForm", []) if f["contentType"] == "image/png"]
+    assert {"Waterfall plot", "Spider plot", "Tumour markers"} <= set(response_forms)
+    pdf = requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/report.pdf", timeout=60)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
+
+
+# ------------------------------------------------------------------------- command line ----
+
+def _netliver(stack: Stack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netliver.cli", "--url", stack.gateway_url, *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _write(tmp_path: Path, name: str, data: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_cli_eligibility_and_response_print_tables_and_json(stack: Stack, tmp_path: Path) -> None:
+    patient = _write(tmp_path, "patient.json", realistic_patient("cli-patient"))
+    table = _netliver(stack, "eligibility", patient)
+    assert table.returncode == 0, table.stderr
+    assert "Intra-arterial PRRT" in table.stdout and "Ineligible" in table.stdout
+    answer = json.loads(_netliver(stack, "--json", "eligibility", patient).stdout)
+    assert sum(1 for e in answer["entry"] if _code(e["resource"].get("code"), THERAPY_SYSTEM)) == 13
+    follow_up = _write(tmp_path, "follow-up.json", synthetic_follow_up_bundle())
+    done = _netliver(stack, "--json", "response", "--criteria", "mrecist", follow_up)
+    assert done.returncode == 0, done.stderr
+    visits = [e["resource"] for e in json.loads(done.stdout)["entry"]
+              if _code(e["resource"].get("code"), RESPONSE_SYSTEM) == "tumor-response"]
+    assert len(visits) == 3 and {_code(v["method"], RESPONSE_SYSTEM) for v in visits} == {"mrecist"}
+
+
+def test_cli_sirt_exit_codes_tell_ok_contraindicated_refused_and_unreachable(stack: Stack) -> None:
+    plan = ["sirt", "--method", "partition", "--liver-volume-ml", "1800", "--tumor-volume-ml", "300",
+            "--tumor-to-normal-ratio", "4", "--target-dose-gy", "120", "--normal-liver-limit-gy", "40"]
+    ok = _netliver(stack, "--json", *plan, "--lung-shunt-fraction", "0.07")
+    assert ok.returncode == 0, ok.stderr
+    values = {p["name"]: p for p in json.loads(ok.stdout)["parameter"]}
+    assert values["status"]["valueCode"] == "ok" and values["activityGBq"]["valueDecimal"] > 0
+    assert _netliver(stack, *plan, "--lung-shunt-fraction", "0.25").returncode == 5  # > 20 % shunt
+    refused = _netliver(stack, "sirt", "--method", "partition", "--liver-volume-ml", "-5")
+    assert refused.returncode == 3 and "liverVolumeMl" in refused.stderr
+    down = subprocess.run([sys.executable, "-m", "netliver.cli", "--url", "http://127.0.0.1:9", "sirt", "--method", "bsa"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert down.returncode == 4
+    assert _netliver(stack, "eligibility", "/no/such/file.json").returncode == 2
+
+
+def test_cli_dosimetry_follows_the_job_stage_by_stage(stack: Stack) -> None:
+    task = next(t for t in _search(stack, "Task") if t["status"] == "completed")
+    study = next(i["valueString"] for i in task["input"] if i["type"]["text"] == "studyInstanceUid")
+    done = _netliver(stack, "--json", "dosimetry", study, "--activity-gbq", "2", "--method", "dvk", "--follow")
+    assert done.returncode == 0, done.stderr
+    stages = [line.strip() for line in done.stderr.splitlines() if line.strip().endswith(" done")]
+    assert len(stages) >= 2, done.stderr  # the progress bar named the stages it passed
+    resources = [e["resource"] for e in json.loads(done.stdout)["entry"]]
+    assert resources[0]["resourceType"] == "Task" and resources[0]["status"] == "completed"
+    vois = [r for r in resources if r["resourceType"] == "Observation"]
+    assert vois and all(r["valueQuantity"]["unit"] == "Gy" for r in vois)
+
+
+@pytest.mark.parametrize("command", ["eligibility", "response", "sirt", "dosimetry", "serve", "demo"])
+def test_cli_help_has_examples(command: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "netliver.cli", command, "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0 and "Example" in done.stdout and "Exit codes" in done.stdout
