@@ -59,9 +59,10 @@ _SIRT_IN = [
     _param("tissueDensityGPerMl", "in", 0, "1", "decimal", "default 1.03"),
     _param("calibrationTime", "in", 0, "1", "dateTime"), _param("treatmentTime", "in", 0, "1", "dateTime"),
     _param("doseConstant", "in", 0, "1", "decimal", "Gy·kg/GBq, default 49.67"),
-    _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional)"),
+    _param("patient", "in", 0, "1", "Reference", "the patient the plan is for (optional); the prior lung and "
+           "normal-liver doses then come from that patient's stored plans and post-treatment dosimetry"),
     _param("protocol", "in", 0, "1", "code", "protocol target table producing warnings"),
-    _param("bsaFormula", "in", 0, "1", "code", "mosteller (default) | dubois"),
+    _param("bsaFormula", "in", 0, "1", "code", "dubois (default, the resin device's formula) | mosteller"),
     _param("vialResidualFraction", "in", 0, "1", "decimal", "MIRD: activity left in the vial, 0-1"),
     _param("cumulativeLungLimitGy", "in", 0, "1", "decimal", "default 50"),
     _param("halfLifeH", "in", 0, "1", "decimal", "Y-90 half-life, default 64.1"),
@@ -83,6 +84,10 @@ _SIRT_OUT = [
     _param("note", "out", 0, "*", "string", "the result under the other dose constants and half-life"),
     _param("perfusedLiverDoseGy", "out", 0, "1", "decimal"), _param("cumulativeLungDoseGy", "out", 0, "1", "decimal"),
     _param("lesionDoseGy", "out", 0, "*", "decimal"), _param("bsaM2", "out", 0, "1", "decimal"),
+    _param("priorLungDoseGy", "out", 0, "1", "decimal", "with patient: the lung dose of the earlier treatments"),
+    _param("priorRecord", "out", 0, "*", "Reference", "with patient: each stored record the prior doses come from"),
+    _param("priorTreatment", "out", 0, "*", "", "with patient: per earlier treatment its date, source (plan | "
+           "post-treatment), lungDoseGy, normalLiverDoseGy and record(s)"),
 ]
 
 #: code -> (title, system?, type?, instance?, resource types, parameters, description)
@@ -121,6 +126,21 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "description": "BSA (resin), single-compartment MIRD (glass) or partition-model activity with "
                        "predicted doses, lung-shunt limits and decay correction.",
         "parameter": _SIRT_IN + _SIRT_OUT,
+    },
+    "dose-comparison": {
+        "title": "Predicted versus delivered dose per VOI",
+        "system": True, "type": False, "instance": False, "resource": [],
+        "description": "Compares a Tc-99m MAA simulation with the post-treatment Y-90 voxel dosimetry, VOI by "
+                       "VOI (matched by name): predicted and delivered Dmean, D70 and V100, their differences "
+                       "in Gy and in % of the predicted value, the lung shunt fraction both ways, and a flag "
+                       "when a tumour's Dmean differs by more than 20 %. The two reports and their "
+                       "Observations are read from the store.",
+        "parameter": [
+            _param("predicted", "in", 1, "1", "Reference", "DiagnosticReport of the MAA voxel dosimetry"),
+            _param("delivered", "in", 1, "1", "Reference", "DiagnosticReport of the post-treatment voxel dosimetry"),
+            _param("return", "out", 1, "1", "Bundle", "collection: the dose-comparison DiagnosticReport, then "
+                   "one Observation per VOI and one for the lung shunt"),
+        ],
     },
     "voxel-dosimetry": {
         "title": "Voxel dosimetry of a post-SIRT or MAA study (asynchronous)",

@@ -13,6 +13,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
+from gateway.dose_records import (
+    DOSE_READS,
+    with_compared_reports,
+    with_lesion_doses,
+    with_patient_dose_records,
+)
 from gateway.metadata import OPERATIONS
 from gateway.patient_record import ELIGIBILITY_READS, gather_patient_bundle
 from gateway.writeback import tag_results, write_results
@@ -147,12 +153,22 @@ def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
     def tumor_response() -> Response:
         require_scopes(read=("Observation", "BodyStructure", "Procedure"), write=RESULT_WRITES)
         bundle, values = bundle_input(_body(("Bundle", "Parameters")), "tumor-response")
-        return run("response", "tumor-response", bundle, {**request.args, **values})
+        body = with_lesion_doses(deps.store, bundle, deps.fhir_base())
+        return run("response", "tumor-response", body, {**request.args, **values})
 
     @bp.post("/fhir/$sirt-activity")
     def sirt_activity() -> Response:
         require_scopes(write=("Observation", "Provenance"))
         body = _body(("Parameters",))
+        if any(p.get("name") == "patient" for p in parameters_of(body)):
+            require_scopes(read=DOSE_READS)
+            body = with_patient_dose_records(deps.store, body, deps.fhir_base())
         return run("dosimetry", "sirt-activity", body, dict(request.args))
+
+    @bp.post("/fhir/$dose-comparison")
+    def dose_comparison() -> Response:
+        require_scopes(read=DOSE_READS, write=RESULT_WRITES)
+        body = with_compared_reports(deps.store, _body(("Parameters",)))
+        return run("dosimetry", "dose-comparison", body, dict(request.args))
 
     return bp

@@ -7,8 +7,11 @@ the demo, a local Orthanc PACS when installed), then:
 2. ``POST /fhir/Patient/{id}/$evaluate-eligibility`` — 13 therapies, with reasons and gaps;
 3. CDS Hooks ``patient-view`` — the cards an EHR would show;
 4. ``POST /fhir/$sirt-activity`` — a partition-model plan;
-5. a post-SIRT Y-90 PET/CT arrives in the PACS → Orthanc's stable-study hook → voxel dosimetry
-   job on a Celery worker (``202`` + ``Task``) → DiagnosticReport, Observations, RT Dose;
+5. a Tc-99m MAA SPECT/CT (the simulation of the plan) and then the post-SIRT Y-90 PET/CT arrive
+   in the PACS → Orthanc's stable-study hook → voxel dosimetry jobs on a Celery worker (``202`` +
+   ``Task``) → DiagnosticReports with dose and BED per VOI, Observations, RT Dose; then
+   ``POST /fhir/$dose-comparison`` (did the MAA predict what the PET showed?) and a second
+   ``$sirt-activity`` for the patient (prior lung dose from the store, cumulative limit);
 6. ``POST /fhir/$tumor-response`` — RECIST 1.1 over three follow-ups;
 
 prints a summary with the ids of the written resources, and stops everything it started.
@@ -142,7 +145,8 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
         {"name": "liverVolumeMl", "valueDecimal": 1800}, {"name": "tumorVolumeMl", "valueDecimal": 300},
         {"name": "lungShuntFraction", "valueDecimal": 0.07}, {"name": "tumorToNormalRatio", "valueDecimal": 4},
         {"name": "targetDoseGy", "valueDecimal": 120}, {"name": "normalLiverLimitGy", "valueDecimal": 40},
-        {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}}]}
+        {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}},
+        {"name": "treatmentTime", "valueDateTime": "2024-03-05T09:30:00Z"}]}
     plan = _post(f"{gw}/$sirt-activity", plan_params).json()
     values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None) for p in plan["parameter"]}
     _line(f"4. SIRT plan (partition model): {values.get('activityGBq')} GBq, tumour {values.get('tumorDoseGy')} Gy, "
@@ -150,23 +154,7 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
           f"limited by {values.get('limitingFactor')}, status {values.get('status')}")
 
     if with_pacs:
-        from services.dosimetry.imaging import phantoms as ph
-
-        study = ph.build_study(ph.two_compartment_liver(n=64), "PT", seed=1, total_activity_gbq=2.0,
-                               patient_id=DICOM_PATIENT_ID)
-        t0 = time.perf_counter()
-        orthanc_id = ph.upload_study(f"http://127.0.0.1:{stack.config.orthanc_port}", study)
-        _line(f"5. Post-SIRT Y-90 PET/CT stored in the PACS (Orthanc study {orthanc_id}); waiting for the "
-              "stable-study trigger and the dosimetry job...")
-        task = _wait_task(gw, study.study_uid)
-        _line(f"     Task/{task['id']} {task['status']} after {time.perf_counter() - t0:.1f} s "
-              f"({task.get('statusReason', {}).get('text', '')})")
-        if task["status"] == "completed":
-            refs = [o["valueReference"]["reference"] for o in task["output"]]
-            written["voxel-dosimetry"] = [f"Task/{task['id']}", *refs]
-            report = requests.get(f"{gw}/{refs[0]}", timeout=30).json()
-            for line in report.get("conclusion", "").splitlines():
-                _line(f"     {line}")
+        _across_treatments(stack, gw, written)
     else:
         _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
 
@@ -189,6 +177,69 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
             _line(f"     best overall response: {res['valueCodeableConcept']['coding'][0]['code']}")
     written["tumor-response"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response["entry"]]
     return written
+
+
+def _voxel_job(stack: Stack, gw: str, study: Any, what: str) -> str | None:
+    """Upload ``study`` to the PACS, wait for its dosimetry job, print its report; its reference."""
+    from services.dosimetry.imaging import phantoms as ph
+
+    t0 = time.perf_counter()
+    orthanc_id = ph.upload_study(f"http://127.0.0.1:{stack.config.orthanc_port}", study)
+    _line(f"   {what} stored in the PACS (Orthanc study {orthanc_id}); waiting for the stable-study trigger "
+          "and the dosimetry job...")
+    task = _wait_task(gw, study.study_uid)
+    _line(f"     Task/{task['id']} {task['status']} after {time.perf_counter() - t0:.1f} s "
+          f"({task.get('statusReason', {}).get('text', '')})")
+    if task["status"] != "completed":
+        return None
+    report_ref = next(o["valueReference"]["reference"] for o in task["output"]
+                      if o["valueReference"]["reference"].startswith("DiagnosticReport/"))
+    report = requests.get(f"{gw}/{report_ref}", timeout=30).json()
+    for line in report.get("conclusion", "").splitlines():
+        _line(f"     {line}")
+    return str(report_ref)
+
+
+def _across_treatments(stack: Stack, gw: str, written: dict[str, list[str]]) -> None:
+    """Step 5: the MAA simulation, the Y-90 PET, their comparison, and a second plan."""
+    from services.dosimetry.imaging import phantoms as ph
+
+    _line("5. Across treatments")
+    # the MAA showed the tumours hotter (T/N 6) than the microspheres went (T/N 4)
+    maa = ph.build_study(ph.two_compartment_liver(n=64, tumour_to_normal=6, nuclide="Tc-99m"), "NM", seed=2,
+                         patient_id=DICOM_PATIENT_ID)
+    predicted = _voxel_job(stack, gw, maa, "Tc-99m MAA SPECT/CT (simulation of the plan)")
+    pet = ph.build_study(ph.two_compartment_liver(n=64), "PT", seed=1, total_activity_gbq=2.0,
+                         patient_id=DICOM_PATIENT_ID)
+    delivered = _voxel_job(stack, gw, pet, "Post-SIRT Y-90 PET/CT")
+    written["voxel-dosimetry"] = [r for r in (predicted, delivered) if r]
+    if predicted and delivered:
+        answer = requests.post(f"{gw}/$dose-comparison", json={"resourceType": "Parameters", "parameter": [
+            {"name": "predicted", "valueReference": {"reference": predicted}},
+            {"name": "delivered", "valueReference": {"reference": delivered}}]}, timeout=120)
+        if answer.status_code != 200:
+            # e.g. a job that ran before the SEG reached the PACS has only the automatic liver VOI
+            _line(f"   $dose-comparison: {answer.status_code} {answer.json()['issue'][0].get('diagnostics', '')}")
+            delivered = None
+    if predicted and delivered:
+        comparison = answer.json()
+        report = comparison["entry"][0]["resource"]
+        _line("   $dose-comparison:")
+        for line in report.get("conclusion", "").splitlines():
+            _line(f"     {line}")
+        written["dose-comparison"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                                      for e in comparison["entry"]]
+    second = _post(f"{gw}/$sirt-activity", {"resourceType": "Parameters", "parameter": [
+        {"name": "method", "valueCode": "mird"}, {"name": "device", "valueCode": "glass"},
+        {"name": "targetDoseGy", "valueDecimal": 120}, {"name": "liverVolumeMl", "valueDecimal": 1800},
+        {"name": "perfusedFraction", "valueDecimal": 0.4}, {"name": "lungShuntFraction", "valueDecimal": 0.07},
+        {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}},
+        {"name": "treatmentTime", "valueDateTime": "2024-09-10T09:30:00Z"}]}).json()
+    values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None) for p in second["parameter"]}
+    used = [p["valueReference"]["reference"] for p in second["parameter"] if p["name"] == "priorRecord"]
+    _line(f"   Second SIRT (MIRD, glass): {values.get('activityGBq')} GBq; lung {values.get('lungDoseGy')} Gy, prior "
+          f"{values.get('priorLungDoseGy')} Gy from {', '.join(used) or 'no record'}, cumulative "
+          f"{values.get('cumulativeLungDoseGy')} Gy (limit 50 Gy); status {values.get('status')}")
 
 
 def _wait_task(gw: str, study_uid: str, timeout_s: float = 300) -> dict[str, Any]:

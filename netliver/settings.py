@@ -61,6 +61,11 @@ class Settings:
     orthanc_user: str = _setting("", "ORTHANC_USER", "Orthanc user, if the PACS requires basic auth.")
     orthanc_password: str = _setting("", "ORTHANC_PASSWORD", "Orthanc password.")
     dosimetry_warm_grids: str = _setting("128x128x128@4.42,128x128x128@4.795", "DOSIMETRY_WARM_GRIDS", "Emission grids (KxJxI@S mm, comma separated) whose Y-90 kernel spectrum a dosimetry worker prepares at start; empty = none.")
+    # -- radiobiology (voxel BED and EQD2; Dale 1985, Cremonesi 2008, Strigari 2010) ------------
+    bed_tumour_alpha_beta_gy: float = _setting(10.0, "BED_TUMOUR_ALPHA_BETA_GY", "α/β (Gy) of tumour and lesion VOIs for the voxel BED.")
+    bed_tumour_repair_h: float = _setting(1.5, "BED_TUMOUR_REPAIR_H", "Repair half-time (h) of tumour and lesion VOIs for the voxel BED.")
+    bed_liver_alpha_beta_gy: float = _setting(2.5, "BED_LIVER_ALPHA_BETA_GY", "α/β (Gy) of liver and normal-liver VOIs for the voxel BED.")
+    bed_liver_repair_h: float = _setting(2.5, "BED_LIVER_REPAIR_H", "Repair half-time (h) of liver and normal-liver VOIs for the voxel BED.")
     # -- authentication ---------------------------------------------------------------------
     auth_mode: str = _setting("jwt", "AUTH_MODE", "off | jwt. 'off' only for local demo/serve on loopback (logged loudly).")
     auth_jwks_url: str = _setting("", "AUTH_JWKS_URL", "JWKS URL whose keys sign accepted tokens (RS256, RS384, ES384).")

@@ -10,7 +10,8 @@ Polling the status URL (FHIR R4 §3.1.0.13 / ``async.html``): ``202`` with ``X-P
 Bundle holding the Task and its outputs once completed; the failure's status (``503`` when a
 dependency was down, else ``422``) with an OperationOutcome once failed; ``404`` once cancelled.
 ``DELETE`` on the status URL or on ``/fhir/Task/<id>`` cancels. Workers call
-``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal token.
+``/internal/jobs/<id>/{claim,progress,complete,fail}`` with the internal token,
+and ``/internal/jobs/<id>/body-structure`` to link a lesion segment to its BodyStructure.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_internal_token, require_scopes
+from gateway.dose_records import find_lesion_body_structure
 from gateway.jobs.dispatch import JobQueue
 from gateway.jobs.records import TERMINAL, Job, JobStore, task_resource
 from gateway.store.base import FhirStore
@@ -346,6 +348,16 @@ def create_jobs_blueprint(service: JobService) -> Blueprint:
                             + (f" ({result['reason']})" if result.get("reason") else ""),
                             details=(JOB_STATE_SYSTEM, str(result["state"])))
         return fhir_response(result)
+
+    @bp.post("/internal/jobs/<job_id>/body-structure")
+    def body_structure(job_id: str) -> Response:
+        """The BodyStructure a lesion segment of this job's study is (``trackingUid``, ``label``)."""
+        require_internal_token()
+        body = _json_object()
+        if service.jobs.get(job_id) is None:
+            raise FhirError(404, "not-found", f"no job {job_id}")
+        return fhir_response(find_lesion_body_structure(service.store, str(body.get("trackingUid") or ""),
+                                                        str(body.get("label") or ""), service.base_url_of()))
 
     @bp.post("/internal/jobs/<job_id>/fail")
     def fail(job_id: str) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from netliver.web import fhir_response, read_fhir_body
-from services.dosimetry.operation import sirt_activity
+from services.dosimetry.operation import dose_comparison, sirt_activity
 
 __all__ = ["blueprint"]
 
@@ -21,3 +21,8 @@ blueprint = Blueprint("dosimetry", __name__)
 @blueprint.post("/operations/sirt-activity")
 def sirt_activity_view() -> Response:
     return fhir_response(sirt_activity(read_fhir_body("Parameters")))
+
+
+@blueprint.post("/operations/dose-comparison")
+def dose_comparison_view() -> Response:
+    return fhir_response(dose_comparison(read_fhir_body("Parameters")))

@@ -5,7 +5,7 @@ Inputs are read from the caller's JSON (not a model round-trip) so decimals keep
 Parameter names are the public contract's ("SIRT activity planning") plus these optional
 extras: ``patient`` (valueReference to the Patient the plan is for), ``protocol`` (valueCode, a
 key of :data:`services.dosimetry.domain.protocols.PROTOCOLS`), ``bsaFormula`` (valueCode
-``mosteller`` | ``dubois``), ``vialResidualFraction``, ``cumulativeLungLimitGy`` (default 50),
+``dubois`` (default) | ``mosteller``), ``vialResidualFraction``, ``cumulativeLungLimitGy`` (default 50),
 ``halfLifeH`` (default 64.1; EANM 2022 uses 64.2), ``compromisedLiver`` and ``priorPrrt``
 (valueBoolean), and repeated ``lesion`` parameters (parts ``volumeMl`` and ``tumorToNormalRatio``)
 for further tumour compartments of the multi-lesion partition model.
@@ -14,22 +14,27 @@ for further tumour compartments of the multi-lesion partition model.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from netliver.fhir.builders import (
     canonical_json,
 )
 from netliver.fhir.outcome import FhirError
+from services.dosimetry.domain.comparison import StudyDoses, VoiMetrics
+from services.dosimetry.domain.cumulative import DoseRecord
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.planning import PlanInputs
 
-__all__ = ["ACCEPTED_PARAMETERS", "PARAMETER_OF_FIELD", "SirtRequest", "VoxelJobRequest", "input_error", "parse_sirt_request", "voxel_job_request"]
+__all__ = ["ACCEPTED_PARAMETERS", "COMPARISON_INPUTS", "PARAMETER_OF_FIELD", "RECORD", "ComparisonRequest", "SirtRequest", "VoxelJobRequest", "comparison_error", "dose_records", "input_error", "parse_comparison_request", "parse_sirt_request", "voxel_job_request"]
 
 SERVICE = "dosimetry"
 OPERATION = "sirt-activity"
+#: The parameter in which the gateway hands the patient's stored dose records to ``$sirt-activity``.
+RECORD = "record"
 
 # parameter name -> (PlanInputs field, FHIR value type)
 _DECIMALS: dict[str, str] = {
@@ -61,6 +66,8 @@ class SirtRequest:
     canonical: list[Any]
     locations: dict[str, str] = field(default_factory=dict)  # parameter name -> FHIRPath
     treatment_time_text: str | None = None
+    #: The patient's stored plans and voxel results, added by the gateway (``record`` parameters).
+    records: tuple[Mapping[str, Any], ...] = ()
 
 
 #: Domain field → the contract's parameter name (the inverse of the readers above).
@@ -130,7 +137,10 @@ def parse_sirt_request(body: Mapping[str, Any]) -> SirtRequest:
     lesions: list[tuple[float, float]] = []
     patient: dict[str, Any] | None = None
     treatment_text: str | None = None
-    params = body.get("parameter", []) or []
+    every = body.get("parameter", []) or []
+    # ``record``: the patient's stored results, added by the gateway (never part of the request's identity)
+    records = tuple(p["resource"] for p in every if p.get("name") == RECORD and isinstance(p.get("resource"), dict))
+    params = [p for p in every if p.get("name") != RECORD]
     for index, param in enumerate(params):
         name = param.get("name")
         if name == "lesion":
@@ -171,7 +181,7 @@ def parse_sirt_request(body: Mapping[str, Any]) -> SirtRequest:
     if lesions:
         inputs = replace(inputs, extra_lesions=tuple(lesions))
     canonical = sorted(canonical_json(p) for p in params)
-    return SirtRequest(inputs, patient, canonical, locations, treatment_text)
+    return SirtRequest(inputs, patient, canonical, locations, treatment_text, records)
 
 
 
@@ -204,3 +214,160 @@ def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
         imaging_study=params.get("imagingStudy") or None,
         key=canonical_json(dict(params)),
     )
+
+
+# ------------------------------------------------------------------------------ dose comparison
+
+#: ``$dose-comparison``: the two inputs, each a valueReference to a voxel-dosimetry DiagnosticReport.
+COMPARISON_INPUTS = ("predicted", "delivered")
+_VOI_TEXT = re.compile(r"^(?P<name>.*) \((?P<role>[a-z-]+), [a-z]+ VOI\)$")
+
+
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """A parsed ``$dose-comparison`` request: the two results, their reports, the patient."""
+
+    predicted: StudyDoses
+    delivered: StudyDoses
+    patient: str | None
+    canonical: str
+
+
+def _component_value(obs: Mapping[str, Any], code: str | None, text: str | None = None) -> float | None:
+    for comp in obs.get("component") or []:
+        concept = comp.get("code") or {}
+        codes = {c.get("code") for c in concept.get("coding") or []}
+        if (code is not None and code in codes) or (text is not None and concept.get("text") == text
+                                                    and not codes):
+            value = (comp.get("valueQuantity") or {}).get("value")
+            return float(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def _voi_metrics(obs: Mapping[str, Any], where: str, source: str) -> VoiMetrics:
+    site = str((obs.get("bodySite") or {}).get("text", ""))
+    match = _VOI_TEXT.match(site)
+    dmean = _component_value(obs, "dose-mean")
+    if match is None or dmean is None:
+        raise FhirError(422, "invalid", f"{where}: Observation/{obs.get('id')} is not a voxel-dosimetry VOI result "
+                        "(bodySite text 'name (role, source VOI)' and a dose-mean component)", where)
+    share = _component_value(obs, None, "share of the counts")
+    return VoiMetrics(match["name"], match["role"], dmean, _component_value(obs, "dose-d70"),
+                      _component_value(obs, "dose-v100"), None if share is None else share / 100.0, source)
+
+
+def _study_doses(name: str, reference: str, index: int, resources: Mapping[str, Mapping[str, Any]]) -> StudyDoses:
+    where = f"Parameters.parameter[{index}].valueReference"
+    report = resources.get(reference)
+    if report is None or report.get("resourceType") != "DiagnosticReport":
+        raise FhirError(422, "not-found", f"{name}: {reference} is not a stored DiagnosticReport", where)
+    codes = {c.get("code") for c in (report.get("code") or {}).get("coding") or []}
+    if "voxel-dosimetry-report" not in codes:
+        raise FhirError(422, "invalid", f"{name}: {reference} is not a voxel-dosimetry report", where)
+    vois = []
+    for item in report.get("result") or []:
+        obs = resources.get(str(item.get("reference", "")))
+        if obs is None:
+            raise FhirError(422, "not-found", f"{name}: {reference} names {item.get('reference')}, which is not "
+                            "stored", where)
+        vois.append(_voi_metrics(obs, where, str(item["reference"])))
+    return StudyDoses(reference, tuple(vois))
+
+
+def parse_comparison_request(body: Mapping[str, Any]) -> ComparisonRequest:
+    """Read ``predicted`` and ``delivered`` and the stored resources the gateway added to the
+    Parameters (``resource`` parameters: the two reports and their Observations)."""
+    refs: dict[str, tuple[str, int]] = {}
+    resources: dict[str, Mapping[str, Any]] = {}
+    for i, param in enumerate(body.get("parameter") or []):
+        name = param.get("name")
+        if name in COMPARISON_INPUTS:
+            ref = (param.get("valueReference") or {}).get("reference")
+            if not isinstance(ref, str) or not ref.startswith("DiagnosticReport/") or name in refs:
+                raise FhirError(422, "value", f"{name} must be given once as a valueReference to "
+                                "DiagnosticReport/{id}", f"Parameters.parameter[{i}]")
+            refs[name] = (ref, i)
+        elif name == "resource" and isinstance(param.get("resource"), dict):
+            res = param["resource"]
+            resources[f"{res.get('resourceType')}/{res.get('id')}"] = res
+        else:
+            raise FhirError(422, "not-supported", f"unknown parameter {name!r}", f"Parameters.parameter[{i}]")
+    for name in COMPARISON_INPUTS:
+        if name not in refs:
+            raise FhirError(422, "required", f"{name} is required (valueReference to a voxel-dosimetry "
+                            "DiagnosticReport)", name)
+    predicted = _study_doses("predicted", *refs["predicted"], resources)
+    delivered = _study_doses("delivered", *refs["delivered"], resources)
+    subjects = {str((resources[r].get("subject") or {}).get("reference", "")) for r, _ in refs.values()} - {""}
+    if len(subjects) > 1:
+        raise FhirError(422, "business-rule", f"the two reports are of different patients ({', '.join(sorted(subjects))})",
+                        f"Parameters.parameter[{refs['delivered'][1]}].valueReference")
+    return ComparisonRequest(predicted, delivered, next(iter(subjects), None),
+                             canonical_json([refs["predicted"][0], refs["delivered"][0]]))
+
+
+def comparison_error(err: DosimetryInputError) -> FhirError:
+    """422 naming the input (``predicted`` or ``delivered``) a comparison cannot use."""
+    return FhirError(422, "business-rule", f"{err.field}: {err.message}", err.field)
+
+
+# ------------------------------------------------------------------------------ prior dose records
+
+def _day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def _codes(resource: Mapping[str, Any]) -> set[str]:
+    return {str(c.get("code")) for c in (resource.get("code") or {}).get("coding") or []}
+
+
+def _plan_record(obs: Mapping[str, Any]) -> DoseRecord:
+    return DoseRecord(f"Observation/{obs.get('id')}", "plan", _day(obs.get("effectiveDateTime")),
+                      _component_value(obs, "lungDoseGy"), _component_value(obs, "normalLiverDoseGy"))
+
+
+def _voxel_record(report: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]]) -> DoseRecord | None:
+    """A post-treatment voxel result as a record: lung dose = mass-weighted Dmean of the lung VOIs,
+    normal-liver dose = the Dmean of a liver VOI named as the normal liver; the treatment day is
+    the Observations' effectiveDateTime (the administration). None for an MAA simulation (a
+    prediction, not a treatment: category ``dose-simulation``)."""
+    observations = [resources[str(i.get("reference"))] for i in report.get("result") or []
+                    if str(i.get("reference")) in resources]
+    simulated = any("dose-simulation" in {c.get("code") for cat in o.get("category") or []
+                                          for c in cat.get("coding") or []} for o in observations)
+    if simulated or "MAA simulation" in str(report.get("conclusion")):
+        return None
+    lung_mass = lung_dose_mass = 0.0
+    normal: float | None = None
+    when: str | None = None
+    for obs in observations:
+        voi = _voi_metrics(obs, f"record DiagnosticReport/{report.get('id')}", f"Observation/{obs.get('id')}")
+        when = when or obs.get("effectiveDateTime")
+        if voi.role == "lung":
+            mass = _component_value(obs, None, "VOI mass") or 1.0
+            lung_mass += mass
+            lung_dose_mass += mass * voi.dmean_gy
+        elif voi.role == "normal-liver" or (voi.role == "liver" and "normal" in voi.name.lower()):
+            normal = voi.dmean_gy
+    return DoseRecord(f"DiagnosticReport/{report.get('id')}", "post-treatment", _day(when),
+                      lung_dose_mass / lung_mass if lung_mass > 0 else None, normal)
+
+
+def dose_records(resources: Sequence[Mapping[str, Any]], own_plan: str) -> list[DoseRecord]:
+    """The plans and post-treatment voxel results among ``resources`` (the gateway's ``record``
+    parameters) as domain records; ``own_plan`` (this request's plan, when stored before) is left out."""
+    by_ref = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources}
+    out: list[DoseRecord] = []
+    for ref, res in by_ref.items():
+        if ref == own_plan:
+            continue
+        if res.get("resourceType") == "Observation" and "sirt-activity-plan" in _codes(res):
+            out.append(_plan_record(res))
+        elif res.get("resourceType") == "DiagnosticReport" and "voxel-dosimetry-report" in _codes(res):
+            record = _voxel_record(res, by_ref)
+            if record is not None:
+                out.append(record)
+    return out

@@ -4,7 +4,7 @@
 protocol"): the body is the caller's Bundle, the answer ``{"output": <collection Bundle>,
 "write": [...]}``. Optional query parameters (defaults in docs/response.md):
 ``confirmationDays`` (0), ``minSdDays`` (42), ``biochemicalThresholdPercent`` (50),
-``treatedLesions`` (``not-evaluable`` | ``measure``; default by criterion).
+``treatedLesions`` (``measure`` | ``not-evaluable``; default ``measure``).
 """
 
 from __future__ import annotations

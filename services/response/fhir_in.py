@@ -40,6 +40,7 @@ from netliver.units import BILIRUBIN_G_PER_MOL, UnitError, convert
 from services.response.domain.biochemical import DEFAULT_THRESHOLD_PERCENT
 from services.response.domain.criteria import CRITERIA
 from services.response.domain.ctcae import ANALYTES
+from services.response.domain.dose_response import LesionDose
 from services.response.domain.model import (
     Assessment,
     LabValue,
@@ -83,6 +84,8 @@ class ParsedInput:
     input_refs: list[str]
     digest: str
     methods: set[Modality] = field(default_factory=set)
+    #: lesion id → its absorbed dose (voxel-dose-metrics Observations whose focus is the lesion)
+    lesion_doses: dict[str, LesionDose] = field(default_factory=dict)
 
 
 def _error(message: str, expression: str) -> FhirError:
@@ -320,6 +323,7 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
     input_refs: list[str] = []
     subjects: set[str] = set()
     canonical: list[str] = []
+    dose_obs: list[Mapping[str, Any]] = []
     for i, entry in enumerate(entries):
         res = entry.get("resource") or {}
         path = f"Bundle.entry[{i}].resource"
@@ -359,6 +363,9 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
             continue
         pet_code = _has(code, OBSERVATION_CODE_SYSTEM)
         when_text = res.get("effectiveDateTime")
+        if pet_code == "voxel-dose-metrics":
+            dose_obs.append(res)
+            continue
         if pet_code in PET_REFERENCE:
             when = _date(when_text, f"{path}.effectiveDateTime")
             q = res.get("valueQuantity")
@@ -389,7 +396,30 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
     digest = content_digest({"input": sorted(canonical), "settings": dict(settings_key)})
     methods = {m.modality for a in assessments for m in a.lesions if m.modality is not None}
     return ParsedInput(patient, assessments, treatments, markers, labs, site_names, lesion_refs,
-                       input_refs, digest, methods)
+                       input_refs, digest, methods, _lesion_doses(dose_obs, full_urls))
+
+
+def _lesion_doses(observations: list[Mapping[str, Any]], full_urls: Mapping[str, str]) -> dict[str, LesionDose]:
+    """Per lesion (the Observation's focus) its post-treatment dose: an MAA simulation
+    (``dose-simulation`` true) only when nothing else is known, the latest result first."""
+    def comp(obs: Mapping[str, Any], code: str, key: str = "valueQuantity") -> Any:
+        return next((c.get(key) for c in obs.get("component") or []
+                     if _has(c.get("code"), OBSERVATION_CODE_SYSTEM, code)), None)
+
+    def simulated(obs: Mapping[str, Any]) -> bool:
+        return any(_has(cat, OBSERVATION_CODE_SYSTEM, "dose-simulation") for cat in obs.get("category") or [])
+
+    ranked = sorted(observations, key=lambda o: (not simulated(o), str(o.get("effectiveDateTime", ""))))
+    out: dict[str, LesionDose] = {}
+    for obs in ranked:
+        lesion = _ref_key((obs.get("focus") or [None])[0], full_urls)
+        dose = (obs.get("valueQuantity") or {}).get("value")
+        if lesion is None or not isinstance(dose, (int, float)):
+            continue
+        bed = (comp(obs, "bed-mean") or {}).get("value")
+        out[lesion] = LesionDose(lesion, float(dose), float(bed) if isinstance(bed, (int, float)) else None,
+                                 f"Observation/{obs.get('id')}")
+    return out
 
 
 def _site_name(res: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from netliver.fhir.codesystems import (
     CANONICAL_BASE,
     LOINC,
     NCIT,
+    OBSERVATION_CODE_SYSTEM,
     RESPONSE_SYSTEM,
     SNOMED,
     THERAPY_SYSTEM,
@@ -34,6 +35,7 @@ from netliver.fhir.codesystems import (
 from services.response.domain.biochemical import MarkerResponse
 from services.response.domain.criteria import Evaluation
 from services.response.domain.ctcae import CtcaeGrade
+from services.response.domain.dose_response import LesionDoseResponse, dose_response_table
 from services.response.domain.model import (
     Role,
 )
@@ -186,6 +188,8 @@ def build_outputs(parsed: ParsedInput, criterion: str, evaluation: Evaluation,
     grade_obs = [_grade_observation(g, base, new_id) for g in grades]
     report, crf_obs = _case_report(parsed, criterion, evaluation, crf, base, new_id, last, subject)
     outputs: list[dict[str, Any]] = [*visit_obs, bor, *marker_obs, *grade_obs, *crf_obs, report]
+    if parsed.lesion_doses:
+        outputs.extend(_dose_response(parsed, criterion, base, new_id, last, subject))
     targets = [reference(r["resourceType"], r["id"]) for r in outputs]
     prov = provenance(
         targets=targets, service="response", version=version,
@@ -343,3 +347,58 @@ def _case_report(parsed: ParsedInput, criterion: str, evaluation: Evaluation, cr
     if not report["conclusionCode"]:
         del report["conclusionCode"]
     return report, [*rows, *criterion_rows]
+
+
+def _lesion_dose_observation(row: LesionDoseResponse, obs: dict[str, Any]) -> dict[str, Any]:
+    def c(code: str, **value: Any) -> dict[str, Any]:
+        return {"code": codeable(OBSERVATION_CODE_SYSTEM, code), **value}
+
+    comps: list[dict[str, Any]] = []
+    if row.dose is not None:
+        comps.append(c("dose-mean", valueQuantity=quantity(round(row.dose.dose_gy, 2), "Gy")))
+        if row.dose.bed_gy is not None:
+            comps.append(c("bed-mean", valueQuantity=quantity(round(row.dose.bed_gy, 2), "Gy")))
+        obs["derivedFrom"] = [{"reference": row.dose.source}]
+    for code, value in (("lesion-baseline-size", row.baseline_mm), ("lesion-latest-size", row.latest_mm)):
+        if value is not None:
+            comps.append(c(code, valueQuantity=quantity(_number(value), "mm")))
+    if row.change_percent is not None:
+        comps.append(c("lesion-size-change", valueQuantity=quantity(_percent(row.change_percent), "%")))
+    if row.category is not None:
+        comps.append(c("lesion-response", valueCodeableConcept=_category(row.category)))
+    obs["focus"] = [{"reference": f"BodyStructure/{row.lesion_id}"}]
+    obs["component"] = comps
+    if row.dose is not None:
+        obs["valueQuantity"] = quantity(round(row.dose.dose_gy, 2), "Gy")
+    return obs
+
+
+def _row_text(row: LesionDoseResponse, name: str) -> str:
+    dose = (f"{row.dose.dose_gy:.1f} Gy" + (f", BED {row.dose.bed_gy:.1f} Gy" if row.dose.bed_gy is not None else "")
+            if row.dose is not None else "dose not known")
+    size = (f"{_number(row.baseline_mm)} → {_number(row.latest_mm)} mm" if row.baseline_mm is not None
+            and row.latest_mm is not None else "size not known")
+    change = f" ({_percent(row.change_percent)} %)" if row.change_percent is not None else ""
+    return f"{name}: {dose}; {size}{change}; {row.category or 'no per-lesion category'}"
+
+
+def _dose_response(parsed: ParsedInput, criterion: str, base: Any, new_id: Any, last: date,
+                   subject: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One lesion-dose-response Observation per baseline lesion and the dose-response report."""
+    rows = dose_response_table(criterion, parsed.assessments, parsed.lesion_doses)
+    observations = []
+    for row in rows:
+        obs = base(new_id(f"dose-response/{row.lesion_id}"),
+                   codeable(OBSERVATION_CODE_SYSTEM, "lesion-dose-response",
+                            "Absorbed dose and response of one lesion"), last)
+        obs["method"] = codeable(RESPONSE_SYSTEM, criterion, CRITERION_DISPLAY[criterion])
+        observations.append(_lesion_dose_observation(row, obs))
+    report: dict[str, Any] = {
+        "resourceType": "DiagnosticReport", "id": new_id("dose-response-report"), "status": "final",
+        "code": codeable(OBSERVATION_CODE_SYSTEM, "dose-response-report", "Dose-response per lesion"),
+        **({"subject": subject} if subject else {}), "effectiveDateTime": last.isoformat(),
+        "result": [reference("Observation", o["id"]) for o in observations],
+        "conclusion": "\n".join([f"Dose-response per lesion ({CRITERION_DISPLAY[criterion]}):",
+                                 *(_row_text(r, parsed.body_sites.get(r.lesion_id) or r.lesion_id) for r in rows)]),
+    }
+    return [*observations, report]

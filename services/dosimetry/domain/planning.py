@@ -45,6 +45,7 @@ from services.dosimetry.domain.constants import (
 )
 from services.dosimetry.domain.decay import activity_at_calibration_gbq, elapsed_h
 from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.figures import beyond
 from services.dosimetry.domain.lung import (
     CUMULATIVE_LUNG_LIMIT_GY,
     LSF_CONTRAINDICATION,
@@ -107,7 +108,9 @@ class PlanInputs:
     height_cm: float | None = None
     weight_kg: float | None = None
     bsa_m2: float | None = None
-    bsa_formula: str = "mosteller"
+    #: The resin BSA method is defined with DuBois (SIR-Spheres instructions for use:
+    #: 0.20247·H[m]^0.725·W^0.425), so it is the default; Mosteller is a setting.
+    bsa_formula: str = "dubois"
     tumor_involvement: float | None = None
     liver_volume_ml: float | None = None
     tumor_volume_ml: float | None = None
@@ -294,12 +297,17 @@ class _Activity:
 def _bsa_activity(p: PlanInputs, lsf: float, warnings: list[PlanWarning]) -> _Activity:
     """Resin BSA method: A = BSA − 0.2 + TI, times the perfused share, reduced by the shunt band."""
     lsf_reduction = 0.0
+    other_bsa_note: tuple[str, float] | None = None
     if p.bsa_m2 is not None:
         bsa = p.bsa_m2
     else:
         height = _require(p.height_cm, "height_cm", "bsa (or give bsaM2)")
         weight = _require(p.weight_kg, "weight_kg", "bsa (or give bsaM2)")
         bsa = dubois_bsa_m2(height, weight) if p.bsa_formula == "dubois" else mosteller_bsa_m2(height, weight)
+        other_name = "Mosteller" if p.bsa_formula == "dubois" else "DuBois"
+        other_bsa = (mosteller_bsa_m2(height, weight) if p.bsa_formula == "dubois"
+                     else dubois_bsa_m2(height, weight))
+        other_bsa_note = (other_name, other_bsa)
     if p.tumor_involvement is not None:
         ti = p.tumor_involvement
         if p.tumor_volume_ml is not None and p.liver_volume_ml is not None:
@@ -322,6 +330,13 @@ def _bsa_activity(p: PlanInputs, lsf: float, warnings: list[PlanWarning]) -> _Ac
         warnings.append(PlanWarning(f"lsf-band/{band.label}",
                                     f"lung shunt {lsf:.1%}: BSA activity reduced by {lsf_reduction:.0%} "
                                     "(SIR-Spheres instructions for use)"))
+    if other_bsa_note is not None:
+        other_name, other_bsa = other_bsa_note
+        other_activity = bsa_activity_gbq(other_bsa, ti, p.perfused_fraction) * (1.0 - lsf_reduction)
+        used = "DuBois, the device's formula" if p.bsa_formula == "dubois" else "Mosteller"
+        warnings.append(PlanWarning(
+            "bsa-formula-versions", f"BSA {bsa:.3f} m² by {used}; {other_name} gives "
+            f"{other_bsa:.3f} m² and {other_activity:.4f} GBq", "version"))
     return _Activity(base * (1.0 - lsf_reduction), "bsa", bsa, ti, lsf_reduction)
 
 
@@ -395,16 +410,19 @@ def _safety_warnings(p: PlanInputs, device: str, protocol: ProtocolTargets, lsf:
         # dose only. The $sirt-activity contract applies the rule to every device: a glass plan says so.
         scope = ("" if device == "resin" else "; resin rule applied to glass microspheres too, whose label "
                  "limits the lung dose only")
-        warnings.append(PlanWarning("lung-shunt-above-20", f"lung shunt {lsf:.1%} is above 20 %: SIRT is "
+        shown = beyond(100 * lsf, 100 * LSF_CONTRAINDICATION)
+        warnings.append(PlanWarning("lung-shunt-above-20", f"lung shunt {shown} % is above 20 %: SIRT is "
                                     "contraindicated (Cazzato 2021 Table 1; SIR-Spheres instructions for use"
                                     f"{scope})", "contraindication"))
     tolerance = 1e-9
     if lung_dose > p.lung_limit_gy * (1 + tolerance):
-        warnings.append(PlanWarning("lung-dose-per-treatment", f"predicted lung dose {lung_dose:.1f} Gy exceeds "
+        warnings.append(PlanWarning("lung-dose-per-treatment", f"predicted lung dose "
+                                    f"{beyond(lung_dose, p.lung_limit_gy)} Gy exceeds "
                                     f"the limit {p.lung_limit_gy:g} Gy per treatment (EANM 2022)",
                                     "contraindication"))
     if cumulative > p.cumulative_lung_limit_gy * (1 + tolerance):
-        warnings.append(PlanWarning("lung-dose-cumulative", f"cumulative lung dose {cumulative:.1f} Gy "
+        warnings.append(PlanWarning("lung-dose-cumulative", f"cumulative lung dose "
+                                    f"{beyond(cumulative, p.cumulative_lung_limit_gy)} Gy "
                                     f"(prior {p.prior_lung_dose_gy:g} Gy) exceeds {p.cumulative_lung_limit_gy:g} Gy "
                                     "(EANM 2022)", "contraindication"))
     warnings.extend(protocol_warnings(protocol, tumor_gy=min(doses.lesions_gy) if doses.lesions_gy else None,

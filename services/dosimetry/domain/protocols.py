@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.dosimetry.domain.figures import beyond
+
 __all__ = ["PROTOCOLS", "PlanWarning", "ProtocolTargets", "default_protocol_key", "protocol_warnings"]
 
 
@@ -90,11 +92,11 @@ def protocol_warnings(protocol: ProtocolTargets, *, tumor_gy: float | None = Non
     tag = f"{protocol.key} ({protocol.source})"
     if tumor_gy is not None and protocol.tumor_min_gy is not None and tumor_gy < protocol.tumor_min_gy:
         out.append(PlanWarning(f"{protocol.key}/tumor-min",
-                               f"predicted tumour dose {tumor_gy:.1f} Gy is below the target "
+                               f"predicted tumour dose {beyond(tumor_gy, protocol.tumor_min_gy)} Gy is below the target "
                                f"{protocol.tumor_min_gy:g} Gy of {tag}"))
     if tumor_gy is not None and protocol.tumor_max_gy is not None and tumor_gy > protocol.tumor_max_gy:
         out.append(PlanWarning(f"{protocol.key}/tumor-max",
-                               f"predicted tumour dose {tumor_gy:.1f} Gy is above the range "
+                               f"predicted tumour dose {beyond(tumor_gy, protocol.tumor_max_gy)} Gy is above the range "
                                f"ceiling {protocol.tumor_max_gy:g} Gy of {tag}", "info"))
     limit = protocol.normal_liver_max_gy
     rule = "normal-liver-max"
@@ -102,11 +104,11 @@ def protocol_warnings(protocol: ProtocolTargets, *, tumor_gy: float | None = Non
         limit, rule = protocol.normal_liver_max_compromised_gy, "normal-liver-max-compromised"
     if normal_liver_gy is not None and limit is not None and normal_liver_gy > limit:
         out.append(PlanWarning(f"{protocol.key}/{rule}",
-                               f"predicted normal-liver dose {normal_liver_gy:.1f} Gy exceeds "
+                               f"predicted normal-liver dose {beyond(normal_liver_gy, limit)} Gy exceeds "
                                f"{limit:g} Gy of {tag}"))
     if (perfused_liver_gy is not None and protocol.perfused_min_gy is not None
             and perfused_liver_gy < protocol.perfused_min_gy):
         out.append(PlanWarning(f"{protocol.key}/perfused-min",
-                               f"predicted perfused-volume dose {perfused_liver_gy:.1f} Gy is below "
+                               f"predicted perfused-volume dose {beyond(perfused_liver_gy, protocol.perfused_min_gy)} Gy is below "
                                f"{protocol.perfused_min_gy:g} Gy of {tag}"))
     return out

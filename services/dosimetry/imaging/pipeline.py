@@ -12,7 +12,9 @@
    counts of every voxel). For a Tc-99m MAA SPECT the activity is the planned Y-90 activity
    (a simulation; the Tc-99m half-life only times the activity map).
 5. **dvh** — per VOI: Dmean, D50, D70, D90, V100, V120 (:mod:`services.dosimetry.domain.dvh`),
-   volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist.
+   volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist;
+   for tumour and liver VOIs the voxel BED map's mean, BED70 and the mean EQD2
+   (:mod:`services.dosimetry.domain.radiobiology`, tissue parameters by the VOI's role).
 6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`).
 
 ``progress(stage, fraction)`` is called as each stage starts; ``cancelled()`` is asked before
@@ -33,6 +35,12 @@ import numpy as np
 
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
+from services.dosimetry.domain.radiobiology import (
+    TissueRadiobiology,
+    TissueTable,
+    bed_metrics,
+    tissue_for_role,
+)
 from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
@@ -73,6 +81,11 @@ class VoiDose:
     mass_g: float
     activity_fraction: float
     metrics: dict[str, float]
+    #: The tissue parameters of the BED (None: absorbed dose only) and BEDmean, BED70, EQD2mean (Gy).
+    tissue: TissueRadiobiology | None = None
+    radiobiology: dict[str, float] = field(default_factory=dict)
+    #: The segment's TrackingUID (links a lesion to its BodyStructure), when the SEG gives one.
+    tracking_uid: str = ""
 
 
 @dataclass
@@ -150,7 +163,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         progress: Callable[[str, float], None] | None = None,
                         cancelled: Callable[[], bool] | None = None, *,
                         dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
-                        store: bool = True,
+                        store: bool = True, tissues: TissueTable | None = None,
                         store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
 
@@ -233,6 +246,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     counts, clipped = non_negative_counts(activity.values)
     if clipped:
         warnings.append(clipped)
+    if simulation and segmented:
+        counts = _normalise_over_liver_and_lungs(counts, vois, warnings)
     if not float(counts.sum()) > 0:
         raise ImagingError("the activity series holds no counts (all voxels 0)", "studyInstanceUid")
     dose = _engine_dose(method, counts, spacing, float(administered_activity_gbq), density,
@@ -244,19 +259,13 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     results: list[VoiDose] = []
     for v in vois:
         metrics = dvh_metrics(dose, v.mask)
+        tissue = tissue_for_role(v.role, tissues or TissueTable())
+        radiobiology = _voi_bed(dose, v, tissue)
         results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
                                float(density[v.mask].sum() * voxel_ml),
-                               float(counts[v.mask].sum(dtype=np.float64) / total_counts), metrics))
+                               float(counts[v.mask].sum(dtype=np.float64) / total_counts), metrics, tissue, radiobiology,
+                               v.tracking_uid))
     lsf = _lung_shunt_fraction(vois, counts)
-    if simulation and segmented:
-        # The planned activity is shared by all counts of the field of view; MAA counts outside
-        # every VOI (free pertechnetate in stomach, thyroid, kidneys; extrahepatic deposition)
-        # take their share of it away from the liver and lungs.
-        outside_share = 1.0 - float(counts[union(vois)].sum(dtype=np.float64)) / total_counts
-        if outside_share > 0.05:
-            warnings.append(f"{100 * outside_share:.1f} % of the MAA counts lie outside every VOI (free "
-                            "pertechnetate or extrahepatic uptake?): they receive that share of the planned "
-                            "Y-90 activity, lowering the liver and lung doses accordingly")
 
     rtdose_uid: str | None = None
     rtdose_series: str | None = None
@@ -289,6 +298,34 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
 #: The start of the warning when the RT Dose could not be stored (the worker tells the Task).
 RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
+
+
+def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:
+    """An MAA simulation gives the planned Y-90 activity to the liver (with its tumours) and the
+    lungs only: MAA counts elsewhere (free pertechnetate in stomach, thyroid, kidneys;
+    extrahepatic deposition) are reported, not given activity (DOMAIN §5; EANM 2022 lung shunt
+    over liver plus lungs). Without a liver or lung VOI the whole field of view is kept."""
+    organs = [v for v in vois if v.role in ("liver", "normal-liver", "tumour", "lung")]
+    if not any(v.role in ("liver", "lung") for v in organs):
+        return counts
+    keep = union(organs)
+    total = float(counts.sum())
+    outside_share = 1.0 - float(counts[keep].sum()) / total if total > 0 else 0.0
+    if outside_share >= 0.001:
+        warnings.append(f"{100 * outside_share:.1f} % of the MAA counts lie outside the liver and lungs (free "
+                        "pertechnetate or extrahepatic uptake?): reported, not given any of the planned Y-90 "
+                        "activity, which is normalised over the liver and lungs")
+    return np.where(keep, counts, 0.0)
+
+
+def _voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
+    """BEDmean, BED70 and EQD2mean of one VOI over the voxel BED map (empty without tissue values)."""
+    if tissue is None:
+        return {}
+    try:
+        return bed_metrics(dose, voi.mask, tissue)
+    except DosimetryInputError as exc:
+        raise ImagingError(f"the BED of VOI {voi.name!r} cannot be computed: {exc.message}", exc.field) from exc
 
 
 def _lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:

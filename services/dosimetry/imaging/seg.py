@@ -98,5 +98,6 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
             raise SegmentationError(f"{what} segment {number} {label!r} has no pixel set", _EXPRESSION)
         mask = resample_mask(fraction, grid, target)
         check_nonempty(label, mask, "SEG")
-        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code))
+        tracking_uid = str(seg.get_segment_description(number).get("TrackingUID", "") or "")
+        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code, tracking_uid))
     return vois

@@ -32,6 +32,8 @@ class Voi:
     role: str
     source: str
     code: str = ""
+    #: The segment's TrackingUID (0062,0021), which names the lesion across studies, when given.
+    tracking_uid: str = ""
 
     @property
     def voxel_count(self) -> int:

@@ -78,5 +78,10 @@ class JobReporter:
                 **({"note": self.note} if self.note else {})}
         return str(self._post("complete", body)["state"])
 
+    def body_structure(self, tracking_uid: str, label: str) -> str | None:
+        """The ``BodyStructure/<id>`` a lesion segment is linked to in the store, or None."""
+        ref = self._post("body-structure", {"trackingUid": tracking_uid, "label": label}).get("reference")
+        return str(ref) if ref else None
+
     def fail(self, reason: str) -> str:
         return str(self._post("fail", {"reason": reason})["state"])

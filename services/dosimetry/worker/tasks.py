@@ -36,10 +36,11 @@ JobFunction = Callable[[dict[str, Any], JobReporter, Settings], JobOutput]
 
 def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> JobOutput:
     from services.dosimetry.imaging.dicomweb import make_client
-    from services.dosimetry.operation import voxel_dosimetry
+    from services.dosimetry.operation import tissue_table, voxel_dosimetry
 
     client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
-    done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress)
+    done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress,
+                           tissues=tissue_table(settings), find_body_structure=reporter.body_structure)
     reporter.note = done.note  # e.g. the RT Dose was not stored: the Task says so
     return done.resources, done.outputs, done.timings_s
 

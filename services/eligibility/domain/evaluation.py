@@ -1,15 +1,15 @@
 """Status per therapy from the rule results (docs/eligibility.md).
 
 - ``ineligible``: an absolute contraindication is met, or an indication is certainly not met;
-- ``insufficient-data``: otherwise, when an unknown input could still change the answer;
-- ``eligible-with-caution``: only relative contraindications or warnings are met;
+- ``insufficient-data``: otherwise, when an unknown input could make the therapy ineligible (an
+  unknown indication or absolute contraindication);
+- ``eligible-with-caution``: relative contraindications or warnings are met, or are unknown: an
+  input that can at most add a caution does not make the answer unknown, the caution names what
+  to check ("not recorded: ... check it");
 - ``eligible``: otherwise.
 
-Statuses are ordered by what the unknowns could still do: with every unknown rule resolved
-favourably the answer is the *best case*, resolved unfavourably the *worst case*; when the two
-differ the answer is ``insufficient-data`` and :attr:`TherapyVerdict.missing` names exactly the
-inputs of the unknown rules that could move it (absolute and indication rules always can;
-relative and warning rules only while no other relative or warning is met).
+:attr:`TherapyVerdict.missing` lists the inputs of every unknown rule, whatever the status they
+lead to (DOMAIN.md §2: "The missing inputs are listed either way").
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class Reason:
                  f" ({self.rule.threshold})"]
         if self.outcome.evidence:
             parts.append("; ".join(self.outcome.evidence))
+        if self.result is Tri.UNKNOWN and self.outcome.missing:
+            parts.append(f"Not recorded: {', '.join(self.outcome.missing)}; check it before treating")
         parts.append(f"Source: {self.rule.source}")
         if self.rule.disagreement:
             parts.append(f"Sources disagree: {self.rule.disagreement}")
@@ -97,19 +99,17 @@ def evaluate_therapy(therapy: str, facts: PatientFacts, rules: RuleSet) -> Thera
         status = Status.INELIGIBLE
         decisive = set(hard_bad)
     else:
-        decisive = set(soft_met)
-        movers = list(hard_unknown)
-        if not soft_met:
-            movers.extend(soft_unknown)
-        for _, outcome in movers:
+        for _, outcome in (*hard_unknown, *soft_unknown):
             missing.update(outcome.missing)
-        if movers:
+        if hard_unknown:
             status = Status.INSUFFICIENT
-            decisive = {r.id for r, _ in movers}
-        elif soft_met:
+            decisive = {r.id for r, _ in hard_unknown}
+        elif soft_met or soft_unknown:
             status = Status.CAUTION
+            decisive = set(soft_met) | {r.id for r, _ in soft_unknown}
         else:
             status = Status.ELIGIBLE
+            decisive = set()
     reasons = tuple(Reason(r, o, applies, r.id in decisive) for r, o, applies in evaluated)
     order = {Tri.MET: 0, Tri.UNKNOWN: 1, Tri.NOT_MET: 2}
     reasons = tuple(sorted(reasons, key=lambda x: (not x.decisive, order[x.result] if x.rule.kind is not Kind.INDICATION else 1)))

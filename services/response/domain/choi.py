@@ -50,7 +50,7 @@ CHOI_SIZE_CHANGE = Decimal("0.10")
 CHOI_DENSITY_DECREASE = Decimal("0.15")
 
 
-def choi_rule(*, exclude_treated: bool = True) -> SumRule:
+def choi_rule(*, exclude_treated: bool = False) -> SumRule:
     return SumRule(
         criterion="choi", measure_code="sum-of-diameters", measure_unit="mm",
         value=recist_value, node_axis=recist_value,
@@ -69,7 +69,7 @@ def density_missing(series: Series, visit: Assessment, *, exclude_treated: bool)
     lesions = visit.by_id()
     return tuple(t for t in density_lesion_ids(series)
                  if t not in lesions or lesions[t].attenuation_hu is None
-                 or (exclude_treated and series.treated_at(t, visit.date)))
+                 or (exclude_treated and series.further_treated_at(t, visit.date)))
 
 
 def mean_density_hu(series: Series, visit: Assessment, *, exclude_treated: bool) -> Decimal | None:
@@ -92,7 +92,7 @@ def _density_response(density: Decimal | None, base_density: Decimal | None) -> 
     return density <= base_density * (Decimal(1) - CHOI_DENSITY_DECREASE)
 
 
-def assess_choi(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
+def assess_choi(series: Series, *, exclude_treated: bool = False) -> CriterionResult:
     """Choi time-point responses (Choi 2007 Table 1; overall table as RECIST 1.1)."""
     rule = choi_rule(exclude_treated=exclude_treated)
     base = baseline_sum(series, rule)

@@ -22,11 +22,15 @@ __all__ = ["CRITERIA", "TREATED_DEFAULT_EXCLUDED", "Evaluation", "evaluate"]
 #: Criterion codes of the public contract (`$tumor-response?criteria=`).
 CRITERIA = ("recist-1.1", "mrecist", "choi", "percist", "irecist", "easl")
 
-#: Lesions treated locally after baseline: size criteria (RECIST 1.1 §3.1.3 and those built on
-#: it) no longer evaluate them; the viable-tumour criteria, made to judge liver-directed
-#: therapy (Lencioni & Llovet 2010; EASL 2001), keep measuring them.
-TREATED_DEFAULT_EXCLUDED = {"recist-1.1": True, "irecist": True, "choi": True, "percist": True,
-                            "mrecist": False, "easl": False}
+#: Lesions treated locally after baseline are measured and flagged under every criterion: the
+#: response to the liver-directed therapy is what is being assessed, and published series of it
+#: report PR for the treated targets (the randomised pilot of radioembolisation vs bland
+#: embolisation in small-intestinal NET; the RFA/TACE series of thyroid-cancer liver metastases,
+#: J. Gastrointest. Cancer 52:823, 2021). A lesion treated by a *further* local therapy during
+#: follow-up is flagged too; protocols that follow RECIST 1.1 §3.1.3 strictly make it not
+#: evaluable, which ``exclude_treated=True`` (``treatedLesions=not-evaluable``) selects.
+TREATED_DEFAULT_EXCLUDED = dict.fromkeys(("recist-1.1", "mrecist", "choi", "percist", "irecist",
+                                          "easl"), False)
 
 
 @dataclass(frozen=True)

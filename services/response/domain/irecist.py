@@ -142,7 +142,7 @@ def _shrunk_after_new_lesion(episode: _Episode, v: VisitResponse) -> bool:
             and v.measure < episode.target_sum)
 
 
-def assess_irecist(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
+def assess_irecist(series: Series, *, exclude_treated: bool = False) -> CriterionResult:
     """iRECIST time-point responses (Seymour 2017) over the RECIST 1.1 time points."""
     recist = assess_recist(series, exclude_treated=exclude_treated)
     nlt = _new_lesion_targets(series)

@@ -86,7 +86,7 @@ def _complete(peak: Decimal, ref: PetReference) -> bool:
     return bool(limits) and all(peak <= limit for limit in limits)
 
 
-def assess_percist(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
+def assess_percist(series: Series, *, exclude_treated: bool = False) -> CriterionResult:
     """PERCIST 1.0 responses of every follow-up scan (Wahl 2009).
 
     With ``exclude_treated`` a lesion treated locally since baseline is left out of the search
@@ -113,11 +113,14 @@ def assess_percist(series: Series, *, exclude_treated: bool = True) -> Criterion
         notes: list[str] = []
         treated = frozenset(lid for lid in series.treated_after_baseline
                             if series.treated_at(lid, visit.date))
+        further = frozenset(lid for lid in series.further_treated
+                            if series.further_treated_at(lid, visit.date))
         peak = hottest_sul_peak(
-            visit, series.new_modality_lesions | (treated if exclude_treated else frozenset()))
-        partial = exclude_treated and bool(treated & {m.lesion_id for m in visit.lesions})
+            visit, series.new_modality_lesions | (further if exclude_treated else frozenset()))
+        partial = exclude_treated and bool(further & {m.lesion_id for m in visit.lesions})
         if partial:
-            notes.append("left out of the hottest-lesion search (treated locally): " + ", ".join(sorted(treated)))
+            notes.append("left out of the hottest-lesion search (treated by a further local "
+                         "therapy): " + ", ".join(sorted(further)))
         nt = non_target_category(series.non_target_statuses(visit))
         new = series.new_lesions(visit)
         problem = _not_comparable(base_ref, visit.pet_reference)

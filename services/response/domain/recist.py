@@ -31,7 +31,7 @@ def _short_axis(m: LesionMeasurement) -> Decimal | None:
     return recist_value(m) if m.is_node else m.short_axis_mm
 
 
-def recist_rule(*, exclude_treated: bool = True) -> SumRule:
+def recist_rule(*, exclude_treated: bool = False) -> SumRule:
     """RECIST 1.1 §4.3.1 thresholds: PR −30 % vs baseline; PD +20 % and +5 mm vs nadir."""
     return SumRule(
         criterion="recist-1.1", measure_code="sum-of-diameters", measure_unit="mm",
@@ -42,6 +42,6 @@ def recist_rule(*, exclude_treated: bool = True) -> SumRule:
     )
 
 
-def assess_recist(series: Series, *, exclude_treated: bool = True) -> CriterionResult:
+def assess_recist(series: Series, *, exclude_treated: bool = False) -> CriterionResult:
     """RECIST 1.1 time-point responses (Eisenhauer 2009 §4.3-§4.4, Tables 1-2)."""
     return assess_sum_of_measures(series, recist_rule(exclude_treated=exclude_treated))

@@ -78,8 +78,13 @@ class Series:
     targets: tuple[LesionMeasurement, ...]
     non_targets: tuple[LesionMeasurement, ...]
     treatments: tuple[LocalTreatment, ...]
-    #: lesion id → date of the first local treatment after baseline.
+    #: lesion id → date of the first local treatment after baseline (flagged at later visits).
     treated_after_baseline: dict[str, date] = field(default_factory=dict)
+    #: lesion id → date of the first *further* local treatment: one performed on or after the
+    #: first follow-up assessment, once the course being assessed has begun. Only these can be
+    #: made not evaluable (``exclude_treated``); the therapy being assessed is what the response
+    #: measures.
+    further_treated: dict[str, date] = field(default_factory=dict)
     #: lesion ids seen first on a modality not used before (new baseline lesions, Rozenblum et al.).
     new_modality_lesions: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
@@ -91,6 +96,12 @@ class Series:
     def treated_at(self, lesion_id: str, when: date) -> bool:
         """True if the lesion was treated locally after baseline and before ``when``."""
         treated = self.treated_after_baseline.get(lesion_id)
+        return treated is not None and treated < when
+
+    def further_treated_at(self, lesion_id: str, when: date) -> bool:
+        """True if a further local therapy (after the first follow-up) treated the lesion before
+        ``when``."""
+        treated = self.further_treated.get(lesion_id)
         return treated is not None and treated < when
 
     def non_target_statuses(self, visit: Assessment) -> list[str | None]:
@@ -117,10 +128,11 @@ def target_value(series: Series, visit: Assessment, lesion_id: str, value: Lesio
     """The value of one target lesion at a visit, or ``None`` when it was not assessed.
 
     RECIST 1.1 §4.3.2: fragments of a split lesion add up; a lesion that coalesced into another
-    counts 0 (its extent is measured on the other). With ``exclude_treated`` a lesion treated
-    locally since baseline is not evaluable (RECIST 1.1 §3.1.3).
+    counts 0 (its extent is measured on the other). With ``exclude_treated`` a lesion treated by a
+    further local therapy during follow-up is not evaluable (as trial protocols that follow
+    RECIST 1.1 §3.1.3 require); lesions treated by the therapy being assessed are always measured.
     """
-    if exclude_treated and series.treated_at(lesion_id, visit.date):
+    if exclude_treated and series.further_treated_at(lesion_id, visit.date):
         return None
     lesions = visit.by_id()
     own = lesions.get(lesion_id)
@@ -255,6 +267,8 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
             baseline.lesions[0].source or "Observation.category")
     notes: list[str] = []
     treated: dict[str, date] = {}
+    further: dict[str, date] = {}
+    first_follow_up = follow_ups[0].date if follow_ups else None
     baseline_ids = set(baseline.by_id())
     _check_follow_up_roles(baseline, follow_ups)
     _check_further_increase(follow_ups)
@@ -267,9 +281,12 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
                     "lesion measurable only if it has progressed since")
             elif tx.performed > baseline.date:
                 treated.setdefault(lesion_id, tx.performed)
+                if first_follow_up is not None and tx.performed >= first_follow_up:
+                    further.setdefault(lesion_id, tx.performed)
     for lesion_id, when in sorted(treated.items()):
         if lesion_id in baseline_ids:
-            notes.append(f"lesion {lesion_id!r} treated locally on {when.isoformat()} (flagged)")
+            kind = "by a further local therapy" if lesion_id in further else "locally"
+            notes.append(f"lesion {lesion_id!r} treated {kind} on {when.isoformat()} (flagged)")
     new_modality: set[str] = set()
     seen_modalities = set(baseline.modalities)
     for visit in follow_ups:
@@ -282,5 +299,5 @@ def build_series(assessments: Sequence[Assessment], treatments: Sequence[LocalTr
                     f"{m.modality.value}, a modality not used before: a new baseline lesion, not "
                     "progression (003_… Rozenblum)")
         seen_modalities |= visit.modalities
-    return Series(baseline, follow_ups, targets, non_targets, tuple(treatments), treated,
+    return Series(baseline, follow_ups, targets, non_targets, tuple(treatments), treated, further,
                   frozenset(new_modality), tuple(notes))

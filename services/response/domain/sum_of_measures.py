@@ -134,7 +134,8 @@ def assess_sum_of_measures(series: Series, rule: SumRule) -> CriterionResult:
         measured = sum((v for v in values.values() if v is not None), Decimal(0))
         total = None if missing else measured
         if missing:
-            why = [f"{tid} (treated locally)" if series.treated_at(tid, visit.date) and rule.exclude_treated
+            why = [f"{tid} (treated by a further local therapy)"
+                   if series.further_treated_at(tid, visit.date) and rule.exclude_treated
                    else tid for tid in missing]
             notes.append("target lesions not evaluable: " + ", ".join(why))
         nt = non_target_category(series.non_target_statuses(visit))

@@ -114,8 +114,11 @@ def test_therasphere_example_with_dose_constant_50(client: FlaskClient) -> None:
 
 def test_bsa_plan_with_lung_shunt_reduction_warns(client: FlaskClient) -> None:
     out = _out(_post(client, method="bsa", device="resin", heightCm=180, weightKg=80, tumorInvolvement=0.2,
-                     lungShuntFraction=0.12).get_json())
-    assert out["activityGBq"] == [1.6]  # (2.0 − 0.2 + 0.2)·0.8
+                     lungShuntFraction=0.12, bsaFormula="mosteller").get_json())
+    assert out["activityGBq"] == [1.6]  # Mosteller 2.0 m²: (2.0 − 0.2 + 0.2)·0.8
+    dubois = _out(_post(client, method="bsa", device="resin", heightCm=180, weightKg=80, tumorInvolvement=0.2,
+                        lungShuntFraction=0.12).get_json())
+    assert dubois["activityGBq"] == [1.5971]  # DuBois 1.99636 m² (the default): (1.99636)·0.8
     assert out["lsfReduction"] == [0.2]
     assert out["limitingFactor"] == ["bsa"]
     assert out["status"] == ["caution"]

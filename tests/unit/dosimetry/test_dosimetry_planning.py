@@ -342,10 +342,35 @@ def test_protocol_warnings_at_their_bounds() -> None:
 # -- the planning entry point ---------------------------------------------------------------------
 
 def _bsa(**kw: object) -> PlanInputs:
+    """A resin BSA plan with Mosteller's BSA, which is exactly 2.0 m² at 180 cm and 80 kg, so the
+    expected activities below are round numbers (the default formula is DuBois)."""
     base: dict[str, object] = {"method": "bsa", "device": "resin", "height_cm": 180, "weight_kg": 80,
-                               "tumor_volume_ml": 300, "liver_volume_ml": 1500, "lung_shunt_fraction": 0.05}
+                               "tumor_volume_ml": 300, "liver_volume_ml": 1500, "lung_shunt_fraction": 0.05,
+                               "bsa_formula": "mosteller"}
     base.update(kw)
     return PlanInputs(**base)  # type: ignore[arg-type]
+
+
+def test_the_resin_bsa_method_uses_dubois_by_default_and_shows_mosteller_as_a_note() -> None:
+    # DuBois 0.007184·80^0.425·170^0.725 vs Mosteller √(170·80/3600); TI = 300/1500 = 0.2
+    default = plan_sirt(PlanInputs(method="bsa", device="resin", height_cm=170, weight_kg=80,
+                                   tumor_volume_ml=300, liver_volume_ml=1500, lung_shunt_fraction=0.05))
+    dubois, mosteller = dubois_bsa_m2(170, 80), mosteller_bsa_m2(170, 80)
+    assert abs(dubois - mosteller) > 0.01  # the two formulas differ for this patient
+    assert default.bsa_m2 == pytest.approx(dubois, rel=1e-12)
+    assert default.activity_gbq == pytest.approx(dubois - 0.2 + 0.2, rel=1e-12)
+    note = next(w for w in default.warnings if w.rule_id == "bsa-formula-versions")
+    assert note.severity == "version" and "DuBois" in note.text and f"{mosteller:.3f} m²" in note.text
+    chosen = plan_sirt(PlanInputs(method="bsa", device="resin", height_cm=170, weight_kg=80,
+                                  tumor_volume_ml=300, liver_volume_ml=1500, lung_shunt_fraction=0.05,
+                                  bsa_formula="mosteller"))
+    assert chosen.bsa_m2 == pytest.approx(mosteller, rel=1e-12)
+    other = next(w for w in chosen.warnings if w.rule_id == "bsa-formula-versions")
+    assert f"DuBois gives {dubois:.3f} m²" in other.text
+    # a BSA given directly has no formula, so no note
+    given = plan_sirt(PlanInputs(method="bsa", device="resin", bsa_m2=1.9, tumor_involvement=0.2,
+                                 lung_shunt_fraction=0.05))
+    assert not any(w.rule_id == "bsa-formula-versions" for w in given.warnings)
 
 
 def test_plan_bsa_no_reduction_below_10_percent() -> None:

@@ -60,13 +60,38 @@ def test_missing_input_that_could_change_the_answer_is_listed_exactly() -> None:
     assert verdict.missing == ("lung_shunt",)
 
 
-def test_unknown_relative_input_does_not_matter_once_a_relative_is_met() -> None:
+def test_an_unknown_input_that_can_at_most_add_a_caution_gives_a_caution_naming_it() -> None:
     values = {k: v for k, v in SIRT_OK.items() if k != "ecog"}  # ECOG unknown (relative rule)
-    caution = make_facts(values, flags=["pre-existing-liver-disease"])
-    assert evaluate_therapy("sirt", caution, RULES).status is Status.CAUTION
-    without_relative = make_facts(values)
-    verdict = evaluate_therapy("sirt", without_relative, RULES)
-    assert verdict.status is Status.INSUFFICIENT and verdict.missing == ("ecog",)
+    verdict = evaluate_therapy("sirt", make_facts(values), RULES)
+    assert verdict.status is Status.CAUTION and verdict.missing == ("ecog",)
+    reason = next(r for r in verdict.reasons if r.rule.id == "SIRT-REL-ECOG")
+    assert reason.decisive and "Not recorded: ecog" in reason.text()
+    # with the caution input known and unremarkable the therapy is plainly eligible
+    assert evaluate_therapy("sirt", make_facts(SIRT_OK), RULES).status is Status.ELIGIBLE
+    # a relative rule already met: still a caution, the unknown one still listed
+    caution = evaluate_therapy("sirt", make_facts(values, flags=["pre-existing-liver-disease"]), RULES)
+    assert caution.status is Status.CAUTION and caution.missing == ("ecog",)
+
+
+@pytest.mark.parametrize("therapy", ["tae", "ctace"])
+def test_missing_creatinine_whose_only_rule_is_a_warning_is_a_caution_not_insufficient_data(therapy: str) -> None:
+    values = {k: v for k, v in TACE_OK.items() if k != "creatinine"}
+    verdict = evaluate_therapy(therapy, make_facts(values), RULES)
+    assert verdict.status is Status.CAUTION
+    assert verdict.missing == ("creatinine",)
+    reason = next(r for r in verdict.reasons if r.rule.id == "TACE-WARN-RETNET-CREATININE")
+    assert reason.decisive and "Not recorded: creatinine" in reason.text()
+    # the same record with a normal creatinine is eligible; one above 2.0 mg/dL a caution that is met
+    assert evaluate_therapy(therapy, make_facts(TACE_OK), RULES).status is Status.ELIGIBLE
+    high = evaluate_therapy(therapy, make_facts({**TACE_OK, "creatinine": 2.1}), RULES)
+    assert high.status is Status.CAUTION and high.missing == ()
+
+
+def test_an_unknown_absolute_input_still_gives_insufficient_data_beside_an_unknown_caution() -> None:
+    values = {k: v for k, v in TACE_OK.items() if k not in ("creatinine", "bilirubin")}
+    verdict = evaluate_therapy("ctace", make_facts(values), RULES)
+    assert verdict.status is Status.INSUFFICIENT
+    assert verdict.missing == ("bilirubin", "creatinine")
 
 
 def test_indication_certainly_not_met_is_ineligible() -> None:

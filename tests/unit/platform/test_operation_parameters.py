@@ -60,7 +60,14 @@ def _asked(reader: Callable[[Mapping[str, Any]], Any], args: dict[str, Any]) -> 
 
 
 def test_every_operation_is_checked_here() -> None:
-    assert set(OPERATIONS) == {"evaluate-eligibility", "tumor-response", "sirt-activity", "voxel-dosimetry"}
+    assert set(OPERATIONS) == {"evaluate-eligibility", "tumor-response", "sirt-activity", "voxel-dosimetry",
+                               "dose-comparison"}
+
+
+def test_dose_comparison_reads_exactly_the_published_parameters() -> None:
+    from services.dosimetry.fhir_in import COMPARISON_INPUTS
+
+    assert set(COMPARISON_INPUTS) == set(_inputs("dose-comparison"))
 
 
 def test_tumor_response_reads_exactly_the_published_query_parameters() -> None:

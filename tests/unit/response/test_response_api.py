@@ -93,9 +93,10 @@ def test_synthetic_patient_results(client):
     data = post(client, synthetic_follow_up_bundle(), "?criteria=recist-1.1").get_json()
     resources = [e["resource"] for e in data["output"]["entry"]]
     visits = [r for r in resources if code_of(r) == "tumor-response"]
-    # sums (node by short axis) 42+30+18 = 90 → 77 → 68 → (L2 ablated: not evaluable by default)
-    assert [components(v)["sum-of-diameters"] for v in visits[:2]] == [77, 68]
-    assert [v["valueCodeableConcept"]["coding"][0]["code"] for v in visits] == ["SD", "SD", "NE"]
+    # sums (node by short axis) 42+30+18 = 90 → 77 → 68 → 69 (L2 ablated during follow-up:
+    # flagged and measured by default)
+    assert [components(v)["sum-of-diameters"] for v in visits] == [77, 68, 69]
+    assert [v["valueCodeableConcept"]["coding"][0]["code"] for v in visits] == ["SD", "SD", "SD"]
     assert components(visits[2])["treated-lesion"] == "L2"
     # the lesion seen only on the new MRI protocol is not progression
     assert components(visits[2])["new-lesions"] is False
@@ -112,9 +113,13 @@ def test_synthetic_patient_results(client):
     assert any(e["url"].endswith("previous-treatment") for e in report["extension"])
 
 
-def test_measuring_treated_lesions_is_a_setting(client):
-    data = post(client, synthetic_follow_up_bundle(), "?treatedLesions=measure").get_json()
+def test_not_evaluating_further_treated_lesions_is_a_setting(client):
+    data = post(client, synthetic_follow_up_bundle(), "?treatedLesions=not-evaluable").get_json()
     visits = [e["resource"] for e in data["output"]["entry"] if code_of(e["resource"]) == "tumor-response"]
+    assert [v["valueCodeableConcept"]["coding"][0]["code"] for v in visits] == ["SD", "SD", "NE"]
+    assert components(visits[2]).get("sum-of-diameters") is None
+    measured = post(client, synthetic_follow_up_bundle(), "?treatedLesions=measure").get_json()
+    visits = [e["resource"] for e in measured["output"]["entry"] if code_of(e["resource"]) == "tumor-response"]
     assert components(visits[2])["sum-of-diameters"] == 69  # 30 + 28 + node short axis 11
 
 

@@ -334,15 +334,17 @@ def test_minimum_stable_disease_interval_boundary():
     assert best_overall_response(day(0), before, BorSettings(min_sd_days=42))[0] == "PD"
 
 
-def test_percist_scan_with_a_treated_lesion_is_not_evaluable_unless_progression():
+def test_percist_scan_with_a_further_treated_lesion_is_not_evaluable_by_setting_unless_progression():
     from services.response.domain.model import LocalTreatment
 
     base = visit(0, tgt("A", "30", sul="6.0"), tgt("B", "30", sul="4.0"), pet=LIVER)
-    ablation = [LocalTreatment("ablation-mwa", day(4), frozenset({"A"}))]
+    first = visit(4, tgt("A", "30", sul="5.0"), tgt("B", "30", sul="4.0"), pet=LIVER)
+    ablation = [LocalTreatment("ablation-mwa", day(5), frozenset({"A"}))]  # after the first follow-up
     follow = visit(8, tgt("A", "30", sul="1.0"), tgt("B", "30", sul="3.9"), pet=LIVER)
-    default = evaluate("percist", [base, follow], ablation).result.visits[0]
-    assert (default.measure, default.overall) == (Decimal("3.9"), "NE")
-    assert evaluate("percist", [base, follow], ablation, exclude_treated=False).result.visits[0].overall == "PMR"
-    assert evaluate("percist", [base, follow]).result.visits[0].overall == "PMR"  # no treatment
+    strict = evaluate("percist", [base, first, follow], ablation, exclude_treated=True).result.visits[1]
+    assert (strict.measure, strict.overall) == (Decimal("3.9"), "NE")
+    assert evaluate("percist", [base, first, follow], ablation).result.visits[1].overall == "PMR"
+    assert evaluate("percist", [base, first, follow]).result.visits[1].overall == "PMR"  # no treatment
     rising = visit(8, tgt("A", "30", sul="1.0"), tgt("B", "30", sul="8.0"), pet=LIVER)
-    assert evaluate("percist", [base, rising], ablation).result.visits[0].overall == "PMD"
+    assert evaluate("percist", [base, first, rising], ablation,
+                    exclude_treated=True).result.visits[1].overall == "PMD"

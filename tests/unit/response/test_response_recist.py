@@ -249,16 +249,44 @@ def test_coalesced_lesions_count_once():
     assert result.overall == "SD"
 
 
-def test_lesion_treated_locally_is_flagged_and_not_evaluable_by_default():
+def test_lesion_treated_by_a_further_local_therapy_is_flagged_and_measured_by_default():
+    # the ablation on day 10 comes after the first follow-up (day 8): a further local therapy
     assessments = [visit(0, tgt("A", "30"), tgt("B", "30")), visit(8, tgt("A", "20"), tgt("B", "20")),
                    visit(16, tgt("A", "20"), tgt("B", "5"))]
     ablation = [LocalTreatment("ablation-mwa", day(10), frozenset({"B"}))]
     default = evaluate("recist-1.1", assessments, ablation).result
-    assert [v.overall for v in default.visits] == ["PR", "NE"]
+    assert [v.overall for v in default.visits] == ["PR", "PR"]
     assert default.visits[1].treated_lesions == ("B",)
-    measured = evaluate("recist-1.1", assessments, ablation, exclude_treated=False).result
-    assert [v.overall for v in measured.visits] == ["PR", "PR"]
-    assert measured.visits[1].measure == Decimal(25)
+    assert default.visits[1].measure == Decimal(25)
+    strict = evaluate("recist-1.1", assessments, ablation, exclude_treated=True).result
+    assert [v.overall for v in strict.visits] == ["PR", "NE"]
+    assert strict.visits[1].treated_lesions == ("B",)
+
+
+def test_targets_treated_by_the_assessed_therapy_are_measured_even_when_further_ones_are_not():
+    # seed-004-style course: cTACE of both targets after baseline, 33 → 20 → 19 mm
+    assessments = [visit(0, tgt("A", "18"), tgt("B", "15")), visit(8, tgt("A", "11"), tgt("B", "9")),
+                   visit(16, tgt("A", "10"), tgt("B", "9"))]
+    tace = [LocalTreatment("ctace", day(2), frozenset({"A", "B"}))]
+    for exclude in (None, True, False):
+        result = evaluate("recist-1.1", assessments, tace, exclude_treated=exclude)
+        assert [v.overall for v in result.result.visits] == ["PR", "PR"]
+        assert [v.measure for v in result.result.visits] == [Decimal(20), Decimal(19)]
+        assert result.result.visits[0].treated_lesions == ("A", "B")
+        assert result.best == "PR"
+
+
+def test_a_treatment_on_the_first_follow_up_day_is_a_further_therapy():
+    # boundary: performed on the day of the first follow-up → further therapy (not the assessed one)
+    assessments = [visit(0, tgt("A", "30"), tgt("B", "30")), visit(8, tgt("A", "20"), tgt("B", "20")),
+                   visit(16, tgt("A", "20"), tgt("B", "5"))]
+    on_the_day = [LocalTreatment("ablation-rfa", day(8), frozenset({"B"}))]
+    assert overall(assessments, treatments=on_the_day) == ["PR", "PR"]
+    strict = evaluate("recist-1.1", assessments, on_the_day, exclude_treated=True).result
+    assert [v.overall for v in strict.visits] == ["PR", "NE"]
+    the_day_before = [LocalTreatment("ablation-rfa", day(7), frozenset({"B"}))]
+    strict = evaluate("recist-1.1", assessments, the_day_before, exclude_treated=True).result
+    assert [v.overall for v in strict.visits] == ["PR", "PR"]
 
 
 def test_treated_lesion_does_not_hide_progression_of_the_others():

@@ -1,0 +1,79 @@
+"""A lesion's SEG segment is linked to its BodyStructure: by TrackingUID as ``urn:oid:…`` in
+``BodyStructure.identifier`` (system ``urn:dicom:uid``), else by the segment label equal to the
+BodyStructure id; the voxel result of that lesion then has ``focus`` → the BodyStructure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.dose_records import find_lesion_body_structure
+from gateway.store.sql import SqlStore
+from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
+from services.dosimetry.operation import voxel_dosimetry
+from tests.support.inprocess import gateway_with_services
+from tests.support.memory_dicomweb import MemoryDicomweb
+
+BASE = "http://gateway.test/fhir"
+#: TrackingUID of the first tumour's segment (a UID under the DICOM example root 1.2.826.0.1.3680043).
+TRACKING_UID = "1.2.826.0.1.3680043.10.99.1"
+
+
+def _body_structure(bs_id: str, tracking_uid: str | None = None) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "BodyStructure", "id": bs_id, "patient": {"reference": "Patient/p1"},
+                           "location": {"text": "liver"}}
+    if tracking_uid:
+        res["identifier"] = [{"system": "urn:dicom:uid", "value": f"urn:oid:{tracking_uid}"}]
+    return res
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqlStore:
+    return SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def _run(store: SqlStore) -> dict[str, dict[str, Any]]:
+    study = build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=7)
+    assert study.seg is not None
+    segments = {str(s.SegmentLabel): s for s in study.seg.SegmentSequence}
+    segments["tumour 1"].TrackingUID = TRACKING_UID
+    segments["tumour 2"].SegmentLabel = "lesion-b"  # the label is the BodyStructure id
+    params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
+              "segmentationSeriesUid": study.seg_series_uid, "patient": "Patient/p1"}
+    done = voxel_dosimetry(params, "job-link", MemoryDicomweb(study.datasets()),
+                           find_body_structure=lambda uid, label: find_lesion_body_structure(
+                               store, uid, label, BASE)["reference"])
+    return {o["bodySite"]["text"].split(" (")[0]: o for o in done.resources if o["resourceType"] == "Observation"}
+
+
+def test_lesions_are_linked_by_tracking_uid_or_by_label(store: SqlStore) -> None:
+    store.put(_body_structure("lesion-a", TRACKING_UID))
+    store.put(_body_structure("lesion-b"))
+    observations = _run(store)
+    assert observations["tumour 1"]["focus"] == [{"reference": "BodyStructure/lesion-a"}]
+    assert observations["lesion-b"]["focus"] == [{"reference": "BodyStructure/lesion-b"}]
+    assert "focus" not in observations["liver"]  # only lesions are linked
+
+
+def test_two_body_structures_with_one_tracking_uid_link_neither(store: SqlStore) -> None:
+    store.put(_body_structure("lesion-a", TRACKING_UID))
+    store.put(_body_structure("lesion-a2", TRACKING_UID))
+    answer = find_lesion_body_structure(store, TRACKING_UID, "tumour 1", BASE)
+    assert answer["reference"] is None and "lesion-a2" in answer["reason"]
+    assert "focus" not in _run(store)["tumour 1"]
+
+
+def test_no_body_structure_no_focus(store: SqlStore) -> None:
+    assert find_lesion_body_structure(store, "", "lesion-b", BASE)["reference"] is None
+    assert find_lesion_body_structure(store, "", "not an id!", BASE)["reference"] is None
+
+
+def test_the_internal_lookup_needs_a_known_job(tmp_path: Path) -> None:
+    deps, client = gateway_with_services(tmp_path, {})
+    resp = client.post("/internal/jobs/unknown/body-structure", json={"worker": "w", "label": "x"},
+                       headers={"X-Internal-Token": deps.settings.internal_token})
+    assert resp.status_code == 404
+    resp = client.post("/internal/jobs/unknown/body-structure", json={"worker": "w", "label": "x"})
+    assert resp.status_code in (401, 403)
