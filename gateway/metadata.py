@@ -86,8 +86,12 @@ _SIRT_OUT = [
     _param("lesionDoseGy", "out", 0, "*", "decimal"), _param("bsaM2", "out", 0, "1", "decimal"),
     _param("priorLungDoseGy", "out", 0, "1", "decimal", "with patient: the lung dose of the earlier treatments"),
     _param("priorRecord", "out", 0, "*", "Reference", "with patient: each stored record the prior doses come from"),
-    _param("priorTreatment", "out", 0, "*", "", "with patient: per earlier treatment its date, source (plan | "
-           "post-treatment), lungDoseGy, normalLiverDoseGy and record(s)"),
+    {**_param("priorTreatment", "out", 0, "*", "", "with patient: one per earlier treatment"),
+     "part": [_param("date", "out", 1, "1", "date", "the treatment day"),
+              _param("source", "out", 1, "1", "code", "plan | post-treatment: the record the doses come from"),
+              _param("lungDoseGy", "out", 1, "1", "decimal"),
+              _param("normalLiverDoseGy", "out", 0, "1", "decimal"),
+              _param("record", "out", 1, "*", "Reference", "the stored record(s) of that treatment")]},
 ]
 
 #: code -> (title, system?, type?, instance?, resource types, parameters, description)
