@@ -215,7 +215,10 @@ def dosimetry(obj: _Ctx, study_uid: str, activity_gbq: float, method: str, segme
         if not follow:
             obj.emit(task, lambda out: out.print(f"Task/{task['id']} {task.get('status')}; status: {status_url}"))
             return 0
-        task = _follow(obj, status_url, timeout_s)
+        # progress is followed on the Task itself: the status URL of the FHIR asynchronous pattern
+        # answers 202 with only an X-Progress header while the job runs
+        task_url = resp.headers.get("Location") or f"{obj.gateway.fhir}/Task/{task['id']}"
+        task = _follow(obj, task_url, timeout_s)
         return _finish(obj, task)
     _run(body)
 
