@@ -49,8 +49,9 @@ def test_tumour_and_liver_vois_get_their_own_tissue_values_and_the_lungs_none(st
     tumour, liver, lung = _by_role(result, "tumour"), _by_role(result, "liver"), _by_role(result, "lung")
     for voi, ab, rep in ((tumour, 10.0, 1.5), (liver, 2.5, 2.5)):
         expected = _hand_bed_mean(result.dose_gy[masks[voi.name]], ab, rep)
-        assert voi.radiobiology["BEDmean"] == pytest.approx(expected, rel=1e-9)
-        assert voi.radiobiology["EQD2mean"] == pytest.approx(expected / (1 + 2 / ab), rel=1e-9)
+        # the dose map is float32 (single-precision FFT): the voxel BED agrees to float32 rounding
+        assert voi.radiobiology["BEDmean"] == pytest.approx(expected, rel=1e-6)
+        assert voi.radiobiology["EQD2mean"] == pytest.approx(expected / (1 + 2 / ab), rel=1e-6)
         # the mean BED is at least the BED of the mean dose (D² is convex), never equal on a
         # non-uniform VOI
         d = voi.metrics["Dmean"]
