@@ -29,5 +29,5 @@ fi
 # starts its own Orthanc on other ports (infra/stack.py says which when 8042 is taken).
 if [[ " ${need[*]} " == *" orthanc "* ]] && [ -f /etc/init.d/orthanc ]; then
   echo "note: the Debian orthanc package may have started its system service on port 8042;" \
-       "netliver does not use it and leaves it running (/etc/init.d/orthanc stop stops it)."
+       "netliver does not use it and leaves it running; it is the administrator's to keep or not."
 fi

@@ -1,8 +1,8 @@
 """A neighbour's Orthanc and a netliver command, together in a private PID namespace.
 
 The tests that check netliver never stops a process it did not start must not do harm when the
-defect comes back: the Debian init script (``/etc/init.d/orthanc stop`` →
-``start-stop-daemon --stop --exec /usr/sbin/Orthanc``) signals every Orthanc it can see. In a
+defect comes back: the Debian service script stops by executable, so it signals every Orthanc
+process it can see. In a
 PID namespace of its own, with its own ``/proc`` and a private ``/run`` (where that script
 removes its pid file), a command sees only the processes started there: a regression stops the
 test's Orthanc and no one else's.
