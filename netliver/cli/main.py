@@ -238,6 +238,15 @@ def _progress_of(task: dict[str, Any]) -> float:
     return 1.0 if task.get("status") == "completed" else 0.0
 
 
+def _stage_seconds(task: dict[str, Any]) -> dict[str, float]:
+    """Seconds per stage from the Task's stage-times extension, in the order the job ran them."""
+    for ext in task.get("extension", []):
+        if str(ext.get("url", "")).endswith("/task-stage-seconds"):
+            return {str(e["url"]): float(e.get("valueDecimal", 0.0)) for e in ext.get("extension", [])
+                    if e.get("url") != "total"}
+    return {}
+
+
 def _follow(obj: _Ctx, status_url: str, timeout_s: float) -> dict[str, Any]:
     """Poll the job until it ends, with a progress bar showing the stage names."""
     deadline = time.monotonic() + timeout_s
@@ -254,6 +263,11 @@ def _follow(obj: _Ctx, status_url: str, timeout_s: float) -> dict[str, Any]:
                     bar.console.print(f"  · {stages[-2]} done", highlight=False)
             bar.update(row, description=stage, completed=_progress_of(task))
             if task.get("status") in {"completed", "failed", "cancelled", "rejected"}:
+                # a short job can pass several stages between two polls: the Task's recorded
+                # stage times name every stage it went through, so none is left unreported
+                for name, seconds in _stage_seconds(task).items():
+                    if name not in stages[:-1]:
+                        bar.console.print(f"  · {name} done ({seconds:.1f} s)", highlight=False)
                 return task
             if time.monotonic() > deadline:
                 raise CliError(f"the job did not end in {timeout_s:g} s (still {stage}); it keeps running: "

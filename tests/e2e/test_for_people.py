@@ -281,10 +281,14 @@ def test_cli_dosimetry_follows_the_job_stage_by_stage(stack: Stack) -> None:
     study = next(i["valueString"] for i in task["input"] if i["type"]["text"] == "studyInstanceUid")
     done = _netliver(stack, "--json", "dosimetry", study, "--activity-gbq", "2", "--method", "dvk", "--follow")
     assert done.returncode == 0, done.stderr
-    stages = [line.strip() for line in done.stderr.splitlines() if line.strip().endswith(" done")]
-    assert len(stages) >= 2, done.stderr  # the progress bar named the stages it passed
+    printed = {line.strip().removeprefix("· ").split(" done")[0] for line in done.stderr.splitlines()
+               if line.strip().startswith("· ") and " done" in line}
     resources = [e["resource"] for e in json.loads(done.stdout)["entry"]]
     assert resources[0]["resourceType"] == "Task" and resources[0]["status"] == "completed"
+    timed = next(e for e in resources[0]["extension"] if e["url"].endswith("/task-stage-seconds"))
+    ran = {e["url"] for e in timed["extension"]} - {"total"}
+    # every stage the job went through is named once, even those passed between two polls
+    assert {"fetch", "store"} <= ran <= printed, done.stderr
     vois = [r for r in resources if r["resourceType"] == "Observation"]
     assert vois and all(r["valueQuantity"]["unit"] == "Gy" for r in vois)
 
