@@ -203,8 +203,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     activity = activity_volume(images.activity)
     warnings.extend(activity.warnings)
     ct = ct_volume(images.ct)
-    # the CT slices' pixels are in ``ct`` now; the first slice's header names the study for the RT Dose
-    del images.ct[1:]
+    # the CT slices' stored values are in ``ct`` now; its first header names the study for the RT Dose
+    images.ct.clear()
+    ct_header = ct.header
     check_ct_matches(ct.grid, activity.grid)
     if not activity.grid.frame_of_reference_uid or not ct.grid.frame_of_reference_uid:
         warnings.append("FrameOfReferenceUID (0020,0052) missing on the "
@@ -273,8 +274,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     if store:
         key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
                         f"{dose_constant_gy_kg_per_gbq:g}"])
-        ds = build_rtdose(dose, grid, study=images.ct[0],
-                          frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
+        ds = build_rtdose(dose, grid, study=ct_header,
+                          frame_of_reference_uid=str(ct_header.get("FrameOfReferenceUID", "")),
                           summation_type="PLAN" if simulation else "RECORD",
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
                           deterministic_key=key, referenced_series_uid=activity.series_uid,

@@ -37,8 +37,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from netliver.dosimetry_contract import HALF_LIFE_TOLERANCE, NUCLIDES_BY_CODE, identify_nuclide
+from services.dosimetry.imaging.ct import ct_volume
 from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
-from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.slices import nm_multiframe, pt_units, stack_slices
 
@@ -169,17 +170,6 @@ def _duration_factor(duration_s: float, half_life_s: float) -> float:
 
 def _modalities(datasets: Sequence[Dataset]) -> set[str]:
     return {str(ds.get("Modality", "") or "missing") for ds in datasets}
-
-
-def ct_volume(datasets: Sequence[Dataset]) -> ScalarVolume:
-    """The CT series in Hounsfield units (float32)."""
-    found = _modalities(datasets)
-    if found != {"CT"}:
-        raise CtMismatchError(f"the CT series holds {', '.join(sorted(found)) or 'no'} instances (Modality "
-                              "(0008,0060)); a CT is needed for tissue density", "Modality")
-    # float32: CT numbers are integers well inside its exact range, and a CT is the largest array
-    values, grid, sorted_ds = stack_slices(datasets, "CT", np.float32)
-    return ScalarVolume(values, grid, "HU", str(sorted_ds[0].get("SeriesInstanceUID", "")))
 
 
 def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None = None) -> ActivityVolume:
