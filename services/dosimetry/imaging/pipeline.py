@@ -1,9 +1,11 @@
 """Voxel dosimetry of one PACS study, stage by stage: fetch, decode, resample, dose, dvh, store.
 
 1. **fetch** — QIDO/WADO the activity series (PT, else NM), its CT, and the SEG/RTSTRUCT when
-   ``segmentation_series_uid`` is given (:mod:`.dicomweb`).
+   ``segmentation_series_uid`` is given (:mod:`.dicomweb`). The CT is read as it arrives, each
+   instance's stored values put into the volume and the instance let go (:mod:`.ct`), while
+   the SEG is fetched in a thread.
 2. **decode** — activity volume in patient coordinates, decay corrected to the administration
-   (:mod:`.volume`); CT in HU; CT/activity match checked (:mod:`.resample`).
+   (:mod:`.volume`); CT/activity match checked (:mod:`.resample`).
 3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
    VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
 4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
@@ -27,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -195,17 +198,19 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("fetch")
     images = fetch_study(client, study_uid)
-    # every instance of the series: a SEG may be split into one instance per segment
-    seg_datasets = fetch_segmentations(client, study_uid, segmentation_series_uid) if segmentation_series_uid else []
+    with ThreadPoolExecutor(1) as fetcher:
+        # every instance of the series (a SEG may be split into one instance per segment), fetched
+        # while the CT is stacked slice by slice as its instances arrive
+        seg_fetch = fetcher.submit(fetch_segmentations, client, study_uid, segmentation_series_uid,
+                                   images.series) if segmentation_series_uid else None
+        ct = ct_volume(images.ct, images.ct_instances)
+        seg_datasets = seg_fetch.result() if seg_fetch is not None else []
     warnings = list(images.warnings)
 
     begin("decode")
     activity = activity_volume(images.activity)
     warnings.extend(activity.warnings)
-    ct = ct_volume(images.ct)
-    # the CT slices' stored values are in ``ct`` now; its first header names the study for the RT Dose
-    images.ct.clear()
-    ct_header = ct.header
+    ct_header = ct.header  # names the study for the RT Dose
     check_ct_matches(ct.grid, activity.grid)
     if not activity.grid.frame_of_reference_uid or not ct.grid.frame_of_reference_uid:
         warnings.append("FrameOfReferenceUID (0020,0052) missing on the "
