@@ -98,12 +98,18 @@ def _input_resources(body: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(entries, list) else []
 
 
+def _as_sent(body: dict[str, Any]) -> dict[str, Any] | bytes:
+    """The caller's request bytes when ``body`` is the request body itself (the gateway changed
+    nothing): the service gets them as sent, not parsed and serialised again."""
+    return request.get_data(cache=True) if body is g.get("json_body") else body
+
+
 def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[str, Any],
                   params: dict[str, str]) -> dict[str, Any]:
     """Call the service's operation, write its results back (tagged, with their Provenance) in
     one transaction, and answer its output. A result the store refuses is the service's fault
     (502), a store that is down stays 503."""
-    result = deps.services.call(service, operation, body, params, g.get("request_id", ""))
+    result = deps.services.call(service, operation, _as_sent(body), params, g.get("request_id", ""))
     try:
         # Each DiagnosticReport carries its figures (PNG) and itself (PDF) for EHRs without the page
         # (imported here: matplotlib is loaded in the background at start, see gateway.webapp).
