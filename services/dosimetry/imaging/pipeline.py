@@ -228,7 +228,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
     if seg_datasets:
-        vois = [v for seg_ds in seg_datasets for v in vois_from_dataset(seg_ds, ct.grid, grid)]
+        # the SEG instances were fetched for this job alone: read in place, not copied first
+        vois = [v for seg_ds in seg_datasets for v in vois_from_dataset(seg_ds, ct.grid, grid, copy=False)]
         normal_liver = normal_liver_voi(vois)
         if normal_liver is not None:
             vois.append(normal_liver)

@@ -41,11 +41,11 @@ _EXPRESSION = "segmentationSeriesUid"
 _READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError)
 
 
-def _read(ds: Dataset, what: str) -> Any:
+def _read(ds: Dataset, what: str, copy: bool) -> Any:
     import highdicom as hd
 
     try:
-        return hd.seg.Segmentation.from_dataset(ds, copy=True)
+        return hd.seg.Segmentation.from_dataset(ds, copy=copy)
     except _READ_ERRORS as exc:
         raise SegmentationError(f"{what} cannot be read as a DICOM SEG: {exc}", _EXPRESSION) from exc
 
@@ -84,8 +84,10 @@ def _label_and_code(seg: Any, number: int) -> tuple[str, str]:
     return label, code
 
 
-def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
-    """Every segment of a SEG instance as a VOI on ``target``."""
+def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True) -> list[Voi]:
+    """Every segment of a SEG instance as a VOI on ``target``. ``copy=False``: the caller hands
+    ``ds`` over (highdicom turns it into its reader in place instead of copying a thousand
+    functional-group items first)."""
     what = f"SEG {ds.get('SOPInstanceUID', '?')}"
     if target.frame_of_reference_uid and ds.get("FrameOfReferenceUID") and \
             str(ds.FrameOfReferenceUID) != target.frame_of_reference_uid:
@@ -93,7 +95,7 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
                                 _EXPRESSION)
     if not ds.get("SegmentSequence"):
         raise SegmentationError(f"{what} has no segments (SegmentSequence (0062,0002))", _EXPRESSION)
-    seg = _read(ds, what)
+    seg = _read(ds, what, copy)
     vois = []
     for number in seg.segment_numbers:
         label, code = _label_and_code(seg, number)
