@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, missing_instances
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.radiobiology import (
@@ -198,6 +199,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     # every instance of the series: a SEG may be split into one instance per segment
     seg_datasets = fetch_segmentations(client, study_uid, segmentation_series_uid) if segmentation_series_uid else []
     warnings = list(images.warnings)
+    _check_complete(images.activity)
 
     begin("decode")
     activity = activity_volume(images.activity)
@@ -298,6 +300,18 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
 #: The start of the warning when the RT Dose could not be stored (the worker tells the Task).
 RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
+
+
+def _check_complete(activity: list[Any]) -> None:
+    """Refuse a PET series with fewer instances than its header announces (still arriving, or
+    partly lost): its dose would spread the whole activity over part of the body. The job fails
+    naming it; the PACS's next stable-study notification runs it again once complete."""
+    first = activity[0]
+    header = {k: first.get(k) for k in COMPLETENESS_ATTRIBUTES if k in first}
+    why = missing_instances(str(first.get("Modality", "")), len(activity), header)
+    if why:
+        raise ImagingError(f"series {first.get('SeriesInstanceUID', '')}: {why}; run the job again once the "
+                           "PACS holds the whole series", "studyInstanceUid")
 
 
 def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:
