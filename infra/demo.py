@@ -143,8 +143,8 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
 
 
 def _store_record(gw: str) -> dict[str, Any]:
-    """Step 1: the patient's record, and the follow-up CTs' measurements with the lesions'
-    BodyStructures (before the PACS jobs: they link each segmented lesion to its BodyStructure)."""
+    """Step 1: the patient's record and its lesions' BodyStructures (before the PACS jobs: they
+    link each segmented lesion to its BodyStructure); the follow-up itself comes in step 6."""
     from infra.demo_follow_up import synthetic_follow_up_bundle
     from infra.demo_patients import realistic_patient
 
@@ -153,9 +153,10 @@ def _store_record(gw: str) -> dict[str, Any]:
     patient.setdefault("identifier", []).append({"system": "urn:netliver:dicom-patient-id", "value": DICOM_PATIENT_ID})
     _post(gw, _as_transaction(record))
     follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID)
-    _post(gw, _as_transaction(follow_up))  # the images' measurements and markers, for the page
-    _line(f"1. Stored the record of Patient/{PATIENT_ID}: {len(record['entry'])} resources, and "
-          f"{len(follow_up['entry'])} of its follow-up.")
+    lesions = [e for e in follow_up["entry"] if e["resource"]["resourceType"] == "BodyStructure"]
+    _post(gw, _as_transaction({"entry": lesions}))
+    _line(f"1. Stored the record of Patient/{PATIENT_ID}: {len(record['entry'])} resources, and its "
+          f"{len(lesions)} lesions (BodyStructure).")
     return follow_up
 
 
@@ -203,6 +204,7 @@ def _tumour_response(gw: str, follow_up: dict[str, Any], written: dict[str, list
                      answers: dict[str, list[str]]) -> None:
     """Step 6: RECIST 1.1 over the follow-ups (and the other criteria, for the page); each
     segmented lesion's dose beside its response."""
+    _post(gw, _as_transaction(follow_up))  # the images' measurements and markers, for the page
     for criteria in EXTRA_CRITERIA:
         _post(f"{gw}/$tumor-response?criteria={criteria}", follow_up)
     response = _post(f"{gw}/$tumor-response?criteria=recist-1.1", follow_up).json()
