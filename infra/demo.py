@@ -135,7 +135,7 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
         _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
     _tumour_response(gw, follow_up, written, answers)
     _line("\nAcross treatments, the four questions:")
-    for question, lines in answers.items():
+    for question, lines in sorted(answers.items()):
         _line(f"  {question}")
         for text in lines:
             _line(f"     {text}")
