@@ -11,6 +11,8 @@ with three follow-up CTs. Asked:
 3. what is the BED and EQD2 per VOI (the voxel reports)?
 4. which lesions got which dose, and did they respond (``$tumor-response`` + dose-response)?
 
+The stack stores each job's BED map in the PACS too (``DOSIMETRY_STORE_BED_MAP=1``).
+
 Every expected figure is computed here by hand from the phantom design (voxel counts per
 compartment, counts per voxel), the EANM dose constant and the HU-density points, never read
 from the implementation. Local deposition: D(VOI) = C · A · (counts in the VOI / all counts) /
@@ -142,7 +144,7 @@ def _course() -> dict[str, Any]:
 def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The stack, the patient's record and both PACS-triggered jobs; what was asked and answered."""
     stack = make_stack(tmp_path_factory.mktemp("across"), workers=1, with_orthanc=True,
-                       env={"ORTHANC_CATCHUP_S": "0"})
+                       env={"ORTHANC_CATCHUP_S": "0", "DOSIMETRY_STORE_BED_MAP": "1"})
     stack.start()
     try:
         yield _ask(stack)
@@ -175,7 +177,7 @@ def _ask(stack: Stack) -> dict[str, Any]:
         {"name": "delivered", "valueReference": {"reference": reports["pet"]}}]})
     second_plan = _plan(gw, "2024-10-01T09:00:00Z")
     response = _post(gw, "$tumor-response?criteria=recist-1.1", course)
-    return {"gw": gw, "tasks": tasks, "reports": reports, "first_plan": first_plan, "comparison": comparison,
+    return {"gw": gw, "orthanc": orthanc, "studies": {"maa": maa, "pet": pet}, "tasks": tasks, "reports": reports, "first_plan": first_plan, "comparison": comparison,
             "second_plan": second_plan, "response": response}
 
 
@@ -255,6 +257,26 @@ def test_bed_and_eqd2_per_voi_over_the_voxel_bed_map(answers: dict[str, Any]) ->
         assert comps["bed-mean"] == pytest.approx(bed, rel=0.005), voi
         assert comps["eqd2-mean"] == pytest.approx(bed / (1 + 2 / alpha_beta), rel=0.005), voi
         assert comps["alpha-beta"] == alpha_beta and comps["repair-half-time"] == TISSUES[tissue][1]
+
+
+def test_the_voxel_bed_map_is_in_the_pacs_and_named_by_the_report(answers: dict[str, Any]) -> None:
+    """DOSIMETRY_STORE_BED_MAP=1 on this stack: the worker stores each job's BED map as an RT Dose
+    with DoseType EFFECTIVE, and the report names that instance."""
+    from netliver.fhir.extensions import extension_url
+
+    report = _get(answers["gw"], answers["reports"]["pet"])
+    [named] = [e["valueIdentifier"]["value"] for e in report.get("extension", [])
+               if e["url"] == extension_url("voxel-bed-map")]
+    sop_uid = named.removeprefix("urn:oid:")
+    study_uid = answers["studies"]["pet"].study_uid
+    found = requests.get(f"{answers['orthanc']}/dicom-web/studies/{study_uid}/instances",
+                         params={"SOPInstanceUID": sop_uid}, timeout=30).json()
+    assert len(found) == 1
+    series_uid = found[0]["0020000E"]["Value"][0]
+    [meta] = requests.get(f"{answers['orthanc']}/dicom-web/studies/{study_uid}/series/{series_uid}/instances/"
+                          f"{sop_uid}/metadata", timeout=30).json()
+    assert meta["00080060"]["Value"] == ["RTDOSE"] and meta["30040004"]["Value"] == ["EFFECTIVE"]
+    assert meta["3004000A"]["Value"] == ["RECORD"]  # the delivered treatment's, not a plan's
 
 
 def test_the_second_plan_takes_the_lung_dose_the_pet_recorded(answers: dict[str, Any]) -> None:
