@@ -205,10 +205,11 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     # every instance of the series: a SEG may be split into one instance per segment
     seg_datasets = fetch_segmentations(client, study_uid, segmentation_series_uid) if segmentation_series_uid else []
     warnings = list(images.warnings)
-    _check_complete(images.activity)
 
     begin("decode")
     activity = activity_volume(images.activity)
+    # after the geometry checks, which name a gap inside the series more precisely
+    _check_complete(images.activity)
     warnings.extend(activity.warnings)
     ct = ct_volume(images.ct)
     # the CT slices' pixels are in ``ct`` now; the first slice's header names the study for the RT Dose
