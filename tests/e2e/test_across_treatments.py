@@ -209,6 +209,10 @@ def test_the_maa_job_simulates_the_plan_and_the_pet_job_records_the_delivery(ans
     for name, expected in (("maa", PREDICTED), ("pet", DELIVERED)):
         vois = _vois(gw, answers["reports"][name])
         assert set(vois) == {"liver", "normal liver", "lungs", *LABELS}
+        # written back with a Provenance naming the PACS study it was computed from
+        report = _get(gw, answers["reports"][name])
+        prov = _provenance_of(gw, answers["reports"][name])
+        assert report["imagingStudy"][0]["reference"] in {e["what"].get("reference") for e in prov["entity"]}
         for voi, obs in vois.items():
             tolerance = 0.01 if voi == "lungs" else 0.005
             assert obs["valueQuantity"]["value"] == pytest.approx(expected[voi], rel=tolerance), (name, voi)
@@ -287,6 +291,12 @@ def test_the_second_plan_takes_the_lung_dose_the_pet_recorded(answers: dict[str,
     used = {r["reference"] for r in _values(second, "priorRecord")}
     lung_obs = _vois(answers["gw"], pet)["lungs"]["id"]
     assert used & {pet, f"Observation/{lung_obs}"} and answers["reports"]["maa"] not in used
+    # written back: the second plan's Provenance names the records it took the prior dose from
+    plans = _get(answers["gw"], "Observation", subject=f"Patient/{PATIENT}",
+                 code=f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan")["entry"]
+    plan = next(e["resource"] for e in plans if str(e["resource"].get("effectiveDateTime", "")).startswith("2024-10-01"))
+    prov = _provenance_of(answers["gw"], f"Observation/{plan['id']}")
+    assert used <= {e["what"].get("reference") for e in prov["entity"]}
     new = _values(second, "lungDoseGy")[0]
     assert _values(second, "cumulativeLungDoseGy")[0] == pytest.approx(prior + new, abs=0.02)
     assert _values(second, "status")[0] == ("ok" if prior + new <= 50 else "contraindicated")
@@ -322,4 +332,3 @@ def test_each_lesion_s_dose_beside_its_response(answers: dict[str, Any]) -> None
     stored = _get(gw, f"DiagnosticReport/{report['id']}")
     assert len(stored["result"]) == 4 and "Dose-response per lesion" in stored["conclusion"]
     _provenance_of(gw, f"DiagnosticReport/{report['id']}")
-    assert OBSERVATION_CODE_SYSTEM in stored["code"]["coding"][0]["system"]
