@@ -2,7 +2,7 @@
 and without empty frames, binary, fractional and LABELMAP, one or several instances per series,
 and slice spacings that are not round numbers.
 
-Reference (DOMAIN.md §3, local deposition): the mean dose of a VOI whose voxels share one
+Reference (local deposition method, the EANM standard for voxel dosimetry): the mean dose of a VOI whose voxels share one
 density is D = C·A·f/(N·V·ρ), with f the VOI's share of all counts, N its voxel count, V the
 voxel volume and ρ the density of its CT number (Schneider 1996 fit, repeated here from the
 publication: ρ = (0.9082709691264·(HU + 1000) + 103.6151457847139) kg/m³ for −70 < HU ≤ 98).
