@@ -275,7 +275,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         f"{dose_constant_gy_kg_per_gbq:g}"])
         ds = build_rtdose(dose, grid, study=images.ct[0],
                           frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
-                          summation_type="PLAN" if simulation else "RECORD",
+                          delivered=not simulation,
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
                           deterministic_key=key, referenced_series_uid=activity.series_uid,
                           source_images=images.activity)
