@@ -271,8 +271,8 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                     warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
                                     "values left at the (unknown) administration time")
             elif correction == "NONE" and len(datasets) != grid.shape[0]:
-                warnings.append("PT DecayCorrection NONE in a multi-frame instance: per-frame acquisition times "
-                                "are not read; no decay correction applied")
+                from services.dosimetry.imaging.enhanced_decay import decay_uncorrected_frames
+                values, factor = decay_uncorrected_frames(datasets[0], grid, values, reference, pharma.half_life_s)
             elif correction == "NONE":
                 values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
             else:
