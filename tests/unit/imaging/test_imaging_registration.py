@@ -143,3 +143,18 @@ def test_a_named_registration_series_must_be_a_reg(study: PhantomStudy) -> None:
         run_voxel_dosimetry(MemoryDicomweb([*study.activity, *ct, seg]), study.study_uid, ACTIVITY_GBQ, "ldm",
                             str(seg.SeriesInstanceUID), store=False, registration_series_uid=str(ct[0].SeriesInstanceUID))
     assert err.value.expression == "registrationSeriesUid"
+
+
+def test_a_registration_whose_registered_frame_is_the_cts_works_the_other_way(
+        study: PhantomStudy, straight: dict[str, VoxelDosimetryResult]) -> None:
+    """The REG may be written in the CT's frame with an item for the emission frame (M_CT←emission)."""
+    a_to_b = frame_change(rotation_matrix(-15.0, 5.0), (20.0, 30.0, -300.0))
+    ct, seg = _moved(study, a_to_b)
+    reg = spatial_registration(study.ct[0], CT_FRAME, study.frame_of_reference_uid, a_to_b, "reg-reverse")
+    result = run_voxel_dosimetry(MemoryDicomweb([*study.activity, *ct, seg, reg]), study.study_uid, ACTIVITY_GBQ,
+                                 "ldm", str(seg.SeriesInstanceUID), store=False,
+                                 registration_series_uid=str(reg.SeriesInstanceUID))
+    moved = {v.name: v for v in result.vois}
+    for voi in straight["ldm"].vois:
+        assert moved[voi.name].voxel_count == voi.voxel_count, voi.name
+        assert moved[voi.name].metrics["Dmean"] == pytest.approx(voi.metrics["Dmean"], rel=1e-3), voi.name
