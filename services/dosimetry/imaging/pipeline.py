@@ -322,7 +322,7 @@ RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
 def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:
     """An MAA simulation gives the planned Y-90 activity to the liver (with its tumours) and the
     lungs only: MAA counts elsewhere (free pertechnetate in stomach, thyroid, kidneys;
-    extrahepatic deposition) are reported, not given activity (DOMAIN §5; EANM 2022 lung shunt
+    extrahepatic deposition) are reported, not given activity (EANM 2022 procedure guideline for radioembolisation: lung shunt
     over liver plus lungs). Without a liver or lung VOI the whole field of view is kept."""
     organs = [v for v in vois if v.role in ("liver", "normal-liver", "tumour", "lung")]
     if not any(v.role in ("liver", "lung") for v in organs):

@@ -103,7 +103,6 @@ def test_imaging_advice_cites_the_papers_with_their_doi(site: str, ki67: Decimal
 #: Files being changed elsewhere at the moment, with what they still cite by an outside name;
 #: each entry goes once that change has landed (the test then fails until it is removed).
 _NOT_YET = {
-    "services/dosimetry/imaging/pipeline.py": "DOMAIN §5 beside EANM 2022",
     "services/eligibility/fhir_in.py": "001 Table 1 for the bilio-enteric anastomosis",
 }
 
