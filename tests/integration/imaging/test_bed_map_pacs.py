@@ -52,8 +52,9 @@ def test_the_bed_map_is_stored_as_an_effective_dose_and_named_by_the_report(orth
     [bed_ds] = client.retrieve_series(study.study_uid, result.bed_map_series_uid)
     [dose_ds] = client.retrieve_series(study.study_uid, result.rtdose_series_uid)
     assert bed_ds.DoseType == "EFFECTIVE" and dose_ds.DoseType == "PHYSICAL"
-    assert bed_ds.DoseUnits == "GY" and bed_ds.DoseSummationType == "RECORD"
-    assert bed_ds.FrameOfReferenceUID == dose_ds.FrameOfReferenceUID and "BED" in bed_ds.DoseComment
+    assert bed_ds.DoseUnits == "GY" and bed_ds.DoseSummationType == dose_ds.DoseSummationType
+    assert bed_ds.FrameOfReferenceUID == dose_ds.FrameOfReferenceUID
+    assert bed_ds.DoseComment == "Y-90 BED Gy (delivered); tumour+liver VOIs, else 0"
     assert bed_ds.SOPInstanceUID == result.bed_map_sop_instance_uid
     dose, bed = rtdose_array(dose_ds), rtdose_array(bed_ds)
     lesions = phantom.mask("lesion 1", "lesion 2", "lesion 3", "lesion 4")
