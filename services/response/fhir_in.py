@@ -312,16 +312,14 @@ def _lab(res: Mapping[str, Any], path: str, lab: tuple[str, str], when_text: Any
 
 def _add_lesion(res: Mapping[str, Any], path: str, full_urls: Mapping[str, str], sites: Mapping[str, Any],
                 by_date: dict[date, list[LesionMeasurement]]) -> date:
-    """Add one lesion Observation to its assessment date (a lesion measured twice that day is
-    refused); returns the date."""
+    """Add a lesion Observation to its date (twice the same day is refused); returns the date."""
     if "effectiveDateTime" not in res:
         raise _error("a lesion Observation needs effectiveDateTime (the assessment date)", f"{path}.effectiveDateTime")
     when = _date(res["effectiveDateTime"], f"{path}.effectiveDateTime")
     lesion = _lesion(res, path, full_urls, sites)
-    for other in by_date.get(when, []):
-        if other.lesion_id == lesion.lesion_id:
-            raise _error(f"lesion {lesion.lesion_id!r} is measured twice on {when.isoformat()} "
-                         f"(also {other.source})", f"{path}.focus")
+    for other in (o for o in by_date.get(when, []) if o.lesion_id == lesion.lesion_id):
+        raise _error(f"lesion {lesion.lesion_id!r} is measured twice on {when.isoformat()} (also {other.source})",
+                     f"{path}.focus")
     by_date.setdefault(when, []).append(lesion)
     return when
 
