@@ -6,10 +6,13 @@ import base64
 import hashlib
 from typing import Any
 
+import pytest
+
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.report.case import build_case
 from netliver.report.plots import figure_specs
-from netliver.report.presented import with_presented_forms
+from netliver.report.presented import (FormContextError, context_id, draw_form, form_ids, with_form_links,
+                                       with_presented_forms)
 
 
 def _voi(obs_id: str, name: str, dmean: float, d90: float) -> dict[str, Any]:
@@ -55,3 +58,52 @@ def test_a_report_without_figures_still_gets_its_pdf() -> None:
     (out,) = with_presented_forms([report])
     assert [f["contentType"] for f in out["presentedForm"]] == ["application/pdf"]
     assert out["presentedForm"][0]["title"] == "Eligibility summary (PDF)"
+
+
+# -- forms by reference, drawn on first read ---------------------------------------------------
+
+INPUT_MARKER = {"resourceType": "Observation", "id": "cga1", "status": "final", "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "9811-1"}]},
+                "effectiveDateTime": "2026-10-01", "valueQuantity": {"value": 180, "unit": "ug/L"}}
+
+
+def test_linked_forms_name_a_binary_each_and_hold_no_bytes() -> None:
+    out = with_form_links(RESULTS, base_url="https://x.test/fhir")
+    forms = out[0]["presentedForm"]
+    assert [f["contentType"] for f in forms] == ["text/html", "image/png", "application/pdf"]
+    assert [f.get("url") for f in forms[1:]] == ["https://x.test/fhir/Binary/r1-fig-1", "https://x.test/fhir/Binary/r1-pdf"]
+    assert all("data" not in f for f in forms[1:]) and forms[1]["title"] and forms[2]["title"].endswith("(PDF)")
+    record = out[-1]
+    assert record["resourceType"] == "Binary" and record["id"] == "r1-ctx"
+    assert record["securityContext"] == {"reference": "DiagnosticReport/r1"}
+    assert out[1:-1] == RESULTS[1:] and len(out) == len(RESULTS) + 1
+    assert with_form_links(RESULTS) == with_form_links(with_form_links(RESULTS)[:len(RESULTS)])  # idempotent
+
+
+def test_a_form_drawn_from_its_record_equals_the_one_drawn_at_once() -> None:
+    inputs = [INPUT_MARKER]
+    drawn = with_presented_forms(RESULTS, inputs)[0]["presentedForm"]
+    linked = with_form_links(RESULTS, inputs)
+    record = linked[-1]
+    ids = [f["url"].rpartition("/")[2] for f in linked[0]["presentedForm"][1:]]
+    assert len(ids) == len(drawn) - 1 >= 3  # the DVH, the markers and the PDF
+    for form_id, form in zip(ids, drawn[1:], strict=True):
+        assert context_id(form_id) == "r1-ctx"
+        content_type, data = draw_form(record, form_id)
+        assert content_type == form["contentType"] and base64.b64encode(data).decode() == form["data"]
+        assert draw_form(record, form_id) == (content_type, data)
+
+
+def test_an_id_that_is_no_form_of_the_record_is_refused() -> None:
+    record = with_form_links(RESULTS)[-1]
+    assert context_id("r1-ctx") is None and context_id("whatever") is None
+    for wrong in ("r1-fig-9", "r2-pdf", "r1-fig-0"):
+        with pytest.raises(FormContextError):
+            draw_form(record, wrong)
+    with pytest.raises(FormContextError):
+        draw_form({"id": "r1-ctx", "data": "bm90IGpzb24="}, "r1-pdf")
+
+
+def test_a_long_report_id_still_gives_fhir_ids() -> None:
+    ids = form_ids("a" * 64, 12)
+    assert all(len(i) <= 64 and context_id(i) == ids[0].rpartition("-fig-")[0] + "-ctx" for i in ids)
