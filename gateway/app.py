@@ -14,6 +14,7 @@ from flask import Flask
 
 from gateway.audit import init_audit
 from gateway.auth import init_auth
+from gateway.binary import create_binary_blueprint
 from gateway.cds import create_cds_blueprint
 from gateway.cds.client_auth import cds_verifier
 from gateway.cors import init_cors
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     deps.database.create_all()  # the job, cursor and audit tables, under the store's schema lock
     if settings.job_sweep_s > 0:
         start_sweeper(deps.jobs.jobs, deps.dispatcher, settings.job_sweep_s)
+    app.register_blueprint(create_binary_blueprint(deps.get_store))  # before the generic reads
     app.register_blueprint(create_fhir_rest_blueprint(deps.get_store, deps.fhir_base))
     app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base, settings))
 

@@ -44,6 +44,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, request
 
 from gateway import auth
+from gateway.binary import is_binary_read
 from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return
 from gateway.store.base import FhirStore, etag, is_resource_type, parse_etag
 from gateway.store.search_params import drop_unknown_parameters
@@ -169,6 +170,8 @@ def _read_location(store: FhirStore, location: str) -> dict[str, Any]:
 
 def _refuse_unserved_formats() -> None:
     """406 on every ``/fhir`` path whose ``_format`` or ``Accept`` asks for other than FHIR JSON."""
+    if is_binary_read(request.method, request.path):
+        return  # a Binary is also served as its own content type (gateway.binary)
     if request.path == "/fhir" or request.path.startswith("/fhir/"):
         refusal = format_refusal(request.args.get("_format"), request.headers.get("Accept"))
         if refusal is not None:

@@ -111,11 +111,13 @@ def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[st
     (502), a store that is down stays 503."""
     result = deps.services.call(service, operation, _as_sent(body), params, g.get("request_id", ""))
     try:
-        # Each DiagnosticReport carries its figures (PNG) and itself (PDF) for EHRs without the page
-        # (imported here: matplotlib is loaded in the background at start, see gateway.webapp).
-        from netliver.report.presented import with_presented_forms
+        # Each DiagnosticReport names its figures (PNG) and itself (PDF) for EHRs without the page,
+        # by a url relative to this server's FHIR base (``Binary/<id>``): they are drawn on their
+        # first read (gateway.binary), not before this write.
+        # (Imported here: matplotlib is loaded in the background at start, see gateway.webapp.)
+        from netliver.report.presented import with_form_links
 
-        written = with_presented_forms(result.write, _input_resources(body))
+        written = with_form_links(result.write, _input_resources(body))
         write_results(deps.store, tag_results(written), deps.fhir_base())
     except FhirError as err:
         if err.status < 500:

@@ -138,9 +138,10 @@ class JobService:
             self.fail(job_id, worker, reason)
             return {"state": "failed", "reason": reason}
         # Loaded at start in the background (gateway.webapp.warm_up_plotting).
-        from netliver.report.presented import with_presented_forms
+        from netliver.report.presented import with_form_links
 
-        resources = tag_results(with_presented_forms(resources))
+        # The reports name their forms by url; they are drawn on first read (gateway.binary).
+        resources = tag_results(with_form_links(resources))
         try:
             with self.jobs.engine.begin() as conn:
                 state, job = self.jobs.finish(conn, job_id, worker, "completed", note, outputs=outputs,

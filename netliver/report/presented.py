@@ -142,7 +142,9 @@ def with_form_links(resources: Sequence[dict[str, Any]], inputs: Sequence[Mappin
                     base_url: str = "") -> list[dict[str, Any]]:
     """Copies of ``resources`` in which every DiagnosticReport names its figures (PNG) and
     itself (PDF) in ``presentedForm`` by ``url`` (``{base_url}/Binary/<id>``, no ``data``), after
-    any forms it already had; followed by each report's record ``Binary`` (see the module)."""
+    any forms it already had; followed by each report's record ``Binary`` (see the module).
+    Without ``base_url`` the url is relative to the FHIR base (``Binary/<id>``), so the written
+    report does not depend on the host name the request came through (a worker's internal one)."""
     context = _relevant(_context(resources, inputs))
     base = base_url.rstrip("/")
     prefix = f"{base}/Binary/" if base else "Binary/"
@@ -155,7 +157,7 @@ def with_form_links(resources: Sequence[dict[str, Any]], inputs: Sequence[Mappin
                 plain = {k: v for k, v in plain.items() if k != "presentedForm"}
             _, specs = _plan(plain, context)
             ids = form_ids(str(res["id"]), len(specs))
-            links = [{"contentType": "image/png", "url": prefix + i, "title": s.title} for i, s in zip(ids, specs)]
+            links = [{"contentType": "image/png", "url": prefix + i, "title": s.title} for i, s in zip(ids, specs, strict=True)]
             links.append({"contentType": "application/pdf", "url": prefix + ids[-1], "title": f"{_title(plain)} (PDF)"})
             res = {**res, "presentedForm": [*_kept(res), *links]}
             records.append(_record(plain, context))

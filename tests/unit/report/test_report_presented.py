@@ -11,8 +11,14 @@ import pytest
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.report.case import build_case
 from netliver.report.plots import figure_specs
-from netliver.report.presented import (FormContextError, context_id, draw_form, form_ids, with_form_links,
-                                       with_presented_forms)
+from netliver.report.presented import (
+    FormContextError,
+    context_id,
+    draw_form,
+    form_ids,
+    with_form_links,
+    with_presented_forms,
+)
 
 
 def _voi(obs_id: str, name: str, dmean: float, d90: float) -> dict[str, Any]:
