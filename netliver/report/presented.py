@@ -157,7 +157,7 @@ def with_form_links(resources: Sequence[dict[str, Any]], inputs: Sequence[Mappin
                 plain = {k: v for k, v in plain.items() if k != "presentedForm"}
             _, specs = _plan(plain, context)
             ids = form_ids(str(res["id"]), len(specs))
-            links = [{"contentType": "image/png", "url": prefix + i, "title": s.title} for i, s in zip(ids, specs, strict=True)]
+            links = [{"contentType": "image/png", "url": prefix + i, "title": s.title} for i, s in zip(ids[:-1], specs, strict=True)]
             links.append({"contentType": "application/pdf", "url": prefix + ids[-1], "title": f"{_title(plain)} (PDF)"})
             res = {**res, "presentedForm": [*_kept(res), *links]}
             records.append(_record(plain, context))
