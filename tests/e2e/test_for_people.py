@@ -10,7 +10,6 @@ result are kept under ``var/test-artefacts/page/``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -213,14 +212,24 @@ def test_stored_reports_carry_their_figures_and_a_pdf(stack: Stack) -> None:
     # not megabytes of PNG)
     served = [hashlib.sha256(requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/figure/dvh-{i}.png",
                                           timeout=30).content).hexdigest() for i in range(1, len(voxels) + 1)]
+    # the forms are named by url (Binary/<id>, relative to the FHIR base) and drawn on first read
+    def form(attachment: dict[str, Any]) -> bytes:
+        assert "data" not in attachment and attachment["url"].startswith("Binary/"), attachment
+        resp = requests.get(f"{stack.gateway_url}/fhir/{attachment['url']}",
+                            headers={"Accept": attachment["contentType"]}, timeout=60)
+        assert resp.status_code == 200 and resp.headers["Content-Type"] == attachment["contentType"], resp.text[:200]
+        return resp.content
+
     for voxel in voxels:
         assert [f["contentType"] for f in voxel["presentedForm"]] == ["image/png", "application/pdf"]
-        png = base64.b64decode(voxel["presentedForm"][0]["data"])
+        png = form(voxel["presentedForm"][0])
         assert hashlib.sha256(png).hexdigest() in served, (voxel["id"], len(png))
+        assert form(voxel["presentedForm"][0]) == png  # stored at the first read: the same bytes
     assert len(set(served)) == len(voxels)  # one distinct figure per report
     for report in reports:
-        types = [f["contentType"] for f in report.get("presentedForm", [])]
-        assert "application/pdf" in types, report["code"]
+        pdfs = [f for f in report.get("presentedForm", []) if f["contentType"] == "application/pdf"]
+        assert pdfs, report["code"]
+        assert form(pdfs[0])[:5] == b"%PDF-"
     response_forms = [f["title"] for r in reports for f in r.get("presentedForm", []) if f["contentType"] == "image/png"]
     assert {"Waterfall plot", "Spider plot", "Tumour markers"} <= set(response_forms)
     pdf = requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/report.pdf", timeout=60)
