@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from gateway import auth
 from gateway.fhir_interactions import JSON_FORMATS
@@ -42,10 +42,12 @@ def is_binary_read(method: str, path: str) -> bool:
     return method in ("GET", "HEAD") and len(parts) == 4 and parts[:3] == ["", "fhir", "Binary"] and bool(parts[3])
 
 
-def _read(store: FhirStore, binary_id: str) -> dict[str, Any] | None:
+def _read(store: FhirStore, rtype: str, rid: str) -> dict[str, Any] | None:
     try:
-        return store.read("Binary", binary_id)
+        return store.read(rtype, rid)
     except FhirError as err:
+        if err.status in (404, 410) and rtype != "Binary":
+            return None
         if err.status == 404:
             return None
         raise
@@ -62,8 +64,8 @@ def _drawn_from(resource: dict[str, Any]) -> str | None:
 
 def _form(store: FhirStore, binary_id: str, record_id: str) -> dict[str, Any] | None:
     """The form ``binary_id`` (drawn and stored now unless stored from its current record)."""
-    stored = _read(store, binary_id)
-    record = _read(store, record_id)
+    stored = _read(store, "Binary", binary_id)
+    record = _read(store, "Binary", record_id)
     if record is None:
         return stored
     key = _digest(record)
@@ -115,12 +117,16 @@ def create_binary_blueprint(get_store: Callable[[], FhirStore]) -> Blueprint:
         auth.require_scopes(read=["Binary"])
         store = get_store()
         record_id = context_id(binary_id)
-        binary = _form(store, binary_id, record_id) if record_id else _read(store, binary_id)
+        binary = _form(store, binary_id, record_id) if record_id else _read(store, "Binary", binary_id)
         if binary is None:
             raise FhirError(404, "not-found", f"Binary/{binary_id} is not known")
         context = str((binary.get("securityContext") or {}).get("reference", "")).partition("/")[0]
         if context:
             auth.require_scopes(read=["Binary", context])
+        if context == "DiagnosticReport":
+            # The audit trail names the patient whose report this is (a Binary has no subject).
+            report = _read(store, "DiagnosticReport", str(binary["securityContext"]["reference"]).partition("/")[2])
+            g.response_resource = {"resourceType": "Bundle", "entry": [{"resource": binary}, {"resource": report}]}
         content_type = str(binary.get("contentType") or "application/octet-stream")
         meta = binary.get("meta") or {}
         headers = {"ETag": f'W/"{meta["versionId"]}"'} if meta.get("versionId") else {}

@@ -150,3 +150,15 @@ def _exists_in(store: Any, rid: str) -> bool:
     except FhirError:
         return False
     return True
+
+
+def test_the_audit_trail_names_the_patient_whose_form_was_read(responded: Any) -> None:
+    deps, client, _ = responded
+    report = _stored(deps, "DiagnosticReport")[0]
+    url = _drawn_forms(report)[-1]["url"]
+    assert client.get(f"/fhir/{url}").status_code == 200
+    patient = report["subject"]["reference"]
+    trail = client.get(f"/fhir/$audit-trail?patient={patient}").get_json()
+    entities = [e["what"].get("reference", "") for entry in trail.get("entry", [])
+                for e in entry["resource"].get("entity", [])]
+    assert any(ref.startswith(f"Binary/{url.removeprefix('Binary/')}") or ref.endswith(url) for ref in entities), entities
