@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -88,6 +89,15 @@ def _form(store: FhirStore, binary_id: str, record_id: str) -> dict[str, Any] | 
     return drawn
 
 
+def _types_in(record: dict[str, Any]) -> list[str]:
+    """The resource types a Binary holding a FHIR Bundle holds (none when it holds no Bundle)."""
+    try:
+        bundle = json.loads(base64.b64decode(str(record.get("data", ""))))
+        return sorted({str(e["resource"]["resourceType"]) for e in bundle["entry"]})
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
 def _wants_resource(content_type: str) -> bool:
     """True when the caller asks for the Binary resource (FHIR JSON), False for the raw content;
     406 when it accepts neither."""
@@ -128,6 +138,9 @@ def create_binary_blueprint(get_store: Callable[[], FhirStore]) -> Blueprint:
             report = _read(store, "DiagnosticReport", str(binary["securityContext"]["reference"]).partition("/")[2])
             g.response_resource = {"resourceType": "Bundle", "entry": [{"resource": binary}, {"resource": report}]}
         content_type = str(binary.get("contentType") or "application/octet-stream")
+        if context and content_type == "application/fhir+json":
+            # a report's record holds its results and inputs: reading it needs their scopes too
+            auth.require_scopes(read=["Binary", context, *_types_in(binary)])
         meta = binary.get("meta") or {}
         headers = {"ETag": f'W/"{meta["versionId"]}"'} if meta.get("versionId") else {}
         if _wants_resource(content_type):

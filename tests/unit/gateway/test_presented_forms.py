@@ -128,13 +128,21 @@ REPORT = {"resourceType": "DiagnosticReport", "id": "scoped", "status": "final",
           "code": {"text": "Eligibility summary"}}
 
 
+RESULT = {"resourceType": "Observation", "id": "scoped-o", "status": "final", "subject": {"reference": "Patient/p1"},
+          "code": {"text": "A result"}, "valueString": "x"}
+
+
 def test_reading_a_form_needs_the_binary_and_the_report_scopes(jwt_client: FlaskClient, idp: JwksServer) -> None:
     store = jwt_client.application.extensions["netliver"]["store"]
-    write_results(store, tag_results(with_form_links([REPORT])), BASE)
+    write_results(store, tag_results(with_form_links([REPORT, RESULT])), BASE)
 
-    def get(scopes: str | None) -> int:
+    def get(scopes: str | None, form: str = "pdf") -> int:
         headers = {"Authorization": f"Bearer {idp.mint(scopes)}"} if scopes is not None else {}
-        return jwt_client.get("/fhir/Binary/scoped-pdf", headers=headers).status_code
+        return jwt_client.get(f"/fhir/Binary/scoped-{form}", headers=headers).status_code
+
+    # the record the forms are drawn from holds the results: their scopes are needed too
+    assert get("system/Binary.r system/DiagnosticReport.r", "ctx") == 403
+    assert get("system/Binary.r system/DiagnosticReport.r system/Observation.r", "ctx") == 200
 
     assert get(None) == 401
     assert get("system/DiagnosticReport.rs") == 403
