@@ -43,6 +43,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, request
 
 from gateway import auth
+from gateway.compartment import confined_search, in_compartment, outside, visible_entries
 from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return
 from gateway.store.base import FhirStore, etag, is_resource_type, parse_etag
 from gateway.store.search_params import drop_unknown_parameters
@@ -188,31 +189,45 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
 
     def search(resource_type: str, params: Iterable[tuple[str, str]]) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
+        patient = auth.require_scopes(read=[rtype], compartment=True)
         wanted = list(params)
         if _lenient():
             wanted = drop_unknown_parameters(rtype, wanted)
-        return fhir_response(get_store().search(rtype, wanted, fhir_base()))
+        if patient is None:
+            return fhir_response(get_store().search(rtype, wanted, fhir_base()))
+        found = get_store().search(rtype, confined_search(rtype, wanted, patient), fhir_base())
+        return fhir_response(visible_entries(found, patient))
+
+    def patients(resource: dict[str, Any], patient: str | None) -> dict[str, Any]:
+        """``resource``, unless the caller is confined to another patient's compartment (403)."""
+        if patient is not None and not in_compartment(resource, patient):
+            raise outside(f"{resource.get('resourceType')}/{resource.get('id')} is not in the compartment "
+                          f"of Patient/{patient}")
+        return resource
 
     @bp.get("/<resource_type>/<resource_id>")
     def read(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
-        resource = get_store().read(rtype, resource_id)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = patients(get_store().read(rtype, resource_id), patient)
         return fhir_response(resource, 200, _version_headers(resource))
 
     @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
     def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
-        resource = get_store().vread(rtype, resource_id, version_id)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = patients(get_store().vread(rtype, resource_id, version_id), patient)
         return fhir_response(resource, 200, _version_headers(resource))
 
     @bp.get("/<resource_type>/<resource_id>/_history")
     def history(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        if patient is not None:
+            patients(get_store().read(rtype, resource_id), patient)  # a deleted resource is not shown (410)
         bundle = get_store().history(rtype, resource_id)
+        if patient is not None:  # earlier versions may have been of another patient
+            bundle = visible_entries(bundle, patient)
         full_url = f"{fhir_base()}/{rtype}/{resource_id}"  # every entry is this one resource
         for entry in bundle.get("entry") or []:
             if isinstance(entry, dict):
@@ -265,11 +280,17 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         found = get_store().search(rtype, [*params, ("_count", "2")], fhir_base())
         return [e["resource"] for e in found.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
 
+    def current_of(rtype: str, resource_id: str, patient: str | None) -> None:
+        """403 when a confined caller would change a resource of another patient."""
+        if patient is not None and _exists(get_store(), rtype, resource_id):
+            patients(get_store().read(rtype, resource_id), patient)
+
     @bp.put("/<resource_type>/<resource_id>")
     def update(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(write=[rtype])
-        body = checked_body(rtype, resource_id)
+        patient = auth.require_scopes(write=[rtype], compartment=True)
+        body = patients(checked_body(rtype, resource_id), patient)
+        current_of(rtype, resource_id, patient)
         store = get_store()
         if request.headers.get("If-None-Match", "").strip() == "*" and _exists(store, rtype, resource_id):
             raise FhirError(412, "duplicate", f"{rtype}/{resource_id} exists (If-None-Match: *)", "If-None-Match")
@@ -299,17 +320,17 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         """JSON Patch (``application/json-patch+json``) of the current version, written only if
         that version is still current (so a concurrent update is never lost)."""
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype], write=[rtype])
+        patient = auth.require_scopes(read=[rtype], write=[rtype], compartment=True)
         if (request.mimetype or "").lower() != _JSON_PATCH:
             raise FhirError(415, "not-supported", f"PATCH needs a {_JSON_PATCH} body, not "
                             f"{request.mimetype or 'none'!r}")
         store = get_store()
-        current = store.read(rtype, resource_id)
+        current = patients(store.read(rtype, resource_id), patient)
         version = str(current["meta"]["versionId"])
         wanted = request.headers.get("If-Match")
         if wanted and parse_etag(wanted) != version:
             raise FhirError(412, "conflict", f"If-Match {wanted} is not the current version {version}", "If-Match")
-        patched = apply_json_patch(current, request.get_json(silent=True))
+        patched = patients(apply_json_patch(current, request.get_json(silent=True)), patient)
         stored, _ = store.put(patched, if_match=etag(version))
         return written(stored, False)
 
@@ -323,8 +344,10 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
                             "in the query string", "If-None-Exist")
         if query:  # POST Type?criteria is a conditional create, never a plain one
             if_none_exist = urlencode(query)
-        auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype])
-        body = checked_body(rtype, None)
+        # a conditional create's query could probe other patients: not with patient/ scopes
+        patient = auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype],
+                                      compartment=not if_none_exist)
+        body = patients(checked_body(rtype, None), patient)
         store = get_store()
         if if_none_exist:
             answer = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{
@@ -364,7 +387,7 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
     @bp.delete("/<resource_type>/<resource_id>")
     def remove(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(write=[rtype])
+        current_of(rtype, resource_id, auth.require_scopes(write=[rtype], compartment=True))
         get_store().delete(rtype, resource_id)
         return fhir_response({"resourceType": "OperationOutcome", "issue": [{
             "severity": "information", "code": "informational",

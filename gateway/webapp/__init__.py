@@ -22,6 +22,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.auth import LAUNCH_PATHS, require_scopes
+from gateway.compartment import outside
 from gateway.webapp.smart import add_launch_views, launch_configured
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
@@ -60,9 +61,10 @@ class StoreReader:
         return found
 
 
-def _patient_rows(store: Any, base_url: str, query: str) -> list[dict[str, str]]:
-    """Patients whose id or name contains ``query`` (case-insensitive), at most 200."""
-    page = store.search("Patient", [("_count", str(_SEARCH_LIMIT))], base_url)
+def _patient_rows(store: Any, base_url: str, query: str, only: str | None = None) -> list[dict[str, str]]:
+    """Patients whose id or name contains ``query`` (case-insensitive), at most 200; ``only``
+    that patient."""
+    page = store.search("Patient", [("_count", str(_SEARCH_LIMIT)), *([("_id", only)] if only else [])], base_url)
     rows = []
     for entry in page.get("entry") or []:
         res = entry.get("resource") or {}
@@ -98,16 +100,22 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
     def reader() -> StoreReader:
         return StoreReader(get_store(), base_url_of())
 
+    def may_read(patient_id: str) -> None:
+        """403 unless the caller may read this patient's case (``patient/`` scopes: only its own)."""
+        confined = require_scopes(read=PAGE_READS, compartment=True)
+        if confined not in (None, patient_id):
+            raise outside(f"Patient/{patient_id} is not the patient of this launch (Patient/{confined})")
+
     @bp.get("/")
     def find_patient() -> str:
-        require_scopes(read=("Patient",))
+        confined = require_scopes(read=("Patient",), compartment=True)
         query = request.args.get("q", "").strip()
-        rows = _patient_rows(get_store(), base_url_of(), query)
+        rows = _patient_rows(get_store(), base_url_of(), query, only=confined)
         return render_template("webapp/find.html", rows=rows, query=query)
 
     @bp.get("/patient/<patient_id>")
     def patient_page(patient_id: str) -> str:
-        require_scopes(read=PAGE_READS)
+        may_read(patient_id)
         case = load_case(reader(), patient_id)
         from netliver.report.plots import figure_specs
 
@@ -116,7 +124,7 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
 
     @bp.get("/patient/<patient_id>/figure/<name>.png")
     def figure(patient_id: str, name: str) -> Response:
-        require_scopes(read=PAGE_READS)
+        may_read(patient_id)
         from netliver.report.plots import render
 
         figure = render(load_case(reader(), patient_id), name)
@@ -126,7 +134,7 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
 
     @bp.get("/patient/<patient_id>/report.pdf")
     def report_pdf(patient_id: str) -> Response:
-        require_scopes(read=PAGE_READS)
+        may_read(patient_id)
         from netliver.report.pdf import case_pdf
 
         pdf = case_pdf(load_case(reader(), patient_id))
