@@ -26,10 +26,14 @@ from netliver.fhir.codesystems import (
 __all__ = [
     "STATUS_LABELS",
     "Case",
+    "ComparedVoi",
     "CriterionCourse",
+    "DoseComparison",
     "DoseReport",
+    "DoseResponse",
     "EligibilityRow",
     "Grade",
+    "LesionDose",
     "LesionPoint",
     "MarkerPoint",
     "PatientSummary",
@@ -153,6 +157,61 @@ class DoseReport:
     vois: tuple[VoiDose, ...]
 
 
+#: The metrics ``$dose-comparison`` compares: (column name, component stem, unit).
+COMPARED_METRICS = (("Dmean", "dose-mean"), ("D70", "dose-d70"), ("V100", "dose-v100"))
+
+
+@dataclass(frozen=True)
+class ComparedVoi:
+    """One VOI of a ``$dose-comparison``: per metric (Dmean, D70, V100) the predicted and
+    delivered value and their difference, as stored."""
+
+    name: str
+    role: str
+    predicted: Mapping[str, Quantity]
+    delivered: Mapping[str, Quantity]
+    difference: Mapping[str, Quantity]
+    difference_percent: Quantity | None
+    flagged: bool | None
+    resource: str
+
+
+@dataclass(frozen=True)
+class DoseComparison:
+    resource: str
+    effective: str
+    predicted: str
+    delivered: str
+    vois: tuple[ComparedVoi, ...]
+    lung_shunt_predicted: Quantity | None
+    lung_shunt_delivered: Quantity | None
+    conclusion: str
+
+
+@dataclass(frozen=True)
+class LesionDose:
+    """One lesion's absorbed dose beside its response (a ``lesion-dose-response`` Observation)."""
+
+    lesion: str
+    label: str
+    dose: Quantity | None
+    bed: Quantity | None
+    baseline: Quantity | None
+    latest: Quantity | None
+    change: Quantity | None
+    category: str
+    resource: str
+
+
+@dataclass(frozen=True)
+class DoseResponse:
+    resource: str
+    effective: str
+    criterion: str
+    label: str
+    lesions: tuple[LesionDose, ...]
+
+
 @dataclass(frozen=True)
 class Visit:
     date: str
@@ -224,6 +283,8 @@ class Case:
     markers: tuple[MarkerPoint, ...] = ()
     grades: tuple[Grade, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    comparisons: tuple[DoseComparison, ...] = ()
+    dose_responses: tuple[DoseResponse, ...] = ()
 
     def lesion_series(self) -> dict[str, list[LesionPoint]]:
         """Each target lesion's measurements in date order."""
@@ -368,6 +429,68 @@ def dose_report(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any
     return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois))
 
 
+def _results(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [by_ref[r["reference"]] for r in report.get("result") or [] if r.get("reference") in by_ref]
+
+
+def _component_quantities(obs: Mapping[str, Any]) -> dict[str, Quantity]:
+    out: dict[str, Quantity] = {}
+    for comp in obs.get("component") or []:
+        value = _quantity(comp.get("valueQuantity"))
+        code = _code(comp.get("code"), OBSERVATION_CODE_SYSTEM)
+        if code and value is not None:
+            out.setdefault(code, value)
+    return out
+
+
+def compared_voi(obs: Mapping[str, Any]) -> ComparedVoi:
+    values = _component_quantities(obs)
+    site = str((obs.get("bodySite") or {}).get("text", ""))
+    name, _, role = site.partition(" (")
+    flag = next((c.get("valueBoolean") for c in obs.get("component") or []
+                 if _code(c.get("code"), OBSERVATION_CODE_SYSTEM) == "dose-discrepancy"), None)
+
+    def pick(prefix: str, suffix: str = "") -> dict[str, Quantity]:
+        return {metric: values[f"{prefix}{stem}{suffix}"] for metric, stem in COMPARED_METRICS
+                if f"{prefix}{stem}{suffix}" in values}
+
+    return ComparedVoi(name.strip(), role.rstrip(")"), pick("predicted-"), pick("delivered-"), pick("", "-difference"),
+                       values.get("dose-mean-difference-percent"), flag if isinstance(flag, bool) else None, _ref(obs))
+
+
+def dose_comparison(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]]) -> DoseComparison:
+    """A ``$dose-comparison`` report with its VOI rows and lung shunts, as stored."""
+    results = _results(report, by_ref)
+    rows = tuple(compared_voi(o) for o in results if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "dose-comparison")
+    shunt = next((_component_quantities(o) for o in results
+                  if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "lung-shunt-comparison"), {})
+    both = next(([str(d.get("reference", "")) for d in o.get("derivedFrom") or []][:2] for o in results
+                 if len(o.get("derivedFrom") or []) >= 2), ["", ""])
+    return DoseComparison(_ref(report), _date(report), both[0], both[1], rows, shunt.get("lung-shunt-predicted"),
+                          shunt.get("lung-shunt-delivered"), str(report.get("conclusion", "")))
+
+
+def lesion_dose(obs: Mapping[str, Any], structures: Mapping[str, Mapping[str, Any]]) -> LesionDose:
+    values = _component_quantities(obs)
+    lesion = str(((obs.get("focus") or [{}])[0]).get("reference", ""))
+    label = str((structures.get(lesion, {}).get("location") or {}).get("text", ""))
+    category = next((_code(c.get("valueCodeableConcept")) for c in obs.get("component") or []
+                     if _code(c.get("code"), OBSERVATION_CODE_SYSTEM) == "lesion-response"), "")
+    return LesionDose(lesion.removeprefix("BodyStructure/"), label, values.get("dose-mean"), values.get("bed-mean"),
+                      values.get("lesion-baseline-size"), values.get("lesion-latest-size"),
+                      values.get("lesion-size-change"), category, _ref(obs))
+
+
+def dose_response(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]],
+                  structures: Mapping[str, Mapping[str, Any]]) -> DoseResponse:
+    """A dose-response report (one criterion) with one row per lesion, as stored."""
+    results = [o for o in _results(report, by_ref)
+               if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "lesion-dose-response"]
+    criterion = next((_code(o.get("method"), RESPONSE_SYSTEM) for o in results if _code(o.get("method"), RESPONSE_SYSTEM)), "")
+    return DoseResponse(_ref(report), _date(report), criterion, _CRITERIA.get(criterion, criterion or "criterion not stated"),
+                        tuple(lesion_dose(o, structures) for o in results))
+
+
 def _category_code(comp: Mapping[str, Any] | None) -> str:
     return _code((comp or {}).get("valueCodeableConcept")) if comp else ""
 
@@ -465,6 +588,16 @@ def build_case(patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]
     unique = {(g.term, g.date): g for g in (_grade(o) for o in observations
                                             if _code(o.get("code"), RESPONSE_SYSTEM) == "ctcae-grade")}
     grades = tuple(sorted(unique.values(), key=lambda g: (-g.grade, g.term)))
+
+    def reports_of(code: str) -> list[Mapping[str, Any]]:
+        return sorted((r for r in items if r.get("resourceType") == "DiagnosticReport"
+                       and code in _codes(r.get("code"), OBSERVATION_CODE_SYSTEM)), key=lambda r: (_date(r), _ref(r)))
+
+    comparisons = tuple(dose_comparison(r, by_ref) for r in reports_of("dose-comparison-report"))
+    responses = [dose_response(r, by_ref, structures) for r in reports_of("dose-response-report")]
+    order = list(_CRITERIA)
+    responses.sort(key=lambda d: (order.index(d.criterion) if d.criterion in order else len(order), d.effective))
     return Case(_patient(patient), rows, tuple(sorted(plans, key=lambda p: p.effective)),
                 tuple(sorted((dose_report(r, by_ref) for r in reports), key=lambda d: d.effective)),
-                _courses(observations), _lesion_points(observations, structures), markers, grades)
+                _courses(observations), _lesion_points(observations, structures), markers, grades,
+                comparisons=comparisons, dose_responses=tuple(r for r in responses if r.lesions))

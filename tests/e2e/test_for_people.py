@@ -38,7 +38,7 @@ from netliver.fhir.codesystems import (
 from tests.support.stack import make_stack
 
 ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
-SECTIONS = ("eligibility", "sirt", "dosimetry", "response", "markers", "ctcae")
+SECTIONS = ("eligibility", "sirt", "dosimetry", "comparison", "response", "dose-response", "markers", "ctcae")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed (make system-deps)")
 
@@ -181,6 +181,59 @@ def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dic
         shown = {r.find_element(By.CSS_SELECTOR, "th").text: r.find_element(By.CSS_SELECTOR, "td.category").text
                  for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
         assert shown == visits[table.get_attribute("data-criterion")]
+
+
+def _stored_components(stack: Stack, reference: str) -> dict[str, Any]:
+    obs = requests.get(f"{stack.gateway_url}/fhir/{reference}", timeout=10).json()
+    return {_code(c["code"], OBSERVATION_CODE_SYSTEM): c.get("valueQuantity", c.get("valueCodeableConcept"))
+            for c in obs["component"]}
+
+
+def _quantity_text(quantity: dict[str, Any], digits: int) -> str:
+    return f"{float(quantity['value']):.{digits}f} {quantity['unit']}"
+
+
+def test_the_comparison_table_shows_predicted_and_delivered_as_stored(stack: Stack, page: dict[str, Any],
+                                                                      browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    reports = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+               if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "dose-comparison-report"]
+    assert reports, "the demo runs $dose-comparison on its MAA simulation and Y-90 PET"
+    articles = browser.find_elements(By.CSS_SELECTOR, "article.comparison")
+    assert {a.get_attribute("data-resource") for a in articles} == {f"DiagnosticReport/{r['id']}" for r in reports}
+    rows = [r for r in browser.find_elements(By.CSS_SELECTOR, "table.comparison-table tbody tr")
+            if (r.get_attribute("data-resource") or "").startswith("Observation/")]
+    assert len(rows) == sum(1 for r in reports for ref in r["result"]) - len(reports)  # minus the lung-shunt row each
+    for row in rows:
+        comps = _stored_components(stack, row.get_attribute("data-resource"))
+        for shown, code in (("predicted-Dmean", "predicted-dose-mean"), ("delivered-Dmean", "delivered-dose-mean"),
+                            ("difference-Dmean", "dose-mean-difference"), ("predicted-D70", "predicted-dose-d70"),
+                            ("delivered-D70", "delivered-dose-d70"), ("predicted-V100", "predicted-dose-v100"),
+                            ("delivered-V100", "delivered-dose-v100")):
+            cell = row.find_element(By.CSS_SELECTOR, f'td[data-value="{shown}"]').text
+            assert cell == (_quantity_text(comps[code], 1) if code in comps else "—"), (shown, cell)
+
+
+def test_the_dose_response_table_shows_each_lesion_as_stored(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    stored = [o for o in _search(stack, "Observation", subject=f"Patient/{PATIENT_ID}")
+              if _code(o["code"], OBSERVATION_CODE_SYSTEM) == "lesion-dose-response"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.dose-response-table tbody tr")
+    shown_refs = {r.get_attribute("data-resource") for r in rows}
+    reports = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+               if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "dose-response-report"]
+    assert shown_refs == {i["reference"] for r in reports for i in r["result"]} <= {f"Observation/{o['id']}" for o in stored}
+    for row in rows:
+        comps = _stored_components(stack, row.get_attribute("data-resource"))
+        for code, digits in (("dose-mean", 1), ("bed-mean", 1), ("lesion-baseline-size", 0),
+                             ("lesion-latest-size", 0), ("lesion-size-change", 1)):
+            cell = row.find_element(By.CSS_SELECTOR, f'td[data-value="{code}"]').text
+            assert cell == (_quantity_text(comps[code], digits) if code in comps else "—"), (code, cell)
+    if not reports:  # the demo's phantom segments name no lesion of the follow-up: nothing to pair
+        section = browser.find_element(By.ID, "dose-response").text
+        assert "No per-lesion dose-response is stored" in section
 
 
 def test_no_serious_accessibility_violation(page: dict[str, Any], browser: Any) -> None:
