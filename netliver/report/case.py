@@ -37,6 +37,7 @@ __all__ = [
     "LesionPoint",
     "MarkerPoint",
     "PatientSummary",
+    "PlanDose",
     "PlanValue",
     "Quantity",
     "Reason",
@@ -125,12 +126,24 @@ class PlanValue:
 
 
 @dataclass(frozen=True)
+class PlanDose:
+    """A predicted dose beside the target or limit the plan was checked against (when stored)."""
+
+    what: str
+    predicted: Quantity
+    limit: Quantity | None
+    #: ``maximum`` (a limit) or ``minimum`` (a target); where the value came from.
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
 class SirtPlan:
     resource: str
     effective: str
     method: str
     activity: Quantity | None
-    doses: tuple[tuple[str, Quantity | None, Quantity | None], ...]  # (what, predicted, limit)
+    doses: tuple[PlanDose, ...]
     limiting_factor: str
     status: str
     warnings: tuple[str, ...]
@@ -384,10 +397,16 @@ def sirt_plan(obs: Mapping[str, Any]) -> SirtPlan:
     def s(name: str) -> str:
         return str((comps.get(name) or {}).get("valueString", ""))
 
-    doses = (("Tumour", q("tumorDoseGy"), q("targetDoseGy")),
-             ("Normal liver", q("normalLiverDoseGy"), q("normalLiverLimitGy")),
-             ("Lung", q("lungDoseGy"), q("lungLimitGy")),
-             ("Lung, cumulative", q("cumulativeLungDoseGy"), q("cumulativeLungLimitGy")))
+    def dose(what: str, predicted: str, limit: str, kind: str) -> PlanDose | None:
+        value = q(predicted)
+        source = str(((comps.get(limit) or {}).get("code") or {}).get("text", ""))
+        return PlanDose(what, value, q(limit), kind, source) if value is not None else None
+
+    found = (dose("Tumour", "tumorDoseGy", "tumorTargetGy", "minimum"),
+             dose("Perfused liver", "perfusedLiverDoseGy", "perfusedTargetGy", "minimum"),
+             dose("Normal liver", "normalLiverDoseGy", "normalLiverLimitGy", "maximum"),
+             dose("Lung", "lungDoseGy", "lungLimitGy", "maximum"),
+             dose("Lung, cumulative", "cumulativeLungDoseGy", "cumulativeLungLimitGy", "maximum"))
     values = []
     for name, comp in comps.items():
         quantity = _quantity(comp.get("valueQuantity"))
@@ -395,7 +414,7 @@ def sirt_plan(obs: Mapping[str, Any]) -> SirtPlan:
         label = _code_display(comp.get("code")) or name
         values.append(PlanValue(name, label, shown))
     return SirtPlan(_ref(obs), _date(obs), str((obs.get("method") or {}).get("text", "")),
-                    _quantity(obs.get("valueQuantity")), tuple(d for d in doses if d[1] is not None),
+                    _quantity(obs.get("valueQuantity")), tuple(d for d in found if d is not None),
                     s("limitingFactor"), s("status"), tuple(str(n.get("text", "")) for n in obs.get("note") or []),
                     tuple(values))
 

@@ -52,8 +52,10 @@ def _summary_lines(case: Case) -> list[str]:
         lines += ["", f"SIRT plan {plan.effective} · {plan.method}",
                   f"  activity {plan.activity.text(2) if plan.activity else '-'} · limited by "
                   f"{plan.limiting_factor or '-'} · status {plan.status or '-'}"]
-        lines += [f"  {what:<18} predicted {q.text(1) if q else '-':>10}   limit {lim.text(1) if lim else 'not recorded'}"
-                  for what, q, lim in plan.doses]
+        lines += [f"  {d.what:<18} predicted {d.predicted.text(1):>10}   "
+                  + (f"{'target' if d.kind == 'minimum' else 'limit'} {d.limit.text(1)} ({d.source})" if d.limit
+                     else "limit not recorded in the plan")
+                  for d in plan.doses]
         lines += [f"  warning: {w}" for w in plan.warnings]
     return lines
 
