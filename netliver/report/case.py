@@ -22,6 +22,7 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
 )
+from netliver.fhir.sampled_dvh import report_dvh
 
 __all__ = [
     "STATUS_LABELS",
@@ -148,6 +149,8 @@ class SirtPlan:
     status: str
     warnings: tuple[str, ...]
     values: tuple[PlanValue, ...]
+    #: Whether the plan Observation stores the limits it was checked against (older plans do not).
+    limits_recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,16 @@ class DoseReport:
     method: str
     conclusion: str
     vois: tuple[VoiDose, ...]
+    #: The sampled cumulative DVH stored with the report: VOI name → ((volume %, Dx Gy), ...).
+    curves: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+
+    def curve_rows(self, step_percent: float = 5.0) -> list[tuple[float, list[float | None]]]:
+        """(volume %, Dx of each VOI in :attr:`curves` order) every ``step_percent`` of volume."""
+        names = list(self.curves)
+        levels = sorted({v for points in self.curves.values() for v, _ in points
+                         if abs(v / step_percent - round(v / step_percent)) < 1e-9})
+        lookup = {name: dict(points) for name, points in self.curves.items()}
+        return [(level, [lookup[name].get(level) for name in names]) for level in levels]
 
 
 #: The metrics ``$dose-comparison`` compares: (column name, component stem, unit).
@@ -416,7 +429,7 @@ def sirt_plan(obs: Mapping[str, Any]) -> SirtPlan:
     return SirtPlan(_ref(obs), _date(obs), str((obs.get("method") or {}).get("text", "")),
                     _quantity(obs.get("valueQuantity")), tuple(d for d in found if d is not None),
                     s("limitingFactor"), s("status"), tuple(str(n.get("text", "")) for n in obs.get("note") or []),
-                    tuple(values))
+                    tuple(values), limits_recorded=any(k in comps for k in ("lungLimitGy", "cumulativeLungLimitGy")))
 
 
 def _code_display(concept: Any) -> str:
@@ -445,7 +458,8 @@ def dose_report(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any
     method = next((str((by_ref[r["reference"]].get("method") or {}).get("text", "")) for r in report.get("result") or []
                    if r.get("reference") in by_ref), "")
     title = _code_display(report.get("code")) or "Dosimetry report"
-    return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois))
+    return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois),
+                      report_dvh(report))
 
 
 def _results(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:

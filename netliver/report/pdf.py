@@ -54,7 +54,7 @@ def _summary_lines(case: Case) -> list[str]:
                   f"{plan.limiting_factor or '-'} · status {plan.status or '-'}"]
         lines += [f"  {d.what:<18} predicted {d.predicted.text(1):>10}   "
                   + (f"{'target' if d.kind == 'minimum' else 'limit'} {d.limit.text(1)} ({d.source})" if d.limit
-                     else "limit not recorded in the plan")
+                     else "no limit applies" if plan.limits_recorded else "limit not recorded in the plan")
                   for d in plan.doses]
         lines += [f"  warning: {w}" for w in plan.warnings]
     return lines

@@ -90,10 +90,14 @@ def _dvh_points(report: DoseReport) -> list[tuple[str, list[tuple[float, float]]
 
 
 def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
-    """Cumulative DVH of each VOI through its reported points: (Dmin, 100 %), (D90, 90 %),
+    """Cumulative DVH of each VOI: the sampled curve stored with the report when it has one, with
+    the reported points marked on it; else the reported points joined: (Dmin, 100 %), (D90, 90 %),
     (D70, 70 %), (D50, 50 %), (100 Gy, V100), (120 Gy, V120), (Dmax, 0 %)."""
     curves = _dvh_points(report)
-    alt = ("Cumulative dose-volume histogram per VOI, drawn through the reported DVH points. " + "; ".join(
+    sampled = {name: [(dose, volume) for volume, dose in points] for name, points in report.curves.items()}
+    drawn = ("the sampled DVH stored with the report (Dx at every 1 % of the volume), with the reported points marked"
+             if sampled else "drawn through the reported DVH points")
+    alt = (f"Cumulative dose-volume histogram per VOI, {drawn}. " + "; ".join(
         f"{name}: " + ", ".join(f"{v:g} % of the volume at ≥ {d:.1f} Gy" for d, v in points)
         for name, points in curves) + ".")
 
@@ -102,15 +106,21 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
             fig = _new()
             ax = fig.add_subplot()
             for k, (name, points) in enumerate(curves):
-                ax.plot([p[0] for p in points], [p[1] for p in points], color=_COLOURS[k % 7],
-                        marker=_MARKS[k % 7], linewidth=2, label=name)
+                colour, mark = _COLOURS[k % 7], _MARKS[k % 7]
+                if name in sampled:
+                    line = sorted(sampled[name])
+                    ax.plot([p[0] for p in line], [p[1] for p in line], color=colour, linewidth=2, label=name)
+                    ax.plot([p[0] for p in points], [p[1] for p in points], linestyle="none", color=colour, marker=mark)
+                else:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker=mark, linewidth=2,
+                            label=name)
             ax.set_xlabel("Absorbed dose (Gy)")
             ax.set_ylabel("Volume receiving at least the dose (%)")
             ax.set_ylim(0, 105)
             ax.set_xlim(left=0)
             ax.grid(True, alpha=0.3)
             ax.legend(loc="lower left")
-            ax.set_title("Dose-volume histogram (reported points)")
+            ax.set_title("Dose-volume histogram" + ("" if sampled else " (reported points)"))
             return fig
 
     return FigureSpec(f"dvh-{index + 1}", f"Dose-volume histogram, {report.effective}", alt, build)

@@ -9,22 +9,15 @@ repeated request writes an identical report and the store keeps its version.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netliver.fhir.builders import attachment
 from netliver.report.case import build_case
 from netliver.report.pdf import case_pdf
 from netliver.report.plots import figure_specs
 
 __all__ = ["attachment", "with_presented_forms"]
-
-
-def attachment(content_type: str, data: bytes, title: str) -> dict[str, Any]:
-    """A FHIR Attachment holding ``data`` (``hash`` is the base64 SHA-1, as R4 defines it)."""
-    return {"contentType": content_type, "data": base64.b64encode(data).decode("ascii"), "size": len(data),
-            "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"), "title": title}
 
 
 def _patient_of(report: Mapping[str, Any]) -> dict[str, Any]:

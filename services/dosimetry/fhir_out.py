@@ -23,6 +23,7 @@ from netliver.fhir.builders import (
     reference,
 )
 from netliver.fhir.codesystems import CODESYSTEMS, LOINC, OBSERVATION_CODE_SYSTEM
+from netliver.fhir.sampled_dvh import dvh_attachment
 from services.dosimetry.domain.comparison import (
     TUMOUR_DMEAN_FLAG_PERCENT,
     DoseComparison,
@@ -351,6 +352,9 @@ def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id
     }
     if request.imaging_study:
         report["imagingStudy"] = [{"reference": request.imaging_study}]
+    curves = [(voi.name, voi.role, voi.dvh) for voi in result.vois if voi.dvh]
+    if curves:  # the whole curve, for the page and any EHR (FHIR has no dose-axis data type)
+        report["presentedForm"] = [dvh_attachment(curves)]
     inputs = [{"reference": request.imaging_study}] if request.imaging_study else [
         {"reference": f"ImagingStudy/{imaging_study_id(request.study_uid)}",
          "display": f"DICOM study {request.study_uid}"}]

@@ -35,6 +35,7 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
 )
+from netliver.fhir.sampled_dvh import report_dvh
 from tests.support.stack import make_stack
 
 ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
@@ -167,6 +168,24 @@ def test_the_dose_table_shows_each_vois_stored_metrics(stack: Stack, page: dict[
             assert cell == f"{metrics[code]['value']:.1f} {metrics[code]['unit']}"
 
 
+def test_the_sampled_dvh_table_shows_the_stored_curve(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.dvh-table")
+    voxels = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+              if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "voxel-dosimetry-report"]
+    assert len(tables) == len(voxels) >= 1
+    for table in tables:
+        report = requests.get(f"{stack.gateway_url}/fhir/{table.get_attribute('data-resource')}", timeout=10).json()
+        curves = report_dvh(report)
+        names = [th.get_attribute("textContent").strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th")][1:]
+        assert names == list(curves)
+        for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+            level = float(row.find_element(By.CSS_SELECTOR, "th").get_attribute("textContent").strip().rstrip(" %"))
+            cells = [td.get_attribute("textContent").strip() for td in row.find_elements(By.CSS_SELECTOR, "td")]
+            assert cells == [f"{dict(curves[name])[level]:.1f} Gy" for name in names]
+
+
 def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -204,7 +223,10 @@ def test_the_comparison_table_shows_predicted_and_delivered_as_stored(stack: Sta
     assert {a.get_attribute("data-resource") for a in articles} == {f"DiagnosticReport/{r['id']}" for r in reports}
     rows = [r for r in browser.find_elements(By.CSS_SELECTOR, "table.comparison-table tbody tr")
             if (r.get_attribute("data-resource") or "").startswith("Observation/")]
-    assert len(rows) == sum(1 for r in reports for ref in r["result"]) - len(reports)  # minus the lung-shunt row each
+    per_voi = {ref["reference"] for r in reports for ref in r["result"]
+               if _code(requests.get(f"{stack.gateway_url}/fhir/{ref['reference']}", timeout=10).json()["code"],
+                        OBSERVATION_CODE_SYSTEM) == "dose-comparison"}  # the lung-shunt one has its own row
+    assert {r.get_attribute("data-resource") for r in rows} == per_voi and len(rows) >= 2
     for row in rows:
         comps = _stored_components(stack, row.get_attribute("data-resource"))
         for shown, code in (("predicted-Dmean", "predicted-dose-mean"), ("delivered-Dmean", "delivered-dose-mean"),
@@ -271,8 +293,10 @@ def test_stored_reports_carry_their_figures_and_a_pdf(stack: Stack) -> None:
     served = [hashlib.sha256(requests.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}/figure/dvh-{i}.png",
                                           timeout=30).content).hexdigest() for i in range(1, len(voxels) + 1)]
     for voxel in voxels:
-        assert [f["contentType"] for f in voxel["presentedForm"]] == ["image/png", "application/pdf"]
-        png = base64.b64decode(voxel["presentedForm"][0]["data"])
+        # the job's sampled DVH (CSV), then the figure and the PDF the gateway added
+        assert [f["contentType"] for f in voxel["presentedForm"]] == ["text/csv", "image/png", "application/pdf"]
+        assert len(report_dvh(voxel)) == len(voxel["result"]) and all(len(c) == 101 for c in report_dvh(voxel).values())
+        png = base64.b64decode(voxel["presentedForm"][1]["data"])
         assert hashlib.sha256(png).hexdigest() in served, (voxel["id"], len(png))
     assert len(set(served)) == len(voxels)  # one distinct figure per report
     for report in reports:

@@ -81,3 +81,7 @@ def test_the_page_reads_each_predicted_dose_beside_its_stored_limit(client: Flas
     assert shown["Lung"][1:] == ("25.0 Gy", "maximum", "lungLimitGy of the request")
     assert shown["Lung, cumulative"][1:] == ("50.0 Gy", "maximum", "default (EANM 2022)")
     assert shown["Perfused liver"][1] is None  # a partition plan has no perfused-liver target
+    assert plan.limits_recorded
+    old = {**obs, "component": [c for c in obs["component"] if not c["code"]["coding"][0]["code"].endswith(
+        ("LimitGy", "TargetGy"))]}
+    assert not sirt_plan(old).limits_recorded  # a plan written before the limits were stored
