@@ -18,11 +18,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.auth import LAUNCH_PATHS, require_scopes
 from gateway.compartment import outside
+from gateway.webapp.dose_map import DoseMapSource, DoseMapUnavailable
 from gateway.webapp.smart import add_launch_views, launch_configured
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
@@ -30,7 +31,10 @@ from netliver.report.fetch import CASE_SEARCHES, load_case
 from netliver.settings import Settings
 from netliver.web import error_response
 
-__all__ = ["PAGE_READS", "StoreReader", "create_webapp_blueprint", "warm_up_plotting"]
+__all__ = ["DICOMWEB_EXTENSION", "PAGE_READS", "StoreReader", "create_webapp_blueprint", "warm_up_plotting"]
+
+#: ``app.extensions`` key of a DICOMweb client to use instead of one built from ``DICOMWEB_URL``.
+DICOMWEB_EXTENSION = "netliver.dicomweb"
 
 #: Resource types the page reads (the scopes a caller needs in jwt mode).
 PAGE_READS = ("Patient", *(t for t, _ in CASE_SEARCHES))
@@ -100,6 +104,30 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
     def reader() -> StoreReader:
         return StoreReader(get_store(), base_url_of())
 
+    maps = DoseMapSource(settings or Settings(),
+                         client=lambda: current_app.extensions.get(DICOMWEB_EXTENSION) or maps.dicomweb())
+
+    def dose_map(report_ref: str, wanted: str | None) -> dict[str, Any]:
+        """The dose map of a voxel report: its images' slice ``wanted`` (1-based; the slice of the
+        highest dose by default), or the reason there is none."""
+        try:
+            report = get_store().read(*report_ref.split("/", 1))
+            images = maps.images(*maps.locate(get_store(), base_url_of(), report))
+        except DoseMapUnavailable as err:
+            return {"error": str(err)}
+        count = len(images.volume.z_mm)
+        index, note = images.volume.peak_index, ""
+        if wanted:
+            if wanted.isdigit() and 1 <= int(wanted) <= count:
+                index = int(wanted) - 1
+            else:
+                note = f"slice {wanted!r} is not between 1 and {count}: the slice of the highest dose is shown"
+        from netliver.report.dose_map import dose_map_figure, dose_slice
+
+        spec = dose_map_figure(images.volume, index, images.ct, images.seg, "dose-map", "Dose map")
+        return {"images": images, "slice": dose_slice(images.volume, index, images.ct, images.seg),
+                "alt": spec.alt, "spec": spec, "note": note}
+
     def may_read(patient_id: str) -> None:
         """403 unless the caller may read this patient's case (``patient/`` scopes: only its own)."""
         confined = require_scopes(read=PAGE_READS, compartment=True)
@@ -119,8 +147,25 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
         case = load_case(reader(), patient_id)
         from netliver.report.plots import figure_specs
 
+        slices = {k: v for k, v in request.args.items() if k.startswith("slice")}
+        dose_maps = {i: dose_map(r.resource, request.args.get(f"slice{i}")) for i, r in enumerate(case.doses, start=1)}
         return render_template("webapp/patient.html", case=case, figures={s.name: s for s in figure_specs(case)},
-                               statuses=STATUS_LABELS)
+                               statuses=STATUS_LABELS, dose_maps=dose_maps, slices=slices)
+
+    @bp.get("/patient/<patient_id>/dose-map/<int:number>.png")
+    def dose_map_png(patient_id: str, number: int) -> Response:
+        """Voxel report ``number``'s dose map (``?slice=`` 1-based; the slice of the highest dose by default)."""
+        may_read(patient_id)
+        doses = load_case(reader(), patient_id).doses
+        if not 1 <= number <= len(doses):
+            raise FhirError(404, "not-found", f"patient {patient_id} has no voxel report {number}", "number")
+        wanted = request.args.get("slice")
+        found = dose_map(doses[number - 1].resource, wanted)
+        if "error" in found:
+            raise FhirError(404, "not-found", f"no dose map for {doses[number - 1].resource}: {found['error']}")
+        if found["note"]:
+            raise FhirError(400, "value", found["note"].split(":")[0], "slice")
+        return Response(found["spec"].draw(), mimetype="image/png", headers={"Cache-Control": "no-store"})
 
     @bp.get("/patient/<patient_id>/figure/<name>.png")
     def figure(patient_id: str, name: str) -> Response:

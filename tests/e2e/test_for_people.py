@@ -186,6 +186,32 @@ def test_the_sampled_dvh_table_shows_the_stored_curve(stack: Stack, page: dict[s
             assert cells == [f"{dict(curves[name])[level]:.1f} Gy" for name in names]
 
 
+def test_each_voxel_report_has_a_dose_map_from_the_pacs_and_a_slice_chooser(stack: Stack, page: dict[str, Any],
+                                                                             browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    voxels = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+              if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "voxel-dosimetry-report"]
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.dose-map-table")
+    assert len(tables) == len(voxels) >= 1, browser.find_element(By.ID, "dosimetry").text[:2000]
+    for table in tables:
+        cells = {td.get_attribute("data-value"): td.text for td in table.find_elements(By.CSS_SELECTOR, "td")}
+        assert cells["max"].endswith(" Gy") and float(cells["max"].split()[0]) > 0
+        assert cells["segments"] and cells["segments"] != "none in this slice"  # the hottest slice crosses a VOI
+    # choosing a slice is a plain GET form: submit slice 1 of the first map
+    field = browser.find_element(By.ID, "slice1")
+    field.clear()
+    field.send_keys("1")
+    field.submit()
+    first = browser.find_element(By.CSS_SELECTOR, "table.dose-map-table")
+    assert first.find_element(By.CSS_SELECTOR, 'td[data-value="slice"]').text.startswith("1 of ")
+    image = browser.find_element(By.CSS_SELECTOR, "section.dose-map img")
+    assert image.get_attribute("src").endswith("slice=1")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
+    browser.find_element(By.ID, "dose-map-1").screenshot(str(ARTEFACTS / "dose-map.png"))
+    browser.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}")  # back to the page the other tests read
+
+
 def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 

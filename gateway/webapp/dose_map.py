@@ -1,0 +1,123 @@
+"""The images behind a voxel report's dose map, fetched from the PACS over DICOMweb.
+
+A voxel-dosimetry report names its RT Dose in its Provenance (an entity ``urn:dicom:uid``
+``urn:oid:<SOP Instance UID>``) and its study through ``imagingStudy`` (the ImagingStudy's
+``urn:dicom:uid`` identifier). The page then reads, from ``DICOMWEB_URL``: the RT Dose, the CT
+series and the SEG of the study that share the dose's frame of reference. What was fetched is kept
+for the last few RT Doses in this process, so choosing another slice does not fetch again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from pydicom.dataset import Dataset
+
+from netliver.report.dose_map import DoseMapError, DoseVolume, load_dose
+from netliver.settings import Settings
+
+__all__ = ["DoseImages", "DoseMapSource", "DoseMapUnavailable"]
+
+_CACHED = 4
+_UID = "urn:dicom:uid"
+
+
+class DoseMapUnavailable(Exception):
+    """No dose map for this report (a sentence the page shows instead)."""
+
+
+@dataclass(frozen=True)
+class DoseImages:
+    volume: DoseVolume
+    ct: list[Dataset]
+    seg: Dataset | None
+
+
+def _oid(identifier: Any) -> str | None:
+    if isinstance(identifier, dict) and identifier.get("system") == _UID and str(identifier.get("value", "")).startswith(
+            "urn:oid:"):
+        return str(identifier["value"]).removeprefix("urn:oid:")
+    return None
+
+
+def _series(found: list[dict[str, Any]], modality: str) -> list[str]:
+    return [str(s["0020000E"]["Value"][0]) for s in found
+            if (s.get("00080060") or {}).get("Value", [None])[0] == modality and s.get("0020000E")]
+
+
+class DoseMapSource:
+    """Finds and fetches the images of a voxel report's dose map (``client`` is a DICOMweb client
+    with ``search_for_series`` and ``retrieve_series``, built from the settings when not given)."""
+
+    def __init__(self, settings: Settings, client: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self._client = client or self.dicomweb
+        self._cache: OrderedDict[str, DoseImages] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def dicomweb(self) -> Any:
+        """A DICOMweb client of ``DICOMWEB_URL`` (with the PACS user, when one is set)."""
+        from dicomweb_client.api import DICOMwebClient
+
+        session = requests.Session()
+        if self.settings.orthanc_user:
+            session.auth = (self.settings.orthanc_user, self.settings.orthanc_password)
+        return DICOMwebClient(url=self.settings.dicomweb_url.rstrip("/"), session=session,
+                              timeout=self.settings.service_timeout_s)
+
+    def locate(self, store: Any, base_url: str, report: dict[str, Any]) -> tuple[str, str]:
+        """(study UID, RT Dose SOP Instance UID) of a stored voxel report."""
+        ref = f"DiagnosticReport/{report.get('id')}"
+        provenances = store.search("Provenance", [("target", ref), ("_count", "20")], base_url).get("entry") or []
+        sop = next((uid for e in provenances for entity in (e.get("resource") or {}).get("entity") or []
+                    for uid in [_oid((entity.get("what") or {}).get("identifier"))] if uid), None)
+        if sop is None:
+            raise DoseMapUnavailable("the report names no RT Dose (the PACS did not take it when the job ran)")
+        for study_ref in report.get("imagingStudy") or []:
+            rtype, _, rid = str(study_ref.get("reference", "")).partition("/")
+            if rtype == "ImagingStudy" and rid:
+                study = store.read("ImagingStudy", rid)
+                uid = next((u for u in map(_oid, study.get("identifier") or []) if u), None)
+                if uid:
+                    return uid, sop
+        raise DoseMapUnavailable("the report names no ImagingStudy with a DICOM study UID")
+
+    def images(self, study_uid: str, sop_uid: str) -> DoseImages:
+        with self._lock:
+            if sop_uid in self._cache:
+                self._cache.move_to_end(sop_uid)
+                return self._cache[sop_uid]
+        fetched = self._fetch(study_uid, sop_uid)
+        with self._lock:
+            self._cache[sop_uid] = fetched
+            while len(self._cache) > _CACHED:
+                self._cache.popitem(last=False)
+        return fetched
+
+    def _fetch(self, study_uid: str, sop_uid: str) -> DoseImages:
+        try:
+            client = self._client()
+            found = client.search_for_series(study_uid)
+            dose = next((ds for uid in _series(found, "RTDOSE") for ds in client.retrieve_series(study_uid, uid)
+                         if str(ds.SOPInstanceUID) == sop_uid), None)
+            if dose is None:
+                raise DoseMapUnavailable(f"the PACS holds no RT Dose {sop_uid} in study {study_uid}")
+            volume = load_dose(dose)
+            ct: list[Dataset] = []
+            for uid in _series(found, "CT"):
+                instances = client.retrieve_series(study_uid, uid)
+                if instances and str(instances[0].get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid:
+                    ct = list(instances)
+                    break
+            seg = next((ds for uid in _series(found, "SEG") for ds in client.retrieve_series(study_uid, uid)
+                        if str(ds.get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid), None)
+        except DoseMapError as err:
+            raise DoseMapUnavailable(str(err)) from err
+        except (requests.RequestException, OSError) as err:
+            raise DoseMapUnavailable(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
+        return DoseImages(volume, ct, seg)

@@ -1,0 +1,110 @@
+"""The page's dose map: the voxel job's RT Dose over the CT with the SEG's contours, fetched over
+DICOMweb (an in-memory PACS holding a simulated study and the RT Dose the real pipeline stored),
+the slice chosen with a query parameter and no JavaScript, its numbers equal to the RT Dose's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from gateway.app import create_app
+from gateway.webapp import DICOMWEB_EXTENSION
+from gateway.writeback import tag_results, write_results
+from netliver.fhir.builders import imaging_study_id
+from netliver.settings import Settings
+from services.dosimetry.fhir_in import voxel_job_request
+from services.dosimetry.fhir_out import voxel_results
+from services.dosimetry.imaging.phantoms import build_study, lung_shunt
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from tests.support.memory_dicomweb import MemoryDicomweb
+
+BASE = "http://localhost/fhir"
+
+
+@pytest.fixture(scope="module")
+def pacs() -> tuple[Any, Any, MemoryDicomweb]:
+    study = build_study(lung_shunt(n=16, voxel_mm=13.26, nuclide="Y-90"), "PT", seed=7)
+    client = MemoryDicomweb(study.datasets())
+    result = run_voxel_dosimetry(client, study.study_uid, 2.0, "ldm", study.seg_series_uid, store=True)
+    assert result.rtdose_sop_instance_uid and client.stored
+    return study, result, MemoryDicomweb([*study.datasets(), *client.stored])
+
+
+@pytest.fixture
+def page(tmp_path: Path, pacs: tuple[Any, Any, MemoryDicomweb]) -> Iterator[tuple[FlaskClient, Any]]:
+    study, result, memory = pacs
+    app = create_app(Settings.from_env({
+        "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "ORTHANC_URL": "http://127.0.0.1:9",
+        "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING"}))
+    app.extensions[DICOMWEB_EXTENSION] = memory
+    deps = app.extensions["netliver"]["deps"]
+    study_id = imaging_study_id(study.study_uid)
+    write_results(deps.store, [
+        {"resourceType": "Patient", "id": "p1", "name": [{"text": "Ada Example"}]},
+        {"resourceType": "ImagingStudy", "id": study_id, "status": "available", "subject": {"reference": "Patient/p1"},
+         "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study.study_uid}"}]}], BASE)
+    request = voxel_job_request({"studyInstanceUid": study.study_uid, "administeredActivityGBq": 2.0, "method": "ldm",
+                                 "segmentationSeriesUid": study.seg_series_uid, "patient": "Patient/p1",
+                                 "imagingStudy": f"ImagingStudy/{study_id}"})
+    write_results(deps.store, tag_results(voxel_results(result, request, "job-map", "test").resources), BASE)
+    yield app.test_client(), memory
+
+
+def _rtdose(memory: MemoryDicomweb) -> Any:
+    return next(ds for ds in memory.datasets if ds.Modality == "RTDOSE")
+
+
+def _cells(html: str) -> dict[str, str]:
+    table = html[html.index('class="data dose-map-table"'):]
+    table = table[:table.index("</table>")]
+    return {m[0]: re.sub(r"\s+", " ", m[1]).strip() for m in re.findall(r'data-value="([^"]+)">([^<]*)<', table)}
+
+
+def test_the_page_shows_the_slice_of_the_highest_dose_with_its_numbers(page: tuple[FlaskClient, Any]) -> None:
+    client, memory = page
+    html = client.get("/app/patient/p1").get_data(as_text=True)
+    assert "<script" not in html
+    rtdose = _rtdose(memory)
+    dose = np.asarray(rtdose.pixel_array, dtype=float) * float(rtdose.DoseGridScaling)
+    peak = int(np.argmax(dose.reshape(dose.shape[0], -1).max(axis=1)))
+    z = float(rtdose.ImagePositionPatient[2]) + float(rtdose.GridFrameOffsetVector[peak])
+    cells = _cells(html)
+    assert cells["slice"] == f"{peak + 1} of {dose.shape[0]}"
+    assert cells["z"] == f"{z:.1f} mm" and cells["max"] == f"{dose[peak].max():.1f} Gy"
+    assert "tumour" in cells["segments"]  # the hottest slice crosses the tumour's contour
+    img = re.search(r'<img src="([^"]*/dose-map/1\.png\?slice=(\d+))" alt="([^"]+)"', html)
+    assert img and int(img[2]) == peak + 1 and f"{dose[peak].max():.1f} Gy" in img[3]
+    png = client.get(img[1].replace("&amp;", "&"))
+    assert png.status_code == 200 and png.mimetype == "image/png" and png.data.startswith(b"\x89PNG")
+    assert re.search(r'<form method="get" action="#dose-map-1"', html) and 'name="slice1"' in html
+
+
+def test_another_slice_is_chosen_by_query_parameter(page: tuple[FlaskClient, Any]) -> None:
+    client, memory = page
+    rtdose = _rtdose(memory)
+    dose = np.asarray(rtdose.pixel_array, dtype=float) * float(rtdose.DoseGridScaling)
+    cells = _cells(client.get("/app/patient/p1?slice1=1").get_data(as_text=True))
+    assert cells["slice"] == f"1 of {dose.shape[0]}" and cells["max"] == f"{dose[0].max():.1f} Gy"
+    first = client.get("/app/patient/p1/dose-map/1.png?slice=1").data
+    last = client.get(f"/app/patient/p1/dose-map/1.png?slice={dose.shape[0]}").data
+    assert first != last
+    # out of range: the page says so and shows the default; the figure is a 400 naming the parameter
+    html = client.get("/app/patient/p1?slice1=999").get_data(as_text=True)
+    assert "is not between 1 and" in html
+    bad = client.get("/app/patient/p1/dose-map/1.png?slice=0")
+    assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["slice"]
+    assert client.get("/app/patient/p1/dose-map/2.png").status_code == 404
+
+
+def test_without_the_pacs_the_page_says_why_and_still_renders(page: tuple[FlaskClient, Any], tmp_path: Path) -> None:
+    client, _ = page
+    client.application.extensions[DICOMWEB_EXTENSION] = MemoryDicomweb([])  # the PACS lost the study
+    html = client.get("/app/patient/p1").get_data(as_text=True)
+    assert "No dose map: the PACS holds no RT Dose" in html and "Ada Example" in html
+    assert client.get("/app/patient/p1/dose-map/1.png").status_code == 404
