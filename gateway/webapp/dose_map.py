@@ -10,6 +10,7 @@ for the last few RT Doses in this process, so choosing another slice does not fe
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,17 @@ from netliver.settings import Settings
 __all__ = ["DoseImages", "DoseMapSource", "DoseMapUnavailable"]
 
 _CACHED = 4
+#: Seconds a PACS that did not answer is not asked again (a page render would wait for it each time).
+_PACS_DOWN_S = 30.0
 _UID = "urn:dicom:uid"
 
 
 class DoseMapUnavailable(Exception):
     """No dose map for this report (a sentence the page shows instead)."""
+
+
+class _PacsDown(Exception):
+    """The PACS did not answer (not asked again for a while)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class DoseMapSource:
         self._client = client or self.dicomweb
         self._cache: OrderedDict[str, DoseImages] = OrderedDict()
         self._lock = threading.Lock()
+        self._down: tuple[float, str] | None = None
 
     def dicomweb(self) -> Any:
         """A DICOMweb client of ``DICOMWEB_URL`` (with the PACS user, when one is set)."""
@@ -92,7 +100,14 @@ class DoseMapSource:
             if sop_uid in self._cache:
                 self._cache.move_to_end(sop_uid)
                 return self._cache[sop_uid]
-        fetched = self._fetch(study_uid, sop_uid)
+            if self._down is not None and time.monotonic() - self._down[0] < _PACS_DOWN_S:
+                raise DoseMapUnavailable(self._down[1])
+        try:
+            fetched = self._fetch(study_uid, sop_uid)
+        except _PacsDown as err:
+            with self._lock:
+                self._down = (time.monotonic(), str(err))
+            raise DoseMapUnavailable(str(err)) from err
         with self._lock:
             self._cache[sop_uid] = fetched
             while len(self._cache) > _CACHED:
@@ -119,5 +134,5 @@ class DoseMapSource:
         except DoseMapError as err:
             raise DoseMapUnavailable(str(err)) from err
         except (requests.RequestException, OSError) as err:
-            raise DoseMapUnavailable(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
+            raise _PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
         return DoseImages(volume, ct, seg)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
@@ -108,3 +109,24 @@ def test_without_the_pacs_the_page_says_why_and_still_renders(page: tuple[FlaskC
     html = client.get("/app/patient/p1").get_data(as_text=True)
     assert "No dose map: the PACS holds no RT Dose" in html and "Ada Example" in html
     assert client.get("/app/patient/p1/dose-map/1.png").status_code == 404
+
+
+class _DownPacs:
+    """A PACS that refuses every connection, counting the attempts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+        self.calls += 1
+        raise requests.ConnectionError("connection refused")
+
+
+def test_a_pacs_that_does_not_answer_is_named_and_not_asked_at_every_render(page: tuple[FlaskClient, Any]) -> None:
+    client, _ = page
+    down = _DownPacs()
+    client.application.extensions[DICOMWEB_EXTENSION] = down
+    html = client.get("/app/patient/p1").get_data(as_text=True)
+    assert "No dose map: the PACS" in html and "did not answer: ConnectionError" in html
+    assert client.get("/app/patient/p1").status_code == 200
+    assert down.calls == 1  # the second render did not wait for it again
