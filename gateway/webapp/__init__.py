@@ -107,12 +107,13 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
     maps = DoseMapSource(settings or Settings(),
                          client=lambda: current_app.extensions.get(DICOMWEB_EXTENSION) or maps.dicomweb())
 
-    def dose_map(report_ref: str, wanted: str | None) -> dict[str, Any]:
+    def dose_map(report_ref: str, wanted: str | None, *, with_ct: bool) -> dict[str, Any]:
         """The dose map of a voxel report: its images' slice ``wanted`` (1-based; the slice of the
-        highest dose by default), or the reason there is none."""
+        highest dose by default), or the reason there is none. The page needs the RT Dose and
+        the SEG; only the figure needs the CT series (``with_ct``)."""
         try:
             report = get_store().read(*report_ref.split("/", 1))
-            images = maps.images(*maps.locate(get_store(), base_url_of(), report))
+            images = maps.images(*maps.locate(get_store(), base_url_of(), report), with_ct=with_ct)
         except DoseMapUnavailable as err:
             return {"error": str(err)}
         count = len(images.volume.z_mm)
@@ -148,7 +149,8 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
         from netliver.report.plots import figure_specs
 
         slices = {k: v for k, v in request.args.items() if k.startswith("slice")}
-        dose_maps = {i: dose_map(r.resource, request.args.get(f"slice{i}")) for i, r in enumerate(case.doses, start=1)}
+        dose_maps = {i: dose_map(r.resource, request.args.get(f"slice{i}"), with_ct=False)
+                     for i, r in enumerate(case.doses, start=1)}
         return render_template("webapp/patient.html", case=case, figures={s.name: s for s in figure_specs(case)},
                                statuses=STATUS_LABELS, dose_maps=dose_maps, slices=slices)
 
@@ -160,7 +162,7 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
         if not 1 <= number <= len(doses):
             raise FhirError(404, "not-found", f"patient {patient_id} has no voxel report {number}", "number")
         wanted = request.args.get("slice")
-        found = dose_map(doses[number - 1].resource, wanted)
+        found = dose_map(doses[number - 1].resource, wanted, with_ct=True)
         if "error" in found:
             raise FhirError(404, "not-found", f"no dose map for {doses[number - 1].resource}: {found['error']}")
         if found["note"]:

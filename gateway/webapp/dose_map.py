@@ -95,15 +95,21 @@ class DoseMapSource:
                     return uid, sop
         raise DoseMapUnavailable("the report names no ImagingStudy with a DICOM study UID")
 
-    def images(self, study_uid: str, sop_uid: str) -> DoseImages:
+    def images(self, study_uid: str, sop_uid: str, *, with_ct: bool = True) -> DoseImages:
+        """The RT Dose and the SEG (what the page's table needs) and, ``with_ct``, the CT series
+        (what the figure draws; the largest part, fetched only for it)."""
         with self._lock:
-            if sop_uid in self._cache:
+            cached = self._cache.get(sop_uid)
+            if cached is not None:
                 self._cache.move_to_end(sop_uid)
-                return self._cache[sop_uid]
-            if self._down is not None and time.monotonic() - self._down[0] < _PACS_DOWN_S:
+                if cached.ct or not with_ct:
+                    return cached
+            elif self._down is not None and time.monotonic() - self._down[0] < _PACS_DOWN_S:
                 raise DoseMapUnavailable(self._down[1])
         try:
-            fetched = self._fetch(study_uid, sop_uid)
+            fetched = cached or self._fetch(study_uid, sop_uid)
+            if with_ct and not fetched.ct:
+                fetched = DoseImages(fetched.volume, self._ct(study_uid, fetched.volume), fetched.seg)
         except _PacsDown as err:
             with self._lock:
                 self._down = (time.monotonic(), str(err))
@@ -123,16 +129,22 @@ class DoseMapSource:
             if dose is None:
                 raise DoseMapUnavailable(f"the PACS holds no RT Dose {sop_uid} in study {study_uid}")
             volume = load_dose(dose)
-            ct: list[Dataset] = []
-            for uid in _series(found, "CT"):
-                instances = client.retrieve_series(study_uid, uid)
-                if instances and str(instances[0].get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid:
-                    ct = list(instances)
-                    break
             seg = next((ds for uid in _series(found, "SEG") for ds in client.retrieve_series(study_uid, uid)
                         if str(ds.get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid), None)
         except DoseMapError as err:
             raise DoseMapUnavailable(str(err)) from err
         except (requests.RequestException, OSError) as err:
             raise _PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
-        return DoseImages(volume, ct, seg)
+        return DoseImages(volume, [], seg)
+
+    def _ct(self, study_uid: str, volume: DoseVolume) -> list[Dataset]:
+        """The study's CT series on the dose's frame of reference ([] when there is none)."""
+        try:
+            client = self._client()
+            for uid in _series(client.search_for_series(study_uid), "CT"):
+                instances = client.retrieve_series(study_uid, uid)
+                if instances and str(instances[0].get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid:
+                    return list(instances)
+        except (requests.RequestException, OSError) as err:
+            raise _PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
+        return []

@@ -149,10 +149,9 @@ def dose_map_figure(volume: DoseVolume, index: int, ct: Sequence[Dataset], seg: 
                     name: str, title: str) -> FigureSpec:
     """The slice ``index`` of ``volume`` over its CT with the SEG's contours."""
     info = dose_slice(volume, index, ct, seg)
-    alt = (f"Axial dose map, slice {index + 1} of {info.count} at z = {info.z_mm:.1f} mm: absorbed dose up to "
-           f"{info.max_gy:.1f} Gy in this slice, over the CT slice at z = "
-           + (f"{info.ct_z_mm:.1f} mm" if info.ct_z_mm is not None else "— (no CT)")
-           + "; contours: " + (", ".join(info.segments) or "none in this slice") + ".")
+    alt = (f"Axial dose map, slice {index + 1} of {info.count} at z = {info.z_mm:.1f} mm, over the CT slice nearest "
+           f"it: absorbed dose up to {info.max_gy:.1f} Gy in this slice; contours of the segmentation: "
+           + (", ".join(info.segments) or "none in this slice") + ".")
 
     def build() -> MplFigure:
         with rc_context(STYLE):
@@ -182,7 +181,8 @@ def dose_map_figure(volume: DoseVolume, index: int, ct: Sequence[Dataset], seg: 
             ax.set_ylabel("y (mm, posterior ↓)")
             if info.segments:
                 ax.legend(loc="lower right", fontsize=9)
-            ax.set_title(f"Dose map, axial slice {index + 1}/{info.count} (z = {info.z_mm:.1f} mm)")
+            under = f"; CT z = {ct_plane.z:.1f} mm" if ct_plane is not None else "; no CT"
+            ax.set_title(f"Dose map, axial slice {index + 1}/{info.count} (z = {info.z_mm:.1f} mm{under})", fontsize=12)
             return fig
 
     return FigureSpec(name, title, alt, build)

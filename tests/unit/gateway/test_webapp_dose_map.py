@@ -130,3 +130,33 @@ def test_a_pacs_that_does_not_answer_is_named_and_not_asked_at_every_render(page
     assert "No dose map: the PACS" in html and "did not answer: ConnectionError" in html
     assert client.get("/app/patient/p1").status_code == 200
     assert down.calls == 1  # the second render did not wait for it again
+
+
+class _Counting:
+    """A PACS that counts the series retrieved, by modality."""
+
+    def __init__(self, inner: MemoryDicomweb) -> None:
+        self.inner, self.retrieved = inner, []  # type: ignore[var-annotated]
+
+    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+        return self.inner.search_for_series(study_instance_uid)
+
+    def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Any]:
+        found = self.inner.retrieve_series(study_uid, series_uid)
+        self.retrieved.append(found[0].Modality)
+        return found
+
+
+def test_the_page_reads_the_dose_and_seg_and_only_the_figure_reads_the_ct_once(page: tuple[FlaskClient, Any]) -> None:
+    client, memory = page
+    counting = _Counting(memory)
+    client.application.extensions[DICOMWEB_EXTENSION] = counting
+    assert client.get("/app/patient/p1").status_code == 200
+    assert "CT" not in counting.retrieved and {"RTDOSE", "SEG"} <= set(counting.retrieved)
+    before = len(counting.retrieved)
+    assert client.get("/app/patient/p1/dose-map/1.png?slice=2").status_code == 200
+    assert counting.retrieved[before:].count("CT") == 1
+    after = len(counting.retrieved)
+    assert client.get("/app/patient/p1/dose-map/1.png?slice=3").status_code == 200
+    assert client.get("/app/patient/p1?slice1=3").status_code == 200
+    assert len(counting.retrieved) == after  # the other slice and the page again come from what was fetched
