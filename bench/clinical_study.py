@@ -21,6 +21,7 @@ from datetime import timedelta
 import numpy as np
 from pydicom.dataset import Dataset
 
+from services.dosimetry.imaging import phantom_design
 from services.dosimetry.imaging import phantoms as ph
 
 EMISSION_N = 128
@@ -124,7 +125,7 @@ def build_clinical_study(seed: int = 17) -> ClinicalStudy:
     import highdicom as hd
     from pydicom.sr.coding import Code
 
-    phantom = ph._phantom("clinical-size", EMISSION_N, EMISSION_MM, COMPARTMENTS, SHAPES, SEGMENTS,
+    phantom = phantom_design._phantom("clinical-size", EMISSION_N, EMISSION_MM, COMPARTMENTS, SHAPES, SEGMENTS,
                           "Y-90", "Y-90 microspheres")
     key = ("clinical-size", EMISSION_N, EMISSION_MM, CT_SLICES, seed)
     acquisition = ph.ADMINISTRATION + timedelta(hours=2)

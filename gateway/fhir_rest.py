@@ -35,6 +35,7 @@ converter that could outrank static segments).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -167,37 +168,37 @@ def _read_location(store: FhirStore, location: str) -> dict[str, Any]:
     return store.read(parts[-2], parts[-1])
 
 
-def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: Callable[[], str]) -> Blueprint:
-    """The ``fhir_rest`` blueprint. ``base_url_of()`` gives the base URL callers see: the FHIR
-    base (``https://host/fhir``) or the site root (``https://host``, ``/fhir`` is appended).
+def _refuse_unserved_formats() -> None:
+    """406 on every ``/fhir`` path whose ``_format`` or ``Accept`` asks for other than FHIR JSON."""
+    if request.path == "/fhir" or request.path.startswith("/fhir/"):
+        refusal = format_refusal(request.args.get("_format"), request.headers.get("Accept"))
+        if refusal is not None:
+            raise refusal
 
-    Longer than 80 lines because it is the nine REST interactions' views (each under 25 lines)
-    side by side, closed over the same store and base URL; the rules they share are the module
-    functions above."""
-    bp = Blueprint("fhir_rest", __name__, url_prefix="/fhir")
 
-    @bp.before_app_request
-    def refuse_unserved_formats() -> None:
-        if request.path == "/fhir" or request.path.startswith("/fhir/"):
-            refusal = format_refusal(request.args.get("_format"), request.headers.get("Accept"))
-            if refusal is not None:
-                raise refusal
+@dataclass(frozen=True)
+class _Rest:
+    """What the views share: the store, the base URL callers see, and the answers built on them."""
 
-    def fhir_base() -> str:
-        base = base_url_of().rstrip("/")
+    get_store: Callable[[], FhirStore]
+    base_url_of: Callable[[], str]
+
+    def fhir_base(self) -> str:
+        base = self.base_url_of().rstrip("/")
         return base if base.endswith("/fhir") else f"{base}/fhir"
 
-    def search(resource_type: str, params: Iterable[tuple[str, str]]) -> Response:
+    def search(self, resource_type: str, params: Iterable[tuple[str, str]]) -> Response:
         rtype = _known_type(resource_type)
         patient = auth.require_scopes(read=[rtype], compartment=True)
         wanted = list(params)
         if _lenient():
             wanted = drop_unknown_parameters(rtype, wanted)
         if patient is None:
-            return fhir_response(get_store().search(rtype, wanted, fhir_base()))
-        found = get_store().search(rtype, confined_search(rtype, wanted, patient), fhir_base())
+            return fhir_response(self.get_store().search(rtype, wanted, self.fhir_base()))
+        found = self.get_store().search(rtype, confined_search(rtype, wanted, patient), self.fhir_base())
         return fhir_response(visible_entries(found, patient))
 
+    @staticmethod
     def patients(resource: dict[str, Any], patient: str | None) -> dict[str, Any]:
         """``resource``, unless the caller is confined to another patient's compartment (403)."""
         if patient is not None and not in_compartment(resource, patient):
@@ -205,53 +206,16 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
                           f"of Patient/{patient}")
         return resource
 
-    @bp.get("/<resource_type>/<resource_id>")
-    def read(resource_type: str, resource_id: str) -> Response:
-        rtype = _known_type(resource_type)
-        patient = auth.require_scopes(read=[rtype], compartment=True)
-        resource = patients(get_store().read(rtype, resource_id), patient)
-        return fhir_response(resource, 200, _version_headers(resource))
+    def current_of(self, rtype: str, resource_id: str, patient: str | None) -> None:
+        """403 when a confined caller would change a resource of another patient."""
+        if patient is not None and _exists(self.get_store(), rtype, resource_id):
+            self.patients(self.get_store().read(rtype, resource_id), patient)
 
-    @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
-    def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
-        rtype = _known_type(resource_type)
-        patient = auth.require_scopes(read=[rtype], compartment=True)
-        resource = patients(get_store().vread(rtype, resource_id, version_id), patient)
-        return fhir_response(resource, 200, _version_headers(resource))
-
-    @bp.get("/<resource_type>/<resource_id>/_history")
-    def history(resource_type: str, resource_id: str) -> Response:
-        rtype = _known_type(resource_type)
-        patient = auth.require_scopes(read=[rtype], compartment=True)
-        if patient is not None:
-            patients(get_store().read(rtype, resource_id), patient)  # a deleted resource is not shown (410)
-        bundle = get_store().history(rtype, resource_id)
-        if patient is not None:  # earlier versions may have been of another patient
-            bundle = visible_entries(bundle, patient)
-        full_url = f"{fhir_base()}/{rtype}/{resource_id}"  # every entry is this one resource
-        for entry in bundle.get("entry") or []:
-            if isinstance(entry, dict):
-                entry["fullUrl"] = full_url
-        bundle.pop("link", None)  # an upstream server's paging links would bypass the gateway
-        return fhir_response(bundle)
-
-    @bp.get("/<resource_type>")
-    def search_get(resource_type: str) -> Response:
-        return search(resource_type, request.args.items(multi=True))
-
-    @bp.post("/<resource_type>/_search")
-    def search_post(resource_type: str) -> Response:
-        _known_type(resource_type)
-        if (request.mimetype or "").lower() != _FORM:
-            raise FhirError(415, "not-supported", f"POST _search needs a {_FORM} body, not "
-                            f"{request.mimetype or 'none'!r}")
-        return search(resource_type, [*request.args.items(multi=True), *request.form.items(multi=True)])
-
-    def written(stored: dict[str, Any], created: bool) -> Response:
+    def written(self, stored: dict[str, Any], created: bool) -> Response:
         """A write's answer as ``Prefer: return=…`` asks (the resource by default)."""
         headers = _version_headers(stored)
         rtype = stored["resourceType"]
-        headers["Location"] = f"{fhir_base()}/{rtype}/{stored['id']}/_history/{stored['meta']['versionId']}"
+        headers["Location"] = f"{self.fhir_base()}/{rtype}/{stored['id']}/_history/{stored['meta']['versionId']}"
         status = 201 if created else 200
         wanted = prefer_return(request.headers.get("Prefer"))
         if wanted == "minimal":
@@ -262,6 +226,7 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
                 severity="information")]), status, headers)
         return fhir_response(stored, status, headers)
 
+    @staticmethod
     def checked_body(rtype: str, resource_id: str | None) -> dict[str, Any]:
         body = read_fhir_body()
         if body.get("resourceType") != rtype:
@@ -272,48 +237,103 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
                             f"{resource_id!r}", f"{rtype}.id")
         return body
 
-    def matches(rtype: str, what: str) -> list[dict[str, Any]]:
+    def matches(self, rtype: str, what: str) -> list[dict[str, Any]]:
         """The resources a conditional interaction's query selects (at most two are read)."""
         params = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_format", "_pretty")]
         if not params:
             raise FhirError(400, "required", f"a conditional {what} needs search parameters", "url")
-        found = get_store().search(rtype, [*params, ("_count", "2")], fhir_base())
+        found = self.get_store().search(rtype, [*params, ("_count", "2")], self.fhir_base())
         return [e["resource"] for e in found.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
 
-    def current_of(rtype: str, resource_id: str, patient: str | None) -> None:
-        """403 when a confined caller would change a resource of another patient."""
-        if patient is not None and _exists(get_store(), rtype, resource_id):
-            patients(get_store().read(rtype, resource_id), patient)
+
+def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: Callable[[], str]) -> Blueprint:
+    """The ``fhir_rest`` blueprint. ``base_url_of()`` gives the base URL callers see: the FHIR
+    base (``https://host/fhir``) or the site root (``https://host``, ``/fhir`` is appended).
+
+    The views are registered in four groups (reads and searches, writes by id, conditional
+    writes, Bundles and ``$validate``), all on this one blueprint; the answers they share are
+    :class:`_Rest`'s."""
+    bp = Blueprint("fhir_rest", __name__, url_prefix="/fhir")
+    bp.before_app_request(_refuse_unserved_formats)
+    rest = _Rest(get_store, base_url_of)
+    _add_reads(bp, rest)
+    _add_writes(bp, rest)
+    _add_conditional_writes(bp, rest)
+    _add_bundle_and_validate(bp, rest)
+    return bp
+
+
+def _add_reads(bp: Blueprint, rest: _Rest) -> None:
+    """read, vread, instance / type / system history and search (GET and POST ``_search``)."""
+
+    @bp.get("/<resource_type>/<resource_id>")
+    def read(resource_type: str, resource_id: str) -> Response:
+        rtype = _known_type(resource_type)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = rest.patients(rest.get_store().read(rtype, resource_id), patient)
+        return fhir_response(resource, 200, _version_headers(resource))
+
+    @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
+    def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
+        rtype = _known_type(resource_type)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = rest.patients(rest.get_store().vread(rtype, resource_id, version_id), patient)
+        return fhir_response(resource, 200, _version_headers(resource))
+
+    @bp.get("/<resource_type>/<resource_id>/_history")
+    def history(resource_type: str, resource_id: str) -> Response:
+        rtype = _known_type(resource_type)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        if patient is not None:
+            rest.patients(rest.get_store().read(rtype, resource_id), patient)  # a deleted resource is not shown (410)
+        bundle = rest.get_store().history(rtype, resource_id)
+        if patient is not None:  # earlier versions may have been of another patient
+            bundle = visible_entries(bundle, patient)
+        full_url = f"{rest.fhir_base()}/{rtype}/{resource_id}"  # every entry is this one resource
+        for entry in bundle.get("entry") or []:
+            if isinstance(entry, dict):
+                entry["fullUrl"] = full_url
+        bundle.pop("link", None)  # an upstream server's paging links would bypass the gateway
+        return fhir_response(bundle)
+
+    @bp.get("/<resource_type>")
+    def search_get(resource_type: str) -> Response:
+        return rest.search(resource_type, request.args.items(multi=True))
+
+    @bp.post("/<resource_type>/_search")
+    def search_post(resource_type: str) -> Response:
+        _known_type(resource_type)
+        if (request.mimetype or "").lower() != _FORM:
+            raise FhirError(415, "not-supported", f"POST _search needs a {_FORM} body, not "
+                            f"{request.mimetype or 'none'!r}")
+        return rest.search(resource_type, [*request.args.items(multi=True), *request.form.items(multi=True)])
+
+    @bp.get("/<resource_type>/_history")
+    def type_history(resource_type: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype])
+        return fhir_response(rest.get_store().history_all(rtype, _history_params(), rest.fhir_base()))
+
+    @bp.get("/_history")
+    def system_history() -> Response:
+        auth.require_scopes(read=["*"])
+        return fhir_response(rest.get_store().history_all(None, _history_params(), rest.fhir_base()))
+
+
+def _add_writes(bp: Blueprint, rest: _Rest) -> None:
+    """update (or create by id), JSON Patch, create (plain or conditional) and delete."""
 
     @bp.put("/<resource_type>/<resource_id>")
     def update(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
         patient = auth.require_scopes(write=[rtype], compartment=True)
-        body = patients(checked_body(rtype, resource_id), patient)
-        current_of(rtype, resource_id, patient)
-        store = get_store()
+        body = rest.patients(rest.checked_body(rtype, resource_id), patient)
+        rest.current_of(rtype, resource_id, patient)
+        store = rest.get_store()
         if request.headers.get("If-None-Match", "").strip() == "*" and _exists(store, rtype, resource_id):
             raise FhirError(412, "duplicate", f"{rtype}/{resource_id} exists (If-None-Match: *)", "If-None-Match")
         stored, created = store.put(body, if_match=request.headers.get("If-Match"))
-        return written(stored, created)
-
-    @bp.put("/<resource_type>")
-    def conditional_update(resource_type: str) -> Response:
-        rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype], write=[rtype])
-        body = checked_body(rtype, None)
-        found = matches(rtype, "update")
-        if len(found) > 1:
-            raise FhirError(412, "multiple-matches", "the conditional update matches several resources", "url")
-        if found:
-            if body.get("id") not in (None, found[0]["id"]):
-                raise FhirError(400, "invalid", f"the body id {body['id']!r} is not the matching resource's "
-                                f"{found[0]['id']!r}", f"{rtype}.id")
-            stored, created = get_store().put({**body, "id": found[0]["id"]}, if_match=request.headers.get("If-Match"))
-            return written(stored, created)
-        if body.get("id"):
-            return written(*get_store().put(body))
-        return written(get_store().create(body), True)
+        return rest.written(stored, created)
 
     @bp.patch("/<resource_type>/<resource_id>")
     def patch(resource_type: str, resource_id: str) -> Response:
@@ -324,15 +344,15 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         if (request.mimetype or "").lower() != _JSON_PATCH:
             raise FhirError(415, "not-supported", f"PATCH needs a {_JSON_PATCH} body, not "
                             f"{request.mimetype or 'none'!r}")
-        store = get_store()
-        current = patients(store.read(rtype, resource_id), patient)
+        store = rest.get_store()
+        current = rest.patients(store.read(rtype, resource_id), patient)
         version = str(current["meta"]["versionId"])
         wanted = request.headers.get("If-Match")
         if wanted and parse_etag(wanted) != version:
             raise FhirError(412, "conflict", f"If-Match {wanted} is not the current version {version}", "If-Match")
-        patched = patients(apply_json_patch(current, request.get_json(silent=True)), patient)
+        patched = rest.patients(apply_json_patch(current, request.get_json(silent=True)), patient)
         stored, _ = store.put(patched, if_match=etag(version))
-        return written(stored, False)
+        return rest.written(stored, False)
 
     @bp.post("/<resource_type>")
     def create(resource_type: str) -> Response:
@@ -347,51 +367,67 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
         # a conditional create's query could probe other patients: not with patient/ scopes
         patient = auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype],
                                       compartment=not if_none_exist)
-        body = patients(checked_body(rtype, None), patient)
-        store = get_store()
+        body = rest.patients(rest.checked_body(rtype, None), patient)
+        store = rest.get_store()
         if if_none_exist:
             answer = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{
                 "resource": body, "request": {"method": "POST", "url": rtype, "ifNoneExist": if_none_exist}}]},
-                fhir_base())
+                rest.fhir_base())
             entry = answer["entry"][0]
             response = entry.get("response") or {}
             stored = entry.get("resource") or _read_location(store, str(response.get("location", "")))
             created = str(response.get("status", "")).startswith("201")
         else:
             stored, created = store.create(body), True
-        return written(stored, created)
+        return rest.written(stored, created)
+
+    @bp.delete("/<resource_type>/<resource_id>")
+    def remove(resource_type: str, resource_id: str) -> Response:
+        rtype = _known_type(resource_type)
+        rest.current_of(rtype, resource_id, auth.require_scopes(write=[rtype], compartment=True))
+        rest.get_store().delete(rtype, resource_id)
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [{
+            "severity": "information", "code": "informational",
+            "diagnostics": f"{rtype}/{resource_id} is deleted"}]})
+
+
+def _add_conditional_writes(bp: Blueprint, rest: _Rest) -> None:
+    """Conditional update and delete: the query selects the resource (one match at most)."""
+
+    @bp.put("/<resource_type>")
+    def conditional_update(resource_type: str) -> Response:
+        rtype = _known_type(resource_type)
+        auth.require_scopes(read=[rtype], write=[rtype])
+        body = rest.checked_body(rtype, None)
+        found = rest.matches(rtype, "update")
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "the conditional update matches several resources", "url")
+        store = rest.get_store()
+        if found:
+            if body.get("id") not in (None, found[0]["id"]):
+                raise FhirError(400, "invalid", f"the body id {body['id']!r} is not the matching resource's "
+                                f"{found[0]['id']!r}", f"{rtype}.id")
+            stored, created = store.put({**body, "id": found[0]["id"]}, if_match=request.headers.get("If-Match"))
+            return rest.written(stored, created)
+        if body.get("id"):
+            return rest.written(*store.put(body))
+        return rest.written(store.create(body), True)
 
     @bp.delete("/<resource_type>")
     def conditional_delete(resource_type: str) -> Response:
         rtype = _known_type(resource_type)
         auth.require_scopes(read=[rtype], write=[rtype])
-        found = matches(rtype, "delete")
+        found = rest.matches(rtype, "delete")
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "the conditional delete matches several resources", "url")
         for resource in found:
-            get_store().delete(rtype, resource["id"])
+            rest.get_store().delete(rtype, resource["id"])
         return fhir_response(operation_outcome([Issue(
             "informational", f"{len(found)} {rtype} deleted", severity="information")]))
 
-    @bp.get("/<resource_type>/_history")
-    def type_history(resource_type: str) -> Response:
-        rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
-        return fhir_response(get_store().history_all(rtype, _history_params(), fhir_base()))
 
-    @bp.get("/_history")
-    def system_history() -> Response:
-        auth.require_scopes(read=["*"])
-        return fhir_response(get_store().history_all(None, _history_params(), fhir_base()))
-
-    @bp.delete("/<resource_type>/<resource_id>")
-    def remove(resource_type: str, resource_id: str) -> Response:
-        rtype = _known_type(resource_type)
-        current_of(rtype, resource_id, auth.require_scopes(write=[rtype], compartment=True))
-        get_store().delete(rtype, resource_id)
-        return fhir_response({"resourceType": "OperationOutcome", "issue": [{
-            "severity": "information", "code": "informational",
-            "diagnostics": f"{rtype}/{resource_id} is deleted"}]})
+def _add_bundle_and_validate(bp: Blueprint, rest: _Rest) -> None:
+    """``$validate`` and the transaction / batch Bundle at the base."""
 
     @bp.post("/<resource_type>/$validate")
     def validate(resource_type: str) -> Response:
@@ -411,6 +447,4 @@ def create_fhir_rest_blueprint(get_store: Callable[[], FhirStore], base_url_of: 
             raise FhirError(400, "invalid", "a transaction or batch Bundle was expected", "resourceType")
         reads, writes = _bundle_types(bundle)
         auth.require_scopes(read=reads, write=writes)
-        return fhir_response(get_store().transaction(bundle, fhir_base()))
-
-    return bp
+        return fhir_response(rest.get_store().transaction(bundle, rest.fhir_base()))

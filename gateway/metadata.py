@@ -158,6 +158,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             _param("administeredActivityGBq", "in", 1, "1", "decimal"),
             _param("method", "in", 0, "1", "code", "ldm | dvk"),
             _param("segmentationSeriesUid", "in", 0, "1", "string", "DICOM SEG or RTSTRUCT with the VOIs"),
+            _param("registrationSeriesUid", "in", 0, "1", "string",
+                   "DICOM Spatial Registration (rigid) of a CT in another Frame of Reference; default: the study's"),
             _param("patient", "in", 0, "1", "Reference"),
             _param("return", "out", 1, "1", "Task", "the job; on completion its output references the results"),
         ],

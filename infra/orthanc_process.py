@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra.stop_signal import stop_on_signals
+
 __all__ = [
     "DICOMWEB_PLUGIN_CANDIDATES",
     "OrthancError",
@@ -295,21 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra["StableAge"] = args.stable_age
     proc = OrthancProcess(workdir, args.lua, extra, http_port=args.port or None,
                           dicom_port=args.dicom_port or None)
-    stopping = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     try:
         proc.start()
         print(f"Orthanc ready: REST {proc.url}  DICOMweb {proc.dicomweb_url}  "
               f"DICOM port {proc.dicom_port}  storage {workdir}", flush=True)
-        while not stopping and proc.running:
+        while not stop.requested and proc.running:
             time.sleep(0.2)
-        return 0 if stopping else 1
+        return 0 if stop.requested else 1
     finally:
         proc.stop()
         if cleanup:

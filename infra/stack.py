@@ -32,6 +32,8 @@ from urllib.parse import urlparse
 
 import requests
 
+from infra.stop_signal import stop_on_signals
+
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["ROOT", "PortInUse", "Stack", "StackConfig", "free_port", "port_in_use", "redis_alive"]
@@ -340,14 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print("WARNING: AUTH_MODE=off - every caller on this machine has full access. "
               "Local development only.", file=sys.stderr)
     stack = Stack(cfg)
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()
     try:
         stack.start()
     except PortInUse as exc:
@@ -357,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"netliver is up: gateway {stack.gateway_url}/fhir{pacs} (logs in {stack.log_dir}); "
           "Ctrl-C stops it.", flush=True)
     try:
-        while not stopping:
+        while not stop.requested:
             dead = [n for n, p in stack.procs.items() if p.poll() is not None]
             if dead:
                 print(f"process(es) exited: {', '.join(dead)}; stopping", file=sys.stderr)

@@ -182,6 +182,8 @@ VOXEL_PARAMETERS: dict[str, tuple[str, bool]] = {
     "administeredActivityGBq": ("Decimal", True),
     "method": ("Code", False),
     "segmentationSeriesUid": ("String", False),
+    # the DICOM Spatial Registration (REG) of a CT in another Frame of Reference; default: the study's
+    "registrationSeriesUid": ("String", False),
     "patient": ("Reference", False),
 }
 #: ``method``: local deposition (ldm) or dose-voxel-kernel convolution (dvk).
@@ -239,7 +241,7 @@ def parse_voxel_parameters(body: Any) -> dict[str, Any]:
     if out["method"] not in VOXEL_METHODS:
         raise FhirError(422, "value", f"method must be ldm or dvk, not {out['method']!r}",
                         "Parameters.parameter.where(name='method')")
-    for uid_name in ("studyInstanceUid", "segmentationSeriesUid"):
+    for uid_name in ("studyInstanceUid", "segmentationSeriesUid", "registrationSeriesUid"):
         uid = out.get(uid_name)
         if uid is not None and (len(uid) > 64 or not all(ch.isdigit() or ch == "." for ch in uid)):
             raise FhirError(422, "value", f"{uid_name} is not a DICOM UID",

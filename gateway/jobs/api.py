@@ -283,7 +283,16 @@ def job_status(service: JobService, job_id: str) -> tuple[int, dict[str, Any], d
 
 
 def create_jobs_blueprint(service: JobService) -> Blueprint:
+    """The ``jobs`` blueprint: the FHIR-facing asynchronous endpoints and the workers' internal
+    job calls (see the module docstring)."""
     bp = Blueprint("jobs", __name__)
+    _add_fhir_routes(bp, service)
+    _add_worker_routes(bp, service)
+    return bp
+
+
+def _add_fhir_routes(bp: Blueprint, service: JobService) -> None:
+    """``$voxel-dosimetry`` (starts a job), the status URL (poll, cancel) and Task cancel."""
 
     @bp.post("/fhir/$voxel-dosimetry")
     def voxel_dosimetry() -> Response:
@@ -317,6 +326,10 @@ def create_jobs_blueprint(service: JobService) -> Blueprint:
         job = service.cancel(task_id)
         assert job is not None
         return fhir_response(task_resource(job, service.base_url_of()), 202)
+
+
+def _add_worker_routes(bp: Blueprint, service: JobService) -> None:
+    """``/internal/jobs/<id>/…``: the workers' calls, with the internal token."""
 
     @bp.post("/internal/jobs/<job_id>/claim")
     def claim(job_id: str) -> Response:
@@ -375,8 +388,6 @@ def create_jobs_blueprint(service: JobService) -> Blueprint:
                               "leaseOwner": job.lease_owner, "statusReason": job.status_reason,
                               "timings": job.timings_s, "created": job.created.isoformat(),
                               "updated": job.updated.isoformat()})
-
-    return bp
 
 
 __all__ += ["TERMINAL"]

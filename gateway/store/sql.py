@@ -10,7 +10,8 @@ Schema (``docs/store.md``), created with ``metadata.create_all`` at start (no mi
   registry (:mod:`gateway.store.registry`); ``fhir_index_meta``: the registry it was built for.
 
 The tables and the engine are built in :mod:`gateway.store.sql_schema`, search conditions in
-:mod:`gateway.store.sql_search`.
+:mod:`gateway.store.sql_search`, the index rows in :mod:`gateway.store.sql_index`; connections,
+database errors and the retry of lost races are :mod:`gateway.store.sql_tx`.
 
 Writes are idempotent (content equal to the current version, ignoring ``meta.versionId`` and
 ``meta.lastUpdated``, writes nothing) and safe under concurrency: the current row's primary key
@@ -24,25 +25,16 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    OperationalError,
-)
+from sqlalchemy.exc import IntegrityError
 
 from gateway.store.base import etag, parse_etag, require_resource_type
 from gateway.store.bundles import (
@@ -65,15 +57,20 @@ from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
 from gateway.store.sql_index import reindex_if_stale, write_index
 from gateway.store.sql_schema import build_metadata, make_engine
 from gateway.store.sql_search import conditions, include_rows, order_by
+from gateway.store.sql_tx import (
+    ATTEMPTS,
+    Retry,
+    conflict,
+    mapped_errors,
+    read_connection,
+    run_write,
+    write_transaction,
+)
 from netliver.fhir.outcome import FhirError
 from netliver.fhir.validation import check_resource
 
 __all__ = ["SqlStore", "build_metadata"]
 
-_log = logging.getLogger("netliver.gateway.store")
-_T = TypeVar("_T")
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
-_ATTEMPTS = 5
 #: PostgreSQL advisory lock key serialising ``create_all`` across processes ("netliver" in ASCII).
 _SCHEMA_LOCK_KEY = 0x6E65746C69766572
 
@@ -82,10 +79,6 @@ _SCHEMA_LOCK_KEY = 0x6E65746C69766572
 #: so a larger id is refused alike on both (it could never have been stored).
 MAX_VERSION_ID = 2**31 - 1
 _VERSION_RE = re.compile(r"[0-9]+")
-
-
-class _Retry(Exception):
-    """A write lost a race (unique key, deadlock, serialization): run it again."""
 
 
 def _now_us() -> int:
@@ -129,12 +122,12 @@ class SqlStore:
         Several processes (gunicorn workers) may start at once: on PostgreSQL they take turns
         on an advisory lock; on SQLite the ``BEGIN IMMEDIATE`` write lock does the same."""
         try:
-            with self._mapped_errors(), self.engine.begin() as conn:
+            with mapped_errors(), self.engine.begin() as conn:
                 if self.engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
                 self.metadata.create_all(conn)
                 reindex_if_stale(conn, self._tables)
-        except _Retry as exc:
+        except Retry as exc:
             raise FhirError(503, "transient", "the FHIR store's schema could not be created",
                             headers={"Retry-After": "5"}) from exc
 
@@ -150,71 +143,16 @@ class SqlStore:
         """One write transaction (committed at the end of the block, rolled back on error),
         for writing resources (``put(..., conn=conn)``) and another module's rows atomically."""
         try:
-            with self._write_transaction() as conn:
+            with write_transaction(self.engine) as conn:
                 yield conn
-        except _Retry as exc:
-            raise FhirError(409, "conflict", "a concurrent write conflicted; retry the request",
-                            headers={"Retry-After": "1"}) from exc
-
-    @contextmanager
-    def _write_transaction(self) -> Iterator[Connection]:
-        with self._mapped_errors(), self.engine.connect() as conn, conn.begin():
-            yield conn
-
-    @contextmanager
-    def _read_connection(self) -> Iterator[Connection]:
-        with self._mapped_errors(), self.engine.connect() as conn:
-            conn.execution_options(netliver_read=True)
-            if not self.is_sqlite:  # one snapshot for a search's total and its page
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _mapped_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise _Retry(str(exc.orig)) from exc
-        except DataError as exc:
-            raise FhirError(400, "invalid", f"the database refused a value: {type(exc.orig).__name__}") from exc
-        except (OperationalError, InterfaceError, InternalError) as exc:  # InternalError: e.g. read-only
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-                raise _Retry(str(exc.orig)) from exc
-            _log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
-            raise FhirError(503, "transient", f"the FHIR store's database is unavailable "
-                            f"({type(exc.orig).__name__})", headers={"Retry-After": "5"}) from exc
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-                raise _Retry(str(exc.orig)) from exc
-            raise
-
-    def _write(self, fn: Callable[[Connection], _T], conn: Connection | None) -> _T:
-        """Run ``fn`` in the caller's transaction (inside a SAVEPOINT, so a failed write leaves
-        nothing behind even if the caller goes on), or in a new one retried after lost races."""
-        if conn is not None:
-            try:
-                with self._mapped_errors(), conn.begin_nested():
-                    return fn(conn)
-            except _Retry as exc:
-                raise FhirError(409, "conflict", "a concurrent write conflicted; retry the request",
-                                headers={"Retry-After": "1"}) from exc
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._write_transaction() as own:
-                    return fn(own)
-            except _Retry:
-                if attempt == _ATTEMPTS - 1:
-                    break
-                time.sleep(0.01 * (attempt + 1))
-        raise FhirError(409, "conflict", "concurrent writes kept conflicting; retry the request",
-                        headers={"Retry-After": "1"})
+        except Retry as exc:
+            raise conflict() from exc
 
     # -- reads ----------------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str, *, conn: Connection | None = None) -> dict[str, Any]:
         if conn is not None:
             return self._read(conn, resource_type, resource_id)
-        with self._read_connection() as own:
+        with read_connection(self.engine) as own:
             return self._read(own, resource_type, resource_id)
 
     def _read(self, conn: Connection, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -230,7 +168,7 @@ class SqlStore:
         return result
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
-        with self._read_connection() as conn:
+        with read_connection(self.engine) as conn:
             return self._vread(conn, resource_type, resource_id, version_id)
 
     def _vread(self, conn: Connection, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
@@ -251,7 +189,7 @@ class SqlStore:
         return result
 
     def history(self, resource_type: str, resource_id: str, *, base_url: str = "") -> dict[str, Any]:
-        with self._read_connection() as conn:
+        with read_connection(self.engine) as conn:
             return self._history(conn, resource_type, resource_id, base_url)
 
     def _history(self, conn: Connection, resource_type: str, resource_id: str, base_url: str) -> dict[str, Any]:
@@ -275,7 +213,7 @@ class SqlStore:
             stmt = stmt.where(v.c.resource_type == resource_type)
         if since_us is not None:
             stmt = stmt.where(v.c.last_updated_us >= since_us)
-        with self._read_connection() as conn:
+        with read_connection(self.engine) as conn:
             rows = conn.execute(stmt).all()
         return history_entries([(row.resource_type, row.resource_id, VersionRecord(
             row.version_id, instant_text(row.last_updated_us), bool(row.deleted),
@@ -287,7 +225,7 @@ class SqlStore:
         query = parse_search(resource_type, params)
         if conn is not None:
             return self._search(conn, query, base_url)
-        with self._read_connection() as own:
+        with read_connection(self.engine) as own:
             return self._search(own, query, base_url)
 
     def _search(self, conn: Connection, query: SearchQuery, base_url: str) -> dict[str, Any]:
@@ -318,13 +256,13 @@ class SqlStore:
         backend = self.engine.dialect.name
         r = self._resource
         try:
-            with self._read_connection() as conn:
+            with read_connection(self.engine) as conn:
                 conn.execute(select(1)).scalar_one()
-            with self._write_transaction() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(update(r).where(r.c.resource_type == "", r.c.resource_id == "")
                              .values(version_id=r.c.version_id))
                 conn.rollback()
-        except _Retry:
+        except Retry:
             pass  # a concurrent writer held the lock: the database takes writes
         except FhirError as err:
             return {"status": "fail", "detail": f"{backend}: {err.diagnostics}"}
@@ -337,19 +275,19 @@ class SqlStore:
         _validate(resource)
         if not resource.get("id"):
             raise FhirError(400, "required", "an update needs the resource id", f"{resource['resourceType']}.id")
-        return self._write(lambda c: self._put(c, resource, if_match), conn)
+        return run_write(self.engine, lambda c: self._put(c, resource, if_match), conn)
 
     def create(self, resource: dict[str, Any], *, conn: Connection | None = None) -> dict[str, Any]:
         """Create with a server-assigned UUID (any id in the body is replaced)."""
         body = {**resource, "id": str(uuid.uuid4())}
         _validate(body)
-        stored, _ = self._write(lambda c: self._put(c, body, None), conn)
+        stored, _ = run_write(self.engine, lambda c: self._put(c, body, None), conn)
         return stored
 
     def delete(self, resource_type: str, resource_id: str, *, conn: Connection | None = None) -> None:
         """Soft delete: a new version marked deleted; nothing happens if unknown or deleted."""
         require_resource_type(resource_type)
-        self._write(lambda c: self._delete(c, resource_type, resource_id), conn)
+        run_write(self.engine, lambda c: self._delete(c, resource_type, resource_id), conn)
 
     def _current(self, conn: Connection, resource_type: str, resource_id: str) -> _Current | None:
         r = self._resource
@@ -365,7 +303,7 @@ class SqlStore:
     def _put(self, conn: Connection, resource: Mapping[str, Any], if_match: str | None) -> tuple[dict[str, Any], bool]:
         rtype, rid = str(resource["resourceType"]), str(resource["id"])
         wanted = parse_etag(if_match) if if_match else None
-        for _ in range(_ATTEMPTS):
+        for _ in range(ATTEMPTS):
             current = self._current(conn, rtype, rid)
             if wanted is not None and (current is None or str(current.version_id) != wanted):
                 raise FhirError(412, "conflict", f"If-Match {if_match} does not match the current version of "
@@ -387,7 +325,7 @@ class SqlStore:
             stored = _with_meta(resource, version, instant_text(max(_now_us(), current.last_updated_us + 1)))
             if self._insert_version(conn, stored, version, seen_version=current.version_id):
                 return stored, current.deleted
-        raise _Retry(f"{rtype}/{rid} kept changing")
+        raise Retry(f"{rtype}/{rid} kept changing")
 
     def _insert_version(self, conn: Connection, stored: Mapping[str, Any], version: int, *,
                         insert_current: bool = False, seen_version: int | None = None) -> bool:
@@ -409,7 +347,7 @@ class SqlStore:
 
     def _delete(self, conn: Connection, rtype: str, rid: str) -> None:
         r = self._resource
-        for _ in range(_ATTEMPTS):
+        for _ in range(ATTEMPTS):
             current = self._current(conn, rtype, rid)
             if current is None or current.deleted:
                 return
@@ -422,7 +360,7 @@ class SqlStore:
                 conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
                 write_index(conn, self._tables, rtype, rid, None)
                 return
-        raise _Retry(f"{rtype}/{rid} kept changing")
+        raise Retry(f"{rtype}/{rid} kept changing")
 
     # -- transaction and batch ------------------------------------------------------------------
     def transaction(self, bundle: dict[str, Any], base_url: str, *,
@@ -434,7 +372,7 @@ class SqlStore:
             responses: dict[int, dict[str, Any]] = {i: error_entry(err) for i, err in plan.errors.items()}
             for entry in plan.entries:
                 try:
-                    responses[entry.index] = self._write(
+                    responses[entry.index] = run_write(self.engine,
                         functools.partial(self._run_entry, entry=entry, base_url=base_url), conn)
                 except FhirError as err:
                     responses[entry.index] = error_entry(entry_error(entry.index, err, entry.resource_type))
@@ -473,7 +411,7 @@ class SqlStore:
             return {"resourceType": "Bundle", "type": plan.response_type,
                     "entry": [done[e.index] for e in plan.entries]}
 
-        return self._write(run, conn)
+        return run_write(self.engine, run, conn)
 
     def _if_none_exist(self, conn: Connection, entry: BundleEntry, base_url: str) -> dict[str, Any] | None:
         try:

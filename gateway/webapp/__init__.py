@@ -87,33 +87,55 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
                    static_folder="static", static_url_path="/static")
     bp.record_once(lambda _state: warm_up_plotting())
     if settings is not None:
-        add_launch_views(bp, settings, base_url_of)
-        if settings.app_session_secret:
-            bp.record_once(lambda state: state.app.config.update(
-                SECRET_KEY=settings.app_session_secret, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://")))
-        if launch_configured(settings):
+        _add_launch(bp, settings, base_url_of)
+    pages = _Pages(get_store, base_url_of, settings or Settings())
+    _add_page_views(bp, pages)
+    _add_file_views(bp, pages)
+    return bp
 
-            @bp.errorhandler(FhirError)
-            def login_first(err: FhirError) -> WerkzeugResponse:
-                """A browser without a token is sent to the standalone launch; others get the outcome."""
-                if err.status == 401 and request.accept_mimetypes.accept_html and request.path not in LAUNCH_PATHS:
-                    return redirect(url_for("webapp.login"), code=302)
-                return error_response(err)
 
-    def reader() -> StoreReader:
-        return StoreReader(get_store(), base_url_of())
+def _add_launch(bp: Blueprint, settings: Settings, base_url_of: Callable[[], str]) -> None:
+    """The SMART launch views, the session cookie's settings, and the browser's way to the login."""
+    add_launch_views(bp, settings, base_url_of)
+    if settings.app_session_secret:
+        bp.record_once(lambda state: state.app.config.update(
+            SECRET_KEY=settings.app_session_secret, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://")))
+    if launch_configured(settings):
 
-    maps = DoseMapSource(settings or Settings(),
-                         client=lambda: current_app.extensions.get(DICOMWEB_EXTENSION) or maps.dicomweb())
+        @bp.errorhandler(FhirError)
+        def login_first(err: FhirError) -> WerkzeugResponse:
+            """A browser without a token is sent to the standalone launch; others get the outcome."""
+            if err.status == 401 and request.accept_mimetypes.accept_html and request.path not in LAUNCH_PATHS:
+                return redirect(url_for("webapp.login"), code=302)
+            return error_response(err)
 
-    def dose_map(report_ref: str, wanted: str | None, *, with_ct: bool) -> dict[str, Any]:
+
+class _Pages:
+    """What the page's views share: the store, the base URL, and the dose maps' images."""
+
+    def __init__(self, get_store: Callable[[], Any], base_url_of: Callable[[], str], settings: Settings) -> None:
+        self.get_store, self.base_url_of = get_store, base_url_of
+        self.maps = DoseMapSource(settings, client=lambda: current_app.extensions.get(DICOMWEB_EXTENSION)
+                                  or self.maps.dicomweb())
+
+    def reader(self) -> StoreReader:
+        return StoreReader(self.get_store(), self.base_url_of())
+
+    @staticmethod
+    def may_read(patient_id: str) -> None:
+        """403 unless the caller may read this patient's case (``patient/`` scopes: only its own)."""
+        confined = require_scopes(read=PAGE_READS, compartment=True)
+        if confined not in (None, patient_id):
+            raise outside(f"Patient/{patient_id} is not the patient of this launch (Patient/{confined})")
+
+    def dose_map(self, report_ref: str, wanted: str | None, *, with_ct: bool) -> dict[str, Any]:
         """The dose map of a voxel report: its images' slice ``wanted`` (1-based; the slice of the
         highest dose by default), or the reason there is none. The page needs the RT Dose and
         the SEG; only the figure needs the CT series (``with_ct``)."""
         try:
-            report = get_store().read(*report_ref.split("/", 1))
-            images = maps.images(*maps.locate(get_store(), base_url_of(), report), with_ct=with_ct)
+            report = self.get_store().read(*report_ref.split("/", 1))
+            images = self.maps.images(*self.maps.locate(self.get_store(), self.base_url_of(), report), with_ct=with_ct)
         except DoseMapUnavailable as err:
             return {"error": str(err)}
         count = len(images.volume.z_mm)
@@ -129,40 +151,41 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
         return {"images": images, "slice": dose_slice(images.volume, index, images.ct, images.seg),
                 "alt": spec.alt, "spec": spec, "note": note}
 
-    def may_read(patient_id: str) -> None:
-        """403 unless the caller may read this patient's case (``patient/`` scopes: only its own)."""
-        confined = require_scopes(read=PAGE_READS, compartment=True)
-        if confined not in (None, patient_id):
-            raise outside(f"Patient/{patient_id} is not the patient of this launch (Patient/{confined})")
+
+def _add_page_views(bp: Blueprint, pages: _Pages) -> None:
+    """The patient list and the patient's page."""
 
     @bp.get("/")
     def find_patient() -> str:
         confined = require_scopes(read=("Patient",), compartment=True)
         query = request.args.get("q", "").strip()
-        rows = _patient_rows(get_store(), base_url_of(), query, only=confined)
+        rows = _patient_rows(pages.get_store(), pages.base_url_of(), query, only=confined)
         return render_template("webapp/find.html", rows=rows, query=query)
 
     @bp.get("/patient/<patient_id>")
     def patient_page(patient_id: str) -> str:
-        may_read(patient_id)
-        case = load_case(reader(), patient_id)
+        pages.may_read(patient_id)
+        case = load_case(pages.reader(), patient_id)
         from netliver.report.plots import figure_specs
 
         slices = {k: v for k, v in request.args.items() if k.startswith("slice")}
-        dose_maps = {i: dose_map(r.resource, request.args.get(f"slice{i}"), with_ct=False)
+        dose_maps = {i: pages.dose_map(r.resource, request.args.get(f"slice{i}"), with_ct=False)
                      for i, r in enumerate(case.doses, start=1)}
         return render_template("webapp/patient.html", case=case, figures={s.name: s for s in figure_specs(case)},
                                statuses=STATUS_LABELS, dose_maps=dose_maps, slices=slices)
 
+
+def _add_file_views(bp: Blueprint, pages: _Pages) -> None:
+    """The page's figures, dose maps and PDF."""
+
     @bp.get("/patient/<patient_id>/dose-map/<int:number>.png")
     def dose_map_png(patient_id: str, number: int) -> Response:
         """Voxel report ``number``'s dose map (``?slice=`` 1-based; the slice of the highest dose by default)."""
-        may_read(patient_id)
-        doses = load_case(reader(), patient_id).doses
+        pages.may_read(patient_id)
+        doses = load_case(pages.reader(), patient_id).doses
         if not 1 <= number <= len(doses):
             raise FhirError(404, "not-found", f"patient {patient_id} has no voxel report {number}", "number")
-        wanted = request.args.get("slice")
-        found = dose_map(doses[number - 1].resource, wanted, with_ct=True)
+        found = pages.dose_map(doses[number - 1].resource, request.args.get("slice"), with_ct=True)
         if "error" in found:
             raise FhirError(404, "not-found", f"no dose map for {doses[number - 1].resource}: {found['error']}")
         if found["note"]:
@@ -171,21 +194,19 @@ def create_webapp_blueprint(get_store: Callable[[], Any], base_url_of: Callable[
 
     @bp.get("/patient/<patient_id>/figure/<name>.png")
     def figure(patient_id: str, name: str) -> Response:
-        may_read(patient_id)
+        pages.may_read(patient_id)
         from netliver.report.plots import render
 
-        figure = render(load_case(reader(), patient_id), name)
+        figure = render(load_case(pages.reader(), patient_id), name)
         if figure is None:
             raise FhirError(404, "not-found", f"patient {patient_id} has no figure {name!r}", "name")
         return Response(figure.png, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
     @bp.get("/patient/<patient_id>/report.pdf")
     def report_pdf(patient_id: str) -> Response:
-        may_read(patient_id)
+        pages.may_read(patient_id)
         from netliver.report.pdf import case_pdf
 
-        pdf = case_pdf(load_case(reader(), patient_id))
+        pdf = case_pdf(load_case(pages.reader(), patient_id))
         return Response(pdf, mimetype="application/pdf", headers={
             "Cache-Control": "no-store", "Content-Disposition": f'inline; filename="tumour-board-{patient_id}.pdf"'})
-
-    return bp

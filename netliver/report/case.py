@@ -23,18 +23,32 @@ from netliver.fhir.codesystems import (
     THERAPY_SYSTEM,
 )
 from netliver.fhir.sampled_dvh import report_dvh
+from netliver.report.dose_records import (
+    DoseComparison,
+    DoseResponse,
+    dose_comparison,
+    dose_response,
+)
+from netliver.report.fhir_values import (
+    CRITERIA as _CRITERIA,
+)
+from netliver.report.fhir_values import (
+    Quantity,
+    _code,
+    _codes,
+    _components,
+    _date,
+    _quantity,
+    _ref,
+)
 
 __all__ = [
     "STATUS_LABELS",
     "Case",
-    "ComparedVoi",
     "CriterionCourse",
-    "DoseComparison",
     "DoseReport",
-    "DoseResponse",
     "EligibilityRow",
     "Grade",
-    "LesionDose",
     "LesionPoint",
     "MarkerPoint",
     "PatientSummary",
@@ -68,21 +82,9 @@ _REASON = re.compile(r"^\[(?P<id>[^·\]]+?) · (?P<kind>[\w-]+) · (?P<result>[\
 DOSE_METRICS = {"dose-mean": "Dmean", "dose-d50": "D50", "dose-d70": "D70", "dose-d90": "D90",
                 "dose-v100": "V100", "dose-v120": "V120", "dose-min": "Dmin", "dose-max": "Dmax",
                 "bed-mean": "BED", "eqd2-mean": "EQD2"}
-_CRITERIA = {"recist-1.1": "RECIST 1.1", "mrecist": "mRECIST", "choi": "Choi", "percist": "PERCIST",
-             "irecist": "iRECIST", "easl": "EASL"}
 #: LOINC codes of the tumour markers drawn over time.
 MARKERS = {"9811-1": "Chromogranin A", "1695-6": "5-HIAA (24 h urine)"}
 _LONGEST, _SHORT_AXIS, _TUMOR_SIZE, _NODE = "33728-7", "103340004", "21889-1", "59441001"
-
-
-@dataclass(frozen=True)
-class Quantity:
-    value: float
-    unit: str
-
-    def text(self, digits: int = 1) -> str:
-        number = f"{self.value:.{digits}f}" if isinstance(self.value, float) else str(self.value)
-        return f"{number} {self.unit}".strip()
 
 
 @dataclass(frozen=True)
@@ -181,61 +183,6 @@ class DoseReport:
                          if abs(v / step_percent - round(v / step_percent)) < 1e-9})
         lookup = {name: dict(points) for name, points in self.curves.items()}
         return [(level, [lookup[name].get(level) for name in names]) for level in levels]
-
-
-#: The metrics ``$dose-comparison`` compares: (column name, component stem, unit).
-COMPARED_METRICS = (("Dmean", "dose-mean"), ("D70", "dose-d70"), ("V100", "dose-v100"))
-
-
-@dataclass(frozen=True)
-class ComparedVoi:
-    """One VOI of a ``$dose-comparison``: per metric (Dmean, D70, V100) the predicted and
-    delivered value and their difference, as stored."""
-
-    name: str
-    role: str
-    predicted: Mapping[str, Quantity]
-    delivered: Mapping[str, Quantity]
-    difference: Mapping[str, Quantity]
-    difference_percent: Quantity | None
-    flagged: bool | None
-    resource: str
-
-
-@dataclass(frozen=True)
-class DoseComparison:
-    resource: str
-    effective: str
-    predicted: str
-    delivered: str
-    vois: tuple[ComparedVoi, ...]
-    lung_shunt_predicted: Quantity | None
-    lung_shunt_delivered: Quantity | None
-    conclusion: str
-
-
-@dataclass(frozen=True)
-class LesionDose:
-    """One lesion's absorbed dose beside its response (a ``lesion-dose-response`` Observation)."""
-
-    lesion: str
-    label: str
-    dose: Quantity | None
-    bed: Quantity | None
-    baseline: Quantity | None
-    latest: Quantity | None
-    change: Quantity | None
-    category: str
-    resource: str
-
-
-@dataclass(frozen=True)
-class DoseResponse:
-    resource: str
-    effective: str
-    criterion: str
-    label: str
-    lesions: tuple[LesionDose, ...]
 
 
 @dataclass(frozen=True)
@@ -338,42 +285,6 @@ class Case:
 
 # ------------------------------------------------------------------------------ readers ----
 
-def _codes(concept: Any, system: str | None = None) -> list[str]:
-    if not isinstance(concept, Mapping):
-        return []
-    return [c.get("code", "") for c in concept.get("coding") or []
-            if isinstance(c, Mapping) and (system is None or c.get("system") == system)]
-
-
-def _code(concept: Any, system: str | None = None) -> str:
-    found = _codes(concept, system)
-    return found[0] if found else ""
-
-
-def _quantity(raw: Any) -> Quantity | None:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("value"), int | float):
-        return None
-    return Quantity(float(raw["value"]), str(raw.get("unit") or raw.get("code") or ""))
-
-
-def _components(resource: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """component by its first code (or its text when it has none)."""
-    out: dict[str, Mapping[str, Any]] = {}
-    for comp in resource.get("component") or []:
-        key = _code(comp.get("code")) or str((comp.get("code") or {}).get("text", ""))
-        out.setdefault(key, comp)
-    return out
-
-
-def _ref(resource: Mapping[str, Any]) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
-
-
-def _date(resource: Mapping[str, Any]) -> str:
-    when = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get("start") or ""
-    return str(when)[:10]
-
-
 def _reason(text: str, status: str) -> Reason | None:
     match = _REASON.match(text)
     if not match:
@@ -460,68 +371,6 @@ def dose_report(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any
     title = _code_display(report.get("code")) or "Dosimetry report"
     return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois),
                       report_dvh(report))
-
-
-def _results(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [by_ref[r["reference"]] for r in report.get("result") or [] if r.get("reference") in by_ref]
-
-
-def _component_quantities(obs: Mapping[str, Any]) -> dict[str, Quantity]:
-    out: dict[str, Quantity] = {}
-    for comp in obs.get("component") or []:
-        value = _quantity(comp.get("valueQuantity"))
-        code = _code(comp.get("code"), OBSERVATION_CODE_SYSTEM)
-        if code and value is not None:
-            out.setdefault(code, value)
-    return out
-
-
-def compared_voi(obs: Mapping[str, Any]) -> ComparedVoi:
-    values = _component_quantities(obs)
-    site = str((obs.get("bodySite") or {}).get("text", ""))
-    name, _, role = site.partition(" (")
-    flag = next((c.get("valueBoolean") for c in obs.get("component") or []
-                 if _code(c.get("code"), OBSERVATION_CODE_SYSTEM) == "dose-discrepancy"), None)
-
-    def pick(prefix: str, suffix: str = "") -> dict[str, Quantity]:
-        return {metric: values[f"{prefix}{stem}{suffix}"] for metric, stem in COMPARED_METRICS
-                if f"{prefix}{stem}{suffix}" in values}
-
-    return ComparedVoi(name.strip(), role.rstrip(")"), pick("predicted-"), pick("delivered-"), pick("", "-difference"),
-                       values.get("dose-mean-difference-percent"), flag if isinstance(flag, bool) else None, _ref(obs))
-
-
-def dose_comparison(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]]) -> DoseComparison:
-    """A ``$dose-comparison`` report with its VOI rows and lung shunts, as stored."""
-    results = _results(report, by_ref)
-    rows = tuple(compared_voi(o) for o in results if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "dose-comparison")
-    shunt = next((_component_quantities(o) for o in results
-                  if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "lung-shunt-comparison"), {})
-    both = next(([str(d.get("reference", "")) for d in o.get("derivedFrom") or []][:2] for o in results
-                 if len(o.get("derivedFrom") or []) >= 2), ["", ""])
-    return DoseComparison(_ref(report), _date(report), both[0], both[1], rows, shunt.get("lung-shunt-predicted"),
-                          shunt.get("lung-shunt-delivered"), str(report.get("conclusion", "")))
-
-
-def lesion_dose(obs: Mapping[str, Any], structures: Mapping[str, Mapping[str, Any]]) -> LesionDose:
-    values = _component_quantities(obs)
-    lesion = str(((obs.get("focus") or [{}])[0]).get("reference", ""))
-    label = str((structures.get(lesion, {}).get("location") or {}).get("text", ""))
-    category = next((_code(c.get("valueCodeableConcept")) for c in obs.get("component") or []
-                     if _code(c.get("code"), OBSERVATION_CODE_SYSTEM) == "lesion-response"), "")
-    return LesionDose(lesion.removeprefix("BodyStructure/"), label, values.get("dose-mean"), values.get("bed-mean"),
-                      values.get("lesion-baseline-size"), values.get("lesion-latest-size"),
-                      values.get("lesion-size-change"), category, _ref(obs))
-
-
-def dose_response(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any]],
-                  structures: Mapping[str, Mapping[str, Any]]) -> DoseResponse:
-    """A dose-response report (one criterion) with one row per lesion, as stored."""
-    results = [o for o in _results(report, by_ref)
-               if _code(o.get("code"), OBSERVATION_CODE_SYSTEM) == "lesion-dose-response"]
-    criterion = next((_code(o.get("method"), RESPONSE_SYSTEM) for o in results if _code(o.get("method"), RESPONSE_SYSTEM)), "")
-    return DoseResponse(_ref(report), _date(report), criterion, _CRITERIA.get(criterion, criterion or "criterion not stated"),
-                        tuple(lesion_dose(o, structures) for o in results))
 
 
 def _category_code(comp: Mapping[str, Any] | None) -> str:

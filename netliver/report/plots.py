@@ -17,7 +17,8 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
-from netliver.report.case import Case, DoseComparison, DoseReport, DoseResponse, MarkerPoint
+from netliver.report.case import Case, DoseReport, MarkerPoint
+from netliver.report.dose_records import DoseComparison, DoseResponse
 
 __all__ = ["STYLE", "Figure", "FigureSpec", "comparison_figure", "dose_response_figure", "dvh_figure", "figure_specs",
            "marker_figure", "render", "render_all", "spider_figure", "waterfall_figure"]

@@ -201,6 +201,7 @@ class VoxelJobRequest:
     patient: str | None
     imaging_study: str | None
     key: str
+    registration_series_uid: str | None = None
 
 
 def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
@@ -213,6 +214,7 @@ def voxel_job_request(params: Mapping[str, Any]) -> VoxelJobRequest:
         patient=params.get("patient") or None,
         imaging_study=params.get("imagingStudy") or None,
         key=canonical_json(dict(params)),
+        registration_series_uid=params.get("registrationSeriesUid") or None,
     )
 
 

@@ -123,7 +123,8 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
 
     request = voxel_job_request(params)
     result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
-                                 request.segmentation_series_uid, progress=progress, tissues=tissues)
+                                 request.segmentation_series_uid, progress=progress, tissues=tissues,
+                                 registration_series_uid=request.registration_series_uid)
     lesions: dict[str, str] = {}
     if find_body_structure is not None:
         # a tumour VOI is a lesion: its BodyStructure by TrackingUID, else by label (the gateway looks)

@@ -33,7 +33,7 @@ from infra.stack import Stack, free_port
 from netliver.fhir.codesystems import CANONICAL_BASE
 from services.dosimetry.imaging import phantoms as ph
 from tests.support.fhir_engine import FhirEngine, fhir_engine_fixture, install_dir
-from tests.support.stack import make_stack
+from tests.support.stack import make_stack, running
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +48,9 @@ SIRT_PARAMS = {"resourceType": "Parameters", "parameter": [
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("clients"), workers=1, with_orthanc=orthanc_available(),
-                   env={"ORTHANC_CATCHUP_S": "0"})
-    s.start()
-    try:
+    with running(make_stack(tmp_path_factory.mktemp("clients"), workers=1, with_orthanc=orthanc_available(),
+                            env={"ORTHANC_CATCHUP_S": "0"})) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

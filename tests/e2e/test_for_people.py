@@ -36,7 +36,7 @@ from netliver.fhir.codesystems import (
     THERAPY_SYSTEM,
 )
 from netliver.fhir.sampled_dvh import report_dvh
-from tests.support.stack import make_stack
+from tests.support.stack import make_stack, running
 
 ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
 SECTIONS = ("eligibility", "sirt", "dosimetry", "comparison", "response", "dose-response", "markers", "ctcae")
@@ -46,14 +46,10 @@ pytestmark = pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("people"), workers=1, with_orthanc=True,
-                   env={"ORTHANC_CATCHUP_S": "0"})
-    s.start()
-    try:
+    with running(make_stack(tmp_path_factory.mktemp("people"), workers=1, with_orthanc=True,
+                            env={"ORTHANC_CATCHUP_S": "0"})) as s:
         run(s, with_pacs=True)  # the demo's patient through every operation
         yield s
-    finally:
-        s.stop()
 
 
 def _search(stack: Stack, rtype: str, **params: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from infra.stack import ROOT, Stack
 from tests.support.fuzz_requests import FuzzRequest, fuzz_requests
-from tests.support.stack import make_stack
+from tests.support.stack import make_stack, running
 
 pytestmark = pytest.mark.e2e
 #: Where a 503 is a real outage in this set-up (no PACS runs).
@@ -56,11 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                    env={"ORTHANC_CATCHUP_S": "0", "JOB_SWEEP_S": "0", "ORTHANC_URL": "http://127.0.0.1:9",
                         "LOG_LEVEL": "WARNING"})
     s.config.gateway_workers = 1
-    s.start()
-    try:
+    with running(s):
         yield s
-    finally:
-        s.stop()
 
 
 def _fingerprint(db: Path) -> tuple[int, ...]:

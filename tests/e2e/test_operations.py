@@ -16,7 +16,7 @@ from infra.demo_follow_up import synthetic_follow_up_bundle
 from infra.demo_patients import EVALUATION_DATE, realistic_patient
 from infra.stack import Stack
 from netliver.fhir.codesystems import STATUS_SYSTEM, THERAPY_SYSTEM
-from tests.support.stack import make_stack
+from tests.support.stack import make_stack, running
 
 THERAPIES = {"surgical-resection", "liver-transplant", "ablation-rfa", "ablation-mwa", "ablation-laser",
              "ablation-cryo", "ablation-ire", "tae", "ctace", "deb-tace", "sirt", "prrt", "ia-prrt"}
@@ -24,12 +24,8 @@ THERAPIES = {"surgical-resection", "liver-transplant", "ablation-rfa", "ablation
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("operations"), workers=0, env={"ORTHANC_CATCHUP_S": "0"})
-    s.start()
-    try:
+    with running(make_stack(tmp_path_factory.mktemp("operations"), workers=0, env={"ORTHANC_CATCHUP_S": "0"})) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import requests
 from infra.orthanc_process import orthanc_available
 from infra.stack import Stack, free_port
 from services.dosimetry.imaging import phantoms as ph
-from tests.support.stack import make_stack, poll
+from tests.support.stack import make_stack, poll, running
 
 pytestmark = pytest.mark.skipif(not orthanc_available(), reason="Orthanc is not installed (make system-deps)")
 
@@ -24,11 +24,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(tmp_path_factory.mktemp("catchup"), workers=0, with_orthanc=True,
                    env={"INTERNAL_TOKEN": TOKEN, "ORTHANC_CATCHUP_S": "0"})
     s.config.orthanc_hook = False
-    s.start()
-    try:
+    with running(s):
         yield s
-    finally:
-        s.stop()
 
 
 def _catch_up(url: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from infra.stack import Stack, free_port
 from netliver.fhir.codesystems import CODESYSTEMS
 from tests.support import postgres
 from tests.support.jwks import JwksServer
-from tests.support.stack import make_stack
+from tests.support.stack import make_stack, running
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
@@ -31,13 +31,11 @@ FHIR = {"Content-Type": "application/fhir+json"}
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     postgres.ensure_running()
     name = postgres.create_database()
-    s = make_stack(tmp_path_factory.mktemp("platform"), database_url=postgres.database_url(name),
-                   env={"ORTHANC_CATCHUP_S": "0"})
-    s.start()
     try:
-        yield s
+        with running(make_stack(tmp_path_factory.mktemp("platform"), database_url=postgres.database_url(name),
+                                env={"ORTHANC_CATCHUP_S": "0"})) as s:
+            yield s
     finally:
-        s.stop()
         postgres.drop_database(name)
 
 

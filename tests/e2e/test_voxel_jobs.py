@@ -21,7 +21,7 @@ from infra.orthanc_process import orthanc_available
 from infra.stack import Stack
 from netliver.fhir.builders import canonical_json, deterministic_id
 from services.dosimetry.imaging import phantoms as ph
-from tests.support.stack import make_stack, poll
+from tests.support.stack import make_stack, poll, running
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not orthanc_available(), reason="Orthanc is not installed (make system-deps)")]
@@ -31,15 +31,11 @@ TOKEN = "e2e-internal-token"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("voxel"), workers=2, with_orthanc=True, env={
-        "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "4", "JOB_VISIBILITY_TIMEOUT_S": "8",
-        "JOB_RESTORE_INTERVAL_S": "2",
-        "ORTHANC_CATCHUP_S": "0"})
-    s.start()
-    try:
+    with running(make_stack(tmp_path_factory.mktemp("voxel"), workers=2, with_orthanc=True, env={
+            "INTERNAL_TOKEN": TOKEN, "JOB_LEASE_S": "4", "JOB_VISIBILITY_TIMEOUT_S": "8",
+            "JOB_RESTORE_INTERVAL_S": "2",
+            "ORTHANC_CATCHUP_S": "0"})) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _task(gw: str, task_id: str) -> dict[str, Any]:

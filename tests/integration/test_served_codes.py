@@ -20,8 +20,8 @@ import pytest
 from infra.demo_follow_up import synthetic_follow_up_bundle
 from infra.demo_patients import (
     EVALUATION_DATE,
+    cazzato_fig5_sirt_77f,
     realistic_patient,
-    seed_fig5_sirt_77f,
 )
 from netliver.fhir.codesystems import CANONICAL_BASE, CODESYSTEMS
 from netliver.settings import Settings
@@ -88,7 +88,7 @@ def _written_by_every_operation() -> list[dict[str, Any]]:
         written.extend(answer.get_json()["write"])
 
     eligibility = eligibility_app(settings)
-    for patient in (realistic_patient(), seed_fig5_sirt_77f()):
+    for patient in (realistic_patient(), cazzato_fig5_sirt_77f()):
         post(eligibility, f"/operations/evaluate-eligibility?date={EVALUATION_DATE.isoformat()}", patient)
     response = response_app(settings)
     for criterion in ("recist-1.1", "mrecist", "easl", "choi", "percist", "irecist"):

@@ -23,6 +23,7 @@ import jwt
 import requests
 
 from tests.support.jwks import ALGORITHMS, JwksServer
+from tests.support.jwt_gateway import jwt_gateway_env
 
 __all__ = ["EHR_ISSUER", "CdsClientSim", "gateway_env"]
 
@@ -34,14 +35,8 @@ def gateway_env(tmp: Path, idp: JwksServer, ehr: CdsClientSim, eligibility_url: 
                 **more: str) -> dict[str, str]:
     """Environment of a gateway under test that trusts ``ehr`` as a CDS client (AUTH_MODE=jwt with
     ``idp`` as the hospital issuer, its own SQLite store, no PACS, jobs or rate limits)."""
-    env = {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-           "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
-           "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
-           "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers",
-           "PUBLIC_BASE_URL": public_base_url, "ELIGIBILITY_URL": eligibility_url,
-           "CDS_CLIENTS": json.dumps([ehr.registration])}
-    env.update(more)
-    return env
+    return jwt_gateway_env(idp, tmp, **{"PUBLIC_BASE_URL": public_base_url, "ELIGIBILITY_URL": eligibility_url,
+                                        "CDS_CLIENTS": json.dumps([ehr.registration]), **more})
 
 
 class CdsClientSim:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import requests
 
 from infra.stack import Stack, StackConfig
 
-__all__ = ["make_stack", "poll"]
+__all__ = ["make_stack", "poll", "running"]
 
 
 def make_stack(tmp: Path, *, workers: int = 1, env: dict[str, str] | None = None,
@@ -28,6 +29,17 @@ def make_stack(tmp: Path, *, workers: int = 1, env: dict[str, str] | None = None
                     "RATE_LIMIT_PER_MINUTE": "0"})
     cfg.env.update(env or {})
     return Stack(cfg)
+
+
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    """``stack`` started for the block and stopped after it, also when a test in it fails (a
+    start that fails stops what it had started itself)."""
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 def poll(fn: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 60.0,

@@ -21,7 +21,7 @@ __all__ = ["TUMOUR_DMEAN_FLAG_PERCENT", "DoseComparison", "StudyDoses", "VoiComp
            "compare_doses", "lung_shunt_from_shares"]
 
 #: A tumour's delivered mean dose differing from the predicted one by more than this (% of the
-#: predicted value) is flagged (DOMAIN rule "> 20 % on tumour Dmean").
+#: predicted value) is flagged (the project's rule: "> 20 % on tumour Dmean"; docs/dosimetry.md).
 TUMOUR_DMEAN_FLAG_PERCENT = 20.0
 
 

@@ -136,7 +136,7 @@ def bed_metrics(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, tissue: TissueRadio
 
 @dataclass(frozen=True)
 class TissueTable:
-    """Which linear-quadratic parameters a VOI takes, by its role (DOMAIN rule: tumour and lesion
+    """Which linear-quadratic parameters a VOI takes, by its role (the project's rule: tumour and lesion
     VOIs the tumour values; the liver and the normal liver the liver values; other organs none,
     so they get absorbed dose only)."""
 

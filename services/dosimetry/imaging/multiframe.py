@@ -13,7 +13,7 @@ with the converted attributes a Legacy Converted instance keeps in its Unassigne
 Converted Attributes Sequence (0020,9170), and for a native Enhanced PET the equivalents of
 its own attributes: Units BQML when the real-world value map's unit is UCUM ``Bq/ml``, and
 DecayCorrection START at DecayCorrectionDateTime (0018,9701) when DecayCorrected (0018,9758)
-is YES.
+is YES, NONE when it is NO (each frame is then corrected from its own time, :mod:`.enhanced_decay`).
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def enhanced_header(ds: Dataset) -> Dataset:
     if "DecayCorrection" not in header and str(ds.get("DecayCorrected", "")).upper() == "YES" and \
             ds.get("DecayCorrectionDateTime"):
         header.DecayCorrection = "START"
+    elif "DecayCorrection" not in header and str(ds.get("DecayCorrected", "")).upper() == "NO":
+        header.DecayCorrection = "NONE"  # each frame at its own time: :mod:`.enhanced_decay`
     return header
 
 

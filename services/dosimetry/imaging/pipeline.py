@@ -3,7 +3,8 @@
 1. **fetch** — QIDO/WADO the activity series (PT, else NM), its CT, and the SEG/RTSTRUCT when
    ``segmentation_series_uid`` is given (:mod:`.dicomweb`).
 2. **decode** — activity volume in patient coordinates, decay corrected to the administration
-   (:mod:`.volume`); CT in HU; CT/activity match checked (:mod:`.resample`).
+   (:mod:`.volume`); CT in HU; a CT in another Frame of Reference through the study's rigid
+   Spatial Registration (:mod:`.registration`); CT/activity match checked (:mod:`.resample`).
 3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
    VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
 4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
@@ -32,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
@@ -44,6 +46,7 @@ from services.dosimetry.domain.radiobiology import (
 from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.registration import emission_grid_in_ct_frame, segmentation_frame
 from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
 from services.dosimetry.imaging.rtdose import (
     STORE_RETRY_DELAYS_S,
@@ -166,8 +169,12 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         cancelled: Callable[[], bool] | None = None, *,
                         dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
                         store: bool = True, tissues: TissueTable | None = None,
-                        store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S) -> VoxelDosimetryResult:
+                        store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S,
+                        registration_series_uid: str | None = None) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
+
+    A CT in another Frame of Reference than the emission image is used through the rigid Spatial
+    Registration of the study (or of ``registration_series_uid``), see :mod:`.registration`.
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
     message naming the input or DICOM attribute) and :class:`JobCancelledError`.
@@ -207,12 +214,14 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     ct = ct_volume(images.ct)
     # the CT slices' pixels are in ``ct`` now; the first slice's header names the study for the RT Dose
     del images.ct[1:]
-    check_ct_matches(ct.grid, activity.grid)
+    # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
+    grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct.grid, registration_series_uid)
+    warnings.extend(registered)
+    check_ct_matches(ct.grid, grid)
     if not activity.grid.frame_of_reference_uid or not ct.grid.frame_of_reference_uid:
         warnings.append("FrameOfReferenceUID (0020,0052) missing on the "
                         f"{'activity series' if not activity.grid.frame_of_reference_uid else 'CT'}: the CT is "
                         "assumed registered to the emission image by the scanner coordinates alone")
-    grid = activity.grid
 
     begin("resample")
     density = density_on_grid(ct, grid)
@@ -224,7 +233,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
     if seg_datasets:
-        vois = [v for seg_ds in seg_datasets for v in vois_from_dataset(seg_ds, ct.grid, grid)]
+        vois = [v for seg_ds in seg_datasets
+                for v in vois_from_dataset(seg_ds, *_segmentation_grids(seg_ds, ct.grid, grid, activity.grid))]
         normal_liver = normal_liver_voi(vois)
         if normal_liver is not None:
             vois.append(normal_liver)
@@ -277,7 +287,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         f"{dose_constant_gy_kg_per_gbq:g}"])
         ds = build_rtdose(dose, grid, study=images.ct[0],
                           frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
-                          summation_type="PLAN" if simulation else "RECORD",
+                          delivered=not simulation,
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
                           deterministic_key=key, referenced_series_uid=activity.series_uid,
                           source_images=images.activity)
@@ -298,6 +308,15 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         lsf, any(v.source == "automatic" for v in vois), warnings, timings)
 
 
+def _segmentation_grids(ds: Dataset, ct: Grid, grid: Grid, emission: Grid) -> tuple[Grid, Grid]:
+    """Reference and target grids for a segmentation: drawn in the emission image's own Frame of
+    Reference (when the CT's is another), it is read on the emission grid as it was written."""
+    if emission.frame_of_reference_uid != grid.frame_of_reference_uid and \
+            segmentation_frame(ds) == emission.frame_of_reference_uid:
+        return emission, emission
+    return ct, grid
+
+
 #: The start of the warning when the RT Dose could not be stored (the worker tells the Task).
 RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
 
@@ -305,7 +324,7 @@ RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
 def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:
     """An MAA simulation gives the planned Y-90 activity to the liver (with its tumours) and the
     lungs only: MAA counts elsewhere (free pertechnetate in stomach, thyroid, kidneys;
-    extrahepatic deposition) are reported, not given activity (DOMAIN §5; EANM 2022 lung shunt
+    extrahepatic deposition) are reported, not given activity (EANM 2022 procedure guideline for radioembolisation: lung shunt
     over liver plus lungs). Without a liver or lung VOI the whole field of view is kept."""
     organs = [v for v in vois if v.role in ("liver", "normal-liver", "tumour", "lung")]
     if not any(v.role in ("liver", "lung") for v in organs):

@@ -7,15 +7,26 @@ ImageOrientationPatient, PixelSpacing, GridFrameOffsetVector (3004,000C) (frame 
 along the normal, first = 0) with FrameIncrementPointer → (3004,000C); 16-bit unsigned pixels
 × DoseGridScaling (3004,000E) = dose in Gy; DoseUnits GY, DoseType PHYSICAL.
 
-DoseSummationType (3004,000A): ``RECORD`` for a post-treatment Y-90 image (the dose that was
-delivered) and ``PLAN`` for a Tc-99m MAA simulation (a planned Y-90 activity). The standard
-asks for a Referenced RT Plan / Treatment Record Sequence with these values; radioembolisation
-has no DICOM RT Plan or RT Beams Treatment Record to point at, so the sequences are omitted and
-this Type 1C condition is the one finding ``dciodvfy`` (dicom3tools) reports; everything else
-it checks is met: OperatorsName (Type 2, RT Series C.8.8.1), Source Image Sequence (0008,2112)
-naming the emission instances, and the Common Instance Reference module (C.12.2) with their
-Referenced Instance Sequence. The stored values are 16-bit, as most planning systems write
-them (the Debian build of dciodvfy aborts on 32-bit RT Dose).
+Dose Summation Type (3004,000A) is ``PLAN_OVERVIEW``, for both a post-treatment Y-90 dose and an
+MAA simulation. Why: every other Defined Term makes a reference Type 1C. PLAN, MULTI_PLAN,
+FRACTION, BEAM, BRACHY, the *_SESSION terms and CONTROL_POINT require the Referenced RT Plan
+Sequence (300C,0002); RECORD requires the Referenced Treatment Record Sequence (3008,0030),
+"describing RT Beams Treatment Record associated with dose" (PS3.3 Table C.8-39). A
+radioembolisation has neither an RT Plan nor an RT Beams Treatment Record instance, so writing
+PLAN or RECORD leaves a Type 1C attribute missing (the one error ``dciodvfy`` reported), and a
+reference to a made-up instance would be worse. PLAN_OVERVIEW, the later Defined Term for
+"dose calculated with respect to plan overview parameters", is the one that needs no such
+reference: the treatment is described by a Plan Overview Sequence (300C,0116) item instead
+(Plan Overview Index 1, RT Plan Label, Number of Fractions Included 1 = one administration,
+Treatment Site and its code SCT 10200004 Liver). Whether the dose was delivered or predicted
+is said by DoseComment ("delivered" / "predicted (MAA simulation)") and the series
+description. ``dciodvfy`` then reports no error; its dictionary (Debian 2022, dicom3tools source
+2025) predates PLAN_OVERVIEW, so it warns that the term is unrecognised and that the Plan
+Overview attributes are not in its IOD (``docs/imaging.md``). Everything else it checks is met:
+OperatorsName (Type 2, RT Series C.8.8.1), Source Image Sequence (0008,2112) naming the
+emission instances, and the Common Instance Reference module (C.12.2) with their Referenced
+Instance Sequence. The stored values are 16-bit, as most planning systems write them (the
+Debian build of dciodvfy aborts on 32-bit RT Dose).
 
 :func:`store_rtdose` sends it with STOW-RS (dicomweb-client ``store_instances``).
 """
@@ -48,12 +59,16 @@ _MAX_STORED = 2**16 - 1
 
 
 def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_reference_uid: str,
-                 summation_type: str, series_description: str, deterministic_key: str,
+                 delivered: bool, series_description: str, deterministic_key: str,
                  when: datetime | None = None, referenced_series_uid: str = "",
                  source_images: Sequence[Dataset] = ()) -> Dataset:
     """An RT Dose dataset for ``dose_gy`` on ``grid``.
 
     ``study`` is any instance of the study (patient and study attributes are copied from it);
+    ``delivered`` says whether the dose is the one a treatment delivered (post-treatment Y-90
+    image) or a prediction (MAA simulation): both are written with Dose Summation Type
+    PLAN_OVERVIEW (see the module docstring) and told apart by the Plan Overview item and
+    DoseComment;
     ``source_images`` are the emission instances the dose was computed from (Source Image
     Sequence and Common Instance Reference; ``referenced_series_uid`` alone names no instance
     and is written only with them);
@@ -62,26 +77,62 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     """
     if dose_gy.shape != grid.shape:
         raise ValueError(f"dose shape {dose_gy.shape} ≠ grid shape {grid.shape}")
-    if summation_type not in {"PLAN", "RECORD"}:
-        raise ValueError("summation_type must be PLAN or RECORD")
     dose = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     dose = np.clip(dose, 0.0, None)
-    normal = np.cross(grid.orientation[:3], grid.orientation[3:])
-    if float(grid.affine[:3, 0] @ normal) < 0:
-        # Frames stacked against the normal (e.g. an NM negative SpacingBetweenSlices): written from
-        # the other end so GridFrameOffsetVector increases; some viewers mishandle negative offsets.
-        flipped = grid.affine.copy()
-        flipped[:3, 3] = grid.index_to_patient(np.array([grid.shape[0] - 1.0, 0.0, 0.0]))
-        flipped[:3, 0] = -grid.affine[:3, 0]
-        grid = Grid(grid.shape, flipped, grid.frame_of_reference_uid)
-        dose = dose[::-1]
+    grid, dose = _frames_along_normal(grid, dose)
     peak = float(dose.max())
     scaling = peak / _MAX_STORED if peak > 0 else 1.0
-    stored = np.round(dose / scaling).astype(np.uint16)
     when = when or datetime.now()
-    series_uid = generate_uid(entropy_srcs=["rtdose-series", deterministic_key])
     sop_uid = generate_uid(entropy_srcs=["rtdose-instance", deterministic_key])
 
+    ds = _part10_dataset(sop_uid)
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+                    "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
+                    "StudyDescription"):
+        ds.__setattr__(keyword, study.get(keyword, ""))
+    ds.Modality = "RTDOSE"
+    ds.OperatorsName = ""  # Type 2 in the RT Series module (C.8.8.1): present, empty when unknown
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["rtdose-series", deterministic_key])
+    ds.SeriesNumber = 9001
+    ds.SeriesDescription = series_description[:64]
+    ds.InstanceNumber = 1
+    ds.ContentDate = when.strftime("%Y%m%d")
+    ds.ContentTime = when.strftime("%H%M%S")
+    ds.InstanceCreationDate = ds.ContentDate
+    ds.InstanceCreationTime = ds.ContentTime
+    ds.Manufacturer = "netliver"
+    ds.ManufacturerModelName = "netliver dosimetry"
+    ds.SoftwareVersions = __version__
+    ds.FrameOfReferenceUID = frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    _write_geometry(ds, grid)
+    # RT Dose
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN_OVERVIEW"
+    ds.PlanOverviewSequence = DicomSequence([_plan_overview()])
+    # (3004,0014) Type 3: the dose used the CT's density map (C.8.8.3)
+    ds.TissueHeterogeneityCorrection = "IMAGE"
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    ds.DoseComment = f"Y-90 absorbed dose, {'delivered' if delivered else 'predicted (MAA simulation)'}"[:64]
+    _reference_sources(ds, source_images, referenced_series_uid)
+    ds.PixelData = np.round(dose / scaling).astype(np.uint16).tobytes()
+    return ds
+
+
+def _frames_along_normal(grid: Grid, dose: np.ndarray) -> tuple[Grid, np.ndarray]:
+    """Frames stacked against the normal (e.g. an NM negative SpacingBetweenSlices) are written
+    from the other end so GridFrameOffsetVector increases; some viewers mishandle negative offsets."""
+    normal = np.cross(grid.orientation[:3], grid.orientation[3:])
+    if float(grid.affine[:3, 0] @ normal) >= 0:
+        return grid, dose
+    flipped = grid.affine.copy()
+    flipped[:3, 3] = grid.index_to_patient(np.array([grid.shape[0] - 1.0, 0.0, 0.0]))
+    flipped[:3, 0] = -grid.affine[:3, 0]
+    return Grid(grid.shape, flipped, grid.frame_of_reference_uid), dose[::-1]
+
+
+def _part10_dataset(sop_uid: str) -> Dataset:
     ds = Dataset()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = RT_DOSE_STORAGE
@@ -95,26 +146,11 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = RT_DOSE_STORAGE
     ds.SOPInstanceUID = sop_uid
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                    "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
-                    "StudyDescription"):
-        ds.__setattr__(keyword, study.get(keyword, ""))
-    ds.Modality = "RTDOSE"
-    ds.OperatorsName = ""  # Type 2 in the RT Series module (C.8.8.1): present, empty when unknown
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 9001
-    ds.SeriesDescription = series_description[:64]
-    ds.InstanceNumber = 1
-    ds.ContentDate = when.strftime("%Y%m%d")
-    ds.ContentTime = when.strftime("%H%M%S")
-    ds.InstanceCreationDate = ds.ContentDate
-    ds.InstanceCreationTime = ds.ContentTime
-    ds.Manufacturer = "netliver"
-    ds.ManufacturerModelName = "netliver dosimetry"
-    ds.SoftwareVersions = __version__
-    ds.FrameOfReferenceUID = frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    # Image Plane / multi-frame geometry
+    return ds
+
+
+def _write_geometry(ds: Dataset, grid: Grid) -> None:
+    """Image Plane, Multi-frame and Image Pixel attributes of the dose grid (16-bit unsigned)."""
     ds.ImagePositionPatient = [f"{v:.6g}" for v in grid.first_position_mm]
     ds.ImageOrientationPatient = [f"{v:.8g}" for v in grid.orientation]
     dz, dy, dx = grid.spacing_mm
@@ -123,7 +159,6 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.GridFrameOffsetVector = [f"{k * dz:.6g}" for k in range(grid.shape[0])]
     ds.NumberOfFrames = grid.shape[0]
     ds.FrameIncrementPointer = 0x3004000C
-    # Image Pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = grid.shape[1]
@@ -132,17 +167,22 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
-    # RT Dose
-    ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = summation_type
-    # (3004,0014) Type 3: the dose used the CT's density map (C.8.8.3)
-    ds.TissueHeterogeneityCorrection = "IMAGE"
-    ds.DoseGridScaling = f"{scaling:.10g}"
-    ds.DoseComment = "Y-90 absorbed dose (netliver voxel dosimetry)"[:64]
-    _reference_sources(ds, source_images, referenced_series_uid)
-    ds.PixelData = stored.tobytes()
-    return ds
+
+
+def _plan_overview() -> Dataset:
+    """The one Plan Overview Sequence (300C,0116) item: the radioembolisation the dose belongs
+    to, described by its parameters because there is no RT Plan instance to reference."""
+    item = Dataset()
+    item.PlanOverviewIndex = 1
+    item.RTPlanLabel = "Y-90 SIRT"
+    item.NumberOfFractionsIncluded = 1  # one administration
+    item.TreatmentSite = "Liver"
+    site = Dataset()
+    site.CodeValue = "10200004"
+    site.CodingSchemeDesignator = "SCT"
+    site.CodeMeaning = "Liver"
+    item.TreatmentSiteCodeSequence = DicomSequence([site])
+    return item
 
 
 def _reference_sources(ds: Dataset, source_images: Sequence[Dataset], series_uid: str) -> None:

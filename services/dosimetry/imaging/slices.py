@@ -25,6 +25,7 @@ from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesErr
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
 from services.dosimetry.imaging.pixels import MAX_VOLUME_BYTES, decoded_pixels
+from services.dosimetry.imaging.vendor_pet import refuse_uncalibrated_units
 
 __all__ = ["nm_multiframe", "pt_units", "stack_slices"]
 
@@ -229,7 +230,8 @@ def pt_units(values: np.ndarray, sorted_ds: Sequence[Dataset], warnings: list[st
     """PET values in Bq/mL where the vendor's convention allows it, and their Units (0054,1001).
 
     ``Bq/ml`` spelt out is BQML. A Philips image in CNTS with its activity concentration scale
-    factor (7053,1009) on every slice becomes Bq/mL slice by slice (with a warning). Any other
+    factor (7053,1009) on every slice becomes Bq/mL slice by slice (with a warning). SUV, counts
+    and NONE are refused by name (:func:`~.vendor_pet.refuse_uncalibrated_units`); any other
     unit is returned as it is, for the caller to refuse.
     """
     units = str(sorted_ds[0].get("Units", "")).strip().upper()
@@ -242,4 +244,5 @@ def pt_units(values: np.ndarray, sorted_ds: Sequence[Dataset], warnings: list[st
             warnings.append("PT Units CNTS converted to Bq/mL with the Philips activity concentration scale "
                             "factor (7053,1009)")
             return values * scale, "BQML"
+    refuse_uncalibrated_units(units)
     return values, units

@@ -41,6 +41,7 @@ from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dic
 from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.slices import nm_multiframe, pt_units, stack_slices
+from services.dosimetry.imaging.vendor_pet import pet_series_start
 
 __all__ = [
     "ActivityVolume",
@@ -254,12 +255,9 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
             correction = str(first.get("DecayCorrection", "")).upper()
             if correction == "START":
                 # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
-                # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x).
-                start = (parse_dicom_datetime(first.get("DecayCorrectionDateTime"), require_time=True,
-                                              utc_offset=zone)
-                         or parse_dicom_datetime(first.get("SeriesDate"), first.get("SeriesTime"), require_time=True,
-                                                 utc_offset=zone)
-                         or acquisition)
+                # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x), unless
+                # re-stamped after the acquisition (vendor rules in :mod:`.vendor_pet`).
+                start = pet_series_start(first, datasets, zone, warnings) or acquisition
                 if start is None:
                     warnings.append("PT SeriesDate/Time missing: no decay correction applied")
                 else:
@@ -271,8 +269,8 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                     warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
                                     "values left at the (unknown) administration time")
             elif correction == "NONE" and len(datasets) != grid.shape[0]:
-                warnings.append("PT DecayCorrection NONE in a multi-frame instance: per-frame acquisition times "
-                                "are not read; no decay correction applied")
+                from services.dosimetry.imaging.enhanced_decay import decay_uncorrected_frames
+                values, factor = decay_uncorrected_frames(datasets[0], grid, values, reference, pharma.half_life_s)
             elif correction == "NONE":
                 values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
             else:

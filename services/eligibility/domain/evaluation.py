@@ -9,7 +9,7 @@
 - ``eligible``: otherwise.
 
 :attr:`TherapyVerdict.missing` lists the inputs of every unknown rule, whatever the status they
-lead to (DOMAIN.md §2: "The missing inputs are listed either way").
+lead to (docs/eligibility.md: the missing inputs are listed either way).
 """
 
 from __future__ import annotations

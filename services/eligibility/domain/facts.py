@@ -104,8 +104,8 @@ def newest_fact(readings: Sequence[Reading]) -> Fact:
     """Reduce readings of one input to the newest value; report same-date disagreement.
 
     Readings without a date rank below every dated reading. On the newest date, readings that
-    all carry a time of day are ordered by it (CONTRACT: the newest by ``effectiveDateTime``
-    wins); only readings at the same instant, or without a time, can conflict.
+    all carry a time of day are ordered by it (docs/eligibility.md: the newest by
+    ``effectiveDateTime`` wins); only readings at the same instant, or without a time, can conflict.
     """
     if not readings:
         raise ValueError("no readings")

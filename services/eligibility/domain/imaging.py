@@ -18,6 +18,10 @@ _FOREGUT = frozenset({"pancreas", "stomach", "lung"})
 _HINDGUT = frozenset({"colorectum"})
 
 
+_CAZZATO_2021 = "Cazzato 2021 (Cancers; doi:10.3390/cancers13246368)"
+_ROZENBLUM_2020 = "Rozenblum 2020 (Eur J Radiol; doi:10.1016/j.ejrad.2019.108743)"
+
+
 @dataclass(frozen=True)
 class ImagingAdvice:
     code: str  # short machine-readable key (dopa-pet, sstr-pet, fdg-pet, mri-dwi, ct-mri)
@@ -29,7 +33,7 @@ def imaging_advice(primary_site: str | None, ki67_pct: Decimal | None,
                    grade: int | None) -> tuple[ImagingAdvice, ...]:
     """Advice in order of priority; the liver-staging MRI with DWI is always advised."""
     out: list[ImagingAdvice] = []
-    t2 = "003_1bb7bc59738f3854.txt Table 2"
+    t2 = f"{_ROZENBLUM_2020} Table 2"
     if primary_site in _MIDGUT:
         out.append(ImagingAdvice("dopa-pet", "Midgut primary: 18F-DOPA PET first, 68Ga-DOTATOC PET second.", t2))
     elif primary_site in _FOREGUT:
@@ -38,12 +42,12 @@ def imaging_advice(primary_site: str | None, ki67_pct: Decimal | None,
         out.append(ImagingAdvice("ct-mri", "Hindgut primary: contrast-enhanced CT / MRI.", t2))
     elif primary_site == "unknown":
         out.append(ImagingAdvice("sstr-pet", "Unknown primary: 68Ga-DOTA-peptide PET (gold standard for well-differentiated NET).",
-                                 "001_aa3654e09e439d0b.txt section 3"))
+                                 f"{_CAZZATO_2021} section 3"))
     poorly = (grade is not None and grade >= 3) or (ki67_pct is not None and ki67_pct > 20)
     if poorly:
         out.append(ImagingAdvice("fdg-pet", "Poorly differentiated / high grade: 18F-FDG PET.", t2))
     elif ki67_pct is not None and ki67_pct >= 10:
         out.append(ImagingAdvice("fdg-pet", f"Ki-67 {ki67_pct} % (≥ 10 %): add 18F-FDG PET (prognosis, PRRT resistance).",
-                                 "001_aa3654e09e439d0b.txt section 3; 003_1bb7bc59738f3854.txt"))
+                                 f"{_CAZZATO_2021} section 3; {_ROZENBLUM_2020}"))
     out.append(ImagingAdvice("mri-dwi", "Liver staging: MRI with diffusion-weighted imaging (DWI).", t2))
     return tuple(out)

@@ -1,6 +1,6 @@
 """Lesion measurements over time, as plain dataclasses (no I/O, no FHIR).
 
-Sizes are exact ``Decimal`` millimetres (STYLE.md "Exact where the rules are exact"): RECIST 1.1
+Sizes are exact ``Decimal`` millimetres (exact where the rules are exact): RECIST 1.1
 thresholds such as 14 mm → 9.8 mm (exactly −30 %) must not depend on binary floating point.
 """
 

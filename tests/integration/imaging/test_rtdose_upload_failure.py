@@ -60,7 +60,7 @@ def test_a_pacs_that_returns_during_the_retries_gets_the_rtdose(orthanc: Orthanc
     client = StowElsewhere(reads, _dead_pacs())
     result = run_voxel_dosimetry(client, study.study_uid, 1.0, "ldm", study.seg_series_uid, store=False)
     ds = build_rtdose(result.dose_gy, result.grid, study=fetch_study(reads, study.study_uid).ct[0],
-                      frame_of_reference_uid="", summation_type="RECORD", series_description="retry test",
+                      frame_of_reference_uid="", delivered=True, series_description="retry test",
                       deterministic_key="retry-test")
 
     def pacs_returns(_: float) -> None:

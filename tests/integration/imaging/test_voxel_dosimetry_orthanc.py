@@ -156,10 +156,12 @@ def test_lung_shunt_maa_simulation(orthanc: OrthancProcess, client: Any) -> None
     assert _voi(result, "lungs").metrics["Dmean"] == pytest.approx(C_GY_KG_PER_GBQ * ACTIVITY_GBQ * lsf / m_lung, rel=0.01)
     assert result.simulation and result.nuclide == "Tc-99m"
     assert any("simulation" in w for w in result.warnings)
-    # a predicted dose is a plan, not the record of a delivered treatment (PS3.3 C.8.8.3)
+    # a predicted dose, not the record of a delivered treatment; no RT Plan exists to reference, so the
+    # treatment is described by a plan overview (PS3.3 C.8.8.3)
     assert result.rtdose_series_uid is not None
     [stored] = client.retrieve_series(study.study_uid, result.rtdose_series_uid)
-    assert stored.DoseSummationType == "PLAN" and stored.TissueHeterogeneityCorrection == "IMAGE"
+    assert stored.DoseSummationType == "PLAN_OVERVIEW" and stored.TissueHeterogeneityCorrection == "IMAGE"
+    assert "predicted" in stored.DoseComment
 
 
 def test_rtdose_is_stored_in_the_same_study_over_the_ct(orthanc: OrthancProcess, client: Any) -> None:
@@ -174,7 +176,8 @@ def test_rtdose_is_stored_in_the_same_study_over_the_ct(orthanc: OrthancProcess,
     assert ds.Modality == "RTDOSE" and ds.SOPInstanceUID == result.rtdose_sop_instance_uid
     assert ds.StudyInstanceUID == study.study_uid
     assert ds.FrameOfReferenceUID == study.ct[0].FrameOfReferenceUID
-    assert ds.DoseUnits == "GY" and ds.DoseType == "PHYSICAL" and ds.DoseSummationType == "RECORD"
+    assert ds.DoseUnits == "GY" and ds.DoseType == "PHYSICAL" and ds.DoseSummationType == "PLAN_OVERVIEW"
+    assert ds.DoseComment.endswith("delivered")
     dose = rtdose_array(ds)
     assert dose.shape == result.dose_gy.shape
     np.testing.assert_allclose(dose, result.dose_gy, atol=float(ds.DoseGridScaling))

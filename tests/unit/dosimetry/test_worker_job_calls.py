@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 
 from netliver.settings import Settings
@@ -161,6 +162,24 @@ def test_a_completion_the_gateway_already_has_is_not_completed_again(monkeypatch
     assert gateway.actions().count("complete") == 1
     gateway = FakeGateway(_job(), answers={"complete": lambda body: _Answer(409, {"state": "not-owner"})})
     assert execute_job("job-1", settings, "w1", session=gateway) == "not-owner"  # type: ignore[arg-type]
+
+
+def test_the_voxel_job_uses_the_registration_series_it_names(monkeypatch: pytest.MonkeyPatch,
+                                                             settings: Settings) -> None:
+    """``registrationSeriesUid`` reaches the pipeline: naming a series that is not a Spatial
+    Registration fails the job saying so (without it the job would look for the study's REG)."""
+    from services.dosimetry.imaging.phantom_variants import frame_change, moved_to_frame
+
+    study = build_study(two_compartment_liver(n=12, voxel_mm=17.68), "PT", seed=4, with_seg=False)
+    ct = moved_to_frame(study.ct, frame_change(np.eye(3), (10.0, 0.0, 0.0)), "1.2.826.0.1.3680043.8.498.7", "job")
+    pacs = MemoryDicomweb([*study.activity, *ct])
+    monkeypatch.setattr("services.dosimetry.imaging.dicomweb.make_client", lambda *a, **k: pacs)
+    params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
+              "registrationSeriesUid": str(ct[0].SeriesInstanceUID)}
+    gateway = FakeGateway(_job(kind="voxel-dosimetry", params=params))
+    assert tasks.execute_job("job-1", settings, "w1", session=gateway) == "failed"  # type: ignore[arg-type]
+    failure = next(body for action, body in gateway.calls if action == "fail")
+    assert f"series {ct[0].SeriesInstanceUID} is CT, not a Spatial Registration" in failure["reason"]
 
 
 def test_the_voxel_job_hands_its_results_to_the_gateway(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:

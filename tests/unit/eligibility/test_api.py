@@ -12,11 +12,11 @@ from flask.testing import FlaskClient
 from infra.demo_patients import (
     EVALUATION_DATE,
     PatientBundleBuilder,
+    cazzato_fig3_mwa_39f,
+    cazzato_fig5_sirt_77f,
+    elf_sinet_patient,
+    nervo_thyroid_patient,
     realistic_patient,
-    seed_fig3_mwa_39f,
-    seed_fig5_sirt_77f,
-    seed_sinet_patient,
-    seed_thyroid_patient,
 )
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM, STATUS_SYSTEM, THERAPY_SYSTEM, UCUM
 from netliver.fhir.models import validate_resource
@@ -126,7 +126,7 @@ def test_ids_are_deterministic_and_depend_on_input_and_date(client: FlaskClient)
 
 
 def test_insufficient_data_lists_machine_readable_requirements(client: FlaskClient) -> None:
-    bundle = seed_fig3_mwa_39f()  # no MAA work-up: lung shunt unknown
+    bundle = cazzato_fig3_mwa_39f()  # no MAA work-up: lung shunt unknown
     result = evaluate(client, bundle)
     for res in result["write"]:
         validate_resource(res)
@@ -139,7 +139,7 @@ def test_insufficient_data_lists_machine_readable_requirements(client: FlaskClie
 
 
 def test_derived_from_names_the_deciding_inputs(client: FlaskClient) -> None:
-    bundle = seed_fig5_sirt_77f()
+    bundle = cazzato_fig5_sirt_77f()
     lsf = next(e["resource"] for e in bundle["entry"]
                if e["resource"]["resourceType"] == "Observation"
                and e["resource"]["code"]["coding"][0].get("code") == "lung-shunt-fraction")
@@ -156,10 +156,10 @@ def test_accepted_bundle_types(client: FlaskClient, bundle_type: str) -> None:
     assert len(statuses(evaluate(client, b.bundle(bundle_type)))) == 13
 
 
-# -- seed patients ---------------------------------------------------------------------------
+# -- patients of the papers ------------------------------------------------------------------------
 
-def test_seed_001_fig5_77f_pancreatic_g1_liver_only_relapse_is_sirt_eligible(client: FlaskClient) -> None:
-    s = statuses(evaluate(client, seed_fig5_sirt_77f()))
+def test_cazzato_2021_fig5_77f_pancreatic_g1_liver_only_relapse_is_sirt_eligible(client: FlaskClient) -> None:
+    s = statuses(evaluate(client, cazzato_fig5_sirt_77f()))
     assert s["sirt"] == "eligible"
     assert s["liver-transplant"] == "ineligible"  # 77 years, progressing
     assert s["ablation-mwa"] == "ineligible"  # six metastases
@@ -168,8 +168,8 @@ def test_seed_001_fig5_77f_pancreatic_g1_liver_only_relapse_is_sirt_eligible(cli
     assert s["prrt"] == "eligible"
 
 
-def test_seed_001_fig3_39f_65mm_g2_mwa_with_caution(client: FlaskClient) -> None:
-    result = evaluate(client, seed_fig3_mwa_39f())
+def test_cazzato_2021_fig3_39f_65mm_g2_mwa_with_caution(client: FlaskClient) -> None:
+    result = evaluate(client, cazzato_fig3_mwa_39f())
     s = statuses(result)
     assert s["ablation-mwa"] == "eligible-with-caution"
     notes = " ".join(n["text"] for n in observation(result, "ablation-mwa")["note"])
@@ -184,8 +184,8 @@ def test_seed_001_fig3_39f_65mm_g2_mwa_with_caution(client: FlaskClient) -> None
     (3, "eligible-with-caution", "eligible-with-caution", "ineligible"),  # DTC, single 55 mm
     (4, "eligible-with-caution", "eligible-with-caution", "ineligible"),  # DTC, 32 mm; lenvatinib
 ])
-def test_seed_004_thyroid_patients(client: FlaskClient, number: int, tace: str, rfa: str, prrt: str) -> None:
-    result = evaluate(client, seed_thyroid_patient(number))
+def test_nervo_2021_thyroid_patients(client: FlaskClient, number: int, tace: str, rfa: str, prrt: str) -> None:
+    result = evaluate(client, nervo_thyroid_patient(number))
     s = statuses(result)
     assert s["deb-tace"] == tace
     assert s["ablation-rfa"] == rfa
@@ -198,8 +198,8 @@ def test_seed_004_thyroid_patients(client: FlaskClient, number: int, tace: str, 
 
 
 @pytest.mark.parametrize(("grade", "ki67"), [(1, 1.5), (2, 12)])
-def test_seed_002_si_net_multiple_bilobar_metastases(client: FlaskClient, grade: int, ki67: float) -> None:
-    s = statuses(evaluate(client, seed_sinet_patient(grade=grade, ki67=ki67)))
+def test_elf_2018_si_net_multiple_bilobar_metastases(client: FlaskClient, grade: int, ki67: float) -> None:
+    s = statuses(evaluate(client, elf_sinet_patient(grade=grade, ki67=ki67)))
     assert s["tae"] == "eligible" and s["sirt"] == "eligible"
     for ablation in ("ablation-rfa", "ablation-mwa", "ablation-laser", "ablation-cryo", "ablation-ire"):
         assert s[ablation] == "ineligible"  # > 5 metastases
@@ -208,8 +208,8 @@ def test_seed_002_si_net_multiple_bilobar_metastases(client: FlaskClient, grade:
     assert s["prrt"] == ("eligible" if ki67 < 10 else "eligible-with-caution")
 
 
-def test_seed_002_patient_with_pacemaker_ire_ineligible_for_arrhythmia(client: FlaskClient) -> None:
-    result = evaluate(client, seed_sinet_patient(lesions=3, pacemaker=True))
+def test_elf_2018_patient_with_pacemaker_ire_ineligible_for_arrhythmia(client: FlaskClient) -> None:
+    result = evaluate(client, elf_sinet_patient(lesions=3, pacemaker=True))
     notes = " ".join(n["text"] for n in observation(result, "ablation-ire")["note"])
     assert statuses(result)["ablation-ire"] == "ineligible" and "IRE-ABS-ARRHYTHMIA · absolute · met" in notes
     assert statuses(result)["ablation-mwa"] != "ineligible"
@@ -336,7 +336,7 @@ def test_invalid_fhir_is_400_naming_the_element(client: FlaskClient) -> None:
 # -- CDS cards -------------------------------------------------------------------------------
 
 def test_cds_cards(client: FlaskClient) -> None:
-    resp = client.post(f"/operations/cds-cards?date={EVALUATION_DATE.isoformat()}", json=seed_fig3_mwa_39f(),
+    resp = client.post(f"/operations/cds-cards?date={EVALUATION_DATE.isoformat()}", json=cazzato_fig3_mwa_39f(),
                        headers={"Content-Type": FHIR})
     assert resp.status_code == 200
     cards = resp.get_json()["cards"]
@@ -474,7 +474,7 @@ def test_fractional_scores_and_counts_are_refused(client: FlaskClient, system: s
 
 
 def test_later_value_on_the_same_day_wins_by_its_time(client: FlaskClient) -> None:
-    """CONTRACT: the newest value by effectiveDateTime wins. An INR of 2.1 at 08:00 corrected to
+    """The newest value by effectiveDateTime wins (docs/eligibility.md). An INR of 2.1 at 08:00 corrected to
     1.3 at 15:00 the same day (vitamin K before an ablation) is 1.3, not a conflict."""
     b = PatientBundleBuilder("inr", "1960-01-01")
     day = EVALUATION_DATE.isoformat()
@@ -526,7 +526,7 @@ def test_creatinine_micromolar_at_the_retnet_limit(client: FlaskClient, umol_l: 
     ("ERCP with endoscopic sphincterotomy", "sphincterotomy"),
 ])
 def test_bilioenteric_anastomosis_recorded_as_a_procedure(client: FlaskClient, text: str, code: str) -> None:
-    """001 Table 1: bilio-enteric anastomosis / sphincterotomy contraindicate ablation and TACE. After a
+    """Cazzato 2021 Table 1: bilio-enteric anastomosis / sphincterotomy contraindicate ablation and TACE. After a
     Whipple for a pancreatic NET it is usually in the procedure history, not on the problem list;
     reading it closed-world from Conditions only would assume it absent."""
     b = PatientBundleBuilder("whipple", "1960-01-01")

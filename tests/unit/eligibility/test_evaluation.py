@@ -280,7 +280,7 @@ def test_ecog_2_without_karnofsky_asks_for_karnofsky_only() -> None:
 
 
 def test_grade_2_without_ki67_asks_for_ki67_only() -> None:
-    """G2 (Ki-67 3-20 %, WHO 2019) does not settle Milan-NET "Ki-67 < 10 %" (001 section 2): the Ki-67
+    """G2 (Ki-67 3-20 %, WHO 2019) does not settle Milan-NET "Ki-67 < 10 %" (Cazzato 2021 section 2): the Ki-67
     index is what is missing, not the recorded grade."""
     verdict = evaluate_therapy("liver-transplant", make_facts({**LT_OK, "grade": 2}), RULES)
     assert verdict.status is Status.INSUFFICIENT
@@ -307,18 +307,18 @@ _BASE = {"sirt": SIRT_OK, "ctace": TACE_OK, "prrt": {**PRRT_OK, "ecog": 0},
 
 
 @pytest.mark.parametrize(("therapy", "change", "status", "rule_id"), [
-    # SIRT bilirubin: 001 Table 1 >= 3 mg/dL (absolute, default) vs labels / Braat 2015 > 2 mg/dL
+    # SIRT bilirubin: Cazzato 2021 Table 1 >= 3 mg/dL (absolute, default) vs labels / Braat 2015 > 2 mg/dL
     ("sirt", {"bilirubin": 2.0}, Status.ELIGIBLE, None),
     ("sirt", {"bilirubin": 2.1}, Status.CAUTION, "SIRT-REL-BILIRUBIN-LABEL"),
     ("sirt", {"bilirubin": 3.0}, Status.INELIGIBLE, "SIRT-ABS-BILIRUBIN"),
-    # burden: 50 % with albumin < 3 (resin) / 70 % (glass, default for SIRT) / 75 % (TACE, 001)
+    # burden: 50 % with albumin < 3 (resin) / 70 % (glass, default for SIRT) / 75 % (TACE, Cazzato 2021)
     ("sirt", {"tumor_burden": 60, "albumin": 3.0}, Status.ELIGIBLE, None),
     ("sirt", {"tumor_burden": 60, "albumin": 2.9}, Status.CAUTION, "SIRT-REL-BURDEN-ALBUMIN"),
     ("sirt", {"tumor_burden": 71}, Status.CAUTION, "SIRT-REL-BURDEN"),
     ("ctace", {"tumor_burden": 70}, Status.ELIGIBLE, None),
     ("ctace", {"tumor_burden": 71}, Status.CAUTION, "TACE-WARN-RETNET-BURDEN"),
     ("ctace", {"tumor_burden": 76}, Status.INELIGIBLE, "TACE-ABS-BURDEN"),
-    # Krenning: NETTER-1 uptake >= liver (>= 2, default) vs 003 > 2
+    # Krenning: NETTER-1 uptake >= liver (>= 2, default) vs Rozenblum 2020 > 2
     ("prrt", {"krenning": 3}, Status.ELIGIBLE, None),
     ("prrt", {"krenning": 2}, Status.CAUTION, "PRRT-WARN-KRENNING-2"),
     ("prrt", {"krenning": 1}, Status.INELIGIBLE, "PRRT-IND-SSTR"),
@@ -347,7 +347,7 @@ def test_disagreeing_sources_default_and_other_view(therapy: str, change: dict[s
 
 
 def test_stable_months_are_counted_to_the_assessment_not_assumed_up_to_today() -> None:
-    """Milan-NET (001 section 2) asks for stable disease for at least 6 months. An assessment of
+    """Milan-NET (Cazzato 2021 section 2) asks for stable disease for at least 6 months. An assessment of
     2026-05-25 that found the liver stable since 2026-04-01 documents under two months of
     stability; it does not show six months by 2026-11-20."""
     readings = [Reading("liver_state", "stable", "{code}", date(2026, 5, 25), "Observation/s", since=date(2026, 4, 1))]

@@ -26,7 +26,7 @@ def test_worked_example_two_cm_tumour_needs_three_to_four_cm() -> None:
     ("rfa", 35, AblationFit.CLUSTER), ("rfa", 36, AblationFit.BEYOND),
     ("mwa", 30, AblationFit.SINGLE), ("mwa", 31, AblationFit.CLUSTER),
     ("mwa", 50, AblationFit.CLUSTER), ("mwa", 51, AblationFit.BEYOND),
-    ("mwa", 65, AblationFit.BEYOND),  # 001 Figure 3: 6.5 cm, overlapping multi-antenna ablation
+    ("mwa", 65, AblationFit.BEYOND),  # Cazzato 2021 Figure 3: 6.5 cm, overlapping multi-antenna ablation
     ("laser", 10, AblationFit.SINGLE), ("laser", 11, AblationFit.BEYOND),
     ("ire", 5, AblationFit.CLUSTER), ("ire", 20, AblationFit.CLUSTER), ("ire", 21, AblationFit.BEYOND),
 ])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -34,12 +33,6 @@ pytestmark = pytest.mark.unit
 #: The internal token the test gateway is configured with.
 INTERNAL_TOKEN = "test-internal-secret-7f3a"
 ELIGIBILITY = "/fhir/$evaluate-eligibility"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
 
 
 def jwt_settings(jwks_url: str, **changes: Any) -> Settings:

@@ -63,12 +63,6 @@ def ehr() -> Iterator[CdsClientSim]:
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def ehr_fhir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, BearerGuard]]:
     """The EHR's FHIR server: a second netliver gateway (own database), token-guarded."""
     app = create_app(Settings.from_env(_env(tmp_path_factory.mktemp("ehr"), AUTH_MODE="off")))

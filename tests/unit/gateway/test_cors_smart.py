@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,14 @@ from gateway.auth import parse_scopes
 from gateway.cors import parse_origins
 from netliver.settings import Settings
 from tests.support.jwks import JwksServer
+from tests.support.jwt_gateway import jwt_gateway_env
 
 EHR_ORIGIN = "https://ehr.hospital.test"
 TOKEN_URL = "https://idp.hospital.test/oauth2/token"
 
 
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
-
-
 def _client(tmp: Path, idp: JwksServer, **more: str) -> FlaskClient:
-    env = {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-           "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
-           "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING",
-           "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers"}
-    env.update(more)
-    return create_app(Settings.from_env(env)).test_client()
+    return create_app(Settings.from_env(jwt_gateway_env(idp, tmp, **more))).test_client()
 
 
 def _preflight(client: FlaskClient, path: str, origin: str, method: str = "POST") -> object:

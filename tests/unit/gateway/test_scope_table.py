@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from gateway.app import create_app
 from netliver.settings import Settings
 from tests.support.jwks import JwksServer
+from tests.support.jwt_gateway import jwt_gateway_env
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "auth.md"
 _TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -50,22 +51,9 @@ ROWS = documented_rows()
 
 
 @pytest.fixture(scope="module")
-def idp() -> JwksServer:
-    with JwksServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, idp: JwksServer) -> FlaskClient:
     tmp = tmp_path_factory.mktemp("scopes")
-    settings = Settings.from_env({
-        "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-        "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp / 'store.db'}",
-        "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
-        "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers",
-        "ELIGIBILITY_URL": "http://127.0.0.1:9", "RESPONSE_URL": "http://127.0.0.1:9",
-        "DOSIMETRY_URL": "http://127.0.0.1:9", "REDIS_URL": "redis://127.0.0.1:9/0",
-    })
+    settings = Settings.from_env(jwt_gateway_env(idp, tmp, REDIS_URL="redis://127.0.0.1:9/0"))
     return create_app(settings).test_client()
 
 

@@ -4,7 +4,6 @@ stored case, and unknown patients or figures are 404 OperationOutcomes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,6 @@ def _settings(tmp_path: Path, **extra: str) -> Settings:
     return Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "ORTHANC_URL": "http://127.0.0.1:9",
                               "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0",
                               "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers", **extra})
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
-
-
-@pytest.fixture
-def jwt_client(tmp_path: Path, idp: JwksServer) -> FlaskClient:
-    return create_app(_settings(tmp_path, AUTH_MODE="jwt", AUTH_JWKS_URL=idp.jwks_url, AUTH_ISSUER=idp.issuer,
-                                AUTH_AUDIENCE=idp.audience)).test_client()
 
 
 @pytest.fixture

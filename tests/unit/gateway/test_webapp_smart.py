@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from gateway.app import create_app
 from netliver.settings import Settings
 from tests.support.jwks import JwksServer
+from tests.support.jwt_gateway import jwt_gateway_env
 
 USER_SCOPES = "openid fhirUser user/Patient.rs user/Observation.rs user/DiagnosticReport.rs user/BodyStructure.rs"
 AUTHORIZE_URL = "https://idp.hospital.test/authorize"
@@ -57,12 +58,6 @@ class TokenEndpoint:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
-
-
 @pytest.fixture
 def token_endpoint(idp: JwksServer) -> Iterator[TokenEndpoint]:
     endpoint = TokenEndpoint(idp)
@@ -72,11 +67,7 @@ def token_endpoint(idp: JwksServer) -> Iterator[TokenEndpoint]:
 
 
 def _client(tmp_path: Path, idp: JwksServer, **extra: str) -> FlaskClient:
-    settings = Settings.from_env({
-        "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer, "AUTH_AUDIENCE": idp.audience,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "ORTHANC_URL": "http://127.0.0.1:9",
-        "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING",
-        "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers", **extra})
+    settings = Settings.from_env(jwt_gateway_env(idp, tmp_path, **extra))
     client = create_app(settings).test_client()
     system = {"Authorization": f"Bearer {idp.mint('system/*.cruds')}"}
     client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1", "name": [{"text": "Ada Example"}]},

@@ -11,7 +11,7 @@ from services.dosimetry.imaging.dicom_time import parse_dicom_datetime, parse_ut
 from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.volume import activity_volume
 
-Y90_HALF_LIFE_H = 64.1  # DOMAIN.md §3
+Y90_HALF_LIFE_H = 64.1  # evaluated nuclear data (DDEP/NNDC), the service default; EANM 2022 uses 64.2 h
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from services.dosimetry.imaging.errors import GeometryError
+from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
@@ -104,3 +104,65 @@ def test_enhanced_frames_off_a_regular_volume_are_refused_by_name(enhanced: dict
     with pytest.raises(GeometryError, match="regularly spaced volume") as err:
         ct_volume([ct])
     assert err.value.status == 422 and err.value.expression == "PerFrameFunctionalGroupsSequence"
+
+
+# -- enhanced PET whose frames are not decay corrected ----------------------------------------
+
+def _uncorrected_slices(study: PhantomStudy, minutes_per_slice: float) -> list[Dataset]:
+    """The PT slices as a scanner writes them without decay correction (DecayCorrection NONE):
+    slice k acquired ``minutes_per_slice``·k after the series start, its values the activity
+    decayed to that time."""
+    import math
+    from datetime import datetime, timedelta
+
+    half_life_s = float(study.activity[0].RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife)
+    out = []
+    for k, ds in enumerate(sorted(deepcopy(study.activity), key=lambda d: float(d.ImagePositionPatient[2]))):
+        start = datetime.strptime(f"{ds.AcquisitionDate}{ds.AcquisitionTime}", "%Y%m%d%H%M%S.%f")
+        delay_s = 60.0 * minutes_per_slice * k
+        ds.AcquisitionTime = (start + timedelta(seconds=delay_s)).strftime("%H%M%S.%f")
+        ds.DecayCorrection = "NONE"
+        ds.ActualFrameDuration = 0
+        ds.RescaleSlope = f"{float(ds.RescaleSlope) * math.pow(2.0, -delay_s / half_life_s):.12g}"
+        out.append(ds)
+    return out
+
+
+def _enhanced_pet(slices: list[Dataset]) -> Dataset:
+    return hd.legacy.LegacyConvertedEnhancedPETImage(
+        legacy_datasets=slices, series_instance_uid=hd.UID(), series_number=3, sop_instance_uid=hd.UID(),
+        instance_number=1)
+
+
+def test_enhanced_pet_without_decay_correction_is_corrected_frame_by_frame(study: PhantomStudy) -> None:
+    """Frames 20 min apart (a slow whole-body PET; 8 h over the volume, 8 % Y-90 decay): each frame
+    is corrected from its own Frame Acquisition DateTime (0018,9074), like the classic slices,
+    and both give the decay-corrected (START) image."""
+    slices = _uncorrected_slices(study, 20.0)
+    classic, corrected = activity_volume(slices), activity_volume(study.activity)
+    np.testing.assert_allclose(classic.values, corrected.values, rtol=1e-9)
+    pt = _enhanced_pet(slices)
+    assert pt.SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0].DecayCorrection == "NONE"
+    multi = activity_volume([pt])
+    values = multi.values if multi.grid.affine[2, 0] > 0 else multi.values[::-1]
+    np.testing.assert_allclose(values, corrected.values, rtol=1e-9)
+    assert not any("not read" in w for w in multi.warnings)
+
+
+def test_native_enhanced_pet_decay_corrected_no_is_corrected_frame_by_frame(study: PhantomStudy) -> None:
+    """A native Enhanced PET says DecayCorrected (0018,9758) NO instead of DecayCorrection NONE."""
+    pt = _enhanced_pet(_uncorrected_slices(study, 20.0))
+    converted = pt.SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0]
+    del converted.DecayCorrection
+    pt.DecayCorrected = "NO"
+    multi = activity_volume([pt])
+    values = multi.values if multi.grid.affine[2, 0] > 0 else multi.values[::-1]
+    np.testing.assert_allclose(values, activity_volume(study.activity).values, rtol=1e-9)
+
+
+def test_enhanced_pet_without_decay_correction_or_frame_times_is_refused_by_name(study: PhantomStudy) -> None:
+    pt = _enhanced_pet(_uncorrected_slices(study, 20.0))
+    del pt.PerFrameFunctionalGroupsSequence[4].FrameContentSequence[0].FrameAcquisitionDateTime
+    with pytest.raises(NoActivitySeriesError, match=r"frame 5 has no Frame Acquisition DateTime \(0018,9074\)") as err:
+        activity_volume([pt])
+    assert err.value.status == 422 and err.value.expression == "FrameAcquisitionDateTime"

@@ -26,13 +26,29 @@ from tests.support.memory_dicomweb import MemoryDicomweb
 from tests.support.rtstruct_builder import ellipsoid_contours
 from tests.support.rtstruct_builder import rtstruct as build_rtstruct
 
-# Radioembolisation has neither an RT Plan nor an RT Beams Treatment Record: the Type 1C
-# references that PLAN / RECORD summation would ask for cannot point at anything real.
-_NO_PLAN_OR_RECORD = {
-    "RECORD": "Error - Missing attribute Type 1C Conditional Element=<ReferencedTreatmentRecordSequence> "
-              "Module=<RTDose>",
-    "PLAN": "Error - Missing attribute Type 1C Conditional Element=<ReferencedRTPlanSequence> Module=<RTDose>",
-}
+# What dciodvfy may still say about a valid RT Dose: dicom3tools (Debian 2022 build, and its
+# source as of 2025) does not yet list the Defined Term PLAN_OVERVIEW of Dose Summation Type
+# (3004,000A), nor the Plan Overview Sequence (300C,0116) that goes with it, so it names that
+# term and each attribute of the sequence as "not present in standard DICOM IOD".
+_PLAN_OVERVIEW_TAGS = ("(0x300c,0x0116)", "(0x300c,0x0117)", "(0x300c,0x0119)", "(0x300a,0x0002)",
+                       "(0x3010,0x0077)", "(0x3010,0x0078)", "(0x0008,0x0100)", "(0x0008,0x0102)",
+                       "(0x0008,0x0104)")
+
+
+def _explained(warning: str) -> bool:
+    return (warning == "Warning - Unrecognized defined term <PLAN_OVERVIEW> for value 1 of attribute "
+                       "<Dose Summation Type>"
+            or warning.startswith("Warning - Dicom dataset contains attributes not present in standard DICOM IOD")
+            or (warning.startswith("Warning - Attribute is not present in standard DICOM IOD - ")
+                and warning.split(" - ")[2].split(" ")[0] in _PLAN_OVERVIEW_TAGS))
+
+
+def _errors(findings: list[str]) -> list[str]:
+    return [f for f in findings if f.startswith("Error")]
+
+
+def _unexplained_warnings(findings: list[str]) -> list[str]:
+    return [f for f in findings if f.startswith("Warning") and not _explained(f)]
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +78,10 @@ def _dciodvfy(ds: Dataset, tmp_path: Path) -> list[str]:
 
 def test_the_rtdose_of_a_y90_record_passes_dciodvfy(liver_run: dict[str, Any], tmp_path: Path) -> None:
     rtdose = liver_run["rtdose"]
-    assert rtdose.DoseSummationType == "RECORD" and rtdose.BitsAllocated == 16
-    assert _dciodvfy(rtdose, tmp_path) == [_NO_PLAN_OR_RECORD["RECORD"]]
+    assert rtdose.BitsAllocated == 16
+    findings = _dciodvfy(rtdose, tmp_path)
+    print("dciodvfy, Y-90 record:", findings)
+    assert _errors(findings) == [] and _unexplained_warnings(findings) == []
 
 
 def test_the_rtdose_of_an_maa_simulation_passes_dciodvfy(tmp_path: Path) -> None:
@@ -71,8 +89,9 @@ def test_the_rtdose_of_an_maa_simulation_passes_dciodvfy(tmp_path: Path) -> None
     pacs = MemoryDicomweb(study.datasets())
     run_voxel_dosimetry(pacs, study.study_uid, 2.0, "ldm", study.seg_series_uid)
     [rtdose] = pacs.stored
-    assert rtdose.DoseSummationType == "PLAN"
-    assert _dciodvfy(rtdose, tmp_path) == [_NO_PLAN_OR_RECORD["PLAN"]]
+    findings = _dciodvfy(rtdose, tmp_path)
+    print("dciodvfy, MAA simulation:", findings)
+    assert _errors(findings) == [] and _unexplained_warnings(findings) == []
 
 
 def test_dicompyler_reads_the_rtdose_to_the_same_grid_and_values(liver_run: dict[str, Any]) -> None:

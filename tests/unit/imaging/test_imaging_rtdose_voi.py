@@ -47,10 +47,10 @@ def test_rtdose_roundtrip_keeps_dose_and_geometry(liver_study) -> None:  # type:
     rng = np.random.default_rng(0)
     dose = rng.gamma(2.0, 20.0, size=vol.grid.shape)
     ds = build_rtdose(dose, vol.grid, study=liver_study.ct[0], frame_of_reference_uid=liver_study.frame_of_reference_uid,
-                      summation_type="RECORD", series_description="test", deterministic_key="k1")
+                      delivered=True, series_description="test", deterministic_key="k1")
     back = _roundtrip(ds)
     assert back.Modality == "RTDOSE" and back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.2"
-    assert back.DoseUnits == "GY" and back.DoseType == "PHYSICAL" and back.DoseSummationType == "RECORD"
+    assert back.DoseUnits == "GY" and back.DoseType == "PHYSICAL" and back.DoseSummationType == "PLAN_OVERVIEW"
     assert back.TissueHeterogeneityCorrection == "IMAGE"
     assert back.StudyInstanceUID == liver_study.study_uid
     assert back.FrameOfReferenceUID == liver_study.frame_of_reference_uid
@@ -73,24 +73,39 @@ def test_rtdose_clips_negative_and_non_finite_values(liver_study) -> None:  # ty
     dose[0, 0, 0] = -3.0
     dose[1, 1, 1] = np.nan
     back = _roundtrip(build_rtdose(dose, grid, study=liver_study.ct[0], frame_of_reference_uid="1.2",
-                                   summation_type="PLAN", series_description="x", deterministic_key="k2"))
+                                   delivered=False, series_description="x", deterministic_key="k2"))
     arr = rtdose_array(back)
     assert arr[0, 0, 0] == 0.0 and arr[1, 1, 1] == 0.0
     assert arr[2, 2, 2] == pytest.approx(5.0, rel=1e-6)
-    assert back.DoseSummationType == "PLAN"
+    assert back.DoseSummationType == "PLAN_OVERVIEW" and "predicted" in back.DoseComment
 
 
 def test_rtdose_uids_are_deterministic(liver_study) -> None:  # type: ignore[no-untyped-def]
     grid = activity_volume(liver_study.activity).grid
     dose = np.ones(grid.shape)
-    kw: dict[str, Any] = {"study": liver_study.ct[0], "frame_of_reference_uid": "1.2", "summation_type": "RECORD",
+    kw: dict[str, Any] = {"study": liver_study.ct[0], "frame_of_reference_uid": "1.2", "delivered": True,
                           "series_description": "x"}
     a = build_rtdose(dose, grid, deterministic_key="same", **kw)
     b = build_rtdose(dose, grid, deterministic_key="same", **kw)
     c = build_rtdose(dose, grid, deterministic_key="other", **kw)
     assert a.SOPInstanceUID == b.SOPInstanceUID != c.SOPInstanceUID
-    with pytest.raises(ValueError, match="PLAN or RECORD"):
-        build_rtdose(dose, grid, deterministic_key="x", **{**kw, "summation_type": "BEAM"})
+
+
+def test_rtdose_describes_the_treatment_by_a_plan_overview(liver_study) -> None:  # type: ignore[no-untyped-def]
+    """No RT Plan or RT Beams Treatment Record exists for a radioembolisation: Dose Summation
+    Type PLAN_OVERVIEW, whose Plan Overview Sequence describes the treatment by its parameters,
+    and neither Referenced RT Plan nor Referenced Treatment Record Sequence (nothing to point at)."""
+    grid = activity_volume(liver_study.activity).grid
+    kw: dict[str, Any] = {"study": liver_study.ct[0], "frame_of_reference_uid": "1.2", "series_description": "x",
+                          "deterministic_key": "po"}
+    for delivered, kind in ((True, "delivered"), (False, "predicted (MAA simulation)")):
+        back = _roundtrip(build_rtdose(np.ones(grid.shape), grid, delivered=delivered, **kw))
+        assert back.DoseSummationType == "PLAN_OVERVIEW"
+        [item] = back.PlanOverviewSequence
+        assert item.PlanOverviewIndex == 1 and item.NumberOfFractionsIncluded == 1
+        assert item.TreatmentSiteCodeSequence[0].CodeValue == "10200004"
+        assert "ReferencedRTPlanSequence" not in back and "ReferencedTreatmentRecordSequence" not in back
+        assert back.DoseComment.endswith(kind)
 
 
 # -- VOIs -------------------------------------------------------------------------------------
@@ -337,7 +352,7 @@ def test_rtdose_of_frames_stacked_against_the_normal_is_written_with_rising_offs
     down = Grid(up.shape, affine, up.frame_of_reference_uid)
     dose = np.random.default_rng(1).gamma(2.0, 10.0, size=down.shape)
     back = _roundtrip(build_rtdose(dose, down, study=liver_study.ct[0], frame_of_reference_uid="1.2",
-                                   summation_type="RECORD", series_description="x", deterministic_key="flip"))
+                                   delivered=True, series_description="x", deterministic_key="flip"))
     offsets = np.array([float(v) for v in back.GridFrameOffsetVector])
     assert offsets[0] == 0.0 and np.all(np.diff(offsets) > 0)
     ipp = np.array([float(v) for v in back.ImagePositionPatient])

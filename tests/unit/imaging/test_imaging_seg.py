@@ -1,14 +1,17 @@
 """DICOM SEG as highdicom writes it, read through the pipeline: one or several segments, with
 and without empty frames, binary, fractional and LABELMAP, one or several instances per series,
-and slice spacings that are not round numbers.
+and slice spacings that are not round numbers; each with the local-deposition (LDM) and the
+kernel (DVK) dose.
 
-Reference (DOMAIN.md §3, local deposition): the mean dose of a VOI whose voxels share one
+Reference for LDM (local deposition method, the EANM standard for voxel dosimetry): the mean dose of a VOI whose voxels share one
 density is D = C·A·f/(N·V·ρ), with f the VOI's share of all counts, N its voxel count, V the
 voxel volume and ρ the density of its CT number (Schneider 1996 fit, repeated here from the
 publication: ρ = (0.9082709691264·(HU + 1000) + 103.6151457847139) kg/m³ for −70 < HU ≤ 98).
 The phantom is an NM study with integer counts and a noise-free CT, so the only deviation
 from that value is floating-point rounding; a VOI one voxel larger or smaller moves it by
-more than 0.1 %.
+more than 0.1 %. Reference for DVK: the kernel dose does not depend on the VOIs, so a VOI's
+Dmean must be the mean of the job's dose map over the design voxels of its compartments
+(float32 dose: rel 1e-5); one slice off moves a tumour's by > 20 %.
 """
 
 from __future__ import annotations
@@ -88,59 +91,81 @@ def _seg(study: PhantomStudy, segments: list[tuple[str, str, np.ndarray]], *, se
         max_fractional_value=200 if seg_type == "FRACTIONAL" else 255)
 
 
-def _run(study: PhantomStudy, segs: list[Dataset]) -> dict[str, Any]:
+class _Run(dict[str, Any]):
+    """The job's VOIs by name, with the study, method and dose map to compute the expected means."""
+
+    study: PhantomStudy
+    method: str
+    dose: np.ndarray
+
+    def expected(self, names: tuple[str, ...]) -> Any:
+        """The expected Dmean of the VOI made of compartments ``names``, as ``pytest.approx``."""
+        if self.method == "ldm":
+            return pytest.approx(_analytic_dmean(self.study, names), rel=1e-6)
+        return pytest.approx(float(self.dose[self.study.phantom.mask(*names)].mean(dtype=np.float64)), rel=1e-5)
+
+
+@pytest.fixture(params=["ldm", "dvk"])
+def method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _run(study: PhantomStudy, segs: list[Dataset], method: str = "ldm") -> _Run:
     pacs = MemoryDicomweb([*study.datasets(include_seg=False), *segs])
-    result = run_voxel_dosimetry(pacs, study.study_uid, ACTIVITY_GBQ, "ldm", str(segs[0].SeriesInstanceUID),
+    result = run_voxel_dosimetry(pacs, study.study_uid, ACTIVITY_GBQ, method, str(segs[0].SeriesInstanceUID),
                                  store=False)
-    return {v.name: v for v in result.vois}
+    run = _Run({v.name: v for v in result.vois})
+    run.study, run.method, run.dose = study, method, result.dose_gy
+    return run
 
 
 @pytest.mark.parametrize("omit_empty_frames", [True, False])
 def test_a_single_segment_seg_written_by_highdicom_gives_the_analytic_mean_dose(
-        study: PhantomStudy, omit_empty_frames: bool) -> None:
+        study: PhantomStudy, omit_empty_frames: bool, method: str) -> None:
     """highdicom puts SegmentIdentificationSequence in the Shared Functional Groups for one
     segment (PS3.3 C.7.6.16 allows it); such a SEG was refused."""
     seg = _seg(study, [("liver", "liver", _on_ct(study.phantom.mask(*LIVER)))], omit_empty_frames=omit_empty_frames)
     assert "SegmentIdentificationSequence" in seg.SharedFunctionalGroupsSequence[0]
-    vois = _run(study, [seg])
+    vois = _run(study, [seg], method)
     assert vois["liver"].voxel_count == int(study.phantom.mask(*LIVER).sum())
-    assert vois["liver"].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, LIVER), rel=1e-6)
+    assert vois["liver"].metrics["Dmean"] == vois.expected(LIVER)
 
 
 @pytest.mark.parametrize("omit_empty_frames", [True, False])
 def test_a_several_segment_seg_written_by_highdicom_gives_the_analytic_mean_doses(
-        study: PhantomStudy, omit_empty_frames: bool) -> None:
+        study: PhantomStudy, omit_empty_frames: bool, method: str) -> None:
     phantom = study.phantom
     seg = _seg(study, [("liver", "liver", _on_ct(phantom.mask(*LIVER))),
                        ("tumour 1", "tumour", _on_ct(phantom.mask("tumour 1"))),
                        ("tumour 2", "tumour", _on_ct(phantom.mask("tumour 2")))],
                omit_empty_frames=omit_empty_frames)
-    vois = _run(study, [seg])
+    vois = _run(study, [seg], method)
     assert set(vois) == {"liver", "tumour 1", "tumour 2", "normal liver"}
     for name, names in (("liver", LIVER), ("tumour 1", ("tumour 1",)), ("tumour 2", ("tumour 2",)),
                         ("normal liver", ("normal liver",))):
-        assert vois[name].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, names), rel=1e-6), name
+        assert vois[name].metrics["Dmean"] == vois.expected(names), name
     assert vois["tumour 1"].role == "tumour" and vois["liver"].role == "liver"
     # the liver segment holds its tumours; the normal liver (liver minus tumours) is derived beside it
     assert vois["normal liver"].role == "normal-liver" and vois["normal liver"].source == "derived"
     assert vois["normal liver"].voxel_count == int(phantom.mask("normal liver").sum())
 
 
-def test_a_labelmap_seg_gives_the_analytic_mean_doses(study: PhantomStudy) -> None:
+def test_a_labelmap_seg_gives_the_analytic_mean_doses(study: PhantomStudy, method: str) -> None:
     phantom = study.phantom
     seg = _seg(study, [("normal liver", "liver", _on_ct(phantom.mask("normal liver"))),
                        ("tumour 1", "tumour", _on_ct(phantom.mask("tumour 1"))),
                        ("tumour 2", "tumour", _on_ct(phantom.mask("tumour 2")))], seg_type="LABELMAP")
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
-    vois = _run(study, [seg])
+    vois = _run(study, [seg], method)
     assert all(v.source == "segmentation" for v in vois.values())  # nothing overlaps: nothing derived
     for name in ("normal liver", "tumour 1", "tumour 2"):
         assert vois[name].voxel_count == int(phantom.mask(name).sum())
-        assert vois[name].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, (name,)), rel=1e-6), name
+        assert vois[name].metrics["Dmean"] == vois.expected((name,)), name
 
 
 @pytest.mark.parametrize(("rim", "inside"), [(0.3, False), (0.7, True)])
-def test_a_fractional_seg_keeps_voxels_at_least_half_inside(study: PhantomStudy, rim: float, inside: bool) -> None:
+def test_a_fractional_seg_keeps_voxels_at_least_half_inside(study: PhantomStudy, rim: float, inside: bool,
+                                                            method: str) -> None:
     """A fractional liver with a one-voxel rim of ``rim``: the rim is in the VOI at ≥ 50 %."""
     from scipy import ndimage
 
@@ -148,22 +173,22 @@ def test_a_fractional_seg_keeps_voxels_at_least_half_inside(study: PhantomStudy,
     shell = ndimage.binary_dilation(liver) & ~liver
     fraction = liver.astype(np.float32) + rim * shell
     seg = _seg(study, [("liver", "liver", _on_ct(fraction))], seg_type="FRACTIONAL")
-    vois = _run(study, [seg])
+    vois = _run(study, [seg], method)
     expected = liver | shell if inside else liver
     assert vois["liver"].voxel_count == int(expected.sum())
     if not inside:
-        assert vois["liver"].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, LIVER), rel=1e-6)
+        assert vois["liver"].metrics["Dmean"] == vois.expected(LIVER)
 
 
-def test_a_seg_series_of_one_instance_per_segment_gives_every_segment(study: PhantomStudy) -> None:
+def test_a_seg_series_of_one_instance_per_segment_gives_every_segment(study: PhantomStudy, method: str) -> None:
     phantom = study.phantom
     series = hd.UID()
     segs = [_seg(study, [(name, kind, _on_ct(phantom.mask(*names)))], instance=n, series_uid=series)
             for n, (name, kind, names) in enumerate((("liver", "liver", LIVER), ("tumour 1", "tumour", ("tumour 1",))),
                                                     start=1)]
-    vois = _run(study, segs)
+    vois = _run(study, segs, method)
     assert set(vois) == {"liver", "tumour 1", "normal liver"}
-    assert vois["tumour 1"].metrics["Dmean"] == pytest.approx(_analytic_dmean(study, ("tumour 1",)), rel=1e-6)
+    assert vois["tumour 1"].metrics["Dmean"] == vois.expected(("tumour 1",))
 
 
 def _thin_slice_ct(study: PhantomStudy, slices: int, step_mm: float) -> list[Dataset]:

@@ -51,6 +51,15 @@ def test_voxel_parameters_accept_a_complete_request_and_default_the_method() -> 
                    "method": "ldm"}
 
 
+def test_voxel_parameters_take_a_registration_series() -> None:
+    """A CT in another Frame of Reference is used through a DICOM Spatial Registration; the
+    request may name the REG series (else the study's REG series are searched)."""
+    out = parse_voxel_parameters(_voxel({"name": "studyInstanceUid", "valueString": "1.2.3"},
+                                        {"name": "administeredActivityGBq", "valueDecimal": 2},
+                                        {"name": "registrationSeriesUid", "valueString": "1.2.3.9"}))
+    assert out["registrationSeriesUid"] == "1.2.3.9"
+
+
 @pytest.mark.parametrize(("params", "expression"), [
     ([{"name": "administeredActivityGBq", "valueDecimal": 2}], "Parameters.parameter.where(name='studyInstanceUid')"),
     ([{"name": "studyInstanceUid", "valueString": "1.2"}, {"name": "administeredActivityGBq", "valueDecimal": 50.01}],
@@ -62,6 +71,9 @@ def test_voxel_parameters_accept_a_complete_request_and_default_the_method() -> 
     ([{"name": "dose", "valueDecimal": 1}], "Parameters.parameter[0].name"),
     ([{"name": "studyInstanceUid", "valueString": "1.2"}, {"name": "administeredActivityGBq", "valueDecimal": 1},
       {"name": "method", "valueCode": "mc"}], "Parameters.parameter.where(name='method')"),
+    ([{"name": "studyInstanceUid", "valueString": "1.2"}, {"name": "administeredActivityGBq", "valueDecimal": 1},
+      {"name": "registrationSeriesUid", "valueString": "reg-1"}],
+     "Parameters.parameter.where(name='registrationSeriesUid')"),
 ])
 def test_voxel_parameters_refuse_naming_the_element(params: list[dict[str, object]], expression: str) -> None:
     with pytest.raises(FhirError) as err:

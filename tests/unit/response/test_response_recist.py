@@ -264,7 +264,7 @@ def test_lesion_treated_by_a_further_local_therapy_is_flagged_and_measured_by_de
 
 
 def test_targets_treated_by_the_assessed_therapy_are_measured_even_when_further_ones_are_not():
-    # seed-004-style course: cTACE of both targets after baseline, 33 → 20 → 19 mm
+    # a course like those of Nervo 2021: cTACE of both targets after baseline, 33 → 20 → 19 mm
     assessments = [visit(0, tgt("A", "18"), tgt("B", "15")), visit(8, tgt("A", "11"), tgt("B", "9")),
                    visit(16, tgt("A", "10"), tgt("B", "9"))]
     tace = [LocalTreatment("ctace", day(2), frozenset({"A", "B"}))]

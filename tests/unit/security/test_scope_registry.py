@@ -4,15 +4,12 @@ type left out is a 403 naming it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
-from gateway.app import create_app
 from gateway.scope_registry import ENDPOINTS, ORTHANC_HOOK, markdown_rows
-from netliver.settings import Settings
 from tests.support.jwks import JwksServer
 
 pytestmark = pytest.mark.unit
@@ -35,30 +32,14 @@ def test_the_orthanc_script_names_the_hooks_scopes() -> None:
     assert "system/ImagingStudy.c)" not in lua
 
 
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
-
-
-@pytest.fixture
-def client(tmp_path: Path, idp: JwksServer) -> FlaskClient:
-    settings = Settings.from_env({
-        "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer,
-        "AUTH_AUDIENCE": idp.audience, "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-        "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0",
-        "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers"})
-    return create_app(settings).test_client()
-
-
-def test_the_documented_hook_scopes_pass_and_each_missing_type_is_named(client: FlaskClient, idp: JwksServer) -> None:
+def test_the_documented_hook_scopes_pass_and_each_missing_type_is_named(jwt_client: FlaskClient, idp: JwksServer) -> None:
     documented = ORTHANC_HOOK.scope_string().split()
-    resp = client.post("/hooks/orthanc/stable-study", json={"ID": STUDY_ID},
+    resp = jwt_client.post("/hooks/orthanc/stable-study", json={"ID": STUDY_ID},
                        headers={"Authorization": f"Bearer {idp.mint(' '.join(documented))}"})
     assert resp.status_code == 503, resp.get_json()  # past authorisation: the PACS is not running
     for left_out in documented:
         rest = " ".join(s for s in documented if s != left_out)
-        resp = client.post("/hooks/orthanc/stable-study", json={"ID": STUDY_ID},
+        resp = jwt_client.post("/hooks/orthanc/stable-study", json={"ID": STUDY_ID},
                            headers={"Authorization": f"Bearer {idp.mint(rest)}"})
         assert resp.status_code == 403
         rtype = left_out.split("/")[1].split(".")[0]
