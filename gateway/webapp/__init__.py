@@ -46,8 +46,11 @@ def warm_up_plotting() -> None:
     a gateway process answers at once and the first figure or presentedForm finds it loaded.
     The views and the write-back import it where they use it (waiting for this import if it is
     still under way)."""
-    threading.Thread(target=importlib.import_module, args=("netliver.report.presented",),
-                     name="warm-up-plotting", daemon=True).start()
+    def load() -> None:
+        for module in ("netliver.report.presented", "netliver.report.dose_map", "dicomweb_client.api"):
+            importlib.import_module(module)  # the dose map's reader and client too (seconds when loaded)
+
+    threading.Thread(target=load, name="warm-up-plotting", daemon=True).start()
 
 
 class StoreReader:

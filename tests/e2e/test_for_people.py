@@ -110,7 +110,15 @@ def test_the_page_loads_with_every_image_and_a_clean_console(page: dict[str, Any
         assert len(img.get_attribute("alt") or "") > 40, "every figure needs a text alternative with its numbers"
     errors = [e for e in page["log"] if e.get("level") == "SEVERE"]
     assert errors == []
-    (ARTEFACTS / "load.json").write_text(json.dumps({"wallClockS": round(page["load_s"], 3), **page["timing"]}, indent=2))
+    # once more: the dose maps' images are then read from what the first load fetched from the PACS
+    started = time.perf_counter()
+    browser.get(f"{browser.current_url.split('#')[0]}")
+    again = browser.execute_script(
+        "const t = performance.getEntriesByType('navigation')[0];"
+        "return {domContentLoadedMs: t.domContentLoadedEventEnd, loadMs: t.loadEventEnd};")
+    (ARTEFACTS / "load.json").write_text(json.dumps({
+        "first": {"wallClockS": round(page["load_s"], 3), **page["timing"]},
+        "again": {"wallClockS": round(time.perf_counter() - started, 3), **again}}, indent=2))
 
 
 def test_each_section_is_kept_as_a_screenshot(page: dict[str, Any], browser: Any) -> None:
