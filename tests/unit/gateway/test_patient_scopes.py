@@ -287,3 +287,23 @@ def test_jobs_and_the_audit_trail_need_broad_scopes(gateway: tuple[GatewayDeps, 
     a = _as(idp, "patient/*.cruds", patient="pa")
     _refused(client.post("/fhir/$voxel-dosimetry", json={"resourceType": "Parameters", "parameter": []}, headers=a),
              "not confined to one patient")
+
+
+def test_the_smart_configuration_publishes_patient_scopes_and_the_launch_capabilities(tmp_path: Path,
+                                                                                        idp: JwksServer) -> None:
+    from gateway.app import create_app
+    from gateway.scopes import parse_scopes
+    from netliver.settings import Settings
+
+    settings = Settings.from_env({
+        "AUTH_MODE": "jwt", "AUTH_JWKS_URL": idp.jwks_url, "AUTH_ISSUER": idp.issuer, "AUTH_AUDIENCE": idp.audience,
+        "AUTH_TOKEN_URL": "https://idp.hospital.test/token", "AUTH_AUTHORIZE_URL": "https://idp.hospital.test/authorize",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "ORTHANC_URL": "http://127.0.0.1:9", "ORTHANC_CATCHUP_S": "0",
+        "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING",
+        "INTERNAL_TOKEN": "a-long-test-secret-for-the-workers"})
+    doc = create_app(settings).test_client().get("/.well-known/smart-configuration").get_json()
+    scopes = set(doc["scopes_supported"])
+    assert {"patient/*.rs", "patient/Observation.rs", "patient/Patient.rs", "user/Observation.rs"} <= scopes
+    assert not any(s.startswith(("patient/Task", "patient/AuditEvent", "patient/Endpoint")) for s in scopes)
+    assert all(parse_scopes(s) for s in scopes)
+    assert {"launch-ehr", "context-ehr-patient", "permission-patient"} <= set(doc["capabilities"])
