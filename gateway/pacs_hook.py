@@ -24,7 +24,7 @@ from flask import Blueprint, Response, request
 from gateway.auth import require_hook_auth, require_internal_token
 from gateway.scope_registry import ORTHANC_HOOK
 from gateway.writeback import write_results
-from netliver.dosimetry_contract import classify_study
+from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, classify_study, missing_instances
 from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
 from netliver.fhir.outcome import FhirError
@@ -113,9 +113,10 @@ class OrthancClient:
                                        "description": stags.get("SeriesDescription", ""),
                                        "number": stags.get("SeriesNumber"),
                                        "instances": len(s.get("Instances", [])),
-                                       "radiopharmaceutical": None}
+                                       "radiopharmaceutical": None, "header": {}}
             if summary["modality"] in {"PT", "NM"} and s.get("Instances"):
                 inst = self.child("instances", s["Instances"][0], "tags", simplify="")
+                summary["header"] = {k: inst[k] for k in COMPLETENESS_ATTRIBUTES if k in inst}
                 seq = inst.get("RadiopharmaceuticalInformationSequence") or []
                 if seq and isinstance(seq, list) and isinstance(seq[0], dict):
                     # Its attributes and the radionuclide code: what the worker reads as well.
@@ -163,6 +164,15 @@ def _imaging_resources(info: StudyInfo, settings: Settings, patient_ref: dict[st
         d = info.study_date
         study["started"] = f"{d[:4]}-{d[4:6]}-{d[6:]}"
     return [endpoint, study]
+
+
+def _still_arriving(info: StudyInfo) -> str | None:
+    """Why the study's emission series is not complete yet (:func:`missing_instances`), or None."""
+    for s in info.series:
+        why = missing_instances(str(s.get("modality", "")), int(s.get("instances") or 0), s.get("header") or {})
+        if why:
+            return f"series {s.get('uid')}: {why}"
+    return None
 
 
 class CatchUpCursor:
@@ -243,6 +253,14 @@ class StableStudyHandler:
         study_ref = f"ImagingStudy/{resources[1]['id']}"
         result: dict[str, Any] = {"imagingStudy": study_ref, "kind": info.kind, "reason": info.reason}
         if info.kind == "none":
+            return result
+        arriving = _still_arriving(info)
+        if arriving:
+            # Orthanc calls a study stable after StableAge seconds without a new instance, which
+            # a paused upload also gives: no job on part of a series. The PACS notifies the
+            # study again once the rest has arrived (and the catch-up reads that notification).
+            result.update({"job": None, "reason": f"{info.reason}; {arriving}: the dosimetry job starts once the "
+                           "series is complete"})
             return result
         activity = info.activity_gbq if info.kind != "maa-spect" else self._planned_activity(patient_ref)
         if activity is None or activity <= 0:

@@ -11,10 +11,16 @@ the demo, a local Orthanc PACS when installed), then:
    in the PACS → Orthanc's stable-study hook → voxel dosimetry jobs on a Celery worker (``202`` +
    ``Task``) → DiagnosticReports with dose and BED per VOI, Observations, RT Dose; then
    ``POST /fhir/$dose-comparison`` (did the MAA predict what the PET showed?) and a second
-   ``$sirt-activity`` for the patient (prior lung dose from the store, cumulative limit);
-6. ``POST /fhir/$tumor-response`` — RECIST 1.1 over three follow-ups;
+   ``$sirt-activity`` for the patient (prior lung dose from the store, cumulative limit). Each
+   study's CT and SEG go to the PACS before its emission series, and the demo waits for the
+   job that read the study with its SEG;
+6. ``POST /fhir/$tumor-response`` — RECIST 1.1 over three follow-ups, with each segmented
+   lesion's dose and BED beside its response (the SEG's lesion segments are linked to the
+   follow-up's BodyStructures by label);
 
-prints a summary with the ids of the written resources, and stops everything it started.
+prints the four answers across treatments (predicted vs delivered, prior lung dose, BED/EQD2
+per VOI, dose-response per lesion), a summary with the ids of the written resources, and stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ DICOM_PATIENT_ID = "NETLIVER-DEMO-0001"
 #: Criteria evaluated besides RECIST 1.1, so the page shows a table per criterion.
 EXTRA_CRITERIA = ("mrecist", "choi", "percist")
 FIGURES_DIR = ROOT / "var" / "demo" / "figures"
+#: The lesion segments of the demo's SEGs: three are the follow-up's lesions (BodyStructure ids),
+#: the fourth was never measured on the follow-up CTs.
+DEMO_LESIONS = ("L1", "L2", "NT1", "lesion 4")
 
 
 def for_patient(bundle: dict[str, Any], patient_id: str, prefix: str = "") -> dict[str, Any]:
@@ -107,18 +116,53 @@ def _status(obs: dict[str, Any]) -> tuple[str, str]:
 
 
 def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
-    from infra.demo_follow_up import synthetic_follow_up_bundle
-    from infra.demo_patients import realistic_patient
-
+    """Steps 1-6 on ``stack``; the references written, by operation."""
     gw = f"{stack.gateway_url}/fhir"
     written: dict[str, list[str]] = {}
+    answers: dict[str, list[str]] = {}
+    follow_up = _store_record(gw)
+    written["eligibility"] = _eligibility(gw)
+    _cds_cards(stack.gateway_url)
+    plan = _post(f"{gw}/$sirt-activity", _plan_parameters("partition", "resin", "2024-03-05T09:30:00Z", {
+        "liverVolumeMl": 1800, "tumorVolumeMl": 300, "lungShuntFraction": 0.07, "tumorToNormalRatio": 4,
+        "targetDoseGy": 120, "normalLiverLimitGy": 40})).json()
+    values = _outputs(plan)
+    _line(f"4. SIRT plan (partition model): {values.get('activityGBq')} GBq, tumour {values.get('tumorDoseGy')} Gy, "
+          f"normal liver {values.get('normalLiverDoseGy')} Gy, lung {values.get('lungDoseGy')} Gy, "
+          f"limited by {values.get('limitingFactor')}, status {values.get('status')}")
+    if with_pacs:
+        _across_treatments(stack, gw, written, answers)
+    else:
+        _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
+    _tumour_response(gw, follow_up, written, answers)
+    _line("\nAcross treatments, the four questions:")
+    for question, lines in sorted(answers.items()):
+        _line(f"  {question}")
+        for text in lines:
+            _line(f"     {text}")
+    return written
+
+
+def _store_record(gw: str) -> dict[str, Any]:
+    """Step 1: the patient's record and its lesions' BodyStructures (before the PACS jobs: they
+    link each segmented lesion to its BodyStructure); the follow-up itself comes in step 6."""
+    from infra.demo_follow_up import synthetic_follow_up_bundle
+    from infra.demo_patients import realistic_patient
 
     record = realistic_patient(PATIENT_ID)
     patient = next(e["resource"] for e in record["entry"] if e["resource"]["resourceType"] == "Patient")
     patient.setdefault("identifier", []).append({"system": "urn:netliver:dicom-patient-id", "value": DICOM_PATIENT_ID})
     _post(gw, _as_transaction(record))
-    _line(f"1. Stored the record of Patient/{PATIENT_ID}: {len(record['entry'])} resources.")
+    follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID)
+    lesions = [e for e in follow_up["entry"] if e["resource"]["resourceType"] == "BodyStructure"]
+    _post(gw, _as_transaction({"entry": lesions}))
+    _line(f"1. Stored the record of Patient/{PATIENT_ID}: {len(record['entry'])} resources, and its "
+          f"{len(lesions)} lesions (BodyStructure).")
+    return follow_up
 
+
+def _eligibility(gw: str) -> list[str]:
+    """Step 2: the 13 therapies with the rules that decided each."""
     t0 = time.perf_counter()
     result = _post(f"{gw}/Patient/{PATIENT_ID}/$evaluate-eligibility", None).json()
     observations = [e["resource"] for e in result["entry"] if e["resource"]["resourceType"] == "Observation"
@@ -132,34 +176,35 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
         why = [n["text"].split("]")[0].lstrip("[").split(" · ")[0] for n in obs.get("note", [])
                if any(k in n["text"].split("]")[0] for k in deciding.get(status, ()))]
         _line(f"     {therapy:<20} {status:<22} {', '.join(why[:3])}")
-    written["eligibility"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in result["entry"]]
+    return [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in result["entry"]]
 
-    cards = _post(f"{stack.gateway_url}/cds-services/liver-directed-therapy", {
+
+def _cds_cards(gateway_url: str) -> None:
+    cards = _post(f"{gateway_url}/cds-services/liver-directed-therapy", {
         "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         "context": {"userId": "Practitioner/demo", "patientId": PATIENT_ID}}).json()["cards"]
     _line(f"3. CDS Hooks patient-view: {len(cards)} card(s)")
     for card in cards[:4]:
         _line(f"     [{card.get('indicator')}] {card.get('summary')}")
 
-    plan_params = {"resourceType": "Parameters", "parameter": [
-        {"name": "method", "valueCode": "partition"}, {"name": "device", "valueCode": "resin"},
-        {"name": "liverVolumeMl", "valueDecimal": 1800}, {"name": "tumorVolumeMl", "valueDecimal": 300},
-        {"name": "lungShuntFraction", "valueDecimal": 0.07}, {"name": "tumorToNormalRatio", "valueDecimal": 4},
-        {"name": "targetDoseGy", "valueDecimal": 120}, {"name": "normalLiverLimitGy", "valueDecimal": 40},
+
+def _plan_parameters(method: str, device: str, when: str, numbers: dict[str, float]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "method", "valueCode": method}, {"name": "device", "valueCode": device},
+        *({"name": k, "valueDecimal": v} for k, v in numbers.items()),
         {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}},
-        {"name": "treatmentTime", "valueDateTime": "2024-03-05T09:30:00Z"}]}
-    plan = _post(f"{gw}/$sirt-activity", plan_params).json()
-    values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None) for p in plan["parameter"]}
-    _line(f"4. SIRT plan (partition model): {values.get('activityGBq')} GBq, tumour {values.get('tumorDoseGy')} Gy, "
-          f"normal liver {values.get('normalLiverDoseGy')} Gy, lung {values.get('lungDoseGy')} Gy, "
-          f"limited by {values.get('limitingFactor')}, status {values.get('status')}")
+        {"name": "treatmentTime", "valueDateTime": when}]}
 
-    if with_pacs:
-        _across_treatments(stack, gw, written)
-    else:
-        _line("5. Voxel dosimetry skipped: Orthanc is not installed (make system-deps installs it).")
 
-    follow_up = for_patient(synthetic_follow_up_bundle(), PATIENT_ID)
+def _outputs(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None)
+            for p in parameters["parameter"]}
+
+
+def _tumour_response(gw: str, follow_up: dict[str, Any], written: dict[str, list[str]],
+                     answers: dict[str, list[str]]) -> None:
+    """Step 6: RECIST 1.1 over the follow-ups (and the other criteria, for the page); each
+    segmented lesion's dose beside its response."""
     _post(gw, _as_transaction(follow_up))  # the images' measurements and markers, for the page
     for criteria in EXTRA_CRITERIA:
         _post(f"{gw}/$tumor-response?criteria={criteria}", follow_up)
@@ -167,6 +212,8 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
     _line(f"6. RECIST 1.1 (also written: {', '.join(EXTRA_CRITERIA)}):")
     for entry in response["entry"]:
         res = entry["resource"]
+        if res["resourceType"] == "DiagnosticReport" and res["code"]["coding"][0]["code"] == "dose-response-report":
+            answers["4. Which lesions got which dose, and did they respond?"] = res["conclusion"].splitlines()[1:]
         if res["resourceType"] != "Observation":
             continue
         comps = {c["code"]["coding"][0]["code"]: c for c in res.get("component", []) if c.get("code", {}).get("coding")}
@@ -177,18 +224,21 @@ def run(stack: Stack, with_pacs: bool) -> dict[str, list[str]]:
         elif res["code"]["coding"][0]["code"] == "best-overall-response":
             _line(f"     best overall response: {res['valueCodeableConcept']['coding'][0]['code']}")
     written["tumor-response"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response["entry"]]
-    return written
 
 
 def _voxel_job(stack: Stack, gw: str, study: Any, what: str) -> str | None:
-    """Upload ``study`` to the PACS, wait for its dosimetry job, print its report; its reference."""
-    from services.dosimetry.imaging import phantoms as ph
+    """Upload ``study`` to the PACS (CT and SEG first), wait for the job that read it with its
+    SEG, print its report; the report's reference."""
+    from infra.demo_across import upload_emission_last, wait_for_job
 
     t0 = time.perf_counter()
-    orthanc_id = ph.upload_study(f"http://127.0.0.1:{stack.config.orthanc_port}", study)
+    orthanc_id = upload_emission_last(f"http://127.0.0.1:{stack.config.orthanc_port}", study)
     _line(f"   {what} stored in the PACS (Orthanc study {orthanc_id}); waiting for the stable-study trigger "
           "and the dosimetry job...")
-    task = _wait_task(gw, study.study_uid)
+    try:
+        task = wait_for_job(gw, study)
+    except TimeoutError as exc:
+        raise SystemExit(str(exc)) from None
     _line(f"     Task/{task['id']} {task['status']} after {time.perf_counter() - t0:.1f} s "
           f"({task.get('statusReason', {}).get('text', '')})")
     if task["status"] != "completed":
@@ -201,59 +251,40 @@ def _voxel_job(stack: Stack, gw: str, study: Any, what: str) -> str | None:
     return str(report_ref)
 
 
-def _across_treatments(stack: Stack, gw: str, written: dict[str, list[str]]) -> None:
+def _across_treatments(stack: Stack, gw: str, written: dict[str, list[str]], answers: dict[str, list[str]]) -> None:
     """Step 5: the MAA simulation, the Y-90 PET, their comparison, and a second plan."""
-    from services.dosimetry.imaging import phantoms as ph
+    from infra.demo_across import across_studies
 
     _line("5. Across treatments")
-    # the MAA showed the tumours hotter (T/N 6) than the microspheres went (T/N 4)
-    maa = ph.build_study(ph.two_compartment_liver(n=64, tumour_to_normal=6, nuclide="Tc-99m"), "NM", seed=2,
-                         patient_id=DICOM_PATIENT_ID)
+    # four lesions in the SEGs, three of them the follow-up's (segment label = BodyStructure id)
+    maa, pet = across_studies(DICOM_PATIENT_ID, DEMO_LESIONS, {}, n=64, delivered_gbq=1.6)
     predicted = _voxel_job(stack, gw, maa, "Tc-99m MAA SPECT/CT (simulation of the plan)")
-    pet = ph.build_study(ph.two_compartment_liver(n=64), "PT", seed=1, total_activity_gbq=2.0,
-                         patient_id=DICOM_PATIENT_ID)
     delivered = _voxel_job(stack, gw, pet, "Post-SIRT Y-90 PET/CT")
     written["voxel-dosimetry"] = [r for r in (predicted, delivered) if r]
+    if delivered:
+        report = requests.get(f"{gw}/{delivered}", timeout=30).json()
+        answers["3. BED and EQD2 per VOI (Y-90 PET)?"] = [
+            line for line in report.get("conclusion", "").splitlines() if "BEDmean" in line]
     if predicted and delivered:
-        answer = requests.post(f"{gw}/$dose-comparison", json={"resourceType": "Parameters", "parameter": [
+        comparison = _post(f"{gw}/$dose-comparison", {"resourceType": "Parameters", "parameter": [
             {"name": "predicted", "valueReference": {"reference": predicted}},
-            {"name": "delivered", "valueReference": {"reference": delivered}}]}, timeout=120)
-        if answer.status_code != 200:
-            # e.g. a job that ran before the SEG reached the PACS has only the automatic liver VOI
-            _line(f"   $dose-comparison: {answer.status_code} {answer.json()['issue'][0].get('diagnostics', '')}")
-            delivered = None
-    if predicted and delivered:
-        comparison = answer.json()
-        report = comparison["entry"][0]["resource"]
+            {"name": "delivered", "valueReference": {"reference": delivered}}]}).json()
+        lines = comparison["entry"][0]["resource"].get("conclusion", "").splitlines()
         _line("   $dose-comparison:")
-        for line in report.get("conclusion", "").splitlines():
+        for line in lines:
             _line(f"     {line}")
+        answers["1. Did the MAA predict what the Y-90 PET showed?"] = lines[1:]
         written["dose-comparison"] = [f"{e['resource']['resourceType']}/{e['resource']['id']}"
                                       for e in comparison["entry"]]
-    second = _post(f"{gw}/$sirt-activity", {"resourceType": "Parameters", "parameter": [
-        {"name": "method", "valueCode": "mird"}, {"name": "device", "valueCode": "glass"},
-        {"name": "targetDoseGy", "valueDecimal": 120}, {"name": "liverVolumeMl", "valueDecimal": 1800},
-        {"name": "perfusedFraction", "valueDecimal": 0.4}, {"name": "lungShuntFraction", "valueDecimal": 0.07},
-        {"name": "patient", "valueReference": {"reference": f"Patient/{PATIENT_ID}"}},
-        {"name": "treatmentTime", "valueDateTime": "2024-09-10T09:30:00Z"}]}).json()
-    values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None) for p in second["parameter"]}
+    second = _post(f"{gw}/$sirt-activity", _plan_parameters("mird", "glass", "2024-09-10T09:30:00Z", {
+        "targetDoseGy": 120, "liverVolumeMl": 1800, "perfusedFraction": 0.4, "lungShuntFraction": 0.07})).json()
+    values = _outputs(second)
     used = [p["valueReference"]["reference"] for p in second["parameter"] if p["name"] == "priorRecord"]
-    _line(f"   Second SIRT (MIRD, glass): {values.get('activityGBq')} GBq; lung {values.get('lungDoseGy')} Gy, prior "
-          f"{values.get('priorLungDoseGy')} Gy from {', '.join(used) or 'no record'}, cumulative "
-          f"{values.get('cumulativeLungDoseGy')} Gy (limit 50 Gy); status {values.get('status')}")
-
-
-def _wait_task(gw: str, study_uid: str, timeout_s: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        bundle = requests.get(f"{gw}/Task", params={"_count": "50"}, timeout=30).json()
-        for entry in bundle.get("entry", []):
-            task = entry["resource"]
-            if any(i.get("valueString") == study_uid for i in task.get("input", [])) and \
-                    task["status"] in {"completed", "failed", "cancelled"}:
-                return dict(task)
-        time.sleep(1)
-    raise SystemExit("the dosimetry job did not finish in time")
+    text = (f"Second SIRT (MIRD, glass): {values.get('activityGBq')} GBq; lung {values.get('lungDoseGy')} Gy, prior "
+            f"{values.get('priorLungDoseGy')} Gy from {', '.join(used) or 'no record'}, cumulative "
+            f"{values.get('cumulativeLungDoseGy')} Gy (limit 50 Gy); status {values.get('status')}")
+    _line(f"   {text}")
+    answers["2. How much lung dose has the patient had?"] = [text]
 
 
 def _write_figures(gateway_url: str) -> None:

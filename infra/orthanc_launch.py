@@ -8,19 +8,13 @@ from pathlib import Path
 from infra.orthanc_process import OrthancProcess
 from infra.stack import ROOT
 
-__all__ = ["LUA_SCRIPT", "STABLE_AGE_S", "start_orthanc"]
+__all__ = ["LUA_SCRIPT", "start_orthanc"]
 
 LUA_SCRIPT = ROOT / "infra" / "orthanc" / "netliver.lua"
 
 
-#: Seconds without a new instance before Orthanc calls a study stable. 2 s proved too short on a busy
-#: machine: an upload pausing that long between two instances started the job on half a study (the
-#: CT partly there, or the SEG not yet), so the demo's dose comparison found nothing to compare.
-STABLE_AGE_S = 5
-
-
 def start_orthanc(workdir: Path, http_port: int, dicom_port: int, gateway_url: str, token: str,
-                  stable_age_s: int = STABLE_AGE_S, hook: bool = True) -> OrthancProcess:
+                  stable_age_s: int = 2, hook: bool = True) -> OrthancProcess:
     """An :class:`OrthancProcess` started on loopback whose Lua script notifies ``gateway_url``."""
     proc = OrthancProcess(workdir, lua_scripts=[LUA_SCRIPT] if hook else [], extra_config={"StableAge": stable_age_s},
                           http_port=http_port, dicom_port=dicom_port,

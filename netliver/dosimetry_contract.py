@@ -10,6 +10,8 @@ here, so a study the gateway sends is one the worker classifies the same way:
 * :func:`identify_nuclide` — code first, then RadionuclideHalfLife (0018,1075) within
   :data:`HALF_LIFE_TOLERANCE`, then (only when neither is stated) the free-text names;
 * :func:`classify_study` — Y-90 PET, Y-90 bremsstrahlung SPECT, Tc-99m MAA SPECT or none;
+* :func:`missing_instances` — whether an emission series still lacks instances its own header
+  announces (a study the PACS calls stable may still be arriving when an upload pauses);
 * :func:`parse_voxel_parameters` — the ``$voxel-dosimetry`` input Parameters.
 
 Plain data and FHIR errors only: no I/O, no web framework.
@@ -27,6 +29,7 @@ from netliver.fhir.outcome import FhirError
 from netliver.fhir.parameters import parameters_of
 
 __all__ = [
+    "COMPLETENESS_ATTRIBUTES",
     "F18",
     "GA68",
     "HALF_LIFE_TOLERANCE",
@@ -41,6 +44,7 @@ __all__ = [
     "StudyClass",
     "classify_study",
     "identify_nuclide",
+    "missing_instances",
     "nuclide_by_half_life",
     "parse_voxel_parameters",
 ]
@@ -172,6 +176,48 @@ def classify_study(series: Sequence[Mapping[str, Any]]) -> StudyClass:
         if nuclide is TC99M and modality == "NM" and ("maa" in text or "macroaggregat" in text):
             return StudyClass("maa-spect", None, f"Tc-99m MAA SPECT study{ct_note}")
     return StudyClass("none", None, "not a dosimetry study (no Y-90 PET/SPECT or Tc-99m MAA SPECT series)")
+
+
+# -- series completeness ------------------------------------------------------------------------
+
+#: The header attributes :func:`missing_instances` reads (keywords, as Orthanc's simplified tags
+#: and pydicom name them).
+COMPLETENESS_ATTRIBUTES = ("NumberOfSlices", "NumberOfTimeSlices", "NumberOfFrames", "SeriesType")
+
+
+def _count(value: Any) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None and number.is_integer() and number >= 1 else None
+
+
+def missing_instances(modality: str, instances: int, header: Mapping[str, Any]) -> str | None:
+    """Why an emission series of ``instances`` instances is not complete yet, or None.
+
+    A PET series stored one slice per instance (PET Image Storage; PS3.3 C.8.9.1 PET Series
+    module) announces its size: NumberOfSlices (0054,0081) slices per volume, times
+    NumberOfTimeSlices (0054,0101) volumes for a DYNAMIC series. Fewer instances than that is a
+    series still arriving (or one the PACS lost part of): its dose would be computed over part of
+    the body with the whole administered activity. ``header`` is the first instance's attributes
+    by keyword (:data:`COMPLETENESS_ATTRIBUTES`). NM reconstructions are one multi-frame
+    instance, complete in themselves; a multi-frame (enhanced) PET likewise; nothing is said
+    when the header states no size.
+    """
+    if modality != "PT" or (_count(header.get("NumberOfFrames")) or 1) > 1:
+        return None
+    slices = _count(header.get("NumberOfSlices"))
+    if slices is None:
+        return None
+    series_type = header.get("SeriesType") or ""
+    # Orthanc's simplified tags join values with a backslash; pydicom gives a sequence
+    first = (str(series_type).split("\\")[0] if isinstance(series_type, str)
+             else str(next(iter(series_type), "")))
+    volumes = (_count(header.get("NumberOfTimeSlices")) or 1) if str(first).upper() == "DYNAMIC" else 1
+    expected = slices * volumes
+    if instances >= expected:
+        return None
+    per_volume = f" × {volumes} time slices" if volumes > 1 else ""
+    return (f"the PT series holds {instances} of the {expected} instances its header announces "
+            f"(NumberOfSlices (0054,0081) = {slices}{per_volume})")
 
 
 # -- $voxel-dosimetry parameters ----------------------------------------------------------------

@@ -66,6 +66,7 @@ class Settings:
     bed_tumour_repair_h: float = _setting(1.5, "BED_TUMOUR_REPAIR_H", "Repair half-time (h) of tumour and lesion VOIs for the voxel BED.")
     bed_liver_alpha_beta_gy: float = _setting(2.5, "BED_LIVER_ALPHA_BETA_GY", "α/β (Gy) of liver and normal-liver VOIs for the voxel BED.")
     bed_liver_repair_h: float = _setting(2.5, "BED_LIVER_REPAIR_H", "Repair half-time (h) of liver and normal-liver VOIs for the voxel BED.")
+    dosimetry_store_bed_map: bool = _setting(False, "DOSIMETRY_STORE_BED_MAP", "1 stores each voxel job's BED map in the PACS study beside its dose (RT Dose, DoseType EFFECTIVE).")
     # -- authentication ---------------------------------------------------------------------
     auth_mode: str = _setting("jwt", "AUTH_MODE", "off | jwt. 'off' only for local demo/serve on loopback (logged loudly).")
     auth_jwks_url: str = _setting("", "AUTH_JWKS_URL", "JWKS URL whose keys sign accepted tokens (RS256, RS384, ES384).")

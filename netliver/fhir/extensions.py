@@ -54,6 +54,10 @@ EXTENSIONS: dict[str, ExtensionDef] = {ext.id: ext for ext in (
     ExtensionDef("imaging-procedure", "Imaging procedure",
                  "An imaging modality used for the assessment (SNOMED CT).", ("DiagnosticReport",),
                  "CodeableConcept"),
+    ExtensionDef("voxel-bed-map", "Voxel BED map in the PACS",
+                 "The SOP Instance UID (urn:dicom:uid, urn:oid:…) of the RT Dose, DoseType EFFECTIVE, holding "
+                 "the voxel BED map of this voxel-dosimetry report in the study's PACS (DOSIMETRY_STORE_BED_MAP).",
+                 ("DiagnosticReport",), "Identifier"),
 )}
 
 

@@ -23,6 +23,7 @@ from netliver.fhir.builders import (
     reference,
 )
 from netliver.fhir.codesystems import CODESYSTEMS, LOINC, OBSERVATION_CODE_SYSTEM
+from netliver.fhir.extensions import extension_url
 from netliver.fhir.sampled_dvh import dvh_attachment
 from services.dosimetry.domain.comparison import (
     TUMOUR_DMEAN_FLAG_PERCENT,
@@ -47,7 +48,7 @@ from services.dosimetry.fhir_in import (
 if TYPE_CHECKING:
     from services.dosimetry.imaging.pipeline import VoiDose, VoxelDosimetryResult
 
-__all__ = ["BED_CODES", "METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "comparison_result", "sirt_result", "voxel_results"]
+__all__ = ["BED_CODES", "BED_MAP_EXTENSION", "METRIC_CODES", "PLAN_COMPONENT_CODES", "VoxelResults", "comparison_result", "sirt_result", "voxel_results"]
 
 _PLAN_COMPONENTS = ("activityGBq", "activityAtCalibrationGBq", "tumorDoseGy", "normalLiverDoseGy",
                     "perfusedLiverDoseGy", "lungDoseGy", "cumulativeLungDoseGy", "doseConstant", "lsfReduction",
@@ -240,6 +241,8 @@ BED_CODES: dict[str, tuple[str, str, str]] = {
     "EQD2mean": ("eqd2-mean", "Mean equivalent dose in 2 Gy fractions", "Gy"),
     "BED70": ("bed-d70", "Minimum BED to the hottest 70 % of the VOI", "Gy"),
 }
+#: DiagnosticReport extension naming the voxel BED map stored in the PACS (its SOP Instance UID).
+BED_MAP_EXTENSION = extension_url("voxel-bed-map")
 _METHOD_TEXT = {"ldm": "local deposition (EANM)", "dvk": "Y-90 voxel S-value kernel convolution (Lanconelli 2012)"}
 
 
@@ -324,6 +327,9 @@ def _conclusion(result: VoxelDosimetryResult, request: VoxelJobRequest) -> str:
                         f"(α/β {voi.tissue.alpha_beta_gy:g} Gy)" if bed and voi.tissue else ""))
     if result.lung_shunt_fraction is not None:
         lines.append(f"Lung shunt fraction from the image: {100 * result.lung_shunt_fraction:.1f} %")
+    if result.bed_map_series_uid:
+        lines.append(f"BED map stored in the PACS study: RT Dose series {result.bed_map_series_uid} "
+                     "(DoseType EFFECTIVE; tumour and liver VOIs, 0 Gy elsewhere)")
     lines.extend(f"Warning: {w}" for w in result.warnings)
     return "\n".join(lines)
 
@@ -358,10 +364,18 @@ def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id
     inputs = [{"reference": request.imaging_study}] if request.imaging_study else [
         {"reference": f"ImagingStudy/{imaging_study_id(request.study_uid)}",
          "display": f"DICOM study {request.study_uid}"}]
-    rtdose = result.rtdose_sop_instance_uid
+    rtdose, bed_map = result.rtdose_sop_instance_uid, result.bed_map_sop_instance_uid
     extra = ([{"role": "derivation", "what": {"display": f"RT Dose {rtdose} stored in the PACS study",
                                                "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{rtdose}"}}}]
              if rtdose else [])
+    if bed_map:
+        # the BED map in the PACS: named by the report (an extension any reader can follow to the
+        # instance) and by the Provenance
+        identifier = {"system": "urn:dicom:uid", "value": f"urn:oid:{bed_map}"}
+        report["extension"] = [{"url": BED_MAP_EXTENSION, "valueIdentifier": identifier}]
+        extra.append({"role": "derivation", "what": {
+            "display": f"BED map {bed_map} (RT Dose, DoseType EFFECTIVE) stored in the PACS study",
+            "identifier": identifier}})
     targets = [{"reference": f"DiagnosticReport/{report_id}"},
                *({"reference": f"Observation/{o['id']}"} for o in observations)]
     prov = provenance(targets=targets, service="dosimetry", version=version, inputs=inputs,

@@ -111,7 +111,8 @@ def tissue_table(settings: Settings) -> TissueTable:
 def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
                     progress: Callable[[str, float], None] | None = None, *,
                     version: str = __version__, tissues: TissueTable | None = None,
-                    find_body_structure: Callable[[str, str], str | None] | None = None) -> VoxelJobOutcome:
+                    find_body_structure: Callable[[str, str], str | None] | None = None,
+                    store_bed_map: bool = False) -> VoxelJobOutcome:
     """Run the voxel pipeline for one job on the PACS behind ``client`` (a DICOMweb client).
 
     Raises the pipeline's ``ImagingError`` subclasses (the job fails with their reason) and
@@ -124,7 +125,8 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
     request = voxel_job_request(params)
     result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
                                  request.segmentation_series_uid, progress=progress, tissues=tissues,
-                                 registration_series_uid=request.registration_series_uid)
+                                 registration_series_uid=request.registration_series_uid,
+                                 store_bed_map=store_bed_map)
     lesions: dict[str, str] = {}
     if find_body_structure is not None:
         # a tumour VOI is a lesion: its BodyStructure by TrackingUID, else by label (the gateway looks)

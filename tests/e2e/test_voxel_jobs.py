@@ -200,3 +200,39 @@ def test_a_truncated_instance_fails_the_task_naming_it_and_the_worker_takes_the_
     ph.upload_study(_orthanc_url(stack), good)
     next_id = _submit(gw, good.study_uid, 2.0)
     assert poll(lambda: _task(gw, next_id), _done, timeout_s=120)["status"] == "completed"
+
+
+def test_an_upload_that_pauses_past_stable_age_starts_the_job_only_once_the_series_is_complete(stack: Stack) -> None:
+    """Orthanc calls a study stable after StableAge (2 s here) without an instance: an upload
+    that pauses longer makes the Lua hook post a study whose PET series is half there. No job
+    starts on it; when the rest arrives, Orthanc posts again and the job runs on all slices."""
+    from netliver.fhir.builders import imaging_study_id
+
+    gw = stack.gateway_url
+    phantom = ph.sphere_in_cylinder(n=24)
+    study = ph.build_study(phantom, "PT", seed=17, total_activity_gbq=1.0)
+    assert study.seg is not None
+    ph.upload_datasets(_orthanc_url(stack), [*study.ct, study.seg, *study.activity[:12]])  # the sender pauses
+    imaging = f"{gw}/fhir/ImagingStudy/{imaging_study_id(study.study_uid)}"
+    seen = poll(lambda: requests.get(imaging, timeout=10), lambda r: r.status_code == 200, timeout_s=60).json()
+    assert seen["numberOfInstances"] == len(study.ct) + 1 + 12  # the hook ran on the paused upload
+
+    def tasks_of_study() -> list[dict[str, Any]]:
+        bundle = requests.get(f"{gw}/fhir/Task", params={"_count": "100"}, timeout=10).json()
+        return [e["resource"] for e in bundle.get("entry", [])
+                if any(i.get("valueString") == study.study_uid for i in e["resource"].get("input", []))]
+
+    assert tasks_of_study() == []
+    ph.upload_datasets(_orthanc_url(stack), study.activity[12:])
+    [task] = poll(tasks_of_study, lambda tasks: len(tasks) == 1, timeout_s=60)
+    done = poll(lambda: _task(gw, task["id"]), _done, timeout_s=120)
+    assert done["status"] == "completed", done.get("statusReason")
+    report_ref = next(o["valueReference"]["reference"] for o in done["output"]
+                      if o["valueReference"]["reference"].startswith("DiagnosticReport/"))
+    report = requests.get(f"{gw}/fhir/{report_ref}", timeout=10).json()
+    sphere = next(o for o in (requests.get(f"{gw}/fhir/{r['reference']}", timeout=10).json() for r in report["result"])
+                  if o["bodySite"]["text"].startswith("sphere"))
+    volume = next(c["valueQuantity"]["value"] for c in sphere["component"] if c["code"].get("text") == "VOI volume")
+    # the whole sphere of the design, not the half in the first 12 slices
+    assert volume == pytest.approx(int(phantom.mask("sphere").sum()) * phantom.voxel_ml, abs=0.01)
+    assert requests.get(imaging, timeout=10).json()["numberOfInstances"] == len(study.ct) + 1 + 24

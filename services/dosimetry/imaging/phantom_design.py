@@ -4,7 +4,8 @@ A :class:`Phantom` is a label map of :class:`Compartment` s on the emission ("SP
 with an integer count density (or activity concentration) and a CT number, so that the analytic
 doses of the tests are exact sums over known voxels. :func:`sphere_in_cylinder` (uniform hot
 sphere in a warm cylinder), :func:`two_compartment_liver` (liver with tumours at T/N = 4),
-:func:`lung_shunt` (liver, tumour and lungs holding a set lung shunt fraction).
+:func:`lung_shunt` (liver, tumour and lungs holding a set lung shunt fraction),
+:func:`four_lesion_liver` (liver with four lesions of their own uptake under two lungs).
 :mod:`.phantoms` writes them as DICOM studies.
 """
 
@@ -19,10 +20,12 @@ import numpy as np
 
 __all__ = [
     "ADMINISTRATION",
+    "FOUR_LESIONS_MM",
     "NUCLIDES",
     "Compartment",
     "Phantom",
     "bool_array",
+    "four_lesion_liver",
     "lung_shunt",
     "sphere_in_cylinder",
     "two_compartment_liver",
@@ -226,4 +229,42 @@ def lung_shunt(n: int = 48, voxel_mm: float = 4.42, lung_counts_per_voxel: int =
                 ("tumour 1", "abnormal", "tumour", ("tumour 1",)),
                 ("lungs", "organ", "lung", ("lungs",))]
     return _phantom("lung-shunt", n, voxel_mm, comps, shapes, segments, nuclide,
+                    "Tc99m MAA" if nuclide == "Tc-99m" else "Y-90 microspheres")
+
+
+#: Centres (x, y, z from the field-of-view centre, mm at 212 mm field of view) and radii of the
+#: four lesions of :func:`four_lesion_liver`, all inside its liver and apart from each other.
+FOUR_LESIONS_MM: tuple[tuple[tuple[float, float, float], float], ...] = (
+    ((-40.0, 10.0, -35.0), 15.0), ((10.0, -20.0, -40.0), 13.0), ((30.0, 15.0, -30.0), 12.0),
+    ((-10.0, 25.0, -55.0), 12.0))
+
+
+def four_lesion_liver(n: int = 48, voxel_mm: float = 4.42, lesion_counts: Sequence[int] = (600, 300, 200, 800),
+                      lung_counts_per_voxel: int = 10, nuclide: str = "Y-90",
+                      lesion_labels: Sequence[str] = ("lesion 1", "lesion 2", "lesion 3", "lesion 4")) -> Phantom:
+    """A liver (normal liver 100 counts per voxel) with four spherical lesions of their own
+    uptake (``lesion_counts``), under two lungs (-750 HU) holding ``lung_counts_per_voxel``: the
+    patient of the questions across treatments (predicted vs delivered, lung dose, BED, dose per
+    lesion). Segments: liver (with its lesions), each lesion, lungs."""
+    if len(lesion_counts) != len(FOUR_LESIONS_MM) or len(lesion_labels) != len(FOUR_LESIONS_MM):
+        raise ValueError("four lesions: four counts and four labels")
+    scale = n * voxel_mm / 212.16
+    zc = _zc(n, voxel_mm)
+    comps = [Compartment("air", 0, -1000.0), Compartment("body", 0, 40.0), Compartment("normal liver", 100, 60.0),
+             *(Compartment(label, int(c), 60.0) for label, c in zip(lesion_labels, lesion_counts, strict=True)),
+             Compartment("lungs", lung_counts_per_voxel, -750.0)]
+
+    def sphere(centre: tuple[float, float, float], radius: float) -> Callable[[Any], np.ndarray]:
+        return lambda g: _inside_ellipsoid(g, (centre[0] * scale, centre[1] * scale, zc + centre[2] * scale),
+                                           (radius * scale,) * 3)
+
+    shapes = [lambda g: _inside_cylinder(g, 95.0 * scale),
+              lambda g: _inside_ellipsoid(g, (-10 * scale, 0.0, zc - 35 * scale), (70 * scale, 55 * scale, 40 * scale)),
+              *(sphere(centre, radius) for centre, radius in FOUR_LESIONS_MM),
+              lambda g: (_inside_ellipsoid(g, (-50 * scale, 0.0, zc + 55 * scale), (35 * scale, 45 * scale, 40 * scale))
+                         | _inside_ellipsoid(g, (50 * scale, 0.0, zc + 55 * scale), (35 * scale, 45 * scale, 40 * scale)))]
+    segments = [("liver", "organ", "liver", ("normal liver", *lesion_labels)),
+                *((label, "abnormal", "tumour", (label,)) for label in lesion_labels),
+                ("lungs", "organ", "lung", ("lungs",))]
+    return _phantom("four-lesion-liver", n, voxel_mm, comps, shapes, segments, nuclide,
                     "Tc99m MAA" if nuclide == "Tc-99m" else "Y-90 microspheres")

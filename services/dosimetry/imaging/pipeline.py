@@ -16,7 +16,8 @@
    volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist;
    for tumour and liver VOIs the voxel BED map's mean, BED70 and the mean EQD2
    (:mod:`services.dosimetry.domain.radiobiology`, tissue parameters by the VOI's role).
-6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`).
+6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`); with
+   ``store_bed_map`` the voxel BED map as a second RT Dose, DoseType EFFECTIVE (:func:`bed_map`).
 
 ``progress(stage, fraction)`` is called as each stage starts; ``cancelled()`` is asked before
 each stage, so a cancelled job stops with :class:`JobCancelledError` and never stores anything
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, missing_instances
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.radiobiology import (
@@ -62,7 +64,7 @@ from services.dosimetry.imaging.voi import (
 )
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
 
-__all__ = ["METHODS", "RTDOSE_NOT_STORED", "STAGES", "VoiDose", "VoxelDosimetryResult", "non_negative_counts", "run_voxel_dosimetry"]
+__all__ = ["BED_MAP_COMMENT", "METHODS", "RTDOSE_NOT_STORED", "STAGES", "VoiDose", "VoxelDosimetryResult", "bed_map", "non_negative_counts", "run_voxel_dosimetry"]
 
 #: Stages in order, with the fraction of the job done when each starts (for progress reports).
 STAGES: tuple[tuple[str, float], ...] = (
@@ -115,6 +117,9 @@ class VoxelDosimetryResult:
     automatic_voi: bool
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: The BED map's RT Dose (DoseType EFFECTIVE) in the PACS, when asked for and stored.
+    bed_map_sop_instance_uid: str | None = None
+    bed_map_series_uid: str | None = None
 
 
 def non_negative_counts(values: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -170,7 +175,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         dose_constant_gy_kg_per_gbq: float = DEFAULT_DOSE_CONSTANT.value_gy_kg_per_gbq,
                         store: bool = True, tissues: TissueTable | None = None,
                         store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S,
-                        registration_series_uid: str | None = None) -> VoxelDosimetryResult:
+                        registration_series_uid: str | None = None,
+                        store_bed_map: bool = False) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
 
     A CT in another Frame of Reference than the emission image is used through the rigid Spatial
@@ -178,6 +184,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
     message naming the input or DICOM attribute) and :class:`JobCancelledError`.
+    ``store_bed_map`` also stores the voxel BED map (tumour and liver VOIs) as a second RT Dose.
 
     Longer than most functions on purpose: the six stages read in order, each opened by its
     progress report (which is also the cancellation check), with the warnings they add.
@@ -210,6 +217,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("decode")
     activity = activity_volume(images.activity)
+    # after the geometry checks, which name a gap inside the series more precisely
+    _check_complete(images.activity)
     warnings.extend(activity.warnings)
     ct = ct_volume(images.ct)
     # the CT slices' pixels are in ``ct`` now; the first slice's header names the study for the RT Dose
@@ -281,6 +290,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     rtdose_uid: str | None = None
     rtdose_series: str | None = None
+    bed_uids: tuple[str | None, str | None] = (None, None)
     begin("store")
     if store:
         key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
@@ -299,13 +309,25 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         else:
             warnings.append(f"{RTDOSE_NOT_STORED}: {not_stored}. The dose results are kept; run the job "
                             "again to store the RT Dose once the PACS answers")
+        bed = bed_map(dose, vois, tissues or TissueTable()) if store_bed_map and not_stored is None else None
+        if bed is not None:
+            bed_ds = _bed_map_dataset(bed, grid, ds, key, study=images.ct[0],
+                                      frame_of_reference_uid=str(ds.FrameOfReferenceUID),
+                                      delivered=not simulation,
+                                      series_description=f"Y-90 BED map{' (MAA simulation)' if simulation else ''}",
+                                      referenced_series_uid=activity.series_uid, source_images=images.activity)
+            bed_not_stored = store_rtdose_retrying(client, bed_ds, store_retry_delays_s)
+            if bed_not_stored is None:
+                bed_uids = (str(bed_ds.SOPInstanceUID), str(bed_ds.SeriesInstanceUID))
+            else:
+                warnings.append(f"the BED map was not stored in the PACS: {bed_not_stored}")
     timings["store"] = time.perf_counter() - state["stage_start"]
     if progress is not None:
         progress("done", 1.0)
     return VoxelDosimetryResult(
         study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
         nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
-        lsf, any(v.source == "automatic" for v in vois), warnings, timings)
+        lsf, any(v.source == "automatic" for v in vois), warnings, timings, *bed_uids)
 
 
 def _segmentation_grids(ds: Dataset, ct: Grid, grid: Grid, emission: Grid) -> tuple[Grid, Grid]:
@@ -319,6 +341,50 @@ def _segmentation_grids(ds: Dataset, ct: Grid, grid: Grid, emission: Grid) -> tu
 
 #: The start of the warning when the RT Dose could not be stored (the worker tells the Task).
 RTDOSE_NOT_STORED = "the RT Dose was not stored in the PACS"
+
+
+#: DoseComment (3004,0006, LO: 64 characters) of the BED map: what its values are, and (as the
+#: dose's comment does) whether the treatment was delivered or predicted.
+BED_MAP_COMMENT = "Y-90 BED Gy ({}); tumour+liver VOIs, else 0"
+
+
+def bed_map(dose: np.ndarray, vois: list[Voi], tissues: TissueTable) -> np.ndarray | None:
+    """The voxel BED map (Gy), or None when no VOI has tissue parameters. Each voxel takes the
+    parameters of its VOI's tissue (a tumour inside the liver: the tumour's); voxels of no liver
+    or tumour VOI (lungs, body) are 0 Gy: the map says nothing there."""
+    from services.dosimetry.domain.radiobiology import bed_gy
+
+    bed = np.zeros(dose.shape, dtype=np.float64)
+    covered = False
+    for voi in sorted(vois, key=lambda v: v.role == "tumour"):  # tumours last: they win inside the liver
+        tissue = tissue_for_role(voi.role, tissues)
+        if tissue is not None and voi.mask.any():
+            bed[voi.mask] = bed_gy(dose[voi.mask], tissue)
+            covered = True
+    return bed if covered else None
+
+
+def _bed_map_dataset(bed: np.ndarray, grid: Grid, dose_ds: Any, key: str, **rtdose: Any) -> Any:
+    """The BED map as an RT Dose in the dose's study and frame: DoseType EFFECTIVE (PS3.3
+    C.8.8.3, a dose corrected for biological effect; DICOM CP-2379: a radiobiologically weighted
+    dose is EFFECTIVE, not PHYSICAL), DoseComment saying what the values are."""
+    ds = build_rtdose(bed, grid, deterministic_key=f"{key}|bed-map", **rtdose)
+    ds.DoseType = "EFFECTIVE"
+    ds.DoseComment = BED_MAP_COMMENT.format("delivered" if rtdose["delivered"] else "predicted, MAA")
+    ds.SeriesNumber = int(dose_ds.SeriesNumber) + 1
+    return ds
+
+
+def _check_complete(activity: list[Any]) -> None:
+    """Refuse a PET series with fewer instances than its header announces (still arriving, or
+    partly lost): its dose would spread the whole activity over part of the body. The job fails
+    naming it; the PACS's next stable-study notification runs it again once complete."""
+    first = activity[0]
+    header = {k: first.get(k) for k in COMPLETENESS_ATTRIBUTES if k in first}
+    why = missing_instances(str(first.get("Modality", "")), len(activity), header)
+    if why:
+        raise ImagingError(f"series {first.get('SeriesInstanceUID', '')}: {why}; run the job again once the "
+                           "PACS holds the whole series", "studyInstanceUid")
 
 
 def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warnings: list[str]) -> np.ndarray:

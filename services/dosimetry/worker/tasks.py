@@ -40,7 +40,8 @@ def _voxel_dosimetry(params: dict[str, Any], reporter: JobReporter, settings: Se
 
     client = make_client(settings.dicomweb_url, user=settings.orthanc_user, password=settings.orthanc_password)
     done = voxel_dosimetry(params, reporter.job_id, client, progress=reporter.progress,
-                           tissues=tissue_table(settings), find_body_structure=reporter.body_structure)
+                           tissues=tissue_table(settings), find_body_structure=reporter.body_structure,
+                           store_bed_map=settings.dosimetry_store_bed_map)
     reporter.note = done.note  # e.g. the RT Dose was not stored: the Task says so
     return done.resources, done.outputs, done.timings_s
 

@@ -10,7 +10,7 @@ Analytic references (EANM 2022; MIRD Pamphlet 17):
 
 The phantoms are designed on the emission grid (exact voxel sets, integer counts) and the SEG
 is that design on the CT, so the analytic values use the design's voxel counts; ρ comes from the
-cited HU-density table points at the design's HU (values repeated here from the published fit,
+cited HU-density table points at the design's HU (values repeated in tests/support/density.py from the published fit,
 not read from the implementation).
 
 Tolerance 0.5 % (1 % for lung): the only deviations are (a) CT noise (σ = 10 HU per CT voxel,
@@ -61,25 +61,14 @@ from services.dosimetry.imaging.phantoms import (
 )
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from services.dosimetry.imaging.rtdose import rtdose_array
+from tests.support.density import rho_g_per_ml
 
 C_GY_KG_PER_GBQ = 49.67  # EANM 2022 dose constant
 ACTIVITY_GBQ = 2.0
 
-# Schneider 1996 four-segment fit (k-Wave form), density in kg/m³ of x = HU + 1000.
-def _rho_g_per_ml(hu: float) -> float:
-    x = hu + 1000.0
-    if x < 930:
-        # below −70 HU the table runs linearly from air (−1000 HU, 0.0012 g/mL) to the fit at −70 HU
-        at_70 = (1.025793065681423 * 930 - 5.680404011488714) / 1000.0
-        return 0.0012 + (at_70 - 0.0012) * x / 930.0
-    if x <= 1098:
-        return (0.9082709691264 * x + 103.6151457847139) / 1000.0
-    raise AssertionError("the phantoms use HU ≤ 98")
-
-
 def _mass_kg(phantom: Any, names: tuple[str, ...], hu: float) -> float:
     voxels = int(phantom.mask(*names).sum())
-    return voxels * phantom.voxel_ml * _rho_g_per_ml(hu) / 1000.0
+    return voxels * phantom.voxel_ml * rho_g_per_ml(hu) / 1000.0
 
 
 def _voi(result: Any, name: str) -> Any:
