@@ -82,8 +82,11 @@ class DoseMapSource:
         """(study UID, RT Dose SOP Instance UID) of a stored voxel report."""
         ref = f"DiagnosticReport/{report.get('id')}"
         provenances = store.search("Provenance", [("target", ref), ("_count", "20")], base_url).get("entry") or []
+        # the absorbed-dose RT Dose: a derivation the report does not name as another map (the BED map)
+        others = {_oid(x.get("valueIdentifier")) for x in report.get("extension") or [] if isinstance(x, dict)}
         sop = next((uid for e in provenances for entity in (e.get("resource") or {}).get("entity") or []
-                    for uid in [_oid((entity.get("what") or {}).get("identifier"))] if uid), None)
+                    if entity.get("role") == "derivation"
+                    for uid in [_oid((entity.get("what") or {}).get("identifier"))] if uid and uid not in others), None)
         if sop is None:
             raise DoseMapUnavailable("the report names no RT Dose (the PACS did not take it when the job ran)")
         for study_ref in report.get("imagingStudy") or []:

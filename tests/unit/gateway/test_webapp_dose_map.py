@@ -58,7 +58,16 @@ def page(tmp_path: Path, pacs: tuple[Any, Any, MemoryDicomweb]) -> Iterator[tupl
 
 
 def _rtdose(memory: MemoryDicomweb) -> Any:
-    return next(ds for ds in memory.datasets if ds.Modality == "RTDOSE")
+    """The absorbed-dose RT Dose (the job may store a BED map as a second RT Dose)."""
+    return next(ds for ds in memory.datasets if ds.Modality == "RTDOSE" and ds.get("DoseType") != "EFFECTIVE")
+
+
+def test_the_pacs_holds_the_dose_and_the_bed_map_and_the_page_reads_the_dose(
+        pacs: tuple[Any, Any, MemoryDicomweb]) -> None:
+    _, result, memory = pacs
+    doses = [ds for ds in memory.datasets if ds.Modality == "RTDOSE"]
+    assert str(_rtdose(memory).SOPInstanceUID) == result.rtdose_sop_instance_uid
+    assert len(doses) == 1 + bool(result.bed_map_sop_instance_uid)
 
 
 def _cells(html: str) -> dict[str, str]:
@@ -76,7 +85,7 @@ def test_the_page_shows_the_slice_of_the_highest_dose_with_its_numbers(page: tup
     peak = int(np.argmax(dose.reshape(dose.shape[0], -1).max(axis=1)))
     z = float(rtdose.ImagePositionPatient[2]) + float(rtdose.GridFrameOffsetVector[peak])
     cells = _cells(html)
-    assert cells["slice"] == f"{peak + 1} of {dose.shape[0]}"
+    assert cells["slice"] == f"{peak + 1} of {dose.shape[0]}"  # of the absorbed dose, not of the BED map
     assert cells["z"] == f"{z:.1f} mm" and cells["max"] == f"{dose[peak].max():.1f} Gy"
     assert "tumour" in cells["segments"]  # the hottest slice crosses the tumour's contour
     img = re.search(r'<img src="([^"]*/dose-map/1\.png\?slice=(\d+))" alt="([^"]+)"', html)
@@ -160,3 +169,36 @@ def test_the_page_reads_the_dose_and_seg_and_only_the_figure_reads_the_ct_once(p
     assert client.get("/app/patient/p1/dose-map/1.png?slice=3").status_code == 200
     assert client.get("/app/patient/p1?slice1=3").status_code == 200
     assert len(counting.retrieved) == after  # the other slice and the page again come from what was fetched
+
+
+class _Store:
+    """The two reads :meth:`DoseMapSource.locate` makes."""
+
+    def __init__(self, provenance: dict[str, Any], study: dict[str, Any]) -> None:
+        self.provenance, self.study = provenance, study
+
+    def search(self, rtype: str, params: list[tuple[str, str]], base: str) -> dict[str, Any]:
+        return {"entry": [{"resource": self.provenance}]}
+
+    def read(self, rtype: str, rid: str) -> dict[str, Any]:
+        return self.study
+
+
+def _derived(uid: str) -> dict[str, Any]:
+    return {"role": "derivation", "what": {"identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}}}
+
+
+def test_the_dose_map_is_the_absorbed_dose_not_the_bed_map_the_report_also_names() -> None:
+    from gateway.webapp.dose_map import DoseMapSource
+
+    study = {"resourceType": "ImagingStudy", "id": "s", "identifier": [{"system": "urn:dicom:uid", "value": "urn:oid:1.2.3"}]}
+    provenance = {"resourceType": "Provenance", "entity": [
+        {"role": "source", "what": {"identifier": {"system": "urn:dicom:uid", "value": "urn:oid:9.9"}}},
+        _derived("1.2.3.4.bed"), _derived("1.2.3.4.dose")]}
+    report = {"resourceType": "DiagnosticReport", "id": "r", "imagingStudy": [{"reference": "ImagingStudy/s"}],
+              "extension": [{"url": "https://netliver.org/fhir/StructureDefinition/bed-map",
+                             "valueIdentifier": {"system": "urn:dicom:uid", "value": "urn:oid:1.2.3.4.bed"}}]}
+    source = DoseMapSource(Settings())
+    assert source.locate(_Store(provenance, study), BASE, report) == ("1.2.3", "1.2.3.4.dose")
+    # without the report naming it, the first derivation is taken; a source entity never is
+    assert source.locate(_Store(provenance, study), BASE, {**report, "extension": []}) == ("1.2.3", "1.2.3.4.bed")
