@@ -99,13 +99,19 @@ def _input_resources(body: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(entries, list) else []
 
 
+def _as_sent(body: dict[str, Any]) -> dict[str, Any] | bytes:
+    """The caller's request bytes when ``body`` is the request body itself (the gateway changed
+    nothing): the service gets them as sent, not parsed and serialised again."""
+    return request.get_data(cache=True) if body is g.get("json_body") else body
+
+
 def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[str, Any],
                   params: dict[str, str], patient: str | None = None) -> dict[str, Any]:
     """Call the service's operation, write its results back (tagged, with their Provenance) in
     one transaction, and answer its output. A result the store refuses is the service's fault
     (502), a store that is down stays 503. With ``patient`` (a caller confined to that patient's
     compartment) a result of anyone else is 403 and nothing is written."""
-    result = deps.services.call(service, operation, body, params, g.get("request_id", ""))
+    result = deps.services.call(service, operation, _as_sent(body), params, g.get("request_id", ""))
     if patient is not None:
         check_results(result.write, patient)
     try:

@@ -1,7 +1,9 @@
 """HTTP client of the internal services (docs/ARCHITECTURE.md, "Internal service protocol").
 
 The gateway never imports a service package: it posts the caller's FHIR body to
-``<service>/operations/<name>`` and receives ``{"output": ..., "write": [...]}``. A service that
+``<service>/operations/<name>`` and receives ``{"output": ..., "write": [...]}``. A body the
+gateway did not change is passed on as the bytes the caller sent (no re-serialising); the
+service validates it. A service that
 cannot be reached is a dependency down: ``FhirError`` 503 with ``Retry-After``. A service's own
 OperationOutcome is relayed with its status.
 """
@@ -30,12 +32,13 @@ class ServiceResult:
 class ServiceCaller(Protocol):
     """What the gateway asks of the services (:class:`ServiceClient` over HTTP, or a fake)."""
 
-    def call(self, service: str, operation: str, body: Mapping[str, Any] | None,
+    def call(self, service: str, operation: str, body: Mapping[str, Any] | bytes | None,
              params: Mapping[str, str] | None = None, request_id: str = "") -> ServiceResult:
-        """The service's ``{"output", "write"}`` answer; ``FhirError`` when it fails."""
+        """The service's ``{"output", "write"}`` answer; ``FhirError`` when it fails. ``body``:
+        a JSON object, or the JSON text as bytes."""
         ...
 
-    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | None,
+    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | bytes | None,
                   params: Mapping[str, str] | None = None, request_id: str = "") -> dict[str, Any]:
         """The JSON object the service answered; ``FhirError`` when it fails."""
         ...
@@ -61,7 +64,7 @@ class ServiceClient:
         self.timeout_s = settings.service_timeout_s
         self.session = session or requests.Session()
 
-    def call(self, service: str, operation: str, body: Mapping[str, Any] | None,
+    def call(self, service: str, operation: str, body: Mapping[str, Any] | bytes | None,
              params: Mapping[str, str] | None = None, request_id: str = "") -> ServiceResult:
         data = self.call_json(service, operation, body, params, request_id)
         try:
@@ -70,12 +73,14 @@ class ServiceClient:
             raise FhirError(502, "exception", f"the {service} service answered an unreadable result") from exc
         return ServiceResult(output=output, write=list(write))
 
-    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | None,
+    def call_json(self, service: str, operation: str, body: Mapping[str, Any] | bytes | None,
                   params: Mapping[str, str] | None = None, request_id: str = "") -> dict[str, Any]:
-        """POST to ``/operations/<operation>`` and return the JSON object answered."""
+        """POST to ``/operations/<operation>`` and return the JSON object answered (``body`` as
+        bytes is sent as it is)."""
         url = f"{self.urls[service]}/operations/{operation}"
+        payload = {"data": bytes(body)} if isinstance(body, (bytes, bytearray)) else {"json": body}
         try:
-            resp = self.session.post(url, json=body, params=params, timeout=self.timeout_s,
+            resp = self.session.post(url, **payload, params=params, timeout=self.timeout_s,
                                      headers={"Content-Type": "application/fhir+json",
                                               "X-Request-ID": request_id})
         except requests.RequestException as exc:

@@ -13,7 +13,7 @@ impossible value. This is the one place the service's input errors become ``Fhir
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -56,6 +56,7 @@ from services.eligibility.fhir_codes import (
     SKIP_STATUS,
     TUMOR_SIZE_LOINC,
 )
+from services.eligibility.fhir_dates import date_of, effective, effective_instant
 from services.eligibility.ruleset import input_catalogue, medication_classes
 
 __all__ = ["ParsedInput", "bundle_to_facts", "evaluation_date", "input_digest"]
@@ -84,50 +85,6 @@ def _ref_of(resource: Mapping[str, Any], full_url: str | None) -> str:
     if resource.get("id"):
         return f"{resource['resourceType']}/{resource['id']}"
     return full_url or ""
-
-
-def _date_of(text: Any) -> date | None:
-    if not isinstance(text, str) or len(text) < 4:
-        return None
-    try:
-        if len(text) == 4:
-            return date(int(text), 7, 1)
-        if len(text) == 7:
-            return date(int(text[:4]), int(text[5:7]), 1)
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None
-
-
-def _instant_of(text: Any) -> datetime | None:
-    """The instant of a FHIR dateTime that has a time of day (UTC when no zone is given)."""
-    if not isinstance(text, str) or len(text) <= 10:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _effective_instant(resource: Mapping[str, Any]) -> datetime | None:
-    """The instant of the same element :func:`_effective` takes the date from, if it has a time."""
-    period = resource.get("effectivePeriod") or {}
-    for text in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
-                 period.get("end"), period.get("start"), resource.get("issued")):
-        if _date_of(text) is not None:
-            return _instant_of(text)
-    return None
-
-
-def _effective(resource: Mapping[str, Any]) -> date | None:
-    period = resource.get("effectivePeriod") or {}
-    for text in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
-                 period.get("end"), period.get("start"), resource.get("issued")):
-        found = _date_of(text)
-        if found is not None:
-            return found
-    return None
 
 
 def _codings(concept: Any) -> list[Mapping[str, Any]]:
@@ -268,8 +225,8 @@ class _Reader:
         if obs.get("status") in SKIP_STATUS:
             return
         where = f"Bundle.entry[{i}].resource"
-        on = _effective(obs)
-        at = _effective_instant(obs)
+        on = effective(obs)
+        at = effective_instant(obs)
         codings = _codings(obs.get("code"))
         if any(c.get("system") == LOINC and c.get("code") == TUMOR_SIZE_LOINC for c in codings):
             self.tumor_size(i, obs, ref, on, body_structures, lesions)
@@ -292,7 +249,7 @@ class _Reader:
             if code is None or code not in codes_of(system):
                 raise FhirError(422, "value", f"{spec.display} needs a valueCodeableConcept from {system}",
                                 f"{where}.valueCodeableConcept")
-            since = _date_of((obs.get("effectivePeriod") or {}).get("start"))
+            since = date_of((obs.get("effectivePeriod") or {}).get("start"))
             self.readings.append(Reading(name, code, spec.unit, on, ref, since, at=at))
             return
         if spec.unit == "{boolean}":
@@ -494,7 +451,7 @@ def _birth_date(reader: _Reader, patient: Mapping[str, Any], p_index: int, evalu
     """The Patient's birthDate; a partial date is taken as its earliest day (the oldest possible
     age: every age limit of the rule set is an upper limit, so this errs on the side of caution)."""
     raw_birth = patient.get("birthDate")
-    birth = _date_of(raw_birth)
+    birth = date_of(raw_birth)
     if isinstance(raw_birth, str) and len(raw_birth) in (4, 7) and birth is not None:
         birth = birth.replace(month=1 if len(raw_birth) == 4 else birth.month, day=1)
         reader.notes.append(f"birthDate {raw_birth} gives the {'year' if len(raw_birth) == 4 else 'month'} only: "

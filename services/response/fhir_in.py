@@ -310,6 +310,20 @@ def _lab(res: Mapping[str, Any], path: str, lab: tuple[str, str], when_text: Any
     return LabValue(analyte, _date(when_text, f"{path}.effectiveDateTime"), value, low, high, path)
 
 
+def _add_lesion(res: Mapping[str, Any], path: str, full_urls: Mapping[str, str], sites: Mapping[str, Any],
+                by_date: dict[date, list[LesionMeasurement]]) -> date:
+    """Add a lesion Observation to its date (twice the same day is refused); returns the date."""
+    if "effectiveDateTime" not in res:
+        raise _error("a lesion Observation needs effectiveDateTime (the assessment date)", f"{path}.effectiveDateTime")
+    when = _date(res["effectiveDateTime"], f"{path}.effectiveDateTime")
+    lesion = _lesion(res, path, full_urls, sites)
+    for other in (o for o in by_date.get(when, []) if o.lesion_id == lesion.lesion_id):
+        raise _error(f"lesion {lesion.lesion_id!r} is measured twice on {when.isoformat()} (also {other.source})",
+                     f"{path}.focus")
+    by_date.setdefault(when, []).append(lesion)
+    return when
+
+
 def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> ParsedInput:
     """Read the `$tumor-response` input Bundle; every unusable element is a 422 naming it."""
     entries = bundle.get("entry") or []
@@ -346,18 +360,9 @@ def parse_input(bundle: Mapping[str, Any], settings_key: Mapping[str, Any]) -> P
         code = res.get("code")
         subject = _ref_key(res.get("subject"), full_urls)
         if _has(code, LOINC, TUMOR_SIZE):
-            if "effectiveDateTime" not in res:
-                raise _error("a lesion Observation needs effectiveDateTime (the assessment date)",
-                             f"{path}.effectiveDateTime")
-            when = _date(res["effectiveDateTime"], f"{path}.effectiveDateTime")
+            when = _add_lesion(res, path, full_urls, sites, by_date)
             if subject:
                 subjects.add(subject)
-            lesion = _lesion(res, path, full_urls, sites)
-            for other in by_date.get(when, []):
-                if other.lesion_id == lesion.lesion_id:
-                    raise _error(f"lesion {lesion.lesion_id!r} is measured twice on {when.isoformat()} "
-                                 f"(also {other.source})", f"{path}.focus")
-            by_date.setdefault(when, []).append(lesion)
             if ref:
                 lesion_refs.setdefault(when, []).append(ref)
             continue

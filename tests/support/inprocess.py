@@ -27,9 +27,10 @@ class ServiceSession:
         self.clients = {name: app.test_client() for name, app in apps.items()}
 
     def post(self, url: str, json: Any = None, params: Any = None, timeout: float = 0,
-             headers: dict[str, str] | None = None) -> requests.Response:
+             headers: dict[str, str] | None = None, data: bytes | None = None) -> requests.Response:
         host, _, path = url.removeprefix("http://").partition("/")
-        answer = self.clients[host.removesuffix(".test")].post("/" + path, data=dumps(json),
+        body = dumps(json) if data is None else data  # bytes: the caller's body, passed on as sent
+        answer = self.clients[host.removesuffix(".test")].post("/" + path, data=body,
                                                                query_string=params or {}, headers=headers or {})
         resp = requests.Response()
         resp.status_code = answer.status_code

@@ -1,7 +1,8 @@
-"""An in-memory stand-in for the three dicomweb-client calls the imaging pipeline makes."""
+"""An in-memory stand-in for the dicomweb-client calls the imaging pipeline makes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -10,7 +11,7 @@ __all__ = ["MemoryDicomweb"]
 
 
 class MemoryDicomweb:
-    """QIDO series search, WADO series retrieval and STOW over a list of datasets."""
+    """QIDO series search, WADO series retrieval (whole or streamed) and STOW over a list of datasets."""
 
     def __init__(self, datasets: list[Dataset]) -> None:
         self.datasets = datasets
@@ -30,6 +31,9 @@ class MemoryDicomweb:
 
     def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
         return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
+
+    def iter_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> Iterator[Dataset]:
+        return iter(self.retrieve_series(study_uid, series_uid, media_types))
 
     def store_instances(self, datasets: list[Dataset], study_instance_uid: str | None = None) -> None:
         self.stored.extend(datasets)

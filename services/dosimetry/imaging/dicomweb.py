@@ -4,7 +4,8 @@ QIDO-RS ``GET {root}/studies/{study}/series`` lists the study's series; the acti
 the PT series when there is one (Y-90 PET), else the NM series (SPECT); among several, the one
 whose instances say it is reconstructed/attenuation corrected and, then, the one with the most
 instances. The CT is the CT series in the activity series' Frame of Reference (the one with most
-instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets.
+instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets; the
+CT's are streamed (:func:`stream_series`), each parsed as it arrives.
 
 Instances are asked for in their stored transfer syntax (:data:`AS_STORED`) and decoded here.
 
@@ -17,7 +18,7 @@ study → :class:`SeriesNotFoundError`; no NM/PT series → :class:`NoActivitySe
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,7 +37,8 @@ from services.dosimetry.imaging.errors import (
     SeriesNotFoundError,
 )
 
-__all__ = ["AS_STORED", "StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client"]
+__all__ = ["AS_STORED", "StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client",
+           "stream_series"]
 
 _T = TypeVar("_T")
 
@@ -67,12 +69,16 @@ class SeriesInfo:
 
 @dataclass
 class StudyImages:
-    """The instances of one study that voxel dosimetry needs."""
+    """The instances of one study that voxel dosimetry needs. ``ct`` is a stream (the request is
+    made, its instances are read one by one as they arrive) of ``ct_instances`` instances (the
+    count the PACS lists; 0 when it gives none); ``series`` is what QIDO-RS listed."""
 
     study_uid: str
     activity: list[Dataset]
-    ct: list[Dataset]
+    ct: Iterable[Dataset]
     warnings: list[str] = field(default_factory=list)
+    ct_instances: int = 0
+    series: list[SeriesInfo] = field(default_factory=list)
 
 
 def make_client(dicomweb_url: str, timeout_s: float = 30.0, user: str = "", password: str = "") -> Any:
@@ -150,6 +156,23 @@ def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
     return datasets
 
 
+def stream_series(client: Any, study_uid: str, series_uid: str) -> Iterator[Dataset]:
+    """WADO-RS the instances of a series, each parsed as its part of the multipart answer arrives
+    (dicomweb-client ``iter_series``): no instance is held once the caller lets it go, and the
+    caller works on one while the next is on its way."""
+    _checked_uids(study_uid, series_uid)
+    what = f"WADO-RS series {series_uid}"
+    parts: Iterator[Dataset] = _call(what, lambda: iter(client.iter_series(study_uid, series_uid,
+                                                                         media_types=AS_STORED)),
+                                     not_found=f"series {series_uid} is not in study {study_uid}")
+    count = 0
+    while (ds := _call(what, lambda: next(parts, None))) is not None:
+        count += 1
+        yield ds
+    if not count:
+        raise SeriesNotFoundError(f"series {series_uid} of study {study_uid} holds no instances", "studyInstanceUid")
+
+
 def _first_metadata(client: Any, study_uid: str, series_uid: str) -> dict[str, Any]:
     """WADO-RS metadata of one instance of a series (to choose between series cheaply)."""
     _checked_uids(study_uid, series_uid)
@@ -205,8 +228,8 @@ def fetch_study(client: Any, study_uid: str) -> StudyImages:
         same_frame = [s for s in cts
                       if next(iter(_values(_first_metadata(client, study_uid, s.series_uid), _FOR_UID)), "") == for_uid]
         ct_choice = (same_frame or cts)[0]
-    ct = _retrieve(client, study_uid, ct_choice.series_uid)
-    return StudyImages(study_uid, activity, ct, warnings)
+    ct = stream_series(client, study_uid, ct_choice.series_uid)
+    return StudyImages(study_uid, activity, ct, warnings, ct_choice.instances, series)
 
 
 def fetch_segmentation(client: Any, study_uid: str, series_uid: str) -> Dataset:
@@ -219,9 +242,11 @@ def fetch_segmentation(client: Any, study_uid: str, series_uid: str) -> Dataset:
     return datasets[0]
 
 
-def fetch_segmentations(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
-    """WADO-RS every instance of the SEG or RTSTRUCT series ``series_uid``."""
-    series = list_series(client, study_uid)
+def fetch_segmentations(client: Any, study_uid: str, series_uid: str,
+                        series: list[SeriesInfo] | None = None) -> list[Dataset]:
+    """WADO-RS every instance of the SEG or RTSTRUCT series ``series_uid`` (``series``: the
+    study's series when already listed)."""
+    series = series or list_series(client, study_uid)
     match = [s for s in series if s.series_uid == series_uid]
     if not match:
         raise SegmentationError(f"segmentation series {series_uid} is not in study {study_uid}",

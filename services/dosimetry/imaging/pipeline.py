@@ -1,10 +1,12 @@
 """Voxel dosimetry of one PACS study, stage by stage: fetch, decode, resample, dose, dvh, store.
 
 1. **fetch** — QIDO/WADO the activity series (PT, else NM), its CT, and the SEG/RTSTRUCT when
-   ``segmentation_series_uid`` is given (:mod:`.dicomweb`).
+   ``segmentation_series_uid`` is given (:mod:`.dicomweb`). The CT is read as it arrives, each
+   instance's stored values put into the volume and the instance let go (:mod:`.ct`), while
+   the SEG is fetched in a thread.
 2. **decode** — activity volume in patient coordinates, decay corrected to the administration
-   (:mod:`.volume`); CT in HU; a CT in another Frame of Reference through the study's rigid
-   Spatial Registration (:mod:`.registration`); CT/activity match checked (:mod:`.resample`).
+   (:mod:`.volume`); a CT in another Frame of Reference through the study's rigid Spatial
+   Registration (:mod:`.registration`); CT/activity match checked (:mod:`.resample`).
 3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
    VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
 4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,8 +214,13 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("fetch")
     images = fetch_study(client, study_uid)
-    # every instance of the series: a SEG may be split into one instance per segment
-    seg_datasets = fetch_segmentations(client, study_uid, segmentation_series_uid) if segmentation_series_uid else []
+    with ThreadPoolExecutor(1) as fetcher:
+        # every instance of the series (a SEG may be split into one instance per segment), fetched
+        # while the CT is stacked slice by slice as its instances arrive
+        seg_fetch = fetcher.submit(fetch_segmentations, client, study_uid, segmentation_series_uid,
+                                   images.series) if segmentation_series_uid else None
+        ct = ct_volume(images.ct, images.ct_instances)
+        seg_datasets = seg_fetch.result() if seg_fetch is not None else []
     warnings = list(images.warnings)
 
     begin("decode")
@@ -220,9 +228,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     # after the geometry checks, which name a gap inside the series more precisely
     _check_complete(images.activity)
     warnings.extend(activity.warnings)
-    ct = ct_volume(images.ct)
-    # the CT slices' pixels are in ``ct`` now; the first slice's header names the study for the RT Dose
-    del images.ct[1:]
+    ct_header = ct.header  # names the study for the RT Dose
     # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
     grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct.grid, registration_series_uid)
     warnings.extend(registered)
@@ -242,8 +248,10 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
     if seg_datasets:
+        # the SEG instances were fetched for this job alone: read in place, not copied first
         vois = [v for seg_ds in seg_datasets
-                for v in vois_from_dataset(seg_ds, *_segmentation_grids(seg_ds, ct.grid, grid, activity.grid))]
+                for v in vois_from_dataset(seg_ds, *_segmentation_grids(seg_ds, ct.grid, grid, activity.grid),
+                                           copy=False)]
         normal_liver = normal_liver_voi(vois)
         if normal_liver is not None:
             vois.append(normal_liver)
@@ -295,8 +303,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     if store:
         key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
                         f"{dose_constant_gy_kg_per_gbq:g}"])
-        ds = build_rtdose(dose, grid, study=images.ct[0],
-                          frame_of_reference_uid=str(images.ct[0].get("FrameOfReferenceUID", "")),
+        ds = build_rtdose(dose, grid, study=ct_header,
+                          frame_of_reference_uid=str(ct_header.get("FrameOfReferenceUID", "")),
                           delivered=not simulation,
                           series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
                           deterministic_key=key, referenced_series_uid=activity.series_uid,
@@ -311,7 +319,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                             "again to store the RT Dose once the PACS answers")
         bed = bed_map(dose, vois, tissues or TissueTable()) if store_bed_map and not_stored is None else None
         if bed is not None:
-            bed_ds = _bed_map_dataset(bed, grid, ds, key, study=images.ct[0],
+            bed_ds = _bed_map_dataset(bed, grid, ds, key, study=ct_header,
                                       frame_of_reference_uid=str(ds.FrameOfReferenceUID),
                                       delivered=not simulation,
                                       series_description=f"Y-90 BED map{' (MAA simulation)' if simulation else ''}",

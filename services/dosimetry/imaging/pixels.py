@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 
 from services.dosimetry.imaging.errors import PixelDataError
 
@@ -73,7 +74,9 @@ def decoded_pixels(ds: Dataset, what: str) -> np.ndarray:
     """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded."""
     check_declared_size(ds, what)
     try:
-        return np.asarray(ds.pixel_array)
+        # pydicom.pixels.pixel_array, not Dataset.pixel_array: the dataset does not keep a cached
+        # copy of the decoded array (which would double a CT held as its instances)
+        return np.asarray(pixel_array(ds))
     except (NotImplementedError, RuntimeError) as exc:
         raise no_decoder_error(ds, what, exc) from exc
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, OSError) as exc:

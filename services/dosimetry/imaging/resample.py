@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, sparse
 
+from services.dosimetry.imaging.ct import CtVolume
 from services.dosimetry.imaging.errors import CtMismatchError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.volume import ScalarVolume
@@ -146,11 +149,11 @@ def _block_density(hu: np.ndarray) -> np.ndarray:
 
 
 def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tuple[int, int, int], cval: float,
-                       transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                       transform: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
     """Exact volume-weighted average for grids with parallel axes (same orientation, any
     spacing, offset or flip): the overlap weights of each axis applied in turn; the share of a
-    target voxel outside the source counts as ``cval``. ``transform`` (e.g. HU → density) is
-    applied to the source as it is read.
+    target voxel outside the source counts as ``cval``. ``transform(block, first slice)`` (e.g.
+    stored value → density) is applied to the source as it is read.
 
     The source is read in blocks of whole slices (:data:`_BLOCK_VOXELS`) reduced in-plane first
     (sparse weights, ~1 + 1/ratio non-zeros per source voxel), then added to the target slices it
@@ -161,18 +164,21 @@ def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tup
     w_k, w_j, w_i = (_overlap_weights(target_shape[a], values.shape[a], float(matrix[a, a]), float(matrix[a, 3]))
                      for a in range(3))
     # (values − cval) averaged = W·values − cval·(row sums of W): the shift costs no pass
-    shift_i = (cval * w_i.sum(axis=1)).astype(np.float32)
-    sparse_i = sparse.csr_matrix(w_i.T.astype(np.float32))
-    sparse_j = sparse.csr_matrix(w_j.T.astype(np.float32))
+    shift = (cval * np.outer(w_j.sum(axis=1), w_i.sum(axis=1))).astype(np.float32).ravel()
+    sparse_j = sparse.csr_matrix(w_j.astype(np.float32))  # (tj, nj)
+    sparse_i_t = sparse.csr_matrix(w_i.T.astype(np.float32))  # (ni, ti)
     step = max(1, _BLOCK_VOXELS // (nj * ni))
     out = np.zeros(target_shape, dtype=np.float64)
     for start in range(0, nk, step):
         block = values[start:start + step]
-        block = transform(block) if transform is not None else block.astype(np.float32, copy=False)
+        block = transform(block, start) if transform is not None else block.astype(np.float32, copy=False)
         n = block.shape[0]
-        rows = np.asarray(block.reshape(n * nj, ni) @ sparse_i) - shift_i  # (n·nj, ti)
-        rows = np.ascontiguousarray(rows.reshape(n, nj, ti).transpose(0, 2, 1)).reshape(n * ti, nj)
-        plane = np.asarray(rows @ sparse_j).reshape(n, ti, tj).transpose(0, 2, 1).reshape(n, tj * ti)
+        plane = np.empty((n, tj * ti), dtype=np.float32)
+        for s in range(n):
+            # rows first: the sparse weights multiply the slice as it lies in memory (no transposed
+            # copy of a source-sized slice), then the 1/ratio² smaller result along the columns
+            plane[s] = np.asarray(np.asarray(sparse_j @ block[s]) @ sparse_i_t).ravel()
+        plane -= shift
         w = w_k[:, start:start + n]
         touched = np.flatnonzero(w.any(axis=1))
         if touched.size:
@@ -282,19 +288,66 @@ def check_ct_matches(ct: Grid, activity: Grid) -> float:
     return overlap
 
 
-def density_on_grid(ct: ScalarVolume, target: Grid,
+def _stored_lut(dtype: np.dtype[Any], slope: float, intercept: float) -> np.ndarray:
+    """Density (float32) of every stored value of a 1- or 2-byte integer type, in the order a
+    signed index wraps to (``lut[-1]`` is the stored value −1): the density of a CT slice is then
+    one gather, ``lut[stored]``, exact to float32 at any slope and intercept."""
+    return _cached_lut(dtype.str, slope, intercept)
+
+
+@lru_cache(maxsize=32)
+def _cached_lut(dtype: str, slope: float, intercept: float) -> np.ndarray:
+    kind = np.dtype(dtype)
+    codes = np.arange(1 << (8 * kind.itemsize), dtype=np.int64)
+    stored = codes.astype(kind.newbyteorder("=")).astype(np.float64)  # wraps signed types
+    lut = hu_to_density_g_per_ml(stored * slope + intercept).astype(np.float32)
+    lut.flags.writeable = False
+    return lut
+
+
+def _density_reader(ct: CtVolume) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Stored values of slices [start, start + n) → density (float32)."""
+    runs = ct.rescale_runs()
+    by_lut = ct.stored.dtype.kind in "iu" and ct.stored.dtype.itemsize <= 2
+
+    def read(block: np.ndarray, start: int) -> np.ndarray:
+        out = np.empty(block.shape, dtype=np.float32)
+        for first, end, slope, intercept in runs:
+            lo, hi = max(first, start), min(end, start + block.shape[0])
+            if lo >= hi:
+                continue
+            part = block[lo - start:hi - start]
+            if by_lut:
+                np.take(_stored_lut(block.dtype, slope, intercept), part, out=out[lo - start:hi - start])
+            else:
+                out[lo - start:hi - start] = _block_density(part.astype(np.float32) * np.float32(slope)
+                                                            + np.float32(intercept))
+        return out
+
+    return read
+
+
+def density_on_grid(ct: ScalarVolume | CtVolume, target: Grid,
                     outside_g_per_ml: float = SOFT_TISSUE_DENSITY_G_PER_ML) -> np.ndarray:
     """Mass density (g/mL) on ``target``: HU → density on the CT grid, then box averaged.
 
     The part of a target voxel outside the CT counts as ``outside_g_per_ml``, soft tissue by
     default: an emission field of view longer than the CT goes on into the patient, and air there
     would multiply the local-deposition dose of its counts by ~900 (1.04 / 0.0012).
+    A :class:`CtVolume` is read by stored value, slice block by slice block: no CT-sized array of
+    HU or density is made (grids with parallel axes; an oblique one needs the density map).
     """
     matrix = _index_matrix(ct.grid, target)
+    if isinstance(ct, CtVolume):
+        read = _density_reader(ct)
+        if _axis_aligned(matrix):
+            return _separable_average(ct.stored, matrix, target.shape, outside_g_per_ml, read)
+        density = ScalarVolume(read(ct.stored, 0), ct.grid, "g/mL")
+        return resample_scalar(density, target, cval=outside_g_per_ml)
     if _axis_aligned(matrix):
         # HU → density block by block as the CT is reduced: no CT-sized density array
         return _separable_average(ct.values, matrix, target.shape, outside_g_per_ml,
-                                  _block_density)
+                                  lambda block, _start: _block_density(block))
     density = ScalarVolume(hu_to_density_g_per_ml(ct.values), ct.grid, "g/mL")
     return resample_scalar(density, target, cval=outside_g_per_ml)
 

@@ -41,17 +41,19 @@ _EXPRESSION = "segmentationSeriesUid"
 _READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError)
 
 
-def _read(ds: Dataset, what: str) -> Any:
+def _read(ds: Dataset, what: str, copy: bool) -> Any:
     import highdicom as hd
 
     try:
-        return hd.seg.Segmentation.from_dataset(ds, copy=True)
+        return hd.seg.Segmentation.from_dataset(ds, copy=copy)
     except _READ_ERRORS as exc:
         raise SegmentationError(f"{what} cannot be read as a DICOM SEG: {exc}", _EXPRESSION) from exc
 
 
 def _segment_fraction(seg: Any, number: int, what: str) -> tuple[np.ndarray, Grid]:
-    """Segment ``number`` as a covered fraction (float32, 0-1) on the SEG's own grid."""
+    """Segment ``number`` on the SEG's own grid: a boolean mask (BINARY, LABELMAP), or the covered
+    fraction (float32, 0-1) of a FRACTIONAL SEG. A SEG on a clinical CT grid has the CT's voxel
+    count, so a binary segment stays one byte per voxel (a float copy would be four)."""
     try:
         volume = seg.get_volume(segment_numbers=[number], combine_segments=False, rescale_fractional=True,
                                 skip_overlap_checks=True)
@@ -62,11 +64,13 @@ def _segment_fraction(seg: Any, number: int, what: str) -> tuple[np.ndarray, Gri
     array = np.asarray(volume.array)
     if array.ndim == 4:
         array = array[..., 0]
-    fraction = array.astype(np.float32)
+    fraction: np.ndarray
     if seg.segmentation_type.value == "FRACTIONAL":
-        fraction = np.clip(fraction, 0.0, 1.0)
+        fraction = np.clip(array.astype(np.float32), 0.0, 1.0)
+    elif array.dtype == np.uint8 and int(array.max(initial=0)) <= 1:
+        fraction = array.view(np.bool_)  # 0/1 bytes are booleans already: no copy
     else:
-        fraction = (array > 0).astype(np.float32)
+        fraction = array > 0
     shape = (int(array.shape[0]), int(array.shape[1]), int(array.shape[2]))
     grid = Grid(shape, np.asarray(volume.affine, dtype=np.float64), str(seg.get("FrameOfReferenceUID", "")))
     return fraction, grid
@@ -80,8 +84,10 @@ def _label_and_code(seg: Any, number: int) -> tuple[str, str]:
     return label, code
 
 
-def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
-    """Every segment of a SEG instance as a VOI on ``target``."""
+def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True) -> list[Voi]:
+    """Every segment of a SEG instance as a VOI on ``target``. ``copy=False``: the caller hands
+    ``ds`` over (highdicom turns it into its reader in place instead of copying a thousand
+    functional-group items first)."""
     what = f"SEG {ds.get('SOPInstanceUID', '?')}"
     if target.frame_of_reference_uid and ds.get("FrameOfReferenceUID") and \
             str(ds.FrameOfReferenceUID) != target.frame_of_reference_uid:
@@ -89,7 +95,7 @@ def seg_vois(ds: Dataset, target: Grid) -> list[Voi]:
                                 _EXPRESSION)
     if not ds.get("SegmentSequence"):
         raise SegmentationError(f"{what} has no segments (SegmentSequence (0062,0002))", _EXPRESSION)
-    seg = _read(ds, what)
+    seg = _read(ds, what, copy)
     vois = []
     for number in seg.segment_numbers:
         label, code = _label_and_code(seg, number)

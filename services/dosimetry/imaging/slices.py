@@ -27,7 +27,8 @@ from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volu
 from services.dosimetry.imaging.pixels import MAX_VOLUME_BYTES, decoded_pixels
 from services.dosimetry.imaging.vendor_pet import refuse_uncalibrated_units
 
-__all__ = ["nm_multiframe", "pt_units", "stack_slices"]
+__all__ = ["check_volume_bytes", "nm_multiframe", "pt_units", "rescale", "slice_geometry", "slice_pixels",
+           "stack_slices"]
 
 _SLICE_SPACING_TOLERANCE = 0.01
 
@@ -68,7 +69,7 @@ def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
     return float(ps[0]), float(ps[1])
 
 
-def _rescale(ds: Dataset) -> tuple[float, float]:
+def rescale(ds: Dataset) -> tuple[float, float]:
     """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
     non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
     what = f"{ds.get('Modality', '')} instance {ds.get('SOPInstanceUID', '?')}"
@@ -89,15 +90,11 @@ def _rescale(ds: Dataset) -> tuple[float, float]:
 
 # -- stacking ---------------------------------------------------------------------------------
 
-def stack_slices(datasets: Sequence[Dataset], what: str,
-                  dtype: type[np.floating[Any]] = np.float64) -> tuple[np.ndarray, Grid, list[Dataset]]:
-    """Sort per-slice instances along the normal and stack their rescaled pixels."""
+def slice_geometry(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, Grid]:
+    """The order of per-slice instances along the normal and the grid they form (Image Plane
+    attributes checked: present, one orientation, one pixel spacing, evenly spaced slices)."""
     if not datasets:
         raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
-    if len(datasets) == 1 and is_enhanced(datasets[0]):
-        label = f"{what} instance {datasets[0].get('SOPInstanceUID', '?')}"
-        values, grid = enhanced_volume(datasets[0], label)
-        return values.astype(dtype), grid, [enhanced_header(datasets[0])]
     positions, orientations = [], []
     for ds in datasets:
         label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
@@ -112,12 +109,11 @@ def stack_slices(datasets: Sequence[Dataset], what: str,
     if len(spacings) > 1:
         raise GeometryError(f"{what}: slices have different PixelSpacing (0028,0030) {sorted(spacings)}",
                             "PixelSpacing")
-    spacing = spacings.pop()
     normal = np.cross(iop[:3], iop[3:])
     order = np.argsort([p @ normal for p in positions])
-    sorted_ds = [datasets[i] for i in order]
     sorted_pos = np.array([positions[i] for i in order])
-    if len(sorted_ds) > 1:
+    first = datasets[int(order[0])]
+    if len(datasets) > 1:
         steps = np.diff(sorted_pos @ normal)
         if np.any(steps < 1e-3):
             raise GeometryError(f"{what}: two slices share one ImagePositionPatient (0020,0032)",
@@ -130,30 +126,53 @@ def stack_slices(datasets: Sequence[Dataset], what: str,
             raise GeometryError(f"{what}: slices are not evenly spaced along the normal "
                                 f"(steps {steps.min():.3f}–{steps.max():.3f} mm, ImagePositionPatient (0020,0032))"
                                 f"{missing}", "ImagePositionPatient")
-        slice_step = (sorted_pos[-1] - sorted_pos[0]) / (len(sorted_ds) - 1)
+        slice_step = (sorted_pos[-1] - sorted_pos[0]) / (len(datasets) - 1)
     else:
-        thickness = float(sorted_ds[0].get("SpacingBetweenSlices") or sorted_ds[0].get("SliceThickness") or 0)
+        thickness = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 0)
         if thickness <= 0:
             raise GeometryError(f"{what}: a single slice needs SliceThickness (0018,0050)", "SliceThickness")
         slice_step = normal * thickness
-    rows, cols = int(sorted_ds[0].Rows), int(sorted_ds[0].Columns)
-    volume_bytes = len(sorted_ds) * rows * cols * np.dtype(dtype).itemsize
+    shape = (len(datasets), int(first.Rows), int(first.Columns))
+    grid = Grid.from_dicom(shape, sorted_pos[0], iop, spacings.pop(), slice_step,
+                           str(first.get("FrameOfReferenceUID", "")))
+    return order, grid
+
+
+def check_volume_bytes(what: str, shape: tuple[int, int, int], itemsize: int) -> None:
+    """Refuse a volume over :data:`~.pixels.MAX_VOLUME_BYTES` before it is allocated."""
+    volume_bytes = shape[0] * shape[1] * shape[2] * itemsize
     if volume_bytes > MAX_VOLUME_BYTES:
-        raise PixelDataError(f"{what}: {len(sorted_ds)} slices of Rows {rows} × Columns {cols} make a "
+        raise PixelDataError(f"{what}: {shape[0]} slices of Rows {shape[1]} × Columns {shape[2]} make a "
                              f"{volume_bytes / 2**30:.1f} GiB volume; at most {MAX_VOLUME_BYTES / 2**30:.0f} GiB "
                              "is built", "Rows")
-    stack = np.empty((len(sorted_ds), rows, cols), dtype=dtype)
+
+
+def slice_pixels(ds: Dataset, what: str, rows: int, cols: int) -> np.ndarray:
+    """The stored values of one single-frame slice of Rows × Columns."""
+    if int(ds.Rows) != rows or int(ds.Columns) != cols:
+        raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
+    pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}")
+    if pixels.shape != (rows, cols):
+        raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
+                            "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
+    return pixels
+
+
+def stack_slices(datasets: Sequence[Dataset], what: str,
+                  dtype: type[np.floating[Any]] = np.float64) -> tuple[np.ndarray, Grid, list[Dataset]]:
+    """Sort per-slice instances along the normal and stack their rescaled pixels."""
+    if len(datasets) == 1 and is_enhanced(datasets[0]):
+        label = f"{what} instance {datasets[0].get('SOPInstanceUID', '?')}"
+        values, grid = enhanced_volume(datasets[0], label)
+        return values.astype(dtype), grid, [enhanced_header(datasets[0])]
+    order, grid = slice_geometry(datasets, what)
+    sorted_ds = [datasets[i] for i in order]
+    check_volume_bytes(what, grid.shape, np.dtype(dtype).itemsize)
+    stack = np.empty(grid.shape, dtype=dtype)
     for k, ds in enumerate(sorted_ds):
-        if int(ds.Rows) != rows or int(ds.Columns) != cols:
-            raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-        pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}")
-        if pixels.shape != (rows, cols):
-            raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
-                                "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
-        slope, intercept = _rescale(ds)
+        pixels = slice_pixels(ds, what, grid.shape[1], grid.shape[2])
+        slope, intercept = rescale(ds)
         stack[k] = pixels.astype(dtype) * dtype(slope) + dtype(intercept)
-    for_uid = str(sorted_ds[0].get("FrameOfReferenceUID", ""))
-    grid = Grid.from_dicom((len(sorted_ds), rows, cols), sorted_pos[0], iop, spacing, slice_step, for_uid)
     return stack, grid, sorted_ds
 
 
@@ -197,7 +216,7 @@ def nm_multiframe(ds: Dataset) -> tuple[np.ndarray, Grid, list[str]]:
     pixels = decoded_pixels(ds, what).astype(np.float64)
     if pixels.ndim == 2:
         pixels = pixels[np.newaxis]
-    slope, intercept = _rescale(ds)
+    slope, intercept = rescale(ds)
     values = pixels * slope + intercept
     normal = np.cross(iop[:3], iop[3:])
     grid = Grid.from_dicom((values.shape[0], values.shape[1], values.shape[2]), ipp, iop, spacing, normal * step_mm,

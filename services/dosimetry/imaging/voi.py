@@ -47,12 +47,13 @@ AUTO_THRESHOLD_FRACTION = 0.10
 _BODY_DENSITY_G_PER_ML = 0.5
 
 
-def vois_from_dataset(ds: Dataset, reference: Grid | None, target: Grid) -> list[Voi]:
-    """SEG or RTSTRUCT → VOIs; anything else is refused."""
+def vois_from_dataset(ds: Dataset, reference: Grid | None, target: Grid, *, copy: bool = True) -> list[Voi]:
+    """SEG or RTSTRUCT → VOIs; anything else is refused. ``copy=False``: a SEG is read in place
+    (the caller does not use ``ds`` again)."""
     sop_class = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
     if sop_class in SEG_STORAGE_CLASSES or modality == "SEG":
-        return seg_vois(ds, target)
+        return seg_vois(ds, target, copy=copy)
     if sop_class == RTSTRUCT_STORAGE or modality == "RTSTRUCT":
         return rtstruct_vois(ds, reference or target, target)
     raise SegmentationError(f"the segmentation series holds a {modality or sop_class} instance, "

@@ -37,8 +37,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from netliver.dosimetry_contract import HALF_LIFE_TOLERANCE, NUCLIDES_BY_CODE, identify_nuclide
+from services.dosimetry.imaging.ct import ct_volume
 from services.dosimetry.imaging.dicom_time import instance_utc_offset, parse_dicom_datetime
-from services.dosimetry.imaging.errors import CtMismatchError, GeometryError, NoActivitySeriesError
+from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.slices import nm_multiframe, pt_units, stack_slices
 from services.dosimetry.imaging.vendor_pet import pet_series_start
@@ -172,20 +173,9 @@ def _modalities(datasets: Sequence[Dataset]) -> set[str]:
     return {str(ds.get("Modality", "") or "missing") for ds in datasets}
 
 
-def ct_volume(datasets: Sequence[Dataset]) -> ScalarVolume:
-    """The CT series in Hounsfield units (float32)."""
-    found = _modalities(datasets)
-    if found != {"CT"}:
-        raise CtMismatchError(f"the CT series holds {', '.join(sorted(found)) or 'no'} instances (Modality "
-                              "(0008,0060)); a CT is needed for tissue density", "Modality")
-    # float32: CT numbers are integers well inside its exact range, and a CT is the largest array
-    values, grid, sorted_ds = stack_slices(datasets, "CT", np.float32)
-    return ScalarVolume(values, grid, "HU", str(sorted_ds[0].get("SeriesInstanceUID", "")))
-
-
-def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None = None) -> ActivityVolume:
-    """The NM or PT series as an activity volume decay corrected to ``reference_time``
-    (default: the administration time; the acquisition when that is unknown)."""
+def _emission_values(datasets: Sequence[Dataset], warnings: list[str]) -> tuple[np.ndarray, Grid, Dataset, str, str]:
+    """(values, grid, first instance, units, modality) of the NM or PT series, refused by name
+    when it is neither, mixes modalities or is not in Bq/mL (PT)."""
     if not datasets:
         raise NoActivitySeriesError("the activity series holds no instances", "studyInstanceUid")
     found = _modalities(datasets)
@@ -193,31 +183,64 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         raise NoActivitySeriesError(f"the activity series mixes modalities {', '.join(sorted(found))} (Modality "
                                     "(0008,0060)): one series must hold one reconstructed image", "Modality")
     modality = str(datasets[0].get("Modality", ""))
-    warnings: list[str] = []
+    if modality == "NM" and len(datasets) == 1:
+        values, grid, nm_warnings = nm_multiframe(datasets[0])
+        warnings.extend(nm_warnings)
+        return values, grid, datasets[0], "CNTS", modality
     if modality == "NM":
-        units = "CNTS"
-        if len(datasets) == 1:
-            first = datasets[0]
-            values, grid, nm_warnings = nm_multiframe(first)
-            warnings.extend(nm_warnings)
-        else:
-            # Some systems export a reconstructed SPECT one slice per instance: each must be a
-            # single frame with its own Image Plane attributes (then stacked like PET).
-            frames = {int(ds.get("NumberOfFrames") or 1) for ds in datasets}
-            if frames != {1}:
-                raise GeometryError(f"the NM series holds {len(datasets)} multi-frame instances; one reconstructed "
-                                    "tomogram (or one single-frame instance per slice) is expected", "NumberOfFrames")
-            values, grid, sorted_ds = stack_slices(datasets, "NM")
-            first = sorted_ds[0]
-    elif modality == "PT":
-        values, grid, sorted_ds = stack_slices(datasets, "PT")
-        first = sorted_ds[0]
-        values, units = pt_units(values, sorted_ds, warnings)
-        if units != "BQML":
-            raise NoActivitySeriesError(f"PT Units (0054,1001) is {units or 'missing'}; only BQML (Bq/mL) images "
-                                        "can be decay corrected and calibrated", "Units")
-    else:
+        # Some systems export a reconstructed SPECT one slice per instance: each must be a
+        # single frame with its own Image Plane attributes (then stacked like PET).
+        if {int(ds.get("NumberOfFrames") or 1) for ds in datasets} != {1}:
+            raise GeometryError(f"the NM series holds {len(datasets)} multi-frame instances; one reconstructed "
+                                "tomogram (or one single-frame instance per slice) is expected", "NumberOfFrames")
+        values, grid, sorted_ds = stack_slices(datasets, "NM")
+        return values, grid, sorted_ds[0], "CNTS", modality
+    if modality != "PT":
         raise NoActivitySeriesError(f"series modality {modality or 'missing'} is neither NM nor PT", "Modality")
+    values, grid, sorted_ds = stack_slices(datasets, "PT")
+    values, units = pt_units(values, sorted_ds, warnings)
+    if units != "BQML":
+        raise NoActivitySeriesError(f"PT Units (0054,1001) is {units or 'missing'}; only BQML (Bq/mL) images "
+                                    "can be decay corrected and calibrated", "Units")
+    return values, grid, sorted_ds[0], units, modality
+
+
+def _pt_decay_factor(datasets: Sequence[Dataset], grid: Grid, values: np.ndarray, first: Dataset,
+                     pharma: Radiopharmaceutical, reference: datetime, acquisition: datetime | None,
+                     warnings: list[str]) -> tuple[np.ndarray, float]:
+    """The PT values and the factor taking them to ``reference``, by DecayCorrection (0054,1102)."""
+    zone = instance_utc_offset(first)
+    correction = str(first.get("DecayCorrection", "")).upper()
+    if correction == "START":
+        # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
+        # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x), unless
+        # re-stamped after the acquisition (vendor rules in :mod:`.vendor_pet`).
+        start = pet_series_start(first, datasets, zone, warnings) or acquisition
+        if start is None:
+            warnings.append("PT SeriesDate/Time missing: no decay correction applied")
+            return values, 1.0
+        return values, _decay_to(start, reference, pharma.half_life_s)
+    if correction == "ADMIN":
+        if pharma.administration is not None:
+            return values, _decay_to(pharma.administration, reference, pharma.half_life_s)
+        warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
+                        "values left at the (unknown) administration time")
+    elif correction == "NONE" and len(datasets) != grid.shape[0]:
+        from services.dosimetry.imaging.enhanced_decay import decay_uncorrected_frames
+
+        return decay_uncorrected_frames(datasets[0], grid, values, reference, pharma.half_life_s)
+    elif correction == "NONE":
+        return _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
+    else:
+        warnings.append(f"PT DecayCorrection (0054,1102) {correction or 'missing'}: no decay correction applied")
+    return values, 1.0
+
+
+def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None = None) -> ActivityVolume:
+    """The NM or PT series as an activity volume decay corrected to ``reference_time``
+    (default: the administration time; the acquisition when that is unknown)."""
+    warnings: list[str] = []
+    values, grid, first, units, modality = _emission_values(datasets, warnings)
     corrections = {str(v).upper() for v in (first.get("CorrectedImage") or [])}
     if "ATTN" not in corrections:
         # CorrectedImage (0028,0051), PS3.3 C.8.4.9 / C.8.9.1: without attenuation correction the
@@ -243,38 +266,14 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
                                      pharma.name)
     reference = reference_time or (pharma.administration if pharma else None) or acquisition
     factor = 1.0
-    if pharma is not None and reference is not None:
+    if pharma is not None and reference is not None and modality == "PT":
+        values, factor = _pt_decay_factor(datasets, grid, values, first, pharma, reference, acquisition, warnings)
+    elif pharma is not None and reference is not None and acquisition is None:
+        warnings.append("NM AcquisitionDate/Time missing: no decay correction applied")
+    elif pharma is not None and reference is not None and acquisition is not None:
         duration_s = float(first.get("ActualFrameDuration") or 0) / 1000.0
-        if modality == "NM":
-            if acquisition is None:
-                warnings.append("NM AcquisitionDate/Time missing: no decay correction applied")
-            else:
-                factor = _duration_factor(duration_s, pharma.half_life_s) * _decay_to(acquisition, reference,
-                                                                                      pharma.half_life_s)
-        else:
-            correction = str(first.get("DecayCorrection", "")).upper()
-            if correction == "START":
-                # DecayCorrectionDateTime (0018,9701) when given, else the series start: SeriesDate/Time
-                # is the reference of all time-related PET attributes (PS3.3 C.8.9.1.1.x), unless
-                # re-stamped after the acquisition (vendor rules in :mod:`.vendor_pet`).
-                start = pet_series_start(first, datasets, zone, warnings) or acquisition
-                if start is None:
-                    warnings.append("PT SeriesDate/Time missing: no decay correction applied")
-                else:
-                    factor = _decay_to(start, reference, pharma.half_life_s)
-            elif correction == "ADMIN":
-                if pharma.administration is not None:
-                    factor = _decay_to(pharma.administration, reference, pharma.half_life_s)
-                else:
-                    warnings.append("PT DecayCorrection ADMIN without a RadiopharmaceuticalStartDateTime (0018,1078): "
-                                    "values left at the (unknown) administration time")
-            elif correction == "NONE" and len(datasets) != grid.shape[0]:
-                from services.dosimetry.imaging.enhanced_decay import decay_uncorrected_frames
-                values, factor = decay_uncorrected_frames(datasets[0], grid, values, reference, pharma.half_life_s)
-            elif correction == "NONE":
-                values, factor = _decay_uncorrected_pt(datasets, grid, values, reference, pharma.half_life_s, warnings)
-            else:
-                warnings.append(f"PT DecayCorrection (0054,1102) {correction or 'missing'}: no decay correction applied")
+        factor = _duration_factor(duration_s, pharma.half_life_s) * _decay_to(acquisition, reference,
+                                                                              pharma.half_life_s)
     values = values * factor
     if pharma is not None and pharma.total_activity_bq and units == "BQML":
         image_bq = float(values.sum() * grid.voxel_volume_ml)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WarmGrid", "parse_warm_grids", "tune_allocator", "warm_up"]
+__all__ = ["WarmGrid", "parse_warm_grids", "tune_allocator", "warm_seg_reader", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,27 @@ def tune_allocator() -> bool:
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
 
 
+def warm_seg_reader() -> bool:
+    """Load the DICOM module tables highdicom checks a SEG against (several MB of JSON, ~0.5 s,
+    read on the first SEG a process opens and kept): done before the pool forks, the first job
+    does not pay it. False when this highdicom keeps them elsewhere (nothing is lost but the time)."""
+    try:
+        from highdicom import _standard_utils
+
+        _standard_utils.get_module_attribute_map()
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
 def warm_up(text: str) -> list[WarmGrid]:
     """Load the kernel and prepare its spectrum for each grid of ``text``; returns those done."""
     from services.dosimetry.domain.errors import DosimetryInputError
     from services.dosimetry.domain.voxel import warm_spectrum
     from services.dosimetry.kernel_tables import load_kernel
 
+    if not warm_seg_reader():
+        log.info("highdicom's module tables were not loaded at start: the first SEG job loads them")
     grids, bad = parse_warm_grids(text)
     for entry in bad:
         log.warning("DOSIMETRY_WARM_GRIDS entry %r is not KxJxI@S or KxJxI@SxSxS: skipped", entry)

@@ -59,7 +59,7 @@ def test_a_pacs_that_returns_during_the_retries_gets_the_rtdose(orthanc: Orthanc
     reads = make_client(orthanc.dicomweb_url)
     client = StowElsewhere(reads, _dead_pacs())
     result = run_voxel_dosimetry(client, study.study_uid, 1.0, "ldm", study.seg_series_uid, store=False)
-    ds = build_rtdose(result.dose_gy, result.grid, study=fetch_study(reads, study.study_uid).ct[0],
+    ds = build_rtdose(result.dose_gy, result.grid, study=next(iter(fetch_study(reads, study.study_uid).ct)),
                       frame_of_reference_uid="", delivered=True, series_description="retry test",
                       deterministic_key="retry-test")
 

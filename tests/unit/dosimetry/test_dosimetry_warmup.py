@@ -43,3 +43,11 @@ def test_the_allocator_is_tuned_where_glibc_runs() -> None:
     tuned = tune_allocator()
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert tuned
+
+
+def test_the_seg_reader_tables_are_loaded_before_the_first_job() -> None:
+    from highdicom import _standard_utils
+
+    _standard_utils.get_module_attribute_map.cache_clear()
+    assert warm_up("") == []
+    assert _standard_utils.get_module_attribute_map.cache_info().currsize == 1

@@ -10,6 +10,7 @@ caller receives, and what is (or is not) written back.
 from __future__ import annotations
 
 import json
+import json as _json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ class FakeSession:
         self.answer: Answer = lambda url, body: _response(404, {})
 
     def post(self, url: str, json: Any = None, params: Any = None, timeout: float = 0,
-             headers: dict[str, str] | None = None) -> requests.Response:
-        self.posts.append({"url": url, "json": json, "params": params, "headers": headers or {}})
-        return self.answer(url, json)
+             headers: dict[str, str] | None = None, data: bytes | None = None) -> requests.Response:
+        body = json if data is None else _json.loads(data)
+        self.posts.append({"url": url, "json": body, "data": data, "params": params, "headers": headers or {}})
+        return self.answer(url, body)
 
     def get(self, url: str, timeout: float = 0) -> requests.Response:
         return _response(200, {"version": "test"})
@@ -114,6 +116,25 @@ def test_an_operation_is_forwarded_answered_and_its_results_written_back(
     assert stored["valueQuantity"]["value"] == 1.8
     assert RESULT_TAG in stored["meta"]["tag"]
     assert deps.store.read("Provenance", "prov-1")["target"] == PROVENANCE["target"]
+
+
+def test_a_body_the_gateway_does_not_change_reaches_the_service_as_the_caller_sent_it(
+        client: FlaskClient, session: FakeSession) -> None:
+    # spacing, key order and a decimal's trailing zero: what a parse and re-serialise would change
+    sent = b'{ "parameter": [ {"valueCode": "bsa", "name": "method"}, {"name": "bsaM2", "valueDecimal": 1.50} ],\n' \
+           b'  "resourceType": "Parameters" }'
+    session.answer = _answers([PLAN, PROVENANCE])
+    resp = client.post("/fhir/$sirt-activity", data=sent, content_type="application/fhir+json")
+    assert resp.status_code == 200
+    (post,) = session.posts
+    assert post["data"] == sent
+    # a body the gateway adds to (the stored record of the patient) is serialised from its JSON
+    session.posts.clear()
+    with_patient = {"resourceType": "Parameters", "parameter": [
+        {"name": "method", "valueCode": "bsa"}, {"name": "patient", "valueReference": {"reference": "Patient/p9"}}]}
+    assert client.post("/fhir/$sirt-activity", json=with_patient).status_code == 200
+    (post,) = session.posts
+    assert post["data"] is None and post["json"]["parameter"][:2] == with_patient["parameter"]
 
 
 def test_the_same_results_again_write_no_new_version(client: FlaskClient, session: FakeSession,
