@@ -331,6 +331,17 @@ def require_scopes(read: Iterable[str] = (), write: Iterable[str] = (), *,
     return principal.patient
 
 
+def readable_types(types: Iterable[str]) -> set[str]:
+    """Those of ``types`` the caller's scopes let it read (``patient/`` scopes count: a view
+    confined to a patient filters by compartment as well). Everything while authentication is
+    off and for unrestricted callers."""
+    wanted = set(types)
+    principal = current_principal()
+    if principal is None or principal.unrestricted:
+        return wanted
+    return {t for t in wanted if not missing_scopes(principal.scopes, [t], with_patient=True)}
+
+
 def require_internal_token() -> None:
     """Raise ``FhirError`` 401 unless the request carries the right ``X-Internal-Token``
     (compared in constant time with ``INTERNAL_TOKEN``). For the ``/internal/`` job views."""

@@ -176,6 +176,25 @@ def _refuse_unserved_formats() -> None:
             raise refusal
 
 
+def _readable_includes(bundle: dict[str, Any]) -> dict[str, Any]:
+    """``bundle`` without the ``_include``d/``_revinclude``d resources of types the caller's
+    scopes do not let it read (SMART App Launch 2.0 §Scopes: the scopes bound every resource
+    returned, not only the searched type); an OperationOutcome entry says what was withheld."""
+    entries = bundle.get("entry") or []
+    included = {e["resource"]["resourceType"] for e in entries
+                if (e.get("search") or {}).get("mode") == "include" and isinstance(e.get("resource"), dict)}
+    hidden = included - auth.readable_types(included)
+    if not hidden:
+        return bundle
+    kept = [e for e in entries if not ((e.get("search") or {}).get("mode") == "include"
+                                       and e["resource"]["resourceType"] in hidden)]
+    note = {"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "suppressed",
+        "diagnostics": f"included {', '.join(sorted(hidden))} resources were left out: the token's scopes "
+                       "do not allow reading them"}]}
+    return {**bundle, "entry": [*kept, {"resource": note, "search": {"mode": "outcome"}}]}
+
+
 @dataclass(frozen=True)
 class _Rest:
     """What the views share: the store, the base URL callers see, and the answers built on them."""
@@ -194,9 +213,9 @@ class _Rest:
         if _lenient():
             wanted = drop_unknown_parameters(rtype, wanted)
         if patient is None:
-            return fhir_response(self.get_store().search(rtype, wanted, self.fhir_base()))
+            return fhir_response(_readable_includes(self.get_store().search(rtype, wanted, self.fhir_base())))
         found = self.get_store().search(rtype, confined_search(rtype, wanted, patient), self.fhir_base())
-        return fhir_response(visible_entries(found, patient))
+        return fhir_response(_readable_includes(visible_entries(found, patient)))
 
     @staticmethod
     def patients(resource: dict[str, Any], patient: str | None) -> dict[str, Any]:
