@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.auth import LAUNCH_PATHS, require_scopes
 from gateway.compartment import outside
-from gateway.webapp.dose_map import DoseMapSource, DoseMapUnavailable
+from gateway.webapp.dose_map import DoseImages, DoseMapSource, DoseMapUnavailable
 from gateway.webapp.smart import add_launch_views, launch_configured
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import STATUS_LABELS
@@ -135,10 +135,11 @@ class _Pages:
     def dose_map(self, report_ref: str, wanted: str | None, *, with_ct: bool) -> dict[str, Any]:
         """The dose map of a voxel report: its images' slice ``wanted`` (1-based; the slice of the
         highest dose by default), or the reason there is none. The page needs the RT Dose and
-        the SEG; only the figure needs the CT series (``with_ct``)."""
+        the SEG; only the figure needs the CT (``with_ct``: the one instance nearest the slice)."""
         try:
             report = self.get_store().read(*report_ref.split("/", 1))
-            images = self.maps.images(*self.maps.locate(self.get_store(), self.base_url_of(), report), with_ct=with_ct)
+            study_uid, sop_uid = self.maps.locate(self.get_store(), self.base_url_of(), report)
+            images = self.maps.images(study_uid, sop_uid)
         except DoseMapUnavailable as err:
             return {"error": str(err)}
         count = len(images.volume.z_mm)
@@ -148,6 +149,12 @@ class _Pages:
                 index = int(wanted) - 1
             else:
                 note = f"slice {wanted!r} is not between 1 and {count}: the slice of the highest dose is shown"
+        if with_ct:
+            try:
+                ct = self.maps.ct_near(study_uid, images.volume, float(images.volume.z_mm[index]))
+            except DoseMapUnavailable as err:
+                return {"error": str(err)}
+            images = DoseImages(images.volume, ct, images.seg)
         from netliver.report.dose_map import dose_map_figure, dose_slice
 
         spec = dose_map_figure(images.volume, index, images.ct, images.seg, "dose-map", "Dose map")

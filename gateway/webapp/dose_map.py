@@ -3,8 +3,9 @@
 A voxel-dosimetry report names its RT Dose in its Provenance (an entity ``urn:dicom:uid``
 ``urn:oid:<SOP Instance UID>``) and its study through ``imagingStudy`` (the ImagingStudy's
 ``urn:dicom:uid`` identifier). The page then reads, from ``DICOMWEB_URL``: the RT Dose, the CT
-series and the SEG of the study that share the dose's frame of reference. What was fetched is kept
-for the last few RT Doses in this process, so choosing another slice does not fetch again.
+instance nearest the chosen slice and the SEG of the study that share the dose's frame of
+reference. What was fetched is kept for the last few RT Doses (and CT slices) in this process, so
+drawing a slice again does not fetch again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 from pydicom.dataset import Dataset
@@ -25,6 +26,8 @@ from netliver.settings import Settings
 __all__ = ["DoseImages", "DoseMapSource", "DoseMapUnavailable"]
 
 _CACHED = 4
+#: CT instances kept (one per slice drawn).
+_CACHED_SLICES = 64
 #: Seconds a PACS that did not answer is not asked again (a page render would wait for it each time).
 _PACS_DOWN_S = 30.0
 _UID = "urn:dicom:uid"
@@ -52,6 +55,10 @@ def _oid(identifier: Any) -> str | None:
     return None
 
 
+def _value(header: dict[str, Any], tag: str) -> Any:
+    return ((header.get(tag) or {}).get("Value") or [None])[0]
+
+
 def _series(found: list[dict[str, Any]], modality: str) -> list[str]:
     return [str(s["0020000E"]["Value"][0]) for s in found
             if (s.get("00080060") or {}).get("Value", [None])[0] == modality and s.get("0020000E")]
@@ -65,6 +72,8 @@ class DoseMapSource:
         self.settings = settings
         self._client = client or self.dicomweb
         self._cache: OrderedDict[str, DoseImages] = OrderedDict()
+        self._slices: OrderedDict[str, Dataset] = OrderedDict()
+        self._ct_indexes: dict[str, list[tuple[float, str, str]]] = {}
         self._lock = threading.Lock()
         self._down: tuple[float, str] | None = None
 
@@ -98,30 +107,73 @@ class DoseMapSource:
                     return uid, sop
         raise DoseMapUnavailable("the report names no ImagingStudy with a DICOM study UID")
 
-    def images(self, study_uid: str, sop_uid: str, *, with_ct: bool = True) -> DoseImages:
-        """The RT Dose and the SEG (what the page's table needs) and, ``with_ct``, the CT series
-        (what the figure draws; the largest part, fetched only for it)."""
+    def images(self, study_uid: str, sop_uid: str) -> DoseImages:
+        """The RT Dose and the SEG (what the page's table needs); the CT is read slice by slice,
+        for the figure only (:meth:`ct_near`)."""
         with self._lock:
             cached = self._cache.get(sop_uid)
             if cached is not None:
                 self._cache.move_to_end(sop_uid)
-                if cached.ct or not with_ct:
-                    return cached
-            elif self._down is not None and time.monotonic() - self._down[0] < _PACS_DOWN_S:
+                return cached
+            if self._down is not None and time.monotonic() - self._down[0] < _PACS_DOWN_S:
                 raise DoseMapUnavailable(self._down[1])
         try:
-            fetched = cached or self._fetch(study_uid, sop_uid)
-            if with_ct and not fetched.ct:
-                fetched = DoseImages(fetched.volume, self._ct(study_uid, fetched.volume), fetched.seg)
+            fetched = self._fetch(study_uid, sop_uid)
         except _PacsDown as err:
-            with self._lock:
-                self._down = (time.monotonic(), str(err))
-            raise DoseMapUnavailable(str(err)) from err
+            self._pacs_down(err)
         with self._lock:
             self._cache[sop_uid] = fetched
             while len(self._cache) > _CACHED:
                 self._cache.popitem(last=False)
         return fetched
+
+    def ct_near(self, study_uid: str, volume: DoseVolume, z_mm: float) -> list[Dataset]:
+        """The one CT instance (of a series on the dose's frame of reference) nearest ``z_mm``,
+        or [] when the study has none. The series' headers are read once per frame of reference
+        (WADO-RS metadata, no pixels), then only the instance a slice needs: a clinical CT is
+        ~150 MB, one slice ~0.5 MB."""
+        try:
+            index = self._ct_index(study_uid, volume.frame_of_reference_uid)
+            if not index:
+                return []
+            _z, series_uid, sop_uid = min(index, key=lambda item: abs(item[0] - z_mm))
+            with self._lock:
+                hit = self._slices.get(sop_uid)
+            if hit is None:
+                hit = self._client().retrieve_instance(study_uid, series_uid, sop_uid)
+                with self._lock:
+                    self._slices[sop_uid] = hit
+                    while len(self._slices) > _CACHED_SLICES:
+                        self._slices.popitem(last=False)
+            return [hit]
+        except (requests.RequestException, OSError) as err:
+            self._pacs_down(_PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}"))
+        return []
+
+    def _ct_index(self, study_uid: str, frame_of_reference_uid: str) -> list[tuple[float, str, str]]:
+        """(z, series UID, SOP Instance UID) of each instance of the study's first CT series on
+        ``frame_of_reference_uid``, from the series' metadata."""
+        key = f"{study_uid}/{frame_of_reference_uid}"
+        with self._lock:
+            known = self._ct_indexes.get(key)
+        if known is not None:
+            return known
+        client = self._client()
+        found: list[tuple[float, str, str]] = []
+        for series_uid in _series(client.search_for_series(study_uid), "CT"):
+            headers = client.retrieve_series_metadata(study_uid, series_uid)
+            if headers and _value(headers[0], "00200052") == frame_of_reference_uid:
+                found = [(float(h["00200032"]["Value"][2]), series_uid, str(_value(h, "00080018")))
+                         for h in headers if (h.get("00200032") or {}).get("Value")]
+                break
+        with self._lock:
+            self._ct_indexes[key] = found
+        return found
+
+    def _pacs_down(self, err: _PacsDown) -> NoReturn:
+        with self._lock:
+            self._down = (time.monotonic(), str(err))
+        raise DoseMapUnavailable(str(err)) from err
 
     def _fetch(self, study_uid: str, sop_uid: str) -> DoseImages:
         try:
@@ -139,15 +191,3 @@ class DoseMapSource:
         except (requests.RequestException, OSError) as err:
             raise _PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
         return DoseImages(volume, [], seg)
-
-    def _ct(self, study_uid: str, volume: DoseVolume) -> list[Dataset]:
-        """The study's CT series on the dose's frame of reference ([] when there is none)."""
-        try:
-            client = self._client()
-            for uid in _series(client.search_for_series(study_uid), "CT"):
-                instances = client.retrieve_series(study_uid, uid)
-                if instances and str(instances[0].get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid:
-                    return list(instances)
-        except (requests.RequestException, OSError) as err:
-            raise _PacsDown(f"the PACS ({self.settings.dicomweb_url}) did not answer: {type(err).__name__}") from err
-        return []

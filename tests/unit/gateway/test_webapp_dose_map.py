@@ -142,10 +142,11 @@ def test_a_pacs_that_does_not_answer_is_named_and_not_asked_at_every_render(page
 
 
 class _Counting:
-    """A PACS that counts the series retrieved, by modality."""
+    """A PACS that counts what is retrieved: series by modality, series headers, single instances."""
 
     def __init__(self, inner: MemoryDicomweb) -> None:
         self.inner, self.retrieved = inner, []  # type: ignore[var-annotated]
+        self.instances: list[str] = []
 
     def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
         return self.inner.search_for_series(study_instance_uid)
@@ -155,20 +156,38 @@ class _Counting:
         self.retrieved.append(found[0].Modality)
         return found
 
+    def retrieve_series_metadata(self, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
+        found = self.inner.retrieve_series_metadata(study_uid, series_uid)
+        self.retrieved.append("metadata")
+        return found
 
-def test_the_page_reads_the_dose_and_seg_and_only_the_figure_reads_the_ct_once(page: tuple[FlaskClient, Any]) -> None:
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str, media_types: Any = None) -> Any:
+        found = self.inner.retrieve_instance(study_uid, series_uid, sop_uid)
+        self.instances.append(f"{found.Modality} z={float(found.ImagePositionPatient[2]):g}")
+        return found
+
+
+def test_the_page_reads_the_dose_and_seg_and_the_figure_only_the_ct_slice_it_draws(
+        page: tuple[FlaskClient, Any]) -> None:
     client, memory = page
     counting = _Counting(memory)
     client.application.extensions[DICOMWEB_EXTENSION] = counting
     assert client.get("/app/patient/p1").status_code == 200
     assert "CT" not in counting.retrieved and {"RTDOSE", "SEG"} <= set(counting.retrieved)
+    assert counting.instances == []
     before = len(counting.retrieved)
     assert client.get("/app/patient/p1/dose-map/1.png?slice=2").status_code == 200
-    assert counting.retrieved[before:].count("CT") == 1
-    after = len(counting.retrieved)
+    # the CT series' headers once, then the one instance the slice needs; never the whole series
+    assert counting.retrieved[before:] == ["metadata"] and len(counting.instances) == 1
+    dose_z = _rtdose(memory).ImagePositionPatient[2] + _rtdose(memory).GridFrameOffsetVector[1]
+    cts = [float(ds.ImagePositionPatient[2]) for ds in memory.datasets if ds.Modality == "CT"]
+    assert counting.instances[0] == f"CT z={min(cts, key=lambda z: abs(z - float(dose_z))):g}"
+    assert client.get("/app/patient/p1/dose-map/1.png?slice=3").status_code == 200
+    assert len(counting.instances) == 2 and counting.instances[1] != counting.instances[0]
     assert client.get("/app/patient/p1/dose-map/1.png?slice=3").status_code == 200
     assert client.get("/app/patient/p1?slice1=3").status_code == 200
-    assert len(counting.retrieved) == after  # the other slice and the page again come from what was fetched
+    # the same slice and the page again come from what was fetched
+    assert counting.retrieved[before:] == ["metadata"] and len(counting.instances) == 2
 
 
 class _Store:
