@@ -16,10 +16,14 @@ Scope mapping (documented for hospitals in ``docs/auth.md``):
   (create) or ``u`` (update): results are stored with ``PUT`` by deterministic id, which is a
   create the first time and an update afterwards;
 * ``*`` as the resource type covers every type; ``<ctx>`` is ``system`` or ``user``.
-  ``patient/`` scopes grant nothing here: they limit access to one patient's compartment,
-  which the gateway's operations cannot enforce, so honouring them would widen the grant.
-  v2 scopes narrowed by a query (``system/Observation.rs?category=laboratory``) grant nothing
-  either, for the same reason.
+* ``patient/`` scopes grant the same, but only within the compartment of the patient in the
+  token's launch context (its ``patient`` claim; for the page, the ``patient`` its SMART launch
+  returned): a view that can confine itself to one patient says so
+  (``require_scopes(..., compartment=True)``) and gets that patient's id back to confine
+  itself with (:mod:`gateway.compartment`); every other view, and a token with ``patient/``
+  scopes but no patient, is refused 403 naming the scope.
+  v2 scopes narrowed by a query (``system/Observation.rs?category=laboratory``) grant nothing:
+  the gateway cannot enforce the query, so honouring them would widen the grant.
 
 Internal job endpoints (``/internal/...``) are called by the dosimetry workers with the shared
 secret ``INTERNAL_TOKEN`` in ``X-Internal-Token`` instead of a JWT; the Orthanc stable-study
@@ -31,6 +35,7 @@ JWKS), and here the Flask wiring the views call.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -46,6 +51,7 @@ from gateway.tokens import (
     JwksCache,
     JwksUnavailable,
     TokenVerifier,
+    patient_context,
     unauthorized,
 )
 from netliver.fhir.outcome import FhirError, Issue
@@ -209,7 +215,12 @@ def _authenticate() -> None:
     elif state.verifier is None:
         g.principal = _AUTH_OFF
     else:
-        g.principal = state.verifier.verify(_bearer_token())
+        token, launched = _bearer_token()
+        principal = state.verifier.verify(token)
+        if launched and principal.patient is None:
+            # The page after an EHR or standalone launch: the token response named the patient.
+            principal = dataclasses.replace(principal, patient=patient_context(session[SESSION_KEY].get("patient")))
+        g.principal = principal
 
 
 def cds_audiences() -> list[str]:
@@ -226,22 +237,23 @@ def cds_audiences() -> list[str]:
 def _check_cds_client(state: _AuthState) -> Principal:
     if state.cds_verify is None:
         raise unauthorized("no CDS client is trusted by this gateway (CDS_CLIENTS is empty)")
-    return state.cds_verify(_bearer_token(), cds_audiences())
+    return state.cds_verify(_bearer_token()[0], cds_audiences())
 
 
-def _bearer_token() -> str:
+def _bearer_token() -> tuple[str, bool]:
+    """The request's bearer token, and whether it is the one a SMART launch kept in the session."""
     header = request.headers.get("Authorization", "")
     if not header.strip() and request.path.startswith(APP_PATH_PREFIX):
         launched = session_token()  # the page after a SMART launch: the token kept in its session
         if launched:
-            return launched
+            return launched, True
     if not header.strip():
         raise unauthorized("no bearer token: send 'Authorization: Bearer <JWT>'", code="login")
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
         raise unauthorized("the Authorization header is not 'Bearer <JWT>'", code="login")
-    return token
+    return token, False
 
 
 def _check_internal_token(settings: Settings) -> Principal:
@@ -285,19 +297,49 @@ def current_client_id() -> str | None:
     return principal.client_id if principal is not None else None
 
 
-def require_scopes(read: Iterable[str] = (), write: Iterable[str] = ()) -> None:
+def require_scopes(read: Iterable[str] = (), write: Iterable[str] = (), *,
+                   compartment: bool = False) -> str | None:
     """Raise ``FhirError`` 403 unless the caller's scopes cover reading ``read`` and writing
     ``write`` resource types (see the module docstring for the mapping). A no-op while
     authentication is off and for the internal token; 401 when the request carries no
-    authenticated caller at all."""
+    authenticated caller at all.
+
+    Returns None when ``system/`` or ``user/`` scopes cover everything. A view passing
+    ``compartment=True`` can confine itself to one patient: when only the token's ``patient/``
+    scopes cover it, it gets that patient's id and must answer within that patient's
+    compartment (:mod:`gateway.compartment`)."""
     principal = current_principal()
     if principal is None or principal.kind == "anonymous":
         raise unauthorized("this operation needs an authenticated caller", code="login")
     if principal.unrestricted:
-        return
+        return None
+    read, write = tuple(read), tuple(write)
     missing = missing_scopes(principal.scopes, read, write)
-    if missing:
-        raise _forbidden(missing)
+    if not missing:
+        return None
+    if missing_scopes(principal.scopes, read, write, with_patient=True):
+        raise _forbidden(missing_scopes(principal.scopes, read, write,
+                                        with_patient=any(s.context == "patient" for s in principal.scopes)))
+    # patient/ scopes cover what system/ and user/ do not
+    held = " ".join(sorted({f"patient/{s.resource_type}" for s in principal.scopes if s.context == "patient"}))
+    if not compartment:
+        raise _forbidden([f"{request.method} {request.path} is not confined to one patient, so the "
+                          f"token's patient/ scopes ({held}) do not allow it: it needs system/ or user/ scopes"])
+    if principal.patient is None:
+        raise _forbidden([f"the token's patient/ scopes ({held}) come without a patient in context "
+                          "(no 'patient' claim): they allow nothing"])
+    return principal.patient
+
+
+def readable_types(types: Iterable[str]) -> set[str]:
+    """Those of ``types`` the caller's scopes let it read (``patient/`` scopes count: a view
+    confined to a patient filters by compartment as well). Everything while authentication is
+    off and for unrestricted callers."""
+    wanted = set(types)
+    principal = current_principal()
+    if principal is None or principal.unrestricted:
+        return wanted
+    return {t for t in wanted if not missing_scopes(principal.scopes, [t], with_patient=True)}
 
 
 def require_internal_token() -> None:

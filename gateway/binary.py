@@ -11,7 +11,10 @@ drawn from; later reads are plain reads, and a form whose report was written aga
 record) is drawn again. Drawing is deterministic, so the bytes are the same every time.
 
 Reading a Binary needs the ``Binary`` read scope and the read scope of the type its
-``securityContext`` names (the report, for the forms and their record).
+``securityContext`` names (the report, for the forms and their record; for the record also the
+types it holds). A token confined to one patient (``patient/`` scopes) reads a Binary whose
+``securityContext`` is in that patient's compartment (and, for a record, all it holds), and
+nothing is drawn for it otherwise.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from gateway import auth
+from gateway.compartment import in_compartment, outside
 from gateway.fhir_interactions import JSON_FORMATS
-from gateway.store.base import FhirStore
+from gateway.store.base import FhirStore, is_resource_type
 from netliver.fhir.codesystems import CANONICAL_BASE
 from netliver.fhir.outcome import FhirError
 from netliver.web import fhir_response
@@ -63,7 +67,29 @@ def _drawn_from(resource: dict[str, Any]) -> str | None:
                  if t.get("system") == DRAWN_FROM), None)
 
 
-def _form(store: FhirStore, binary_id: str, record_id: str) -> dict[str, Any] | None:
+def _context_of(binary: dict[str, Any]) -> tuple[str, str]:
+    """(type, id) of the resource a Binary's ``securityContext`` names (empty strings: none)."""
+    rtype, _, rid = str((binary.get("securityContext") or {}).get("reference", "")).partition("/")
+    return rtype, rid
+
+
+def _allowed(store: FhirStore, binary: dict[str, Any], patient: str | None) -> dict[str, Any] | None:
+    """The resource ``binary``'s ``securityContext`` names, after checking the caller may read
+    ``binary``: the read scopes of that type (and of the types a record holds), and for a caller
+    confined to ``patient`` that resource (and all a record holds) in that patient's compartment."""
+    rtype, rid = _context_of(binary)
+    held = _types_in(binary) if rtype and binary.get("contentType") == "application/fhir+json" else []
+    auth.require_scopes(read=["Binary", *([rtype] if rtype else []), *held], compartment=True)
+    target = _read(store, rtype, rid) if rtype and rid and is_resource_type(rtype) else None
+    if patient is not None:
+        if target is None or not in_compartment(target, patient):
+            raise outside(f"Binary/{binary.get('id')} is not of Patient/{patient}")
+        if held and not all(in_compartment(r, patient) for r in _resources_in(binary)):
+            raise outside(f"Binary/{binary.get('id')} holds resources of others than Patient/{patient}")
+    return target
+
+
+def _form(store: FhirStore, binary_id: str, record_id: str, patient: str | None) -> dict[str, Any] | None:
     """The form ``binary_id`` (drawn and stored now unless stored from its current record)."""
     stored = _read(store, "Binary", binary_id)
     record = _read(store, "Binary", record_id)
@@ -75,8 +101,12 @@ def _form(store: FhirStore, binary_id: str, record_id: str) -> dict[str, Any] | 
     # matplotlib and reportlab: loaded at start in the background (gateway.webapp.warm_up_plotting).
     from netliver.report.presented import FormContextError, draw_form
 
-    auth.require_scopes(read=[str((record.get("securityContext") or {}).get("reference", "")).partition("/")[0]
-                              or "Binary"])
+    rtype, rid = _context_of(record)
+    auth.require_scopes(read=["Binary", *([rtype] if rtype else [])], compartment=True)
+    if patient is not None:  # nothing is drawn for a report of another patient
+        target = _read(store, rtype, rid) if rtype and rid and is_resource_type(rtype) else None
+        if target is None or not in_compartment(target, patient):
+            raise outside(f"Binary/{binary_id} is not of Patient/{patient}")
     try:
         content_type, data = draw_form(record, binary_id)
     except FormContextError:
@@ -89,13 +119,17 @@ def _form(store: FhirStore, binary_id: str, record_id: str) -> dict[str, Any] | 
     return drawn
 
 
-def _types_in(record: dict[str, Any]) -> list[str]:
-    """The resource types a Binary holding a FHIR Bundle holds (none when it holds no Bundle)."""
+def _resources_in(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources a Binary holding a FHIR Bundle holds (none when it holds no Bundle)."""
     try:
         bundle = json.loads(base64.b64decode(str(record.get("data", ""))))
-        return sorted({str(e["resource"]["resourceType"]) for e in bundle["entry"]})
+        return [e["resource"] for e in bundle["entry"] if isinstance(e["resource"], dict)]
     except (ValueError, KeyError, TypeError):
         return []
+
+
+def _types_in(record: dict[str, Any]) -> list[str]:
+    return sorted({str(r.get("resourceType")) for r in _resources_in(record)})
 
 
 def _wants_resource(content_type: str) -> bool:
@@ -124,23 +158,17 @@ def create_binary_blueprint(get_store: Callable[[], FhirStore]) -> Blueprint:
     def read_binary(binary_id: str) -> Response:
         from netliver.report.presented import context_id
 
-        auth.require_scopes(read=["Binary"])
+        patient = auth.require_scopes(read=["Binary"], compartment=True)
         store = get_store()
         record_id = context_id(binary_id)
-        binary = _form(store, binary_id, record_id) if record_id else _read(store, "Binary", binary_id)
+        binary = _form(store, binary_id, record_id, patient) if record_id else _read(store, "Binary", binary_id)
         if binary is None:
             raise FhirError(404, "not-found", f"Binary/{binary_id} is not known")
-        context = str((binary.get("securityContext") or {}).get("reference", "")).partition("/")[0]
-        if context:
-            auth.require_scopes(read=["Binary", context])
-        if context == "DiagnosticReport":
+        target = _allowed(store, binary, patient)
+        if target is not None:
             # The audit trail names the patient whose report this is (a Binary has no subject).
-            report = _read(store, "DiagnosticReport", str(binary["securityContext"]["reference"]).partition("/")[2])
-            g.response_resource = {"resourceType": "Bundle", "entry": [{"resource": binary}, {"resource": report}]}
+            g.response_resource = {"resourceType": "Bundle", "entry": [{"resource": binary}, {"resource": target}]}
         content_type = str(binary.get("contentType") or "application/octet-stream")
-        if context and content_type == "application/fhir+json":
-            # a report's record holds its results and inputs: reading it needs their scopes too
-            auth.require_scopes(read=["Binary", context, *_types_in(binary)])
         meta = binary.get("meta") or {}
         headers = {"ETag": f'W/"{meta["versionId"]}"'} if meta.get("versionId") else {}
         if _wants_resource(content_type):

@@ -45,6 +45,7 @@ from flask import Blueprint, Response, request
 
 from gateway import auth
 from gateway.binary import is_binary_read
+from gateway.compartment import confined_search, in_compartment, outside, visible_entries
 from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return
 from gateway.store.base import FhirStore, etag, is_resource_type, parse_etag
 from gateway.store.search_params import drop_unknown_parameters
@@ -178,6 +179,25 @@ def _refuse_unserved_formats() -> None:
             raise refusal
 
 
+def _readable_includes(bundle: dict[str, Any]) -> dict[str, Any]:
+    """``bundle`` without the ``_include``d/``_revinclude``d resources of types the caller's
+    scopes do not let it read (SMART App Launch 2.0 §Scopes: the scopes bound every resource
+    returned, not only the searched type); an OperationOutcome entry says what was withheld."""
+    entries = bundle.get("entry") or []
+    included = {e["resource"]["resourceType"] for e in entries
+                if (e.get("search") or {}).get("mode") == "include" and isinstance(e.get("resource"), dict)}
+    hidden = included - auth.readable_types(included)
+    if not hidden:
+        return bundle
+    kept = [e for e in entries if not ((e.get("search") or {}).get("mode") == "include"
+                                       and e["resource"]["resourceType"] in hidden)]
+    note = {"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "suppressed",
+        "diagnostics": f"included {', '.join(sorted(hidden))} resources were left out: the token's scopes "
+                       "do not allow reading them"}]}
+    return {**bundle, "entry": [*kept, {"resource": note, "search": {"mode": "outcome"}}]}
+
+
 @dataclass(frozen=True)
 class _Rest:
     """What the views share: the store, the base URL callers see, and the answers built on them."""
@@ -191,11 +211,27 @@ class _Rest:
 
     def search(self, resource_type: str, params: Iterable[tuple[str, str]]) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
+        patient = auth.require_scopes(read=[rtype], compartment=True)
         wanted = list(params)
         if _lenient():
             wanted = drop_unknown_parameters(rtype, wanted)
-        return fhir_response(self.get_store().search(rtype, wanted, self.fhir_base()))
+        if patient is None:
+            return fhir_response(_readable_includes(self.get_store().search(rtype, wanted, self.fhir_base())))
+        found = self.get_store().search(rtype, confined_search(rtype, wanted, patient), self.fhir_base())
+        return fhir_response(_readable_includes(visible_entries(found, patient)))
+
+    @staticmethod
+    def patients(resource: dict[str, Any], patient: str | None) -> dict[str, Any]:
+        """``resource``, unless the caller is confined to another patient's compartment (403)."""
+        if patient is not None and not in_compartment(resource, patient):
+            raise outside(f"{resource.get('resourceType')}/{resource.get('id')} is not in the compartment "
+                          f"of Patient/{patient}")
+        return resource
+
+    def current_of(self, rtype: str, resource_id: str, patient: str | None) -> None:
+        """403 when a confined caller would change a resource of another patient."""
+        if patient is not None and _exists(self.get_store(), rtype, resource_id):
+            self.patients(self.get_store().read(rtype, resource_id), patient)
 
     def written(self, stored: dict[str, Any], created: bool) -> Response:
         """A write's answer as ``Prefer: return=…`` asks (the resource by default)."""
@@ -255,22 +291,26 @@ def _add_reads(bp: Blueprint, rest: _Rest) -> None:
     @bp.get("/<resource_type>/<resource_id>")
     def read(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
-        resource = rest.get_store().read(rtype, resource_id)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = rest.patients(rest.get_store().read(rtype, resource_id), patient)
         return fhir_response(resource, 200, _version_headers(resource))
 
     @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
     def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
-        resource = rest.get_store().vread(rtype, resource_id, version_id)
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        resource = rest.patients(rest.get_store().vread(rtype, resource_id, version_id), patient)
         return fhir_response(resource, 200, _version_headers(resource))
 
     @bp.get("/<resource_type>/<resource_id>/_history")
     def history(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype])
+        patient = auth.require_scopes(read=[rtype], compartment=True)
+        if patient is not None:
+            rest.patients(rest.get_store().read(rtype, resource_id), patient)  # a deleted resource is not shown (410)
         bundle = rest.get_store().history(rtype, resource_id)
+        if patient is not None:  # earlier versions may have been of another patient
+            bundle = visible_entries(bundle, patient)
         full_url = f"{rest.fhir_base()}/{rtype}/{resource_id}"  # every entry is this one resource
         for entry in bundle.get("entry") or []:
             if isinstance(entry, dict):
@@ -308,8 +348,9 @@ def _add_writes(bp: Blueprint, rest: _Rest) -> None:
     @bp.put("/<resource_type>/<resource_id>")
     def update(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(write=[rtype])
-        body = rest.checked_body(rtype, resource_id)
+        patient = auth.require_scopes(write=[rtype], compartment=True)
+        body = rest.patients(rest.checked_body(rtype, resource_id), patient)
+        rest.current_of(rtype, resource_id, patient)
         store = rest.get_store()
         if request.headers.get("If-None-Match", "").strip() == "*" and _exists(store, rtype, resource_id):
             raise FhirError(412, "duplicate", f"{rtype}/{resource_id} exists (If-None-Match: *)", "If-None-Match")
@@ -321,17 +362,17 @@ def _add_writes(bp: Blueprint, rest: _Rest) -> None:
         """JSON Patch (``application/json-patch+json``) of the current version, written only if
         that version is still current (so a concurrent update is never lost)."""
         rtype = _known_type(resource_type)
-        auth.require_scopes(read=[rtype], write=[rtype])
+        patient = auth.require_scopes(read=[rtype], write=[rtype], compartment=True)
         if (request.mimetype or "").lower() != _JSON_PATCH:
             raise FhirError(415, "not-supported", f"PATCH needs a {_JSON_PATCH} body, not "
                             f"{request.mimetype or 'none'!r}")
         store = rest.get_store()
-        current = store.read(rtype, resource_id)
+        current = rest.patients(store.read(rtype, resource_id), patient)
         version = str(current["meta"]["versionId"])
         wanted = request.headers.get("If-Match")
         if wanted and parse_etag(wanted) != version:
             raise FhirError(412, "conflict", f"If-Match {wanted} is not the current version {version}", "If-Match")
-        patched = apply_json_patch(current, request.get_json(silent=True))
+        patched = rest.patients(apply_json_patch(current, request.get_json(silent=True)), patient)
         stored, _ = store.put(patched, if_match=etag(version))
         return rest.written(stored, False)
 
@@ -345,8 +386,10 @@ def _add_writes(bp: Blueprint, rest: _Rest) -> None:
                             "in the query string", "If-None-Exist")
         if query:  # POST Type?criteria is a conditional create, never a plain one
             if_none_exist = urlencode(query)
-        auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype])
-        body = rest.checked_body(rtype, None)
+        # a conditional create's query could probe other patients: not with patient/ scopes
+        patient = auth.require_scopes(read=[rtype] if if_none_exist else [], write=[rtype],
+                                      compartment=not if_none_exist)
+        body = rest.patients(rest.checked_body(rtype, None), patient)
         store = rest.get_store()
         if if_none_exist:
             answer = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{
@@ -363,7 +406,7 @@ def _add_writes(bp: Blueprint, rest: _Rest) -> None:
     @bp.delete("/<resource_type>/<resource_id>")
     def remove(resource_type: str, resource_id: str) -> Response:
         rtype = _known_type(resource_type)
-        auth.require_scopes(write=[rtype])
+        rest.current_of(rtype, resource_id, auth.require_scopes(write=[rtype], compartment=True))
         rest.get_store().delete(rtype, resource_id)
         return fhir_response({"resourceType": "OperationOutcome", "issue": [{
             "severity": "information", "code": "informational",

@@ -247,7 +247,8 @@ def capability_statement(base_url: str, auth_mode: str, resource_types: Sequence
     resources = [_resource_entry(rtype) for rtype in resource_types]
     resources += [_conformance_entry(rtype) for rtype in CONFORMANCE_TYPES]
     security: dict[str, Any] = {"cors": cors, "description": (
-        "SMART backend services: Bearer JWT (RS256, RS384, ES384) with system/ scopes"
+        "SMART on FHIR: Bearer JWT (RS256, RS384, ES384) with system/ or user/ scopes, or patient/ scopes "
+        "confined to the token's patient"
         if auth_mode == "jwt" else "Authentication is OFF (local development only)")}
     if auth_mode == "jwt":
         security["service"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway.auth import require_scopes
+from gateway.compartment import check_input_bundle, check_results, in_compartment, outside
 from gateway.dose_records import (
     DOSE_READS,
     with_compared_reports,
@@ -105,11 +106,14 @@ def _as_sent(body: dict[str, Any]) -> dict[str, Any] | bytes:
 
 
 def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[str, Any],
-                  params: dict[str, str]) -> dict[str, Any]:
+                  params: dict[str, str], patient: str | None = None) -> dict[str, Any]:
     """Call the service's operation, write its results back (tagged, with their Provenance) in
     one transaction, and answer its output. A result the store refuses is the service's fault
-    (502), a store that is down stays 503."""
+    (502), a store that is down stays 503. With ``patient`` (a caller confined to that patient's
+    compartment) a result of anyone else is 403 and nothing is written."""
     result = deps.services.call(service, operation, _as_sent(body), params, g.get("request_id", ""))
+    if patient is not None:
+        check_results(result.write, patient)
     try:
         # Each DiagnosticReport names its figures (PNG) and itself (PDF) for EHRs without the page,
         # by a url relative to this server's FHIR base (``Binary/<id>``): they are drawn on their
@@ -128,21 +132,49 @@ def run_operation(deps: GatewayDeps, service: str, operation: str, body: dict[st
     return result.output
 
 
+def _only_of(patient: str, params: list[dict[str, Any]]) -> None:
+    """403 unless every report ``$dose-comparison`` gathered (a ``resource`` parameter after the
+    ``predicted``/``delivered`` reference naming it), and each of its Observations, is the patient's."""
+    named = {str((p.get("valueReference") or {}).get("reference")): i for i, p in enumerate(params)
+             if p.get("name") in ("predicted", "delivered")}
+    where = "Parameters.parameter"
+    for param in params:
+        resource = param.get("resource")
+        if param.get("name") != "resource" or not isinstance(resource, dict):
+            continue
+        ref = f"{resource.get('resourceType')}/{resource.get('id')}"
+        if ref in named:
+            where = f"Parameters.parameter[{named[ref]}].valueReference"
+        if not in_compartment(resource, patient):
+            raise outside(f"{ref} is not of Patient/{patient}", where)
+
+
 def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
     bp = Blueprint("operations", __name__)
 
-    def run(service: str, operation: str, body: dict[str, Any], params: dict[str, str]) -> Response:
-        return fhir_response(run_operation(deps, service, operation, body, params))
+    def run(service: str, operation: str, body: dict[str, Any], params: dict[str, str],
+            patient: str | None) -> Response:
+        return fhir_response(run_operation(deps, service, operation, body, params, patient))
+
+    def given_bundle(bundle: dict[str, Any], patient: str | None, where: str) -> dict[str, Any]:
+        if patient is not None:
+            check_input_bundle(bundle, patient, where)
+        return bundle
 
     @bp.post("/fhir/$evaluate-eligibility")
     def evaluate_eligibility() -> Response:
-        require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES)
-        bundle, values = bundle_input(_body(("Bundle", "Parameters")), "evaluate-eligibility")
-        return run("eligibility", "evaluate-eligibility", bundle, {**request.args, **values})
+        patient = require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES, compartment=True)
+        body = _body(("Bundle", "Parameters"))
+        bundle, values = bundle_input(body, "evaluate-eligibility")
+        where = "Bundle" if body["resourceType"] == "Bundle" else "Parameters.parameter.where(name='input').resource"
+        return run("eligibility", "evaluate-eligibility", given_bundle(bundle, patient, where),
+                   {**request.args, **values}, patient)
 
     @bp.post("/fhir/Patient/<patient_id>/$evaluate-eligibility")
     def evaluate_patient_eligibility(patient_id: str) -> Response:
-        require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES)
+        patient = require_scopes(read=ELIGIBILITY_READS, write=RESULT_WRITES, compartment=True)
+        if patient not in (None, patient_id):
+            raise outside(f"Patient/{patient_id} is not the token's patient (Patient/{patient})")
         params = dict(request.args)
         if request.get_data(cache=True).strip():
             # The record comes from the store; a body may only be Parameters (e.g. the date).
@@ -155,28 +187,44 @@ def create_operations_blueprint(deps: GatewayDeps) -> Blueprint:
                                     "reads the patient's resources from the store and takes only 'date'",
                                     f"Parameters.parameter[{i}]")
         bundle = gather_patient_bundle(deps.store, patient_id, deps.fhir_base())
-        return run("eligibility", "evaluate-eligibility", bundle, params)
+        return run("eligibility", "evaluate-eligibility", bundle, params, patient)
 
     @bp.post("/fhir/$tumor-response")
     def tumor_response() -> Response:
-        require_scopes(read=("Observation", "BodyStructure", "Procedure"), write=RESULT_WRITES)
-        bundle, values = bundle_input(_body(("Bundle", "Parameters")), "tumor-response")
-        body = with_lesion_doses(deps.store, bundle, deps.fhir_base())
-        return run("response", "tumor-response", body, {**request.args, **values})
+        patient = require_scopes(read=("Observation", "BodyStructure", "Procedure"), write=RESULT_WRITES,
+                                 compartment=True)
+        body = _body(("Bundle", "Parameters"))
+        bundle, values = bundle_input(body, "tumor-response")
+        where = "Bundle" if body["resourceType"] == "Bundle" else "Parameters.parameter.where(name='input').resource"
+        with_doses = with_lesion_doses(deps.store, given_bundle(bundle, patient, where), deps.fhir_base())
+        return run("response", "tumor-response", with_doses, {**request.args, **values}, patient)
 
     @bp.post("/fhir/$sirt-activity")
     def sirt_activity() -> Response:
-        require_scopes(write=("Observation", "Provenance"))
+        patient = require_scopes(write=("Observation", "Provenance"), compartment=True)
         body = _body(("Parameters",))
-        if any(p.get("name") == "patient" for p in parameters_of(body)):
-            require_scopes(read=DOSE_READS)
+        named = [(i, p) for i, p in enumerate(parameters_of(body)) if p.get("name") == "patient"]
+        if patient is not None:
+            # the plan is written for, and the prior records gathered of, the token's patient only
+            given = [(i, (p.get("valueReference") or {}).get("reference")) for i, p in named]
+            if not given:
+                raise outside(f"a plan for Patient/{patient} must name it in the 'patient' parameter",
+                              "Parameters.parameter.where(name='patient')")
+            for i, ref in given:
+                if ref != f"Patient/{patient}":
+                    raise outside(f"patient {ref!r} is not the token's patient (Patient/{patient})",
+                                  f"Parameters.parameter[{i}].valueReference")
+        if named:
+            require_scopes(read=DOSE_READS, compartment=True)
             body = with_patient_dose_records(deps.store, body, deps.fhir_base())
-        return run("dosimetry", "sirt-activity", body, dict(request.args))
+        return run("dosimetry", "sirt-activity", body, dict(request.args), patient)
 
     @bp.post("/fhir/$dose-comparison")
     def dose_comparison() -> Response:
-        require_scopes(read=DOSE_READS, write=RESULT_WRITES)
+        patient = require_scopes(read=DOSE_READS, write=RESULT_WRITES, compartment=True)
         body = with_compared_reports(deps.store, _body(("Parameters",)))
-        return run("dosimetry", "dose-comparison", body, dict(request.args))
+        if patient is not None:  # the compared reports and their Observations, as read from the store
+            _only_of(patient, parameters_of(body))
+        return run("dosimetry", "dose-comparison", body, dict(request.args), patient)
 
     return bp

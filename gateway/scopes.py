@@ -11,9 +11,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Principal", "Scope", "missing_scopes", "parse_scopes"]
+__all__ = ["BROAD_CONTEXTS", "Principal", "Scope", "missing_scopes", "parse_scopes"]
 
-_HONOURED_CONTEXTS = frozenset({"system", "user"})
+#: Contexts whose scopes grant a type on every patient; ``patient/`` scopes grant it only within
+#: the token's patient (:mod:`gateway.compartment`), where a view confines itself to it.
+BROAD_CONTEXTS = frozenset({"system", "user"})
+_ALL_CONTEXTS = frozenset({"system", "user", "patient"})
 _SCOPE_RE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]*)\.(read|write|\*|[cruds]+)$")
 _V2_ORDER = "cruds"
 
@@ -30,8 +33,8 @@ class Scope:
     read: bool
     write: bool
 
-    def covers(self, resource_type: str, *, write: bool) -> bool:
-        if self.context not in _HONOURED_CONTEXTS:
+    def covers(self, resource_type: str, *, write: bool, contexts: frozenset[str] = BROAD_CONTEXTS) -> bool:
+        if self.context not in contexts:
             return False
         if self.resource_type not in ("*", resource_type):
             return False
@@ -71,18 +74,22 @@ def parse_scopes(claim: object) -> tuple[Scope, ...]:
 
 
 def missing_scopes(scopes: Iterable[Scope], read: Iterable[str] = (),
-                   write: Iterable[str] = ()) -> list[str]:
-    """One sentence per resource type whose read or write ``scopes`` do not cover (empty = allowed)."""
+                   write: Iterable[str] = (), *, with_patient: bool = False) -> list[str]:
+    """One sentence per resource type whose read or write ``scopes`` do not cover (empty = allowed).
+
+    ``system/`` and ``user/`` scopes count; ``patient/`` scopes too when ``with_patient``."""
     held = tuple(scopes)
+    contexts = _ALL_CONTEXTS if with_patient else BROAD_CONTEXTS
+    also = "user/ likewise" + ("; patient/ within the token's patient" if with_patient else "")
     missing: list[str] = []
     for resource_type in dict.fromkeys(read):
-        if not any(s.covers(resource_type, write=False) for s in held):
+        if not any(s.covers(resource_type, write=False, contexts=contexts) for s in held):
             missing.append(f"reading {resource_type} needs system/{resource_type}.r "
-                           f"(or .s, or v1 system/{resource_type}.read)")
+                           f"(or .s, or v1 system/{resource_type}.read; {also})")
     for resource_type in dict.fromkeys(write):
-        if not any(s.covers(resource_type, write=True) for s in held):
+        if not any(s.covers(resource_type, write=True, contexts=contexts) for s in held):
             missing.append(f"writing {resource_type} needs system/{resource_type}.c "
-                           f"(or .u, or v1 system/{resource_type}.write)")
+                           f"(or .u, or v1 system/{resource_type}.write; {also})")
     return missing
 
 
@@ -104,6 +111,9 @@ class Principal:
     scopes: tuple[Scope, ...] = ()
     #: The healthcare organisation a CDS client calls for (CDS Hooks ``tenant`` claim).
     tenant: str | None = None
+    #: The patient in context (the token's ``patient`` claim, or the page's SMART launch): what
+    #: its ``patient/`` scopes are confined to.
+    patient: str | None = None
 
     @property
     def unrestricted(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from gateway.compartment import COMPARTMENT_TYPES
 from gateway.metadata import RESOURCE_TYPES
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
@@ -29,13 +30,18 @@ _READ_ONLY_TYPES = ("CodeSystem", "OperationDefinition")
 
 def supported_scopes() -> list[str]:
     """``system/`` scopes the gateway honours: v2 ``rs`` (read, search), ``cu`` (create, update
-    — results are written with PUT) and ``cruds``, v1 ``read``/``write``/``*``, per type and ``*``."""
+    — results are written with PUT) and ``cruds``, v1 ``read``/``write``/``*``, per type and ``*``;
+    ``user/`` alike; ``patient/`` ``rs``/``cruds`` for the Patient compartment's types (confined
+    to the token's patient, see :mod:`gateway.compartment`)."""
     scopes: list[str] = []
-    for rtype in ("*", *RESOURCE_TYPES):
-        scopes += [f"system/{rtype}.rs", f"system/{rtype}.cu", f"system/{rtype}.cruds",
-                   f"system/{rtype}.read", f"system/{rtype}.write", f"system/{rtype}.*"]
-    for rtype in _READ_ONLY_TYPES:
-        scopes += [f"system/{rtype}.rs", f"system/{rtype}.read"]
+    for context in ("system", "user"):
+        for rtype in ("*", *RESOURCE_TYPES):
+            scopes += [f"{context}/{rtype}.rs", f"{context}/{rtype}.cu", f"{context}/{rtype}.cruds",
+                       f"{context}/{rtype}.read", f"{context}/{rtype}.write", f"{context}/{rtype}.*"]
+        for rtype in _READ_ONLY_TYPES:
+            scopes += [f"{context}/{rtype}.rs", f"{context}/{rtype}.read"]
+    for rtype in ("*", "Patient", *COMPARTMENT_TYPES):
+        scopes += [f"patient/{rtype}.rs", f"patient/{rtype}.cruds", f"patient/{rtype}.read"]
     return scopes
 
 
@@ -59,6 +65,9 @@ def smart_configuration(settings: Settings) -> dict[str, Any] | None:
         doc["grant_types_supported"].append("authorization_code")
         doc["response_types_supported"] = ["code"]
         doc["code_challenge_methods_supported"] = ["S256"]
+        # the page (gateway/webapp/smart.py): a public client launched by the EHR or on its own
+        doc["capabilities"] += ["launch-ehr", "launch-standalone", "client-public", "context-ehr-patient",
+                                "context-standalone-patient", "permission-patient", "permission-user"]
     return doc
 
 

@@ -9,6 +9,7 @@ token's algorithm, key, signature and ``iss``/``aud``/``exp``/``nbf`` claims and
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "JwksCache",
     "JwksUnavailable",
     "TokenVerifier",
+    "patient_context",
     "unauthorized",
     "verify_signed_claims",
 ]
@@ -287,4 +289,17 @@ def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:
             client_id = value
             break
     return Principal("token", client_id=client_id, subject=subject,
-                     scopes=parse_scopes(claims.get("scope", claims.get("scp"))))
+                     scopes=parse_scopes(claims.get("scope", claims.get("scp"))),
+                     patient=patient_context(claims.get("patient")))
+
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def patient_context(value: object) -> str | None:
+    """The patient id of a ``patient`` launch-context value (SMART: the id; ``Patient/<id>`` is
+    read the same way), or None when there is none or it is no FHIR id."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().removeprefix("Patient/")
+    return text if _FHIR_ID.match(text) else None

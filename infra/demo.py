@@ -25,6 +25,7 @@ everything it started.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -306,6 +307,9 @@ def _wait_for_interrupt(gateway_url: str) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # once: a second Ctrl-C (or the command line passing on the first) must not cut the stop short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = ROOT / "var" / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     with_pacs = shutil.which("Orthanc") is not None
-    cfg = StackConfig(gateway_port=_port(8080), eligibility_port=free_port(), response_port=free_port(),
+    cfg = StackConfig(gateway_port=_port(int(os.environ.get("GATEWAY_PORT") or 8080)), eligibility_port=free_port(), response_port=free_port(),
                       dosimetry_port=free_port(), orthanc_port=free_port(), orthanc_dicom_port=free_port(),
                       data_dir=data_dir, with_orthanc=with_pacs, workers=1)
     cfg.env.update({"AUTH_MODE": "off", "JOB_QUEUE": "netliver-demo", "ORTHANC_CATCHUP_S": "0",

@@ -7,7 +7,8 @@ The code is exchanged at ``AUTH_TOKEN_URL`` by the gateway, the access token is 
 any bearer token (issuer, audience, signature, expiry) and kept in the signed, HttpOnly session
 cookie; page requests then carry it as if it were their ``Authorization`` header, so the user's
 own scopes decide what the page may read. The patient comes from the token response's
-``patient`` launch context.
+``patient`` launch context. An EHR launch asks for ``patient/`` scopes: the page then shows
+that patient only (:mod:`gateway.auth` confines ``patient/`` scopes to the launch's patient).
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from gateway.auth import SESSION_KEY, verify_bearer
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 
-__all__ = ["APP_SCOPES", "add_launch_views", "launch_configured", "pkce_pair"]
+__all__ = ["APP_SCOPES", "EHR_SCOPES", "add_launch_views", "launch_configured", "pkce_pair"]
 
-#: What the page asks for: to read the patient's record as the user (SMART v2 scopes).
+#: What the page asks for when started on its own: to read patients' records as the user (SMART
+#: v2 scopes), the board going from patient to patient, and a patient picked at the launch.
 APP_SCOPES = ("openid fhirUser launch/patient user/Patient.rs user/Observation.rs "
               "user/DiagnosticReport.rs user/BodyStructure.rs")
+#: What it asks for when the EHR launches it on a patient's chart: that patient's record only.
+EHR_SCOPES = ("openid fhirUser launch patient/Patient.rs patient/Observation.rs "
+              "patient/DiagnosticReport.rs patient/BodyStructure.rs")
 
 
 def _b64url(data: bytes) -> str:
@@ -76,7 +81,7 @@ def add_launch_views(bp: Blueprint, settings: Settings, fhir_base: Callable[[], 
         session[SESSION_KEY] = {"state": state, "verifier": verifier}
         query = {"response_type": "code", "client_id": settings.app_client_id,
                  "redirect_uri": url_for("webapp.callback", _external=True),
-                 "scope": APP_SCOPES.replace("launch/patient", "launch") if launch else APP_SCOPES,
+                 "scope": EHR_SCOPES if launch else APP_SCOPES,
                  "state": state, "aud": fhir_base(), "code_challenge": challenge,
                  "code_challenge_method": "S256", **({"launch": launch} if launch else {})}
         return redirect(f"{settings.auth_authorize_url}?{urlencode(query)}", code=302)

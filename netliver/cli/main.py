@@ -7,8 +7,10 @@ are listed in :mod:`netliver.cli.client`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -294,10 +296,17 @@ def _infra(module: str, *args: str) -> int:
         raise CliError(f"infra/{module}.py not found beside the package ({_ROOT}): run from a source checkout",
                        EXIT_USAGE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
-    try:
-        return subprocess.call([sys.executable, "-m", f"infra.{module}", *args], cwd=_ROOT, env=env)
-    except KeyboardInterrupt:
-        return 0
+    proc = subprocess.Popen([sys.executable, "-m", f"infra.{module}", *args], cwd=_ROOT, env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the whole foreground group, or SIGINT this command alone (kill -INT):
+            # either way the launcher is told and stops the processes it started; it ignores a
+            # second SIGINT, so this one is harmless when it already had it. Never killed from
+            # here: its children would be left running.
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
 
 
 @cli.command(epilog=EXIT_CODES)

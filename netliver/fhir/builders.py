@@ -8,6 +8,7 @@ checks them in tests.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -19,6 +20,7 @@ from netliver.fhir.codesystems import CANONICAL_BASE, UCUM
 
 __all__ = [
     "OperationResult",
+    "attachment",
     "canonical_json",
     "codeable",
     "coding",
@@ -32,6 +34,12 @@ __all__ = [
 ]
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, CANONICAL_BASE)
+
+
+def attachment(content_type: str, data: bytes, title: str) -> dict[str, Any]:
+    """A FHIR Attachment holding ``data`` (``hash`` is the base64 SHA-1, as R4 defines it)."""
+    return {"contentType": content_type, "data": base64.b64encode(data).decode("ascii"), "size": len(data),
+            "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"), "title": title}
 
 
 def canonical_json(data: Any) -> str:

@@ -142,6 +142,13 @@ _OBSERVATION = CodeSystemDef(
         C("limitingFactor", "Constraint that determined the activity",
           "tumor-target, normal-liver-limit, lung-limit, bsa or mird."),
         C("status", "SIRT plan status", "ok, caution or contraindicated."),
+        # the targets and limits a plan was checked against (component code.text: where each came from)
+        C("tumorTargetGy", "Tumour absorbed-dose target (minimum)", "Gy: targetDoseGy of a partition plan, else the protocol's."),
+        C("perfusedTargetGy", "Perfused-liver absorbed-dose target", "Gy: targetDoseGy of a MIRD plan, else the protocol's."),
+        C("normalLiverLimitGy", "Normal-liver absorbed-dose limit (maximum)", "Gy: normalLiverLimitGy given, else the protocol's."),
+        C("lungLimitGy", "Lung absorbed-dose limit per treatment (maximum)", "Gy: lungLimitGy, 30 Gy by default (EANM 2022)."),
+        C("cumulativeLungLimitGy", "Cumulative lung absorbed-dose limit (maximum)",
+          "Gy: cumulativeLungLimitGy, 50 Gy by default (EANM 2022)."),
         C("voxel-dose-metrics", "Voxel dose metrics", "Absorbed-dose metrics of one VOI from voxel dosimetry."),
         # components of a voxel-dose-metrics Observation (EANM 2022 dose-volume metrics)
         C("dose-mean", "Mean absorbed dose"),

@@ -22,6 +22,25 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
 )
+from netliver.fhir.sampled_dvh import report_dvh
+from netliver.report.dose_records import (
+    DoseComparison,
+    DoseResponse,
+    dose_comparison,
+    dose_response,
+)
+from netliver.report.fhir_values import (
+    CRITERIA as _CRITERIA,
+)
+from netliver.report.fhir_values import (
+    Quantity,
+    _code,
+    _codes,
+    _components,
+    _date,
+    _quantity,
+    _ref,
+)
 
 __all__ = [
     "STATUS_LABELS",
@@ -33,6 +52,7 @@ __all__ = [
     "LesionPoint",
     "MarkerPoint",
     "PatientSummary",
+    "PlanDose",
     "PlanValue",
     "Quantity",
     "Reason",
@@ -62,21 +82,9 @@ _REASON = re.compile(r"^\[(?P<id>[^·\]]+?) · (?P<kind>[\w-]+) · (?P<result>[\
 DOSE_METRICS = {"dose-mean": "Dmean", "dose-d50": "D50", "dose-d70": "D70", "dose-d90": "D90",
                 "dose-v100": "V100", "dose-v120": "V120", "dose-min": "Dmin", "dose-max": "Dmax",
                 "bed-mean": "BED", "eqd2-mean": "EQD2"}
-_CRITERIA = {"recist-1.1": "RECIST 1.1", "mrecist": "mRECIST", "choi": "Choi", "percist": "PERCIST",
-             "irecist": "iRECIST", "easl": "EASL"}
 #: LOINC codes of the tumour markers drawn over time.
 MARKERS = {"9811-1": "Chromogranin A", "1695-6": "5-HIAA (24 h urine)"}
 _LONGEST, _SHORT_AXIS, _TUMOR_SIZE, _NODE = "33728-7", "103340004", "21889-1", "59441001"
-
-
-@dataclass(frozen=True)
-class Quantity:
-    value: float
-    unit: str
-
-    def text(self, digits: int = 1) -> str:
-        number = f"{self.value:.{digits}f}" if isinstance(self.value, float) else str(self.value)
-        return f"{number} {self.unit}".strip()
 
 
 @dataclass(frozen=True)
@@ -121,16 +129,30 @@ class PlanValue:
 
 
 @dataclass(frozen=True)
+class PlanDose:
+    """A predicted dose beside the target or limit the plan was checked against (when stored)."""
+
+    what: str
+    predicted: Quantity
+    limit: Quantity | None
+    #: ``maximum`` (a limit) or ``minimum`` (a target); where the value came from.
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
 class SirtPlan:
     resource: str
     effective: str
     method: str
     activity: Quantity | None
-    doses: tuple[tuple[str, Quantity | None, Quantity | None], ...]  # (what, predicted, limit)
+    doses: tuple[PlanDose, ...]
     limiting_factor: str
     status: str
     warnings: tuple[str, ...]
     values: tuple[PlanValue, ...]
+    #: Whether the plan Observation stores the limits it was checked against (older plans do not).
+    limits_recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,16 @@ class DoseReport:
     method: str
     conclusion: str
     vois: tuple[VoiDose, ...]
+    #: The sampled cumulative DVH stored with the report: VOI name → ((volume %, Dx Gy), ...).
+    curves: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+
+    def curve_rows(self, step_percent: float = 5.0) -> list[tuple[float, list[float | None]]]:
+        """(volume %, Dx of each VOI in :attr:`curves` order) every ``step_percent`` of volume."""
+        names = list(self.curves)
+        levels = sorted({v for points in self.curves.values() for v, _ in points
+                         if abs(v / step_percent - round(v / step_percent)) < 1e-9})
+        lookup = {name: dict(points) for name, points in self.curves.items()}
+        return [(level, [lookup[name].get(level) for name in names]) for level in levels]
 
 
 @dataclass(frozen=True)
@@ -224,6 +256,8 @@ class Case:
     markers: tuple[MarkerPoint, ...] = ()
     grades: tuple[Grade, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    comparisons: tuple[DoseComparison, ...] = ()
+    dose_responses: tuple[DoseResponse, ...] = ()
 
     def lesion_series(self) -> dict[str, list[LesionPoint]]:
         """Each target lesion's measurements in date order."""
@@ -250,42 +284,6 @@ class Case:
 
 
 # ------------------------------------------------------------------------------ readers ----
-
-def _codes(concept: Any, system: str | None = None) -> list[str]:
-    if not isinstance(concept, Mapping):
-        return []
-    return [c.get("code", "") for c in concept.get("coding") or []
-            if isinstance(c, Mapping) and (system is None or c.get("system") == system)]
-
-
-def _code(concept: Any, system: str | None = None) -> str:
-    found = _codes(concept, system)
-    return found[0] if found else ""
-
-
-def _quantity(raw: Any) -> Quantity | None:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("value"), int | float):
-        return None
-    return Quantity(float(raw["value"]), str(raw.get("unit") or raw.get("code") or ""))
-
-
-def _components(resource: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """component by its first code (or its text when it has none)."""
-    out: dict[str, Mapping[str, Any]] = {}
-    for comp in resource.get("component") or []:
-        key = _code(comp.get("code")) or str((comp.get("code") or {}).get("text", ""))
-        out.setdefault(key, comp)
-    return out
-
-
-def _ref(resource: Mapping[str, Any]) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
-
-
-def _date(resource: Mapping[str, Any]) -> str:
-    when = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get("start") or ""
-    return str(when)[:10]
-
 
 def _reason(text: str, status: str) -> Reason | None:
     match = _REASON.match(text)
@@ -323,10 +321,16 @@ def sirt_plan(obs: Mapping[str, Any]) -> SirtPlan:
     def s(name: str) -> str:
         return str((comps.get(name) or {}).get("valueString", ""))
 
-    doses = (("Tumour", q("tumorDoseGy"), q("targetDoseGy")),
-             ("Normal liver", q("normalLiverDoseGy"), q("normalLiverLimitGy")),
-             ("Lung", q("lungDoseGy"), q("lungLimitGy")),
-             ("Lung, cumulative", q("cumulativeLungDoseGy"), q("cumulativeLungLimitGy")))
+    def dose(what: str, predicted: str, limit: str, kind: str) -> PlanDose | None:
+        value = q(predicted)
+        source = str(((comps.get(limit) or {}).get("code") or {}).get("text", ""))
+        return PlanDose(what, value, q(limit), kind, source) if value is not None else None
+
+    found = (dose("Tumour", "tumorDoseGy", "tumorTargetGy", "minimum"),
+             dose("Perfused liver", "perfusedLiverDoseGy", "perfusedTargetGy", "minimum"),
+             dose("Normal liver", "normalLiverDoseGy", "normalLiverLimitGy", "maximum"),
+             dose("Lung", "lungDoseGy", "lungLimitGy", "maximum"),
+             dose("Lung, cumulative", "cumulativeLungDoseGy", "cumulativeLungLimitGy", "maximum"))
     values = []
     for name, comp in comps.items():
         quantity = _quantity(comp.get("valueQuantity"))
@@ -334,9 +338,9 @@ def sirt_plan(obs: Mapping[str, Any]) -> SirtPlan:
         label = _code_display(comp.get("code")) or name
         values.append(PlanValue(name, label, shown))
     return SirtPlan(_ref(obs), _date(obs), str((obs.get("method") or {}).get("text", "")),
-                    _quantity(obs.get("valueQuantity")), tuple(d for d in doses if d[1] is not None),
+                    _quantity(obs.get("valueQuantity")), tuple(d for d in found if d is not None),
                     s("limitingFactor"), s("status"), tuple(str(n.get("text", "")) for n in obs.get("note") or []),
-                    tuple(values))
+                    tuple(values), limits_recorded=any(k in comps for k in ("lungLimitGy", "cumulativeLungLimitGy")))
 
 
 def _code_display(concept: Any) -> str:
@@ -365,7 +369,8 @@ def dose_report(report: Mapping[str, Any], by_ref: Mapping[str, Mapping[str, Any
     method = next((str((by_ref[r["reference"]].get("method") or {}).get("text", "")) for r in report.get("result") or []
                    if r.get("reference") in by_ref), "")
     title = _code_display(report.get("code")) or "Dosimetry report"
-    return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois))
+    return DoseReport(_ref(report), _date(report), title, method, str(report.get("conclusion", "")), tuple(vois),
+                      report_dvh(report))
 
 
 def _category_code(comp: Mapping[str, Any] | None) -> str:
@@ -465,6 +470,16 @@ def build_case(patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]
     unique = {(g.term, g.date): g for g in (_grade(o) for o in observations
                                             if _code(o.get("code"), RESPONSE_SYSTEM) == "ctcae-grade")}
     grades = tuple(sorted(unique.values(), key=lambda g: (-g.grade, g.term)))
+
+    def reports_of(code: str) -> list[Mapping[str, Any]]:
+        return sorted((r for r in items if r.get("resourceType") == "DiagnosticReport"
+                       and code in _codes(r.get("code"), OBSERVATION_CODE_SYSTEM)), key=lambda r: (_date(r), _ref(r)))
+
+    comparisons = tuple(dose_comparison(r, by_ref) for r in reports_of("dose-comparison-report"))
+    responses = [dose_response(r, by_ref, structures) for r in reports_of("dose-response-report")]
+    order = list(_CRITERIA)
+    responses.sort(key=lambda d: (order.index(d.criterion) if d.criterion in order else len(order), d.effective))
     return Case(_patient(patient), rows, tuple(sorted(plans, key=lambda p: p.effective)),
                 tuple(sorted((dose_report(r, by_ref) for r in reports), key=lambda d: d.effective)),
-                _courses(observations), _lesion_points(observations, structures), markers, grades)
+                _courses(observations), _lesion_points(observations, structures), markers, grades,
+                comparisons=comparisons, dose_responses=tuple(r for r in responses if r.lesions))

@@ -52,8 +52,10 @@ def _summary_lines(case: Case) -> list[str]:
         lines += ["", f"SIRT plan {plan.effective} · {plan.method}",
                   f"  activity {plan.activity.text(2) if plan.activity else '-'} · limited by "
                   f"{plan.limiting_factor or '-'} · status {plan.status or '-'}"]
-        lines += [f"  {what:<18} predicted {q.text(1) if q else '-':>10}   limit {lim.text(1) if lim else 'not recorded'}"
-                  for what, q, lim in plan.doses]
+        lines += [f"  {d.what:<18} predicted {d.predicted.text(1):>10}   "
+                  + (f"{'target' if d.kind == 'minimum' else 'limit'} {d.limit.text(1)} ({d.source})" if d.limit
+                     else "no limit applies" if plan.limits_recorded else "limit not recorded in the plan")
+                  for d in plan.doses]
         lines += [f"  warning: {w}" for w in plan.warnings]
     return lines
 
@@ -67,6 +69,29 @@ def _table_lines(case: Case) -> list[str]:
         for voi in report.vois:
             cells = "".join(f"{voi.metrics[m].text(1) if m in voi.metrics else '-':>11}" for m in metrics)
             lines.append(f"  {voi.name:<14}{voi.volume.text(1) if voi.volume else '-':>12}{cells}")
+    for c in case.comparisons:
+        lines += ["", f"Predicted ({c.predicted or '-'}) versus delivered ({c.delivered or '-'}) dose {c.effective} · "
+                      f"{c.resource}",
+                  f"  {'VOI':<16}{'Dmean pred':>12}{'Dmean deliv':>13}{'diff':>10}{'diff %':>9}{'D70 pred':>11}"
+                  f"{'D70 deliv':>11}{'V100 pred':>11}{'V100 deliv':>11}  flag"]
+        for cv in c.vois:
+            compared = [cv.predicted.get("Dmean"), cv.delivered.get("Dmean"), cv.difference.get("Dmean"), cv.difference_percent,
+                     cv.predicted.get("D70"), cv.delivered.get("D70"), cv.predicted.get("V100"), cv.delivered.get("V100")]
+            widths = (12, 13, 10, 9, 11, 11, 11, 11)
+            flag = "" if cv.flagged is None else "differs by more than 20 %" if cv.flagged else "within 20 %"
+            lines.append(f"  {cv.name:<16}" + "".join(f"{q.text(1) if q else '-':>{w}}" for q, w in zip(compared, widths, strict=True))
+                         + f"  {flag}")
+        if c.lung_shunt_predicted or c.lung_shunt_delivered:
+            lines.append(f"  lung shunt fraction predicted {c.lung_shunt_predicted.text(1) if c.lung_shunt_predicted else '-'}"
+                         f", delivered {c.lung_shunt_delivered.text(1) if c.lung_shunt_delivered else '-'}")
+    for r in case.dose_responses:
+        lines += ["", f"Dose and response per lesion ({r.label}) {r.effective} · {r.resource}",
+                  f"  {'lesion':<28}{'dose':>10}{'BED':>10}{'baseline':>10}{'latest':>10}{'change':>10}  response"]
+        for les in r.lesions:
+            sized = [(les.dose, 1), (les.bed, 1), (les.baseline, 0), (les.latest, 0), (les.change, 1)]
+            name = f"{les.lesion} · {les.label}" if les.label else les.lesion
+            lines.append(f"  {name[:27]:<28}" + "".join(f"{q.text(d) if q else '-':>10}" for q, d in sized)
+                         + f"  {les.category or '-'}")
     for course in case.courses:
         lines += ["", f"{course.label}: best overall response {course.best or '-'}",
                   f"  {'date':<12}{'overall':<9}{'vs base':<9}{'vs nadir':<9}{'measure':>12}{'Δ base':>10}{'Δ nadir':>10}  notes"]

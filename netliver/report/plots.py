@@ -18,9 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
 from netliver.report.case import Case, DoseReport, MarkerPoint
+from netliver.report.dose_records import DoseComparison, DoseResponse
 
-__all__ = ["STYLE", "Figure", "FigureSpec", "dvh_figure", "figure_specs", "marker_figure", "render", "render_all",
-           "spider_figure", "waterfall_figure"]
+__all__ = ["STYLE", "Figure", "FigureSpec", "comparison_figure", "dose_response_figure", "dvh_figure", "figure_specs",
+           "marker_figure", "render", "render_all", "spider_figure", "waterfall_figure"]
 
 _DPI = 100
 _SIZE_IN = (8.0, 4.5)
@@ -90,10 +91,14 @@ def _dvh_points(report: DoseReport) -> list[tuple[str, list[tuple[float, float]]
 
 
 def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
-    """Cumulative DVH of each VOI through its reported points: (Dmin, 100 %), (D90, 90 %),
+    """Cumulative DVH of each VOI: the sampled curve stored with the report when it has one, with
+    the reported points marked on it; else the reported points joined: (Dmin, 100 %), (D90, 90 %),
     (D70, 70 %), (D50, 50 %), (100 Gy, V100), (120 Gy, V120), (Dmax, 0 %)."""
     curves = _dvh_points(report)
-    alt = ("Cumulative dose-volume histogram per VOI, drawn through the reported DVH points. " + "; ".join(
+    sampled = {name: [(dose, volume) for volume, dose in points] for name, points in report.curves.items()}
+    drawn = ("the sampled DVH stored with the report (Dx at every 1 % of the volume), with the reported points marked"
+             if sampled else "drawn through the reported DVH points")
+    alt = (f"Cumulative dose-volume histogram per VOI, {drawn}. " + "; ".join(
         f"{name}: " + ", ".join(f"{v:g} % of the volume at ≥ {d:.1f} Gy" for d, v in points)
         for name, points in curves) + ".")
 
@@ -102,15 +107,21 @@ def dvh_figure(report: DoseReport, index: int) -> FigureSpec:
             fig = _new()
             ax = fig.add_subplot()
             for k, (name, points) in enumerate(curves):
-                ax.plot([p[0] for p in points], [p[1] for p in points], color=_COLOURS[k % 7],
-                        marker=_MARKS[k % 7], linewidth=2, label=name)
+                colour, mark = _COLOURS[k % 7], _MARKS[k % 7]
+                if name in sampled:
+                    line = sorted(sampled[name])
+                    ax.plot([p[0] for p in line], [p[1] for p in line], color=colour, linewidth=2, label=name)
+                    ax.plot([p[0] for p in points], [p[1] for p in points], linestyle="none", color=colour, marker=mark)
+                else:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker=mark, linewidth=2,
+                            label=name)
             ax.set_xlabel("Absorbed dose (Gy)")
             ax.set_ylabel("Volume receiving at least the dose (%)")
             ax.set_ylim(0, 105)
             ax.set_xlim(left=0)
             ax.grid(True, alpha=0.3)
             ax.legend(loc="lower left")
-            ax.set_title("Dose-volume histogram (reported points)")
+            ax.set_title("Dose-volume histogram" + ("" if sampled else " (reported points)"))
             return fig
 
     return FigureSpec(f"dvh-{index + 1}", f"Dose-volume histogram, {report.effective}", alt, build)
@@ -215,10 +226,79 @@ def marker_figure(points: Sequence[MarkerPoint]) -> FigureSpec | None:
     return FigureSpec("markers", "Tumour markers", alt, build)
 
 
+def comparison_figure(comparison: DoseComparison, index: int) -> FigureSpec | None:
+    """Predicted (MAA) beside delivered (Y-90) mean absorbed dose of each compared VOI."""
+    rows = [(v.name, v.predicted["Dmean"], v.delivered["Dmean"], v.flagged) for v in comparison.vois
+            if "Dmean" in v.predicted and "Dmean" in v.delivered]
+    if not rows:
+        return None
+    alt = "Predicted versus delivered mean absorbed dose per VOI: " + "; ".join(
+        f"{name} predicted {p.text(1)}, delivered {d.text(1)}" + (" (tumour dose differs by more than 20 %)" if flag else "")
+        for name, p, d, flag in rows) + "."
+
+    def build() -> MplFigure:
+        with rc_context(STYLE):
+            fig = _new()
+            ax = fig.add_subplot()
+            xs = list(range(len(rows)))
+            width = 0.38
+            series = (("predicted (MAA)", [p.value for _, p, _, _ in rows], -width / 2, _COLOURS[0], ""),
+                      ("delivered (Y-90)", [d.value for _, _, d, _ in rows], width / 2, _COLOURS[1], "//"))
+            for label, values, offset, colour, hatch in series:
+                bars = ax.bar([x + offset for x in xs], values, width, color=colour, hatch=hatch, edgecolor="black",
+                              label=label)
+                for bar, value in zip(bars, values, strict=True):
+                    ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 3),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=10)
+            ax.set_xticks(xs, [f"{name}{' ⚠' if flag else ''}" for name, _, _, flag in rows])
+            ax.set_ylabel(f"Mean absorbed dose ({rows[0][1].unit})")
+            ax.set_ylim(0, max(max(p.value, d.value) for _, p, d, _ in rows) * 1.18 or 1)
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.legend(loc="upper right")
+            ax.set_title("Predicted versus delivered dose")
+            return fig
+
+    return FigureSpec(f"comparison-{index + 1}", f"Predicted versus delivered dose, {comparison.effective}", alt, build)
+
+
+def dose_response_figure(response: DoseResponse, index: int) -> FigureSpec | None:
+    """Each lesion's change of size against its mean absorbed dose (one criterion)."""
+    points = [(lesion.label or lesion.lesion, lesion.dose, lesion.change, lesion.category) for lesion in response.lesions
+              if lesion.dose is not None and lesion.change is not None]
+    if not points:
+        return None
+    alt = f"Dose and response per lesion ({response.label}): " + "; ".join(
+        f"{name} {dose.text(1)}, {change.value:+.1f} %" + (f" ({category})" if category else "")
+        for name, dose, change, category in points) + "."
+
+    def build() -> MplFigure:
+        with rc_context(STYLE):
+            fig = _new()
+            ax = fig.add_subplot()
+            for k, (name, dose, change, _) in enumerate(points):
+                ax.plot([dose.value], [change.value], linestyle="none", color=_COLOURS[k % 7],
+                        marker=_MARKS[k % 7], markersize=10, label=name)
+            ax.axhline(_PD_PERCENT, color=_COLOURS[1], linestyle="--", linewidth=1)
+            ax.axhline(_PR_PERCENT, color=_COLOURS[0], linestyle=":", linewidth=1.5)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xlabel(f"Mean absorbed dose ({points[0][1].unit})")
+            ax.set_ylabel("Change of size from baseline (%)")
+            ax.set_xlim(left=0)
+            ax.grid(True, alpha=0.3)
+            ax.legend(loc="best", fontsize=10)
+            ax.set_title(f"Dose and response per lesion ({response.label})")
+            return fig
+
+    return FigureSpec(f"dose-response-{index + 1}", f"Dose and response per lesion, {response.label}", alt, build)
+
+
 def figure_specs(case: Case) -> list[FigureSpec]:
     """Every figure the case has data for, in page order (nothing drawn yet)."""
     specs: list[FigureSpec | None] = [dvh_figure(r, i) for i, r in enumerate(case.doses) if r.vois]
-    specs += [waterfall_figure(case), spider_figure(case), marker_figure(case.markers)]
+    specs += [comparison_figure(c, i) for i, c in enumerate(case.comparisons)]
+    specs += [waterfall_figure(case), spider_figure(case)]
+    specs += [dose_response_figure(r, i) for i, r in enumerate(case.dose_responses)]
+    specs += [marker_figure(case.markers)]
     return [s for s in specs if s is not None]
 
 

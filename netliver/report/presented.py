@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from netliver.fhir.builders import attachment
 from netliver.report.case import Case, build_case
 from netliver.report.pdf import case_pdf
 from netliver.report.plots import FigureSpec, figure_specs
@@ -41,12 +42,6 @@ _DRAWN = {"image/png", "application/pdf"}
 
 class FormContextError(ValueError):
     """The record a form is drawn from does not hold that form."""
-
-
-def attachment(content_type: str, data: bytes, title: str) -> dict[str, Any]:
-    """A FHIR Attachment holding ``data`` (``hash`` is the base64 SHA-1, as R4 defines it)."""
-    return {"contentType": content_type, "data": base64.b64encode(data).decode("ascii"), "size": len(data),
-            "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"), "title": title}
 
 
 def _patient_of(report: Mapping[str, Any]) -> dict[str, Any]:

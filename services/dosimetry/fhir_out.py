@@ -24,6 +24,7 @@ from netliver.fhir.builders import (
 )
 from netliver.fhir.codesystems import CODESYSTEMS, LOINC, OBSERVATION_CODE_SYSTEM
 from netliver.fhir.extensions import extension_url
+from netliver.fhir.sampled_dvh import dvh_attachment
 from services.dosimetry.domain.comparison import (
     TUMOUR_DMEAN_FLAG_PERCENT,
     DoseComparison,
@@ -111,6 +112,43 @@ def _component(name: str, kind: str, value: Any, unit: str | None) -> dict[str, 
     return comp
 
 
+#: Component codes of the targets and limits a plan was checked against.
+LIMIT_CODES = ("tumorTargetGy", "perfusedTargetGy", "normalLiverLimitGy", "lungLimitGy", "cumulativeLungLimitGy")
+
+
+def _limit(code: str, value: float, where: str) -> dict[str, Any]:
+    return {"code": codeable(OBSERVATION_CODE_SYSTEM, code, CODE_DISPLAYS[code], text=where),
+            "valueQuantity": quantity(_r(value, 2), "Gy")}
+
+
+def _limits(plan: SirtPlan, request: SirtRequest) -> list[dict[str, Any]]:
+    """The targets and limits the plan was checked against, each saying where it came from: the
+    request's parameter, else the protocol's value (only where the plan predicts that dose),
+    else the EANM 2022 default (lung)."""
+    p, protocol = request.inputs, plan.protocol
+    given = set(request.locations)
+    from_protocol = f"protocol {protocol.key} ({protocol.title})"
+    out: list[dict[str, Any]] = []
+    if p.method == "partition" and p.target_dose_gy is not None:
+        out.append(_limit("tumorTargetGy", p.target_dose_gy, "targetDoseGy of the request"))
+    elif plan.tumor_dose_gy is not None and protocol.tumor_min_gy is not None:
+        out.append(_limit("tumorTargetGy", protocol.tumor_min_gy, from_protocol))
+    if p.method == "mird" and p.target_dose_gy is not None:
+        out.append(_limit("perfusedTargetGy", p.target_dose_gy, "targetDoseGy of the request"))
+    elif plan.perfused_liver_dose_gy is not None and protocol.perfused_min_gy is not None:
+        out.append(_limit("perfusedTargetGy", protocol.perfused_min_gy, from_protocol))
+    compromised = p.compromised_liver and protocol.normal_liver_max_compromised_gy is not None
+    protocol_liver = protocol.normal_liver_max_compromised_gy if compromised else protocol.normal_liver_max_gy
+    if p.normal_liver_limit_gy is not None:
+        out.append(_limit("normalLiverLimitGy", p.normal_liver_limit_gy, "normalLiverLimitGy of the request"))
+    elif plan.normal_liver_dose_gy is not None and protocol_liver is not None:
+        out.append(_limit("normalLiverLimitGy", protocol_liver,
+                          from_protocol + (", compromised liver" if compromised else "")))
+    for code, value in (("lungLimitGy", p.lung_limit_gy), ("cumulativeLungLimitGy", p.cumulative_lung_limit_gy)):
+        out.append(_limit(code, value, f"{code} of the request" if code in given else "default (EANM 2022)"))
+    return out
+
+
 def plan_observation_id(request: SirtRequest) -> str:
     """The plan Observation's id: determined by the caller's parameters (not the stored records)."""
     return deterministic_id(SERVICE, OPERATION, request.canonical)
@@ -152,6 +190,7 @@ def sirt_result(plan: SirtPlan, request: SirtRequest, version: str, prior: Prior
     if prior is not None:
         output_params.extend(_prior_outputs(prior))
     components = [_component(n, k, v, u) for n, k, v, u in rows if n in PLAN_COMPONENT_CODES]
+    components += _limits(plan, request)
     observation: dict[str, Any] = {
         "resourceType": "Observation",
         "id": obs_id,
@@ -319,6 +358,9 @@ def voxel_results(result: VoxelDosimetryResult, request: VoxelJobRequest, job_id
     }
     if request.imaging_study:
         report["imagingStudy"] = [{"reference": request.imaging_study}]
+    curves = [(voi.name, voi.role, voi.dvh) for voi in result.vois if voi.dvh]
+    if curves:  # the whole curve, for the page and any EHR (FHIR has no dose-axis data type)
+        report["presentedForm"] = [dvh_attachment(curves)]
     inputs = [{"reference": request.imaging_study}] if request.imaging_study else [
         {"reference": f"ImagingStudy/{imaging_study_id(request.study_uid)}",
          "display": f"DICOM study {request.study_uid}"}]

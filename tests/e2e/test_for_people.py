@@ -34,10 +34,11 @@ from netliver.fhir.codesystems import (
     STATUS_SYSTEM,
     THERAPY_SYSTEM,
 )
+from netliver.fhir.sampled_dvh import report_dvh
 from tests.support.stack import make_stack, running
 
 ARTEFACTS = ROOT / "var" / "test-artefacts" / "page"
-SECTIONS = ("eligibility", "sirt", "dosimetry", "response", "markers", "ctcae")
+SECTIONS = ("eligibility", "sirt", "dosimetry", "comparison", "response", "dose-response", "markers", "ctcae")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(shutil.which("Orthanc") is None, reason="Orthanc is not installed (make system-deps)")
 
@@ -108,7 +109,15 @@ def test_the_page_loads_with_every_image_and_a_clean_console(page: dict[str, Any
         assert len(img.get_attribute("alt") or "") > 40, "every figure needs a text alternative with its numbers"
     errors = [e for e in page["log"] if e.get("level") == "SEVERE"]
     assert errors == []
-    (ARTEFACTS / "load.json").write_text(json.dumps({"wallClockS": round(page["load_s"], 3), **page["timing"]}, indent=2))
+    # once more: the dose maps' images are then read from what the first load fetched from the PACS
+    started = time.perf_counter()
+    browser.get(f"{browser.current_url.split('#')[0]}")
+    again = browser.execute_script(
+        "const t = performance.getEntriesByType('navigation')[0];"
+        "return {domContentLoadedMs: t.domContentLoadedEventEnd, loadMs: t.loadEventEnd};")
+    (ARTEFACTS / "load.json").write_text(json.dumps({
+        "first": {"wallClockS": round(page["load_s"], 3), **page["timing"]},
+        "again": {"wallClockS": round(time.perf_counter() - started, 3), **again}}, indent=2))
 
 
 def test_each_section_is_kept_as_a_screenshot(page: dict[str, Any], browser: Any) -> None:
@@ -162,6 +171,50 @@ def test_the_dose_table_shows_each_vois_stored_metrics(stack: Stack, page: dict[
             assert cell == f"{metrics[code]['value']:.1f} {metrics[code]['unit']}"
 
 
+def test_the_sampled_dvh_table_shows_the_stored_curve(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.dvh-table")
+    voxels = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+              if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "voxel-dosimetry-report"]
+    assert len(tables) == len(voxels) >= 1
+    for table in tables:
+        report = requests.get(f"{stack.gateway_url}/fhir/{table.get_attribute('data-resource')}", timeout=10).json()
+        curves = report_dvh(report)
+        names = [th.get_attribute("textContent").strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th")][1:]
+        assert names == list(curves)
+        for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+            level = float(row.find_element(By.CSS_SELECTOR, "th").get_attribute("textContent").strip().rstrip(" %"))
+            cells = [td.get_attribute("textContent").strip() for td in row.find_elements(By.CSS_SELECTOR, "td")]
+            assert cells == [f"{dict(curves[name])[level]:.1f} Gy" for name in names]
+
+
+def test_each_voxel_report_has_a_dose_map_from_the_pacs_and_a_slice_chooser(stack: Stack, page: dict[str, Any],
+                                                                             browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    voxels = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+              if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "voxel-dosimetry-report"]
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.dose-map-table")
+    assert len(tables) == len(voxels) >= 1, browser.find_element(By.ID, "dosimetry").text[:2000]
+    for table in tables:
+        cells = {td.get_attribute("data-value"): td.text for td in table.find_elements(By.CSS_SELECTOR, "td")}
+        assert cells["max"].endswith(" Gy") and float(cells["max"].split()[0]) > 0
+        assert cells["segments"] and cells["segments"] != "none in this slice"  # the hottest slice crosses a VOI
+    browser.find_element(By.ID, "dose-map-1").screenshot(str(ARTEFACTS / "dose-map.png"))  # the hottest slice
+    # choosing a slice is a plain GET form: submit slice 1 of the first map
+    field = browser.find_element(By.ID, "slice1")
+    field.clear()
+    field.send_keys("1")
+    field.submit()
+    first = browser.find_element(By.CSS_SELECTOR, "table.dose-map-table")
+    assert first.find_element(By.CSS_SELECTOR, 'td[data-value="slice"]').text.startswith("1 of ")
+    image = browser.find_element(By.CSS_SELECTOR, "section.dose-map img")
+    assert image.get_attribute("src").endswith("slice=1")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
+    browser.get(f"{stack.gateway_url}/app/patient/{PATIENT_ID}")  # back to the page the other tests read
+
+
 def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -176,6 +229,60 @@ def test_the_response_tables_show_each_criterions_visits(stack: Stack, page: dic
         shown = {r.find_element(By.CSS_SELECTOR, "th").text: r.find_element(By.CSS_SELECTOR, "td.category").text
                  for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
         assert shown == visits[table.get_attribute("data-criterion")]
+
+
+def _stored_components(stack: Stack, reference: str) -> dict[str, Any]:
+    obs = requests.get(f"{stack.gateway_url}/fhir/{reference}", timeout=10).json()
+    return {_code(c["code"], OBSERVATION_CODE_SYSTEM): c.get("valueQuantity", c.get("valueCodeableConcept"))
+            for c in obs["component"]}
+
+
+def _quantity_text(quantity: dict[str, Any], digits: int) -> str:
+    return f"{float(quantity['value']):.{digits}f} {quantity['unit']}"
+
+
+def test_the_comparison_table_shows_predicted_and_delivered_as_stored(stack: Stack, page: dict[str, Any],
+                                                                      browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    reports = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+               if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "dose-comparison-report"]
+    assert reports, "the demo runs $dose-comparison on its MAA simulation and Y-90 PET"
+    articles = browser.find_elements(By.CSS_SELECTOR, "article.comparison")
+    assert {a.get_attribute("data-resource") for a in articles} == {f"DiagnosticReport/{r['id']}" for r in reports}
+    rows = [r for r in browser.find_elements(By.CSS_SELECTOR, "table.comparison-table tbody tr")
+            if (r.get_attribute("data-resource") or "").startswith("Observation/")]
+    per_voi = {ref["reference"] for r in reports for ref in r["result"]
+               if _code(requests.get(f"{stack.gateway_url}/fhir/{ref['reference']}", timeout=10).json()["code"],
+                        OBSERVATION_CODE_SYSTEM) == "dose-comparison"}  # the lung-shunt one has its own row
+    assert {r.get_attribute("data-resource") for r in rows} == per_voi and len(rows) >= 2
+    for row in rows:
+        comps = _stored_components(stack, row.get_attribute("data-resource"))
+        for shown, code in (("predicted-Dmean", "predicted-dose-mean"), ("delivered-Dmean", "delivered-dose-mean"),
+                            ("difference-Dmean", "dose-mean-difference"), ("predicted-D70", "predicted-dose-d70"),
+                            ("delivered-D70", "delivered-dose-d70"), ("predicted-V100", "predicted-dose-v100"),
+                            ("delivered-V100", "delivered-dose-v100")):
+            cell = row.find_element(By.CSS_SELECTOR, f'td[data-value="{shown}"]').text
+            assert cell == (_quantity_text(comps[code], 1) if code in comps else "—"), (shown, cell)
+
+
+def test_the_dose_response_table_shows_each_lesion_as_stored(stack: Stack, page: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    stored = [o for o in _search(stack, "Observation", subject=f"Patient/{PATIENT_ID}")
+              if _code(o["code"], OBSERVATION_CODE_SYSTEM) == "lesion-dose-response"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.dose-response-table tbody tr")
+    shown_refs = {r.get_attribute("data-resource") for r in rows}
+    reports = [r for r in _search(stack, "DiagnosticReport", subject=f"Patient/{PATIENT_ID}")
+               if _code(r["code"], OBSERVATION_CODE_SYSTEM) == "dose-response-report"]
+    assert reports, "the demo's phantom segments are its follow-up lesions (L1, L2, NT1): their doses pair"
+    assert shown_refs == {i["reference"] for r in reports for i in r["result"]} <= {f"Observation/{o['id']}" for o in stored}
+    for row in rows:
+        comps = _stored_components(stack, row.get_attribute("data-resource"))
+        for code, digits in (("dose-mean", 1), ("bed-mean", 1), ("lesion-baseline-size", 0),
+                             ("lesion-latest-size", 0), ("lesion-size-change", 1)):
+            cell = row.find_element(By.CSS_SELECTOR, f'td[data-value="{code}"]').text
+            assert cell == (_quantity_text(comps[code], digits) if code in comps else "—"), (code, cell)
 
 
 def test_no_serious_accessibility_violation(page: dict[str, Any], browser: Any) -> None:
@@ -221,10 +328,12 @@ def test_stored_reports_carry_their_figures_and_a_pdf(stack: Stack) -> None:
         return resp.content
 
     for voxel in voxels:
-        assert [f["contentType"] for f in voxel["presentedForm"]] == ["image/png", "application/pdf"]
-        png = form(voxel["presentedForm"][0])
+        # the job's sampled DVH (CSV), then the figure and the PDF the gateway named
+        assert [f["contentType"] for f in voxel["presentedForm"]] == ["text/csv", "image/png", "application/pdf"]
+        assert len(report_dvh(voxel)) == len(voxel["result"]) and all(len(c) == 101 for c in report_dvh(voxel).values())
+        png = form(voxel["presentedForm"][1])
         assert hashlib.sha256(png).hexdigest() in served, (voxel["id"], len(png))
-        assert form(voxel["presentedForm"][0]) == png  # stored at the first read: the same bytes
+        assert form(voxel["presentedForm"][1]) == png  # stored at the first read: the same bytes
     assert len(set(served)) == len(voxels)  # one distinct figure per report
     for report in reports:
         pdfs = [f for f in report.get("presentedForm", []) if f["contentType"] == "application/pdf"]

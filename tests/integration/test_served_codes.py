@@ -31,7 +31,7 @@ from tests.support.memory_dicomweb import MemoryDicomweb
 pytestmark = pytest.mark.integration  # starts a gateway process
 
 PROJECT_SYSTEMS = f"{CANONICAL_BASE}/CodeSystem/"
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: tests/integration/<this file>
 
 _SERVED = """
 import json, sys

@@ -53,13 +53,16 @@ class NoQueue:
         return {"status": "pass"}
 
 
-def gateway_with_services(tmp_path: Path, apps: dict[str, Flask]) -> tuple[GatewayDeps, FlaskClient]:
-    """The gateway (auth off) over an SQLite store, calling ``apps`` in process."""
+def gateway_with_services(tmp_path: Path, apps: dict[str, Flask],
+                          env: dict[str, str] | None = None) -> tuple[GatewayDeps, FlaskClient]:
+    """The gateway (auth off, unless ``env`` says otherwise) over an SQLite store, calling
+    ``apps`` in process."""
     settings = Settings.from_env({
         "AUTH_MODE": "off", "DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "DOSIMETRY_URL": "http://dosimetry.test", "ELIGIBILITY_URL": "http://eligibility.test",
         "RESPONSE_URL": "http://response.test",
         "ORTHANC_CATCHUP_S": "0", "RATE_LIMIT_PER_MINUTE": "0", "JOB_SWEEP_S": "0", "LOG_LEVEL": "WARNING",
+        **(env or {}),
     })
     deps = build_deps(settings, store=SqlStore(settings.database_url),
                       services=ServiceClient(settings, session=ServiceSession(apps)),  # type: ignore[arg-type]

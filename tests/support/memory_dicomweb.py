@@ -11,7 +11,8 @@ __all__ = ["MemoryDicomweb"]
 
 
 class MemoryDicomweb:
-    """QIDO series search, WADO series retrieval (whole or streamed) and STOW over a list of datasets."""
+    """QIDO series search, WADO series, instance and metadata retrieval (series whole or streamed)
+    and STOW over a list of datasets."""
 
     def __init__(self, datasets: list[Dataset]) -> None:
         self.datasets = datasets
@@ -31,6 +32,20 @@ class MemoryDicomweb:
 
     def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
         return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
+
+    def retrieve_series_metadata(self, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
+        """Each instance's header as DICOM JSON, without its pixel data (WADO-RS metadata)."""
+        out = []
+        for ds in self.retrieve_series(study_uid, series_uid):
+            header = Dataset()
+            for element in ds:
+                if element.tag != 0x7FE00010:
+                    header.add(element)
+            out.append(header.to_json_dict())
+        return out
+
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str, media_types: Any = None) -> Dataset:
+        return next(ds for ds in self.retrieve_series(study_uid, series_uid) if ds.SOPInstanceUID == sop_uid)
 
     def iter_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> Iterator[Dataset]:
         return iter(self.retrieve_series(study_uid, series_uid, media_types))

@@ -26,7 +26,10 @@ import numpy.typing as npt
 
 from services.dosimetry.domain.errors import DosimetryInputError
 
-__all__ = ["cumulative_dvh", "dvh_by_label", "dvh_metrics", "metric_name"]
+__all__ = ["SAMPLED_DVH_PERCENTS", "cumulative_dvh", "dvh_by_label", "dvh_metrics", "metric_name", "sampled_dvh"]
+
+#: Volume levels (%) of the sampled DVH the voxel job stores: D0 (the maximum) to D100 (the minimum).
+SAMPLED_DVH_PERCENTS = tuple(range(101))
 
 
 def metric_name(prefix: str, value: float) -> str:
@@ -97,3 +100,11 @@ def cumulative_dvh(dose_gy: npt.ArrayLike, mask: npt.ArrayLike, bin_width_gy: fl
     # voxels at exactly an upper edge go to the last bin in numpy; fine for a display DVH
     above = counts[::-1].cumsum()[::-1].astype(np.float64) / values.size
     return edges[:-1], above
+
+
+def sampled_dvh(dose_gy: npt.ArrayLike, mask: npt.ArrayLike,
+                percents: Sequence[float] = SAMPLED_DVH_PERCENTS) -> tuple[tuple[float, float], ...]:
+    """The cumulative DVH of one VOI as (volume %, Dx in Gy) for each x in ``percents``: Dx as
+    :func:`dvh_metrics` defines it, so the curve passes through the reported D50, D70 and D90."""
+    metrics = dvh_metrics(dose_gy, mask, d_percents=percents, v_gy=())
+    return tuple((float(x), metrics[metric_name("D", x)]) for x in percents)

@@ -94,6 +94,8 @@ class VoiDose:
     radiobiology: dict[str, float] = field(default_factory=dict)
     #: The segment's TrackingUID (links a lesion to its BodyStructure), when the SEG gives one.
     tracking_uid: str = ""
+    #: The sampled cumulative DVH: (volume %, Dx Gy) for x = 0 … 100 (:func:`sampled_dvh`).
+    dvh: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -190,7 +192,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     Longer than most functions on purpose: the six stages read in order, each opened by its
     progress report (which is also the cancellation check), with the warnings they add.
     """
-    from services.dosimetry.domain.dvh import dvh_metrics
+    from services.dosimetry.domain.dvh import dvh_metrics, sampled_dvh
 
     _validate(administered_activity_gbq, method)
     timings: dict[str, float] = {}
@@ -291,7 +293,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
                                float(density[v.mask].sum() * voxel_ml),
                                float(counts[v.mask].sum(dtype=np.float64) / total_counts), metrics, tissue, radiobiology,
-                               v.tracking_uid))
+                               v.tracking_uid, sampled_dvh(dose, v.mask)))
     lsf = _lung_shunt_fraction(vois, counts)
 
     rtdose_uid: str | None = None

@@ -52,7 +52,7 @@ def test_scope_grants(scope: str, reads: bool, writes: bool) -> None:
 
 
 @pytest.mark.parametrize("scope", [
-    "patient/Observation.rs",          # compartment-limited: not enforceable here
+    "patient/Observation.rs",          # only within the token's patient (test_patient_scopes.py)
     "patient/*.*",
     "system/Observation.rs?category=laboratory",  # query-narrowed v2 scope
     "system/Observation.sr",           # letters out of order

@@ -170,3 +170,20 @@ def test_the_audit_trail_names_the_patient_whose_form_was_read(responded: Any) -
     entities = [e["what"].get("reference", "") for entry in trail.get("entry", [])
                 for e in entry["resource"].get("entity", [])]
     assert any(ref.startswith(f"Binary/{url.removeprefix('Binary/')}") or ref.endswith(url) for ref in entities), entities
+
+
+def test_a_patient_confined_token_reads_the_forms_of_its_patient_only(jwt_client: FlaskClient, idp: JwksServer) -> None:
+    store = jwt_client.application.extensions["netliver"]["store"]
+    other = {**REPORT, "id": "other", "subject": {"reference": "Patient/p2"}}
+    write_results(store, tag_results(with_form_links([REPORT, RESULT])), BASE)
+    write_results(store, tag_results(with_form_links([other])), BASE)
+
+    def get(binary_id: str, patient: str) -> int:
+        token = idp.mint("patient/Binary.r patient/DiagnosticReport.r patient/Observation.r", patient=patient)
+        return jwt_client.get(f"/fhir/Binary/{binary_id}", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert get("other-pdf", "p1") == 403
+    assert not _exists_in(store, "other-pdf")  # nothing drawn for a report of another patient
+    assert get("scoped-pdf", "p1") == 200 and get("scoped-ctx", "p1") == 200
+    assert get("scoped-pdf", "p2") == 403 and get("scoped-ctx", "p2") == 403
+    assert get("other-pdf", "p2") == 200

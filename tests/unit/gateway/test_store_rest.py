@@ -37,7 +37,7 @@ class ScopeRecorder:
         self.calls: list[tuple[list[str], list[str]]] = []
         self.refuse: set[str] = set()
 
-    def __call__(self, read: Any = (), write: Any = ()) -> None:
+    def __call__(self, read: Any = (), write: Any = (), compartment: bool = False) -> None:
         reads, writes = sorted(read), sorted(write)
         if current_app.name == GATEWAY_APP:  # not the upstream server's own checks
             self.calls.append((reads, writes))

@@ -115,6 +115,36 @@ def test_ehr_launch_passes_the_launch_id_and_checks_the_issuer(client: FlaskClie
     assert wrong.status_code == 400 and wrong.get_json()["issue"][0]["expression"] == ["iss"]
 
 
+def test_an_ehr_launch_asks_for_patient_scopes_and_shows_that_patient_only(
+        client: FlaskClient, idp: JwksServer, token_endpoint: TokenEndpoint) -> None:
+    system = {"Authorization": f"Bearer {idp.mint('system/*.cruds')}"}
+    client.put("/fhir/Patient/p2", json={"resourceType": "Patient", "id": "p2", "name": [{"text": "Bo Other"}]},
+               headers=system)
+    query = _authorize(client, "/app/launch?iss=http://localhost/fhir&launch=xyz-123", token_endpoint)
+    asked = query["scope"].split()
+    assert "patient/Observation.rs" in asked and not any(s.startswith(("user/", "system/")) for s in asked)
+    # the token carries no patient claim: the patient comes from the token response (launch context)
+    token_endpoint.scopes = query["scope"]
+    assert client.get(f"/app/callback?code=the-code&state={query['state']}").status_code == 302
+    assert client.get("/app/patient/p1").status_code == 200
+    assert client.get("/app/patient/p1/report.pdf").status_code == 200
+    other = client.get("/app/patient/p2")
+    assert other.status_code == 403 and "patient/" in other.get_json()["issue"][0]["diagnostics"]
+    assert client.get("/app/patient/p2/report.pdf").status_code == 403
+    listed = client.get("/app/?q=").get_data(as_text=True)
+    assert "/app/patient/p1" in listed and "/app/patient/p2" not in listed and "Bo Other" not in listed
+
+
+def test_a_standalone_launch_with_user_scopes_reaches_every_patient(
+        client: FlaskClient, idp: JwksServer, token_endpoint: TokenEndpoint) -> None:
+    client.put("/fhir/Patient/p2", json={"resourceType": "Patient", "id": "p2"},
+               headers={"Authorization": f"Bearer {idp.mint('system/*.cruds')}"})
+    query = _authorize(client, "/app/login", token_endpoint)
+    assert client.get(f"/app/callback?code=the-code&state={query['state']}").status_code == 302
+    assert client.get("/app/patient/p2").status_code == 200
+    assert "/app/patient/p2" in client.get("/app/").get_data(as_text=True)
+
+
 def test_a_wrong_state_or_verifier_gives_no_session(client: FlaskClient, token_endpoint: TokenEndpoint) -> None:
     query = _authorize(client, "/app/login", token_endpoint)
     assert client.get("/app/callback?code=the-code&state=forged").status_code == 401

@@ -79,7 +79,7 @@ def test_the_sirt_plan_keeps_doses_with_units_and_shows_limits_only_when_recorde
                                     _component("lungLimitGy", valueQuantity=_q(30.0, "Gy")),
                                     _component("limitingFactor", valueString="tumor-target"),
                                     _component("status", valueString="ok")]})
-    doses = {what: (p.text(2) if p else None, lim.text(0) if lim else None) for what, p, lim in plan.doses}
+    doses = {d.what: (d.predicted.text(2), d.limit.text(0) if d.limit else None) for d in plan.doses}
     assert doses == {"Tumour": ("120.00 Gy", None), "Lung": ("6.28 Gy", "30 Gy")}
     assert plan.activity is not None and plan.activity.text(4) == "1.8061 GBq"
     assert (plan.limiting_factor, plan.status, plan.warnings) == ("tumor-target", "ok", ("dose constant",))
