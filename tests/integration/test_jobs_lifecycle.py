@@ -7,6 +7,7 @@ completion only, cancellation seen at the next progress report, nothing written 
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
+from netliver.report.presented import with_presented_forms
 from netliver.settings import Settings
 
 TOKEN = "test-internal-token"
@@ -469,3 +471,23 @@ def test_a_completion_note_is_the_tasks_status_reason(client: FlaskClient) -> No
     task = client.get(f"/fhir/Task/{job}").get_json()
     assert task["status"] == "completed" and task["statusReason"]["text"] == note
     assert len(task["output"]) == 1
+
+
+def test_a_completed_job_s_report_names_its_forms_and_they_are_drawn_on_first_read(client: FlaskClient) -> None:
+    job, _ = _submit(client)
+    assert _internal(client, job, "claim", worker="A").get_json()["granted"]
+    report = {"resourceType": "DiagnosticReport", "id": f"{job[:8]}-report", "status": "final",
+              "code": {"text": "Voxel dosimetry report"}, "subject": {"reference": "Patient/p1"},
+              "result": [{"reference": f"Observation/{job[:8]}-voi-0"}]}
+    resources = [report, *_result(job, 1)]
+    ok = _internal(client, job, "complete", worker="A", resources=resources,
+                   outputs=[{"reference": f"DiagnosticReport/{job[:8]}-report"}])
+    assert ok.status_code == 200, ok.get_json()
+    stored = client.get(f"/fhir/DiagnosticReport/{job[:8]}-report").get_json()
+    (pdf,) = stored["presentedForm"]
+    assert pdf["contentType"] == "application/pdf" and pdf["url"] == f"Binary/{job[:8]}-report-pdf" and "data" not in pdf
+    assert client.get(f"/fhir/Binary/{job[:8]}-report-pdf", headers={"Accept": "application/fhir+json"}) \
+        .get_json()["contentType"] == "application/pdf"
+    drawn = client.get(f"/fhir/Binary/{job[:8]}-report-pdf", headers={"Accept": "application/pdf"})
+    expected = with_presented_forms(resources)[0]["presentedForm"][0]["data"]
+    assert drawn.status_code == 200 and base64.b64encode(drawn.data).decode() == expected
