@@ -206,7 +206,12 @@ def test_each_voxel_report_has_a_dose_map_from_the_pacs_and_a_slice_chooser(stac
     field = browser.find_element(By.ID, "slice1")
     field.clear()
     field.send_keys("1")
+    before = browser.find_element(By.CSS_SELECTOR, "table.dose-map-table")
     field.submit()
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(before))  # the new page has loaded
     first = browser.find_element(By.CSS_SELECTOR, "table.dose-map-table")
     assert first.find_element(By.CSS_SELECTOR, 'td[data-value="slice"]').text.startswith("1 of ")
     image = browser.find_element(By.CSS_SELECTOR, "section.dose-map img")
