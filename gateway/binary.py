@@ -48,12 +48,12 @@ def is_binary_read(method: str, path: str) -> bool:
 
 
 def _read(store: FhirStore, rtype: str, rid: str) -> dict[str, Any] | None:
+    """The stored resource, or None when unknown (or, other than a Binary, deleted: a deleted
+    Binary stays a 410 for its reader)."""
     try:
         return store.read(rtype, rid)
     except FhirError as err:
-        if err.status in (404, 410) and rtype != "Binary":
-            return None
-        if err.status == 404:
+        if err.status == 404 or (err.status == 410 and rtype != "Binary"):
             return None
         raise
 
@@ -73,12 +73,15 @@ def _context_of(binary: dict[str, Any]) -> tuple[str, str]:
     return rtype, rid
 
 
-def _allowed(store: FhirStore, binary: dict[str, Any], patient: str | None) -> dict[str, Any] | None:
+def _allowed(store: FhirStore, binary: dict[str, Any], patient: str | None, *,
+             with_held: bool = True) -> dict[str, Any] | None:
     """The resource ``binary``'s ``securityContext`` names, after checking the caller may read
-    ``binary``: the read scopes of that type (and of the types a record holds), and for a caller
-    confined to ``patient`` that resource (and all a record holds) in that patient's compartment."""
+    ``binary``: the read scopes of that type (and, ``with_held``, of the types a record holds),
+    and for a caller confined to ``patient`` that resource (and all a record holds) in that
+    patient's compartment."""
     rtype, rid = _context_of(binary)
-    held = _types_in(binary) if rtype and binary.get("contentType") == "application/fhir+json" else []
+    record = with_held and bool(rtype) and binary.get("contentType") == "application/fhir+json"
+    held = _types_in(binary) if record else []
     auth.require_scopes(read=["Binary", *([rtype] if rtype else []), *held], compartment=True)
     target = _read(store, rtype, rid) if rtype and rid and is_resource_type(rtype) else None
     if patient is not None:
@@ -101,12 +104,8 @@ def _form(store: FhirStore, binary_id: str, record_id: str, patient: str | None)
     # matplotlib and reportlab: loaded at start in the background (gateway.webapp.warm_up_plotting).
     from netliver.report.presented import FormContextError, draw_form
 
-    rtype, rid = _context_of(record)
-    auth.require_scopes(read=["Binary", *([rtype] if rtype else [])], compartment=True)
-    if patient is not None:  # nothing is drawn for a report of another patient
-        target = _read(store, rtype, rid) if rtype and rid and is_resource_type(rtype) else None
-        if target is None or not in_compartment(target, patient):
-            raise outside(f"Binary/{binary_id} is not of Patient/{patient}")
+    # nothing is drawn for a caller who may not read the form (the record's scopes and patient)
+    _allowed(store, {**record, "id": binary_id}, patient, with_held=False)
     try:
         content_type, data = draw_form(record, binary_id)
     except FormContextError:

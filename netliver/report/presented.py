@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from netliver.fhir.builders import attachment
+from netliver.fhir.builders import attachment, canonical_json
 from netliver.report.case import Case, build_case
 from netliver.report.pdf import case_pdf
 from netliver.report.plots import FigureSpec, figure_specs
@@ -127,7 +127,7 @@ def _relevant(context: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def _record(report: Mapping[str, Any], context: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     bundle = {"resourceType": "Bundle", "type": "collection",
               "entry": [{"resource": r} for r in (report, *context)]}
-    data = json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    data = canonical_json(bundle).encode()
     return {"resourceType": "Binary", "id": f"{_base(str(report['id']))}-ctx", "contentType": CONTEXT_TYPE,
             "securityContext": {"reference": f"DiagnosticReport/{report['id']}"},
             "data": base64.b64encode(data).decode("ascii")}

@@ -7,7 +7,6 @@ SQL store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,6 @@ pytestmark = pytest.mark.unit
 BASE = "http://gateway.test/fhir"
 READ_ALL = "patient/*.rs"
 SYSTEM = "system/*.cruds"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[JwksServer]:
-    with JwksServer() as server:
-        yield server
 
 
 def _obs(oid: str, patient: str, **extra: Any) -> dict[str, Any]:
