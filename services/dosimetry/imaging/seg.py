@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from services.dosimetry.imaging.errors import SegmentationError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import resample_mask
+from services.dosimetry.imaging.seg_frames import SegFrames, mask_on_grid, read_frames, segment_box
 from services.dosimetry.imaging.voi_types import Voi, check_nonempty, voi_role
 
 __all__ = ["SEG_STORAGE", "SEG_STORAGE_CLASSES", "seg_vois"]
@@ -76,18 +77,59 @@ def _segment_fraction(seg: Any, number: int, what: str) -> tuple[np.ndarray, Gri
     return fraction, grid
 
 
-def _label_and_code(seg: Any, number: int) -> tuple[str, str]:
-    desc = seg.get_segment_description(number)
-    label = str(desc.get("SegmentLabel", "") or f"segment {number}")
+def _label_and_code(desc: Dataset) -> tuple[str, str, str]:
+    """A SegmentSequence item's label (or ``segment N``), segmented property type code and TrackingUID."""
+    label = str(desc.get("SegmentLabel", "") or f"segment {desc.get('SegmentNumber')}")
     codes = desc.get("SegmentedPropertyTypeCodeSequence")
     code = str(codes[0].get("CodeValue", "")) if codes else ""
-    return label, code
+    return label, code, str(desc.get("TrackingUID", "") or "")
 
 
-def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True) -> list[Voi]:
+def _voi(what: str, number: int, desc: Dataset, mask: np.ndarray | None) -> Voi:
+    """The VOI of segment ``number`` whose mask on the activity grid is ``mask`` (None: the segment
+    has no pixel set on its own grid)."""
+    label, code, tracking_uid = _label_and_code(desc)
+    if mask is None:
+        raise SegmentationError(f"{what} segment {number} {label!r} has no pixel set", _EXPRESSION)
+    check_nonempty(label, mask, "SEG")
+    return Voi(label, mask, voi_role(label, code), "segmentation", code, tracking_uid)
+
+
+def _direct_vois(ds: Dataset, frames: SegFrames, target: Grid, what: str) -> list[Voi] | None:
+    """The VOIs of a SEG :func:`~.seg_frames.read_frames` placed, one segment at a time, each
+    assembled over its bounding box only; None when a segment description is not one highdicom
+    reads (the caller then reads the SEG with highdicom, which names the fault)."""
+    import highdicom as hd
+
+    try:
+        descriptions = [hd.seg.SegmentDescription.from_dataset(item, copy=True) for item in ds.SegmentSequence]
+    except _READ_ERRORS:
+        return None
+    vois = []
+    for desc in descriptions:
+        number = int(desc.SegmentNumber)
+        box = segment_box(frames, number)
+        vois.append(_voi(what, number, desc, None if box is None else mask_on_grid(box, frames.grid, target)))
+    return vois
+
+
+def _highdicom_vois(ds: Dataset, target: Grid, what: str, copy: bool) -> list[Voi]:
+    seg = _read(ds, what, copy)
+    vois = []
+    for number in seg.segment_numbers:
+        desc = seg.get_segment_description(number)
+        fraction, grid = _segment_fraction(seg, number, what)
+        mask = resample_mask(fraction, grid, target) if fraction.any() else None
+        vois.append(_voi(what, number, desc, mask))
+    return vois
+
+
+def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True, direct: bool = True) -> list[Voi]:
     """Every segment of a SEG instance as a VOI on ``target``. ``copy=False``: the caller hands
     ``ds`` over (highdicom turns it into its reader in place instead of copying a thousand
-    functional-group items first)."""
+    functional-group items first). The usual SEG (BINARY, uncompressed, shared orientation,
+    one regular stack: :mod:`.seg_frames`) is read directly; any other, or ``direct=False``, with
+    highdicom. Both give the same VOIs."""
     what = f"SEG {ds.get('SOPInstanceUID', '?')}"
     if target.frame_of_reference_uid and ds.get("FrameOfReferenceUID") and \
             str(ds.FrameOfReferenceUID) != target.frame_of_reference_uid:
@@ -95,15 +137,6 @@ def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True) -> list[Voi]:
                                 _EXPRESSION)
     if not ds.get("SegmentSequence"):
         raise SegmentationError(f"{what} has no segments (SegmentSequence (0062,0002))", _EXPRESSION)
-    seg = _read(ds, what, copy)
-    vois = []
-    for number in seg.segment_numbers:
-        label, code = _label_and_code(seg, number)
-        fraction, grid = _segment_fraction(seg, number, what)
-        if not fraction.any():
-            raise SegmentationError(f"{what} segment {number} {label!r} has no pixel set", _EXPRESSION)
-        mask = resample_mask(fraction, grid, target)
-        check_nonempty(label, mask, "SEG")
-        tracking_uid = str(seg.get_segment_description(number).get("TrackingUID", "") or "")
-        vois.append(Voi(label, mask, voi_role(label, code), "segmentation", code, tracking_uid))
-    return vois
+    frames = read_frames(ds) if direct else None
+    vois = _direct_vois(ds, frames, target, what) if frames is not None else None
+    return vois if vois is not None else _highdicom_vois(ds, target, what, copy)

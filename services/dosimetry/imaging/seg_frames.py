@@ -1,0 +1,298 @@
+"""The usual DICOM SEG read directly: each segment's mask on the activity grid without highdicom.
+
+highdicom (:mod:`.seg`) reads any SEG the standard allows, at the cost of a frame database
+built from every per-frame functional-group item (~0.3 s for a clinical-size SEG). Most SEGs
+are one shape, and :func:`read_frames` reads that shape directly (PS3.3 C.8.20, C.7.6.16):
+
+- Segmentation Storage, SegmentationType BINARY, one bit per pixel (BitsAllocated 1), in an
+  uncompressed little-endian transfer syntax, frames packed one after another (PS3.5 8.1.1 and
+  8.2: a frame need not start on a byte boundary; the first pixel is the lowest bit);
+- orientation (PlaneOrientationSequence) and pixel spacing (PixelMeasuresSequence) in the
+  Shared Functional Groups; ImagePositionPatient (PlanePositionSequence) in every frame;
+  ReferencedSegmentNumber (SegmentIdentificationSequence) per frame, or shared by all;
+- a Dimension Index Sequence over ReferencedSegmentNumber and ImagePositionPatient only;
+- frames that stack into one regularly spaced volume by highdicom's own rule
+  (:func:`highdicom.spatial.get_volume_positions`: missing positions allowed, 1 % of the step,
+  the shared SpacingBetweenSlices as the step when given), each (slice, segment) once.
+
+The volume's grid is highdicom's (:class:`highdicom.VolumeGeometry`), so both readers place the
+frames on the same voxels. Anything else (FRACTIONAL, LABELMAP, compressed, per-frame
+orientation, irregular or duplicated positions, missing or inconsistent attributes) gives None,
+and the caller reads the SEG with highdicom, which stays the reference and names what is wrong.
+
+A segment is assembled only over its bounding box (slices, rows and columns holding a set pixel),
+one segment at a time: a CT-sized boolean volume (64 MiB at 512 × 512 × 256) is never made.
+:func:`mask_on_grid` moves that box to the activity grid exactly as
+:func:`~services.dosimetry.imaging.resample.resample_mask` moves the full mask (which averages
+the same bounding box), so the two give the same voxels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.resample import (
+    _axis_aligned,
+    _index_matrix,
+    _separable_average,
+    resample_mask,
+)
+
+__all__ = ["SegFrames", "SegmentBox", "mask_on_grid", "read_frames", "segment_box"]
+
+_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+#: Implicit and explicit VR little endian: Pixel Data stored as is (PS3.5 A.1, A.2).
+_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+_SEGMENT_NUMBER = 0x0062000B  # ReferencedSegmentNumber, in SegmentIdentificationSequence
+_SEGMENT_GROUP = 0x0062000A
+_POSITION = 0x00200032  # ImagePositionPatient, in PlanePositionSequence
+_POSITION_GROUP = 0x00209113
+_DIMENSIONS = {(_SEGMENT_NUMBER, _SEGMENT_GROUP), (_POSITION, _POSITION_GROUP)}
+#: Per-frame groups whose values the reference reader would take from each frame instead of the
+#: shared item (orientation, pixel measures, real-world value mapping, conversion source).
+_PER_FRAME_ONLY_IN_REFERENCE = ("PlaneOrientationSequence", "PixelMeasuresSequence", "RealWorldValueMappingSequence",
+                                "ConversionSourceAttributesSequence")
+
+
+@dataclass(frozen=True)
+class SegFrames:
+    """A BINARY SEG's frames placed on its own grid: ``slices[f]`` is frame f's slice index and
+    ``segments[f]`` its ReferencedSegmentNumber; ``pixels`` the packed Pixel Data."""
+
+    grid: Grid
+    slices: np.ndarray
+    segments: np.ndarray
+    pixels: bytes
+
+    @property
+    def frame_pixels(self) -> int:
+        return self.grid.shape[1] * self.grid.shape[2]
+
+    def frame(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` (0-based) as a boolean (rows, columns) array, None when no pixel is set."""
+        rows, columns = self.grid.shape[1], self.grid.shape[2]
+        n = rows * columns
+        first_bit = index * n
+        lo, hi = first_bit // 8, -(-(first_bit + n) // 8)
+        packed = np.frombuffer(self.pixels, dtype=np.uint8, count=hi - lo, offset=lo)
+        offset = first_bit % 8
+        if offset == 0 and n % 8 == 0:
+            if not packed.any():
+                return None
+            bits = np.unpackbits(packed, bitorder="little")
+        else:
+            bits = np.unpackbits(packed, bitorder="little")[offset:offset + n]
+            if not bits.any():
+                return None
+        return bits.view(np.bool_).reshape(rows, columns)
+
+
+@dataclass(frozen=True)
+class SegmentBox:
+    """A segment's pixels within its bounding box, whose first voxel is ``start`` on the SEG grid."""
+
+    mask: np.ndarray
+    start: tuple[int, int, int]
+
+
+def _segment_number(item: Dataset | None) -> int | None:
+    """The one ReferencedSegmentNumber of a SegmentIdentificationSequence item (None when absent or
+    several: the reference reader keeps one number per frame)."""
+    value = item.get("ReferencedSegmentNumber") if item is not None else None
+    return value if isinstance(value, int) else None
+
+
+def _floats(value: Any, count: int) -> list[float] | None:
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == count else None
+
+
+def _header_ok(ds: Dataset) -> bool:
+    """The Image Pixel and SEG attributes of the shape this reader takes (module docstring)."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return (str(ds.get("SOPClassUID", "")) == _SEG_STORAGE and ds.get("SegmentationType") == "BINARY"
+            and syntax in _UNCOMPRESSED and ds.get("BitsAllocated") == 1 and ds.get("BitsStored") == 1
+            and ds.get("SamplesPerPixel") == 1 and bool(ds.get("FrameOfReferenceUID"))
+            and "PixelPaddingValue" not in ds and "ImageOrientationSlide" not in ds
+            and "ImageCenterPointCoordinatesSequence" not in ds and "PixelData" in ds
+            and ds.get("DimensionOrganizationType") != "TILED_FULL"
+            and isinstance(ds.get("Rows"), int) and isinstance(ds.get("Columns"), int)
+            and int(ds.Rows) > 0 and int(ds.Columns) > 0)
+
+
+def _dimensions(ds: Dataset) -> list[int] | None:
+    """The dimension index pointers, when they are this reader's (segment number, position)."""
+    pointers = []
+    for item in ds.get("DimensionIndexSequence", []):
+        pair = (int(item.get("DimensionIndexPointer", 0)), int(item.get("FunctionalGroupPointer", 0)))
+        if pair not in _DIMENSIONS:
+            return None
+        pointers.append(pair[0])
+    if _SEGMENT_NUMBER not in pointers or len(set(pointers)) != len(pointers):
+        return None
+    return pointers
+
+
+def _shared_geometry(shared: Dataset) -> tuple[list[float], list[float], float | None] | None:
+    """(ImageOrientationPatient, PixelSpacing, SpacingBetweenSlices or None) of the shared item."""
+    orientation_seq = shared.get("PlaneOrientationSequence")
+    measures_seq = shared.get("PixelMeasuresSequence")
+    if not orientation_seq or not measures_seq or "PlanePositionSequence" in shared:
+        return None
+    orientation = _floats(orientation_seq[0].get("ImageOrientationPatient", []), 6)
+    spacing = _floats(measures_seq[0].get("PixelSpacing", []), 2)
+    if orientation is None or spacing is None:
+        return None
+    between = measures_seq[0].get("SpacingBetweenSlices")
+    if between is None:
+        return orientation, spacing, None
+    hint = _floats([between], 1) if not isinstance(between, (list, tuple)) else None
+    return (orientation, spacing, hint[0]) if hint and hint[0] != 0.0 else None
+
+
+def _per_frame(frames: Sequence[Dataset], dimensions: int, shared_segment: int | None
+               ) -> tuple[list[tuple[float, float, float]], list[int]] | None:
+    """Each frame's ImagePositionPatient and segment number, checked as the reference reads them."""
+    positions: list[tuple[float, float, float]] = []
+    segments: list[int] = []
+    first = frames[0]
+    if any(name in first for name in _PER_FRAME_ONLY_IN_REFERENCE):
+        return None
+    content0 = first.get("FrameContentSequence")
+    stack_keys = [k for k in ("StackID", "InStackPositionNumber") if content0 and k in content0[0]]
+    for item in frames:
+        content = item.get("FrameContentSequence")
+        plane = item.get("PlanePositionSequence")
+        if not content or not plane:
+            return None
+        values = content[0].get("DimensionIndexValues")
+        count = 0 if values is None else len(values) if isinstance(values, (MultiValue, list)) else 1
+        if count != dimensions or any(k not in content[0] for k in stack_keys):
+            return None
+        position = _floats(plane[0].get("ImagePositionPatient", []), 3)
+        if position is None:
+            return None
+        number = shared_segment
+        if number is None:
+            ident = item.get("SegmentIdentificationSequence")
+            number = _segment_number(ident[0] if ident else None)
+            if number is None:
+                return None
+        positions.append((position[0], position[1], position[2]))
+        segments.append(number)
+    return positions, segments
+
+
+def _grid(ds: Dataset, positions: list[tuple[float, float, float]], orientation: list[float],
+          spacing: list[float], hint: float | None) -> tuple[Grid, list[int]] | None:
+    """The SEG's volume as highdicom stacks it (its functions, its tolerances), and each frame's slice."""
+    from highdicom import VolumeGeometry
+    from highdicom.spatial import get_volume_positions
+
+    step, slices = get_volume_positions(image_positions=positions, image_orientation=orientation,
+                                        allow_missing_positions=True, allow_duplicate_positions=True,
+                                        spacing_hint=hint)
+    if step is None or slices is None:
+        return None
+    count = max(slices) + 1
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    geometry = VolumeGeometry.from_attributes(
+        image_position=positions[slices.index(0)], image_orientation=orientation, rows=rows, columns=columns,
+        pixel_spacing=spacing, number_of_frames=count, spacing_between_slices=step, coordinate_system="PATIENT")
+    geometry = geometry[0:count][:, 0:rows, 0:columns]
+    grid = Grid((count, rows, columns), np.asarray(geometry.affine, dtype=np.float64), str(ds.FrameOfReferenceUID))
+    return grid, slices
+
+
+def read_frames(ds: Dataset) -> SegFrames | None:
+    """The SEG's frames on its grid when it has the usual shape (module docstring), else None."""
+    if not _header_ok(ds):
+        return None
+    frames = ds.get("PerFrameFunctionalGroupsSequence")
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    count = ds.get("NumberOfFrames")
+    if not frames or not shared_seq or len(shared_seq) != 1 or count is None or int(count) != len(frames):
+        return None
+    shared = shared_seq[0]
+    geometry = _shared_geometry(shared)
+    dimensions = _dimensions(ds)
+    if geometry is None or dimensions is None:
+        return None
+    shared_segment = None
+    if "SegmentIdentificationSequence" in shared:
+        shared_segment = _segment_number(shared.SegmentIdentificationSequence[0])
+        if shared_segment is None:
+            return None
+    table = _per_frame(frames, len(dimensions), shared_segment)
+    if table is None:
+        return None
+    positions, segments = table
+    numbers = [item.get("SegmentNumber") for item in ds.SegmentSequence]
+    if len(set(numbers)) != len(numbers) or not set(segments) <= set(numbers):
+        return None
+    if len(set(zip(positions, segments, strict=True))) != len(positions):
+        return None  # two frames of one segment at one position: the reference refuses them
+    placed = _grid(ds, positions, *geometry)
+    if placed is None:
+        return None
+    grid, slices = placed
+    if len(set(zip(slices, segments, strict=True))) != len(slices):
+        return None  # two frames of one segment on one slice
+    pixels = ds.PixelData
+    if not isinstance(pixels, bytes) or len(pixels) * 8 < len(frames) * grid.shape[1] * grid.shape[2]:
+        return None
+    return SegFrames(grid, np.asarray(slices, dtype=np.int64), np.asarray(segments, dtype=np.int64), pixels)
+
+
+def segment_box(frames: SegFrames, number: int) -> SegmentBox | None:
+    """Segment ``number`` within its bounding box (None when no pixel of it is set)."""
+    crops: list[tuple[int, int, int, np.ndarray]] = []
+    for index in np.flatnonzero(frames.segments == number):
+        bits = frames.frame(int(index))
+        if bits is None:
+            continue
+        rows = np.flatnonzero(bits.any(axis=1))
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        cols = np.flatnonzero(bits[r0:r1].any(axis=0))
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        crops.append((int(frames.slices[index]), r0, c0, bits[r0:r1, c0:c1].copy()))
+    if not crops:
+        return None
+    k0 = min(c[0] for c in crops)
+    r0 = min(c[1] for c in crops)
+    c0 = min(c[2] for c in crops)
+    k1 = max(c[0] for c in crops) + 1
+    r1 = max(c[1] + c[3].shape[0] for c in crops)
+    c1 = max(c[2] + c[3].shape[1] for c in crops)
+    mask = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.bool_)
+    for k, r, c, crop in crops:
+        mask[k - k0, r - r0:r - r0 + crop.shape[0], c - c0:c - c0 + crop.shape[1]] = crop
+    return SegmentBox(mask, (k0, r0, c0))
+
+
+def mask_on_grid(box: SegmentBox, source: Grid, target: Grid) -> np.ndarray:
+    """``box`` (on ``source``) on ``target``: the same voxels as
+    :func:`~services.dosimetry.imaging.resample.resample_mask` of the full mask, which averages
+    the same bounding box. Oblique grids: the full mask is made and resampled."""
+    matrix = _index_matrix(source, target)
+    if not _axis_aligned(matrix):
+        full = np.zeros(source.shape, dtype=np.bool_)
+        (k, r, c), shape = box.start, box.mask.shape
+        full[k:k + shape[0], r:r + shape[1], c:c + shape[2]] = box.mask
+        return resample_mask(full, source, target)
+    moved = matrix.copy()
+    for axis, start in enumerate(box.start):
+        moved[axis, 3] -= start
+    fraction = _separable_average(box.mask, moved, target.shape, 0.0)
+    return np.asarray(fraction >= 0.5 - 1e-6)
