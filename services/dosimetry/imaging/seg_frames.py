@@ -29,14 +29,13 @@ the same bounding box), so the two give the same voxels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
+from services.dosimetry.imaging.frame_groups import FrameFacts, frame_facts
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import (
     _axis_aligned,
@@ -56,9 +55,9 @@ _POSITION = 0x00200032  # ImagePositionPatient, in PlanePositionSequence
 _POSITION_GROUP = 0x00209113
 _DIMENSIONS = {(_SEGMENT_NUMBER, _SEGMENT_GROUP), (_POSITION, _POSITION_GROUP)}
 #: Per-frame groups whose values the reference reader would take from each frame instead of the
-#: shared item (orientation, pixel measures, real-world value mapping, conversion source).
-_PER_FRAME_ONLY_IN_REFERENCE = ("PlaneOrientationSequence", "PixelMeasuresSequence", "RealWorldValueMappingSequence",
-                                "ConversionSourceAttributesSequence")
+#: shared item: PlaneOrientationSequence, PixelMeasuresSequence, RealWorldValueMappingSequence,
+#: ConversionSourceAttributesSequence.
+_PER_FRAME_ONLY_IN_REFERENCE = frozenset({0x00209116, 0x00289110, 0x00409096, 0x00209172})
 
 
 @dataclass(frozen=True)
@@ -161,35 +160,25 @@ def _shared_geometry(shared: Dataset) -> tuple[list[float], list[float], float |
     return (orientation, spacing, hint[0]) if hint and hint[0] != 0.0 else None
 
 
-def _per_frame(frames: Sequence[Dataset], dimensions: int, shared_segment: int | None
+def _per_frame(frames: list[FrameFacts], dimensions: int, shared_segment: int | None
                ) -> tuple[list[tuple[float, float, float]], list[int]] | None:
-    """Each frame's ImagePositionPatient and segment number, checked as the reference reads them."""
+    """Each frame's ImagePositionPatient and segment number, checked as the reference reads them:
+    Frame Content with one value per dimension in every frame, StackID and InStackPositionNumber
+    in every frame or none, a position in every frame, a segment number in every frame unless
+    shared, no group the reference would read per frame instead of from the shared item."""
     positions: list[tuple[float, float, float]] = []
     segments: list[int] = []
-    first = frames[0]
-    if any(name in first for name in _PER_FRAME_ONLY_IN_REFERENCE):
+    if frames[0].groups & _PER_FRAME_ONLY_IN_REFERENCE:
         return None
-    content0 = first.get("FrameContentSequence")
-    stack_keys = [k for k in ("StackID", "InStackPositionNumber") if content0 and k in content0[0]]
-    for item in frames:
-        content = item.get("FrameContentSequence")
-        plane = item.get("PlanePositionSequence")
-        if not content or not plane:
+    stack = frames[0].stack
+    for frame in frames:
+        if frame.dimension_values != dimensions or frame.position is None or \
+                (stack[0] and not frame.stack[0]) or (stack[1] and not frame.stack[1]):
             return None
-        values = content[0].get("DimensionIndexValues")
-        count = 0 if values is None else len(values) if isinstance(values, (MultiValue, list)) else 1
-        if count != dimensions or any(k not in content[0] for k in stack_keys):
-            return None
-        position = _floats(plane[0].get("ImagePositionPatient", []), 3)
-        if position is None:
-            return None
-        number = shared_segment
+        number = shared_segment if shared_segment is not None else frame.segment
         if number is None:
-            ident = item.get("SegmentIdentificationSequence")
-            number = _segment_number(ident[0] if ident else None)
-            if number is None:
-                return None
-        positions.append((position[0], position[1], position[2]))
+            return None
+        positions.append(frame.position)
         segments.append(number)
     return positions, segments
 
@@ -219,7 +208,7 @@ def read_frames(ds: Dataset) -> SegFrames | None:
     """The SEG's frames on its grid when it has the usual shape (module docstring), else None."""
     if not _header_ok(ds):
         return None
-    frames = ds.get("PerFrameFunctionalGroupsSequence")
+    frames = frame_facts(ds)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     count = ds.get("NumberOfFrames")
     if not frames or not shared_seq or len(shared_seq) != 1 or count is None or int(count) != len(frames):

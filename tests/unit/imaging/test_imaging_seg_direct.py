@@ -22,6 +22,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.coding import Code
@@ -29,6 +30,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from services.dosimetry.imaging import seg as seg_module
 from services.dosimetry.imaging.errors import SegmentationError
+from services.dosimetry.imaging.frame_groups import PER_FRAME, frame_facts
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.phantoms import (
     PhantomStudy,
@@ -159,14 +161,50 @@ def _assert_same_on_seg_grid(ds: Dataset) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"segment {number}")
 
 
+def _undefined_lengths(ds: Dataset, *, outer: bool = True) -> Dataset:
+    """A copy whose sequences and items are written with undefined lengths and delimiters
+    (PS3.5 7.5.1-7.5.2) instead of their byte counts: at every depth, or (``outer=False``) all
+    but the Per-frame Functional Groups Sequence itself (pydicom reads a sequence of undefined
+    length at once, one of defined length when it is first used)."""
+    out = deepcopy(ds)
+
+    def mark(dataset: Dataset) -> None:
+        for element in dataset:
+            if element.VR == "SQ":
+                element.is_undefined_length = True
+                for item in element.value:
+                    item.is_undefined_length_sequence_item = True
+                    mark(item)
+
+    mark(out)
+    if not outer:
+        out[PER_FRAME].is_undefined_length = False
+    return out
+
+
+def _assert_same_facts(ds: Dataset) -> None:
+    """The per-frame facts walked from the encoded bytes (defined and undefined lengths) equal
+    those pydicom's datasets give."""
+    read = _roundtrip(ds)
+    assert read.PerFrameFunctionalGroupsSequence  # pydicom's datasets from here on
+    expected = frame_facts(read)
+    assert expected is not None and len(expected) == int(ds.NumberOfFrames)
+    for encoded in (_roundtrip(ds), _roundtrip(_undefined_lengths(ds, outer=False))):
+        assert isinstance(encoded.get_item(PER_FRAME), RawDataElement)
+        assert frame_facts(encoded) == expected
+        assert isinstance(encoded.get_item(PER_FRAME), RawDataElement)  # walked, not read by pydicom
+    assert frame_facts(_roundtrip(_undefined_lengths(ds))) == expected
+
+
 def _check_direct(ds: Dataset, targets: list[Grid], monkeypatch: pytest.MonkeyPatch) -> None:
     """Read directly (in memory and after a round trip through bytes) = read by highdicom."""
     _assert_same_on_seg_grid(ds)
+    _assert_same_facts(ds)
     for target in targets:
         references = seg_module.seg_vois(deepcopy(ds), target, direct=False)
         with monkeypatch.context() as patch:
             _refuse_highdicom(patch)
-            for copy in (deepcopy(ds), _roundtrip(ds)):
+            for copy in (deepcopy(ds), _roundtrip(ds), _roundtrip(_undefined_lengths(ds, outer=False))):
                 _assert_same_vois(seg_module.seg_vois(copy, target, copy=False), references)
 
 
