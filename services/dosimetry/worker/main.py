@@ -36,10 +36,12 @@ tune_allocator()
 warm_up(settings.dosimetry_warm_grids)
 
 
-@worker_process_init.connect
 def _freeze_start_up_objects(**_kwargs: object) -> None:
     """Leave what the process holds at start (modules, tables, spectra) out of the cyclic
     garbage collector's passes: a job makes hundreds of thousands of small objects (a DICOM
     element each) and every full collection it triggers would walk the start-up heap too
     (~0.1 s each in the clinical-size job). Cycles made by jobs are still collected."""
     gc.freeze()
+
+
+worker_process_init.connect(_freeze_start_up_objects, weak=False)
