@@ -1,4 +1,9 @@
-"""DICOM SEG (PS3.3 A.51, C.8.20) read with highdicom, each segment as a mask on the activity grid.
+"""DICOM SEG (PS3.3 A.51, C.8.20), each segment as a mask on the activity grid.
+
+The usual SEG (BINARY, uncompressed, one orientation and pixel spacing shared by all frames,
+frames forming one regularly spaced stack) is read directly by :mod:`.seg_frames`, each segment
+assembled over its bounding box only; every other SEG is read by highdicom as below, which is
+the reference: the two give the same masks (tests/unit/imaging/test_imaging_seg_direct.py).
 
 highdicom's reader (:meth:`highdicom.seg.Segmentation.from_dataset`, ``get_volume``) places
 the frames in patient coordinates from the Plane Position / Orientation and Pixel Measures

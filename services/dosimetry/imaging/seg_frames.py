@@ -70,10 +70,6 @@ class SegFrames:
     segments: np.ndarray
     pixels: bytes
 
-    @property
-    def frame_pixels(self) -> int:
-        return self.grid.shape[1] * self.grid.shape[2]
-
     def frame(self, index: int) -> np.ndarray | None:
         """Frame ``index`` (0-based) as a boolean (rows, columns) array, None when no pixel is set."""
         rows, columns = self.grid.shape[1], self.grid.shape[2]
