@@ -110,9 +110,12 @@ def _direct_vois(ds: Dataset, frames: SegFrames, target: Grid, what: str) -> lis
         descriptions = [hd.seg.SegmentDescription.from_dataset(item, copy=True) for item in ds.SegmentSequence]
     except _READ_ERRORS:
         return None
+    padding = ds.get("PixelPaddingValue")  # a LABELMAP's background "segment" (as highdicom's segment_numbers)
     vois = []
     for desc in descriptions:
         number = int(desc.SegmentNumber)
+        if number == padding:
+            continue
         box = segment_box(frames, number)
         vois.append(_voi(what, number, desc, None if box is None else mask_on_grid(box, frames.grid, target)))
     return vois

@@ -4,19 +4,23 @@ highdicom (:mod:`.seg`) reads any SEG the standard allows, at the cost of a fram
 built from every per-frame functional-group item (~0.3 s for a clinical-size SEG). Most SEGs
 are one shape, and :func:`read_frames` reads that shape directly (PS3.3 C.8.20, C.7.6.16):
 
-- Segmentation Storage, SegmentationType BINARY, one bit per pixel (BitsAllocated 1), in an
-  uncompressed little-endian transfer syntax, frames packed one after another (PS3.5 8.1.1 and
-  8.2: a frame need not start on a byte boundary; the first pixel is the lowest bit);
+- Segmentation Storage, SegmentationType BINARY, one bit per pixel (BitsAllocated 1), frames
+  packed one after another (PS3.5 8.1.1 and 8.2: a frame need not start on a byte boundary;
+  the first pixel is the lowest bit); or Label Map Segmentation Storage, SegmentationType
+  LABELMAP, 8 or 16 unsigned bits whose value is the segment number (0 the background:
+  PixelPaddingValue absent or 0);
+  in an uncompressed little-endian transfer syntax;
 - orientation (PlaneOrientationSequence) and pixel spacing (PixelMeasuresSequence) in the
   Shared Functional Groups; ImagePositionPatient (PlanePositionSequence) in every frame;
   ReferencedSegmentNumber (SegmentIdentificationSequence) per frame, or shared by all;
-- a Dimension Index Sequence over ReferencedSegmentNumber and ImagePositionPatient only;
+- a Dimension Index Sequence over ReferencedSegmentNumber and ImagePositionPatient only
+  (LABELMAP: ImagePositionPatient alone);
 - frames that stack into one regularly spaced volume by highdicom's own rule
   (:func:`highdicom.spatial.get_volume_positions`: missing positions allowed, 1 % of the step,
   the shared SpacingBetweenSlices as the step when given), each (slice, segment) once.
 
 The volume's grid is highdicom's (:class:`highdicom.VolumeGeometry`), so both readers place the
-frames on the same voxels. Anything else (FRACTIONAL, LABELMAP, compressed, per-frame
+frames on the same voxels. Anything else (FRACTIONAL, compressed, per-frame
 orientation, irregular or duplicated positions, missing or inconsistent attributes) gives None,
 and the caller reads the SEG with highdicom, which stays the reference and names what is wrong.
 
@@ -47,6 +51,7 @@ from services.dosimetry.imaging.resample import (
 __all__ = ["SegFrames", "SegmentBox", "mask_on_grid", "read_frames", "segment_box"]
 
 _SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_LABELMAP_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 #: Implicit and explicit VR little endian: Pixel Data stored as is (PS3.5 A.1, A.2).
 _UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _SEGMENT_NUMBER = 0x0062000B  # ReferencedSegmentNumber, in SegmentIdentificationSequence
@@ -62,16 +67,38 @@ _PER_FRAME_ONLY_IN_REFERENCE = frozenset({0x00209116, 0x00289110, 0x00409096, 0x
 
 @dataclass(frozen=True)
 class SegFrames:
-    """A BINARY SEG's frames placed on its own grid: ``slices[f]`` is frame f's slice index and
-    ``segments[f]`` its ReferencedSegmentNumber; ``pixels`` the packed Pixel Data."""
+    """A SEG's frames placed on its own grid: ``slices[f]`` is frame f's slice index and
+    ``segments[f]`` its ReferencedSegmentNumber (BINARY; 0 for a LABELMAP, whose frames hold every
+    segment); ``pixels`` the Pixel Data, one bit a pixel (BINARY) or ``bits_allocated``
+    (LABELMAP: the segment number, PS3.3 C.8.20.2.1)."""
 
     grid: Grid
     slices: np.ndarray
     segments: np.ndarray
     pixels: bytes
+    bits_allocated: int = 1
+
+    @property
+    def labelmap(self) -> bool:
+        return self.bits_allocated != 1
+
+    def frames_of(self, number: int) -> np.ndarray:
+        """The (0-based) frames that may hold segment ``number``."""
+        return np.arange(len(self.slices)) if self.labelmap else np.flatnonzero(self.segments == number)
+
+    def segment_in_frame(self, index: int, number: int) -> np.ndarray | None:
+        """Segment ``number`` in frame ``index`` as a boolean (rows, columns) array, None when no
+        pixel of it is set there."""
+        if not self.labelmap:
+            return self.frame(index)
+        rows, columns = self.grid.shape[1], self.grid.shape[2]
+        dtype = np.dtype("<u1" if self.bits_allocated == 8 else "<u2")
+        values = np.frombuffer(self.pixels, dtype=dtype, count=rows * columns, offset=index * rows * columns * dtype.itemsize)
+        inside = values == number
+        return inside.reshape(rows, columns) if inside.any() else None
 
     def frame(self, index: int) -> np.ndarray | None:
-        """Frame ``index`` (0-based) as a boolean (rows, columns) array, None when no pixel is set."""
+        """BINARY frame ``index`` (0-based) as a boolean (rows, columns) array, None when no pixel is set."""
         rows, columns = self.grid.shape[1], self.grid.shape[2]
         n = rows * columns
         first_bit = index * n
@@ -112,29 +139,39 @@ def _floats(value: Any, count: int) -> list[float] | None:
     return out if len(out) == count else None
 
 
-def _header_ok(ds: Dataset) -> bool:
-    """The Image Pixel and SEG attributes of the shape this reader takes (module docstring)."""
+def _bits_allocated(ds: Dataset) -> int | None:
+    """1 for a BINARY SEG, 8 or 16 for a LABELMAP one, of the shape this reader takes (module
+    docstring); None for any other."""
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    return (str(ds.get("SOPClassUID", "")) == _SEG_STORAGE and ds.get("SegmentationType") == "BINARY"
-            and syntax in _UNCOMPRESSED and ds.get("BitsAllocated") == 1 and ds.get("BitsStored") == 1
-            and ds.get("SamplesPerPixel") == 1 and bool(ds.get("FrameOfReferenceUID"))
-            and "PixelPaddingValue" not in ds and "ImageOrientationSlide" not in ds
-            and "ImageCenterPointCoordinatesSequence" not in ds and "PixelData" in ds
-            and ds.get("DimensionOrganizationType") != "TILED_FULL"
-            and isinstance(ds.get("Rows"), int) and isinstance(ds.get("Columns"), int)
-            and int(ds.Rows) > 0 and int(ds.Columns) > 0)
+    usual = (syntax in _UNCOMPRESSED and ds.get("SamplesPerPixel") == 1 and bool(ds.get("FrameOfReferenceUID"))
+             and ds.get("PixelPaddingValue", 0) == 0 and "ImageOrientationSlide" not in ds
+             and "ImageCenterPointCoordinatesSequence" not in ds and "PixelData" in ds
+             and ds.get("DimensionOrganizationType") != "TILED_FULL"
+             and isinstance(ds.get("Rows"), int) and isinstance(ds.get("Columns"), int)
+             and int(ds.Rows) > 0 and int(ds.Columns) > 0)
+    if not usual:
+        return None
+    bits, stored = ds.get("BitsAllocated"), ds.get("BitsStored")
+    kind = (str(ds.get("SOPClassUID", "")), ds.get("SegmentationType"))
+    if kind == (_SEG_STORAGE, "BINARY") and bits == 1 and stored == 1:
+        return 1
+    if kind == (_LABELMAP_STORAGE, "LABELMAP") and bits in (8, 16) and stored == bits and \
+            ds.get("PixelRepresentation") == 0:
+        return int(bits)
+    return None
 
 
-def _dimensions(ds: Dataset) -> list[int] | None:
-    """The dimension index pointers, when they are this reader's (segment number, position)."""
+def _dimensions(ds: Dataset, labelmap: bool) -> list[int] | None:
+    """The dimension index pointers, when they are this reader's: segment number and position
+    (BINARY), position alone (LABELMAP)."""
     pointers = []
     for item in ds.get("DimensionIndexSequence", []):
         pair = (int(item.get("DimensionIndexPointer", 0)), int(item.get("FunctionalGroupPointer", 0)))
         if pair not in _DIMENSIONS:
             return None
         pointers.append(pair[0])
-    if _SEGMENT_NUMBER not in pointers or len(set(pointers)) != len(pointers):
+    if len(set(pointers)) != len(pointers) or (_SEGMENT_NUMBER in pointers) == labelmap:
         return None
     return pointers
 
@@ -200,10 +237,36 @@ def _grid(ds: Dataset, positions: list[tuple[float, float, float]], orientation:
     return grid, slices
 
 
+def _segments_ok(ds: Dataset, segments: list[int], labelmap: bool) -> bool:
+    """Segment numbers distinct integers, each frame's among them (BINARY)."""
+    numbers = [item.get("SegmentNumber") for item in ds.SegmentSequence]
+    if not all(isinstance(n, int) for n in numbers) or len(set(numbers)) != len(numbers):
+        return False
+    return labelmap or set(segments) <= set(numbers)
+
+
+def _pixels(ds: Dataset, frames: int, grid: Grid, bits: int) -> bytes | None:
+    """The Pixel Data, when it holds every frame; a LABELMAP's values must be at most one above the
+    highest segment number (the reference reader cannot index a larger one)."""
+    pixels = ds.PixelData
+    padding = ds.get("PixelPaddingValue")
+    needed = frames * grid.shape[1] * grid.shape[2]
+    if not isinstance(pixels, bytes) or len(pixels) * 8 < needed * bits:
+        return None
+    if bits != 1:
+        values = np.frombuffer(pixels, dtype=np.dtype("<u1" if bits == 8 else "<u2"), count=needed)
+        numbers = [int(item.SegmentNumber) for item in ds.SegmentSequence if item.SegmentNumber != padding]
+        if not numbers or int(values.max(initial=0)) > max(numbers) + 1:
+            return None
+    return pixels
+
+
 def read_frames(ds: Dataset) -> SegFrames | None:
     """The SEG's frames on its grid when it has the usual shape (module docstring), else None."""
-    if not _header_ok(ds):
+    bits = _bits_allocated(ds)
+    if bits is None:
         return None
+    labelmap = bits != 1
     frames = frame_facts(ds)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     count = ds.get("NumberOfFrames")
@@ -211,11 +274,11 @@ def read_frames(ds: Dataset) -> SegFrames | None:
         return None
     shared = shared_seq[0]
     geometry = _shared_geometry(shared)
-    dimensions = _dimensions(ds)
+    dimensions = _dimensions(ds, labelmap)
     if geometry is None or dimensions is None:
         return None
-    shared_segment = None
-    if "SegmentIdentificationSequence" in shared:
+    shared_segment = 0 if labelmap else None  # a LABELMAP frame holds every segment
+    if not labelmap and "SegmentIdentificationSequence" in shared:
         shared_segment = _segment_number(shared.SegmentIdentificationSequence[0])
         if shared_segment is None:
             return None
@@ -223,8 +286,7 @@ def read_frames(ds: Dataset) -> SegFrames | None:
     if table is None:
         return None
     positions, segments = table
-    numbers = [item.get("SegmentNumber") for item in ds.SegmentSequence]
-    if len(set(numbers)) != len(numbers) or not set(segments) <= set(numbers):
+    if not _segments_ok(ds, segments, labelmap):
         return None
     if len(set(zip(positions, segments, strict=True))) != len(positions):
         return None  # two frames of one segment at one position: the reference refuses them
@@ -234,17 +296,17 @@ def read_frames(ds: Dataset) -> SegFrames | None:
     grid, slices = placed
     if len(set(zip(slices, segments, strict=True))) != len(slices):
         return None  # two frames of one segment on one slice
-    pixels = ds.PixelData
-    if not isinstance(pixels, bytes) or len(pixels) * 8 < len(frames) * grid.shape[1] * grid.shape[2]:
+    pixels = _pixels(ds, len(frames), grid, bits)
+    if pixels is None:
         return None
-    return SegFrames(grid, np.asarray(slices, dtype=np.int64), np.asarray(segments, dtype=np.int64), pixels)
+    return SegFrames(grid, np.asarray(slices, dtype=np.int64), np.asarray(segments, dtype=np.int64), pixels, bits)
 
 
 def segment_box(frames: SegFrames, number: int) -> SegmentBox | None:
     """Segment ``number`` within its bounding box (None when no pixel of it is set)."""
     crops: list[tuple[int, int, int, np.ndarray]] = []
-    for index in np.flatnonzero(frames.segments == number):
-        bits = frames.frame(int(index))
+    for index in frames.frames_of(number):
+        bits = frames.segment_in_frame(int(index), number)
         if bits is None:
             continue
         rows = np.flatnonzero(bits.any(axis=1))

@@ -309,6 +309,60 @@ def test_one_instance_per_segment_is_read_directly(study: PhantomStudy, monkeypa
         _check_direct(ds, _grids(study), monkeypatch)
 
 
+def _sixteen_bits(ds: Dataset, extra: dict[int, int] | None = None) -> Dataset:
+    """A copy of an 8-bit LABELMAP SEG with 16-bit pixels; ``extra``: flat pixel index → value."""
+    out = deepcopy(ds)
+    values = np.frombuffer(ds.PixelData, dtype=np.uint8)[:int(ds.NumberOfFrames) * int(ds.Rows) * int(ds.Columns)]
+    values = values.astype("<u2")
+    for index, value in (extra or {}).items():
+        values[index] = value
+    out.BitsAllocated, out.BitsStored, out.HighBit = 16, 16, 15
+    out.PixelData = values.tobytes()
+    return out
+
+
+@pytest.mark.parametrize("omit_empty_frames", [True, False])
+def test_a_labelmap_seg_is_read_directly(study: PhantomStudy, omit_empty_frames: bool,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    phantom = study.phantom
+    arrays = [_on_ct(phantom.mask(*names)) for names in (("normal liver",), ("tumour 1",), ("tumour 2",))]
+    ds = _seg(study.ct, arrays, seg_type="LABELMAP", omit_empty_frames=omit_empty_frames)
+    assert ds.BitsAllocated == 8
+    _check_direct(ds, _grids(study), monkeypatch)
+    _check_direct(_sixteen_bits(ds), _grids(study), monkeypatch)
+
+
+def test_labelmap_frames_that_do_not_start_on_a_byte_are_read_directly(study: PhantomStudy,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ct = _small_ct(study, 11, 7, 9)
+    masks = _random_masks((11, 7, 9), 3, seed=8)
+    for a, b in ((0, 1), (0, 2), (1, 2)):  # a labelmap's segments do not overlap
+        masks[b] &= ~masks[a]
+    ds = _seg(ct, masks, seg_type="LABELMAP")
+    grid = ct_volume(ct).grid
+    _check_direct(ds, [grid, _target(grid, 1.0, 0.2)], monkeypatch)
+    _check_direct(_sixteen_bits(ds), [grid], monkeypatch)
+
+
+def test_a_labelmap_value_beyond_its_segments_is_read_as_the_reference_reads_it(study: PhantomStudy,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """One above the highest segment: background to both readers; further: highdicom cannot
+    index it, so the direct reader leaves it to highdicom and both refuse it alike."""
+    phantom = study.phantom
+    arrays = [_on_ct(phantom.mask(*names)) for names in (("normal liver",), ("tumour 1",))]
+    ds = _seg(study.ct, arrays, seg_type="LABELMAP")
+    _check_direct(_sixteen_bits(ds, {0: 3, 5: 3}), _grids(study)[1:2], monkeypatch)
+    beyond = _sixteen_bits(ds, {0: 4})
+    assert read_frames(beyond) is None
+    target = activity_volume(study.activity).grid
+    messages = []
+    for direct in (True, False):
+        with pytest.raises(SegmentationError) as err:
+            seg_module.seg_vois(deepcopy(beyond), target, direct=direct)
+        messages.append(err.value.message)
+    assert messages[0] == messages[1]
+
+
 def test_a_segment_box_lands_where_the_full_mask_does_on_an_oblique_grid(study: PhantomStudy) -> None:
     """Oblique target: the box is put back into the full mask, which is resampled; the full mask
     is highdicom's volume (stacked along the normal, here against the CT's slice order)."""
@@ -333,11 +387,10 @@ def test_a_segment_box_lands_where_the_full_mask_does_on_an_oblique_grid(study: 
 
 # -- not taken: highdicom reads them ---------------------------------------------------------
 
-@pytest.mark.parametrize("seg_type", ["FRACTIONAL", "LABELMAP"])
-def test_fractional_and_labelmap_segs_are_left_to_highdicom(study: PhantomStudy, seg_type: str) -> None:
+def test_a_fractional_seg_is_left_to_highdicom(study: PhantomStudy) -> None:
     phantom = study.phantom
     arrays = [_on_ct(phantom.mask(*names)) for names in (("normal liver",), ("tumour 1",))]
-    _check_fallback(_seg(study.ct, arrays, seg_type=seg_type), _grids(study))
+    _check_fallback(_seg(study.ct, arrays, seg_type="FRACTIONAL"), _grids(study))
 
 
 def test_a_deflated_seg_is_left_to_highdicom(study: PhantomStudy) -> None:
