@@ -12,6 +12,7 @@ not recognise) the same facts come from pydicom's datasets: both ways give equal
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-__all__ = ["FrameFacts", "frame_facts"]
+__all__ = ["FrameFacts", "frame_facts", "series_references_complete"]
 
 PER_FRAME = 0x52009230  # PerFrameFunctionalGroupsSequence
 FRAME_CONTENT = 0x00209111
@@ -30,6 +31,13 @@ _STACK_ID = 0x00209056
 _IN_STACK_POSITION = 0x00209057
 _IMAGE_POSITION = 0x00200032
 _SEGMENT_NUMBER = 0x0062000B
+_DERIVATION_IMAGE = 0x00089124
+_SOURCE_IMAGE = 0x00082112
+_REFERENCED_SOP_INSTANCE = 0x00081155
+REFERENCED_SERIES = 0x00081115
+_SERIES_INSTANCE = 0x0020000E
+_REFERENCED_SOP = 0x00081199  # ReferencedSOPSequence
+_REFERENCED_INSTANCE = 0x0008114A  # ReferencedInstanceSequence
 
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
@@ -45,13 +53,15 @@ class FrameFacts(NamedTuple):
     """One frame: the tags of its functional groups; the number of DimensionIndexValues (None
     without a Frame Content item); whether StackID and InStackPositionNumber are there; its
     ImagePositionPatient (None when absent or not three numbers); its one ReferencedSegmentNumber
-    (None when absent or several)."""
+    (None when absent or several); whether every Source Image item of its Derivation Image items
+    names its ReferencedSOPInstanceUID (the reference reader refuses the SEG otherwise)."""
 
     groups: frozenset[int]
     dimension_values: int | None
     stack: tuple[bool, bool]
     position: tuple[float, float, float] | None
     segment: int | None
+    sources_named: bool
 
 
 class _Unreadable(Exception):
@@ -125,6 +135,19 @@ def _sequence_end(buf: bytes, pos: int) -> int:
         pos = _elements(buf, pos + 8, None)[1] if length == _UNDEFINED else pos + 8 + length
 
 
+def _sequence_items(buf: bytes, element: tuple[bytes, int, int | None]) -> list[dict[int, tuple[bytes, int, int | None]]]:
+    """The elements of every item of a sequence element."""
+    vr, pos, length = element
+    if vr != b"SQ":
+        raise _Unreadable
+    end = None if length is None else pos + length
+    items = []
+    while (end is None or pos < end) and _tag_at(buf, pos)[0] != _SEQUENCE_END:
+        found, pos = _item(buf, pos)
+        items.append(found)
+    return items
+
+
 def _first_item(buf: bytes, found: dict[int, tuple[bytes, int, int | None]], tag: int
                 ) -> dict[int, tuple[bytes, int, int | None]] | None:
     """The elements of the first item of sequence ``tag`` (None when absent or empty)."""
@@ -169,13 +192,15 @@ def _raw_frame(buf: bytes, found: dict[int, tuple[bytes, int, int | None]]) -> F
         if vr != b"US" or length is None:
             raise _Unreadable
         segment = _SHORT.unpack_from(buf, start)[0] if length == 2 else None
-    return FrameFacts(frozenset(found), dimension_values, stack, position, segment)
+    sources_named = all(_REFERENCED_SOP_INSTANCE in source
+                        for derivation in (_sequence_items(buf, found[_DERIVATION_IMAGE])
+                                           if _DERIVATION_IMAGE in found else [])
+                        if _SOURCE_IMAGE in derivation
+                        for source in _sequence_items(buf, derivation[_SOURCE_IMAGE]))
+    return FrameFacts(frozenset(found), dimension_values, stack, position, segment, sources_named)
 
 
-def _from_bytes(element: RawDataElement) -> list[FrameFacts]:
-    buf = element.value
-    if not isinstance(buf, bytes):
-        raise _Unreadable
+def _from_bytes(buf: bytes) -> list[FrameFacts]:
     facts = []
     pos = 0
     while pos < len(buf):
@@ -204,18 +229,71 @@ def _dataset_frame(item: Dataset) -> FrameFacts:
     ident = item.get("SegmentIdentificationSequence")
     number = ident[0].get("ReferencedSegmentNumber") if ident else None
     segment = number if isinstance(number, int) else None
-    return FrameFacts(frozenset(map(int, item.keys())), dimension_values, stack, position, segment)
+    sources_named = all("ReferencedSOPInstanceUID" in source for derivation in item.get("DerivationImageSequence", [])
+                        for source in derivation.get("SourceImageSequence", []))
+    return FrameFacts(frozenset(map(int, item.keys())), dimension_values, stack, position, segment, sources_named)
+
+
+def _encoded(ds: Dataset, tag: int) -> bytes | None:
+    """The encoded value of sequence ``tag`` when pydicom has not read it yet (explicit VR little endian)."""
+    element = ds.get_item(tag)
+    if isinstance(element, RawDataElement) and element.VR in ("SQ", None) and not element.is_implicit_VR \
+            and element.is_little_endian and isinstance(element.value, bytes):
+        return element.value
+    return None
+
+
+def _references_named(buf: bytes) -> tuple[bool, bool]:
+    """(every ReferencedSeriesSequence item that lists instances names its series and each of
+    them, some item lists an instance)."""
+    listed = False
+    for series in _sequence_items(buf, (b"SQ", 0, len(buf))):
+        sequence = series.get(_REFERENCED_SOP) or series.get(_REFERENCED_INSTANCE)
+        instances = _sequence_items(buf, sequence) if sequence is not None else []
+        listed = listed or bool(instances)
+        if instances and (_SERIES_INSTANCE not in series or
+                          not all(_REFERENCED_SOP_INSTANCE in instance for instance in instances)):
+            return False, listed
+    return True, listed
+
+
+def _dataset_references_named(ds: Dataset) -> tuple[bool, bool]:
+    listed = False
+    for series in ds.ReferencedSeriesSequence:
+        key = "ReferencedSOPSequence" if "ReferencedSOPSequence" in series else "ReferencedInstanceSequence"
+        instances = series.get(key, [])
+        listed = listed or bool(instances)
+        if instances and ("SeriesInstanceUID" not in series or
+                          not all("ReferencedSOPInstanceUID" in instance for instance in instances)):
+            return False, listed
+    return True, listed
+
+
+def series_references_complete(ds: Dataset) -> bool:
+    """The instances the SEG references (ReferencedSeriesSequence) are named as highdicom's reader
+    requires: StudyInstanceUID, each series' SeriesInstanceUID and each instance's
+    ReferencedSOPInstanceUID; and no other sequence of references that reader also reads."""
+    if "StudiesContainingOtherReferencedInstancesSequence" in ds or "SourceImageEvidenceSequence" in ds:
+        return False
+    if REFERENCED_SERIES not in ds:
+        return True
+    buf = _encoded(ds, REFERENCED_SERIES)
+    outcome = None
+    if buf is not None:
+        with contextlib.suppress(_Unreadable, struct.error):  # else read as pydicom reads it
+            outcome = _references_named(buf)
+    named, listed = outcome if outcome is not None else _dataset_references_named(ds)
+    return named and ("StudyInstanceUID" in ds or not listed)
 
 
 def frame_facts(ds: Dataset) -> list[FrameFacts] | None:
     """Each Per-frame Functional Groups item's facts (None when the sequence is absent)."""
     if PER_FRAME not in ds:
         return None
-    element = ds.get_item(PER_FRAME)
-    if isinstance(element, RawDataElement) and element.VR in ("SQ", None) and not element.is_implicit_VR \
-            and element.is_little_endian:
+    buf = _encoded(ds, PER_FRAME)
+    if buf is not None:
         try:
-            return _from_bytes(element)
+            return _from_bytes(buf)
         except (_Unreadable, struct.error, UnicodeDecodeError):
             pass  # read as pydicom reads it
     return [_dataset_frame(item) for item in ds.PerFrameFunctionalGroupsSequence]

@@ -39,7 +39,11 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from services.dosimetry.imaging.frame_groups import FrameFacts, frame_facts
+from services.dosimetry.imaging.frame_groups import (
+    FrameFacts,
+    frame_facts,
+    series_references_complete,
+)
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.resample import (
     _axis_aligned,
@@ -198,14 +202,15 @@ def _per_frame(frames: list[FrameFacts], dimensions: int, shared_segment: int | 
     """Each frame's ImagePositionPatient and segment number, checked as the reference reads them:
     Frame Content with one value per dimension in every frame, StackID and InStackPositionNumber
     in every frame or none, a position in every frame, a segment number in every frame unless
-    shared, no group the reference would read per frame instead of from the shared item."""
+    shared, every source image named, no group the reference would read per frame instead of
+    from the shared item."""
     positions: list[tuple[float, float, float]] = []
     segments: list[int] = []
     if frames[0].groups & _PER_FRAME_ONLY_IN_REFERENCE:
         return None
     stack = frames[0].stack
     for frame in frames:
-        if frame.dimension_values != dimensions or frame.position is None or \
+        if frame.dimension_values != dimensions or frame.position is None or not frame.sources_named or \
                 (stack[0] and not frame.stack[0]) or (stack[1] and not frame.stack[1]):
             return None
         number = shared_segment if shared_segment is not None else frame.segment
@@ -267,6 +272,8 @@ def read_frames(ds: Dataset) -> SegFrames | None:
     if bits is None:
         return None
     labelmap = bits != 1
+    if not series_references_complete(ds):
+        return None
     frames = frame_facts(ds)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     count = ds.get("NumberOfFrames")
