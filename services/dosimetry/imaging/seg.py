@@ -1,9 +1,9 @@
 """DICOM SEG (PS3.3 A.51, C.8.20), each segment as a mask on the activity grid.
 
-The usual SEG (BINARY, uncompressed, one orientation and pixel spacing shared by all frames,
-frames forming one regularly spaced stack) is read directly by :mod:`.seg_frames`, each segment
-assembled over its bounding box only; every other SEG is read by highdicom as below, which is
-the reference: the two give the same masks (tests/unit/imaging/test_imaging_seg_direct.py).
+The usual SEG (BINARY or LABELMAP, uncompressed, one orientation and pixel spacing shared by
+all frames, frames forming one regularly spaced stack) is read directly by :mod:`.seg_frames`,
+each segment assembled over its bounding box only; every other SEG is read by highdicom as
+below, which is the reference: the two are tested to give the same masks.
 
 highdicom's reader (:meth:`highdicom.seg.Segmentation.from_dataset`, ``get_volume``) places
 the frames in patient coordinates from the Plane Position / Orientation and Pixel Measures
@@ -135,9 +135,9 @@ def _highdicom_vois(ds: Dataset, target: Grid, what: str, copy: bool) -> list[Vo
 def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True, direct: bool = True) -> list[Voi]:
     """Every segment of a SEG instance as a VOI on ``target``. ``copy=False``: the caller hands
     ``ds`` over (highdicom turns it into its reader in place instead of copying a thousand
-    functional-group items first). The usual SEG (BINARY, uncompressed, shared orientation,
-    one regular stack: :mod:`.seg_frames`) is read directly; any other, or ``direct=False``, with
-    highdicom. Both give the same VOIs."""
+    functional-group items first). The usual SEG (BINARY or LABELMAP, uncompressed, shared
+    orientation, one regular stack: :mod:`.seg_frames`) is read directly; any other, or
+    ``direct=False``, with highdicom. Both give the same VOIs."""
     what = f"SEG {ds.get('SOPInstanceUID', '?')}"
     if target.frame_of_reference_uid and ds.get("FrameOfReferenceUID") and \
             str(ds.FrameOfReferenceUID) != target.frame_of_reference_uid:
