@@ -95,11 +95,10 @@ class SegFrames:
         pixel of it is set there."""
         if not self.labelmap:
             return self.frame(index)
-        rows, columns = self.grid.shape[1], self.grid.shape[2]
+        n = self.grid.shape[1] * self.grid.shape[2]
         dtype = np.dtype("<u1" if self.bits_allocated == 8 else "<u2")
-        values = np.frombuffer(self.pixels, dtype=dtype, count=rows * columns, offset=index * rows * columns * dtype.itemsize)
-        inside = values == number
-        return inside.reshape(rows, columns) if inside.any() else None
+        inside = np.frombuffer(self.pixels, dtype=dtype, count=n, offset=index * n * dtype.itemsize) == number
+        return inside.reshape(self.grid.shape[1], self.grid.shape[2]) if inside.any() else None
 
     def frame(self, index: int) -> np.ndarray | None:
         """BINARY frame ``index`` (0-based) as a boolean (rows, columns) array, None when no pixel is set."""
