@@ -52,31 +52,39 @@ def _dose_oracle(counts: np.ndarray, kernel: VoxelKernel, activity_gbq: float, r
     return np.maximum(dose, 0.0)
 
 
-def _asymmetric_kernel(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """Positive, different in every direction: a crop offset or a flipped axis changes the result."""
-    return np.random.default_rng(seed).uniform(0.1, 1.0, shape)
+def _random_kernel(seed: int, shape: tuple[int, int, int], symmetric: bool) -> np.ndarray:
+    """Positive. Asymmetric: different in every direction, so that a crop offset or a flipped
+    axis changes the result (the engine's complex-spectrum path). Symmetric about the centre on
+    every axis, as the tabulated kernels (its real-spectrum path), still different per axis."""
+    values = np.random.default_rng(seed).uniform(0.1, 1.0, shape)
+    if symmetric:
+        for axis in range(3):
+            values = values + np.flip(values, axis)
+    return values
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(shape=shapes, kshape=st.tuples(odd, odd, odd), seed=st.integers(0, 2**32 - 1),
-       dtype=st.sampled_from([np.float32, np.float64]))
+       dtype=st.sampled_from([np.float32, np.float64]), symmetric=st.booleans())
 def test_convolution_is_the_direct_linear_convolution_cropped_on_the_kernel_centre(
-        shape: tuple[int, int, int], kshape: tuple[int, int, int], seed: int, dtype: type[np.floating]) -> None:
+        shape: tuple[int, int, int], kshape: tuple[int, int, int], seed: int, dtype: type[np.floating],
+        symmetric: bool) -> None:
     values = np.random.default_rng(seed).uniform(0, 1, shape).astype(dtype)
     values[tuple(n // 2 for n in shape)] += 1.0
-    kernel = VoxelKernel(_asymmetric_kernel(seed, kshape), VOXEL_MM, "soft", 1.04, "test")
+    kernel = VoxelKernel(_random_kernel(seed, kshape, symmetric), VOXEL_MM, "soft", 1.04, "test")
     conv = convolve_same(values, kernel)
     expected = _direct_convolution(values, kernel.values)
     assert conv.dtype == dtype and conv.shape == shape
     assert np.allclose(conv, expected, rtol=0, atol=RTOL[dtype] * expected.max())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(shape=shapes, kshape=st.tuples(odd, odd, odd), seed=st.integers(0, 2**32 - 1),
        dtype=st.sampled_from([np.float32, np.float64]), activity=st.floats(0.1, 10),
-       density=st.sampled_from(["scalar", "map"]), masked=st.booleans())
+       density=st.sampled_from(["scalar", "map"]), masked=st.booleans(), symmetric=st.booleans())
 def test_kernel_dose_is_the_formula(shape: tuple[int, int, int], kshape: tuple[int, int, int], seed: int,
-                                   dtype: type[np.floating], activity: float, density: str, masked: bool) -> None:
+                                   dtype: type[np.floating], activity: float, density: str, masked: bool,
+                                   symmetric: bool) -> None:
     rng = np.random.default_rng(seed)
     counts = rng.uniform(0, 100, shape).astype(dtype)
     counts[tuple(n // 2 for n in shape)] += 1.0
@@ -85,7 +93,7 @@ def test_kernel_dose_is_the_formula(shape: tuple[int, int, int], kshape: tuple[i
     if masked:
         mask = rng.uniform(0, 1, shape) < 0.5
         mask[tuple(n // 2 for n in shape)] = True
-    kernel = VoxelKernel(_asymmetric_kernel(seed, kshape), VOXEL_MM, "soft", 1.04, "test")
+    kernel = VoxelKernel(_random_kernel(seed, kshape, symmetric), VOXEL_MM, "soft", 1.04, "test")
     dose = kernel_dose_gy(counts, VOXEL_MM, activity, kernel, density_g_per_ml=rho, calibration_mask=mask)
     expected = _dose_oracle(counts, kernel, activity, rho, mask)
     assert dose.dtype == dtype and dose.shape == shape
@@ -94,10 +102,15 @@ def test_kernel_dose_is_the_formula(shape: tuple[int, int, int], kshape: tuple[i
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("density", ["scalar", "map"])
-def test_negative_dose_is_clipped_to_zero_and_the_rest_kept(dtype: type[np.floating], density: str) -> None:
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_negative_dose_is_clipped_to_zero_and_the_rest_kept(dtype: type[np.floating], density: str,
+                                                            symmetric: bool) -> None:
     # a caller's kernel with negative lobes gives truly negative convolution values
     rng = np.random.default_rng(7)
     values = rng.uniform(-1.0, 1.0, (5, 5, 5))
+    if symmetric:
+        for axis in range(3):
+            values = values + np.flip(values, axis)
     values[2, 2, 2] = 4.0
     kernel = VoxelKernel(values, VOXEL_MM, "soft", 1.04, "test")
     counts = rng.uniform(0, 1, (12, 10, 9)).astype(dtype)
@@ -107,6 +120,28 @@ def test_negative_dose_is_clipped_to_zero_and_the_rest_kept(dtype: type[np.float
     dose = kernel_dose_gy(counts, VOXEL_MM, 1.0, kernel, density_g_per_ml=rho)
     assert np.all(dose >= 0)
     assert np.allclose(dose, expected, rtol=0, atol=RTOL[dtype] * expected.max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(20, 22, 24), (9, 13, 17), (1, 5, 2)])
+def test_a_symmetric_kernel_has_the_real_spectrum_of_the_kernel_centred_on_the_origin(
+        dtype: type[np.floating], shape: tuple[int, int, int]) -> None:
+    kernel = load_kernel(4.42)
+    padded = padded_shape(shape, kernel)
+    counts = np.ones(shape, dtype=dtype)
+    kernel_dose_gy(counts, VOXEL_MM, 1.0, kernel)
+    cached = kernel.spectra[(padded, np.dtype(np.complex64 if dtype == np.float32 else np.complex128).str)]
+    # oracle: the full FFT of the kernel placed with its centre at index 0, negative offsets wrapped
+    wrapped = np.zeros(padded)
+    wrapped[np.ix_(*[np.arange(-(k // 2), k // 2 + 1) % p for k, p in zip(kernel.values.shape, padded, strict=True)])] = (
+        kernel.values)
+    expected = np.fft.rfftn(wrapped)
+    assert cached.dtype == dtype and not cached.flags.writeable
+    assert np.abs(expected.imag).max() < 1e-12 * np.abs(expected).max()
+    assert np.allclose(cached, expected.real, rtol=0, atol=RTOL[dtype] * np.abs(expected).max())
+    asymmetric = VoxelKernel(_random_kernel(1, (3, 5, 7), symmetric=False), VOXEL_MM, "soft", 1.04, "test")
+    kernel_dose_gy(counts, VOXEL_MM, 1.0, asymmetric)
+    assert all(np.iscomplexobj(spec) for spec in asymmetric.spectra.values())
 
 
 def test_round_off_far_from_the_source_is_no_dose() -> None:
