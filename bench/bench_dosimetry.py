@@ -180,8 +180,8 @@ def main() -> None:
         print(json.dumps(cold_in_this_process(int(sys.argv[2]), sys.argv[3] == "warmed")))
         return
     print("Voxel dosimetry engine benchmark (scipy.fft, float32)")
-    bench(128, 8, 5)
-    bench(256, 5, 3)
+    bench(128, 12, 5)
+    bench(256, 6, 3)
     try:
         import resource
 
