@@ -244,6 +244,7 @@ def _convolve(values: FloatArray, kernel: VoxelKernel, scale: float, workers: in
     if centred:  # a real spectrum scales the real and imaginary parts alike
         pairs = spec.view(real).reshape(p0, p1, p2 // 2 + 1, 2)
         np.multiply(pairs, kernel_spec[..., None], out=pairs)
+        del pairs  # a view: would keep the spectrum alive past its del below
     else:
         np.multiply(spec, kernel_spec, out=spec)
 
