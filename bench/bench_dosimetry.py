@@ -181,7 +181,7 @@ def main() -> None:
         return
     print("Voxel dosimetry engine benchmark (scipy.fft, float32)")
     bench(128, 12, 5)
-    bench(256, 6, 3)
+    bench(256, 6, 5)
     try:
         import resource
 
