@@ -45,8 +45,8 @@ test-fast: install services-up
 bench: install services-up
 	$(PY) -m bench
 
-# The clinical-size voxel job (128³ SPECT, 512×512×256 CT in an Orthanc; several minutes):
-# on demand, or with BENCH_CLINICAL=1 as part of `make bench`.
+# The clinical-size voxel job alone (128³ SPECT, 512×512×256 CT in an Orthanc; about a minute).
+# `make bench` runs it last; BENCH_CLINICAL=0 make bench leaves it out.
 bench-clinical: install services-up
 	$(PY) -m bench.bench_clinical
 

@@ -1,5 +1,5 @@
 """Clinical-size voxel-dosimetry job against its I/O floor (``make bench-clinical``, or
-``BENCH_CLINICAL=1 make bench``; never fails on a timing).
+the last part of ``make bench``; never fails on a timing).
 
 The study of :mod:`bench.clinical_study` (128³ SPECT, 512 × 512 × 256 CT, SEG with liver,
 tumours and lungs) is stored in an Orthanc the stack launches on free ports. Measured in one run:
@@ -13,7 +13,7 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
   claim, write-back, polling);
 - **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
   peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
-  stage, the peak while the job reported that stage (a stage seen late by the 20 ms polling may
+  stage, the peak while the job reported that stage (a stage seen late by the 40 ms polling may
   lend its first samples to the one before).
 """
 
@@ -31,7 +31,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TOKEN = "bench-internal-token"
+from bench.job_stack import job_record, job_stack, wait_for_task
+
 WARM_RUNS = int(os.environ.get("BENCH_CLINICAL_WARM", "3"))
 
 
@@ -118,15 +119,12 @@ def run_job(gw: str, study_uid: str, seg_uid: str, activity_gbq: float, method: 
                              timeout=60)
         resp.raise_for_status()
         task_id = resp.headers["Content-Location"].rsplit("/", 1)[1]
-        while True:
-            task = requests.get(f"{gw}/fhir/Task/{task_id}", timeout=30).json()
-            if task["status"] in {"completed", "failed", "cancelled"}:
-                break
-            rss.stage = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN},
-                                     timeout=30).json().get("stage") or rss.stage
-            time.sleep(0.02)
-        total = time.perf_counter() - started
-    job = requests.get(f"{gw}/internal/jobs/{task_id}", headers={"X-Internal-Token": TOKEN}, timeout=30).json()
+
+        def seen(stage: str) -> None:
+            rss.stage = stage or rss.stage
+
+        task, total = wait_for_task(gw, task_id, started, seen)
+    job = job_record(gw, task_id)
     if task["status"] != "completed":
         raise RuntimeError(f"job {task_id} {task['status']}: {job.get('error') or task.get('statusReason')}")
     return {"total": total, "timings": job.get("timings", {}), "rss_growth": rss.growth, "rss_before": rss.before,
@@ -150,7 +148,6 @@ def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> No
 def main() -> int:
     from bench.clinical_study import build_clinical_study, upload
     from infra.orthanc_process import orthanc_available
-    from infra.stack import StackConfig, running
 
     if not orthanc_available():
         print("clinical-size job benchmark skipped: Orthanc is not installed")
@@ -160,26 +157,21 @@ def main() -> int:
     ct_raw = study.ct_raw_bytes
     print(f"study: 128³ NM SPECT, 512×512×256 CT ({ct_raw / 2**20:.0f} MiB raw), SEG of 4 segments "
           f"(built in {time.perf_counter() - started:.0f} s)", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = StackConfig.ephemeral(Path(tmp), with_orthanc=True, orthanc_hook=False, env={
-            "AUTH_MODE": "off", "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0",
-            "INTERNAL_TOKEN": TOKEN, "ORTHANC_CATCHUP_S": "0", "JOB_QUEUE": "netliver-bench-clinical"})
-        with running(cfg) as stack:
-            orthanc = f"http://127.0.0.1:{cfg.orthanc_port}"
-            upload(orthanc, study)
-            series = [str(study.nm.SeriesInstanceUID), str(study.ct[0].SeriesInstanceUID),
-                      str(study.seg.SeriesInstanceUID)]
-            seg_uid, study_uid = series[2], study.study_uid
-            del study
-            pool = _pool_pid(stack.procs["worker1"].pid)
-            dicomweb = f"{orthanc}/dicom-web"
-            floors = [wado_floor(dicomweb, study_uid, series)]
-            jobs = {"cold": run_job(stack.gateway_url, study_uid, seg_uid, 2.0, "dvk", pool)}
-            warm = []
-            for i in range(WARM_RUNS):
-                floors.append(wado_floor(dicomweb, study_uid, series))
-                warm.append(run_job(stack.gateway_url, study_uid, seg_uid, 2.0 + 0.01 * (i + 1), "dvk", pool))
-            ldm = run_job(stack.gateway_url, study_uid, seg_uid, 2.5, "ldm", pool)
+    with tempfile.TemporaryDirectory() as tmp, job_stack(Path(tmp), "netliver-bench-clinical") as (stack, orthanc):
+        upload(orthanc, study)
+        series = [str(study.nm.SeriesInstanceUID), str(study.ct[0].SeriesInstanceUID),
+                  str(study.seg.SeriesInstanceUID)]
+        seg_uid, study_uid = series[2], study.study_uid
+        del study
+        pool = _pool_pid(stack.procs["worker1"].pid)
+        dicomweb = f"{orthanc}/dicom-web"
+        floors = [wado_floor(dicomweb, study_uid, series)]
+        jobs = {"cold": run_job(stack.gateway_url, study_uid, seg_uid, 2.0, "dvk", pool)}
+        warm = []
+        for i in range(WARM_RUNS):
+            floors.append(wado_floor(dicomweb, study_uid, series))
+            warm.append(run_job(stack.gateway_url, study_uid, seg_uid, 2.0 + 0.01 * (i + 1), "dvk", pool))
+        ldm = run_job(stack.gateway_url, study_uid, seg_uid, 2.5, "ldm", pool)
     floor = min(f[0] for f in floors)
     best = min(warm, key=lambda j: j["total"])
     print(f"floor: WADO-RS of the three series into memory {floor:.2f} s ({floors[0][1] / 2**20:.0f} MiB; "

@@ -10,6 +10,18 @@ from pydicom.dataset import Dataset
 __all__ = ["MemoryDicomweb"]
 
 
+def _plain(ds: Dataset) -> Dataset:
+    copy = Dataset()
+    for element in ds:
+        copy.add(element)
+    if hasattr(ds, "file_meta"):
+        copy.file_meta = ds.file_meta
+    for name in ("preamble", "is_little_endian", "is_implicit_VR"):
+        if hasattr(ds, name):
+            setattr(copy, name, getattr(ds, name))
+    return copy
+
+
 class MemoryDicomweb:
     """QIDO series search, WADO series, instance and metadata retrieval (series whole or streamed)
     and STOW over a list of datasets."""
@@ -31,7 +43,10 @@ class MemoryDicomweb:
         return list(series.values())
 
     def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
-        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
+        """New plain datasets (sharing the elements), as a PACS sends new instances each time: a
+        reader may take one over in place (highdicom turns a SEG into its reader object, in any
+        thread) without changing the study for the next job."""
+        return [_plain(ds) for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
 
     def retrieve_series_metadata(self, study_uid: str, series_uid: str) -> list[dict[str, Any]]:
         """Each instance's header as DICOM JSON, without its pixel data (WADO-RS metadata)."""

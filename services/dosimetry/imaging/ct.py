@@ -158,7 +158,7 @@ def ct_volume(datasets: Iterable[Dataset], expected: int = 0) -> CtVolume:
             check_volume_bytes("CT", shape, pixels.dtype.itemsize)
             stack = np.empty(shape, dtype=pixels.dtype)
         else:
-            pixels = slice_pixels(ds, "CT", stack.shape[1], stack.shape[2])
+            pixels = slice_pixels(ds, "CT", stack.shape[1], stack.shape[2], copy=False)  # copied into the stack
         stack = _put(stack, len(headers), pixels)
         rescales.append(rescale(ds))
         headers.append(_header(ds, whole=not headers))

@@ -1,12 +1,15 @@
 """Voxel dosimetry of one PACS study, stage by stage: fetch, decode, resample, dose, dvh, store.
 
 1. **fetch** — QIDO/WADO the activity series (PT, else NM), its CT, and the SEG/RTSTRUCT when
-   ``segmentation_series_uid`` is given (:mod:`.dicomweb`). The CT is read as it arrives, each
-   instance's stored values put into the volume and the instance let go (:mod:`.ct`), while
-   the SEG is fetched in a thread.
-2. **decode** — activity volume in patient coordinates, decay corrected to the administration
-   (:mod:`.volume`); a CT in another Frame of Reference through the study's rigid Spatial
-   Registration (:mod:`.registration`); CT/activity match checked (:mod:`.resample`).
+   ``segmentation_series_uid`` is given (:mod:`.dicomweb`). The activity volume (small) is
+   decoded first, in patient coordinates and decay corrected to the administration
+   (:mod:`.volume`), and placed in the CT's Frame of Reference once the CT's first instance is
+   in (through the study's rigid Spatial Registration when the frames differ,
+   :mod:`.registration`). The CT is read as it arrives, each instance's stored values put into
+   the volume and the instance let go (:mod:`.ct`), while a thread fetches the SEG and reads it
+   into VOIs on that grid (an RTSTRUCT waits for the CT's grid, on which it is drawn).
+2. **decode** — the activity series' completeness and the CT/activity match checked
+   (:mod:`.resample`).
 3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
    VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
 4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
@@ -28,6 +31,7 @@ each stage, so a cancelled job stops with :class:`JobCancelledError` and never s
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -61,6 +65,7 @@ from services.dosimetry.imaging.rtdose import (
 from services.dosimetry.imaging.voi import (
     Voi,
     automatic_liver_voi,
+    is_seg,
     normal_liver_voi,
     union,
     vois_from_dataset,
@@ -214,23 +219,29 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("fetch")
     images = fetch_study(client, study_uid)
-    with ThreadPoolExecutor(1) as fetcher:
+    # The emission volume (small) is decoded first and the CT's first instance read: the grid the
+    # SEG is placed on is then known, and the SEG is fetched and read beside the CT's stream.
+    activity = activity_volume(images.activity)
+    ct_stream = iter(images.ct)
+    first_ct = next(ct_stream, None)
+    ct_frame = str(first_ct.get("FrameOfReferenceUID", "") or "") if first_ct is not None else ""
+    # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
+    grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct_frame, registration_series_uid)
+    with ThreadPoolExecutor(1) as reader:
         # every instance of the series (a SEG may be split into one instance per segment), fetched
-        # while the CT is stacked slice by slice as its instances arrive
-        seg_fetch = fetcher.submit(fetch_segmentations, client, study_uid, segmentation_series_uid,
-                                   images.series) if segmentation_series_uid else None
-        ct = ct_volume(images.ct, images.ct_instances)
-        seg_datasets = seg_fetch.result() if seg_fetch is not None else []
+        # and read while the CT is stacked slice by slice as its instances arrive
+        seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid, images.series,
+                                 grid, activity.grid) if segmentation_series_uid else None
+        ct = ct_volume(itertools.chain([first_ct], ct_stream) if first_ct is not None else [],
+                       images.ct_instances)
+        seg_read_vois, seg_datasets = seg_read.result() if seg_read is not None else ([], [])
     warnings = list(images.warnings)
 
     begin("decode")
-    activity = activity_volume(images.activity)
     # after the geometry checks, which name a gap inside the series more precisely
     _check_complete(images.activity)
     warnings.extend(activity.warnings)
     ct_header = ct.header  # names the study for the RT Dose
-    # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
-    grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct.grid, registration_series_uid)
     warnings.extend(registered)
     check_ct_matches(ct.grid, grid)
     if not activity.grid.frame_of_reference_uid or not ct.grid.frame_of_reference_uid:
@@ -247,11 +258,12 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
-    if seg_datasets:
-        # the SEG instances were fetched for this job alone: read in place, not copied first
-        vois = [v for seg_ds in seg_datasets
-                for v in vois_from_dataset(seg_ds, *_segmentation_grids(seg_ds, ct.grid, grid, activity.grid),
-                                           copy=False)]
+    segmented = bool(seg_read_vois or seg_datasets)
+    if segmented:
+        # an RTSTRUCT's contours are drawn on the CT's slices: placed now that the CT's grid is known
+        vois = seg_read_vois + [v for seg_ds in seg_datasets
+                                for v in vois_from_dataset(seg_ds, *_segmentation_grids(seg_ds, ct.grid, grid,
+                                                                                        activity.grid))]
         normal_liver = normal_liver_voi(vois)
         if normal_liver is not None:
             vois.append(normal_liver)
@@ -260,7 +272,6 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         warnings.append("no segmentation given: automatic liver VOI (activity ≥ 10 % of the body's 99.9th "
                         "percentile, largest connected component, lungs excluded) — the perfused liver as the "
                         "activity shows it, not an anatomical contour")
-    segmented = bool(seg_datasets)
     del ct, seg_datasets  # the largest arrays of the job: not needed past this stage
 
     begin("dose")
@@ -336,6 +347,21 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         study_uid, method, float(administered_activity_gbq), dose_constant_gy_kg_per_gbq, activity.modality,
         nuclide, simulation, spacing, activity.reference_time, results, dose, grid, rtdose_uid, rtdose_series,
         lsf, any(v.source == "automatic" for v in vois), warnings, timings, *bed_uids)
+
+
+def _read_segmentations(client: Any, study_uid: str, series_uid: str, series: list[Any], grid: Grid,
+                        emission: Grid) -> tuple[list[Voi], list[Dataset]]:
+    """Fetch the segmentation series; each SEG instance read into VOIs on ``grid`` (in place: it
+    was fetched for this job alone), each RTSTRUCT returned to be placed on the CT's grid."""
+    vois: list[Voi] = []
+    deferred: list[Dataset] = []
+    for ds in fetch_segmentations(client, study_uid, series_uid, series):
+        if is_seg(ds):
+            # a SEG carries its own geometry: the CT's grid is not needed to place it
+            vois.extend(vois_from_dataset(ds, None, _segmentation_grids(ds, grid, grid, emission)[1], copy=False))
+        else:
+            deferred.append(ds)
+    return vois, deferred
 
 
 def _segmentation_grids(ds: Dataset, ct: Grid, grid: Grid, emission: Grid) -> tuple[Grid, Grid]:

@@ -139,15 +139,16 @@ def _angle_deg(matrix: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1.0) / 2.0, -1.0, 1.0))))
 
 
-def emission_grid_in_ct_frame(client: Any, study_uid: str, emission: Grid, ct: Grid,
+def emission_grid_in_ct_frame(client: Any, study_uid: str, emission: Grid, ct_frame_of_reference_uid: str,
                               registration_series_uid: str | None = None) -> tuple[Grid, list[str]]:
     """The emission grid in the CT's Frame of Reference, and the warnings to report.
 
     Same frame (or one of them unnamed): the emission grid itself. Different frames: through the
     rigid Spatial Registration of the study (or of ``registration_series_uid``) that relates
-    them; none, or only a deformable or non-rigid one, is a :class:`CtMismatchError`.
+    them; none, or only a deformable or non-rigid one, is a :class:`CtMismatchError`. Only the
+    CT's frame is needed, so the grid is known once the CT's first instance has arrived.
     """
-    source, target = emission.frame_of_reference_uid, ct.frame_of_reference_uid
+    source, target = emission.frame_of_reference_uid, ct_frame_of_reference_uid
     if not source or not target or source == target:
         if registration_series_uid:
             return emission, [f"registration series {registration_series_uid} not used: the CT and the emission "

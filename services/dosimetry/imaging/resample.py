@@ -311,6 +311,12 @@ def _density_reader(ct: CtVolume) -> Callable[[np.ndarray, int], np.ndarray]:
     by_lut = ct.stored.dtype.kind in "iu" and ct.stored.dtype.itemsize <= 2
 
     def read(block: np.ndarray, start: int) -> np.ndarray:
+        if by_lut:
+            inside = [r for r in runs if r[0] <= start and start + block.shape[0] <= r[1]]
+            if inside:  # the usual CT: one rescale for the whole block, one gather
+                # indexing, not np.take: numpy's fancy indexing gathers a 1- or 2-byte index about
+                # twice as fast (a fifth of a clinical-size job's time went to np.take here)
+                return np.asarray(_stored_lut(block.dtype, inside[0][2], inside[0][3])[block])
         out = np.empty(block.shape, dtype=np.float32)
         for first, end, slope, intercept in runs:
             lo, hi = max(first, start), min(end, start + block.shape[0])
@@ -318,7 +324,7 @@ def _density_reader(ct: CtVolume) -> Callable[[np.ndarray, int], np.ndarray]:
                 continue
             part = block[lo - start:hi - start]
             if by_lut:
-                np.take(_stored_lut(block.dtype, slope, intercept), part, out=out[lo - start:hi - start])
+                out[lo - start:hi - start] = _stored_lut(block.dtype, slope, intercept)[part]
             else:
                 out[lo - start:hi - start] = _block_density(part.astype(np.float32) * np.float32(slope)
                                                             + np.float32(intercept))

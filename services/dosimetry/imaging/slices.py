@@ -147,11 +147,12 @@ def check_volume_bytes(what: str, shape: tuple[int, int, int], itemsize: int) ->
                              "is built", "Rows")
 
 
-def slice_pixels(ds: Dataset, what: str, rows: int, cols: int) -> np.ndarray:
-    """The stored values of one single-frame slice of Rows × Columns."""
+def slice_pixels(ds: Dataset, what: str, rows: int, cols: int, *, copy: bool = True) -> np.ndarray:
+    """The stored values of one single-frame slice of Rows × Columns (``copy=False``: possibly a
+    read-only view on the instance's Pixel Data, for a caller that copies it into a volume)."""
     if int(ds.Rows) != rows or int(ds.Columns) != cols:
         raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-    pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}")
+    pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}", copy=copy)
     if pixels.shape != (rows, cols):
         raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
                             "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")

@@ -36,6 +36,7 @@ __all__ = [
     "SEG_STORAGE",
     "Voi",
     "automatic_liver_voi",
+    "is_seg",
     "normal_liver_voi",
     "rtstruct_vois",
     "seg_vois",
@@ -47,12 +48,18 @@ AUTO_THRESHOLD_FRACTION = 0.10
 _BODY_DENSITY_G_PER_ML = 0.5
 
 
+def is_seg(ds: Dataset) -> bool:
+    """A DICOM SEG instance (by SOP Class, else Modality): placed by its own geometry."""
+    return str(ds.get("SOPClassUID", "")) in SEG_STORAGE_CLASSES or str(ds.get("Modality", "")) == "SEG"
+
+
 def vois_from_dataset(ds: Dataset, reference: Grid | None, target: Grid, *, copy: bool = True) -> list[Voi]:
     """SEG or RTSTRUCT → VOIs; anything else is refused. ``copy=False``: a SEG is read in place
-    (the caller does not use ``ds`` again)."""
+    (the caller does not use ``ds`` again). ``reference``: the grid an RTSTRUCT's contours are
+    drawn on (the CT's; ``target`` when None); a SEG does not need it."""
     sop_class = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
-    if sop_class in SEG_STORAGE_CLASSES or modality == "SEG":
+    if is_seg(ds):
         return seg_vois(ds, target, copy=copy)
     if sop_class == RTSTRUCT_STORAGE or modality == "RTSTRUCT":
         return rtstruct_vois(ds, reference or target, target)

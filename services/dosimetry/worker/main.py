@@ -7,6 +7,10 @@ usual grids are prepared (:mod:`services.dosimetry.worker.warmup`).
 
 from __future__ import annotations
 
+import gc
+
+from celery.signals import worker_process_init
+
 from netliver.fhir.models import preload
 from netliver.logs import configure_logging
 from netliver.settings import Settings
@@ -30,3 +34,14 @@ from services.dosimetry.worker.warmup import tune_allocator, warm_up  # noqa: E4
 # process, and the kernel spectra of the usual grids.
 tune_allocator()
 warm_up(settings.dosimetry_warm_grids)
+
+
+def _freeze_start_up_objects(**_kwargs: object) -> None:
+    """Leave what the process holds at start (modules, tables, spectra) out of the cyclic
+    garbage collector's passes: a job makes hundreds of thousands of small objects (a DICOM
+    element each) and every full collection it triggers would walk the start-up heap too
+    (~0.1 s each in the clinical-size job). Cycles made by jobs are still collected."""
+    gc.freeze()
+
+
+worker_process_init.connect(_freeze_start_up_objects, weak=False)

@@ -1,0 +1,50 @@
+"""What the job benchmarks share: an ephemeral stack with an Orthanc (no Lua trigger, no auth,
+no rate limit, its own queue) and waiting for a job's Task to end with one request per poll."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TOKEN = "bench-internal-token"
+#: One Task read per poll, 25 times a second at most: the polling itself costs the gateway a few
+#: per cent of a core, which the job being measured shares on a small host.
+POLL_S = 0.04
+ENDED = {"completed", "failed", "cancelled", "entered-in-error"}
+
+
+@contextmanager
+def job_stack(data_dir: Path, queue: str) -> Iterator[tuple[Any, str]]:
+    """The stack (gateway, services, one worker, an Orthanc) and the Orthanc's URL."""
+    from infra.stack import StackConfig, running
+
+    cfg = StackConfig.ephemeral(data_dir, with_orthanc=True, orthanc_hook=False, env={
+        "AUTH_MODE": "off", "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0",
+        "INTERNAL_TOKEN": TOKEN, "ORTHANC_CATCHUP_S": "0", "JOB_QUEUE": queue})
+    with running(cfg) as stack:
+        yield stack, f"http://127.0.0.1:{cfg.orthanc_port}"
+
+
+def wait_for_task(gateway: str, task_id: str, started: float,
+                  on_stage: Callable[[str], None] | None = None) -> tuple[dict[str, Any], float]:
+    """The ended Task and the seconds from ``started`` (``time.perf_counter``) to when it was
+    seen ended; ``on_stage`` hears the stage the Task names (``businessStatus``) at each poll."""
+    while True:
+        task: dict[str, Any] = requests.get(f"{gateway}/fhir/Task/{task_id}", timeout=30).json()
+        if task["status"] in ENDED:
+            return task, time.perf_counter() - started
+        if on_stage is not None:
+            on_stage(str(task.get("businessStatus", {}).get("text", "")))
+        time.sleep(POLL_S)
+
+
+def job_record(gateway: str, task_id: str) -> dict[str, Any]:
+    """The gateway's record of a job (its stage timings, its error)."""
+    record: dict[str, Any] = requests.get(f"{gateway}/internal/jobs/{task_id}",
+                                          headers={"X-Internal-Token": TOKEN}, timeout=30).json()
+    return record
