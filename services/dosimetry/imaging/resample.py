@@ -54,6 +54,7 @@ __all__ = [
     "density_on_grid",
     "hu_to_density_g_per_ml",
     "resample_mask",
+    "resample_mask_box",
     "resample_scalar",
 ]
 
@@ -248,12 +249,24 @@ def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
     box = _bounding_box(mask)
     if box is None:
         return np.zeros(target.shape, dtype=bool)
-    # outside its bounding box the mask is 0, the value outside the source: averaging the box alone
-    # (its index origin moved to the box's corner) gives the same fractions at a fraction of the cost
+    return resample_mask_box(mask[box], (box[0].start, box[1].start, box[2].start), source, target)
+
+
+def resample_mask_box(box: np.ndarray, start: tuple[int, int, int], source: Grid, target: Grid) -> np.ndarray:
+    """:func:`resample_mask` of a mask given as its bounding box ``box``, whose first voxel is
+    ``start`` on ``source`` (all else 0): the same voxels, without a source-sized mask on
+    parallel grids. Outside its box the mask is 0, the value outside the source: averaging the box
+    alone (its index origin moved to the box's corner) gives the same fractions at a fraction of
+    the cost. Oblique grids: the whole mask is made and sampled."""
+    matrix = _index_matrix(source, target)
+    if not _axis_aligned(matrix):
+        full = np.zeros(source.shape, dtype=np.bool_)
+        full[start[0]:start[0] + box.shape[0], start[1]:start[1] + box.shape[1], start[2]:start[2] + box.shape[2]] = box
+        return resample_mask(full, source, target)
     moved = matrix.copy()
-    for axis, part in enumerate(box):
-        moved[axis, 3] -= part.start
-    frac = _separable_average(mask[box], moved, target.shape, 0.0)
+    for axis, first in enumerate(start):
+        moved[axis, 3] -= first
+    frac = _separable_average(box, moved, target.shape, 0.0)
     return np.asarray(frac >= 0.5 - 1e-6)
 
 

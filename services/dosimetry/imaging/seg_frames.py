@@ -45,12 +45,7 @@ from services.dosimetry.imaging.frame_groups import (
     series_references_complete,
 )
 from services.dosimetry.imaging.grid import Grid
-from services.dosimetry.imaging.resample import (
-    _axis_aligned,
-    _index_matrix,
-    _separable_average,
-    resample_mask,
-)
+from services.dosimetry.imaging.resample import resample_mask_box
 
 __all__ = ["SegFrames", "SegmentBox", "mask_on_grid", "read_frames", "segment_box"]
 
@@ -336,16 +331,6 @@ def segment_box(frames: SegFrames, number: int) -> SegmentBox | None:
 
 def mask_on_grid(box: SegmentBox, source: Grid, target: Grid) -> np.ndarray:
     """``box`` (on ``source``) on ``target``: the same voxels as
-    :func:`~services.dosimetry.imaging.resample.resample_mask` of the full mask, which averages
-    the same bounding box. Oblique grids: the full mask is made and resampled."""
-    matrix = _index_matrix(source, target)
-    if not _axis_aligned(matrix):
-        full = np.zeros(source.shape, dtype=np.bool_)
-        (k, r, c), shape = box.start, box.mask.shape
-        full[k:k + shape[0], r:r + shape[1], c:c + shape[2]] = box.mask
-        return resample_mask(full, source, target)
-    moved = matrix.copy()
-    for axis, start in enumerate(box.start):
-        moved[axis, 3] -= start
-    fraction = _separable_average(box.mask, moved, target.shape, 0.0)
-    return np.asarray(fraction >= 0.5 - 1e-6)
+    :func:`~services.dosimetry.imaging.resample.resample_mask` of the full mask."""
+    start = (int(box.start[0]), int(box.start[1]), int(box.start[2]))
+    return resample_mask_box(box.mask, start, source, target)
