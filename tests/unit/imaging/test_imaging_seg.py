@@ -31,6 +31,7 @@ from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
 from services.dosimetry.imaging.voi import seg_vois
 from services.dosimetry.imaging.volume import ct_volume
 from tests.support.memory_dicomweb import MemoryDicomweb
+from tests.support.seg_pixels import seg_pixel_array
 
 C_GY_KG_PER_GBQ = 49.67  # EANM 2022 dose constant
 ACTIVITY_GBQ = 1.5
@@ -75,14 +76,7 @@ def _seg(study: PhantomStudy, segments: list[tuple[str, str, np.ndarray]], *, se
     """A SEG written by highdicom on the CT: ``segments`` are (label, kind, array on the CT)."""
     descriptions = [_description(n, label, kind) for n, (label, kind, _) in enumerate(segments, start=1)]
     arrays = [a for _, _, a in segments]
-    if seg_type == "LABELMAP":
-        pixels = np.zeros(arrays[0].shape, dtype=np.uint8)
-        for n, a in enumerate(arrays, start=1):
-            pixels[a.astype(bool)] = n
-    elif seg_type == "FRACTIONAL":
-        pixels = np.stack(arrays, axis=-1).astype(np.float32)
-    else:
-        pixels = np.stack(arrays, axis=-1).astype(np.uint8)
+    pixels = seg_pixel_array(arrays, seg_type)
     return hd.seg.Segmentation(
         source_images=source or study.ct, pixel_array=pixels, segmentation_type=seg_type,
         segment_descriptions=descriptions, series_instance_uid=series_uid or hd.UID(), series_number=20,

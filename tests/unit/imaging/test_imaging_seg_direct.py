@@ -40,6 +40,7 @@ from services.dosimetry.imaging.phantoms import (
 )
 from services.dosimetry.imaging.seg_frames import mask_on_grid, read_frames, segment_box
 from services.dosimetry.imaging.volume import activity_volume, ct_volume
+from tests.support.seg_pixels import seg_pixel_array
 
 LIVER = ("normal liver", "tumour 1", "tumour 2")
 
@@ -68,14 +69,7 @@ def _seg(source: list[Dataset], arrays: list[np.ndarray], *, labels: list[str] |
         Code("108369006", "SCT", "Neoplasm"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL, tracking_uid=hd.UID(), tracking_id=label)
         for n, label in enumerate(labels, start=1)]
-    if seg_type == "LABELMAP":
-        pixels = np.zeros(arrays[0].shape, dtype=np.uint8)
-        for n, a in enumerate(arrays, start=1):
-            pixels[a.astype(bool)] = n
-    elif seg_type == "FRACTIONAL":
-        pixels = np.stack(arrays, axis=-1).astype(np.float32)
-    else:
-        pixels = np.stack(arrays, axis=-1).astype(np.uint8)
+    pixels = seg_pixel_array(arrays, seg_type)
     return hd.seg.Segmentation(
         source_images=source, pixel_array=pixels, segmentation_type=seg_type, segment_descriptions=descriptions,
         series_instance_uid=series_uid or hd.UID(), series_number=20, sop_instance_uid=hd.UID(), instance_number=1,
