@@ -246,14 +246,17 @@ def _index_matrix(source: Grid, target: Grid) -> np.ndarray:
     return np.asarray(np.linalg.inv(source.affine) @ target.affine)
 
 
-def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
+def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float,
+            matrix: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``values`` over each target voxel.
 
     Grids with parallel axes (the usual SPECT/CT and PET/CT case): exact volume-weighted
     average (:func:`_separable_average`). Oblique grids: mean of m×m×m sub-samples per target
-    voxel (order 1 trilinear, 0 nearest).
+    voxel (order 1 trilinear, 0 nearest). ``matrix``: :func:`_index_matrix` of the two grids
+    when the caller has it already.
     """
-    matrix = _index_matrix(source, target)
+    if matrix is None:
+        matrix = _index_matrix(source, target)
     if _axis_aligned(matrix):
         return _separable_average(values, matrix, target.shape, cval)
     values = values.astype(np.float32, copy=False)
@@ -289,13 +292,7 @@ def resample_scalar(volume: ScalarVolume, target: Grid, cval: float) -> np.ndarr
 def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
     """A boolean mask on ``source`` moved onto ``target``: a target voxel is in when at least
     half of its volume is (parallel grids), or half of its nearest sub-samples are (oblique)."""
-    matrix = _index_matrix(source, target)
-    if not _axis_aligned(matrix):
-        return np.asarray(_sample(mask, source, target, 0, 0.0) >= 0.5 - 1e-6)
-    box = _bounding_box(mask)
-    if box is None:
-        return np.zeros(target.shape, dtype=bool)
-    return resample_mask_box(mask[box], (box[0].start, box[1].start, box[2].start), source, target)
+    return _mask_on(mask, source, target, _index_matrix(source, target))
 
 
 def resample_mask_box(box: np.ndarray, start: tuple[int, int, int], source: Grid, target: Grid) -> np.ndarray:
@@ -304,11 +301,26 @@ def resample_mask_box(box: np.ndarray, start: tuple[int, int, int], source: Grid
     parallel grids. Outside its box the mask is 0, the value outside the source: averaging the box
     alone (its index origin moved to the box's corner) gives the same fractions at a fraction of
     the cost. Oblique grids: the whole mask is made and sampled."""
-    matrix = _index_matrix(source, target)
+    return _mask_box_on(box, start, source, target, _index_matrix(source, target))
+
+
+def _mask_on(mask: np.ndarray, source: Grid, target: Grid, matrix: np.ndarray) -> np.ndarray:
+    """:func:`resample_mask` with the grids' :func:`_index_matrix` ``matrix`` (worked out once a mask)."""
+    if not _axis_aligned(matrix):
+        return np.asarray(_sample(mask, source, target, 0, 0.0, matrix) >= 0.5 - 1e-6)
+    box = _bounding_box(mask)
+    if box is None:
+        return np.zeros(target.shape, dtype=bool)
+    return _mask_box_on(mask[box], (box[0].start, box[1].start, box[2].start), source, target, matrix)
+
+
+def _mask_box_on(box: np.ndarray, start: tuple[int, int, int], source: Grid, target: Grid,
+                 matrix: np.ndarray) -> np.ndarray:
+    """:func:`resample_mask_box` with the grids' :func:`_index_matrix` ``matrix``."""
     if not _axis_aligned(matrix):
         full = np.zeros(source.shape, dtype=np.bool_)
         full[start[0]:start[0] + box.shape[0], start[1]:start[1] + box.shape[1], start[2]:start[2] + box.shape[2]] = box
-        return resample_mask(full, source, target)
+        return _mask_on(full, source, target, matrix)
     moved = matrix.copy()
     for axis, first in enumerate(start):
         moved[axis, 3] -= first
