@@ -192,11 +192,13 @@ def _one_value(values: list[tuple[float, ...] | None], count: int) -> list[float
     return list(first)
 
 
-def _shared_hint(between: Any) -> tuple[bool, float | None]:
-    """(readable, the shared SpacingBetweenSlices or None when absent)."""
-    if between is None:
+def _shared_hint(measures: Dataset) -> tuple[bool, float | None]:
+    """(readable, the shared SpacingBetweenSlices or None when absent). Present without a value, the
+    reference reader looks for it in every frame instead: not read here."""
+    if "SpacingBetweenSlices" not in measures:
         return True, None
-    hint = _floats([between], 1) if not isinstance(between, (list, tuple)) else None
+    between = measures.SpacingBetweenSlices
+    hint = _floats([between], 1) if between is not None and not isinstance(between, (list, tuple)) else None
     return (True, hint[0]) if hint and hint[0] != 0.0 else (False, None)
 
 
@@ -221,7 +223,7 @@ def _geometry(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], l
         if not measures_seq or PIXEL_MEASURES in first:
             return None
         spacing = _floats(measures_seq[0].get("PixelSpacing", []), 2)
-        readable, hint = _shared_hint(measures_seq[0].get("SpacingBetweenSlices"))
+        readable, hint = _shared_hint(measures_seq[0])
     else:
         spacing = _one_value([frame.pixel_spacing for frame in frames], 2)
         betweens = [frame.between for frame in frames]

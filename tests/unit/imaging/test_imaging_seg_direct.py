@@ -598,6 +598,11 @@ def _no_pixel_spacing(ds: Dataset) -> None:
     del ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence
 
 
+def _empty_slice_spacing(ds: Dataset) -> None:
+    """SpacingBetweenSlices present with no value: highdicom then looks for it in every frame."""
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = None
+
+
 def _fewer_frames_counted(ds: Dataset) -> None:
     ds.NumberOfFrames = int(ds.NumberOfFrames) - 1
 
@@ -628,9 +633,9 @@ def _unnamed_referenced_series(ds: Dataset) -> None:
 
 MALFORMED: list[Callable[[Dataset], None]] = [
     _frame_between_planes, _frame_shifted_in_plane, _duplicate_frame, _no_position_in_a_frame,
-    _no_dimension_values_in_a_frame, _no_segment_in_a_frame, _no_pixel_spacing, _fewer_frames_counted,
-    _short_pixel_data, _unknown_segment, _no_frame_of_reference, _unnamed_source_image, _unnamed_referenced_instance,
-    _unnamed_referenced_series]
+    _no_dimension_values_in_a_frame, _no_segment_in_a_frame, _no_pixel_spacing, _empty_slice_spacing,
+    _fewer_frames_counted, _short_pixel_data, _unknown_segment, _no_frame_of_reference, _unnamed_source_image,
+    _unnamed_referenced_instance, _unnamed_referenced_series]
 
 
 @pytest.mark.parametrize("spoil", MALFORMED, ids=lambda f: f.__name__.strip("_"))
