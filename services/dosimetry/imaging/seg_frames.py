@@ -202,37 +202,46 @@ def _shared_hint(measures: Dataset) -> tuple[bool, float | None]:
     return (True, hint[0]) if hint and hint[0] != 0.0 else (False, None)
 
 
-def _geometry(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], list[float], float | None] | None:
-    """(ImageOrientationPatient, PixelSpacing, SpacingBetweenSlices or None) as the reference reads
-    them: each functional group from the shared item, or, when the shared item lacks it, from
-    every frame, which must all give the same numbers (a group in both places is left to it)."""
-    if "PlanePositionSequence" in shared:
-        return None
-    first = frames[0].groups
-    orientation: list[float] | None
-    if "PlaneOrientationSequence" in shared:
-        orientation_seq = shared.PlaneOrientationSequence
-        orientation = _floats(orientation_seq[0].get("ImageOrientationPatient", []), 6) \
-            if orientation_seq and PLANE_ORIENTATION not in first else None
-    else:
-        orientation = _one_value([frame.orientation for frame in frames], 6)
-    spacing: list[float] | None
-    hint: float | None
-    if "PixelMeasuresSequence" in shared:
-        measures_seq = shared.PixelMeasuresSequence
-        if not measures_seq or PIXEL_MEASURES in first:
-            return None
-        spacing = _floats(measures_seq[0].get("PixelSpacing", []), 2)
-        readable, hint = _shared_hint(measures_seq[0])
-    else:
+def _orientation(shared: Dataset, frames: list[FrameFacts]) -> list[float] | None:
+    """ImageOrientationPatient: the shared item's, or, when it has no Plane Orientation, the one
+    every frame gives."""
+    if "PlaneOrientationSequence" not in shared:
+        return _one_value([frame.orientation for frame in frames], 6)
+    sequence = shared.PlaneOrientationSequence
+    if not sequence or PLANE_ORIENTATION in frames[0].groups:
+        return None  # shared and per frame: left to the reference
+    return _floats(sequence[0].get("ImageOrientationPatient", []), 6)
+
+
+def _measures(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], float | None] | None:
+    """(PixelSpacing, SpacingBetweenSlices or None): the shared item's, or, when it has no Pixel
+    Measures, those every frame gives (SpacingBetweenSlices in every frame or in none)."""
+    if "PixelMeasuresSequence" not in shared:
         spacing = _one_value([frame.pixel_spacing for frame in frames], 2)
         betweens = [frame.between for frame in frames]
-        given = _one_value(betweens, 1)
-        readable = all(between is None for between in betweens) or (given is not None and given[0] != 0.0)
-        hint = given[0] if given is not None else None
-    if orientation is None or spacing is None or not readable:
+        if spacing is None or all(between is None for between in betweens):
+            return None if spacing is None else (spacing, None)
+        between = _one_value(betweens, 1)
+        return (spacing, between[0]) if between is not None and between[0] != 0.0 else None
+    sequence = shared.PixelMeasuresSequence
+    if not sequence or PIXEL_MEASURES in frames[0].groups:
+        return None  # shared and per frame: left to the reference
+    spacing = _floats(sequence[0].get("PixelSpacing", []), 2)
+    readable, hint = _shared_hint(sequence[0])
+    return (spacing, hint) if spacing is not None and readable else None
+
+
+def _geometry(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], list[float], float | None] | None:
+    """(ImageOrientationPatient, PixelSpacing, SpacingBetweenSlices or None) as the reference reads
+    them: each functional group from the shared item, or from every frame when the shared item
+    lacks it (a group in both places is left to the reference)."""
+    if "PlanePositionSequence" in shared:
         return None
-    return orientation, spacing, hint
+    orientation = _orientation(shared, frames)
+    measures = _measures(shared, frames)
+    if orientation is None or measures is None:
+        return None
+    return orientation, measures[0], measures[1]
 
 
 def _per_frame(frames: list[FrameFacts], dimensions: int, shared_segment: int | None

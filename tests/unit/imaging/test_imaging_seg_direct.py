@@ -466,7 +466,8 @@ def test_a_deflated_seg_is_left_to_highdicom(study: PhantomStudy) -> None:
 
 
 def test_a_slice_spacing_given_per_frame_is_left_to_highdicom(study: PhantomStudy) -> None:
-    """highdicom takes SpacingBetweenSlices from the frames when the shared item lacks it."""
+    """highdicom takes SpacingBetweenSlices from the frames when the shared item lacks it; here the
+    Pixel Measures group is both shared and per frame, which the direct reader leaves to it."""
     assert study.seg is not None
     ds = deepcopy(study.seg)
     shared = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
