@@ -26,6 +26,7 @@ not overlap the activity volume.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import numpy as np
@@ -44,8 +45,9 @@ SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SEG_STORAGE_CLASSES = (SEG_STORAGE, "1.2.840.10008.5.1.4.1.1.66.7")
 
 _EXPRESSION = "segmentationSeriesUid"
-# What highdicom raises on a SEG it cannot interpret (malformed or missing attributes).
-_READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError)
+# What highdicom raises on a SEG it cannot interpret (malformed or missing attributes; its frame
+# table is an SQLite table whose columns refuse a per-frame value given empty).
+_READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError, sqlite3.Error)
 
 
 def _read(ds: Dataset, what: str, copy: bool) -> Any:

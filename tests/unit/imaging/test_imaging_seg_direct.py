@@ -518,6 +518,11 @@ def _slice_spacing_in_the_first_frame_only(ds: Dataset) -> None:
         del item.PixelMeasuresSequence[0].SpacingBetweenSlices
 
 
+def _slice_spacing_without_a_value(ds: Dataset) -> None:
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        item.PixelMeasuresSequence[0].SpacingBetweenSlices = None
+
+
 def _orientation_shared_as_well(ds: Dataset) -> None:
     """Both places (PS3.3 C.7.6.16 allows one): highdicom takes the shared item."""
     frame = ds.PerFrameFunctionalGroupsSequence[0]
@@ -534,6 +539,7 @@ PER_FRAME_SPOILT: list[tuple[Callable[[Dataset], None], str | None]] = [
     (_no_orientation_in_a_frame, "cannot be read"),
     (_no_pixel_spacing_in_a_frame, "cannot be read"),
     (_slice_spacing_in_the_first_frame_only, "cannot be read"),
+    (_slice_spacing_without_a_value, "cannot be read"),
     (_orientation_shared_as_well, None)]
 
 
