@@ -66,15 +66,23 @@ def with_compared_reports(store: FhirStore, body: dict[str, Any]) -> dict[str, A
     return {**body, "parameter": [*params, *added]}
 
 
-def _search_all(store: FhirStore, rtype: str, params: list[tuple[str, str]], base_url: str,
-                page_size: int = 200) -> list[dict[str, Any]]:
+def _search_pages(store: FhirStore, rtype: str, params: list[tuple[str, str]], base_url: str,
+                  page_size: int = 200) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every match of a search, page after page, and the resources its ``_include`` brought."""
     found: list[dict[str, Any]] = []
+    included: list[dict[str, Any]] = []
     while True:
         page = store.search(rtype, [*params, ("_count", str(page_size)), ("_offset", str(len(found)))], base_url)
-        batch = [e["resource"] for e in page.get("entry", []) if e.get("resource")]
+        entries = [e for e in page.get("entry", []) if e.get("resource")]
+        batch = [e["resource"] for e in entries if (e.get("search") or {}).get("mode", "match") == "match"]
+        included.extend(e["resource"] for e in entries if (e.get("search") or {}).get("mode") == "include")
         found.extend(batch)
         if not batch or len(found) >= int(page.get("total", len(found))):
-            return found
+            return found, included
+
+
+def _search_all(store: FhirStore, rtype: str, params: list[tuple[str, str]], base_url: str) -> list[dict[str, Any]]:
+    return _search_pages(store, rtype, params, base_url)[0]
 
 
 def with_patient_dose_records(store: FhirStore, body: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -95,14 +103,18 @@ def with_patient_dose_records(store: FhirStore, body: dict[str, Any], base_url: 
     subject = ("subject", patient)
     plans = _search_all(store, "Observation", [subject, ("code", f"{OBSERVATION_CODE_SYSTEM}|sirt-activity-plan")],
                         base_url)
-    reports = _search_all(store, "DiagnosticReport",
-                          [subject, ("code", f"{OBSERVATION_CODE_SYSTEM}|voxel-dosimetry-report")], base_url)
+    # the reports' result Observations come with them (one search, not one read per Observation)
+    reports, included = _search_pages(store, "DiagnosticReport",
+                                      [subject, ("code", f"{OBSERVATION_CODE_SYSTEM}|voxel-dosimetry-report"),
+                                       ("_include", "DiagnosticReport:result")], base_url)
+    results = {f"{r.get('resourceType')}/{r.get('id')}": r for r in included}
     records: list[dict[str, Any]] = [*plans, *reports]
     for report in reports:
         for item in report.get("result") or []:
             ref = str(item.get("reference", ""))
             if ref.startswith("Observation/"):
-                records.append(_read(store, ref, f"DiagnosticReport/{report.get('id')}.result"))
+                # one the search did not bring (gone from the store) is read, to be named as missing
+                records.append(results.get(ref) or _read(store, ref, f"DiagnosticReport/{report.get('id')}.result"))
     return {**body, "parameter": [*params, *({"name": "record", "resource": r} for r in records)]}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from netliver.fhir.outcome import FhirError
 
-__all__ = ["JSON_FORMATS", "apply_json_patch", "format_refusal", "prefer_return"]
+__all__ = ["JSON_FORMATS", "apply_json_patch", "format_refusal", "prefer_return", "prefers_async"]
 
 #: ``_format`` values and media types answered with FHIR JSON.
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
@@ -134,6 +134,11 @@ def format_refusal(format_param: str | None, accept: str | None) -> FhirError | 
             return FhirError(406, "not-supported", f"Accept: {accept} is not served: only application/fhir+json",
                              "Accept")
     return None
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """Whether a ``Prefer`` header asks ``respond-async`` (RFC 7240 §4.1)."""
+    return any(part.strip().partition("=")[0].strip().lower() == "respond-async" for part in (prefer or "").split(","))
 
 
 def prefer_return(prefer: str | None) -> str:

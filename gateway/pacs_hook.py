@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 from gateway.auth import require_hook_auth, require_internal_token
+from gateway.fhir_interactions import prefers_async
 from gateway.scope_registry import ORTHANC_HOOK
 from gateway.writeback import write_results
 from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, classify_study, missing_instances
@@ -325,14 +327,28 @@ def _start_catch_up_thread(handler: StableStudyHandler, every_s: float, app: Any
     threading.Thread(target=loop, name="orthanc-catch-up", daemon=True).start()
 
 
+def _handle_later(handler: StableStudyHandler, orthanc_id: str, app: Any) -> None:
+    """A notification accepted with ``Prefer: respond-async``, handled after its answer; a
+    failure is logged (the ``/changes`` catch-up handles every stable study again)."""
+    try:
+        with app.test_request_context(base_url=handler.settings.base_url):
+            handler.handle(orthanc_id)
+    except Exception as exc:  # a thread of its own: nothing else would see it
+        _log.warning("stable-study notification failed", extra={"orthanc_id": orthanc_id, "error": str(exc)})
+
+
 def create_hooks_blueprint(deps: GatewayDeps) -> Blueprint:
     """The PACS hook views; the cursor table is added to ``deps.database``'s metadata."""
     bp = Blueprint("hooks", __name__)
     settings = deps.settings
     handler = StableStudyHandler(deps)
+    # notifications accepted asynchronously, handled one at a time in the order they came
+    later = ThreadPoolExecutor(1, thread_name_prefix="stable-study")
+    registered: dict[str, Any] = {}
 
     @bp.record_once
     def _on_register(state: Any) -> None:
+        registered["app"] = state.app
         if settings.orthanc_catch_up_s > 0:
             _start_catch_up_thread(handler, settings.orthanc_catch_up_s, state.app)
 
@@ -345,7 +361,13 @@ def create_hooks_blueprint(deps: GatewayDeps) -> Blueprint:
         study_id = body.get("ID")
         if not isinstance(study_id, str) or not study_id.strip():
             raise FhirError(422, "required", "ID (the Orthanc study id) is required", "ID")
-        result = handler.handle(checked_orthanc_id(study_id.strip()))
+        orthanc_id = checked_orthanc_id(study_id.strip())
+        if prefers_async(request.headers.get("Prefer")):
+            # Orthanc's Lua HttpPost holds the Lua lock, which Orthanc takes for the REST requests
+            # the study is resolved with: answered at once, the study is handled after the answer.
+            later.submit(_handle_later, handler, orthanc_id, registered["app"])
+            return fhir_response({"ID": orthanc_id, "accepted": True}, 202)
+        result = handler.handle(orthanc_id)
         return fhir_response(result, 202 if result.get("job") else 200)
 
     @bp.post("/hooks/orthanc/catch-up")

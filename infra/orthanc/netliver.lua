@@ -2,7 +2,8 @@
 --
 -- Orthanc calls OnStableStudy(studyId, tags, metadata) once no instance of the study has
 -- arrived for "StableAge" seconds. We POST {"ID": "<orthanc study id>"} as JSON to the
--- gateway's POST /hooks/orthanc/stable-study (public contract). The gateway resolves the study
+-- gateway's POST /hooks/orthanc/stable-study (public contract) with "Prefer: respond-async", so
+-- the gateway answers 202 at once and then resolves the study
 -- through Orthanc's REST API, records an ImagingStudy and, for a dosimetry study, starts the
 -- voxel dosimetry job; repeated posts of one study start no duplicate job, and a missed post
 -- is caught up by the gateway from Orthanc's /changes feed.
@@ -52,6 +53,9 @@ function OnStableStudy(studyId, tags, metadata)
   if bearer ~= nil then
     headers['Authorization'] = 'Bearer ' .. bearer
   end
+  -- Answered at once (202) and handled after the answer: HttpPost holds Orthanc's Lua lock, which
+  -- the REST requests the gateway resolves the study with would otherwise wait for.
+  headers['Prefer'] = 'respond-async'
   local body = '{"ID": ' .. jsonString(studyId) .. '}'
   -- HttpPost returns nil when the request fails; the gateway's /changes catch-up covers it.
   local answer = HttpPost(url, body, headers)

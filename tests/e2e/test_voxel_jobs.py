@@ -87,6 +87,11 @@ def test_stable_study_trigger_runs_one_job_and_writes_results(stack: Stack) -> N
     assert again.status_code == 202 and again.json()["job"] == f"Task/{task['id']}"
     assert again.json()["started"] is False
     assert _job(gw, task["id"])["attempts"] == 1
+    # Orthanc's notification was answered (not given up after its HTTP timeout while the gateway
+    # waited on Orthanc's Lua lock to resolve the study)
+    log = stack.orthanc.log_tail(200_000)
+    assert f"stable study {orthanc_id} notified" in log, log[-2000:]
+    assert f"notification for {orthanc_id}" not in log, log[-2000:]
     report_ref = next(o["valueReference"]["reference"] for o in done["output"] if "DiagnosticReport" in o["valueReference"]["reference"])
     report = requests.get(f"{gw}/fhir/{report_ref}", timeout=10).json()
     assert report["status"] == "final" and report["imagingStudy"]

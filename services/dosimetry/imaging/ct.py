@@ -16,7 +16,7 @@ and kept in HU.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +35,7 @@ from services.dosimetry.imaging.slices import (
     stack_slices,
 )
 
-__all__ = ["CtVolume", "ct_volume"]
+__all__ = ["CtVolume", "ct_slices", "ct_volume", "first_instance", "is_multiframe_ct", "slice_header"]
 
 _PIXEL_DATA = Tag(0x7FE0, 0x0010)
 
@@ -77,7 +77,7 @@ _GEOMETRY = ("SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Imag
              "ImageOrientationPatient", "PixelSpacing", "SpacingBetweenSlices", "SliceThickness", "Rows", "Columns")
 
 
-def _header(ds: Dataset, whole: bool) -> Dataset:
+def slice_header(ds: Dataset, whole: bool) -> Dataset:
     """``ds`` without its Pixel Data (``whole``), or only its :data:`_GEOMETRY`; the elements are
     shared, not copied."""
     header = Dataset()
@@ -133,38 +133,61 @@ def _permute_slices(stack: np.ndarray, order: np.ndarray) -> None:
             k = source
 
 
+def first_instance(datasets: Iterable[Dataset], expected: int = 0) -> tuple[Dataset, Iterator[Dataset], int]:
+    """The CT series' first instance (checked to be a CT), the rest of the stream, and the
+    instance count to size for (``expected``, else the length of a sized ``datasets``)."""
+    if not expected and isinstance(datasets, Sized):
+        expected = len(datasets)
+    stream = iter(datasets)
+    first = next(stream, None)
+    if first is None:
+        raise CtMismatchError("the CT series holds no instances; a CT is needed for tissue density", "Modality")
+    _check_ct(first)
+    return first, stream, expected
+
+
+def is_multiframe_ct(first: Dataset, expected: int) -> bool:
+    """Whether the series is one enhanced multi-frame CT instance (read whole, kept in HU)."""
+    return is_enhanced(first) and expected <= 1
+
+
+def ct_slices(first: Dataset, rest: Iterator[Dataset], expected: int) -> Iterator[tuple[Dataset, np.ndarray]]:
+    """Each per-slice CT instance, in arrival order, with its stored values (Rows × Columns; after
+    the first, possibly a read-only view on the instance's Pixel Data, to be copied or reduced
+    before the next). The whole volume's size is bounded before a slice is decoded."""
+    declared = declared_bytes(first)
+    if declared > 0:
+        rows, cols = int(first.Rows), int(first.Columns)
+        check_volume_bytes("CT", (max(expected, 1), rows, cols), declared // (rows * cols))
+    pixels = decoded_pixels(first, f"CT instance {first.get('SOPInstanceUID', '?')}")
+    if pixels.ndim != 2:
+        raise GeometryError(f"CT instance {first.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
+                            "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
+    check_volume_bytes("CT", (max(expected, 1), pixels.shape[0], pixels.shape[1]), pixels.dtype.itemsize)
+    rows, cols = pixels.shape
+    yield first, pixels
+    for ds in rest:
+        _check_ct(ds)
+        yield ds, slice_pixels(ds, "CT", rows, cols, copy=False)
+
+
 def ct_volume(datasets: Iterable[Dataset], expected: int = 0) -> CtVolume:
     """The CT series (per-slice instances, or one enhanced multi-frame instance) as stored
     values. ``expected`` (e.g. the instance count the PACS lists) sizes the volume up front."""
-    if not expected and isinstance(datasets, Sized):
-        expected = len(datasets)
+    first, rest, expected = first_instance(datasets, expected)
+    if is_multiframe_ct(first, expected):
+        return _enhanced_ct(first)
     stack: np.ndarray | None = None
     headers: list[Dataset] = []
     rescales: list[tuple[float, float]] = []
-    for ds in datasets:
-        _check_ct(ds)
+    for ds, pixels in ct_slices(first, rest, expected):
         if stack is None:
-            if is_enhanced(ds) and expected <= 1:
-                return _enhanced_ct(ds)
-            declared = declared_bytes(ds)
-            if declared > 0:  # the whole volume bounded before a slice is decoded
-                rows, cols = int(ds.Rows), int(ds.Columns)
-                check_volume_bytes("CT", (max(expected, 1), rows, cols), declared // (rows * cols))
-            pixels = decoded_pixels(ds, f"CT instance {ds.get('SOPInstanceUID', '?')}")
-            if pixels.ndim != 2:
-                raise GeometryError(f"CT instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
-                                    "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
-            shape = (max(expected, 1), pixels.shape[0], pixels.shape[1])
-            check_volume_bytes("CT", shape, pixels.dtype.itemsize)
-            stack = np.empty(shape, dtype=pixels.dtype)
-        else:
-            pixels = slice_pixels(ds, "CT", stack.shape[1], stack.shape[2], copy=False)  # copied into the stack
+            stack = np.empty((max(expected, 1), *pixels.shape), dtype=pixels.dtype)
         stack = _put(stack, len(headers), pixels)
         rescales.append(rescale(ds))
-        headers.append(_header(ds, whole=not headers))
+        headers.append(slice_header(ds, whole=not headers))
         del ds, pixels  # the instance (with its Pixel Data) is not held past its slice
-    if stack is None:
-        raise CtMismatchError("the CT series holds no instances; a CT is needed for tissue density", "Modality")
+    assert stack is not None  # ct_slices yields the first instance at least
     order, grid = slice_geometry(headers, "CT")
     check_volume_bytes("CT", grid.shape, stack.dtype.itemsize)
     stack = stack[:len(headers)]

@@ -5,7 +5,9 @@ datasets on first access (~0.3 ms an item, most of it the Derivation Image Seque
 reads here). When the sequence is still the encoded bytes pydicom read (explicit VR little
 endian), :func:`frame_facts` walks them instead: each item's elements are listed by tag and
 length, sequences skipped by their length (or walked to their delimiter, PS3.5 7.5), and only
-the first item of Frame Content, Plane Position and Segment Identification is looked into.
+the first item of Frame Content, Plane Position, Segment Identification and, when a frame has
+them, Plane Orientation and Pixel Measures is looked into (a number string repeated in every
+frame is parsed once).
 Otherwise (the sequence was built in memory or already read, implicit VR, anything the walk does
 not recognise) the same facts come from pydicom's datasets: both ways give equal facts.
 """
@@ -13,8 +15,9 @@ not recognise) the same facts come from pydicom's datasets: both ways give equal
 from __future__ import annotations
 
 import contextlib
+import math
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -26,10 +29,15 @@ PER_FRAME = 0x52009230  # PerFrameFunctionalGroupsSequence
 FRAME_CONTENT = 0x00209111
 PLANE_POSITION = 0x00209113
 SEGMENT_IDENTIFICATION = 0x0062000A
+PLANE_ORIENTATION = 0x00209116
+PIXEL_MEASURES = 0x00289110
 _DIMENSION_INDEX_VALUES = 0x00209157
 _STACK_ID = 0x00209056
 _IN_STACK_POSITION = 0x00209057
 _IMAGE_POSITION = 0x00200032
+_IMAGE_ORIENTATION = 0x00200037
+_PIXEL_SPACING = 0x00280030
+_SPACING_BETWEEN_SLICES = 0x00180088
 _SEGMENT_NUMBER = 0x0062000B
 _DERIVATION_IMAGE = 0x00089124
 _SOURCE_IMAGE = 0x00082112
@@ -54,7 +62,10 @@ class FrameFacts(NamedTuple):
     without a Frame Content item); whether StackID and InStackPositionNumber are there; its
     ImagePositionPatient (None when absent or not three numbers); its one ReferencedSegmentNumber
     (None when absent or several); whether every Source Image item of its Derivation Image items
-    names its ReferencedSOPInstanceUID (the reference reader refuses the SEG otherwise)."""
+    names its ReferencedSOPInstanceUID (the reference reader refuses the SEG otherwise); and the
+    frame's own ImageOrientationPatient (Plane Orientation), PixelSpacing and SpacingBetweenSlices
+    (Pixel Measures), each None when the frame does not give it and an empty tuple when its value
+    is not finite numbers."""
 
     groups: frozenset[int]
     dimension_values: int | None
@@ -62,6 +73,9 @@ class FrameFacts(NamedTuple):
     position: tuple[float, float, float] | None
     segment: int | None
     sources_named: bool
+    orientation: tuple[float, ...] | None = None
+    pixel_spacing: tuple[float, ...] | None = None
+    between: tuple[float, ...] | None = None
 
 
 class _Unreadable(Exception):
@@ -76,6 +90,15 @@ def _position(values: list[str] | None) -> tuple[float, float, float] | None:
     except (TypeError, ValueError):
         return None
     return (x, y, z)
+
+
+def _numbers(values: list[Any]) -> tuple[float, ...]:
+    """Decimal strings as floats (as pydicom reads DS); empty when one is not a finite number."""
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return ()
+    return out if all(math.isfinite(v) for v in out) else ()
 
 
 # -- from the encoded bytes --------------------------------------------------------------------
@@ -168,7 +191,24 @@ def _text(buf: bytes, element: tuple[bytes, int, int | None], vr: bytes) -> list
     return buf[start:start + length].decode("ascii").strip(" ").split("\\")
 
 
-def _raw_frame(buf: bytes, found: dict[int, tuple[bytes, int, int | None]]) -> FrameFacts:
+def _raw_numbers(buf: bytes, item: dict[int, tuple[bytes, int, int | None]] | None, tag: int,
+                 parsed: dict[bytes, tuple[float, ...]]) -> tuple[float, ...] | None:
+    """The DS element ``tag`` of ``item`` as numbers (None when absent), each distinct string
+    parsed once (``parsed``: its text → its numbers, kept across the frames)."""
+    if item is None or tag not in item:
+        return None
+    vr, start, length = item[tag]
+    if vr != b"DS" or length is None:
+        raise _Unreadable
+    raw = buf[start:start + length]
+    numbers = parsed.get(raw)
+    if numbers is None:
+        numbers = parsed[raw] = _numbers(raw.decode("ascii").strip(" ").split("\\"))
+    return numbers
+
+
+def _raw_frame(buf: bytes, found: dict[int, tuple[bytes, int, int | None]],
+               parsed: dict[bytes, tuple[float, ...]]) -> FrameFacts:
     content = _first_item(buf, found, FRAME_CONTENT)
     dimension_values = None
     stack = (False, False)
@@ -197,21 +237,33 @@ def _raw_frame(buf: bytes, found: dict[int, tuple[bytes, int, int | None]]) -> F
                                            if _DERIVATION_IMAGE in found else [])
                         if _SOURCE_IMAGE in derivation
                         for source in _sequence_items(buf, derivation[_SOURCE_IMAGE]))
-    return FrameFacts(frozenset(found), dimension_values, stack, position, segment, sources_named)
+    orientation = _raw_numbers(buf, _first_item(buf, found, PLANE_ORIENTATION), _IMAGE_ORIENTATION, parsed)
+    measures = _first_item(buf, found, PIXEL_MEASURES)
+    return FrameFacts(frozenset(found), dimension_values, stack, position, segment, sources_named, orientation,
+                      _raw_numbers(buf, measures, _PIXEL_SPACING, parsed),
+                      _raw_numbers(buf, measures, _SPACING_BETWEEN_SLICES, parsed))
 
 
 def _from_bytes(buf: bytes) -> list[FrameFacts]:
     facts = []
+    parsed: dict[bytes, tuple[float, ...]] = {}
     pos = 0
     while pos < len(buf):
         if _tag_at(buf, pos)[0] == _SEQUENCE_END:
             break
         found, pos = _item(buf, pos)
-        facts.append(_raw_frame(buf, found))
+        facts.append(_raw_frame(buf, found, parsed))
     return facts
 
 
 # -- from pydicom's datasets -------------------------------------------------------------------
+
+def _dataset_numbers(item: Dataset | None, keyword: str) -> tuple[float, ...] | None:
+    if item is None or keyword not in item:
+        return None
+    value = item[keyword].value
+    return _numbers(list(value) if isinstance(value, (MultiValue, list)) else [value])
+
 
 def _dataset_frame(item: Dataset) -> FrameFacts:
     content = item.get("FrameContentSequence")
@@ -231,7 +283,12 @@ def _dataset_frame(item: Dataset) -> FrameFacts:
     segment = number if isinstance(number, int) else None
     sources_named = all("ReferencedSOPInstanceUID" in source for derivation in item.get("DerivationImageSequence", [])
                         for source in derivation.get("SourceImageSequence", []))
-    return FrameFacts(frozenset(map(int, item.keys())), dimension_values, stack, position, segment, sources_named)
+    orientation_seq = item.get("PlaneOrientationSequence")
+    measures_seq = item.get("PixelMeasuresSequence")
+    measures = measures_seq[0] if measures_seq else None
+    return FrameFacts(frozenset(map(int, item.keys())), dimension_values, stack, position, segment, sources_named,
+                      _dataset_numbers(orientation_seq[0] if orientation_seq else None, "ImageOrientationPatient"),
+                      _dataset_numbers(measures, "PixelSpacing"), _dataset_numbers(measures, "SpacingBetweenSlices"))
 
 
 def _encoded(ds: Dataset, tag: int) -> bytes | None:

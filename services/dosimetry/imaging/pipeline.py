@@ -5,13 +5,15 @@
    decoded first, in patient coordinates and decay corrected to the administration
    (:mod:`.volume`), and placed in the CT's Frame of Reference once the CT's first instance is
    in (through the study's rigid Spatial Registration when the frames differ,
-   :mod:`.registration`). The CT is read as it arrives, each instance's stored values put into
-   the volume and the instance let go (:mod:`.ct`), while a thread fetches the SEG and reads it
+   :mod:`.registration`). The CT is read as it arrives: each instance's stored values become
+   mass density, reduced onto the emission grid's rows and columns, and the instance is let go
+   (:mod:`.ct_density`; no CT-sized array is made), while a thread fetches the SEG and reads it
    into VOIs on that grid (an RTSTRUCT waits for the CT's grid, on which it is drawn).
 2. **decode** — the activity series' completeness and the CT/activity match checked
    (:mod:`.resample`).
-3. **resample** — CT → mass density on the activity grid (box average of the HU-density table);
-   VOIs from the SEG/RTSTRUCT, or the automatic liver VOI (:mod:`.voi`).
+3. **resample** — the CT's mass density on the activity grid (the box average of the
+   HU-density table, finished along the normal once the CT is in); VOIs from the SEG/RTSTRUCT, or
+   the automatic liver VOI (:mod:`.voi`).
 4. **dose** — the engine (:mod:`services.dosimetry.domain.voxel`): ``ldm`` local deposition or
    ``dvk`` Y-90 soft-tissue kernel convolution, with the CT density map and patient-relative
    calibration over the whole field of view (the administered activity is distributed by the
@@ -52,11 +54,12 @@ from services.dosimetry.domain.radiobiology import (
     bed_metrics,
     tissue_for_role,
 )
+from services.dosimetry.imaging.ct_density import ct_density_on_grid
 from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.registration import emission_grid_in_ct_frame, segmentation_frame
-from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage, density_on_grid
+from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage
 from services.dosimetry.imaging.rtdose import (
     STORE_RETRY_DELAYS_S,
     build_rtdose,
@@ -70,7 +73,7 @@ from services.dosimetry.imaging.voi import (
     union,
     vois_from_dataset,
 )
-from services.dosimetry.imaging.volume import activity_volume, ct_volume
+from services.dosimetry.imaging.volume import activity_volume
 
 __all__ = ["BED_MAP_COMMENT", "METHODS", "RTDOSE_NOT_STORED", "STAGES", "VoiDose", "VoxelDosimetryResult", "bed_map", "non_negative_counts", "run_voxel_dosimetry"]
 
@@ -232,8 +235,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         # and read while the CT is stacked slice by slice as its instances arrive
         seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid, images.series,
                                  grid, activity.grid) if segmentation_series_uid else None
-        ct = ct_volume(itertools.chain([first_ct], ct_stream) if first_ct is not None else [],
-                       images.ct_instances)
+        # the CT's density on the emission grid, each instance reduced as it arrives (no CT-sized array)
+        ct = ct_density_on_grid(itertools.chain([first_ct], ct_stream) if first_ct is not None else [], grid,
+                                images.ct_instances)
         seg_read_vois, seg_datasets = seg_read.result() if seg_read is not None else ([], [])
     warnings = list(images.warnings)
 
@@ -250,7 +254,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         "assumed registered to the emission image by the scanner coordinates alone")
 
     begin("resample")
-    density = density_on_grid(ct, grid)
+    density = ct.density
     outside_ct = ct_coverage(ct.grid, grid) < 0.5
     positive = np.clip(activity.values, 0.0, None)
     share = float(positive[outside_ct].sum() / max(float(positive.sum()), 1e-30))

@@ -15,6 +15,8 @@ instance and what is wrong: no decoder for its TransferSyntaxUID (0002,0010), or
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -30,8 +32,34 @@ MAX_DECODED_BYTES = 1 << 30
 MAX_VOLUME_BYTES = 4 << 30
 
 
-def _int(ds: Dataset, keyword: str, default: int) -> int:
-    value = ds.get(keyword)
+@dataclass(frozen=True, slots=True)
+class _PixelHeader:
+    """The Image Pixel attributes (PS3.3 C.7.6.3) of one instance as its header gives them, read
+    from the Dataset once: the size bound and the direct reading both need them, and every read by
+    keyword costs pydicom a look-up (microseconds each, on every slice of a series)."""
+
+    rows: Any
+    columns: Any
+    frames: Any
+    samples: Any
+    allocated: Any
+    stored: Any
+    representation: Any
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _PixelHeader:
+        return cls(ds.get("Rows"), ds.get("Columns"), ds.get("NumberOfFrames"), ds.get("SamplesPerPixel"),
+                   ds.get("BitsAllocated"), ds.get("BitsStored"), ds.get("PixelRepresentation"))
+
+    def declared_bytes(self) -> int:
+        parts = [_int(self.rows, 0), _int(self.columns, 0), _int(self.frames, 1), _int(self.samples, 1),
+                 math.ceil(_int(self.allocated, 0) / 8)]
+        if any(p < 0 for p in parts):
+            return -1
+        return math.prod(parts)
+
+
+def _int(value: Any, default: int) -> int:
     try:
         return int(value) if value not in (None, "") else default
     except (TypeError, ValueError):
@@ -40,26 +68,29 @@ def _int(ds: Dataset, keyword: str, default: int) -> int:
 
 def declared_bytes(ds: Dataset) -> int:
     """Bytes of the decoded pixel array the header declares (−1 when a value is not a number)."""
-    parts = [_int(ds, "Rows", 0), _int(ds, "Columns", 0), _int(ds, "NumberOfFrames", 1),
-             _int(ds, "SamplesPerPixel", 1), math.ceil(_int(ds, "BitsAllocated", 0) / 8)]
-    if any(p < 0 for p in parts):
-        return -1
-    return math.prod(parts)
+    return _PixelHeader.of(ds).declared_bytes()
 
 
 def check_declared_size(ds: Dataset, what: str) -> None:
     """Refuse Pixel Data that is absent or whose declared decoded size is over the bound."""
+    _checked_header(ds, what)
+
+
+def _checked_header(ds: Dataset, what: str) -> _PixelHeader:
+    """:func:`check_declared_size`, giving the header it read."""
     if "PixelData" not in ds:
         raise PixelDataError(f"{what} has no PixelData (7FE0,0010)", "PixelData")
-    size = declared_bytes(ds)
+    header = _PixelHeader.of(ds)
+    size = header.declared_bytes()
     if size <= 0:
         raise PixelDataError(f"{what}: Rows, Columns, NumberOfFrames or BitsAllocated (0028,0010/0011/0008/"
                              "0100) is missing or not a positive number", "Rows")
     if size > MAX_DECODED_BYTES:
         raise PixelDataError(
-            f"{what} declares {size / 2**30:.1f} GiB of pixels (Rows {ds.get('Rows')} × Columns {ds.get('Columns')} "
-            f"× NumberOfFrames {ds.get('NumberOfFrames') or 1} × BitsAllocated {ds.get('BitsAllocated')}); at most "
+            f"{what} declares {size / 2**30:.1f} GiB of pixels (Rows {header.rows} × Columns {header.columns} "
+            f"× NumberOfFrames {header.frames or 1} × BitsAllocated {header.allocated}); at most "
             f"{MAX_DECODED_BYTES / 2**30:.0f} GiB per instance is decoded", "NumberOfFrames")
+    return header
 
 
 def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
@@ -75,7 +106,7 @@ def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
 _NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
-def _native_pixels(ds: Dataset, copy: bool = True) -> np.ndarray | None:
+def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None = None) -> np.ndarray | None:
     """The stored values of an uncompressed little-endian instance read straight from its bytes
     (what pydicom's decoder gives, without its per-call set-up: about a millisecond a CT slice, a
     quarter of a second a CT series), or None when anything is outside that plain case (another
@@ -84,15 +115,18 @@ def _native_pixels(ds: Dataset, copy: bool = True) -> np.ndarray | None:
     Unused high bits (Bits Stored < Bits Allocated) are shifted out as pydicom does (PS3.5 8.1.1):
     sign-extended for Pixel Representation 1, cleared for 0. ``copy=False``: a read-only view on
     the instance's bytes where nothing had to change (for a caller that copies the values anyway).
+    ``header``: the instance's Image Pixel attributes when the caller has read them already.
     """
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is None or str(syntax) not in _NATIVE_LITTLE_ENDIAN:
         return None
-    rows, cols, frames = _int(ds, "Rows", 0), _int(ds, "Columns", 0), _int(ds, "NumberOfFrames", 1)
-    allocated, stored = _int(ds, "BitsAllocated", 0), _int(ds, "BitsStored", 0)
-    representation = _int(ds, "PixelRepresentation", -1)
-    if (_int(ds, "SamplesPerPixel", 1) != 1 or allocated not in (8, 16, 32) or not 0 < stored <= allocated
+    if header is None:
+        header = _PixelHeader.of(ds)
+    rows, cols, frames = _int(header.rows, 0), _int(header.columns, 0), _int(header.frames, 1)
+    allocated, stored = _int(header.allocated, 0), _int(header.stored, 0)
+    representation = _int(header.representation, -1)
+    if (_int(header.samples, 1) != 1 or allocated not in (8, 16, 32) or not 0 < stored <= allocated
             or representation not in (0, 1) or min(rows, cols, frames) <= 0):
         return None
     data = ds.get("PixelData")
@@ -113,8 +147,8 @@ def _native_pixels(ds: Dataset, copy: bool = True) -> np.ndarray | None:
 def decoded_pixels(ds: Dataset, what: str, *, copy: bool = True) -> np.ndarray:
     """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded.
     ``copy=False`` may return a read-only view on the instance's Pixel Data (uncompressed)."""
-    check_declared_size(ds, what)
-    native = _native_pixels(ds, copy)
+    header = _checked_header(ds, what)
+    native = _native_pixels(ds, copy, header)
     if native is not None:
         return native
     try:

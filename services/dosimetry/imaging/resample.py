@@ -49,13 +49,17 @@ __all__ = [
     "HU_TO_DENSITY",
     "MIN_CT_OVERLAP",
     "SOFT_TISSUE_DENSITY_G_PER_ML",
+    "PlaneAverage",
     "check_ct_matches",
     "ct_coverage",
     "density_on_grid",
     "hu_to_density_g_per_ml",
+    "overlap_weights",
     "resample_mask",
     "resample_mask_box",
     "resample_scalar",
+    "slice_density",
+    "through_plane_average",
 ]
 
 #: (HU, g/mL) points of the piecewise-linear calibration (see the module docstring for sources).
@@ -97,7 +101,7 @@ def _subsamples(source: Grid, target: Grid) -> tuple[int, int, int]:
 _BLOCK_VOXELS = 2**19
 
 
-def _overlap_weights(n_target: int, n_source: int, scale: float, offset: float) -> np.ndarray:
+def overlap_weights(n_target: int, n_source: int, scale: float, offset: float) -> np.ndarray:
     """1-D weights (n_target × n_source): the share of target voxel t (source coordinates
     ``scale·t + offset`` ± |scale|/2) covered by source voxel u ([u − ½, u + ½])."""
     centres = scale * np.arange(n_target, dtype=np.float64) + offset
@@ -149,6 +153,54 @@ def _block_density(hu: np.ndarray) -> np.ndarray:
     return out
 
 
+class PlaneAverage:
+    """The in-plane half of the exact separable average: a source slice (rows × columns) reduced
+    onto the target's rows and columns by the overlap weights ``w_j`` (target rows × source rows)
+    and ``w_i`` (target columns × source columns), less ``cval`` times the share of each target
+    pixel the weights cover (so the through-plane sum plus ``cval`` counts the part outside the
+    source as ``cval``)."""
+
+    def __init__(self, w_j: np.ndarray, w_i: np.ndarray, cval: float) -> None:
+        self.size = w_j.shape[0] * w_i.shape[0]
+        self._shift = (cval * np.outer(w_j.sum(axis=1), w_i.sum(axis=1))).astype(np.float32).ravel()
+        self._rows = sparse.csr_matrix(w_j.astype(np.float32))  # (tj, nj)
+        self._columns_t = sparse.csr_matrix(w_i.T.astype(np.float32))  # (ni, ti)
+
+    @classmethod
+    def between(cls, source_rows: int, source_columns: int, target_rows: int, target_columns: int,
+                rows: tuple[float, float], columns: tuple[float, float], cval: float) -> PlaneAverage:
+        """Target row t covers source rows ``rows[0]·t + rows[1]`` (± half a scale), columns alike."""
+        return cls(overlap_weights(target_rows, source_rows, *rows),
+                   overlap_weights(target_columns, source_columns, *columns), cval)
+
+    def __call__(self, plane: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The reduced slice, flat (target rows × columns, float32), written into ``out`` when given."""
+        # rows first: the sparse weights multiply the slice as it lies in memory (no transposed
+        # copy of a source-sized slice), then the 1/ratio² smaller result along the columns
+        reduced = np.asarray(np.asarray(self._rows @ plane) @ self._columns_t, dtype=np.float32).ravel()
+        if out is None:
+            out = np.empty(self.size, dtype=np.float32)
+        np.subtract(reduced, self._shift, out=out)
+        return out
+
+
+def through_plane_average(planes: np.ndarray, order: np.ndarray, w_k: np.ndarray,
+                          target_shape: tuple[int, int, int], cval: float) -> np.ndarray:
+    """The separable average's last axis: reduced source slices (each from :class:`PlaneAverage`;
+    ``planes[order[k]]`` is source slice k) weighted onto the target slices they overlap, and
+    ``cval`` added back (float64, summed in float64 16 slices at a time: no copy of ``planes``)."""
+    out = np.zeros((target_shape[0], planes.shape[1]), dtype=np.float64)
+    step = 16
+    for start in range(0, len(order), step):
+        w = w_k[:, start:start + step]
+        touched = np.flatnonzero(w.any(axis=1))
+        if touched.size:
+            lo, hi = int(touched[0]), int(touched[-1]) + 1
+            out[lo:hi] += w[lo:hi] @ planes[order[start:start + step]]
+    out += cval
+    return out.reshape(target_shape)
+
+
 def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tuple[int, int, int], cval: float,
                        transform: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
     """Exact volume-weighted average for grids with parallel axes (same orientation, any
@@ -161,37 +213,31 @@ def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tup
     touches: besides the caller's array only a block's temporaries and the float64 result are held.
     """
     nk, nj, ni = values.shape
-    tj, ti = target_shape[1], target_shape[2]
-    w_k, w_j, w_i = (_overlap_weights(target_shape[a], values.shape[a], float(matrix[a, a]), float(matrix[a, 3]))
-                     for a in range(3))
-    # (values − cval) averaged = W·values − cval·(row sums of W): the shift costs no pass
-    shift = (cval * np.outer(w_j.sum(axis=1), w_i.sum(axis=1))).astype(np.float32).ravel()
-    sparse_j = sparse.csr_matrix(w_j.astype(np.float32))  # (tj, nj)
-    sparse_i_t = sparse.csr_matrix(w_i.T.astype(np.float32))  # (ni, ti)
+    w_k = overlap_weights(target_shape[0], nk, float(matrix[0, 0]), float(matrix[0, 3]))
+    in_plane = PlaneAverage.between(nj, ni, target_shape[1], target_shape[2],
+                                    (float(matrix[1, 1]), float(matrix[1, 3])),
+                                    (float(matrix[2, 2]), float(matrix[2, 3])), cval)
     step = max(1, _BLOCK_VOXELS // (nj * ni))
-    out = np.zeros(target_shape, dtype=np.float64)
+    out = np.zeros((target_shape[0], in_plane.size), dtype=np.float64)
     for start in range(0, nk, step):
         block = values[start:start + step]
         block = transform(block, start) if transform is not None else block.astype(np.float32, copy=False)
         n = block.shape[0]
-        plane = np.empty((n, tj * ti), dtype=np.float32)
+        plane = np.empty((n, in_plane.size), dtype=np.float32)
         for s in range(n):
-            # rows first: the sparse weights multiply the slice as it lies in memory (no transposed
-            # copy of a source-sized slice), then the 1/ratio² smaller result along the columns
-            plane[s] = np.asarray(np.asarray(sparse_j @ block[s]) @ sparse_i_t).ravel()
-        plane -= shift
+            in_plane(block[s], out=plane[s])
         w = w_k[:, start:start + n]
         touched = np.flatnonzero(w.any(axis=1))
         if touched.size:
             lo, hi = int(touched[0]), int(touched[-1]) + 1
-            out[lo:hi] += (w[lo:hi] @ plane).reshape(hi - lo, tj, ti)
+            out[lo:hi] += w[lo:hi] @ plane
     out += cval
-    return out
+    return out.reshape(target_shape)
 
 
 def _axis_coverage(n_source: int, scale: float, offset: float, n_target: int) -> np.ndarray:
     """Share of each target voxel inside the source along one axis."""
-    return np.asarray(_overlap_weights(n_target, n_source, scale, offset).sum(axis=1))
+    return np.asarray(overlap_weights(n_target, n_source, scale, offset).sum(axis=1))
 
 
 
@@ -200,14 +246,17 @@ def _index_matrix(source: Grid, target: Grid) -> np.ndarray:
     return np.asarray(np.linalg.inv(source.affine) @ target.affine)
 
 
-def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float) -> np.ndarray:
+def _sample(values: np.ndarray, source: Grid, target: Grid, order: int, cval: float,
+            matrix: np.ndarray | None = None) -> np.ndarray:
     """Mean of ``values`` over each target voxel.
 
     Grids with parallel axes (the usual SPECT/CT and PET/CT case): exact volume-weighted
     average (:func:`_separable_average`). Oblique grids: mean of m×m×m sub-samples per target
-    voxel (order 1 trilinear, 0 nearest).
+    voxel (order 1 trilinear, 0 nearest). ``matrix``: :func:`_index_matrix` of the two grids
+    when the caller has it already.
     """
-    matrix = _index_matrix(source, target)
+    if matrix is None:
+        matrix = _index_matrix(source, target)
     if _axis_aligned(matrix):
         return _separable_average(values, matrix, target.shape, cval)
     values = values.astype(np.float32, copy=False)
@@ -243,13 +292,7 @@ def resample_scalar(volume: ScalarVolume, target: Grid, cval: float) -> np.ndarr
 def resample_mask(mask: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
     """A boolean mask on ``source`` moved onto ``target``: a target voxel is in when at least
     half of its volume is (parallel grids), or half of its nearest sub-samples are (oblique)."""
-    matrix = _index_matrix(source, target)
-    if not _axis_aligned(matrix):
-        return np.asarray(_sample(mask, source, target, 0, 0.0) >= 0.5 - 1e-6)
-    box = _bounding_box(mask)
-    if box is None:
-        return np.zeros(target.shape, dtype=bool)
-    return resample_mask_box(mask[box], (box[0].start, box[1].start, box[2].start), source, target)
+    return _mask_on(mask, source, target, _index_matrix(source, target))
 
 
 def resample_mask_box(box: np.ndarray, start: tuple[int, int, int], source: Grid, target: Grid) -> np.ndarray:
@@ -258,11 +301,26 @@ def resample_mask_box(box: np.ndarray, start: tuple[int, int, int], source: Grid
     parallel grids. Outside its box the mask is 0, the value outside the source: averaging the box
     alone (its index origin moved to the box's corner) gives the same fractions at a fraction of
     the cost. Oblique grids: the whole mask is made and sampled."""
-    matrix = _index_matrix(source, target)
+    return _mask_box_on(box, start, source, target, _index_matrix(source, target))
+
+
+def _mask_on(mask: np.ndarray, source: Grid, target: Grid, matrix: np.ndarray) -> np.ndarray:
+    """:func:`resample_mask` with the grids' :func:`_index_matrix` ``matrix`` (worked out once a mask)."""
+    if not _axis_aligned(matrix):
+        return np.asarray(_sample(mask, source, target, 0, 0.0, matrix) >= 0.5 - 1e-6)
+    box = _bounding_box(mask)
+    if box is None:
+        return np.zeros(target.shape, dtype=bool)
+    return _mask_box_on(mask[box], (box[0].start, box[1].start, box[2].start), source, target, matrix)
+
+
+def _mask_box_on(box: np.ndarray, start: tuple[int, int, int], source: Grid, target: Grid,
+                 matrix: np.ndarray) -> np.ndarray:
+    """:func:`resample_mask_box` with the grids' :func:`_index_matrix` ``matrix``."""
     if not _axis_aligned(matrix):
         full = np.zeros(source.shape, dtype=np.bool_)
         full[start[0]:start[0] + box.shape[0], start[1]:start[1] + box.shape[1], start[2]:start[2] + box.shape[2]] = box
-        return resample_mask(full, source, target)
+        return _mask_on(full, source, target, matrix)
     moved = matrix.copy()
     for axis, first in enumerate(start):
         moved[axis, 3] -= first
@@ -318,29 +376,29 @@ def _cached_lut(dtype: str, slope: float, intercept: float) -> np.ndarray:
     return lut
 
 
+def slice_density(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Mass density (float32) of stored CT values (one slice or a block of slices sharing one
+    rescale): a gather in the stored-value table for 1- and 2-byte integers, else from HU."""
+    if stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
+        # indexing, not np.take: numpy's fancy indexing gathers a 1- or 2-byte index about
+        # twice as fast (a fifth of a clinical-size job's time went to np.take here)
+        return np.asarray(_stored_lut(stored.dtype, slope, intercept)[stored])
+    return _block_density(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+
+
 def _density_reader(ct: CtVolume) -> Callable[[np.ndarray, int], np.ndarray]:
     """Stored values of slices [start, start + n) → density (float32)."""
     runs = ct.rescale_runs()
-    by_lut = ct.stored.dtype.kind in "iu" and ct.stored.dtype.itemsize <= 2
 
     def read(block: np.ndarray, start: int) -> np.ndarray:
-        if by_lut:
-            inside = [r for r in runs if r[0] <= start and start + block.shape[0] <= r[1]]
-            if inside:  # the usual CT: one rescale for the whole block, one gather
-                # indexing, not np.take: numpy's fancy indexing gathers a 1- or 2-byte index about
-                # twice as fast (a fifth of a clinical-size job's time went to np.take here)
-                return np.asarray(_stored_lut(block.dtype, inside[0][2], inside[0][3])[block])
+        inside = [r for r in runs if r[0] <= start and start + block.shape[0] <= r[1]]
+        if inside:  # the usual CT: one rescale for the whole block
+            return slice_density(block, inside[0][2], inside[0][3])
         out = np.empty(block.shape, dtype=np.float32)
         for first, end, slope, intercept in runs:
             lo, hi = max(first, start), min(end, start + block.shape[0])
-            if lo >= hi:
-                continue
-            part = block[lo - start:hi - start]
-            if by_lut:
-                out[lo - start:hi - start] = _stored_lut(block.dtype, slope, intercept)[part]
-            else:
-                out[lo - start:hi - start] = _block_density(part.astype(np.float32) * np.float32(slope)
-                                                            + np.float32(intercept))
+            if lo < hi:
+                out[lo - start:hi - start] = slice_density(block[lo - start:hi - start], slope, intercept)
         return out
 
     return read

@@ -1,7 +1,8 @@
 """DICOM SEG (PS3.3 A.51, C.8.20), each segment as a mask on the activity grid.
 
-The usual SEG (BINARY or LABELMAP, uncompressed, one orientation and pixel spacing shared by
-all frames, frames forming one regularly spaced stack) is read directly by :mod:`.seg_frames`,
+The usual SEG (BINARY or LABELMAP, uncompressed, one orientation and pixel spacing for all
+frames, shared or repeated in every frame, frames forming one regularly spaced stack) is read
+directly by :mod:`.seg_frames`,
 each segment assembled over its bounding box only; every other SEG is read by highdicom as
 below, which is the reference: the two are tested to give the same masks.
 
@@ -25,6 +26,7 @@ not overlap the activity volume.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import numpy as np
@@ -43,8 +45,9 @@ SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SEG_STORAGE_CLASSES = (SEG_STORAGE, "1.2.840.10008.5.1.4.1.1.66.7")
 
 _EXPRESSION = "segmentationSeriesUid"
-# What highdicom raises on a SEG it cannot interpret (malformed or missing attributes).
-_READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError)
+# What highdicom raises on a SEG it cannot interpret (malformed or missing attributes; its frame
+# table is an SQLite table whose columns refuse a per-frame value given empty).
+_READ_ERRORS = (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError, sqlite3.Error)
 
 
 def _read(ds: Dataset, what: str, copy: bool) -> Any:
@@ -135,7 +138,7 @@ def _highdicom_vois(ds: Dataset, target: Grid, what: str, copy: bool) -> list[Vo
 def seg_vois(ds: Dataset, target: Grid, *, copy: bool = True, direct: bool = True) -> list[Voi]:
     """Every segment of a SEG instance as a VOI on ``target``. ``copy=False``: the caller hands
     ``ds`` over (highdicom turns it into its reader in place instead of copying a thousand
-    functional-group items first). The usual SEG (BINARY or LABELMAP, uncompressed, shared
+    functional-group items first). The usual SEG (BINARY or LABELMAP, uncompressed, one
     orientation, one regular stack: :mod:`.seg_frames`) is read directly; any other, or
     ``direct=False``, with highdicom. Both give the same VOIs."""
     what = f"SEG {ds.get('SOPInstanceUID', '?')}"

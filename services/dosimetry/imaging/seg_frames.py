@@ -10,18 +10,24 @@ are one shape, and :func:`read_frames` reads that shape directly (PS3.3 C.8.20, 
   LABELMAP, 8 or 16 unsigned bits whose value is the segment number (0 the background:
   PixelPaddingValue absent or 0);
   in an uncompressed little-endian transfer syntax;
-- orientation (PlaneOrientationSequence) and pixel spacing (PixelMeasuresSequence) in the
-  Shared Functional Groups; ImagePositionPatient (PlanePositionSequence) in every frame;
+- orientation (PlaneOrientationSequence) and pixel spacing (PixelMeasuresSequence) each either
+  in the Shared Functional Groups, or in every frame's Per-frame Functional Groups instead with
+  the same ImageOrientationPatient, PixelSpacing and SpacingBetweenSlices (given in every frame
+  or in none) in each, compared as numbers: highdicom keeps each frame's value and stacks the
+  frames only when they are all one (``Image._get_shared_frame_value``: one distinct value;
+  no tolerance; SliceThickness neither reader uses); ImagePositionPatient
+  (PlanePositionSequence) in every frame;
   ReferencedSegmentNumber (SegmentIdentificationSequence) per frame, or shared by all;
 - a Dimension Index Sequence over ReferencedSegmentNumber and ImagePositionPatient only
   (LABELMAP: ImagePositionPatient alone);
 - frames that stack into one regularly spaced volume by highdicom's own rule
   (:func:`highdicom.spatial.get_volume_positions`: missing positions allowed, 1 % of the step,
-  the shared SpacingBetweenSlices as the step when given), each (slice, segment) once.
+  the SpacingBetweenSlices as the step when given), each (slice, segment) once.
 
 The volume's grid is highdicom's (:class:`highdicom.VolumeGeometry`), so both readers place the
-frames on the same voxels. Anything else (FRACTIONAL, compressed, per-frame
-orientation, irregular or duplicated positions, missing or inconsistent attributes) gives None,
+frames on the same voxels. Anything else (FRACTIONAL, compressed, a per-frame orientation or
+pixel spacing that differs between frames or is also shared, irregular or duplicated positions,
+missing or inconsistent attributes) gives None,
 and the caller reads the SEG with highdicom, which stays the reference and names what is wrong.
 
 A segment is assembled only over its bounding box (slices, rows and columns holding a set pixel),
@@ -40,6 +46,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from services.dosimetry.imaging.frame_groups import (
+    PIXEL_MEASURES,
+    PLANE_ORIENTATION,
     FrameFacts,
     frame_facts,
     series_references_complete,
@@ -59,9 +67,9 @@ _POSITION = 0x00200032  # ImagePositionPatient, in PlanePositionSequence
 _POSITION_GROUP = 0x00209113
 _DIMENSIONS = {(_SEGMENT_NUMBER, _SEGMENT_GROUP), (_POSITION, _POSITION_GROUP)}
 #: Per-frame groups whose values the reference reader would take from each frame instead of the
-#: shared item: PlaneOrientationSequence, PixelMeasuresSequence, RealWorldValueMappingSequence,
-#: ConversionSourceAttributesSequence.
-_PER_FRAME_ONLY_IN_REFERENCE = frozenset({0x00209116, 0x00289110, 0x00409096, 0x00209172})
+#: shared item, and this reader does not: RealWorldValueMappingSequence,
+#: ConversionSourceAttributesSequence (Plane Orientation and Pixel Measures: :func:`_geometry`).
+_PER_FRAME_ONLY_IN_REFERENCE = frozenset({0x00409096, 0x00209172})
 
 
 @dataclass(frozen=True)
@@ -174,21 +182,66 @@ def _dimensions(ds: Dataset, labelmap: bool) -> list[int] | None:
     return pointers
 
 
-def _shared_geometry(shared: Dataset) -> tuple[list[float], list[float], float | None] | None:
-    """(ImageOrientationPatient, PixelSpacing, SpacingBetweenSlices or None) of the shared item."""
-    orientation_seq = shared.get("PlaneOrientationSequence")
-    measures_seq = shared.get("PixelMeasuresSequence")
-    if not orientation_seq or not measures_seq or "PlanePositionSequence" in shared:
+def _one_value(values: list[tuple[float, ...] | None], count: int) -> list[float] | None:
+    """The one value ``count`` numbers long that every frame gives (None when a frame lacks it or
+    gives other numbers: the reference reader keeps each frame's value and reads the volume only
+    when they are all one, compared as numbers)."""
+    first = values[0]
+    if first is None or len(first) != count or any(value != first for value in values):
         return None
-    orientation = _floats(orientation_seq[0].get("ImageOrientationPatient", []), 6)
-    spacing = _floats(measures_seq[0].get("PixelSpacing", []), 2)
-    if orientation is None or spacing is None:
+    return list(first)
+
+
+def _shared_hint(measures: Dataset) -> tuple[bool, float | None]:
+    """(readable, the shared SpacingBetweenSlices or None when absent). Present without a value, the
+    reference reader looks for it in every frame instead: not read here."""
+    if "SpacingBetweenSlices" not in measures:
+        return True, None
+    between = measures.SpacingBetweenSlices
+    hint = _floats([between], 1) if between is not None and not isinstance(between, (list, tuple)) else None
+    return (True, hint[0]) if hint and hint[0] != 0.0 else (False, None)
+
+
+def _orientation(shared: Dataset, frames: list[FrameFacts]) -> list[float] | None:
+    """ImageOrientationPatient: the shared item's, or, when it has no Plane Orientation, the one
+    every frame gives."""
+    if "PlaneOrientationSequence" not in shared:
+        return _one_value([frame.orientation for frame in frames], 6)
+    sequence = shared.PlaneOrientationSequence
+    if not sequence or PLANE_ORIENTATION in frames[0].groups:
+        return None  # shared and per frame: left to the reference
+    return _floats(sequence[0].get("ImageOrientationPatient", []), 6)
+
+
+def _measures(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], float | None] | None:
+    """(PixelSpacing, SpacingBetweenSlices or None): the shared item's, or, when it has no Pixel
+    Measures, those every frame gives (SpacingBetweenSlices in every frame or in none)."""
+    if "PixelMeasuresSequence" not in shared:
+        spacing = _one_value([frame.pixel_spacing for frame in frames], 2)
+        betweens = [frame.between for frame in frames]
+        if spacing is None or all(between is None for between in betweens):
+            return None if spacing is None else (spacing, None)
+        between = _one_value(betweens, 1)
+        return (spacing, between[0]) if between is not None and between[0] != 0.0 else None
+    sequence = shared.PixelMeasuresSequence
+    if not sequence or PIXEL_MEASURES in frames[0].groups:
+        return None  # shared and per frame: left to the reference
+    spacing = _floats(sequence[0].get("PixelSpacing", []), 2)
+    readable, hint = _shared_hint(sequence[0])
+    return (spacing, hint) if spacing is not None and readable else None
+
+
+def _geometry(shared: Dataset, frames: list[FrameFacts]) -> tuple[list[float], list[float], float | None] | None:
+    """(ImageOrientationPatient, PixelSpacing, SpacingBetweenSlices or None) as the reference reads
+    them: each functional group from the shared item, or from every frame when the shared item
+    lacks it (a group in both places is left to the reference)."""
+    if "PlanePositionSequence" in shared:
         return None
-    between = measures_seq[0].get("SpacingBetweenSlices")
-    if between is None:
-        return orientation, spacing, None
-    hint = _floats([between], 1) if not isinstance(between, (list, tuple)) else None
-    return (orientation, spacing, hint[0]) if hint and hint[0] != 0.0 else None
+    orientation = _orientation(shared, frames)
+    measures = _measures(shared, frames)
+    if orientation is None or measures is None:
+        return None
+    return orientation, measures[0], measures[1]
 
 
 def _per_frame(frames: list[FrameFacts], dimensions: int, shared_segment: int | None
@@ -274,7 +327,7 @@ def read_frames(ds: Dataset) -> SegFrames | None:
     if not frames or not shared_seq or len(shared_seq) != 1 or count is None or int(count) != len(frames):
         return None
     shared = shared_seq[0]
-    geometry = _shared_geometry(shared)
+    geometry = _geometry(shared, frames)
     dimensions = _dimensions(ds, labelmap)
     if geometry is None or dimensions is None:
         return None

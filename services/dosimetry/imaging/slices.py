@@ -27,7 +27,7 @@ from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volu
 from services.dosimetry.imaging.pixels import MAX_VOLUME_BYTES, decoded_pixels
 from services.dosimetry.imaging.vendor_pet import refuse_uncalibrated_units
 
-__all__ = ["check_volume_bytes", "nm_multiframe", "pt_units", "rescale", "slice_geometry", "slice_pixels",
+__all__ = ["check_volume_bytes", "image_plane", "nm_multiframe", "pt_units", "rescale", "slice_geometry", "slice_pixels",
            "stack_slices"]
 
 _SLICE_SPACING_TOLERANCE = 0.01
@@ -89,6 +89,14 @@ def rescale(ds: Dataset) -> tuple[float, float]:
 
 
 # -- stacking ---------------------------------------------------------------------------------
+
+def image_plane(ds: Dataset, what: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """ImagePositionPatient, ImageOrientationPatient and PixelSpacing of one slice, checked."""
+    label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
+    position = _floats(_require(ds, "ImagePositionPatient", "(0020,0032)", label), 3, "ImagePositionPatient", label)
+    orientation = _orientation(_require(ds, "ImageOrientationPatient", "(0020,0037)", label), label)
+    return position, orientation, _pixel_spacing(ds, label)
+
 
 def slice_geometry(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, Grid]:
     """The order of per-slice instances along the normal and the grid they form (Image Plane

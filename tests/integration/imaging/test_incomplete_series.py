@@ -5,6 +5,7 @@ fails naming the missing instances, instead of spreading the whole activity over
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +73,28 @@ def test_a_job_on_part_of_a_pet_series_fails_naming_the_missing_instances(orthan
     # complete, the same study runs
     ph.upload_datasets(orthanc.url, study.activity[-1:])
     assert run_voxel_dosimetry(client, study.study_uid, 2.0, "ldm", store=False).vois
+
+
+def test_a_notification_asking_respond_async_is_answered_first_and_handled_after(orthanc: OrthancProcess,
+                                                                                 gateway: FlaskClient) -> None:
+    """What the Orthanc Lua script sends: 202 at once, the study then resolved, recorded and its
+    job started as a synchronous notification would; a malformed one is still refused at once."""
+    study = ph.build_study(ph.two_compartment_liver(n=24), "PT", seed=32, total_activity_gbq=2.0)
+    orthanc_id = ph.upload_study(orthanc.url, study)
+    headers = {"X-Internal-Token": TOKEN, "Prefer": "respond-async"}
+    resp = gateway.post("/hooks/orthanc/stable-study", json={"ID": orthanc_id}, headers=headers)
+    assert resp.status_code == 202 and resp.get_json() == {"ID": orthanc_id, "accepted": True}
+    deadline = time.monotonic() + 60
+    tasks: list[dict[str, Any]] = []
+    while not tasks and time.monotonic() < deadline:
+        bundle = gateway.get("/fhir/Task").get_json()
+        tasks = [e["resource"] for e in bundle.get("entry", [])]
+        time.sleep(0.1)
+    assert len(tasks) == 1 and any(i.get("valueString") == study.study_uid for i in tasks[0]["input"])
+    studies = gateway.get("/fhir/ImagingStudy").get_json()
+    assert [e["resource"]["identifier"][0]["value"] for e in studies["entry"]] == [f"urn:oid:{study.study_uid}"]
+    # the same study notified synchronously names the job the asynchronous one started
+    again = _hook(gateway, orthanc_id)
+    assert again["job"] == f"Task/{tasks[0]['id']}" and again["started"] is False
+    bad = gateway.post("/hooks/orthanc/stable-study", json={"ID": "../studies"}, headers=headers)
+    assert bad.status_code == 400 and bad.get_json()["issue"][0]["expression"] == ["ID"]

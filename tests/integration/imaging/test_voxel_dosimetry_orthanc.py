@@ -318,6 +318,8 @@ def test_lua_hook_posts_stable_study(orthanc_factory: Any, hook_server: Any) -> 
     assert json.loads(body) == {"ID": orthanc_study_id}
     assert headers.get("X-Internal-Token") == "s3cret"
     assert "json" in headers.get("Content-Type", "")
+    # answered at once: the gateway must not resolve the study while Orthanc holds its Lua lock
+    assert headers.get("Prefer") == "respond-async"
 
 
 def test_orthanc_accepts_generated_instances_as_valid_dicom(orthanc: OrthancProcess) -> None:

@@ -193,3 +193,34 @@ def test_a_caller_cannot_hand_in_records(gateway: tuple[GatewayDeps, FlaskClient
     resp = client.post("/fhir/$sirt-activity", json=body)
     assert resp.status_code == 422 and resp.get_json()["issue"][0]["expression"] == [
         f"Parameters.parameter[{len(body['parameter']) - 1}]"]
+
+
+def test_the_prior_records_are_gathered_without_reading_each_observation(
+        gateway: tuple[GatewayDeps, FlaskClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stored PET dosimetries of one patient: their result Observations come with the reports'
+    search (``_include``), not one store read each, and the plan still takes their lung doses."""
+    deps, client = gateway
+    pet_a, lung_a = _stored_pet(deps, "Patient/p6")
+    reads: list[str] = []
+    real_read = deps.store.read
+
+    def counted(rtype: str, rid: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reads.append(f"{rtype}/{rid}")
+        return real_read(rtype, rid, *args, **kwargs)
+
+    monkeypatch.setattr(deps.store, "read", counted)
+    new = _post(client, _plan(0.10, "2025-01-15T09:00:00Z", patient="Patient/p6"))
+    assert {v["reference"] for v in _out(new, "priorRecord")} == {pet_a}
+    assert _out(new, "priorLungDoseGy")[0] == pytest.approx(lung_a, abs=0.01)
+    assert not [r for r in reads if r.startswith("Observation/") and r != _out(new, "plan")[0]["reference"]]
+
+
+def test_a_report_whose_result_is_gone_is_named(gateway: tuple[GatewayDeps, FlaskClient]) -> None:
+    deps, client = gateway
+    pet, _lung = _stored_pet(deps, "Patient/p7")
+    report = deps.store.read(*pet.split("/"))
+    gone = report["result"][0]["reference"]
+    deps.store.delete(*gone.split("/"))
+    resp = client.post("/fhir/$sirt-activity", json=_plan(0.10, "2025-01-15T09:00:00Z", patient="Patient/p7"))
+    assert resp.status_code == 422
+    assert f"{gone} is not in the store" in resp.get_json()["issue"][0]["diagnostics"]

@@ -79,8 +79,10 @@ def test_a_registered_ct_in_another_frame_restores_the_doses(study: PhantomStudy
     moved = {v.name: v for v in result.vois}
     for voi in straight[method].vois:
         assert moved[voi.name].voxel_count == voi.voxel_count, voi.name
-        assert moved[voi.name].mass_g == pytest.approx(voi.mass_g, rel=1e-9), voi.name
-        assert moved[voi.name].metrics["Dmean"] == pytest.approx(voi.metrics["Dmean"], rel=1e-9), voi.name
+        # to the density's float32 precision: the registration's decimal strings leave the moved
+        # grids parallel to ~1e-8 of a voxel, which shifts the overlap weights by as much
+        assert moved[voi.name].mass_g == pytest.approx(voi.mass_g, rel=1e-7), voi.name
+        assert moved[voi.name].metrics["Dmean"] == pytest.approx(voi.metrics["Dmean"], rel=1e-7), voi.name
     if method == "ldm":
         assert moved["liver"].metrics["Dmean"] == pytest.approx(_analytic_liver_dmean(study), rel=1e-5)
     assert any("Spatial Registration" in w and "rigid" in w for w in result.warnings)
@@ -157,4 +159,4 @@ def test_a_registration_whose_registered_frame_is_the_cts_works_the_other_way(
     moved = {v.name: v for v in result.vois}
     for voi in straight["ldm"].vois:
         assert moved[voi.name].voxel_count == voi.voxel_count, voi.name
-        assert moved[voi.name].metrics["Dmean"] == pytest.approx(voi.metrics["Dmean"], rel=1e-9), voi.name
+        assert moved[voi.name].metrics["Dmean"] == pytest.approx(voi.metrics["Dmean"], rel=1e-7), voi.name

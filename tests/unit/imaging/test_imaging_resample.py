@@ -288,3 +288,37 @@ def test_mask_fraction_of_its_bounding_box_is_the_whole_mask_fraction(k0: int, j
                              np.array([0, 0, ratio]), "1.2.3")
     whole = _separable_average(mask, _index_matrix(source, target), target.shape, 0.0) >= 0.5 - 1e-6
     np.testing.assert_array_equal(resample_mask(mask, source, target), whole)
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_a_mask_is_moved_with_one_grid_transform(oblique: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resample_mask and resample_mask_box each work out the target → source index matrix (a 4×4
+    inverse, once per segment of a SEG) once, on parallel and on oblique grids; the box gives the
+    full mask's voxels."""
+    from services.dosimetry.imaging import resample
+
+    source = _grid(12, 1.0)
+    target = _grid(5, 2.5, (0.4, -0.3, 0.2))
+    if oblique:
+        angle = np.deg2rad(0.2)
+        affine = target.affine.copy()
+        affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                                   [0, 0, 1]]) @ affine[:3, :3]
+        target = Grid(target.shape, affine, "1.2.3")
+    mask = np.zeros(source.shape, dtype=bool)
+    mask[2:9, 3:10, 1:8] = np.random.default_rng(5).random((7, 7, 7)) > 0.3
+    calls: list[tuple[Grid, Grid]] = []
+    index_matrix = resample._index_matrix
+
+    def counted(src: Grid, tgt: Grid) -> np.ndarray:
+        calls.append((src, tgt))
+        return index_matrix(src, tgt)
+
+    monkeypatch.setattr(resample, "_index_matrix", counted)
+    whole = resample.resample_mask(mask, source, target)
+    assert len(calls) == 1
+    calls.clear()
+    boxed = resample.resample_mask_box(mask[2:9, 3:10, 1:8], (2, 3, 1), source, target)
+    assert len(calls) == 1
+    assert whole.any() and not whole.all()
+    np.testing.assert_array_equal(boxed, whole)

@@ -3,12 +3,14 @@
 Oracle: the same SEG read by highdicom (``seg_vois(..., direct=False)``, and highdicom's own
 ``get_volume`` for the masks and grid on the SEG's grid). For every SEG shape the other SEG tests
 write (phantom SEGs, omitted and kept empty frames, one segment with its number shared, one
-instance per segment, slices 1.0667 mm apart) and for frames that do not start on a byte
-(7 × 9 pixels), frames out of order and a stack running against the slice normal, the direct
+instance per segment, slices 1.0667 mm apart), for frames that do not start on a byte
+(7 × 9 pixels), frames out of order, a stack running against the slice normal, and orientation
+and pixel spacing given in every frame (the same numbers) instead of shared, the direct
 reader must be the one used (highdicom's reader is made to fail) and give the same voxels, grid,
 labels, roles, codes and TrackingUIDs on the SEG's own grid and on the coarser activity grid.
-SEGs it does not take (FRACTIONAL, LABELMAP, deflated, per-frame orientation, irregular slices)
-and malformed ones go to highdicom and give the same VOIs or the same named refusal.
+SEGs it does not take (FRACTIONAL, deflated, irregular slices, a per-frame orientation or pixel
+spacing that differs between frames or is also shared) and malformed ones go to highdicom and
+give the same VOIs or the same named refusal.
 """
 
 from __future__ import annotations
@@ -374,6 +376,56 @@ def test_a_labelmap_value_beyond_its_segments_is_read_as_the_reference_reads_it(
     assert messages[0] == messages[1]
 
 
+ORIENTATION, MEASURES = "PlaneOrientationSequence", "PixelMeasuresSequence"
+
+
+def _geometry_per_frame(ds: Dataset, groups: tuple[str, ...] = (ORIENTATION, MEASURES)) -> Dataset:
+    """A copy with the shared functional ``groups`` moved into every Per-frame Functional Groups
+    item, the same in each (as some writers give the orientation and pixel spacing)."""
+    out = deepcopy(ds)
+    shared = out.SharedFunctionalGroupsSequence[0]
+    for keyword in groups:
+        for item in out.PerFrameFunctionalGroupsSequence:
+            setattr(item, keyword, deepcopy(shared[keyword].value))
+        delattr(shared, keyword)
+    return out
+
+
+def _labelmap_arrays(study: PhantomStudy) -> list[np.ndarray]:
+    return [_on_ct(study.phantom.mask(*names)) for names in (("normal liver",), ("tumour 1",), ("tumour 2",))]
+
+
+@pytest.mark.parametrize("groups", [(ORIENTATION,), (MEASURES,), (ORIENTATION, MEASURES)],
+                         ids=lambda g: "+".join(g))
+@pytest.mark.parametrize("seg_type", ["BINARY", "LABELMAP"])
+def test_orientation_and_spacing_the_same_in_every_frame_are_read_directly(
+        study: PhantomStudy, seg_type: str, groups: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-frame Plane Orientation / Pixel Measures, one value in every frame: highdicom's volume."""
+    assert study.seg is not None
+    written = study.seg if seg_type == "BINARY" else _seg(study.ct, _labelmap_arrays(study), seg_type="LABELMAP")
+    ds = _geometry_per_frame(written, groups)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    assert all(g not in shared and all(g in item for item in ds.PerFrameFunctionalGroupsSequence) for g in groups)
+    _check_direct(ds, _grids(study), monkeypatch)
+
+
+def test_per_frame_numbers_written_differently_but_equal_are_read_directly(study: PhantomStudy,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames are compared by number, as highdicom compares them ("1" and "1.000" are one value),
+    here on a stack against the slice normal whose frames do not start on a byte; SliceThickness,
+    which neither reader uses, may differ."""
+    ct = _small_ct(study, 9, 7, 9, orientation=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0))
+    ds = _geometry_per_frame(_seg(ct, _random_masks((9, 7, 9), 2, seed=11)))
+    items = ds.PerFrameFunctionalGroupsSequence
+    items[1].PlaneOrientationSequence[0].ImageOrientationPatient = ["1.000", "0.0", "0", "0", "-1.0", "0.00"]
+    measures = items[-1].PixelMeasuresSequence[0]
+    measures.PixelSpacing = ["2.00", "1.500"]
+    measures.SpacingBetweenSlices = "3.000"
+    items[2].PixelMeasuresSequence[0].SliceThickness = "5.0"
+    grid = ct_volume(ct).grid
+    _check_direct(ds, [grid, _target(grid, 1.5, -0.7)], monkeypatch)
+
+
 def test_a_segment_box_lands_where_the_full_mask_does_on_an_oblique_grid(study: PhantomStudy) -> None:
     """Oblique target: the box is put back into the full mask, which is resampled; the full mask
     is highdicom's volume (stacked along the normal, here against the CT's slice order)."""
@@ -413,22 +465,9 @@ def test_a_deflated_seg_is_left_to_highdicom(study: PhantomStudy) -> None:
     _check_fallback(pydicom.dcmread(io.BytesIO(buffer.getvalue())), _grids(study))
 
 
-def _orientation_per_frame(ds: Dataset) -> None:
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    for item in ds.PerFrameFunctionalGroupsSequence:
-        item.PlaneOrientationSequence = deepcopy(shared.PlaneOrientationSequence)
-    del shared.PlaneOrientationSequence
-
-
-def test_an_orientation_given_per_frame_is_left_to_highdicom(study: PhantomStudy) -> None:
-    assert study.seg is not None
-    ds = deepcopy(study.seg)
-    _orientation_per_frame(ds)
-    _check_fallback(ds, _grids(study))
-
-
 def test_a_slice_spacing_given_per_frame_is_left_to_highdicom(study: PhantomStudy) -> None:
-    """highdicom takes SpacingBetweenSlices from the frames when the shared item lacks it."""
+    """highdicom takes SpacingBetweenSlices from the frames when the shared item lacks it; here the
+    Pixel Measures group is both shared and per frame, which the direct reader leaves to it."""
     assert study.seg is not None
     ds = deepcopy(study.seg)
     shared = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
@@ -436,6 +475,102 @@ def test_a_slice_spacing_given_per_frame_is_left_to_highdicom(study: PhantomStud
         item.PixelMeasuresSequence = DicomSequence([deepcopy(shared)])
     del shared.SpacingBetweenSlices
     _check_fallback(ds, _grids(study))
+
+
+def _rotate_one_frame(ds: Dataset) -> None:
+    """The last frame's orientation turned 2° about the slice normal (still orthonormal)."""
+    plane = ds.PerFrameFunctionalGroupsSequence[-1].PlaneOrientationSequence[0]
+    iop = np.array([float(v) for v in plane.ImageOrientationPatient])
+    normal = np.cross(iop[:3], iop[3:])
+    angle = np.radians(2.0)
+
+    def turn(v: np.ndarray) -> np.ndarray:  # Rodrigues' rotation about the normal
+        return v * np.cos(angle) + np.cross(normal, v) * np.sin(angle) + normal * (normal @ v) * (1 - np.cos(angle))
+
+    plane.ImageOrientationPatient = [f"{v:.8f}" for v in np.concatenate([turn(iop[:3]), turn(iop[3:])])]
+
+
+def _orientation_off_in_the_eighth_digit(ds: Dataset) -> None:
+    plane = ds.PerFrameFunctionalGroupsSequence[1].PlaneOrientationSequence[0]
+    plane.ImageOrientationPatient = ["0.99999999", *plane.ImageOrientationPatient[1:]]
+
+
+def _pixel_spacing_of_one_frame(ds: Dataset) -> None:
+    measures = ds.PerFrameFunctionalGroupsSequence[-1].PixelMeasuresSequence[0]
+    measures.PixelSpacing = [f"{float(v) * 1.01:.4f}" for v in measures.PixelSpacing]
+
+
+def _slice_spacing_of_one_frame(ds: Dataset) -> None:
+    measures = ds.PerFrameFunctionalGroupsSequence[-1].PixelMeasuresSequence[0]
+    measures.SpacingBetweenSlices = f"{float(measures.SpacingBetweenSlices) * 1.5:.4f}"
+
+
+def _no_orientation_in_a_frame(ds: Dataset) -> None:
+    del ds.PerFrameFunctionalGroupsSequence[2].PlaneOrientationSequence
+
+
+def _no_pixel_spacing_in_a_frame(ds: Dataset) -> None:
+    del ds.PerFrameFunctionalGroupsSequence[2].PixelMeasuresSequence[0].PixelSpacing
+
+
+def _slice_spacing_in_the_first_frame_only(ds: Dataset) -> None:
+    for item in ds.PerFrameFunctionalGroupsSequence[1:]:
+        del item.PixelMeasuresSequence[0].SpacingBetweenSlices
+
+
+def _slice_spacing_without_a_value(ds: Dataset) -> None:
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        item.PixelMeasuresSequence[0].SpacingBetweenSlices = None
+
+
+def _orientation_shared_as_well(ds: Dataset) -> None:
+    """Both places (PS3.3 C.7.6.16 allows one): highdicom takes the shared item."""
+    frame = ds.PerFrameFunctionalGroupsSequence[0]
+    ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = deepcopy(frame.PlaneOrientationSequence)
+
+
+#: Per-frame geometry the direct reader leaves to highdicom, and what highdicom names when it
+#: refuses it (None: highdicom reads it).
+PER_FRAME_SPOILT: list[tuple[Callable[[Dataset], None], str | None]] = [
+    (_rotate_one_frame, "consistent ImageOrientationPatient"),
+    (_orientation_off_in_the_eighth_digit, "consistent ImageOrientationPatient"),
+    (_pixel_spacing_of_one_frame, "consistent PixelSpacing"),
+    (_slice_spacing_of_one_frame, "consistent SpacingBetweenSlices"),
+    (_no_orientation_in_a_frame, "cannot be read"),
+    (_no_pixel_spacing_in_a_frame, "cannot be read"),
+    (_slice_spacing_in_the_first_frame_only, "cannot be read"),
+    (_slice_spacing_without_a_value, "cannot be read"),
+    (_orientation_shared_as_well, None)]
+
+
+def _outcome(ds: Dataset, target: Grid, direct: bool) -> tuple[str, Any]:
+    try:
+        return "VOIs", [(v.name, int(v.mask.sum())) for v in seg_module.seg_vois(deepcopy(ds), target, direct=direct)]
+    except SegmentationError as err:
+        return type(err).__name__, err.message
+
+
+@pytest.mark.parametrize(("spoil", "refusal"), PER_FRAME_SPOILT,
+                         ids=lambda p: p.__name__.strip("_") if callable(p) else "read" if p is None else "refused")
+@pytest.mark.parametrize("seg_type", ["BINARY", "LABELMAP"])
+def test_per_frame_geometry_that_differs_between_frames_is_left_to_highdicom(
+        study: PhantomStudy, seg_type: str, spoil: Callable[[Dataset], None], refusal: str | None) -> None:
+    """Spoilt in pydicom's datasets, and written out again (the direct reader then walks its bytes):
+    the caller gets what highdicom gives, its refusal by name or its VOIs."""
+    assert study.seg is not None
+    written = study.seg if seg_type == "BINARY" else _seg(study.ct, _labelmap_arrays(study), seg_type="LABELMAP")
+    target = activity_volume(study.activity).grid
+    ds = _roundtrip(_geometry_per_frame(written))
+    assert read_frames(deepcopy(ds)) is not None  # unspoilt, it is read directly
+    spoil(ds)
+    for spoilt in (ds, _roundtrip(ds)):
+        assert read_frames(deepcopy(spoilt)) is None
+        reference = _outcome(spoilt, target, direct=False)
+        assert _outcome(spoilt, target, direct=True) == reference
+        if refusal is None:
+            assert reference[0] == "VOIs"
+        else:
+            assert reference[0] == "SegmentationError" and refusal in reference[1]
 
 
 def _frame_between_planes(ds: Dataset) -> None:
@@ -470,6 +605,11 @@ def _no_pixel_spacing(ds: Dataset) -> None:
     del ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence
 
 
+def _empty_slice_spacing(ds: Dataset) -> None:
+    """SpacingBetweenSlices present with no value: highdicom then looks for it in every frame."""
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = None
+
+
 def _fewer_frames_counted(ds: Dataset) -> None:
     ds.NumberOfFrames = int(ds.NumberOfFrames) - 1
 
@@ -500,9 +640,9 @@ def _unnamed_referenced_series(ds: Dataset) -> None:
 
 MALFORMED: list[Callable[[Dataset], None]] = [
     _frame_between_planes, _frame_shifted_in_plane, _duplicate_frame, _no_position_in_a_frame,
-    _no_dimension_values_in_a_frame, _no_segment_in_a_frame, _no_pixel_spacing, _fewer_frames_counted,
-    _short_pixel_data, _unknown_segment, _no_frame_of_reference, _unnamed_source_image, _unnamed_referenced_instance,
-    _unnamed_referenced_series]
+    _no_dimension_values_in_a_frame, _no_segment_in_a_frame, _no_pixel_spacing, _empty_slice_spacing,
+    _fewer_frames_counted, _short_pixel_data, _unknown_segment, _no_frame_of_reference, _unnamed_source_image,
+    _unnamed_referenced_instance, _unnamed_referenced_series]
 
 
 @pytest.mark.parametrize("spoil", MALFORMED, ids=lambda f: f.__name__.strip("_"))

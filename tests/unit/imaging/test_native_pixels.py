@@ -5,6 +5,7 @@ every other case."""
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 import pydicom
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import (
@@ -131,3 +133,29 @@ def test_files_nobody_here_wrote_read_as_pydicom_reads_them(name: str) -> None:
     ds = pydicom.dcmread(path)
     np.testing.assert_array_equal(decoded_pixels(ds, name), pixel_array(ds))
     assert decoded_pixels(ds, name).dtype == pixel_array(ds).dtype
+
+
+class _CountingDataset(Dataset):
+    """A Dataset that counts the reads of each element by keyword: ``ds.Rows`` and
+    ``ds.get("Rows")`` both reach :meth:`Dataset.__getattr__` (pydicom 3), present or not."""
+
+    def __getattr__(self, name: str) -> object:
+        if tag_for_keyword(name) is not None:
+            self.__dict__.setdefault("reads", Counter())[name] += 1
+        return super().__getattr__(name)
+
+
+#: The Image Pixel attributes (PS3.3 C.7.6.3) that both the size bound and the direct reading need.
+_IMAGE_PIXEL_KEYWORDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                         "PixelRepresentation")
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_each_image_pixel_attribute_is_read_once_a_slice(frames: int) -> None:
+    plain = _dataset(bytes(range(2 * 3 * frames * 2)), 2, 3, frames, 16, 12, 1)
+    ds = _CountingDataset(plain)
+    ds.file_meta = plain.file_meta
+    pixels = decoded_pixels(ds, "CT instance 1.2.3", copy=False)
+    np.testing.assert_array_equal(pixels, decoded_pixels(plain, "CT instance 1.2.3"))
+    reads = ds.__dict__["reads"]
+    assert {keyword: reads[keyword] for keyword in _IMAGE_PIXEL_KEYWORDS} == dict.fromkeys(_IMAGE_PIXEL_KEYWORDS, 1)

@@ -1,0 +1,142 @@
+"""The CT's mass density on the emission grid, worked out slice by slice as the CT arrives.
+
+A voxel job needs the CT for one thing: the mass density averaged over each emission voxel
+(:func:`.resample.density_on_grid`). When the CT's slices are parallel to the emission grid's
+planes (the same orientation, any spacing, offset or flip: every SPECT/CT and PET/CT), that exact
+box average is separable, and its in-plane half needs only one slice. So each instance, as the
+PACS sends it, is turned into density (the stored-value table gather of :func:`.resample.slice_density`,
+with that slice's own rescale) and reduced onto the emission grid's rows and columns
+(:class:`.resample.PlaneAverage`, from that slice's own ImagePositionPatient); what is kept of it
+is one emission-sized plane (64 KiB at 128 × 128) and its Image Plane attributes. Once the
+series is in, the slices are put in order along the normal and checked as every per-slice series
+is (:func:`.slices.slice_geometry`), and the reduced planes are weighted onto the emission slices
+by their overlap along the normal (:func:`.resample.through_plane_average`).
+
+No CT-sized array is made: a 512 × 512 × 256 CT (128 MiB stored) leaves 16 MiB of reduced planes.
+The result equals ``density_on_grid(ct_volume(...), grid)`` to float32 rounding. A series whose
+slices are shifted in-plane from one another (a gantry-tilted acquisition stored as a sheared
+stack) is averaged slice by slice where each slice lies, which is what its slices say; the
+stacked path treats such a stack as an oblique grid and samples it instead.
+
+Anything else, an enhanced multi-frame CT or slices oblique to the emission grid, is stacked
+(:func:`.ct.ct_volume`) and averaged as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from services.dosimetry.imaging.ct import (
+    ct_slices,
+    ct_volume,
+    first_instance,
+    is_multiframe_ct,
+    slice_header,
+)
+from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.resample import (
+    SOFT_TISSUE_DENSITY_G_PER_ML,
+    PlaneAverage,
+    density_on_grid,
+    overlap_weights,
+    slice_density,
+    through_plane_average,
+)
+from services.dosimetry.imaging.slices import (
+    check_volume_bytes,
+    image_plane,
+    rescale,
+    slice_geometry,
+)
+
+__all__ = ["CtOnGrid", "ct_density_on_grid"]
+
+#: Largest off-axis component (relative) of a target axis for it to count as parallel to a CT
+#: axis: as :func:`.resample.density_on_grid` decides between its separable and general paths.
+_PARALLEL = 1e-6
+
+
+@dataclass(frozen=True)
+class CtOnGrid:
+    """``density`` (g/mL, float64) on the target grid; the CT's own ``grid``; ``header``, the first
+    instance's attributes without its Pixel Data (names the study); the CT's series UID."""
+
+    density: np.ndarray
+    grid: Grid
+    header: Dataset
+    series_uid: str
+
+
+def _axes(orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit vectors of a slice's (normal, column direction, row direction): CT index axes k, j, i."""
+    row, col = orientation[:3], orientation[3:]
+    return np.cross(row, col), col, row
+
+
+def _parallel(target: Grid, orientation: np.ndarray) -> bool:
+    """Whether each of the target's index axes lies along the matching CT axis."""
+    axes = _axes(orientation)
+    for a in range(3):
+        step = target.affine[:3, a]
+        off = [abs(float(step @ axes[b])) for b in range(3) if b != a]
+        if max(off) > _PARALLEL * float(np.linalg.norm(step)):
+            return False
+    return True
+
+
+def _in_plane(target: Grid, position: np.ndarray, orientation: np.ndarray, spacing: tuple[float, float],
+              shape: tuple[int, int], cval: float, cache: dict[tuple[float, ...], PlaneAverage]) -> PlaneAverage:
+    """The in-plane average of a slice at ``position``: target row t covers the slice's rows
+    ((T0 − position)·col + t·(a_j·col)) / spacing_row, and columns alike."""
+    _normal, col, row = _axes(orientation)
+    origin = target.affine[:3, 3] - position
+    # rounded (to 1e-9 of a CT pixel): the slices of one stack, whose positions differ by
+    # floating-point noise in a rotated frame, share one set of weights
+    rows = (round(float(target.affine[:3, 1] @ col) / spacing[0], 9), round(float(origin @ col) / spacing[0], 9))
+    columns = (round(float(target.affine[:3, 2] @ row) / spacing[1], 9), round(float(origin @ row) / spacing[1], 9))
+    key = (*rows, *columns, *shape)
+    average = cache.get(key)
+    if average is None:
+        average = cache[key] = PlaneAverage.between(shape[0], shape[1], target.shape[1], target.shape[2],
+                                                    rows, columns, cval)
+    return average
+
+
+def ct_density_on_grid(datasets: Iterable[Dataset], target: Grid, expected: int = 0,
+                       outside_g_per_ml: float = SOFT_TISSUE_DENSITY_G_PER_ML) -> CtOnGrid:
+    """The CT series' mass density on ``target`` (as :func:`.resample.density_on_grid`), read as
+    its instances arrive; ``expected``, the instance count the PACS lists, sizes what is kept."""
+    first, rest, expected = first_instance(datasets, expected)
+    if is_multiframe_ct(first, expected) or not _parallel(target, image_plane(first, "CT")[1]):
+        ct = ct_volume(itertools.chain([first], rest), expected)
+        return CtOnGrid(density_on_grid(ct, target, outside_g_per_ml), ct.grid, ct.header, ct.series_uid)
+    planes = np.empty((max(expected, 1), target.shape[1] * target.shape[2]), dtype=np.float32)
+    headers: list[Dataset] = []
+    cache: dict[tuple[float, ...], PlaneAverage] = {}
+    itemsize = 0
+    for ds, pixels in ct_slices(first, rest, expected):
+        position, orientation, spacing = image_plane(ds, "CT")
+        average = _in_plane(target, position, orientation, spacing, pixels.shape, outside_g_per_ml, cache)
+        n = len(headers)
+        if n == planes.shape[0]:  # more instances than the PACS listed
+            planes = np.concatenate([planes, np.empty((max(1, n // 2), planes.shape[1]), dtype=np.float32)])
+        slope, intercept = rescale(ds)
+        average(slice_density(pixels, slope, intercept), out=planes[n])
+        itemsize = pixels.dtype.itemsize
+        headers.append(slice_header(ds, whole=not headers))
+        del ds, pixels  # the instance (with its Pixel Data) is not held past its slice
+    order, grid = slice_geometry(headers, "CT")
+    check_volume_bytes("CT", grid.shape, itemsize)  # the bound a stacked CT has
+    col, row = (grid.affine[:3, a] / np.linalg.norm(grid.affine[:3, a]) for a in (1, 2))
+    normal = np.cross(row, col)
+    step = float(grid.affine[:3, 0] @ normal)  # the slice spacing along the normal
+    through = (float(target.affine[:3, 0] @ normal) / step,
+               float((target.affine[:3, 3] - grid.affine[:3, 3]) @ normal) / step)
+    w_k = overlap_weights(target.shape[0], grid.shape[0], *through)
+    density = through_plane_average(planes, order, w_k, target.shape, outside_g_per_ml)
+    return CtOnGrid(density, grid, headers[0], str(headers[0].get("SeriesInstanceUID", "")))
