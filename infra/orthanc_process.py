@@ -178,13 +178,7 @@ class OrthancProcess:
             "LuaScripts": list(self.lua_scripts),
             "StableAge": 2,
             "OverwriteInstances": True,
-            # The Lua script's HttpPost to the gateway's stable-study hook holds Orthanc's Lua
-            # lock, and Orthanc takes that lock for every REST request it serves (to look for an
-            # IncomingHttpRequestFilter): the gateway's reads of the notified study wait until
-            # the post gives up, so this timeout is how long every notification takes (the
-            # gateway still handles it; Lua logs the post as failed). 2 s instead of 10 s: the
-            # request reaches the gateway at once on loopback.
-            "HttpTimeout": 2,
+            "HttpTimeout": 10,
             "ConcurrentJobs": 2,
             "SaveJobs": False,
         }
