@@ -122,6 +122,7 @@ class OrthancProcess:
         self.env = dict(env or {})
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._terminated = False
         self._log_file: Any = None
 
     # -- addresses ----------------------------------------------------------------------------
@@ -230,16 +231,26 @@ class OrthancProcess:
             time.sleep(0.1)
         raise OrthancError(f"/system did not answer within {self.start_timeout_s} s")
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (Orthanc takes a few seconds to exit): :meth:`stop` then
+        waits for it, so a caller can stop other processes meanwhile."""
+        if self._proc is not None and self._proc.poll() is None and not self._terminated:
+            self._proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, wait, SIGKILL as a last resort. Safe to call twice."""
+        """SIGTERM (unless :meth:`terminate` sent it), wait, SIGKILL as a last resort. Safe to
+        call twice."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if not self._terminated:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        self._terminated = False
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -282,6 +282,8 @@ class Stack:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
+        if self.orthanc is not None:
+            self.orthanc.terminate()  # type: ignore[attr-defined]  # exits while the others do
         deadline = time.monotonic() + grace_s
         for proc in self.procs.values():
             remaining = max(0.1, deadline - time.monotonic())

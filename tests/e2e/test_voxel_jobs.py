@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,7 +151,9 @@ def test_cancel_mid_run_writes_nothing_and_the_worker_takes_the_next_job(stack: 
     poll(lambda: _task(gw, task_id), lambda t: t.get("status") == "in-progress", timeout_s=60, interval_s=0.05)
     resp = requests.delete(f"{gw}/fhir/Task/{task_id}", timeout=10)
     assert resp.status_code == 202 and resp.json()["status"] == "cancelled"
-    time.sleep(3)
+    # the worker learns of the cancel at its next progress report: once it has logged the end
+    # of the job, whatever it would have written has been sent
+    poll(lambda: _worker_logged_the_end(stack, task_id), bool, timeout_s=120, interval_s=0.1)
     cancelled = _task(gw, task_id)
     assert cancelled["status"] == "cancelled" and "output" not in cancelled
     # The report this job would have written (its id is determined by the job's parameters).
@@ -162,6 +163,15 @@ def test_cancel_mid_run_writes_nothing_and_the_worker_takes_the_next_job(stack: 
     # The workers are healthy: a new job completes.
     next_id = _submit(gw, study.study_uid, 1.0, method="ldm")
     assert poll(lambda: _task(gw, next_id), _done, timeout_s=120)["status"] == "completed"
+
+
+def _worker_logged_the_end(stack: Stack, job_id: str) -> bool:
+    """A worker's log has the end of ``job_id``: cancelled, finished (whatever the gateway
+    answered) or failed."""
+    ends = ('"job cancelled; nothing written"', '"job finished"', '"job failed"')
+    return any(job_id in line and any(end in line for end in ends)
+               for path in stack.log_dir.glob("worker*.log")
+               for line in path.read_text(errors="replace").splitlines())
 
 
 def test_a_study_without_nm_or_pt_fails_with_a_clear_reason(stack: Stack) -> None:

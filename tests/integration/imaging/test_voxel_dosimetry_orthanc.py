@@ -246,6 +246,9 @@ def test_unknown_study(client: Any) -> None:
 
 def test_unreachable_pacs_is_503() -> None:
     client = make_client(f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=2.0)
+    # dicomweb-client's own five attempts on the refused connection, 10 ms apart and doubling
+    # instead of 2 s (its default waits 30 s in all before the error under test)
+    client.set_http_retry_params(wait_exponential_multiplier=10)
     with pytest.raises(PacsUnavailableError, match="could not be reached") as err:
         run_voxel_dosimetry(client, "1.2.3", ACTIVITY_GBQ, "ldm")
     fhir = err.value.to_fhir_error()
