@@ -35,14 +35,8 @@ check: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# The unit tests (CPU-bound, independent of each other) run on two processes (pytest-xdist),
-# then everything else one test at a time: those tests start stacks, Orthancs and a browser and
-# wait on them. Both runs report; make test fails if either failed.
 test: install services-up
-	@status=0; \
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 tests/unit || status=$$?; \
-	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/unit || status=$$?; \
-	exit $$status
+	$(PY) -m pytest -q -p no:cacheprovider
 
 # Everything but the suites marked slow (for quick local runs).
 test-fast: install services-up
