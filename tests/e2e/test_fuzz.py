@@ -136,7 +136,7 @@ def test_fuzz_every_endpoint_bounded(stack: Stack) -> None:
 @pytest.mark.slow
 def test_fuzz_every_endpoint_large(stack: Stack) -> None:
     # new inputs every run (not derandomized): 10,000 a run (FUZZ_LARGE_N for more or fewer),
-    # about two minutes of the suite on a 2-core host
+    # about 100 s of the suite on a 2-core host
     _assert_clean(run_fuzz(stack, int(__import__("os").environ.get("FUZZ_LARGE_N", "10000")), derandomize=False))
 
 
