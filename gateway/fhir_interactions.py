@@ -136,15 +136,22 @@ def format_refusal(format_param: str | None, accept: str | None) -> FhirError | 
     return None
 
 
+def _preferences(prefer: str | None) -> dict[str, str]:
+    """A ``Prefer`` header's preferences (RFC 7240 §2): token (lower case) → value (unquoted; ''
+    for a bare token), parameters after ``;`` left out; the first of a repeated token wins."""
+    found: dict[str, str] = {}
+    for part in (prefer or "").split(","):
+        key, _, value = part.split(";", 1)[0].strip().partition("=")  # ";" starts its parameters
+        found.setdefault(key.strip().lower(), value.strip().strip('"'))
+    return found
+
+
 def prefers_async(prefer: str | None) -> bool:
     """Whether a ``Prefer`` header asks ``respond-async`` (RFC 7240 §4.1)."""
-    return any(part.strip().partition("=")[0].strip().lower() == "respond-async" for part in (prefer or "").split(","))
+    return "respond-async" in _preferences(prefer)
 
 
 def prefer_return(prefer: str | None) -> str:
     """``minimal``, ``representation`` (the default) or ``OperationOutcome``."""
-    for part in (prefer or "").split(","):
-        key, _, value = part.strip().partition("=")
-        if key.strip() == "return" and value.strip().strip('"') in ("minimal", "representation", "OperationOutcome"):
-            return value.strip().strip('"')
-    return "representation"
+    wanted = _preferences(prefer).get("return", "")
+    return wanted if wanted in ("minimal", "representation", "OperationOutcome") else "representation"

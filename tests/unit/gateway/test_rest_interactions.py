@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return
+from gateway.fhir_interactions import apply_json_patch, format_refusal, prefer_return, prefers_async
 from netliver.fhir.outcome import FhirError
 from tests.unit.gateway import test_store_rest as rest
 from tests.unit.gateway.test_store_rest import FHIR_JSON, observation, put
@@ -49,6 +49,11 @@ def test_formats_and_prefer_parsing() -> None:
     assert prefer_return("return=minimal") == "minimal"
     assert prefer_return("handling=strict, return=OperationOutcome") == "OperationOutcome"
     assert prefer_return(None) == prefer_return("return=bogus") == "representation"
+    assert prefer_return('Return="minimal"') == "minimal"  # tokens are case-insensitive, values may be quoted
+    assert prefers_async("respond-async") and prefers_async("return=minimal, Respond-Async")
+    assert prefers_async("respond-async; wait=10")
+    assert not prefers_async(None) and not prefers_async("") and not prefers_async("return=minimal")
+    assert not prefers_async("respond-asynchronously") and not prefers_async("handling=respond-async")
 
 
 def test_patch_applies_to_the_current_version_only(client: FlaskClient) -> None:
