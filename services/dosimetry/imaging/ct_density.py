@@ -93,7 +93,7 @@ def _in_plane(target: Grid, position: np.ndarray, orientation: np.ndarray, spaci
               shape: tuple[int, int], cval: float, cache: dict[tuple[float, ...], PlaneAverage]) -> PlaneAverage:
     """The in-plane average of a slice at ``position``: target row t covers the slice's rows
     ((T0 − position)·col + t·(a_j·col)) / spacing_row, and columns alike."""
-    _normal, col, row = _axes(orientation)
+    row, col = orientation[:3], orientation[3:]  # no normal: done for every slice, it is not needed
     origin = target.affine[:3, 3] - position
     # rounded (to 1e-9 of a CT pixel): the slices of one stack, whose positions differ by
     # floating-point noise in a rotated frame, share one set of weights
@@ -132,8 +132,7 @@ def ct_density_on_grid(datasets: Iterable[Dataset], target: Grid, expected: int 
         del ds, pixels  # the instance (with its Pixel Data) is not held past its slice
     order, grid = slice_geometry(headers, "CT")
     check_volume_bytes("CT", grid.shape, itemsize)  # the bound a stacked CT has
-    col, row = (grid.affine[:3, a] / np.linalg.norm(grid.affine[:3, a]) for a in (1, 2))
-    normal = np.cross(row, col)
+    normal = _axes(grid.orientation)[0]
     step = float(grid.affine[:3, 0] @ normal)  # the slice spacing along the normal
     through = (float(target.affine[:3, 0] @ normal) / step,
                float((target.affine[:3, 3] - grid.affine[:3, 3]) @ normal) / step)

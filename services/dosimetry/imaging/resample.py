@@ -184,19 +184,22 @@ class PlaneAverage:
         return out
 
 
+def _add_through_plane(out: np.ndarray, w: np.ndarray, planes: np.ndarray) -> None:
+    """``out += w @ planes`` over the target slices ``w`` (target × these source slices) touches."""
+    touched = np.flatnonzero(w.any(axis=1))
+    if touched.size:
+        lo, hi = int(touched[0]), int(touched[-1]) + 1
+        out[lo:hi] += w[lo:hi] @ planes
+
+
 def through_plane_average(planes: np.ndarray, order: np.ndarray, w_k: np.ndarray,
                           target_shape: tuple[int, int, int], cval: float) -> np.ndarray:
     """The separable average's last axis: reduced source slices (each from :class:`PlaneAverage`;
     ``planes[order[k]]`` is source slice k) weighted onto the target slices they overlap, and
     ``cval`` added back (float64, summed in float64 16 slices at a time: no copy of ``planes``)."""
     out = np.zeros((target_shape[0], planes.shape[1]), dtype=np.float64)
-    step = 16
-    for start in range(0, len(order), step):
-        w = w_k[:, start:start + step]
-        touched = np.flatnonzero(w.any(axis=1))
-        if touched.size:
-            lo, hi = int(touched[0]), int(touched[-1]) + 1
-            out[lo:hi] += w[lo:hi] @ planes[order[start:start + step]]
+    for start in range(0, len(order), 16):
+        _add_through_plane(out, w_k[:, start:start + 16], planes[order[start:start + 16]])
     out += cval
     return out.reshape(target_shape)
 
@@ -226,11 +229,7 @@ def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tup
         plane = np.empty((n, in_plane.size), dtype=np.float32)
         for s in range(n):
             in_plane(block[s], out=plane[s])
-        w = w_k[:, start:start + n]
-        touched = np.flatnonzero(w.any(axis=1))
-        if touched.size:
-            lo, hi = int(touched[0]), int(touched[-1]) + 1
-            out[lo:hi] += w[lo:hi] @ plane
+        _add_through_plane(out, w_k[:, start:start + n], plane)
     out += cval
     return out.reshape(target_shape)
 
