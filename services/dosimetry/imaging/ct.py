@@ -23,6 +23,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from services.dosimetry.imaging.attributes import plain_get
 from services.dosimetry.imaging.errors import CtMismatchError, GeometryError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.multiframe import is_enhanced
@@ -75,6 +76,7 @@ class CtVolume:
 #: What sorting and placing the slices reads of each instance (the rest of it is let go).
 _GEOMETRY = ("SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "ImagePositionPatient",
              "ImageOrientationPatient", "PixelSpacing", "SpacingBetweenSlices", "SliceThickness", "Rows", "Columns")
+_GEOMETRY_TAGS = tuple(Tag(keyword) for keyword in _GEOMETRY)
 
 
 def slice_header(ds: Dataset, whole: bool) -> Dataset:
@@ -88,14 +90,16 @@ def slice_header(ds: Dataset, whole: bool) -> Dataset:
         if hasattr(ds, "file_meta"):
             header.file_meta = ds.file_meta
         return header
-    for keyword in _GEOMETRY:
-        if keyword in ds:
-            header.add(ds.data_element(keyword))
+    for tag in _GEOMETRY_TAGS:
+        # the element as read (still raw when nobody asked pydicom for its value: not converted here)
+        element = ds.get_item(tag, keep_deferred=True)
+        if element is not None:
+            header[tag] = element
     return header
 
 
 def _check_ct(ds: Dataset) -> None:
-    modality = str(ds.get("Modality", "") or "missing")
+    modality = str(plain_get(ds, "Modality", "") or "missing")
     if modality != "CT":
         raise CtMismatchError(f"the CT series holds {modality} instances (Modality (0008,0060)); a CT is needed "
                               "for tissue density", "Modality")

@@ -22,6 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
+from services.dosimetry.imaging.attributes import plain_get
 from services.dosimetry.imaging.errors import PixelDataError
 
 __all__ = ["MAX_DECODED_BYTES", "MAX_VOLUME_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
@@ -48,8 +49,9 @@ class _PixelHeader:
 
     @classmethod
     def of(cls, ds: Dataset) -> _PixelHeader:
-        return cls(ds.get("Rows"), ds.get("Columns"), ds.get("NumberOfFrames"), ds.get("SamplesPerPixel"),
-                   ds.get("BitsAllocated"), ds.get("BitsStored"), ds.get("PixelRepresentation"))
+        return cls(plain_get(ds, "Rows"), plain_get(ds, "Columns"), plain_get(ds, "NumberOfFrames"),
+                   plain_get(ds, "SamplesPerPixel"), plain_get(ds, "BitsAllocated"), plain_get(ds, "BitsStored"),
+                   plain_get(ds, "PixelRepresentation"))
 
     def declared_bytes(self) -> int:
         parts = [_int(self.rows, 0), _int(self.columns, 0), _int(self.frames, 1), _int(self.samples, 1),
@@ -129,7 +131,7 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     if (_int(header.samples, 1) != 1 or allocated not in (8, 16, 32) or not 0 < stored <= allocated
             or representation not in (0, 1) or min(rows, cols, frames) <= 0):
         return None
-    data = ds.get("PixelData")
+    data = plain_get(ds, "PixelData")
     expected = rows * cols * frames * allocated // 8
     if not isinstance(data, bytes) or len(data) not in (expected, expected + 1):  # + the even-length pad
         return None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from services.dosimetry.imaging.attributes import plain_get
 from services.dosimetry.imaging.errors import GeometryError, NoActivitySeriesError, PixelDataError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.multiframe import enhanced_header, enhanced_volume, is_enhanced
@@ -36,7 +37,7 @@ _SLICE_SPACING_TOLERANCE = 0.01
 # -- small parsers ----------------------------------------------------------------------------
 
 def _require(ds: Dataset, keyword: str, tag: str, what: str) -> Any:
-    value = ds.get(keyword)
+    value = plain_get(ds, keyword)
     if value is None or value == "" or (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 0):
         raise GeometryError(f"{what} has no {keyword} {tag}: the volume cannot be placed in patient coordinates",
                             keyword)
@@ -72,9 +73,9 @@ def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
 def rescale(ds: Dataset) -> tuple[float, float]:
     """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
     non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
-    what = f"{ds.get('Modality', '')} instance {ds.get('SOPInstanceUID', '?')}"
-    raw_slope = ds.get("RescaleSlope")
-    raw_intercept = ds.get("RescaleIntercept")
+    raw_slope = plain_get(ds, "RescaleSlope")
+    raw_intercept = plain_get(ds, "RescaleIntercept")
+    what = f"{plain_get(ds, 'Modality', '')} instance {plain_get(ds, 'SOPInstanceUID', '?')}"
     try:
         slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
         intercept = 0.0 if raw_intercept in (None, "") else float(raw_intercept)
@@ -92,7 +93,7 @@ def rescale(ds: Dataset) -> tuple[float, float]:
 
 def image_plane(ds: Dataset, what: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """ImagePositionPatient, ImageOrientationPatient and PixelSpacing of one slice, checked."""
-    label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
+    label = f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}"
     position = _floats(_require(ds, "ImagePositionPatient", "(0020,0032)", label), 3, "ImagePositionPatient", label)
     orientation = _orientation(_require(ds, "ImageOrientationPatient", "(0020,0037)", label), label)
     return position, orientation, _pixel_spacing(ds, label)
@@ -158,9 +159,9 @@ def check_volume_bytes(what: str, shape: tuple[int, int, int], itemsize: int) ->
 def slice_pixels(ds: Dataset, what: str, rows: int, cols: int, *, copy: bool = True) -> np.ndarray:
     """The stored values of one single-frame slice of Rows × Columns (``copy=False``: possibly a
     read-only view on the instance's Pixel Data, for a caller that copies it into a volume)."""
-    if int(ds.Rows) != rows or int(ds.Columns) != cols:
+    if plain_get(ds, "Rows") != rows or plain_get(ds, "Columns") != cols:
         raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-    pixels = decoded_pixels(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}", copy=copy)
+    pixels = decoded_pixels(ds, f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}", copy=copy)
     if pixels.shape != (rows, cols):
         raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
                             "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")

@@ -4,8 +4,10 @@ every other case."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -13,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import pixel_array
+from pydicom.tag import Tag
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -137,12 +140,19 @@ def test_files_nobody_here_wrote_read_as_pydicom_reads_them(name: str) -> None:
 
 class _CountingDataset(Dataset):
     """A Dataset that counts the reads of each element by keyword: ``ds.Rows`` and
-    ``ds.get("Rows")`` both reach :meth:`Dataset.__getattr__` (pydicom 3), present or not."""
+    ``ds.get("Rows")`` both reach :meth:`Dataset.__getattr__` (pydicom 3), present or not, and
+    :func:`~services.dosimetry.imaging.attributes.plain_get` asks :meth:`Dataset.get_item`."""
 
     def __getattr__(self, name: str) -> object:
         if tag_for_keyword(name) is not None:
             self.__dict__.setdefault("reads", Counter())[name] += 1
         return super().__getattr__(name)
+
+    def get_item(self, key: Any, *, keep_deferred: bool = False) -> Any:
+        keyword = keyword_for_tag(Tag(key)) if not isinstance(key, slice) else ""
+        if keyword:
+            self.__dict__.setdefault("reads", Counter())[keyword] += 1
+        return super().get_item(key, keep_deferred=keep_deferred)
 
 
 #: The Image Pixel attributes (PS3.3 C.7.6.3) that both the size bound and the direct reading need.
@@ -153,7 +163,10 @@ _IMAGE_PIXEL_KEYWORDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel",
 @pytest.mark.parametrize("frames", [1, 3])
 def test_each_image_pixel_attribute_is_read_once_a_slice(frames: int) -> None:
     plain = _dataset(bytes(range(2 * 3 * frames * 2)), 2, 3, frames, 16, 12, 1)
-    ds = _CountingDataset(plain)
+    buffer = io.BytesIO()
+    plain.save_as(buffer, implicit_vr=False, little_endian=True)
+    read = pydicom.dcmread(io.BytesIO(buffer.getvalue()), force=True)  # raw elements, as from a PACS
+    ds = _CountingDataset(read)
     ds.file_meta = plain.file_meta
     pixels = decoded_pixels(ds, "CT instance 1.2.3", copy=False)
     np.testing.assert_array_equal(pixels, decoded_pixels(plain, "CT instance 1.2.3"))
