@@ -379,9 +379,11 @@ def slice_density(stored: np.ndarray, slope: float, intercept: float) -> np.ndar
     """Mass density (float32) of stored CT values (one slice or a block of slices sharing one
     rescale): a gather in the stored-value table for 1- and 2-byte integers, else from HU."""
     if stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
-        # indexing, not np.take: numpy's fancy indexing gathers a 1- or 2-byte index about
-        # twice as fast (a fifth of a clinical-size job's time went to np.take here)
-        return np.asarray(_stored_lut(stored.dtype, slope, intercept)[stored])
+        # np.take with the stored values seen as unsigned (the table is in that wrapped order):
+        # 0.16 ms a 512 × 512 slice, against 0.27-0.31 ms by fancy indexing and 0.9 ms by
+        # np.take of signed indices with negative values (numpy 2.4)
+        unsigned = stored.view(stored.dtype.str.replace("i", "u"))
+        return np.take(_stored_lut(stored.dtype, slope, intercept), unsigned)
     return _block_density(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
 
 
