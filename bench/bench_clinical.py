@@ -5,7 +5,8 @@ The study of :mod:`bench.clinical_study` (128³ SPECT, 512 × 512 × 256 CT, SEG
 tumours and lungs) is stored in an Orthanc the stack launches on free ports. Measured in one run:
 
 - **floor**: fetching the same instances (SPECT, CT, SEG series) by WADO-RS into memory, the
-  multipart bodies read whole, series after series, with one HTTP session;
+  multipart bodies read whole and uncompressed (``Accept-Encoding: identity``, as the job asks),
+  series after series, with one HTTP session;
 - **cold job**: the first job of a freshly started worker process, trigger (``$voxel-dosimetry``,
   respond-async) → completed Task with its results written;
 - **warm jobs**: the same job again (another activity, so new results), best of a few;
@@ -32,6 +33,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.job_stack import job_record, job_stack, wait_for_task
+from services.dosimetry.imaging.dicomweb import IDENTITY
 
 WARM_RUNS = int(os.environ.get("BENCH_CLINICAL_WARM", "3"))
 
@@ -94,8 +96,10 @@ class RssSampler:
 
 
 def wado_floor(dicomweb: str, study_uid: str, series: list[str]) -> tuple[float, int]:
-    """Seconds and bytes to GET each series by WADO-RS into memory (one session, in turn)."""
+    """Seconds and bytes to GET each series by WADO-RS into memory (one session, in turn; the
+    answers uncompressed, as the job asks for them)."""
     session = requests.Session()
+    session.headers["Accept-Encoding"] = IDENTITY
     started = time.perf_counter()
     total = 0
     for uid in series:
