@@ -7,6 +7,14 @@ usual grids are prepared (:mod:`services.dosimetry.worker.warmup`).
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread a process, set before numpy loads OpenBLAS: a worker's parallelism is its pool
+# processes (docs/ARCHITECTURE.md), and OpenBLAS's own threads, spinning while they wait, took
+# the other core from the job's reading thread (CPU of a clinical-size job 1.0-1.2 s with two,
+# 0.8-0.9 s with one, the same wall time). An operator's own setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import gc
 
 from celery.signals import worker_process_init

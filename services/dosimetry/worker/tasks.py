@@ -56,7 +56,11 @@ class JobError(Exception):
 
 def execute_job(job_id: str, settings: Settings, worker: str, session: requests.Session | None = None) -> str:
     """Run one job to its end. Returns what happened: completed, failed, cancelled, lost, held,
-    done (already finished) or unknown. ``session`` carries the job calls to the gateway."""
+    done (already finished) or unknown. ``session`` carries the job calls to the gateway (one
+    for the job when not given: its claim, progress reports and write-back share a connection)."""
+    if session is None:
+        with requests.Session() as own:
+            return execute_job(job_id, settings, worker, own)
     reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker, session)
     claim = reporter.claim()
     if not claim.get("granted"):
