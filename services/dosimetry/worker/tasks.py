@@ -62,6 +62,13 @@ def execute_job(job_id: str, settings: Settings, worker: str, session: requests.
         with requests.Session() as own:
             return execute_job(job_id, settings, worker, own)
     reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker, session)
+    try:
+        return _execute(reporter, job_id, settings)
+    finally:
+        reporter.close()  # the progress reports still on their way
+
+
+def _execute(reporter: JobReporter, job_id: str, settings: Settings) -> str:
     claim = reporter.claim()
     if not claim.get("granted"):
         reason = str(claim.get("reason", ""))

@@ -8,6 +8,7 @@ down, already completed) is checked without processes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,65 @@ def test_a_cancelled_or_lost_job_stops_at_its_next_report_and_writes_nothing(
     _fake_kind(monkeypatch, _two_stages)
     gateway = FakeGateway(_job(), answers={"progress": lambda body: _Answer(200, {"state": state})})
     assert execute_job("job-1", settings, "w1", session=gateway) == outcome  # type: ignore[arg-type]
-    assert gateway.actions() == ["claim", "progress"]
+    # the first report's answer is acted on at the next report (sent without waiting) or, at the
+    # latest, before the results would be written
+    assert gateway.actions() in (["claim", "progress"], ["claim", "progress", "progress"])
+
+
+def _writes_at_store(written: list[str]) -> Callable[[dict[str, Any], JobReporter, Settings], Any]:
+    def run(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> Any:
+        for stage, fraction in (("fetch", 0.0), ("dose", 0.55), ("dvh", 0.8), ("store", 0.9)):
+            reporter.progress(stage, fraction)
+        written.append("RT Dose")  # what the store stage writes to the PACS
+        return _two_stages(params, reporter, settings)
+
+    return run
+
+
+@pytest.mark.parametrize("state", ["cancelled", "lost"])
+def test_a_job_cancelled_while_its_reports_are_on_their_way_writes_nothing(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, state: str) -> None:
+    """The gateway answers the first report slowly: the job goes on meanwhile, and the store
+    stage's report waits for every answer, so the cancellation stops it before it writes."""
+    release = threading.Event()
+
+    def slow_then_cancelled(body: dict[str, Any]) -> _Answer:
+        if body["stage"] == "fetch":
+            assert release.wait(10)
+            return _Answer(200, {"state": state})
+        return _Answer(200, {"state": "ok"})
+
+    written: list[str] = []
+    _fake_kind(monkeypatch, _writes_at_store(written))
+    gateway = FakeGateway(_job(), answers={"progress": slow_then_cancelled})
+    threading.Timer(0.2, release.set).start()
+    assert execute_job("job-1", settings, "w1", session=gateway) == ("cancelled" if state == "cancelled" else "lost")  # type: ignore[arg-type]
+    assert written == [] and "complete" not in gateway.actions()
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose", "dvh"]
+
+
+def test_progress_reports_do_not_wait_for_the_gateway(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    release = threading.Event()
+    seen: list[str] = []
+
+    def slow(body: dict[str, Any]) -> _Answer:
+        assert release.wait(10)
+        return _Answer(200, {"state": "ok"})
+
+    def run(params: dict[str, Any], reporter: JobReporter, settings: Settings) -> Any:
+        reporter.progress("fetch", 0.0)
+        reporter.progress("dose", 0.55)
+        seen.append("went on")  # both reports sent, neither answered yet
+        release.set()
+        reporter.progress("store", 0.9)  # waits for the answers
+        return _two_stages(params, reporter, settings)
+
+    _fake_kind(monkeypatch, run)
+    gateway = FakeGateway(_job(), answers={"progress": slow})
+    assert execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
+    assert seen == ["went on"]
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose", "store", "fetch", "dose"]
+    assert gateway.actions()[-1] == "complete"
 
 
 def test_a_job_that_cannot_succeed_fails_with_its_reason(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
