@@ -77,8 +77,10 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     """
     if dose_gy.shape != grid.shape:
         raise ValueError(f"dose shape {dose_gy.shape} ≠ grid shape {grid.shape}")
-    dose = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    dose = np.clip(dose, 0.0, None)
+    # one float64 copy, worked in place (at 128³ each further copy cost ~5 ms of the job's store)
+    dose = np.array(dose_gy, dtype=np.float64)
+    np.nan_to_num(dose, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(dose, 0.0, None, out=dose)
     grid, dose = _frames_along_normal(grid, dose)
     peak = float(dose.max())
     scaling = peak / _MAX_STORED if peak > 0 else 1.0
@@ -116,7 +118,8 @@ def build_rtdose(dose_gy: np.ndarray, grid: Grid, *, study: Dataset, frame_of_re
     ds.DoseGridScaling = f"{scaling:.10g}"
     ds.DoseComment = f"Y-90 absorbed dose, {'delivered' if delivered else 'predicted (MAA simulation)'}"[:64]
     _reference_sources(ds, source_images, referenced_series_uid)
-    ds.PixelData = np.round(dose / scaling).astype(np.uint16).tobytes()
+    np.divide(dose, scaling, out=dose)
+    ds.PixelData = np.rint(dose, out=dose).astype(np.uint16).tobytes()  # rint: np.round's half-to-even
     return ds
 
 
