@@ -68,16 +68,20 @@ def with_compared_reports(store: FhirStore, body: dict[str, Any]) -> dict[str, A
 
 def _search_pages(store: FhirStore, rtype: str, params: list[tuple[str, str]], base_url: str,
                   page_size: int = 200) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every match of a search, page after page, and the resources its ``_include`` brought."""
+    """Every match of a search, page after page, and the resources its ``_include`` brought. No
+    count of the matches is asked for (``_total=none``): the pages go on while the answer links a
+    ``next`` one (or, from a server that counts anyway, until its total)."""
     found: list[dict[str, Any]] = []
     included: list[dict[str, Any]] = []
     while True:
-        page = store.search(rtype, [*params, ("_count", str(page_size)), ("_offset", str(len(found)))], base_url)
+        page = store.search(rtype, [*params, ("_count", str(page_size)), ("_offset", str(len(found))),
+                                    ("_total", "none")], base_url)
         entries = [e for e in page.get("entry", []) if e.get("resource")]
         batch = [e["resource"] for e in entries if (e.get("search") or {}).get("mode", "match") == "match"]
         included.extend(e["resource"] for e in entries if (e.get("search") or {}).get("mode") == "include")
         found.extend(batch)
-        if not batch or len(found) >= int(page.get("total", len(found))):
+        has_next = any(link.get("relation") == "next" for link in page.get("link", []))
+        if not batch or (len(found) >= int(page["total"]) if "total" in page else not has_next):
             return found, included
 
 

@@ -55,10 +55,12 @@ def shape(resource: dict[str, Any], query: SearchQuery) -> dict[str, Any]:
 
 
 def searchset_bundle(*, resource_type: str, base_url: str, resources: Sequence[Mapping[str, Any]],
-                     total: int, filters: Sequence[tuple[str, str]], count: int, offset: int,
+                     total: int | None, filters: Sequence[tuple[str, str]], count: int, offset: int,
                      sort: str | None, included: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """A ``searchset`` Bundle with ``self``, ``next`` and ``previous`` links (``_offset`` paging);
-    ``included`` resources (``_include``/``_revinclude``) follow the matches in ``include`` mode."""
+    ``included`` resources (``_include``/``_revinclude``) follow the matches in ``include`` mode.
+    ``total`` None: the search asked ``_total=none`` (R4 3.1.1.5.7): no Bundle.total, and a
+    ``next`` link whenever the page is full (the links keep ``_total=none``)."""
     base = base_url.rstrip("/")
 
     def link(page_offset: int) -> str:
@@ -66,17 +68,23 @@ def searchset_bundle(*, resource_type: str, base_url: str, resources: Sequence[M
         if sort:
             query.append(("_sort", sort))
         query += [("_count", str(count)), ("_offset", str(page_offset))]
+        if total is None:
+            query.append(("_total", "none"))
         return f"{base}/{resource_type}?{urlencode(query)}"
 
     links = [{"relation": "self", "url": link(offset)}]
-    if count and offset + count < total:
+    more = len(resources) == count if total is None else offset + count < total
+    if count and more:
         links.append({"relation": "next", "url": link(offset + count)})
     if count and offset > 0:
         links.append({"relation": "previous", "url": link(max(0, offset - count))})
     entries = [{"fullUrl": f"{base}/{res['resourceType']}/{res['id']}", "resource": dict(res),
                 "search": {"mode": mode}}
                for mode, group in (("match", resources), ("include", included)) for res in group]
-    return {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    return {**bundle, "link": links, "entry": entries}
 
 
 @dataclass(frozen=True)

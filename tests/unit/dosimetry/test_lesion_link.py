@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.dose_records import find_lesion_body_structure
+from gateway.dose_records import _search_pages, find_lesion_body_structure
 from gateway.store.sql import SqlStore
 from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
 from services.dosimetry.operation import voxel_dosimetry
@@ -77,3 +77,14 @@ def test_the_internal_lookup_needs_a_known_job(tmp_path: Path) -> None:
     assert resp.status_code == 404
     resp = client.post("/internal/jobs/unknown/body-structure", json={"worker": "w", "label": "x"})
     assert resp.status_code in (401, 403)
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 7])
+def test_record_searches_page_to_the_last_match_without_a_count(store: SqlStore, page_size: int) -> None:
+    """The dose-record searches ask for no total (``_total=none``) and still read every match,
+    page by page: a full page links a next one, the short (or empty) last page ends it."""
+    for i in range(6):
+        store.put(_body_structure(f"bs{i}", f"1.2.826.0.1.3680043.10.99.{100 + i}"))
+    found, _ = _search_pages(store, "BodyStructure", [("patient", "Patient/p1")], BASE, page_size=page_size)
+    assert sorted(r["id"] for r in found) == [f"bs{i}" for i in range(6)]
+    assert "total" not in store.search("BodyStructure", [("_total", "none")], BASE)

@@ -111,6 +111,19 @@ def test_total_values(filled: FhirStore) -> None:
     assert err.status == 400 and expressions(err) == ["_total"]
 
 
+def test_total_none_leaves_the_count_out_and_pages_by_next_links(filled: FhirStore) -> None:
+    first = _find(filled, "Observation", ("_total", "none"), ("_count", "2"), ("_sort", "date"))
+    second = _find(filled, "Observation", ("_total", "none"), ("_count", "2"), ("_offset", "2"), ("_sort", "date"))
+    assert _ids(first) == ["o1", "o2"] and _ids(second) == ["o3"]
+    after_first = [link["url"] for link in first["link"] if link["relation"] == "next"]
+    assert after_first  # a full page: there may be more
+    assert not [link for link in second["link"] if link["relation"] == "next"]  # a short page ends it
+    if type(filled).__name__ != "UpstreamStore":  # an upstream server may count anyway
+        assert "total" not in first and "total" not in second
+        assert "_total=none" in after_first[0]
+    assert _find(filled, "Observation", ("_count", "2"))["total"] == 3  # counted unless told otherwise
+
+
 def test_strings_match_from_the_start_ignoring_case_and_accents(filled: FhirStore) -> None:
     assert _ids(_find(filled, "Patient", ("name", "mul"))) == ["p1"]
     assert set(_ids(_find(filled, "Patient", ("family", "M")))) == {"p1", "p2"}
