@@ -14,7 +14,8 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
   claim, write-back, polling);
 - **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
   peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
-  stage, the peak while the job reported that stage (a stage seen late by the 40 ms polling may
+  stage, the peak while the job reported that stage (a stage seen late by the polling, every 200 ms
+  while the job fetches and 10 ms from its dose stage on, may
   lend its first samples to the one before).
 """
 
