@@ -272,3 +272,19 @@ def test_not_parameters_and_not_json(client: FlaskClient) -> None:
     assert resp.status_code == 422
     resp = client.post(URL, data="{", content_type="application/fhir+json")
     assert resp.status_code == 400
+
+
+def test_the_request_is_validated_but_for_the_stored_records_the_gateway_adds(client: FlaskClient) -> None:
+    """The record parameters hold the gateway's reads of its own store (validated when stored):
+    they are read field by field, not validated again; every other parameter still is."""
+    record = {"resourceType": "Observation", "id": "earlier", "status": "final",
+              "code": {"coding": [{"system": OBSERVATION_CODE_SYSTEM, "code": "sirt-activity-plan"}]},
+              "effectiveDateTime": "2026-01-05", "valueQuantity": {"value": "not a number"}}  # not R4
+    body = _params(**PARTITION)
+    body["parameter"].append({"name": "record", "resource": record})
+    assert client.post(URL, json=body).status_code == 200
+    bad = _params(**PARTITION)
+    bad["parameter"][2]["valueDecimal"] = "1500 mL"  # liverVolumeMl: the models still refuse it
+    resp = client.post(URL, json=bad)
+    assert resp.status_code == 400
+    assert any("parameter[2]" in e for i in resp.get_json()["issue"] for e in i.get("expression", []))
