@@ -56,7 +56,10 @@ def _meta(blob: bytes) -> tuple[FileMetaDataset, str, int] | None:
         return None
     pos, elements = 132, {}
     while pos + 8 <= len(blob) and blob[pos:pos + 2] == b"\x02\x00":
-        parsed = _explicit_element(blob, pos)
+        try:
+            parsed = _explicit_element(blob, pos)
+        except struct.error:  # a truncated element header
+            return None
         if parsed is None:
             return None
         raw, pos = parsed
@@ -142,7 +145,9 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
             if tag == _CHARSET:
                 encoding = convert_encodings(convert_raw_data_element(raw).value)
             pos = start + length
-    except struct.error:  # a truncated element header
+    except (struct.error, LookupError, ValueError, TypeError):
+        # a truncated element header, or a value pydicom's own helpers refuse (a damaged
+        # Specific Character Set): dcmread reads such a file, or says why it cannot
         return None
     ds = Dataset(elements)
     ds.file_meta = file_meta

@@ -188,12 +188,13 @@ def test_a_plain_instance_is_read_as_dcmread_reads_it(case: tuple[Dataset, str])
     assert fast.PixelData == ds.PixelData and fast.file_meta.TransferSyntaxUID == syntax
 
 
-@settings(max_examples=200, deadline=None)
-@given(case=instances(), cut=st.integers(0, 2000), flip=st.integers(0, 2000))
+@settings(max_examples=300, deadline=None)
+@given(case=instances(), cut=st.integers(0, 2000), flip=st.integers(0, 2000), other=st.integers(0, 2000))
 def test_a_damaged_instance_is_left_to_dcmread_or_read_as_it_reads_it(case: tuple[Dataset, str], cut: int,
-                                                                       flip: int) -> None:
+                                                                       flip: int, other: int) -> None:
     blob = bytearray(_written(*case))
     blob[flip % len(blob)] ^= 0xFF
+    blob[other % len(blob)] ^= 0x55  # e.g. a character set name no codec knows
     _check(bytes(blob[: max(0, len(blob) - cut)]))  # never raises; None, or what dcmread reads
 
 
@@ -218,3 +219,11 @@ def test_pydicoms_own_files_are_read_as_dcmread_reads_them() -> None:
             continue  # files pydicom itself refuses without force
         read += _check(blob) is not None
     assert read >= 15  # the little-endian uncompressed ones (22 in pydicom 3.0)
+
+
+def test_an_instance_cut_inside_its_file_meta_group_is_left_to_dcmread() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    blob = _written(ds, ExplicitVRLittleEndian)
+    meta_end = 132 + 12 + int.from_bytes(blob[140:144], "little")
+    for cut in range(132, meta_end + 8):
+        assert read_plain_instance(blob[:cut]) is None, cut  # never raises, whatever the cut
