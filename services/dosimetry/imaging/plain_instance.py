@@ -57,13 +57,14 @@ def _meta(blob: bytes) -> tuple[FileMetaDataset, str, int] | None:
     pos, elements = 132, {}
     while pos + 8 <= len(blob) and blob[pos:pos + 2] == b"\x02\x00":
         try:
-            parsed = _explicit_element(blob, pos)
+            header = _header(blob, pos, implicit=False)
         except struct.error:  # a truncated element header
             return None
-        if parsed is None:
+        if header is None or header[2] == _UNDEFINED or header[3] + header[2] > len(blob):
             return None
-        raw, pos = parsed
-        elements[raw.tag] = raw
+        tag, vr, length, start = header
+        elements[tag] = _raw(blob, tag, vr, length, start, implicit=False)
+        pos = start + length
     meta = FileMetaDataset(elements)
     syntax = elements.get(BaseTag(0x00020010))
     if syntax is None or not isinstance(syntax.value, bytes):
@@ -71,21 +72,25 @@ def _meta(blob: bytes) -> tuple[FileMetaDataset, str, int] | None:
     return meta, syntax.value.rstrip(b"\0 ").decode("ascii", "replace"), pos
 
 
-def _explicit_element(blob: bytes, pos: int) -> tuple[RawDataElement, int] | None:
+def _header(blob: bytes, pos: int, implicit: bool) -> tuple[BaseTag, str | None, int, int] | None:
+    """The tag, VR (None in implicit VR), value length and value offset of the element at
+    ``pos``, or None for a VR this reader does not know; ``struct.error`` when cut short."""
+    if implicit:
+        group, element, length = _TAG_LENGTH.unpack_from(blob, pos)
+        return BaseTag(group << 16 | element), None, length, pos + 8
     group, element, vr_bytes, length = _TAG_VR_LENGTH.unpack_from(blob, pos)
     vr = vr_bytes.decode("ascii", "replace")
     if vr in _LONG:
         (length,) = _LENGTH4.unpack_from(blob, pos + 8)
-        start = pos + 12
-    elif vr in _SHORT:
-        start = pos + 8
-    else:
-        return None
-    if length == _UNDEFINED or start + length > len(blob):
-        return None
-    tag = BaseTag(group << 16 | element)
+        return BaseTag(group << 16 | element), vr, length, pos + 12
+    if vr in _SHORT:
+        return BaseTag(group << 16 | element), vr, length, pos + 8
+    return None
+
+
+def _raw(blob: bytes, tag: BaseTag, vr: str | None, length: int, start: int, implicit: bool) -> RawDataElement:
     value = blob[start:start + length] if length else empty_value_for_VR(vr, raw=True)
-    return RawDataElement(tag, vr, length, value, start, False, True), start + length
+    return RawDataElement(tag, vr, length, value, start, implicit, True)
 
 
 def read_plain_instance(blob: bytes) -> Dataset | None:
@@ -110,21 +115,10 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
     end = len(blob)
     try:
         while pos < end:
-            if implicit:
-                group, element, length = _TAG_LENGTH.unpack_from(blob, pos)
-                vr: str | None = None
-                start = pos + 8
-            else:
-                group, element, vr_bytes, length = _TAG_VR_LENGTH.unpack_from(blob, pos)
-                vr = vr_bytes.decode("ascii", "replace")
-                if vr in _LONG:
-                    (length,) = _LENGTH4.unpack_from(blob, pos + 8)
-                    start = pos + 12
-                elif vr in _SHORT:
-                    start = pos + 8
-                else:
-                    return None
-            tag = BaseTag(group << 16 | element)
+            header = _header(blob, pos, implicit)
+            if header is None:
+                return None
+            tag, vr, length, start = header
             if length == _UNDEFINED:
                 if (vr or _dictionary_vr(tag)) != "SQ":
                     return None
@@ -139,8 +133,7 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
                 continue
             if start + length > end:
                 return None
-            value = blob[start:start + length] if length else empty_value_for_VR(vr, raw=True)
-            raw = RawDataElement(tag, vr, length, value, start, implicit, True)
+            raw = _raw(blob, tag, vr, length, start, implicit)
             elements[tag] = raw
             if tag == _CHARSET:
                 encoding = convert_encodings(convert_raw_data_element(raw).value)
