@@ -14,7 +14,7 @@ of raw elements (values converted by pydicom only when asked for):
 
 Anything else gives ``None`` and the caller reads the instance with ``dcmread``: another transfer
 syntax (big endian, deflated, encapsulated Pixel Data), a first element in the other VR encoding
-than the transfer syntax says, an element of undefined length that is not a sequence, a VR this
+than the transfer syntax says, an item or delimitation tag outside a sequence, an element of undefined length that is not a sequence, a VR this
 reader does not know, a length past the end, no preamble.
 """
 
@@ -41,6 +41,8 @@ _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _UNDEFINED = 0xFFFFFFFF
 _CHARSET = 0x00080005
+#: The group of the Item and delimitation tags (FFFE,E000/E00D/E0DD), PS3.5 7.5.
+_DELIMITERS_GROUP = 0xFFFE
 _TAG_VR_LENGTH = struct.Struct("<HH2sH")  # explicit VR with a 2-byte length
 _TAG_LENGTH = struct.Struct("<HHI")  # implicit VR, or the 4-byte length after the reserved bytes
 _LENGTH4 = struct.Struct("<I")
@@ -60,9 +62,11 @@ def _meta(blob: bytes) -> tuple[FileMetaDataset, str, int] | None:
             header = _header(blob, pos, implicit=False)
         except struct.error:  # a truncated element header
             return None
-        if header is None or header[2] == _UNDEFINED or header[3] + header[2] > len(blob):
+        if header is None:
             return None
         tag, vr, length, start = header
+        if length == _UNDEFINED or start + length > len(blob):
+            return None
         elements[tag] = _raw(blob, tag, vr, length, start, implicit=False)
         pos = start + length
     meta = FileMetaDataset(elements)
@@ -119,6 +123,8 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
             if header is None:
                 return None
             tag, vr, length, start = header
+            if tag >> 16 == _DELIMITERS_GROUP:
+                return None  # an item or delimiter at the top level: pydicom stops reading there
             if length == _UNDEFINED:
                 if (vr or _dictionary_vr(tag)) != "SQ":
                     return None

@@ -119,7 +119,13 @@ def _same_values(fast: Dataset, slow: Dataset) -> None:
     tags = list(slow.keys())
     assert list(fast.keys()) == tags
     for tag in tags:
-        a, b = fast[tag], slow[tag]
+        try:
+            b = slow[tag]
+        except Exception as exc:  # pydicom cannot convert this (damaged) value: nor from the fast read
+            with pytest.raises(type(exc)):
+                fast[tag]
+            continue
+        a = fast[tag]
         assert a.VR == b.VR, tag
         if b.VR == "SQ":
             assert len(a.value) == len(b.value), tag
@@ -227,3 +233,20 @@ def test_an_instance_cut_inside_its_file_meta_group_is_left_to_dcmread() -> None
     meta_end = 132 + 12 + int.from_bytes(blob[140:144], "little")
     for cut in range(132, meta_end + 8):
         assert read_plain_instance(blob[:cut]) is None, cut  # never raises, whatever the cut
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_a_delimiter_outside_a_sequence_is_left_to_dcmread(syntax: str) -> None:
+    """pydicom stops reading a dataset at an item delimitation tag (FFFE,E00D) found at its top
+    level; such a file is dcmread's to read, not read further here."""
+    ds = Dataset()
+    ds.Modality, ds.InstanceNumber = "CT", 1
+    blob = _written(ds, syntax)
+    at = blob.index(b"\x20\x00\x13\x00")  # InstanceNumber (0020,0013), after Modality
+    delimiter = b"\xfe\xff\x0d\xe0" + b"\0\0\0\0"  # an item delimitation item (no VR in either encoding)
+    damaged = blob[:at] + delimiter + blob[at:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "InstanceNumber" not in pydicom.dcmread(io.BytesIO(damaged))  # pydicom stopped
+    assert read_plain_instance(damaged) is None
+    assert _check(blob) is not None
