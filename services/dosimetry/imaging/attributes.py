@@ -37,31 +37,31 @@ _BYTES = frozenset({"OB", "OW", "OB or OW"})
 _SUPPORTED = _NUMBER_STRINGS | set(_BINARY_INTS) | _TEXT | _BYTES
 #: Characters of a well-formed decimal (DS) or integer (IS) string, value separators included.
 _NUMBER_CHARACTERS = {"DS": "0123456789+-.eE \\", "IS": "0123456789+- \\"}
+#: What :func:`_decoded` gives for a value it leaves to pydicom.
+_FALLBACK = object()
 
 
 @lru_cache(maxsize=256)
-def _tag_and_vr(keyword: str) -> tuple[int, str] | None:
-    """The tag and the dictionary VR of ``keyword`` when :func:`plain_get` can decode it."""
+def _tag_and_vr(keyword: str) -> tuple[int, str, frozenset[str | None]] | None:
+    """The tag and the dictionary VR of ``keyword`` when :func:`plain_get` can decode it, and
+    the VRs a raw element of it may carry to be decoded here (None: implicit VR)."""
     tag = tag_for_keyword(keyword)
     if tag is None:
         return None
     vr = str(dictionary_VR(tag))
-    return (int(tag), vr) if vr in _SUPPORTED else None
-
-
-def _number(text: str, vr: str) -> float | int:
-    # float() and int() accept what pydicom's DS and IS do for well-formed values; a value they
-    # refuse (or that int() reads where IS would not) raises, and pydicom decides
-    return float(text) if vr == "DS" else int(text)
+    if vr not in _SUPPORTED:
+        return None
+    accepted: frozenset[str | None] = frozenset({None, "OB", "OW"} if vr in _BYTES else {None, vr})
+    return int(tag), vr, accepted
 
 
 def _decoded(raw: RawDataElement, vr: str) -> Any:
-    """The value of ``raw`` as pydicom would give it, or ``_FALLBACK``."""
+    """The value of ``raw`` (of dictionary VR ``vr``) as pydicom would give it, or ``_FALLBACK``."""
     value = raw.value
     if not isinstance(value, bytes) or not value:
         return _FALLBACK
     if vr in _BYTES:
-        return value if raw.VR in (None, "OB", "OW") else _FALLBACK
+        return value
     if vr in _BINARY_INTS:
         size, signed = _BINARY_INTS[vr]
         if len(value) != size:
@@ -76,14 +76,14 @@ def _decoded(raw: RawDataElement, vr: str) -> Any:
         return _FALLBACK if "\\" in text else text
     if text.strip(_NUMBER_CHARACTERS[vr]):
         return _FALLBACK
+    # float() and int() read what pydicom's DS and IS do for well-formed values; one they refuse
+    # (or that int() would read where IS would not) is pydicom's to judge
+    number = float if vr == "DS" else int
     try:
-        numbers = [_number(part.strip(), vr) for part in text.split("\\")]
+        numbers = [number(part.strip()) for part in text.split("\\")]
     except ValueError:
         return _FALLBACK
     return numbers[0] if len(numbers) == 1 else numbers
-
-
-_FALLBACK = object()
 
 
 def plain_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
@@ -91,11 +91,11 @@ def plain_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
     encoded (see the module's note); the numbers compare equal to pydicom's."""
     known = _tag_and_vr(keyword)
     if known is not None:
-        tag, vr = known
+        tag, vr, accepted = known
         raw = ds.get_item(tag, keep_deferred=True)
         if raw is None:
             return default
-        if isinstance(raw, RawDataElement) and (raw.VR in (None, vr) or vr in _BYTES):
+        if isinstance(raw, RawDataElement) and raw.VR in accepted:
             value = _decoded(raw, vr)
             if value is not _FALLBACK:
                 return value

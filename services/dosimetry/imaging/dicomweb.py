@@ -8,8 +8,8 @@ instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydic
 CT's are streamed (:func:`stream_series`), each parsed as it arrives: with the client
 :func:`make_client` gives (:class:`PacsClient`), the multipart answer is split here
 (:mod:`.multipart`) and each instance read by :func:`.plain_instance.read_plain_instance` (pydicom's
-``dcmread`` for anything but the plain encodings), a third of the time dicomweb-client and
-``dcmread`` took.
+``dcmread`` for anything but the plain encodings): for a 256-slice CT from a local Orthanc,
+0.10 s of CPU (median of six) where dicomweb-client and ``dcmread`` took 0.145 s.
 
 Instances are asked for in their stored transfer syntax (:data:`AS_STORED`) and decoded here.
 
