@@ -155,15 +155,17 @@ def is_multiframe_ct(first: Dataset, expected: int) -> bool:
     return is_enhanced(first) and expected <= 1
 
 
-def ct_slices(first: Dataset, rest: Iterator[Dataset], expected: int) -> Iterator[tuple[Dataset, np.ndarray]]:
+def ct_slices(first: Dataset, rest: Iterator[Dataset], expected: int,
+              masked: bool = True) -> Iterator[tuple[Dataset, np.ndarray]]:
     """Each per-slice CT instance, in arrival order, with its stored values (Rows × Columns; after
     the first, possibly a read-only view on the instance's Pixel Data, to be copied or reduced
-    before the next). The whole volume's size is bounded before a slice is decoded."""
+    before the next; ``masked=False``: possibly with the bits above Bits Stored as stored, see
+    :func:`.pixels.decoded_pixels`). The whole volume's size is bounded before a slice is decoded."""
     declared = declared_bytes(first)
     if declared > 0:
         rows, cols = int(first.Rows), int(first.Columns)
         check_volume_bytes("CT", (max(expected, 1), rows, cols), declared // (rows * cols))
-    pixels = decoded_pixels(first, f"CT instance {first.get('SOPInstanceUID', '?')}")
+    pixels = decoded_pixels(first, f"CT instance {first.get('SOPInstanceUID', '?')}", masked=masked)
     if pixels.ndim != 2:
         raise GeometryError(f"CT instance {first.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
                             "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
@@ -172,7 +174,7 @@ def ct_slices(first: Dataset, rest: Iterator[Dataset], expected: int) -> Iterato
     yield first, pixels
     for ds in rest:
         _check_ct(ds)
-        yield ds, slice_pixels(ds, "CT", rows, cols, copy=False)
+        yield ds, slice_pixels(ds, "CT", rows, cols, copy=False, masked=masked)
 
 
 def ct_volume(datasets: Iterable[Dataset], expected: int = 0) -> CtVolume:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from services.dosimetry.imaging.attributes import plain_get
 from services.dosimetry.imaging.ct import (
     ct_slices,
     ct_volume,
@@ -119,14 +120,20 @@ def ct_density_on_grid(datasets: Iterable[Dataset], target: Grid, expected: int 
     headers: list[Dataset] = []
     cache: dict[tuple[float, ...], PlaneAverage] = {}
     itemsize = 0
-    for ds, pixels in ct_slices(first, rest, expected):
+    density: np.ndarray | None = None  # one slice's density, reused slice after slice
+    # masked=False: a slice's bits above Bits Stored are shifted out by its density table
+    for ds, pixels in ct_slices(first, rest, expected, masked=False):
         position, orientation, spacing = image_plane(ds, "CT")
         average = _in_plane(target, position, orientation, spacing, pixels.shape, outside_g_per_ml, cache)
         n = len(headers)
         if n == planes.shape[0]:  # more instances than the PACS listed
             planes = np.concatenate([planes, np.empty((max(1, n // 2), planes.shape[1]), dtype=np.float32)])
         slope, intercept = rescale(ds)
-        average(slice_density(pixels, slope, intercept), out=planes[n])
+        if density is None or density.shape != pixels.shape:
+            density = np.empty(pixels.shape, dtype=np.float32)
+        bits = plain_get(ds, "BitsStored")
+        slice_density(pixels, slope, intercept, bits=bits if isinstance(bits, int) else 0, out=density)
+        average(density, out=planes[n])
         itemsize = pixels.dtype.itemsize
         headers.append(slice_header(ds, whole=not headers))
         del ds, pixels  # the instance (with its Pixel Data) is not held past its slice

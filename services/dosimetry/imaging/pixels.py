@@ -108,7 +108,8 @@ def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
 _NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
-def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None = None) -> np.ndarray | None:
+def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None = None,
+                   masked: bool = True) -> np.ndarray | None:
     """The stored values of an uncompressed little-endian instance read straight from its bytes
     (what pydicom's decoder gives, without its per-call set-up: about a millisecond a CT slice, a
     quarter of a second a CT series), or None when anything is outside that plain case (another
@@ -118,6 +119,8 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     sign-extended for Pixel Representation 1, cleared for 0. ``copy=False``: a read-only view on
     the instance's bytes where nothing had to change (for a caller that copies the values anyway).
     ``header``: the instance's Image Pixel attributes when the caller has read them already.
+    ``masked=False``: 1- and 2-byte values are left with their high bits as stored, for a caller
+    that maps them through a table which does the shift (:func:`.resample.slice_density`).
     """
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -138,7 +141,7 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     dtype = np.dtype(f"<{'i' if representation else 'u'}{allocated // 8}")
     values = np.frombuffer(data, dtype=dtype, count=rows * cols * frames)
     values = values.reshape((frames, rows, cols) if frames > 1 else (rows, cols))
-    if stored < allocated:
+    if stored < allocated and (masked or allocated > 16):
         shift = allocated - stored
         values = np.right_shift(np.left_shift(values, shift), shift)
     elif copy:
@@ -146,11 +149,13 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     return values.astype(dtype.newbyteorder("="), copy=False)
 
 
-def decoded_pixels(ds: Dataset, what: str, *, copy: bool = True) -> np.ndarray:
+def decoded_pixels(ds: Dataset, what: str, *, copy: bool = True, masked: bool = True) -> np.ndarray:
     """The stored values of ``ds`` (frames, rows, columns) or (rows, columns), decoded.
-    ``copy=False`` may return a read-only view on the instance's Pixel Data (uncompressed)."""
+    ``copy=False`` may return a read-only view on the instance's Pixel Data (uncompressed);
+    ``masked=False`` may leave 1- and 2-byte values' bits above Bits Stored as stored (see
+    :func:`_native_pixels`)."""
     header = _checked_header(ds, what)
-    native = _native_pixels(ds, copy, header)
+    native = _native_pixels(ds, copy, header, masked)
     if native is not None:
         return native
     try:

@@ -156,12 +156,14 @@ def check_volume_bytes(what: str, shape: tuple[int, int, int], itemsize: int) ->
                              "is built", "Rows")
 
 
-def slice_pixels(ds: Dataset, what: str, rows: int, cols: int, *, copy: bool = True) -> np.ndarray:
+def slice_pixels(ds: Dataset, what: str, rows: int, cols: int, *, copy: bool = True,
+                 masked: bool = True) -> np.ndarray:
     """The stored values of one single-frame slice of Rows × Columns (``copy=False``: possibly a
-    read-only view on the instance's Pixel Data, for a caller that copies it into a volume)."""
+    read-only view on the instance's Pixel Data, for a caller that copies it into a volume;
+    ``masked=False``: see :func:`.pixels.decoded_pixels`)."""
     if plain_get(ds, "Rows") != rows or plain_get(ds, "Columns") != cols:
         raise GeometryError(f"{what}: slices have different Rows/Columns (0028,0010)/(0028,0011)", "Rows")
-    pixels = decoded_pixels(ds, f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}", copy=copy)
+    pixels = decoded_pixels(ds, f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}", copy=copy, masked=masked)
     if pixels.shape != (rows, cols):
         raise GeometryError(f"{what} instance {ds.get('SOPInstanceUID', '?')} holds {pixels.shape} pixels, not "
                             "one frame of Rows × Columns (NumberOfFrames (0028,0008))", "NumberOfFrames")
