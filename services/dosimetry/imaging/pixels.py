@@ -123,7 +123,7 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     that maps them through a table which does the shift (:func:`.resample.slice_density`).
     """
     meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = plain_get(meta, "TransferSyntaxUID") if meta is not None else None
     if syntax is None or str(syntax) not in _NATIVE_LITTLE_ENDIAN:
         return None
     if header is None:

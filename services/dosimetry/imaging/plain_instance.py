@@ -21,6 +21,7 @@ reader does not know, a length past the end, no preamble.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from io import BytesIO
 
 from pydicom.charset import convert_encodings, default_encoding
@@ -142,7 +143,7 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
             raw = _raw(blob, tag, vr, length, start, implicit)
             elements[tag] = raw
             if tag == _CHARSET:
-                encoding = convert_encodings(convert_raw_data_element(raw).value)
+                encoding = list(_encodings(vr, raw.value, implicit))
             pos = start + length
     except (struct.error, LookupError, ValueError, TypeError):
         # a truncated element header, or a value pydicom's own helpers refuse (a damaged
@@ -152,6 +153,14 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
     ds.file_meta = file_meta
     ds.set_original_encoding(implicit, True, encoding)
     return ds
+
+
+@lru_cache(maxsize=64)
+def _encodings(vr: str | None, value: bytes, implicit: bool) -> tuple[str, ...]:
+    """The Python encodings of a raw Specific Character Set, as pydicom converts it: worked out
+    once per value (every instance of a series carries the same), a fresh list for each dataset."""
+    raw = RawDataElement(BaseTag(_CHARSET), vr, len(value), value, 0, implicit, True)
+    return tuple(convert_encodings(convert_raw_data_element(raw).value))
 
 
 def _dictionary_vr(tag: BaseTag) -> str:

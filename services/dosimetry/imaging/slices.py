@@ -45,29 +45,35 @@ def _require(ds: Dataset, keyword: str, tag: str, what: str) -> Any:
 
 
 def _floats(value: Any, n: int, keyword: str, what: str) -> np.ndarray:
+    numbers = _numbers(value, n, keyword, what)
+    return np.array(numbers, dtype=np.float64)
+
+
+def _numbers(value: Any, n: int, keyword: str, what: str) -> list[float]:
+    """``value``'s ``n`` finite numbers (checked in Python: a CT's 256 slices ask three times each)."""
     try:
-        arr = np.array([float(v) for v in value], dtype=np.float64)
+        numbers = [float(v) for v in value]
     except (TypeError, ValueError) as exc:
         raise GeometryError(f"{what}: {keyword} is not numeric ({value!r})", keyword) from exc
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+    if len(numbers) != n or not all(map(math.isfinite, numbers)):
         raise GeometryError(f"{what}: {keyword} must hold {n} numbers, got {value!r}", keyword)
-    return arr
+    return numbers
 
 
 def _orientation(value: Any, what: str) -> np.ndarray:
-    iop = _floats(value, 6, "ImageOrientationPatient", what)
-    row, col = iop[:3], iop[3:]
-    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+    rx, ry, rz, cx, cy, cz = _numbers(value, 6, "ImageOrientationPatient", what)
+    if (abs(math.sqrt(rx * rx + ry * ry + rz * rz) - 1) > 1e-3 or abs(math.sqrt(cx * cx + cy * cy + cz * cz) - 1) > 1e-3
+            or abs(rx * cx + ry * cy + rz * cz) > 1e-3):
         raise GeometryError(f"{what}: ImageOrientationPatient (0020,0037) is not two orthonormal "
                             f"direction cosines ({value!r})", "ImageOrientationPatient")
-    return iop
+    return np.array([rx, ry, rz, cx, cy, cz], dtype=np.float64)
 
 
 def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
-    ps = _floats(_require(ds, "PixelSpacing", "(0028,0030)", what), 2, "PixelSpacing", what)
-    if np.any(ps <= 0):
-        raise GeometryError(f"{what}: PixelSpacing (0028,0030) must be positive, got {list(ps)}", "PixelSpacing")
-    return float(ps[0]), float(ps[1])
+    ps = _numbers(_require(ds, "PixelSpacing", "(0028,0030)", what), 2, "PixelSpacing", what)
+    if min(ps) <= 0:
+        raise GeometryError(f"{what}: PixelSpacing (0028,0030) must be positive, got {ps}", "PixelSpacing")
+    return ps[0], ps[1]
 
 
 def rescale(ds: Dataset) -> tuple[float, float]:
