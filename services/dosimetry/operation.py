@@ -11,8 +11,9 @@ demo, the benchmark and the tests call.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netliver.fhir.builders import OperationResult
 from netliver.settings import Settings
@@ -37,6 +38,9 @@ from services.dosimetry.fhir_out import (
     sirt_result,
     voxel_results,
 )
+
+if TYPE_CHECKING:
+    from services.dosimetry.imaging.voi_types import Voi
 
 __all__ = ["VoxelJobOutcome", "dose_comparison", "sirt_activity", "tissue_table", "voxel_dosimetry"]
 
@@ -123,17 +127,32 @@ def voxel_dosimetry(params: Mapping[str, Any], job_id: str, client: Any,
     from services.dosimetry.imaging.pipeline import RTDOSE_NOT_STORED, run_voxel_dosimetry
 
     request = voxel_job_request(params)
-    result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
-                                 request.segmentation_series_uid, progress=progress, tissues=tissues,
-                                 registration_series_uid=request.registration_series_uid,
-                                 store_bed_map=store_bed_map)
-    lesions: dict[str, str] = {}
-    if find_body_structure is not None:
-        # a tumour VOI is a lesion: its BodyStructure by TrackingUID, else by label (the gateway looks)
-        for voi in result.vois:
-            ref = find_body_structure(voi.tracking_uid, voi.name) if voi.role == "tumour" else None
-            if ref:
-                lesions[voi.name] = ref
+    # A tumour VOI is a lesion: its BodyStructure by TrackingUID, else by label (the gateway
+    # looks). A SEG's lesions are looked up as soon as it is read, while the CT still arrives (a
+    # look-up is a round trip to the gateway, ~15-20 ms each at clinical size); an RTSTRUCT's
+    # once the job has placed them.
+    early: dict[tuple[str, str], Future[str | None]] = {}
+    with ThreadPoolExecutor(2, thread_name_prefix=f"lesions-{job_id}") as lookups:
+        def look_up(vois: list[Voi]) -> None:
+            for voi in vois:
+                if voi.role == "tumour" and find_body_structure is not None:
+                    early.setdefault((voi.tracking_uid, voi.name),
+                                     lookups.submit(find_body_structure, voi.tracking_uid, voi.name))
+
+        result = run_voxel_dosimetry(client, request.study_uid, request.administered_activity_gbq, request.method,
+                                     request.segmentation_series_uid, progress=progress, tissues=tissues,
+                                     registration_series_uid=request.registration_series_uid,
+                                     store_bed_map=store_bed_map,
+                                     on_segments=look_up if find_body_structure is not None else None)
+        lesions: dict[str, str] = {}
+        if find_body_structure is not None:
+            for voi in result.vois:
+                if voi.role != "tumour":
+                    continue
+                looked_up = early.get((voi.tracking_uid, voi.name))
+                ref = looked_up.result() if looked_up is not None else find_body_structure(voi.tracking_uid, voi.name)
+                if ref:
+                    lesions[voi.name] = ref
     results = voxel_results(result, request, job_id, version, lesions)
     note = next((w for w in result.warnings if w.startswith(RTDOSE_NOT_STORED)), "")
     return VoxelJobOutcome(results.resources, results.outputs, dict(result.timings_s), note)

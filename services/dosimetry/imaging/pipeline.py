@@ -187,7 +187,8 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         store: bool = True, tissues: TissueTable | None = None,
                         store_retry_delays_s: tuple[float, ...] = STORE_RETRY_DELAYS_S,
                         registration_series_uid: str | None = None,
-                        store_bed_map: bool = False) -> VoxelDosimetryResult:
+                        store_bed_map: bool = False,
+                        on_segments: Callable[[list[Voi]], None] | None = None) -> VoxelDosimetryResult:
     """Run the six stages on ``study_uid`` of the PACS behind ``client`` (a DICOMweb client).
 
     A CT in another Frame of Reference than the emission image is used through the rigid Spatial
@@ -196,6 +197,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     Raises :class:`~services.dosimetry.imaging.errors.ImagingError` subclasses (422/503, with a
     message naming the input or DICOM attribute) and :class:`JobCancelledError`.
     ``store_bed_map`` also stores the voxel BED map (tumour and liver VOIs) as a second RT Dose.
+    ``on_segments`` hears a SEG's VOIs as soon as they are read, from the thread that reads them
+    while the CT still arrives (e.g. to look up the lesions' BodyStructures meanwhile); it must
+    return at once.
 
     Longer than most functions on purpose: the six stages read in order, each opened by its
     progress report (which is also the cancellation check), with the warnings they add.
@@ -234,7 +238,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         # every instance of the series (a SEG may be split into one instance per segment), fetched
         # and read while the CT is stacked slice by slice as its instances arrive
         seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid, images.series,
-                                 grid, activity.grid) if segmentation_series_uid else None
+                                 grid, activity.grid, on_segments) if segmentation_series_uid else None
         # the CT's density on the emission grid, each instance reduced as it arrives (no CT-sized array)
         ct = ct_density_on_grid(itertools.chain([first_ct], ct_stream) if first_ct is not None else [], grid,
                                 images.ct_instances)
@@ -354,9 +358,11 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
 
 def _read_segmentations(client: Any, study_uid: str, series_uid: str, series: list[Any], grid: Grid,
-                        emission: Grid) -> tuple[list[Voi], list[Dataset]]:
+                        emission: Grid, on_segments: Callable[[list[Voi]], None] | None = None,
+                        ) -> tuple[list[Voi], list[Dataset]]:
     """Fetch the segmentation series; each SEG instance read into VOIs on ``grid`` (in place: it
-    was fetched for this job alone), each RTSTRUCT returned to be placed on the CT's grid."""
+    was fetched for this job alone), each RTSTRUCT returned to be placed on the CT's grid.
+    ``on_segments`` hears the SEG VOIs once all are read."""
     vois: list[Voi] = []
     deferred: list[Dataset] = []
     for ds in fetch_segmentations(client, study_uid, series_uid, series):
@@ -365,6 +371,8 @@ def _read_segmentations(client: Any, study_uid: str, series_uid: str, series: li
             vois.extend(vois_from_dataset(ds, None, _segmentation_grids(ds, grid, grid, emission)[1], copy=False))
         else:
             deferred.append(ds)
+    if on_segments is not None and vois:
+        on_segments(vois)
     return vois, deferred
 
 

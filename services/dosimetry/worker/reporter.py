@@ -115,8 +115,9 @@ class JobReporter:
         return str(self._post("complete", body)["state"])
 
     def body_structure(self, tracking_uid: str, label: str) -> str | None:
-        """The ``BodyStructure/<id>`` a lesion segment is linked to in the store, or None."""
-        self._settle(wait=True)
+        """The ``BodyStructure/<id>`` a lesion segment is linked to in the store, or None. A read,
+        which may run in another thread beside the progress reports (a job looks its lesions up
+        while its CT still arrives): it neither waits for nor takes their answers."""
         ref = self._post("body-structure", {"trackingUid": tracking_uid, "label": label}).get("reference")
         return str(ref) if ref else None
 

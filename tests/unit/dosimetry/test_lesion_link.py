@@ -4,6 +4,7 @@ BodyStructure id; the voxel result of that lesion then has ``focus`` → the Bod
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,35 @@ def test_record_searches_page_to_the_last_match_without_a_count(store: SqlStore,
     found, _ = _search_pages(store, "BodyStructure", [("patient", "Patient/p1")], BASE, page_size=page_size)
     assert sorted(r["id"] for r in found) == [f"bs{i}" for i in range(6)]
     assert "total" not in store.search("BodyStructure", [("_total", "none")], BASE)
+
+
+def test_a_segs_lesions_are_looked_up_while_the_job_still_runs(store: SqlStore) -> None:
+    """The look-ups start once the SEG is read, not after the dose: each is a round trip to the
+    gateway that the job would otherwise wait for at its end."""
+    store.put(_body_structure("lesion-a", TRACKING_UID))
+    study = build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=7)
+    assert study.seg is not None
+    for segment in study.seg.SegmentSequence:
+        if segment.SegmentLabel == "tumour 1":
+            segment.TrackingUID = TRACKING_UID
+    stages: list[str] = []
+    seen_at_lookup: list[list[str]] = []
+
+    def progress(stage: str, _fraction: float) -> None:
+        stages.append(stage)
+        if stage == "dvh":
+            time.sleep(0.3)  # the look-ups, started earlier, are well under way by now
+
+    def find(uid: str, label: str) -> str | None:
+        seen_at_lookup.append(list(stages))
+        ref = find_lesion_body_structure(store, uid, label, BASE)["reference"]
+        return str(ref) if ref else None
+
+    params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
+              "segmentationSeriesUid": study.seg_series_uid, "patient": "Patient/p1"}
+    done = voxel_dosimetry(params, "job-early", MemoryDicomweb(study.datasets()), progress=progress,
+                           find_body_structure=find)
+    assert len(seen_at_lookup) == 2  # both tumours, each once
+    assert all("done" not in seen and "store" not in seen for seen in seen_at_lookup)
+    linked = [o for o in done.resources if o["resourceType"] == "Observation" and o.get("focus")]
+    assert [o["focus"] for o in linked] == [[{"reference": "BodyStructure/lesion-a"}]]
