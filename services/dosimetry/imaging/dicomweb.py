@@ -191,6 +191,12 @@ def list_series(client: Any, study_uid: str) -> list[SeriesInfo]:
 
 
 def _retrieve(client: Any, study_uid: str, series_uid: str) -> list[Dataset]:
+    """Every instance of a series, read whole. From a :class:`PacsClient` by the streamed reader
+    (:func:`stream_series`), which takes a third of the CPU of dicomweb-client's multipart reader
+    and ``dcmread`` (measured on a local Orthanc: an NM of 4 MiB 15 → 5 ms, a SEG of 32 MiB
+    20 → 8 ms); the NM's read is on the path before the CT starts."""
+    if isinstance(client, PacsClient):
+        return list(stream_series(client, study_uid, series_uid))
     _checked_uids(study_uid, series_uid)
     datasets: list[Dataset] = _call(
         f"WADO-RS series {series_uid}",
