@@ -1,0 +1,41 @@
+"""From a real Orthanc, the activity and SEG series are read by the streamed plain reader (not
+dicomweb-client's ``retrieve_series`` and ``dcmread``), and give the same elements."""
+
+from __future__ import annotations
+
+import pytest
+from dicomweb_client.api import DICOMwebClient
+
+from infra.orthanc_process import OrthancProcess
+from services.dosimetry.imaging.dicomweb import (
+    PacsClient,
+    fetch_segmentations,
+    fetch_study,
+    make_client,
+)
+from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver, upload_datasets
+
+
+def _elements(ds: object) -> dict[str, object]:
+    return {str(e.tag): e.value for e in ds}  # type: ignore[attr-defined]
+
+
+def test_the_activity_and_seg_series_are_streamed_and_read_as_dcmread_reads_them(
+        orthanc: OrthancProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = build_study(two_compartment_liver(n=16, voxel_mm=8.0), "NM", seed=11)
+    assert study.seg is not None
+    upload_datasets(orthanc.url, study.datasets())
+    plain = DICOMwebClient(orthanc.dicomweb_url)  # dicomweb-client's own reader, as the reference
+    expected_nm = fetch_study(plain, study.study_uid).activity
+    expected_seg = fetch_segmentations(plain, study.study_uid, study.seg_series_uid)
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("retrieve_series was called: the series was not streamed")
+
+    monkeypatch.setattr(PacsClient, "retrieve_series", refused)
+    client = make_client(orthanc.dicomweb_url)
+    got_nm = fetch_study(client, study.study_uid).activity
+    got_seg = fetch_segmentations(client, study.study_uid, study.seg_series_uid)
+    assert [_elements(ds) for ds in got_nm] == [_elements(ds) for ds in expected_nm]
+    assert [_elements(ds) for ds in got_seg] == [_elements(ds) for ds in expected_seg]
+    assert got_seg[0].file_meta.TransferSyntaxUID == expected_seg[0].file_meta.TransferSyntaxUID
