@@ -94,12 +94,17 @@ def _in_plane(target: Grid, position: np.ndarray, orientation: np.ndarray, spaci
               shape: tuple[int, int], cval: float, cache: dict[tuple[float, ...], PlaneAverage]) -> PlaneAverage:
     """The in-plane average of a slice at ``position``: target row t covers the slice's rows
     ((T0 − position)·col + t·(a_j·col)) / spacing_row, and columns alike."""
-    row, col = orientation[:3], orientation[3:]  # no normal: done for every slice, it is not needed
-    origin = target.affine[:3, 3] - position
+    # in Python floats (NumPy's per-call cost on 3-vectors was most of this, every slice); no
+    # normal: done for every slice, it is not needed
+    rx, ry, rz, cx, cy, cz = orientation.tolist()
+    px, py, pz = position.tolist()
+    (ax, ay, az), (bx, by, bz), (t_x, t_y, t_z) = target.affine[:3, 1:4].T.tolist()
+    ox, oy, oz = t_x - px, t_y - py, t_z - pz
     # rounded (to 1e-9 of a CT pixel): the slices of one stack, whose positions differ by
     # floating-point noise in a rotated frame, share one set of weights
-    rows = (round(float(target.affine[:3, 1] @ col) / spacing[0], 9), round(float(origin @ col) / spacing[0], 9))
-    columns = (round(float(target.affine[:3, 2] @ row) / spacing[1], 9), round(float(origin @ row) / spacing[1], 9))
+    rows = (round((ax * cx + ay * cy + az * cz) / spacing[0], 9), round((ox * cx + oy * cy + oz * cz) / spacing[0], 9))
+    columns = (round((bx * rx + by * ry + bz * rz) / spacing[1], 9),
+               round((ox * rx + oy * ry + oz * rz) / spacing[1], 9))
     key = (*rows, *columns, *shape)
     average = cache.get(key)
     if average is None:

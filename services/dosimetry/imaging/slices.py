@@ -76,20 +76,25 @@ def _pixel_spacing(ds: Dataset, what: str) -> tuple[float, float]:
     return ps[0], ps[1]
 
 
+def _instance_label(ds: Dataset) -> str:
+    """How an error names one instance (made only when there is an error to name it in)."""
+    return f"{plain_get(ds, 'Modality', '')} instance {plain_get(ds, 'SOPInstanceUID', '?')}"
+
+
 def rescale(ds: Dataset) -> tuple[float, float]:
     """RescaleSlope (0028,1053) and RescaleIntercept (0028,1052); absent → 1 and 0. A zero or
     non-numeric slope would silently give a blank (or unscaled) image, so it is refused."""
     raw_slope = plain_get(ds, "RescaleSlope")
     raw_intercept = plain_get(ds, "RescaleIntercept")
-    what = f"{plain_get(ds, 'Modality', '')} instance {plain_get(ds, 'SOPInstanceUID', '?')}"
     try:
         slope = 1.0 if raw_slope in (None, "") else float(raw_slope)
         intercept = 0.0 if raw_intercept in (None, "") else float(raw_intercept)
     except (TypeError, ValueError) as exc:
+        what = _instance_label(ds)
         raise GeometryError(f"{what}: RescaleSlope/RescaleIntercept (0028,1053)/(0028,1052) are not numbers "
                             f"({raw_slope!r}, {raw_intercept!r})", "RescaleSlope") from exc
     if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
-        raise GeometryError(f"{what}: RescaleSlope (0028,1053) {raw_slope!r} cannot scale the stored values",
+        raise GeometryError(f"{_instance_label(ds)}: RescaleSlope (0028,1053) {raw_slope!r} cannot scale the stored values",
                             "RescaleSlope")
     return slope, intercept
 
@@ -112,15 +117,15 @@ def slice_geometry(datasets: Sequence[Dataset], what: str) -> tuple[np.ndarray, 
         raise GeometryError(f"{what}: no instances", "ImagePositionPatient")
     positions, orientations = [], []
     for ds in datasets:
-        label = f"{what} instance {ds.get('SOPInstanceUID', '?')}"
+        label = f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}"
         positions.append(_floats(_require(ds, "ImagePositionPatient", "(0020,0032)", label), 3,
                                  "ImagePositionPatient", label))
         orientations.append(_orientation(_require(ds, "ImageOrientationPatient", "(0020,0037)", label), label))
     iop = orientations[0]
-    if any(np.abs(o - iop).max() > 1e-4 for o in orientations):
+    if float(np.abs(np.array(orientations) - iop).max()) > 1e-4:
         raise GeometryError(f"{what}: slices have different ImageOrientationPatient (0020,0037)",
                             "ImageOrientationPatient")
-    spacings = {_pixel_spacing(ds, f"{what} instance {ds.get('SOPInstanceUID', '?')}") for ds in datasets}
+    spacings = {_pixel_spacing(ds, f"{what} instance {plain_get(ds, 'SOPInstanceUID', '?')}") for ds in datasets}
     if len(spacings) > 1:
         raise GeometryError(f"{what}: slices have different PixelSpacing (0028,0030) {sorted(spacings)}",
                             "PixelSpacing")
