@@ -142,7 +142,7 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
                 return None
             raw = _raw(blob, tag, vr, length, start, implicit)
             elements[tag] = raw
-            if tag == _CHARSET:
+            if int(tag) == _CHARSET:  # int compare: BaseTag.__eq__ makes a Tag of its operand
                 encoding = list(_encodings(vr, raw.value, implicit))
             pos = start + length
     except (struct.error, LookupError, ValueError, TypeError):
