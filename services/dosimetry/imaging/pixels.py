@@ -25,7 +25,8 @@ from pydicom.pixels import pixel_array
 from services.dosimetry.imaging.attributes import plain_get
 from services.dosimetry.imaging.errors import PixelDataError
 
-__all__ = ["MAX_DECODED_BYTES", "MAX_VOLUME_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error"]
+__all__ = ["MAX_DECODED_BYTES", "MAX_VOLUME_BYTES", "check_declared_size", "declared_bytes", "decoded_pixels", "no_decoder_error",
+           "without_unused_bits"]
 
 #: Largest decoded pixel array accepted per instance: 1 GiB (a 512 × 512 × 2000 16-bit CT is 1 GiB).
 MAX_DECODED_BYTES = 1 << 30
@@ -103,6 +104,16 @@ def no_decoder_error(ds: Dataset, what: str, exc: Exception) -> PixelDataError:
                           f"TransferSyntaxUID (0002,0010)): {exc}", "TransferSyntaxUID")
 
 
+def without_unused_bits(values: np.ndarray, bits_stored: int) -> np.ndarray:
+    """Integer ``values`` with the bits above ``bits_stored`` shifted out (PS3.5 8.1.1):
+    sign-extended for a signed type, cleared for an unsigned one; ``values`` itself when
+    ``bits_stored`` is not below the type's width (or not positive)."""
+    shift = 8 * values.dtype.itemsize - bits_stored
+    if values.dtype.kind not in "iu" or bits_stored <= 0 or shift <= 0:
+        return values
+    return np.asarray(np.right_shift(np.left_shift(values, shift), shift))
+
+
 #: Transfer syntaxes whose Pixel Data are the stored values as little-endian integers, as is:
 #: Implicit and Explicit VR Little Endian (PS3.5 A.1, A.2).
 _NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
@@ -142,8 +153,7 @@ def _native_pixels(ds: Dataset, copy: bool = True, header: _PixelHeader | None =
     values = np.frombuffer(data, dtype=dtype, count=rows * cols * frames)
     values = values.reshape((frames, rows, cols) if frames > 1 else (rows, cols))
     if stored < allocated and (masked or allocated > 16):
-        shift = allocated - stored
-        values = np.right_shift(np.left_shift(values, shift), shift)
+        values = without_unused_bits(values, stored)
     elif copy:
         values = values.copy()  # writable and independent of the instance, as pydicom's array is
     return values.astype(dtype.newbyteorder("="), copy=False)

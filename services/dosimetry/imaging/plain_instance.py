@@ -14,8 +14,9 @@ of raw elements (values converted by pydicom only when asked for):
 
 Anything else gives ``None`` and the caller reads the instance with ``dcmread``: another transfer
 syntax (big endian, deflated, encapsulated Pixel Data), a first element in the other VR encoding
-than the transfer syntax says, an item or delimitation tag outside a sequence, an element of undefined length that is not a sequence, a VR this
-reader does not know, a length past the end, no preamble.
+than the transfer syntax says, an item or delimitation tag outside a sequence, an element of
+undefined length that is not a sequence, a VR this reader does not know, a length past the end,
+no preamble.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from scipy import ndimage, sparse
 from services.dosimetry.imaging.ct import CtVolume
 from services.dosimetry.imaging.errors import CtMismatchError
 from services.dosimetry.imaging.grid import Grid
+from services.dosimetry.imaging.pixels import without_unused_bits
 from services.dosimetry.imaging.volume import ScalarVolume
 
 __all__ = [
@@ -399,9 +400,7 @@ def _stored_lut(dtype: np.dtype[Any], slope: float, intercept: float, bits: int 
 def _cached_lut(dtype: str, slope: float, intercept: float, bits: int) -> np.ndarray:
     kind = np.dtype(dtype).newbyteorder("=")
     codes = np.arange(1 << (8 * kind.itemsize), dtype=np.int64).astype(kind)  # wraps signed types
-    shift = 8 * kind.itemsize - bits
-    if shift:  # sign-extended for a signed type, cleared for an unsigned one, as the decoder does
-        codes = np.right_shift(np.left_shift(codes, shift), shift)
+    codes = without_unused_bits(codes, bits)  # as the decoder does
     lut = hu_to_density_g_per_ml(codes.astype(np.float64) * slope + intercept).astype(np.float32)
     lut.flags.writeable = False
     return lut
@@ -421,10 +420,8 @@ def slice_density(stored: np.ndarray, slope: float, intercept: float, *, bits: i
         # indexing and 0.9 ms by np.take of signed indices with negative values (numpy 2.4)
         unsigned = stored.view(stored.dtype.str.replace("i", "u"))
         return np.take(_stored_lut(stored.dtype, slope, intercept, bits), unsigned, out=out, mode="wrap")
-    if 0 < bits < 8 * stored.dtype.itemsize and stored.dtype.kind in "iu":
-        shift = 8 * stored.dtype.itemsize - bits
-        stored = np.right_shift(np.left_shift(stored, shift), shift)
-    density = _block_density(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+    hu = without_unused_bits(stored, bits).astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    density = _block_density(hu)
     if out is None:
         return density
     np.copyto(out, density)
