@@ -16,6 +16,7 @@ from services.dosimetry.imaging.phantoms import build_study, two_compartment_liv
 from services.dosimetry.operation import voxel_dosimetry
 from tests.support.inprocess import gateway_with_services
 from tests.support.memory_dicomweb import MemoryDicomweb
+from tests.support.rtstruct_builder import ellipsoid_contours, rtstruct
 
 BASE = "http://gateway.test/fhir"
 #: TrackingUID of the first tumour's segment (a UID under the DICOM example root 1.2.826.0.1.3680043).
@@ -121,3 +122,28 @@ def test_a_segs_lesions_are_looked_up_while_the_job_still_runs(store: SqlStore) 
     assert all("done" not in seen and "store" not in seen for seen in seen_at_lookup)
     linked = [o for o in done.resources if o["resourceType"] == "Observation" and o.get("focus")]
     assert [o["focus"] for o in linked] == [[{"reference": "BodyStructure/lesion-a"}]]
+
+
+def test_an_rtstructs_lesions_are_looked_up_once_the_job_has_placed_them(store: SqlStore) -> None:
+    """An RTSTRUCT's ROIs are placed on the CT's grid after the CT is read: its lesions are looked
+    up then (the early look-up is for a SEG), and still linked."""
+    store.put(_body_structure("lesion-b"))
+    study = build_study(two_compartment_liver(n=24, voxel_mm=8.84), "PT", seed=7, with_seg=False)
+    structures = rtstruct(study.ct, {"Liver": ellipsoid_contours((0.0, 0.0, -120.0), (60.0, 50.0, 50.0)),
+                                     "lesion-b": ellipsoid_contours((10.0, 5.0, -120.0), (15.0, 15.0, 15.0))},
+                          study.frame_of_reference_uid)
+    stages: list[str] = []
+    seen_at_lookup: list[list[str]] = []
+
+    def find(uid: str, label: str) -> str | None:
+        seen_at_lookup.append(list(stages))
+        ref = find_lesion_body_structure(store, uid, label, BASE)["reference"]
+        return str(ref) if ref else None
+
+    params = {"studyInstanceUid": study.study_uid, "administeredActivityGBq": 1.5, "method": "ldm",
+              "segmentationSeriesUid": str(structures.SeriesInstanceUID), "patient": "Patient/p1"}
+    done = voxel_dosimetry(params, "job-rtstruct", MemoryDicomweb([*study.datasets(), structures]),
+                           progress=lambda stage, _f: stages.append(stage), find_body_structure=find)
+    assert len(seen_at_lookup) == 1 and "done" in seen_at_lookup[0]  # after the job, not during it
+    linked = [o for o in done.resources if o["resourceType"] == "Observation" and o.get("focus")]
+    assert [o["focus"] for o in linked] == [[{"reference": "BodyStructure/lesion-b"}]]
