@@ -29,11 +29,18 @@ class MemoryDicomweb:
     def __init__(self, datasets: list[Dataset]) -> None:
         self.datasets = datasets
         self.stored: list[Dataset] = []
+        #: The ``search_filters`` of each series search, in order.
+        self.searches: list[dict[str, str]] = []
 
-    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+    def search_for_series(self, study_instance_uid: str, fields: Any = None,
+                          search_filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The study's series, those matching every ``search_filters`` keyword exactly (as
+        QIDO-RS single-value matching of Modality or SeriesInstanceUID does)."""
+        self.searches.append(dict(search_filters or {}))
         series: dict[str, dict[str, Any]] = {}
         for ds in self.datasets:
-            if ds.StudyInstanceUID != study_instance_uid:
+            if ds.StudyInstanceUID != study_instance_uid or \
+                    any(str(ds.get(keyword, "")) != value for keyword, value in (search_filters or {}).items()):
                 continue
             entry = series.setdefault(ds.SeriesInstanceUID, {
                 "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},

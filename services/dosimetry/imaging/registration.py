@@ -122,9 +122,10 @@ def parse_registration(ds: Dataset) -> Registration:
 
 def fetch_registrations(client: Any, study_uid: str, series_uid: str | None = None) -> list[Dataset]:
     """Every instance of the REG series of the study, or of the one series ``series_uid``."""
-    series = list_series(client, study_uid)
+    series = list_series(client, study_uid, ("REG",))
     if series_uid:
-        named = [s for s in series if s.series_uid == series_uid]
+        named = [s for s in series if s.series_uid == series_uid] or \
+            [s for s in list_series(client, study_uid) if s.series_uid == series_uid]  # to name what it is
         if not named:
             raise CtMismatchError(f"registration series {series_uid} is not in study {study_uid}",
                                   "registrationSeriesUid")

@@ -1,5 +1,6 @@
 """From a real Orthanc, the activity and SEG series are read by the streamed plain reader (not
-dicomweb-client's ``retrieve_series`` and ``dcmread``), and give the same elements."""
+dicomweb-client's ``retrieve_series`` and ``dcmread``), and give the same elements; the series a
+job reads are listed by Modality, and a segmentation UID is checked by its instances."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from dicomweb_client.api import DICOMwebClient
 
 from infra.orthanc_process import OrthancProcess
 from services.dosimetry.imaging.dicomweb import (
+    JOB_MODALITIES,
     PacsClient,
     fetch_segmentations,
     fetch_study,
+    list_series,
     make_client,
 )
+from services.dosimetry.imaging.errors import SegmentationError
 from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver, upload_datasets
 
 
@@ -39,3 +43,17 @@ def test_the_activity_and_seg_series_are_streamed_and_read_as_dcmread_reads_them
     assert [_elements(ds) for ds in got_nm] == [_elements(ds) for ds in expected_nm]
     assert [_elements(ds) for ds in got_seg] == [_elements(ds) for ds in expected_seg]
     assert got_seg[0].file_meta.TransferSyntaxUID == expected_seg[0].file_meta.TransferSyntaxUID
+
+
+def test_orthanc_lists_the_job_modalities_alone_and_a_wrong_segmentation_uid_is_named(orthanc: OrthancProcess) -> None:
+    study = build_study(two_compartment_liver(n=16, voxel_mm=8.0), "NM", seed=12)
+    upload_datasets(orthanc.url, study.datasets())
+    client = make_client(orthanc.dicomweb_url)
+    listed = list_series(client, study.study_uid, JOB_MODALITIES)
+    assert sorted(s.modality for s in listed) == ["CT", "NM"]
+    assert next(s.instances for s in listed if s.modality == "CT") == len(study.ct)
+    assert sorted(s.modality for s in list_series(client, study.study_uid)) == ["CT", "NM", "SEG"]
+    with pytest.raises(SegmentationError, match=r"segmentation series 1\.2\.3\.999 is not in study"):
+        fetch_segmentations(client, study.study_uid, "1.2.3.999")
+    with pytest.raises(SegmentationError, match="is CT, not a DICOM SEG or RTSTRUCT"):
+        fetch_segmentations(client, study.study_uid, study.ct_series_uid)

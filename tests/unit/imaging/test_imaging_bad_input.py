@@ -114,7 +114,8 @@ class _RefusingPacs(MemoryDicomweb):
         super().__init__([])
         self.status = status
 
-    def search_for_series(self, study_instance_uid: str, fields: object = None) -> list[dict[str, object]]:
+    def search_for_series(self, study_instance_uid: str, fields: object = None,
+                          search_filters: object = None) -> list[dict[str, object]]:
         import requests
 
         response = requests.Response()

@@ -1,0 +1,94 @@
+"""What a voxel job asks the PACS: its emission and CT series by Modality (not every series of the
+study, which a PACS may answer by reading an instance of each), and a segmentation series checked
+by its own instances (a wrong UID costs one instance, not a series)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+
+from services.dosimetry.imaging.dicomweb import (
+    JOB_MODALITIES,
+    fetch_segmentations,
+    fetch_study,
+    list_series,
+)
+from services.dosimetry.imaging.errors import (
+    CtMismatchError,
+    NoActivitySeriesError,
+    SegmentationError,
+)
+from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
+from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
+from tests.support.memory_dicomweb import MemoryDicomweb
+
+
+@pytest.fixture(scope="module")
+def study() -> PhantomStudy:
+    return build_study(two_compartment_liver(n=16, voxel_mm=13.26), "NM", seed=120)
+
+
+class _CountingPacs(MemoryDicomweb):
+    """Counts the instances each streamed series has handed out."""
+
+    def __init__(self, datasets: list[Dataset]) -> None:
+        super().__init__(datasets)
+        self.handed: dict[str, int] = {}
+
+    def iter_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> Iterator[Dataset]:
+        for ds in super().iter_series(study_uid, series_uid, media_types):
+            self.handed[series_uid] = self.handed.get(series_uid, 0) + 1
+            yield ds
+
+
+def test_a_job_lists_only_the_modalities_it_reads(study: PhantomStudy) -> None:
+    pacs = MemoryDicomweb(study.datasets())
+    result = run_voxel_dosimetry(pacs, study.study_uid, 1.5, "ldm", study.seg_series_uid, store=False)
+    assert pacs.searches == [{"Modality": m} for m in JOB_MODALITIES]
+    assert {v.name for v in result.vois} >= {"liver"}  # the SEG was read without being listed
+
+
+def test_listing_by_modality_returns_those_series_alone(study: PhantomStudy) -> None:
+    pacs = MemoryDicomweb(study.datasets())
+    listed = list_series(pacs, study.study_uid, ("CT",))
+    assert [s.modality for s in listed] == ["CT"] and listed[0].instances == len(study.ct)
+    assert {s.modality for s in list_series(pacs, study.study_uid)} == {"NM", "CT", "SEG"}
+    # a modality the study lacks is an empty answer, not an unknown study
+    assert list_series(pacs, study.study_uid, ("PT",)) == []
+
+
+def test_a_study_without_emission_or_ct_still_names_what_it_holds(study: PhantomStudy) -> None:
+    without_nm = MemoryDicomweb([ds for ds in study.datasets() if ds.Modality != "NM"])
+    with pytest.raises(NoActivitySeriesError, match=r"it holds CT, SEG\)"):
+        fetch_study(without_nm, study.study_uid)
+    without_ct = MemoryDicomweb([ds for ds in study.datasets() if ds.Modality != "CT"])
+    with pytest.raises(CtMismatchError, match="has no CT series"):
+        fetch_study(without_ct, study.study_uid)
+    assert without_ct.searches[-1] == {}  # the whole study was listed for the message
+
+
+def test_a_listed_series_that_is_no_segmentation_is_refused_before_any_retrieval(study: PhantomStudy) -> None:
+    pacs = _CountingPacs(study.datasets())
+    listed = list_series(pacs, study.study_uid, JOB_MODALITIES)
+    with pytest.raises(SegmentationError, match=r"is CT, not a DICOM SEG or RTSTRUCT") as err:
+        fetch_segmentations(pacs, study.study_uid, study.ct_series_uid, listed)
+    assert err.value.expression == "segmentationSeriesUid" and pacs.handed == {}
+
+
+def test_an_unlisted_series_that_is_no_segmentation_costs_one_instance(study: PhantomStudy) -> None:
+    pacs = _CountingPacs(study.datasets())
+    with pytest.raises(SegmentationError, match=r"is CT, not a DICOM SEG or RTSTRUCT"):
+        fetch_segmentations(pacs, study.study_uid, study.ct_series_uid)
+    assert pacs.handed == {study.ct_series_uid: 1} and len(study.ct) > 1
+    # the same call on the SEG reads it whole
+    assert [ds.Modality for ds in fetch_segmentations(pacs, study.study_uid, study.seg_series_uid)] == ["SEG"]
+
+
+def test_a_segmentation_series_the_study_does_not_hold_is_named(study: PhantomStudy) -> None:
+    pacs = MemoryDicomweb(study.datasets())
+    with pytest.raises(SegmentationError, match=r"segmentation series 1\.2\.3\.999 is not in study") as err:
+        fetch_segmentations(pacs, study.study_uid, "1.2.3.999")
+    assert err.value.expression == "segmentationSeriesUid" and err.value.status == 422
