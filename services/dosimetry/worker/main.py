@@ -36,12 +36,14 @@ import services.dosimetry.domain.voxel  # noqa: E402
 import services.dosimetry.imaging.pipeline  # noqa: E402
 import services.dosimetry.operation  # noqa: E402
 import services.dosimetry.worker.tasks  # noqa: E402, F401
-from services.dosimetry.worker.warmup import tune_allocator, warm_up  # noqa: E402
+from services.dosimetry.worker.warmup import release_free_heap, tune_allocator, warm_up  # noqa: E402
 
 # Before the pool forks, so every pool process inherits them: the allocator settings of a warm
-# process, and the kernel spectra of the usual grids.
+# process, and the kernel spectra of the usual grids; then the heap's free pages go back to the
+# system, so a pool process's first job does not copy them as it reuses them.
 tune_allocator()
 warm_up(settings.dosimetry_warm_grids)
+release_free_heap()
 
 
 def _freeze_start_up_objects(**_kwargs: object) -> None:

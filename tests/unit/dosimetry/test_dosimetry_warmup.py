@@ -51,3 +51,44 @@ def test_the_seg_reader_tables_are_loaded_before_the_first_job() -> None:
     _standard_utils.get_module_attribute_map.cache_clear()
     assert warm_up("") == []
     assert _standard_utils.get_module_attribute_map.cache_info().currsize == 1
+
+
+_HEAP_PROBE = """
+import sys
+from services.dosimetry.worker.warmup import release_free_heap, tune_allocator
+
+def rss_mib():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+tune_allocator()  # 0.5 MiB blocks come from the heap, as a CT slice's do in the worker
+blocks = [bytearray(512 * 1024) for _ in range(160)]  # 80 MiB, touched
+pin = bytearray(512 * 1024)  # above them: the heap's top is not free, so free() keeps their pages
+full = rss_mib()
+del blocks
+freed = rss_mib()
+released = release_free_heap() if sys.argv[1] == "release" else None
+print(full - freed, freed - rss_mib(), released)
+"""
+
+
+def _heap_probe(mode: str) -> tuple[float, float, str]:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], cwd=Path(__file__).resolve().parents[3],
+                         check=True, capture_output=True, text=True, timeout=60).stdout.split()
+    return float(out[0]), float(out[1]), out[2]
+
+
+def test_the_free_heap_goes_back_to_the_system_before_the_pool_forks() -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    kept_by_free, released, answer = _heap_probe("release")
+    assert kept_by_free < 8 and released > 60 and answer == "True"
+    # the other direction: without the call the freed pages stay mapped (and would be shared)
+    kept_by_free, released, answer = _heap_probe("keep")
+    assert kept_by_free < 8 and released < 8 and answer == "None"
