@@ -12,6 +12,10 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
 - **warm jobs**: the same job again (another activity, so new results), best of a few;
 - **stages** from the worker (fetch, decode, resample, dose, dvh, store) and the rest (queue,
   claim, write-back, polling);
+- **CPU per warm job** (median): seconds of CPU the worker's pool process, the gateway (its
+  processes) and the PACS spent between trigger and results, read from ``/proc``. On a 2-core
+  host their sum against the job's wall time says how much the job waits on CPU it shares, and
+  it moves far less than wall times do when the host's speed drifts between runs;
 - **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
   peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
   stage, the peak while the job reported that stage (a stage seen late by the polling, every 200 ms
@@ -22,6 +26,7 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -45,6 +50,37 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
+                    pending.extend(int(p) for p in fh.read().split())
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (0 for those gone)."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return total
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _pool_pid(parent: int, timeout_s: float = 60.0) -> int:
@@ -112,7 +148,10 @@ def wado_floor(dicomweb: str, study_uid: str, series: list[str]) -> tuple[float,
 
 
 def run_job(gw: str, study_uid: str, seg_uid: str, activity_gbq: float, method: str,
-            pool_pid: int) -> dict[str, Any]:
+            pool_pid: int, watched: dict[str, int] | None = None) -> dict[str, Any]:
+    """One job, trigger → results; ``watched`` names processes whose CPU during the job is
+    reported (each with its descendants)."""
+    cpu_before = {name: _cpu_s(pid) for name, pid in (watched or {}).items()}
     params = {"resourceType": "Parameters", "parameter": [
         {"name": "studyInstanceUid", "valueString": study_uid},
         {"name": "administeredActivityGBq", "valueDecimal": activity_gbq},
@@ -129,11 +168,12 @@ def run_job(gw: str, study_uid: str, seg_uid: str, activity_gbq: float, method: 
             rss.stage = stage or rss.stage
 
         task, total = wait_for_task(gw, task_id, started, seen)
+    cpu = {name: _cpu_s(pid) - cpu_before[name] for name, pid in (watched or {}).items()}
     job = job_record(gw, task_id)
     if task["status"] != "completed":
         raise RuntimeError(f"job {task_id} {task['status']}: {job.get('error') or task.get('statusReason')}")
     return {"total": total, "timings": job.get("timings", {}), "rss_growth": rss.growth, "rss_before": rss.before,
-            "stage_growth": {k: v - rss.before for k, v in rss.stage_peaks.items()}}
+            "stage_growth": {k: v - rss.before for k, v in rss.stage_peaks.items()}, "cpu": cpu}
 
 
 def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> None:
@@ -148,6 +188,8 @@ def _print_job(label: str, job: dict[str, Any], floor: float, ct_raw: int) -> No
         memory = f"   peak +{grown / 2**20:5.0f} MiB" if grown is not None else ""
         print(f"    {stage:<10}{seconds:7.2f} s  {seconds / floor:5.2f} × floor{memory}")
     print(f"    {'other':<10}{total - worker_total:7.2f} s  (queue, claim, write-back, polling)")
+    if job.get("cpu"):
+        print("    CPU: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in job["cpu"].items()))
 
 
 def main() -> int:
@@ -169,13 +211,16 @@ def main() -> int:
         seg_uid, study_uid = series[2], study.study_uid
         del study
         pool = _pool_pid(stack.procs["worker1"].pid)
+        watched = {"worker": pool, "gateway": stack.procs["gateway"].pid}
+        if getattr(stack.orthanc, "pid", None):
+            watched["PACS"] = stack.orthanc.pid
         dicomweb = f"{orthanc}/dicom-web"
         floors = [wado_floor(dicomweb, study_uid, series)]
-        jobs = {"cold": run_job(stack.gateway_url, study_uid, seg_uid, 2.0, "dvk", pool)}
+        jobs = {"cold": run_job(stack.gateway_url, study_uid, seg_uid, 2.0, "dvk", pool, watched)}
         warm = []
         for i in range(WARM_RUNS):
             floors.append(wado_floor(dicomweb, study_uid, series))
-            warm.append(run_job(stack.gateway_url, study_uid, seg_uid, 2.0 + 0.01 * (i + 1), "dvk", pool))
+            warm.append(run_job(stack.gateway_url, study_uid, seg_uid, 2.0 + 0.01 * (i + 1), "dvk", pool, watched))
         ldm = run_job(stack.gateway_url, study_uid, seg_uid, 2.5, "ldm", pool)
     floor = min(f[0] for f in floors)
     best = min(warm, key=lambda j: j["total"])
@@ -184,6 +229,11 @@ def main() -> int:
     _print_job("cold job (dvk, first of the worker)", jobs["cold"], floor, ct_raw)
     _print_job(f"warm job (dvk, best of {len(warm)})", best, floor, ct_raw)
     _print_job("warm job (ldm)", ldm, floor, ct_raw)
+    if warm and warm[0]["cpu"]:
+        shares = {name: statistics.median(j["cpu"][name] for j in warm) for name in warm[0]["cpu"]}
+        wall = statistics.median(j["total"] for j in warm)
+        print(f"CPU per warm job (median of {len(warm)}): " + ", ".join(f"{n} {s:.2f} s" for n, s in shares.items())
+              + f"; together {sum(shares.values()):.2f} s in {wall:.2f} s of wall time")
     peak = max(j["rss_growth"] for j in [jobs["cold"], *warm, ldm])
     print(f"goals: warm/floor {best['total'] / floor:.2f} (≤ 2); cold/warm {jobs['cold']['total'] / best['total']:.2f} "
           f"(≤ 1.5); worker peak {peak / ct_raw:.2f} × CT raw (≤ 3)")

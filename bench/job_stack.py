@@ -1,8 +1,11 @@
 """What the job benchmarks share: an ephemeral stack with an Orthanc (no Lua trigger, no auth,
-no rate limit, its own queue) and waiting for a job's Task to end with one request per poll."""
+no rate limit, its own queue) and waiting for a job's Task to end with one request per poll.
+The stack logs at ``BENCH_LOG_LEVEL`` (WARNING; at INFO the worker's log gives each job's stage
+timings and the seconds its write-back took, ``write_s``, in the stack's ``logs`` directory)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +32,7 @@ def job_stack(data_dir: Path, queue: str) -> Iterator[tuple[Any, str]]:
     from infra.stack import StackConfig, running
 
     cfg = StackConfig.ephemeral(data_dir, with_orthanc=True, orthanc_hook=False, env={
-        "AUTH_MODE": "off", "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "0",
+        "AUTH_MODE": "off", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "RATE_LIMIT_PER_MINUTE": "0",
         "INTERNAL_TOKEN": TOKEN, "ORTHANC_CATCHUP_S": "0", "JOB_QUEUE": queue})
     with running(cfg) as stack:
         yield stack, f"http://127.0.0.1:{cfg.orthanc_port}"

@@ -141,6 +141,11 @@ class OrthancProcess:
         return self.workdir / "orthanc.log"
 
     @property
+    def pid(self) -> int | None:
+        """The process id of the Orthanc this object started (None before start or after it exited)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    @property
     def config_path(self) -> Path:
         return self.workdir / "orthanc.json"
 

@@ -4,6 +4,9 @@ job reads are listed by Modality, and a segmentation UID is checked by its insta
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
@@ -57,3 +60,13 @@ def test_orthanc_lists_the_job_modalities_alone_and_a_wrong_segmentation_uid_is_
         fetch_segmentations(client, study.study_uid, "1.2.3.999")
     with pytest.raises(SegmentationError, match="is CT, not a DICOM SEG or RTSTRUCT"):
         fetch_segmentations(client, study.study_uid, study.ct_series_uid)
+
+
+def test_an_orthanc_names_its_process_only_while_it_runs(orthanc_factory: Any, tmp_path: Path) -> None:
+    """The benchmark reads the PACS's CPU by this pid: it is the Orthanc this object started."""
+    assert OrthancProcess(tmp_path / "never-started").pid is None
+    proc = orthanc_factory()
+    pid = proc.pid
+    assert pid is not None and b"Orthanc" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    proc.stop()
+    assert proc.pid is None
