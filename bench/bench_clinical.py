@@ -17,8 +17,8 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
   claim, write-back, polling);
 - **CPU per warm job** (median): seconds of CPU the worker's pool process, the gateway (its
   processes) and the PACS spent between trigger and results, read from ``/proc``. On a 2-core
-  host their sum against the job's wall time says how much the job waits on CPU it shares, and
-  it moves far less than wall times do when the host's speed drifts between runs;
+  host their sum against the job's wall time says how much the job waits on CPU it shares (on a
+  host whose speed drifts, these drift with it: compare runs made side by side);
 - **worker memory**: resident set of the Celery pool process, sampled every 5 ms during the job,
   peak minus the resident set just before the trigger, against the CT's raw pixel bytes; per
   stage, the peak while the job reported that stage (a stage seen late by the polling, every 200 ms
