@@ -66,7 +66,8 @@ def _series(found: list[dict[str, Any]], modality: str) -> list[str]:
 
 class DoseMapSource:
     """Finds and fetches the images of a voxel report's dose map (``client`` is a DICOMweb client
-    with ``search_for_series`` and ``retrieve_series``, built from the settings when not given)."""
+    with ``search_for_instances``, ``search_for_series``, ``retrieve_instance``,
+    ``retrieve_series`` and ``retrieve_series_metadata``, built from the settings when not given)."""
 
     def __init__(self, settings: Settings, client: Callable[[], Any] | None = None) -> None:
         self.settings = settings
@@ -160,7 +161,7 @@ class DoseMapSource:
             return known
         client = self._client()
         found: list[tuple[float, str, str]] = []
-        for series_uid in _series(client.search_for_series(study_uid), "CT"):
+        for series_uid in _series(client.search_for_series(study_uid, search_filters={"Modality": "CT"}), "CT"):
             headers = client.retrieve_series_metadata(study_uid, series_uid)
             if headers and _value(headers[0], "00200052") == frame_of_reference_uid:
                 found = [(float(h["00200032"]["Value"][2]), series_uid, str(_value(h, "00080018")))
@@ -178,13 +179,18 @@ class DoseMapSource:
     def _fetch(self, study_uid: str, sop_uid: str) -> DoseImages:
         try:
             client = self._client()
-            found = client.search_for_series(study_uid)
-            dose = next((ds for uid in _series(found, "RTDOSE") for ds in client.retrieve_series(study_uid, uid)
-                         if str(ds.SOPInstanceUID) == sop_uid), None)
-            if dose is None:
+            # The RT Dose the report names, found by its SOP Instance UID (QIDO-RS at instance
+            # level) and retrieved alone: each job adds an RT Dose series to the study (~8 MiB at
+            # 128³), and the page read them all until it met the one it wanted.
+            hits = client.search_for_instances(study_instance_uid=study_uid, search_filters={"SOPInstanceUID": sop_uid})
+            series_uid = next((str(h["0020000E"]["Value"][0]) for h in hits or [] if (h.get("0020000E") or {}).get("Value")),
+                              None)
+            dose = client.retrieve_instance(study_uid, series_uid, sop_uid) if series_uid else None
+            if dose is None or str(dose.get("Modality", "")) != "RTDOSE":
                 raise DoseMapUnavailable(f"the PACS holds no RT Dose {sop_uid} in study {study_uid}")
             volume = load_dose(dose)
-            seg = next((ds for uid in _series(found, "SEG") for ds in client.retrieve_series(study_uid, uid)
+            segs = client.search_for_series(study_uid, search_filters={"Modality": "SEG"})
+            seg = next((ds for uid in _series(segs, "SEG") for ds in client.retrieve_series(study_uid, uid)
                         if str(ds.get("FrameOfReferenceUID", "")) == volume.frame_of_reference_uid), None)
         except DoseMapError as err:
             raise DoseMapUnavailable(str(err)) from err

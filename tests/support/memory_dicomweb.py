@@ -49,6 +49,17 @@ class MemoryDicomweb:
             entry["00201209"]["Value"][0] += 1
         return list(series.values())
 
+    def search_for_instances(self, study_instance_uid: str, fields: Any = None,
+                             search_filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The study's instances matching every ``search_filters`` keyword exactly (their SOP
+        Instance, Series Instance UIDs and Modality)."""
+        self.searches.append(dict(search_filters or {}))
+        return [{"00080018": {"vr": "UI", "Value": [ds.SOPInstanceUID]},
+                 "0020000E": {"vr": "UI", "Value": [ds.SeriesInstanceUID]},
+                 "00080060": {"vr": "CS", "Value": [ds.Modality]}}
+                for ds in self.datasets if ds.StudyInstanceUID == study_instance_uid and
+                all(str(ds.get(keyword, "")) == value for keyword, value in (search_filters or {}).items())]
+
     def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Dataset]:
         """New plain datasets (sharing the elements), as a PACS sends new instances each time: a
         reader may take one over in place (highdicom turns a SEG into its reader object, in any

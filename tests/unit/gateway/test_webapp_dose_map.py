@@ -126,7 +126,13 @@ class _DownPacs:
     def __init__(self) -> None:
         self.calls = 0
 
-    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
+    def search_for_series(self, study_instance_uid: str, fields: Any = None,
+                          search_filters: Any = None) -> list[dict[str, Any]]:
+        self.calls += 1
+        raise requests.ConnectionError("connection refused")
+
+    def search_for_instances(self, study_instance_uid: str, fields: Any = None,
+                             search_filters: Any = None) -> list[dict[str, Any]]:
         self.calls += 1
         raise requests.ConnectionError("connection refused")
 
@@ -148,8 +154,13 @@ class _Counting:
         self.inner, self.retrieved = inner, []  # type: ignore[var-annotated]
         self.instances: list[str] = []
 
-    def search_for_series(self, study_instance_uid: str, fields: Any = None) -> list[dict[str, Any]]:
-        return self.inner.search_for_series(study_instance_uid)
+    def search_for_series(self, study_instance_uid: str, fields: Any = None,
+                          search_filters: Any = None) -> list[dict[str, Any]]:
+        return self.inner.search_for_series(study_instance_uid, search_filters=search_filters)
+
+    def search_for_instances(self, study_instance_uid: str, fields: Any = None,
+                             search_filters: Any = None) -> list[dict[str, Any]]:
+        return self.inner.search_for_instances(study_instance_uid, search_filters=search_filters)
 
     def retrieve_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> list[Any]:
         found = self.inner.retrieve_series(study_uid, series_uid)
@@ -173,8 +184,11 @@ def test_the_page_reads_the_dose_and_seg_and_the_figure_only_the_ct_slice_it_dra
     counting = _Counting(memory)
     client.application.extensions[DICOMWEB_EXTENSION] = counting
     assert client.get("/app/patient/p1").status_code == 200
-    assert "CT" not in counting.retrieved and {"RTDOSE", "SEG"} <= set(counting.retrieved)
-    assert counting.instances == []
+    # the SEG series, and of the RT Doses only the instance the report names
+    assert counting.retrieved == ["SEG"]
+    dose = _rtdose(memory)
+    assert counting.instances == [f"RTDOSE z={float(dose.ImagePositionPatient[2]):g}"]
+    counting.instances.clear()
     before = len(counting.retrieved)
     assert client.get("/app/patient/p1/dose-map/1.png?slice=2").status_code == 200
     # the CT series' headers once, then the one instance the slice needs; never the whole series
@@ -221,3 +235,24 @@ def test_the_dose_map_is_the_absorbed_dose_not_the_bed_map_the_report_also_names
     assert source.locate(_Store(provenance, study), BASE, report) == ("1.2.3", "1.2.3.4.dose")
     # without the report naming it, the first derivation is taken; a source entity never is
     assert source.locate(_Store(provenance, study), BASE, {**report, "extension": []}) == ("1.2.3", "1.2.3.4.bed")
+
+
+def test_other_jobs_rt_doses_in_the_study_are_not_retrieved(page: tuple[FlaskClient, Any]) -> None:
+    """Each job adds an RT Dose series to the study: the page asks for the one its report names
+    by SOP Instance UID and reads no other (it read every RT Dose series until it met it)."""
+    from copy import deepcopy
+
+    from pydicom.uid import generate_uid
+
+    client, memory = page
+    others = []
+    for n in range(3):  # three earlier jobs' RT Doses, listed before the one the report names
+        other = deepcopy(_rtdose(memory))
+        other.SeriesInstanceUID, other.SOPInstanceUID = generate_uid(), generate_uid()
+        other.SeriesNumber = 100 + n
+        others.append(other)
+    counting = _Counting(MemoryDicomweb([*others, *memory.datasets]))
+    client.application.extensions[DICOMWEB_EXTENSION] = counting
+    assert client.get("/app/patient/p1").status_code == 200
+    assert "RTDOSE" not in counting.retrieved and len(counting.instances) == 1
+    assert counting.inner.searches[0] == {"SOPInstanceUID": str(_rtdose(memory).SOPInstanceUID)}
