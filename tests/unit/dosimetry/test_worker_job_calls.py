@@ -19,7 +19,7 @@ import pytest
 from netliver.settings import Settings
 from services.dosimetry.imaging.phantoms import build_study, two_compartment_liver
 from services.dosimetry.worker import tasks
-from services.dosimetry.worker.reporter import GatewayUnavailable, JobReporter
+from services.dosimetry.worker.reporter import GatewayUnavailable, JobCancelled, JobReporter
 from services.dosimetry.worker.tasks import JOB_KINDS, execute_job
 from tests.support.memory_dicomweb import MemoryDicomweb
 
@@ -263,3 +263,32 @@ def test_the_voxel_job_hands_its_results_to_the_gateway(monkeypatch: pytest.Monk
         f"Provenance/{complete['resources'][-1]['id']}"}
     assert set(complete["timings"]) >= {"fetch", "decode", "resample", "dose", "dvh", "store", "total"}
     assert len(pacs.stored) == 1  # the RT Dose
+
+
+def test_a_lesion_look_up_from_another_thread_neither_waits_for_nor_takes_the_reports_answers() -> None:
+    """A job looks its lesions up while its CT still arrives, from a look-up thread: the read
+    answers while a progress report's answer is still held back, and that answer (here: the job
+    was cancelled) is still acted on by the job's next report."""
+    release = threading.Event()
+
+    def slow_then_cancelled(body: dict[str, Any]) -> _Answer:
+        assert release.wait(10)
+        return _Answer(200, {"state": "cancelled"})
+
+    gateway = FakeGateway(_job(), answers={
+        "progress": slow_then_cancelled,
+        "body-structure": lambda body: _Answer(200, {"reference": f"BodyStructure/{body['label']}"})})
+    reporter = JobReporter(GATEWAY, TOKEN, "job-1", "w1", gateway)  # type: ignore[arg-type]
+    try:
+        reporter.progress("fetch", 0.0)  # on its way; its answer is held back
+        found: list[str | None] = []
+        looker = threading.Thread(target=lambda: found.append(reporter.body_structure("1.2.3", "lesion-a")))
+        looker.start()
+        looker.join(5)
+        assert found == ["BodyStructure/lesion-a"] and not release.is_set()  # answered meanwhile
+        release.set()
+        with pytest.raises(JobCancelled):
+            reporter.progress("store", 0.9)  # the held answer was left for the job's thread
+    finally:
+        release.set()
+        reporter.close()
