@@ -4,6 +4,7 @@ job reads are listed by Modality, and a segmentation UID is checked by its insta
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,19 @@ def test_an_orthanc_names_its_process_only_while_it_runs(orthanc_factory: Any, t
     assert pid is not None and b"Orthanc" in Path(f"/proc/{pid}/cmdline").read_bytes()
     proc.stop()
     assert proc.pid is None
+
+
+def test_terminate_asks_orthanc_to_exit_and_stop_then_reaps_it(orthanc_factory: Any) -> None:
+    """``terminate`` sends SIGTERM and returns (a caller stops other processes meanwhile); Orthanc
+    exits on it alone, and ``stop`` reaps it; both are safe to call again."""
+    proc = orthanc_factory()
+    pid = proc.pid
+    assert pid is not None
+    proc.terminate()
+    proc.terminate()  # the signal was sent once; this is a no-op
+    assert proc._proc is not None and proc._proc.wait(timeout=30) == 0  # exited cleanly on SIGTERM
+    assert proc.pid is None  # no longer running, though not yet reaped by stop
+    proc.stop()
+    proc.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: no such process
