@@ -111,6 +111,13 @@ class StudyImages:
     ct_instances: int = 0
     series: list[SeriesInfo] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Close the CT's stream where it stopped (read to its end, this does nothing): a job
+        that fails on the way lets the PACS's answer go now, not when the collector finds it."""
+        close = getattr(self.ct, "close", None)
+        if close is not None:
+            close()
+
 
 class PacsClient(DICOMwebClient):  # type: ignore[misc]
     """dicomweb-client's DICOMweb client, which can also give a series' instances as the bytes

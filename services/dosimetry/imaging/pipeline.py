@@ -33,6 +33,7 @@ each stage, so a cancelled job stops with :class:`JobCancelledError` and never s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -226,23 +227,26 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("fetch")
     images = fetch_study(client, study_uid)
-    # The emission volume (small) is decoded first and the CT's first instance read: the grid the
-    # SEG is placed on is then known, and the SEG is fetched and read beside the CT's stream.
-    activity = activity_volume(images.activity)
-    ct_stream = iter(images.ct)
-    first_ct = next(ct_stream, None)
-    ct_frame = str(first_ct.get("FrameOfReferenceUID", "") or "") if first_ct is not None else ""
-    # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
-    grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct_frame, registration_series_uid)
-    with ThreadPoolExecutor(1) as reader:
-        # every instance of the series (a SEG may be split into one instance per segment), fetched
-        # and read while the CT is stacked slice by slice as its instances arrive
-        seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid, images.series,
-                                 grid, activity.grid, on_segments) if segmentation_series_uid else None
-        # the CT's density on the emission grid, each instance reduced as it arrives (no CT-sized array)
-        ct = ct_density_on_grid(itertools.chain([first_ct], ct_stream) if first_ct is not None else [], grid,
-                                images.ct_instances)
-        seg_read_vois, seg_datasets = seg_read.result() if seg_read is not None else ([], [])
+    with contextlib.closing(images):  # the CT's stream, should the job fail before reading all of it
+        # The emission volume (small) is decoded first and the CT's first instance read: the grid
+        # the SEG is placed on is then known, and the SEG is fetched and read beside the CT's stream.
+        activity = activity_volume(images.activity)
+        ct_stream = iter(images.ct)
+        first_ct = next(ct_stream, None)
+        ct_frame = str(first_ct.get("FrameOfReferenceUID", "") or "") if first_ct is not None else ""
+        # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
+        grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct_frame,
+                                                     registration_series_uid)
+        with ThreadPoolExecutor(1) as reader:
+            # every instance of the series (a SEG may be split into one instance per segment),
+            # fetched and read while the CT is stacked slice by slice as its instances arrive
+            seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid,
+                                     images.series, grid, activity.grid, on_segments) \
+                if segmentation_series_uid else None
+            # the CT's density on the emission grid, each instance reduced as it arrives (no CT-sized array)
+            ct = ct_density_on_grid(itertools.chain([first_ct], ct_stream) if first_ct is not None else [], grid,
+                                    images.ct_instances)
+            seg_read_vois, seg_datasets = seg_read.result() if seg_read is not None else ([], [])
     warnings = list(images.warnings)
 
     begin("decode")

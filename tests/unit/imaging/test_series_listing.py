@@ -1,6 +1,7 @@
 """What a voxel job asks the PACS: its emission and CT series by Modality (not every series of the
-study, which a PACS may answer by reading an instance of each), and a segmentation series checked
-by its own instances (a wrong UID costs one instance, not a series)."""
+study, which a PACS may answer by reading an instance of each), a segmentation series checked by
+its own instances (a wrong UID costs one instance, not a series), and the CT's stream closed
+when a job fails inside it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from services.dosimetry.imaging.errors import (
     CtMismatchError,
     NoActivitySeriesError,
     SegmentationError,
+    SeriesNotFoundError,
 )
 from services.dosimetry.imaging.phantoms import PhantomStudy, build_study, two_compartment_liver
 from services.dosimetry.imaging.pipeline import run_voxel_dosimetry
@@ -92,3 +94,51 @@ def test_a_segmentation_series_the_study_does_not_hold_is_named(study: PhantomSt
     with pytest.raises(SegmentationError, match=r"segmentation series 1\.2\.3\.999 is not in study") as err:
         fetch_segmentations(pacs, study.study_uid, "1.2.3.999")
     assert err.value.expression == "segmentationSeriesUid" and err.value.status == 422
+
+
+def test_a_ct_that_cannot_be_read_fails_where_the_ct_is_read(study: PhantomStudy) -> None:
+    """Opened early, the CT still raises its error when it is iterated (after the activity's own
+    checks), as a stream opened then would."""
+    class NoCtPixels(MemoryDicomweb):
+        def iter_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> Iterator[Dataset]:
+            return iter([]) if series_uid == study.ct_series_uid else super().iter_series(study_uid, series_uid)
+
+    images = fetch_study(NoCtPixels(study.datasets()), study.study_uid)
+    assert images.activity  # the activity series was read
+    with pytest.raises(SeriesNotFoundError, match="holds no instances"):
+        next(iter(images.ct))
+
+
+class _Closing(MemoryDicomweb):
+    """Notes how many of the CT's instances were handed out and whether its stream was closed."""
+
+    def __init__(self, datasets: list[Dataset], ct_series: str) -> None:
+        super().__init__(datasets)
+        self.ct_series = ct_series
+        self.ct_handed = 0
+        self.ct_closed = False
+
+    def iter_series(self, study_uid: str, series_uid: str, media_types: Any = None) -> Iterator[Dataset]:
+        try:
+            for ds in super().iter_series(study_uid, series_uid, media_types):
+                self.ct_handed += series_uid == self.ct_series
+                yield ds
+        finally:
+            if series_uid == self.ct_series:
+                self.ct_closed = True
+
+
+def test_a_job_that_fails_inside_its_ct_closes_the_ct_stream(study: PhantomStudy) -> None:
+    """A CT refused part-way (a slice of other dimensions) has its stream closed when the job
+    fails, not left open to the collector while the error (and its traceback) is held."""
+    from copy import deepcopy
+
+    from services.dosimetry.imaging.errors import ImagingError
+
+    odd = deepcopy(study.ct[3])
+    odd.Columns = int(odd.Columns) // 2
+    pacs = _Closing([*[ds if ds is not study.ct[3] else odd for ds in study.datasets()]], study.ct_series_uid)
+    with pytest.raises(ImagingError) as err:
+        run_voxel_dosimetry(pacs, study.study_uid, 1.5, "ldm", store=False)
+    assert err.value.status == 422 and "Columns" in str(err.value)
+    assert pacs.ct_handed < len(study.ct) and pacs.ct_closed  # stopped inside the CT, and closed
