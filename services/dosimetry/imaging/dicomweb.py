@@ -3,11 +3,10 @@
 QIDO-RS ``GET {root}/studies/{study}/series?Modality=…`` lists the study's PT, NM and CT series
 (:data:`JOB_MODALITIES`, one query each: Modality is a matching attribute every QIDO-RS origin
 server supports at series level, PS3.18 Table 10.6.1-5), not every series of the study: a PACS
-may read an instance of each series it lists, and a study collects SEGs and RT Doses; the
-activity series is
-the PT series when there is one (Y-90 PET), else the NM series (SPECT); among several, the one
-whose instances say it is reconstructed/attenuation corrected and, then, the one with the most
-instances. The CT is the CT series in the activity series' Frame of Reference (the one with most
+may read an instance of each series it lists, and a study collects SEGs and RT Doses. The
+activity series is the PT series when there is one (Y-90 PET), else the NM series (SPECT);
+among several, the one whose instances say it is reconstructed/attenuation corrected and, then,
+the one with the most instances. The CT is the CT series in the activity series' Frame of Reference (the one with most
 instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets; the
 CT's are streamed (:func:`stream_series`), each parsed as it arrives: with the client
 :func:`make_client` gives (:class:`PacsClient`), the multipart answer is split here
