@@ -6,8 +6,8 @@ server supports at series level, PS3.18 Table 10.6.1-5), not every series of the
 may read an instance of each series it lists, and a study collects SEGs and RT Doses. The
 activity series is the PT series when there is one (Y-90 PET), else the NM series (SPECT);
 among several, the one whose instances say it is reconstructed/attenuation corrected and, then,
-the one with the most instances. The CT is the CT series in the activity series' Frame of Reference (the one with most
-instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets; the
+the one with the most instances. The CT is the CT series in the activity series' Frame of
+Reference (the one with most instances). WADO-RS ``GET …/series/{series}`` retrieves the instances as pydicom datasets; the
 CT's are streamed (:func:`stream_series`), each parsed as it arrives: with the client
 :func:`make_client` gives (:class:`PacsClient`), the multipart answer is split here
 (:mod:`.multipart`) and each instance read by :func:`.plain_instance.read_plain_instance` (pydicom's
@@ -48,6 +48,7 @@ from services.dosimetry.imaging.errors import (
 )
 from services.dosimetry.imaging.multipart import boundary_of, multipart_bodies
 from services.dosimetry.imaging.plain_instance import read_plain_instance
+from services.dosimetry.imaging.voi import segmentation_kind
 
 __all__ = ["AS_STORED", "IDENTITY", "JOB_MODALITIES", "PacsClient", "StudyImages", "fetch_segmentation", "fetch_segmentations", "fetch_study", "list_series", "make_client",
            "stream_series"]
@@ -65,7 +66,7 @@ _CHUNK_BYTES = 1 << 20
 #: listing a study with a 32 MiB SEG of 1,024 frames took it 24-42 ms against 2 ms a modality.
 JOB_MODALITIES = ("PT", "NM", "CT")
 
-#: Modalities a segmentation series may hold (:func:`fetch_segmentations`).
+#: Modalities of a segmentation series as QIDO-RS lists it (:func:`fetch_segmentations`).
 _SEGMENTATION_MODALITIES = frozenset({"SEG", "RTSTRUCT"})
 
 #: Accept-Encoding of the DICOMweb session: answers uncompressed (RFC 9110 12.5.3).
@@ -343,7 +344,8 @@ def fetch_segmentations(client: Any, study_uid: str, series_uid: str,
     """WADO-RS every instance of the SEG or RTSTRUCT series ``series_uid``. ``series``: series
     of the study already listed (e.g. the job's emission and CT series): one of them named here
     is refused before anything is retrieved. Any other series is checked by its instances'
-    Modality (0008,0060) as they arrive, so a wrong UID costs one instance, not a series."""
+    SOP Class, else Modality (:func:`.voi.segmentation_kind`), as they arrive, so a wrong UID
+    costs one instance, not a series."""
     listed = next((s for s in series or [] if s.series_uid == series_uid), None)
     if listed is not None and listed.modality not in _SEGMENTATION_MODALITIES:
         raise _not_a_segmentation(series_uid, listed.modality)
@@ -351,9 +353,8 @@ def fetch_segmentations(client: Any, study_uid: str, series_uid: str,
     instances = stream_series(client, study_uid, series_uid)
     try:
         for ds in instances:
-            modality = str(ds.get("Modality", "") or "")
-            if modality not in _SEGMENTATION_MODALITIES:
-                raise _not_a_segmentation(series_uid, modality)
+            if segmentation_kind(ds) is None:  # the rule the VOI reader applies
+                raise _not_a_segmentation(series_uid, str(ds.get("Modality", "") or ""))
             datasets.append(ds)
     except SeriesNotFoundError as exc:
         raise SegmentationError(f"segmentation series {series_uid} is not in study {study_uid}",

@@ -48,22 +48,33 @@ AUTO_THRESHOLD_FRACTION = 0.10
 _BODY_DENSITY_G_PER_ML = 0.5
 
 
+def segmentation_kind(ds: Dataset) -> str | None:
+    """``"SEG"`` or ``"RTSTRUCT"`` for a segmentation instance (by SOP Class, else Modality),
+    None for any other."""
+    sop_class, modality = str(ds.get("SOPClassUID", "")), str(ds.get("Modality", ""))
+    if sop_class in SEG_STORAGE_CLASSES or modality == "SEG":
+        return "SEG"
+    if sop_class == RTSTRUCT_STORAGE or modality == "RTSTRUCT":
+        return "RTSTRUCT"
+    return None
+
+
 def is_seg(ds: Dataset) -> bool:
     """A DICOM SEG instance (by SOP Class, else Modality): placed by its own geometry."""
-    return str(ds.get("SOPClassUID", "")) in SEG_STORAGE_CLASSES or str(ds.get("Modality", "")) == "SEG"
+    return segmentation_kind(ds) == "SEG"
 
 
 def vois_from_dataset(ds: Dataset, reference: Grid | None, target: Grid, *, copy: bool = True) -> list[Voi]:
     """SEG or RTSTRUCT → VOIs; anything else is refused. ``copy=False``: a SEG is read in place
     (the caller does not use ``ds`` again). ``reference``: the grid an RTSTRUCT's contours are
     drawn on (the CT's; ``target`` when None); a SEG does not need it."""
-    sop_class = str(ds.get("SOPClassUID", ""))
-    modality = str(ds.get("Modality", ""))
-    if is_seg(ds):
+    kind = segmentation_kind(ds)
+    if kind == "SEG":
         return seg_vois(ds, target, copy=copy)
-    if sop_class == RTSTRUCT_STORAGE or modality == "RTSTRUCT":
+    if kind == "RTSTRUCT":
         return rtstruct_vois(ds, reference or target, target)
-    raise SegmentationError(f"the segmentation series holds a {modality or sop_class} instance, "
+    what = str(ds.get("Modality", "")) or str(ds.get("SOPClassUID", ""))
+    raise SegmentationError(f"the segmentation series holds a {what} instance, "
                             "not a DICOM SEG or RTSTRUCT", "segmentationSeriesUid")
 
 

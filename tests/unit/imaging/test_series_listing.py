@@ -142,3 +142,22 @@ def test_a_job_that_fails_inside_its_ct_closes_the_ct_stream(study: PhantomStudy
         run_voxel_dosimetry(pacs, study.study_uid, 1.5, "ldm", store=False)
     assert err.value.status == 422 and "Columns" in str(err.value)
     assert pacs.ct_handed < len(study.ct) and pacs.ct_closed  # stopped inside the CT, and closed
+
+
+def test_a_segmentation_is_known_by_the_rule_the_voi_reader_applies(study: PhantomStudy) -> None:
+    """By SOP Class, else Modality, as :func:`.voi.segmentation_kind`: a SEG whose Modality says
+    otherwise is read (the VOI reader would read it), a CT is not (also by SOP Class)."""
+    from copy import deepcopy
+
+    from services.dosimetry.imaging.voi import segmentation_kind
+
+    assert study.seg is not None
+    seg = deepcopy(study.seg)
+    seg.Modality = "OT"
+    assert segmentation_kind(seg) == "SEG"
+    pacs = MemoryDicomweb([*(ds for ds in study.datasets() if ds is not study.seg), seg])
+    assert [str(ds.SOPInstanceUID) for ds in fetch_segmentations(pacs, study.study_uid, study.seg_series_uid)] == [
+        str(seg.SOPInstanceUID)]
+    ct = deepcopy(study.ct[0])
+    ct.Modality = ""  # no Modality: its SOP Class still says CT Image
+    assert segmentation_kind(ct) is None
