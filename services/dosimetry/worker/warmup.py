@@ -19,6 +19,7 @@ import ctypes.util
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,17 @@ _MMAP_THRESHOLD_BYTES = 4 * 2**20
 _TRIM_THRESHOLD_BYTES = 8 * 2**20
 
 
+def _libc_function(name: str) -> Any:
+    """A function of the C library (glibc's allocator calls), or None where there is none."""
+    library = ctypes.util.find_library("c")
+    if not library:
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def tune_allocator() -> bool:
     """Serve blocks under 4 MiB from the heap from the first job on (glibc only; False elsewhere).
 
@@ -74,13 +86,8 @@ def tune_allocator() -> bool:
     The threshold the warm process ends up with is set at start instead; volume-sized arrays
     stay mapped, so they still go back to the system when a job ends.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
@@ -96,12 +103,8 @@ def release_free_heap() -> bool:
     two alternating pairs: first job 0.98 / 0.85 s without, 0.74 / 0.64 s with (its dose stage
     0.13 against 0.07 s); later jobs are unchanged.
     """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
     trim(0)  # its answer says whether memory was released; either way the heap is as lean as it gets
     return True
