@@ -37,7 +37,8 @@ from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT, Y90_HALF_
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.kernel import TISSUE_DENSITY_G_PER_ML, VoxelKernel
 
-__all__ = ["convolve_same", "kernel_dose_gy", "ldm_dose_gy", "padded_shape", "warm_spectrum"]
+__all__ = ["convolve_same", "dose_from_energy_density", "kernel_dose_gy", "kernel_energy_density", "ldm_dose_gy",
+           "padded_shape", "warm_spectrum"]
 
 FloatArray = npt.NDArray[np.floating[Any]]
 _SPECTRUM_CACHE_SIZE = 2
@@ -269,17 +270,11 @@ def convolve_same(values: FloatArray, kernel: VoxelKernel, workers: int = -1) ->
     return _convolve(arr.astype(_out_dtype(arr), copy=False), kernel, 1.0, workers)
 
 
-def kernel_dose_gy(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activity_gbq: float,
-                   kernel: VoxelKernel | npt.ArrayLike, density_g_per_ml: float | npt.ArrayLike = 1.03,
-                   calibration_mask: npt.ArrayLike | None = None, *, half_life_h: float = Y90_HALF_LIFE_H,
-                   workers: int = -1) -> FloatArray:
-    """Kernel-convolution dose map (Gy): D = (A·τ·c/Σc) ⊛ S · ρ_kernel/ρ.
-
-    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernel_tables.load_kernel`) whose
-    voxel size must match ``voxel_size_mm`` within 1 %, or a plain array of S-values in
-    mGy/(MBq·s) for soft tissue (1.04 g/mL) on the image grid. ``density_g_per_ml`` scales the
-    dose by ρ_kernel/ρ (scalar or array). Other arguments as :func:`ldm_dose_gy`.
-    """
+def _kernel_inputs(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activity_gbq: float,
+                   kernel: VoxelKernel | npt.ArrayLike, calibration_mask: npt.ArrayLike | None,
+                   half_life_h: float) -> tuple[FloatArray, VoxelKernel, float]:
+    """The calibrated counts, the kernel (checked against the voxel size) and the Gy per
+    count-kernel product at the kernel's density."""
     _voxel_volume_ml(voxel_size_mm)
     sizes = tuple(float(v) for v in voxel_size_mm)
     if not isinstance(kernel, VoxelKernel):
@@ -292,13 +287,53 @@ def kernel_dose_gy(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activi
     if not (half_life_h > 0 and math.isfinite(half_life_h)):
         raise DosimetryInputError("half_life_h", f"must be positive, got {half_life_h}")
     values, total = _calibrated(counts, calibration_mask, activity_gbq)
-    rho = _density(density_g_per_ml, values.shape)
     # cumulated activity per count in MBq·s; S in mGy/(MBq·s) → Gy: × 1e-3
     scale = activity_gbq * 1e3 * mean_life_s(half_life_h) / total * 1e-3
+    return values, kernel, scale
+
+
+def kernel_dose_gy(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activity_gbq: float,
+                   kernel: VoxelKernel | npt.ArrayLike, density_g_per_ml: float | npt.ArrayLike = 1.03,
+                   calibration_mask: npt.ArrayLike | None = None, *, half_life_h: float = Y90_HALF_LIFE_H,
+                   workers: int = -1) -> FloatArray:
+    """Kernel-convolution dose map (Gy): D = (A·τ·c/Σc) ⊛ S · ρ_kernel/ρ.
+
+    ``kernel``: a :class:`VoxelKernel` (from :func:`services.dosimetry.kernel_tables.load_kernel`) whose
+    voxel size must match ``voxel_size_mm`` within 1 %, or a plain array of S-values in
+    mGy/(MBq·s) for soft tissue (1.04 g/mL) on the image grid. ``density_g_per_ml`` scales the
+    dose by ρ_kernel/ρ (scalar or array). Other arguments as :func:`ldm_dose_gy`.
+    A density map is applied after the convolution, which does not depend on it: the same map as
+    :func:`dose_from_energy_density` of :func:`kernel_energy_density` (a caller whose density map
+    comes late can convolve first; a scalar density is folded into the convolution's scale, equal
+    to float rounding). FFT round-off leaves tiny negatives where no dose reaches:
+    they are clipped to 0 before the density divides (ρ > 0, so the sign is the same).
+    """
+    values, kernel, scale = _kernel_inputs(counts, voxel_size_mm, activity_gbq, kernel, calibration_mask,
+                                           half_life_h)
+    rho = _density(density_g_per_ml, values.shape)
     if isinstance(rho, float):
         return _convolve(values, kernel, scale * kernel.density_g_per_ml / rho, workers, clip=True)
-    # FFT round-off leaves tiny negatives where no dose reaches: clipped before the density
-    # divides (ρ > 0, so the sign is the same)
     out = _convolve(values, kernel, scale * kernel.density_g_per_ml, workers, clip=True)
     np.divide(out, rho, out=out, casting="unsafe")
     return out
+
+
+def kernel_energy_density(counts: npt.ArrayLike, voxel_size_mm: Sequence[float], activity_gbq: float,
+                          kernel: VoxelKernel | npt.ArrayLike, calibration_mask: npt.ArrayLike | None = None, *,
+                          half_life_h: float = Y90_HALF_LIFE_H, workers: int = -1) -> FloatArray:
+    """The energy the kernel convolution deposits per volume, in Gy·g/mL: D·ρ = (A·τ·c/Σc) ⊛ S ·
+    ρ_kernel, which holds whatever the density (the kernel's first-order density scaling). Divided
+    by a density map (:func:`dose_from_energy_density`), it is :func:`kernel_dose_gy`'s map.
+    Arguments as :func:`kernel_dose_gy`; the array is new and the caller's to divide in place."""
+    values, kernel, scale = _kernel_inputs(counts, voxel_size_mm, activity_gbq, kernel, calibration_mask,
+                                           half_life_h)
+    return _convolve(values, kernel, scale * kernel.density_g_per_ml, workers, clip=True)
+
+
+def dose_from_energy_density(energy: FloatArray, density_g_per_ml: float | npt.ArrayLike) -> FloatArray:
+    """Absorbed dose (Gy) of :func:`kernel_energy_density`'s ``energy`` in tissue of
+    ``density_g_per_ml`` (scalar or an array of its shape, checked as :func:`kernel_dose_gy`
+    checks it): ``energy`` divided in place and returned."""
+    rho = _density(density_g_per_ml, energy.shape)
+    np.divide(energy, rho, out=energy, casting="unsafe")
+    return energy

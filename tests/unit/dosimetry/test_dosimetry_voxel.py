@@ -196,3 +196,52 @@ def test_engine_refuses_unusable_input(kwargs: dict[str, object], parameter: str
         with pytest.raises(DosimetryInputError) as err:
             fn(**args, **extra)  # type: ignore[operator]
         assert err.value.field == parameter
+
+
+@settings(max_examples=25, deadline=None)
+@given(counts=counts_16, a=activity, seed=st.integers(0, 2**16), dtype=st.sampled_from([np.float32, np.float64]))
+def test_convolving_first_and_dividing_by_the_density_later_is_the_same_dose(
+        counts: np.ndarray, a: float, seed: int, dtype: type) -> None:
+    """A job convolves while its CT still arrives and divides by the CT's density afterwards:
+    bit for bit the map :func:`kernel_dose_gy` gives a density map, and the scalar-density map to
+    float rounding."""
+    from services.dosimetry.domain.voxel import dose_from_energy_density, kernel_energy_density
+
+    values = counts.astype(dtype)
+    if not values.sum() > 0:
+        values[3, 4, 5] = 1
+    rho = np.random.default_rng(seed).uniform(0.001, 2.0, values.shape)
+    energy = kernel_energy_density(values, VOXEL_MM, a, KERNEL)
+    assert energy.dtype == dtype and energy.min() >= 0
+    whole = kernel_dose_gy(values, VOXEL_MM, a, KERNEL, density_g_per_ml=rho)
+    assert np.array_equal(dose_from_energy_density(energy.copy(), rho), whole)
+    uniform = kernel_dose_gy(values, VOXEL_MM, a, KERNEL, density_g_per_ml=0.7)
+    assert np.allclose(dose_from_energy_density(energy, 0.7), uniform, rtol=2e-6 if dtype == np.float32 else 1e-12,
+                       atol=float(uniform.max()) * 1e-6)
+
+
+def test_the_energy_density_is_the_dose_times_the_density_whatever_the_tissue() -> None:
+    """D·ρ does not depend on ρ (the kernel's first-order density scaling): lung and soft tissue
+    around one source hold the same energy per volume, with ~3.5 times the dose in lung."""
+    from services.dosimetry.domain.voxel import dose_from_energy_density, kernel_energy_density
+
+    counts = np.zeros((16, 16, 16))
+    counts[6:10, 6:10, 6:10] = 1.0
+    energy = kernel_energy_density(counts, VOXEL_MM, 1.0, KERNEL)
+    soft = kernel_dose_gy(counts, VOXEL_MM, 1.0, KERNEL, density_g_per_ml=1.04)
+    assert np.allclose(energy, soft * 1.04, rtol=1e-9, atol=1e-12)
+    lung = dose_from_energy_density(energy.copy(), 0.30)
+    assert lung[8, 8, 8] == pytest.approx(soft[8, 8, 8] * 1.04 / 0.30)
+
+
+@pytest.mark.parametrize(("density", "why"), [
+    (0.0, "positive"), (-1.0, "positive"), (np.ones((4, 4, 4)), "shape"),
+    (np.where(np.arange(512).reshape(8, 8, 8) == 7, 0.0, 1.0), "every voxel"),
+])
+def test_the_density_that_divides_a_convolution_is_checked_as_the_engine_checks_it(density: object, why: str) -> None:
+    from services.dosimetry.domain.voxel import dose_from_energy_density, kernel_energy_density
+
+    energy = kernel_energy_density(np.ones((8, 8, 8)), VOXEL_MM, 1.0, KERNEL)
+    with pytest.raises(DosimetryInputError) as err:
+        dose_from_energy_density(energy, density)  # type: ignore[arg-type]
+    assert err.value.field == "density_g_per_ml" and why in err.value.message
