@@ -18,7 +18,10 @@
    ``dvk`` Y-90 soft-tissue kernel convolution, with the CT density map and patient-relative
    calibration over the whole field of view (the administered activity is distributed by the
    counts of every voxel). For a Tc-99m MAA SPECT the activity is the planned Y-90 activity
-   (a simulation; the Tc-99m half-life only times the activity map).
+   (a simulation; the Tc-99m half-life only times the activity map). The ``dvk`` convolution
+   needs the counts, not the CT: it runs while the CT streams (fetch), and this stage divides it
+   by the density; an MAA simulation with a segmentation, whose counts are first normalised over
+   its liver and lungs, convolves here.
 5. **dvh** — per VOI: Dmean, D50, D70, D90, V100, V120 (:mod:`services.dosimetry.domain.dvh`),
    volume, mass, share of the counts; the lung shunt fraction when lung and liver VOIs exist;
    for tumour and liver VOIs the voxel BED map's mean, BED70 and the mean EQD2
@@ -38,7 +41,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -161,14 +164,29 @@ def _validate(administered_activity_gbq: float, method: str) -> None:
         raise ImagingError(f"method must be one of {', '.join(METHODS)}, got {method!r}", "method")
 
 
+def _kernel_energy(counts: np.ndarray, voxel_size_mm: tuple[float, float, float], activity_gbq: float) -> np.ndarray:
+    """The ``dvk`` convolution, which does not depend on the CT (the energy per volume,
+    :func:`services.dosimetry.domain.voxel.kernel_energy_density`): run while the CT streams."""
+    from services.dosimetry.domain import voxel
+    from services.dosimetry.kernel_tables import load_kernel
+
+    kernel = load_kernel(voxel_size_mm, tissue="soft")
+    return np.asarray(voxel.kernel_energy_density(counts, voxel_size_mm, activity_gbq, kernel))
+
+
 def _engine_dose(method: str, counts: np.ndarray, voxel_size_mm: tuple[float, float, float],
-                 activity_gbq: float, density: np.ndarray, dose_constant: float) -> np.ndarray:
+                 activity_gbq: float, density: np.ndarray, dose_constant: float,
+                 energy: Future[np.ndarray] | None = None) -> np.ndarray:
+    """The dose map; for ``dvk``, from ``energy`` (:func:`_kernel_energy` of the same counts,
+    started while the CT streamed) when given: its errors are raised here, as the engine's."""
     from services.dosimetry.domain import voxel
 
     try:
         if method == "ldm":
             return np.asarray(voxel.ldm_dose_gy(counts, voxel_size_mm, activity_gbq, density_g_per_ml=density,
                                                 dose_constant_gy_kg_per_gbq=dose_constant))
+        if energy is not None:
+            return np.asarray(voxel.dose_from_energy_density(energy.result(), density))
         from services.dosimetry.kernel_tables import load_kernel
 
         kernel = load_kernel(voxel_size_mm, tissue="soft")
@@ -237,12 +255,19 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
         # the emission grid in the CT's Frame of Reference (itself on a hybrid scanner): CT, SEG and RT Dose use it
         grid, registered = emission_grid_in_ct_frame(client, study_uid, activity.grid, ct_frame,
                                                      registration_series_uid)
-        with ThreadPoolExecutor(1) as reader:
+        nuclide = activity.radiopharmaceutical.nuclide if activity.radiopharmaceutical else "unknown"
+        simulation = nuclide == "Tc-99m"
+        counts, clipped = non_negative_counts(activity.values)
+        with ThreadPoolExecutor(2) as reader:
             # every instance of the series (a SEG may be split into one instance per segment),
             # fetched and read while the CT is stacked slice by slice as its instances arrive
             seg_read = reader.submit(_read_segmentations, client, study_uid, segmentation_series_uid,
                                      images.series, grid, activity.grid, on_segments) \
                 if segmentation_series_uid else None
+            # the kernel convolution needs the counts, not the CT (whose density divides it at the
+            # dose stage): computed meanwhile, unless an MAA simulation's counts wait for its VOIs
+            energy = reader.submit(_kernel_energy, counts, grid.spacing_mm, float(administered_activity_gbq)) \
+                if method == "dvk" and not (simulation and segmentation_series_uid) and counts.any() else None
             # the CT's density on the emission grid, each instance reduced as it arrives (no CT-sized array)
             ct = ct_density_on_grid(itertools.chain([first_ct], ct_stream) if first_ct is not None else [], grid,
                                     images.ct_instances)
@@ -287,15 +312,12 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     del ct, seg_datasets  # the largest arrays of the job: not needed past this stage
 
     begin("dose")
-    nuclide = activity.radiopharmaceutical.nuclide if activity.radiopharmaceutical else "unknown"
-    simulation = nuclide == "Tc-99m"
     if simulation:
         warnings.append("Tc-99m MAA SPECT: predicted Y-90 dose for the planned activity (simulation)")
     elif nuclide != "Y-90":
         warnings.append(f"radionuclide {nuclide}: the dose is computed for Y-90 microspheres distributed like "
                         "this image")
     spacing = grid.spacing_mm
-    counts, clipped = non_negative_counts(activity.values)
     if clipped:
         warnings.append(clipped)
     if simulation and segmented:
@@ -303,7 +325,7 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     if not float(counts.sum()) > 0:
         raise ImagingError("the activity series holds no counts (all voxels 0)", "studyInstanceUid")
     dose = _engine_dose(method, counts, spacing, float(administered_activity_gbq), density,
-                        dose_constant_gy_kg_per_gbq)
+                        dose_constant_gy_kg_per_gbq, energy)
 
     begin("dvh")
     total_counts = float(counts.sum(dtype=np.float64))
