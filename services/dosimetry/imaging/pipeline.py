@@ -28,6 +28,10 @@
    (:mod:`services.dosimetry.domain.radiobiology`, tissue parameters by the VOI's role).
 6. **store** — the dose map as RT Dose in the same study (STOW-RS, :mod:`.rtdose`); with
    ``store_bed_map`` the voxel BED map as a second RT Dose, DoseType EFFECTIVE (:func:`bed_map`).
+   The dvh stage's metrics (no side effect) are computed beside the store's opening (its
+   cancellation check) and the RT Dose's encoding; the RT Dose is sent once they are in, so a
+   job whose metrics fail stores nothing (the dvh stage's timing is then its opening alone, the
+   store's includes the wait for the metrics).
 
 ``progress(stage, fraction)`` is called as each stage starts; ``cancelled()`` is asked before
 each stage, so a cancelled job stops with :class:`JobCancelledError` and never stores anything
@@ -53,9 +57,7 @@ from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, missing_instanc
 from services.dosimetry.domain.constants import DEFAULT_DOSE_CONSTANT
 from services.dosimetry.domain.errors import DosimetryInputError
 from services.dosimetry.domain.radiobiology import (
-    TissueRadiobiology,
     TissueTable,
-    bed_metrics,
     tissue_for_role,
 )
 from services.dosimetry.imaging.ct_density import ct_density_on_grid
@@ -77,6 +79,7 @@ from services.dosimetry.imaging.voi import (
     union,
     vois_from_dataset,
 )
+from services.dosimetry.imaging.voi_doses import VoiDose, voi_doses
 from services.dosimetry.imaging.volume import activity_volume
 
 __all__ = ["BED_MAP_COMMENT", "METHODS", "RTDOSE_NOT_STORED", "STAGES", "VoiDose", "VoxelDosimetryResult", "bed_map", "non_negative_counts", "run_voxel_dosimetry"]
@@ -86,28 +89,6 @@ STAGES: tuple[tuple[str, float], ...] = (
     ("fetch", 0.0), ("decode", 0.25), ("resample", 0.4), ("dose", 0.55), ("dvh", 0.8), ("store", 0.9),
 )
 METHODS = ("ldm", "dvk")
-
-
-@dataclass(frozen=True)
-class VoiDose:
-    """Dose metrics of one VOI. ``metrics`` holds Dmean, D50, D70, D90 (Gy), V100, V120 (%),
-    Dmin and Dmax (Gy); ``source`` is ``segmentation``, ``rtstruct`` or ``automatic``."""
-
-    name: str
-    role: str
-    source: str
-    voxel_count: int
-    volume_ml: float
-    mass_g: float
-    activity_fraction: float
-    metrics: dict[str, float]
-    #: The tissue parameters of the BED (None: absorbed dose only) and BEDmean, BED70, EQD2mean (Gy).
-    tissue: TissueRadiobiology | None = None
-    radiobiology: dict[str, float] = field(default_factory=dict)
-    #: The segment's TrackingUID (links a lesion to its BodyStructure), when the SEG gives one.
-    tracking_uid: str = ""
-    #: The sampled cumulative DVH: (volume %, Dx Gy) for x = 0 … 100 (:func:`sampled_dvh`).
-    dvh: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -223,8 +204,6 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     Longer than most functions on purpose: the six stages read in order, each opened by its
     progress report (which is also the cancellation check), with the warnings they add.
     """
-    from services.dosimetry.domain.dvh import dvh_metrics, sampled_dvh
-
     _validate(administered_activity_gbq, method)
     timings: dict[str, float] = {}
     state: dict[str, float] = {}
@@ -328,52 +307,46 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
                         dose_constant_gy_kg_per_gbq, energy)
 
     begin("dvh")
-    total_counts = float(counts.sum(dtype=np.float64))
-    voxel_ml = grid.voxel_volume_ml
-    results: list[VoiDose] = []
-    for v in vois:
-        metrics = dvh_metrics(dose, v.mask)
-        tissue = tissue_for_role(v.role, tissues or TissueTable())
-        radiobiology = _voi_bed(dose, v, tissue)
-        results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
-                               float(density[v.mask].sum() * voxel_ml),
-                               float(counts[v.mask].sum(dtype=np.float64) / total_counts), metrics, tissue, radiobiology,
-                               v.tracking_uid, sampled_dvh(dose, v.mask)))
-    lsf = _lung_shunt_fraction(vois, counts)
-
-    rtdose_uid: str | None = None
-    rtdose_series: str | None = None
-    bed_uids: tuple[str | None, str | None] = (None, None)
-    begin("store")
-    if store:
-        key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
-                        f"{dose_constant_gy_kg_per_gbq:g}"])
-        ds = build_rtdose(dose, grid, study=ct_header,
-                          frame_of_reference_uid=str(ct_header.get("FrameOfReferenceUID", "")),
-                          delivered=not simulation,
-                          series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
-                          deterministic_key=key, referenced_series_uid=activity.series_uid,
-                          source_images=images.activity)
-        # The dose results stand on their own: a PACS that will not take the RT Dose (after
-        # retries) costs the copy in the study, not the computation.
-        not_stored = store_rtdose_retrying(client, ds, store_retry_delays_s)
-        if not_stored is None:
-            rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
-        else:
-            warnings.append(f"{RTDOSE_NOT_STORED}: {not_stored}. The dose results are kept; run the job "
-                            "again to store the RT Dose once the PACS answers")
-        bed = bed_map(dose, vois, tissues or TissueTable()) if store_bed_map and not_stored is None else None
-        if bed is not None:
-            bed_ds = _bed_map_dataset(bed, grid, ds, key, study=ct_header,
-                                      frame_of_reference_uid=str(ds.FrameOfReferenceUID),
-                                      delivered=not simulation,
-                                      series_description=f"Y-90 BED map{' (MAA simulation)' if simulation else ''}",
-                                      referenced_series_uid=activity.series_uid, source_images=images.activity)
-            bed_not_stored = store_rtdose_retrying(client, bed_ds, store_retry_delays_s)
-            if bed_not_stored is None:
-                bed_uids = (str(bed_ds.SOPInstanceUID), str(bed_ds.SeriesInstanceUID))
+    with ThreadPoolExecutor(1) as beside:
+        # the metrics (no side effect) are computed beside the store's go-ahead from the gateway and
+        # the RT Dose's encoding; the RT Dose is sent once they are in, so a job whose metrics fail
+        # stores nothing
+        measured = beside.submit(voi_doses, dose, vois, counts, density, grid.voxel_volume_ml, tissues)
+        rtdose_uid: str | None = None
+        rtdose_series: str | None = None
+        bed_uids: tuple[str | None, str | None] = (None, None)
+        begin("store")
+        if store:
+            key = "|".join([study_uid, method, f"{administered_activity_gbq:.6g}", segmentation_series_uid or "auto",
+                            f"{dose_constant_gy_kg_per_gbq:g}"])
+            ds = build_rtdose(dose, grid, study=ct_header,
+                              frame_of_reference_uid=str(ct_header.get("FrameOfReferenceUID", "")),
+                              delivered=not simulation,
+                              series_description=f"Y-90 dose {method.upper()}{' (MAA simulation)' if simulation else ''}",
+                              deterministic_key=key, referenced_series_uid=activity.series_uid,
+                              source_images=images.activity)
+            measured.result()  # raises what the metrics raised, before anything is written
+            # The dose results stand on their own: a PACS that will not take the RT Dose (after
+            # retries) costs the copy in the study, not the computation.
+            not_stored = store_rtdose_retrying(client, ds, store_retry_delays_s)
+            if not_stored is None:
+                rtdose_uid, rtdose_series = str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID)
             else:
-                warnings.append(f"the BED map was not stored in the PACS: {bed_not_stored}")
+                warnings.append(f"{RTDOSE_NOT_STORED}: {not_stored}. The dose results are kept; run the job "
+                                "again to store the RT Dose once the PACS answers")
+            bed = bed_map(dose, vois, tissues or TissueTable()) if store_bed_map and not_stored is None else None
+            if bed is not None:
+                bed_ds = _bed_map_dataset(bed, grid, ds, key, study=ct_header,
+                                          frame_of_reference_uid=str(ds.FrameOfReferenceUID),
+                                          delivered=not simulation,
+                                          series_description=f"Y-90 BED map{' (MAA simulation)' if simulation else ''}",
+                                          referenced_series_uid=activity.series_uid, source_images=images.activity)
+                bed_not_stored = store_rtdose_retrying(client, bed_ds, store_retry_delays_s)
+                if bed_not_stored is None:
+                    bed_uids = (str(bed_ds.SOPInstanceUID), str(bed_ds.SeriesInstanceUID))
+                else:
+                    warnings.append(f"the BED map was not stored in the PACS: {bed_not_stored}")
+        results, lsf = measured.result()
     timings["store"] = time.perf_counter() - state["stage_start"]
     if progress is not None:
         progress("done", 1.0)
@@ -475,31 +448,3 @@ def _normalise_over_liver_and_lungs(counts: np.ndarray, vois: list[Voi], warning
                         "pertechnetate or extrahepatic uptake?): reported, not given any of the planned Y-90 "
                         "activity, which is normalised over the liver and lungs")
     return np.where(keep, counts, 0.0)
-
-
-def _voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
-    """BEDmean, BED70 and EQD2mean of one VOI over the voxel BED map (empty without tissue values)."""
-    if tissue is None:
-        return {}
-    try:
-        return bed_metrics(dose, voi.mask, tissue)
-    except DosimetryInputError as exc:
-        raise ImagingError(f"the BED of VOI {voi.name!r} cannot be computed: {exc.message}", exc.field) from exc
-
-
-def _lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:
-    """Counts in the lungs / counts in lungs + liver, when both VOIs exist (EANM 2022)."""
-    lung = [v for v in vois if v.role == "lung"]
-    liver = [v for v in vois if v.role == "liver"]
-    if not lung or not liver:
-        return None
-    lung_mask = np.zeros(counts.shape, dtype=bool)
-    for v in lung:
-        lung_mask |= v.mask
-    liver_mask = np.zeros(counts.shape, dtype=bool)
-    for v in liver:
-        liver_mask |= v.mask
-    liver_mask &= ~lung_mask
-    c_lung = float(counts[lung_mask].sum(dtype=np.float64))
-    c_liver = float(counts[liver_mask].sum(dtype=np.float64))
-    return c_lung / (c_lung + c_liver) if c_lung + c_liver > 0 else None
