@@ -9,6 +9,7 @@ rate limiting and every blueprint around those dependencies. Nothing happens at 
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import Flask
 
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, *, deps: GatewayDeps | None = N
     deps.database.create_all()  # the job, cursor and audit tables, under the store's schema lock
     if settings.job_sweep_s > 0:
         start_sweeper(deps.jobs.jobs, deps.dispatcher, settings.job_sweep_s)
+    prepare = getattr(deps.dispatcher, "prepare", None)  # the Celery dispatcher's; fakes have none
+    if prepare is not None:  # beside the start, which a broker slow to answer must not hold up
+        threading.Thread(target=prepare, name="job-queue-prepare", daemon=True).start()
     app.register_blueprint(create_binary_blueprint(deps.get_store))  # before the generic reads
     app.register_blueprint(create_fhir_rest_blueprint(deps.get_store, deps.fhir_base))
     app.register_blueprint(create_webapp_blueprint(deps.get_store, deps.fhir_base, settings))

@@ -51,6 +51,23 @@ class Dispatcher:
                               retry=False, task_id=None)
         _log.info("job sent", extra={"job": job_id, "queue": self.queue})
 
+    def prepare(self) -> bool:
+        """Do now what the first send would do but write: load the result backend's class and
+        open the producer's broker connection and channel (the first kickoff of a gateway process
+        took 14-25 ms for them instead of 1; 6-8 ms once prepared). Nothing is written to the
+        broker. False, logged, when it does not answer: nothing is lost, the first send tries
+        again."""
+        try:
+            _ = self.celery.backend
+            with self.celery.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=1)
+                _ = producer.channel
+        except Exception as exc:  # a broker down at start is the health check's to report
+            _log.info("job queue not prepared: the first job message opens it",
+                      extra={"queue": self.queue, "error": type(exc).__name__})
+            return False
+        return True
+
     def ping(self) -> dict[str, Any]:
         try:
             with self.celery.connection_for_write() as conn:
