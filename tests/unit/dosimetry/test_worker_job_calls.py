@@ -92,9 +92,10 @@ def test_a_granted_job_reports_progress_then_completes_once(monkeypatch: pytest.
     _fake_kind(monkeypatch, _two_stages)
     gateway = FakeGateway(_job())
     assert execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
-    assert gateway.actions() == ["claim", "progress", "progress", "complete"]
+    # "dose", begun within MIN_REPORT_INTERVAL_S of "fetch", was held and the completion superseded it
+    assert gateway.actions() == ["claim", "progress", "complete"]
     assert all(body["worker"] == "w1" for _, body in gateway.calls)
-    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose"]
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch"]
     complete = gateway.calls[-1][1]
     assert complete["resources"] == [{"resourceType": "Observation", "id": "o1"}]
     assert complete["outputs"] == [{"type": "Observation", "reference": "Observation/o1"}]
@@ -153,7 +154,9 @@ def test_a_job_cancelled_while_its_reports_are_on_their_way_writes_nothing(
     threading.Timer(0.2, release.set).start()
     assert execute_job("job-1", settings, "w1", session=gateway) == ("cancelled" if state == "cancelled" else "lost")  # type: ignore[arg-type]
     assert written == [] and "complete" not in gateway.actions()
-    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose", "dvh"]
+    # "dose" and "dvh" came within MIN_REPORT_INTERVAL_S: held, then superseded by "store", which
+    # waited for the first answer and stopped there
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch"]
 
 
 def test_progress_reports_do_not_wait_for_the_gateway(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
@@ -176,7 +179,9 @@ def test_progress_reports_do_not_wait_for_the_gateway(monkeypatch: pytest.Monkey
     gateway = FakeGateway(_job(), answers={"progress": slow})
     assert execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
     assert seen == ["went on"]
-    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "dose", "store", "fetch", "dose"]
+    # "dose" (held: within MIN_REPORT_INTERVAL_S of "fetch") was superseded by "store"; the fake
+    # kind's own two stages came within the interval after it, and the completion superseded them
+    assert [b["stage"] for a, b in gateway.calls if a == "progress"] == ["fetch", "store"]
     assert gateway.actions()[-1] == "complete"
 
 
@@ -251,8 +256,12 @@ def test_the_voxel_job_hands_its_results_to_the_gateway(monkeypatch: pytest.Monk
     gateway = FakeGateway(_job(kind="voxel-dosimetry", params=params))
     assert tasks.execute_job("job-1", settings, "w1", session=gateway) == "completed"  # type: ignore[arg-type]
     stages = [b["stage"] for a, b in gateway.calls if a == "progress"]
-    # the pipeline's last stage, "done", is said by the completion itself (the gateway's finish)
-    assert stages == ["fetch", "decode", "resample", "dose", "dvh", "store"]
+    # the pipeline's last stage, "done", is said by the completion itself (the gateway's finish);
+    # stages begun within MIN_REPORT_INTERVAL_S of the last report are held (and this small job's
+    # are then superseded by "store"), so those sent are the pipeline's, in order, first and store kept
+    assert stages[0] == "fetch" and stages[-1] == "store"
+    order = ["fetch", "decode", "resample", "dose", "dvh", "store"]
+    assert [order.index(s) for s in stages] == sorted({order.index(s) for s in stages})
     assert gateway.actions()[-2:] == ["progress", "complete"]
     complete = gateway.calls[-1][1]
     types = [r["resourceType"] for r in complete["resources"]]
@@ -291,4 +300,83 @@ def test_a_lesion_look_up_from_another_thread_neither_waits_for_nor_takes_the_re
             reporter.progress("store", 0.9)  # the held answer was left for the job's thread
     finally:
         release.set()
+        reporter.close()
+
+
+# -- reports at most one each min_interval_s ------------------------------------------------------
+
+def _sent(gateway: FakeGateway) -> list[str]:
+    return [b["stage"] for a, b in gateway.calls if a == "progress"]
+
+
+def test_a_stage_begun_within_the_interval_is_held_and_the_latest_sent_when_it_is_up() -> None:
+    gateway = FakeGateway(_job())
+    reporter = JobReporter(GATEWAY, TOKEN, "job-1", "w1", gateway, min_interval_s=0.3)  # type: ignore[arg-type]
+    try:
+        reporter.progress("fetch", 0.0)
+        reporter.progress("decode", 0.25)
+        reporter.progress("resample", 0.4)
+        assert _sent(gateway) == ["fetch"]  # the other two held
+        for _ in range(100):  # the held one goes out once the interval is up (0.3 s)
+            if len(_sent(gateway)) == 2:
+                break
+            threading.Event().wait(0.05)
+        assert _sent(gateway) == ["fetch", "resample"]  # the latest; decode was replaced
+    finally:
+        reporter.close()
+
+
+def test_reports_further_apart_than_the_interval_are_all_sent() -> None:
+    gateway = FakeGateway(_job())
+    reporter = JobReporter(GATEWAY, TOKEN, "job-1", "w1", gateway, min_interval_s=0.0)  # type: ignore[arg-type]
+    try:
+        for stage in ("fetch", "decode", "resample", "dose"):
+            reporter.progress(stage, 0.5)
+        reporter.progress("store", 0.9)
+        assert _sent(gateway) == ["fetch", "decode", "resample", "dose", "store"]
+    finally:
+        reporter.close()
+
+
+def test_the_store_and_the_completion_supersede_a_held_stage_without_waiting_for_the_interval() -> None:
+    """A held stage is dropped, not sent late, when a synchronous stage or the completion follows;
+    neither waits out the interval (here an hour)."""
+    gateway = FakeGateway(_job())
+    reporter = JobReporter(GATEWAY, TOKEN, "job-1", "w1", gateway, min_interval_s=3600.0)  # type: ignore[arg-type]
+    done: list[str] = []
+
+    def run() -> None:
+        reporter.progress("fetch", 0.0)
+        reporter.progress("dvh", 0.8)  # held
+        reporter.progress("store", 0.9)
+        reporter.progress("store", 0.95)  # synchronous stages are always sent
+        reporter.progress("dose", 0.96)  # held
+        done.append(reporter.complete([], []))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(30)
+    try:
+        assert not worker.is_alive() and done == ["ok"]
+        assert gateway.actions() == ["progress", "progress", "progress", "complete"]
+        assert _sent(gateway) == ["fetch", "store", "store"]
+    finally:
+        reporter.close()
+
+
+def test_a_cancellation_answered_to_a_held_stage_stops_the_job_at_its_next_report() -> None:
+    gateway = FakeGateway(_job(), answers={"progress": lambda body: _Answer(
+        200, {"state": "cancelled" if body["stage"] == "decode" else "ok"})})
+    reporter = JobReporter(GATEWAY, TOKEN, "job-1", "w1", gateway, min_interval_s=0.1)  # type: ignore[arg-type]
+    try:
+        reporter.progress("fetch", 0.0)
+        reporter.progress("decode", 0.25)  # held, sent 0.1 s later and answered "cancelled"
+        for _ in range(100):
+            if len(_sent(gateway)) == 2:
+                break
+            threading.Event().wait(0.05)
+        with pytest.raises(JobCancelled):
+            reporter.progress("store", 0.9)  # waits for that answer before the job writes
+        assert _sent(gateway) == ["fetch", "decode"]
+    finally:
         reporter.close()
