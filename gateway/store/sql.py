@@ -344,7 +344,7 @@ class SqlStore:
             if result.rowcount != 1:
                 return False
         conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
-        write_index(conn, self._tables, rtype, rid, stored)
+        write_index(conn, self._tables, rtype, rid, stored, created=insert_current)
         return True
 
     def _delete(self, conn: Connection, rtype: str, rid: str) -> None:

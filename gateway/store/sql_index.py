@@ -21,9 +21,13 @@ _INDEX_TABLES = ("token", "reference", "date", "string")
 
 
 def write_index(conn: Connection, tables: Mapping[str, Table], rtype: str, rid: str,
-                stored: Mapping[str, Any] | None) -> None:
-    """Replace the index rows of one resource by those of ``stored`` (None: deleted)."""
-    for name in _INDEX_TABLES:
+                stored: Mapping[str, Any] | None, *, created: bool = False) -> None:
+    """Replace the index rows of one resource by those of ``stored`` (None: deleted).
+
+    ``created``: the resource's first version, just inserted; no rows of it can exist (a
+    resource's rows go only with a later version: nothing deletes a resource's row), so there
+    is nothing to delete first: four statements fewer for each resource a transaction creates."""
+    for name in () if created else _INDEX_TABLES:
         table = tables[name]
         conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
     if stored is None:

@@ -285,3 +285,38 @@ def test_an_index_built_for_other_search_parameters_is_rebuilt_at_start(tmp_path
     rebuilt = SqlStore(url)
     assert rebuilt.search("Observation", [("category", "laboratory")], "http://x/fhir")["total"] == 1
     rebuilt.close()
+
+
+def _index_deletes(store: SqlStore, write: Any) -> int:
+    """The DELETE statements on the search index tables that ``write()`` runs."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE") and "fhir_search_" in statement:
+            seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        write()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", note)
+    return len(seen)
+
+
+def test_a_created_resource_writes_its_index_without_deleting_first_and_an_update_replaces_it(
+        store: SqlStore) -> None:
+    """A resource's first version has no index rows to replace (four statements fewer each);
+    a later version, or a delete, replaces them, so searches find the current version only."""
+    first = {"resourceType": "Observation", "id": "ix-1", "status": "final", "code": {"text": "a"},
+             "subject": {"reference": "Patient/p1"}}
+    assert _index_deletes(store, lambda: store.put(first)) == 0
+    assert _index_deletes(store, lambda: store.put({**first, "subject": {"reference": "Patient/p2"}})) == 4
+    for patient, found in (("Patient/p1", 0), ("Patient/p2", 1)):
+        assert store.search("Observation", [("subject", patient)], GATEWAY_BASE)["total"] == found
+    assert _index_deletes(store, lambda: store.delete("Observation", "ix-1")) == 4
+    assert store.search("Observation", [("subject", "Patient/p2")], GATEWAY_BASE)["total"] == 0
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": f"urn:uuid:{n}", "resource": {**first, "id": f"ix-t{n}"},
+         "request": {"method": "PUT", "url": f"Observation/ix-t{n}"}} for n in range(3)]}
+    assert _index_deletes(store, lambda: store.transaction(bundle, GATEWAY_BASE)) == 0
+    assert store.search("Observation", [("subject", "Patient/p1")], GATEWAY_BASE)["total"] == 3
