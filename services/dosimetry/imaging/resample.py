@@ -351,8 +351,23 @@ def _mask_box_on(box: np.ndarray, start: tuple[int, int, int], source: Grid, tar
     moved = matrix.copy()
     for axis, first in enumerate(start):
         moved[axis, 3] -= first
-    frac = _separable_average(box, moved, target.shape, 0.0)
-    return np.asarray(frac >= 0.5 - 1e-6)
+    # Only the target voxels the box reaches are averaged (a tumour's few of a 128³ grid): the rest
+    # are outside the box, whose outside is 0. Their sub-grid starts at ``reach``'s first voxels.
+    reach: list[tuple[int, int]] = []
+    for axis in range(3):
+        weights = overlap_weights(target.shape[axis], box.shape[axis], float(moved[axis, axis]),
+                                  float(moved[axis, 3]))
+        touched = np.flatnonzero(weights.any(axis=1))
+        if touched.size == 0:
+            return np.zeros(target.shape, dtype=bool)
+        reach.append((int(touched[0]), int(touched[-1]) + 1))
+    for axis, (lo, _hi) in enumerate(reach):
+        moved[axis, 3] += moved[axis, axis] * lo
+    (k0, k1), (j0, j1), (i0, i1) = reach
+    frac = _separable_average(box, moved, (k1 - k0, j1 - j0, i1 - i0), 0.0)
+    out = np.zeros(target.shape, dtype=bool)
+    out[k0:k1, j0:j1, i0:i1] = frac >= 0.5 - 1e-6
+    return out
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:

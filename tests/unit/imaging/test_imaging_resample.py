@@ -322,3 +322,32 @@ def test_a_mask_is_moved_with_one_grid_transform(oblique: bool, monkeypatch: pyt
     assert len(calls) == 1
     assert whole.any() and not whole.all()
     np.testing.assert_array_equal(boxed, whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), start=st.tuples(*[st.integers(-6, 30)] * 3),
+       size=st.tuples(*[st.integers(1, 12)] * 3), spacing=st.sampled_from([0.7, 1.0, 2.5, 4.0]),
+       origin=st.tuples(*[st.floats(-8.0, 8.0)] * 3), flip=st.booleans())
+def test_a_mask_box_is_averaged_onto_the_target_voxels_it_reaches_alone(
+        seed: int, start: tuple[int, int, int], size: tuple[int, int, int], spacing: float,
+        origin: tuple[float, float, float], flip: bool) -> None:
+    """A segment's box (a tumour's few voxels) is averaged onto the sub-grid of target voxels it
+    reaches, the rest left 0: the same voxels as averaging it onto the whole target, wherever the
+    box lies (partly or wholly outside the target included) and whichever way an axis runs."""
+    from services.dosimetry.imaging import resample
+
+    source = _grid(24, 1.0)
+    target = _grid(9, spacing, origin)
+    if flip:  # the target's columns run the other way (a flipped axis)
+        affine = target.affine.copy()
+        affine[:3, 3] += affine[:3, 2] * (target.shape[2] - 1)
+        affine[:3, 2] = -affine[:3, 2]
+        target = Grid(target.shape, affine, "1.2.3")
+    box = np.random.default_rng(seed).random(size) > 0.4
+    got = resample.resample_mask_box(box, start, source, target)
+    matrix = resample._index_matrix(source, target).copy()
+    for axis, first in enumerate(start):
+        matrix[axis, 3] -= first
+    whole_target = resample._separable_average(box, matrix, target.shape, 0.0) >= 0.5 - 1e-6
+    assert got.shape == target.shape and got.dtype == np.bool_
+    np.testing.assert_array_equal(got, whole_target)
