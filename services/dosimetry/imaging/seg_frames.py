@@ -358,9 +358,47 @@ def read_frames(ds: Dataset) -> SegFrames | None:
 
 def segment_box(frames: SegFrames, number: int) -> SegmentBox | None:
     """Segment ``number`` within its bounding box (None when no pixel of it is set)."""
+    indices = frames.frames_of(number)
+    if not frames.labelmap and frames.grid.shape[2] % 8 == 0:
+        return _binary_box(frames, indices)
+    return _box_by_frame(frames, number, indices)
+
+
+def _binary_box(frames: SegFrames, indices: np.ndarray) -> SegmentBox | None:
+    """:func:`segment_box` of BINARY frames whose rows are whole bytes (512 columns, say), all
+    frames at once: the box is found on the packed bytes and only its window is unpacked (the
+    frame-by-frame walk took ~4-5 ms a segment of a clinical CT's 256 slices in Python calls)."""
+    if indices.size == 0:
+        return None
+    rows, columns = frames.grid.shape[1], frames.grid.shape[2]
+    per_row = columns // 8
+    packed = np.frombuffer(frames.pixels, dtype=np.uint8, count=len(frames.slices) * rows * per_row)
+    stack = packed.reshape(len(frames.slices), rows, per_row)[indices]
+    lit = stack.reshape(len(indices), -1).any(axis=1)
+    if not lit.any():
+        return None
+    stack, slices = stack[lit], frames.slices[indices[lit]]
+    if np.unique(slices).size != slices.size:  # two frames of the segment on one slice: as read
+        return _box_by_frame(frames, 0, indices[lit], binary=True)
+    hit_rows = np.flatnonzero(stack.any(axis=(0, 2)))
+    r0, r1 = int(hit_rows[0]), int(hit_rows[-1]) + 1
+    hit_columns = np.flatnonzero(np.unpackbits(np.bitwise_or.reduce(stack[:, r0:r1], axis=(0, 1)),
+                                               bitorder="little"))
+    c0, c1 = int(hit_columns[0]), int(hit_columns[-1]) + 1
+    b0, b1 = c0 // 8, -(-c1 // 8)
+    window = np.unpackbits(stack[:, r0:r1, b0:b1], axis=2, bitorder="little")[:, :, c0 - 8 * b0:c1 - 8 * b0]
+    k0, k1 = int(slices.min()), int(slices.max()) + 1
+    mask = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.bool_)
+    mask[slices - k0] = window.view(np.bool_)
+    return SegmentBox(mask, (k0, r0, c0))
+
+
+def _box_by_frame(frames: SegFrames, number: int, indices: np.ndarray, *, binary: bool = False) -> SegmentBox | None:
+    """:func:`segment_box` frame by frame (``binary``: ``indices`` are BINARY frames of the segment;
+    a later frame's pixels overwrite an earlier one's within its own bounding box)."""
     crops: list[tuple[int, int, int, np.ndarray]] = []
-    for index in frames.frames_of(number):
-        bits = frames.segment_in_frame(int(index), number)
+    for index in indices:
+        bits = frames.frame(int(index)) if binary else frames.segment_in_frame(int(index), number)
         if bits is None:
             continue
         rows = np.flatnonzero(bits.any(axis=1))
