@@ -373,17 +373,22 @@ def _binary_box(frames: SegFrames, indices: np.ndarray) -> SegmentBox | None:
     rows, columns = frames.grid.shape[1], frames.grid.shape[2]
     per_row = columns // 8
     packed = np.frombuffer(frames.pixels, dtype=np.uint8, count=len(frames.slices) * rows * per_row)
-    stack = packed.reshape(len(frames.slices), rows, per_row)[indices]
-    lit = stack.reshape(len(indices), -1).any(axis=1)
-    if not lit.any():
+    packed = packed.reshape(len(frames.slices), rows, per_row)
+    # which of the segment's frames hold a pixel: their bytes read 8 at a time where they can be
+    words = packed.reshape(len(frames.slices), -1)
+    if words.shape[1] % 8 == 0:
+        words = words.view(np.uint64)
+    lit = indices[(words[indices] != 0).any(axis=1)]
+    if lit.size == 0:
         return None
-    stack, slices = stack[lit], frames.slices[indices[lit]]
+    slices = frames.slices[lit]
     if np.unique(slices).size != slices.size:  # two frames of the segment on one slice: as read
-        return _box_by_frame(frames, 0, indices[lit], binary=True)
-    hit_rows = np.flatnonzero(stack.any(axis=(0, 2)))
+        return _box_by_frame(frames, 0, lit, binary=True)
+    stack = packed[lit]
+    union = np.bitwise_or.reduce(stack, axis=0)  # (rows, bytes): every frame's pixels at once
+    hit_rows = np.flatnonzero(union.any(axis=1))
     r0, r1 = int(hit_rows[0]), int(hit_rows[-1]) + 1
-    hit_columns = np.flatnonzero(np.unpackbits(np.bitwise_or.reduce(stack[:, r0:r1], axis=(0, 1)),
-                                               bitorder="little"))
+    hit_columns = np.flatnonzero(np.unpackbits(np.bitwise_or.reduce(union[r0:r1], axis=0), bitorder="little"))
     c0, c1 = int(hit_columns[0]), int(hit_columns[-1]) + 1
     b0, b1 = c0 // 8, -(-c1 // 8)
     window = np.unpackbits(stack[:, r0:r1, b0:b1], axis=2, bitorder="little")[:, :, c0 - 8 * b0:c1 - 8 * b0]
