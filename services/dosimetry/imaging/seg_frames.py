@@ -360,11 +360,11 @@ def segment_box(frames: SegFrames, number: int) -> SegmentBox | None:
     """Segment ``number`` within its bounding box (None when no pixel of it is set)."""
     indices = frames.frames_of(number)
     if not frames.labelmap and frames.grid.shape[2] % 8 == 0:
-        return _binary_box(frames, indices)
+        return _binary_box(frames, number, indices)
     return _box_by_frame(frames, number, indices)
 
 
-def _binary_box(frames: SegFrames, indices: np.ndarray) -> SegmentBox | None:
+def _binary_box(frames: SegFrames, number: int, indices: np.ndarray) -> SegmentBox | None:
     """:func:`segment_box` of BINARY frames whose rows are whole bytes (512 columns, say), all
     frames at once: the box is found on the packed bytes and only its window is unpacked (the
     frame-by-frame walk took ~4-5 ms a segment of a clinical CT's 256 slices in Python calls)."""
@@ -383,7 +383,7 @@ def _binary_box(frames: SegFrames, indices: np.ndarray) -> SegmentBox | None:
         return None
     slices = frames.slices[lit]
     if np.unique(slices).size != slices.size:  # two frames of the segment on one slice: as read
-        return _box_by_frame(frames, 0, lit, binary=True)
+        return _box_by_frame(frames, number, lit)
     stack = packed[lit]
     union = np.bitwise_or.reduce(stack, axis=0)  # (rows, bytes): every frame's pixels at once
     hit_rows = np.flatnonzero(union.any(axis=1))
@@ -398,12 +398,12 @@ def _binary_box(frames: SegFrames, indices: np.ndarray) -> SegmentBox | None:
     return SegmentBox(mask, (k0, r0, c0))
 
 
-def _box_by_frame(frames: SegFrames, number: int, indices: np.ndarray, *, binary: bool = False) -> SegmentBox | None:
-    """:func:`segment_box` frame by frame (``binary``: ``indices`` are BINARY frames of the segment;
-    a later frame's pixels overwrite an earlier one's within its own bounding box)."""
+def _box_by_frame(frames: SegFrames, number: int, indices: np.ndarray) -> SegmentBox | None:
+    """:func:`segment_box` over the frames ``indices`` one by one (a later frame's pixels
+    overwrite an earlier one's within its own bounding box)."""
     crops: list[tuple[int, int, int, np.ndarray]] = []
     for index in indices:
-        bits = frames.frame(int(index)) if binary else frames.segment_in_frame(int(index), number)
+        bits = frames.segment_in_frame(int(index), number)
         if bits is None:
             continue
         rows = np.flatnonzero(bits.any(axis=1))

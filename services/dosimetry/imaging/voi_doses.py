@@ -19,7 +19,7 @@ from services.dosimetry.domain.radiobiology import (
 from services.dosimetry.imaging.errors import ImagingError
 from services.dosimetry.imaging.voi import Voi
 
-__all__ = ["VoiDose", "lung_shunt_fraction", "voi_doses"]
+__all__ = ["VoiDose", "voi_doses"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,15 @@ def voi_doses(dose: np.ndarray, vois: list[Voi], counts: np.ndarray, density: np
     for v in vois:
         metrics = dvh_metrics(dose, v.mask)
         tissue = tissue_for_role(v.role, tissues or TissueTable())
-        radiobiology = voi_bed(dose, v, tissue)
+        radiobiology = _voi_bed(dose, v, tissue)
         results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
                                float(density[v.mask].sum() * voxel_ml),
                                float(counts[v.mask].sum(dtype=np.float64) / total_counts), metrics, tissue, radiobiology,
                                v.tracking_uid, sampled_dvh(dose, v.mask)))
-    return results, lung_shunt_fraction(vois, counts)
+    return results, _lung_shunt_fraction(vois, counts)
 
 
-def voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
+def _voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> dict[str, float]:
     """BEDmean, BED70 and EQD2mean of one VOI over the voxel BED map (empty without tissue values)."""
     if tissue is None:
         return {}
@@ -73,7 +73,7 @@ def voi_bed(dose: np.ndarray, voi: Voi, tissue: TissueRadiobiology | None) -> di
         raise ImagingError(f"the BED of VOI {voi.name!r} cannot be computed: {exc.message}", exc.field) from exc
 
 
-def lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:
+def _lung_shunt_fraction(vois: list[Voi], counts: np.ndarray) -> float | None:
     """Counts in the lungs / counts in lungs + liver, when both VOIs exist (EANM 2022)."""
     lung = [v for v in vois if v.role == "lung"]
     liver = [v for v in vois if v.role == "liver"]
