@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
@@ -52,8 +51,9 @@ from gateway.store.bundles import (
     searchset_bundle,
     shape,
 )
-from gateway.store.content import SERVER_META, dumps, same_content
-from gateway.store.search_params import SearchQuery, parse_search, to_epoch_us
+from gateway.store.content import dumps, same_content
+from gateway.store.search_params import SearchQuery, parse_search
+from gateway.store.sql_create import create_all_new, now_us, parse_instant_us, with_meta
 from gateway.store.sql_index import reindex_if_stale, write_index
 from gateway.store.sql_schema import build_metadata, make_engine
 from gateway.store.sql_search import conditions, include_rows, order_by
@@ -81,16 +81,6 @@ MAX_VERSION_ID = 2**31 - 1
 _VERSION_RE = re.compile(r"[0-9]+")
 
 
-def _now_us() -> int:
-    return to_epoch_us(datetime.now(UTC))
-
-
-def _with_meta(resource: Mapping[str, Any], version_id: int, last_updated: str) -> dict[str, Any]:
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in SERVER_META}
-    meta = {"versionId": str(version_id), "lastUpdated": last_updated, **meta}
-    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
-    out.update((k, v) for k, v in resource.items() if k not in out)
-    return out
 
 
 @dataclass(frozen=True)
@@ -312,7 +302,7 @@ class SqlStore:
                                 f"{rtype}/{rid}" + ("" if current is None else f" ({current.version_id})"),
                                 "If-Match")
             if current is None:
-                stored = _with_meta(resource, 1, instant_text(_now_us()))
+                stored = with_meta(resource, 1, instant_text(now_us()))
                 try:
                     with conn.begin_nested():
                         self._insert_version(conn, stored, 1, insert_current=True)
@@ -324,7 +314,7 @@ class SqlStore:
                 existing: dict[str, Any] = json.loads(current.content)
                 return existing, False
             version = current.version_id + 1
-            stored = _with_meta(resource, version, instant_text(max(_now_us(), current.last_updated_us + 1)))
+            stored = with_meta(resource, version, instant_text(max(now_us(), current.last_updated_us + 1)))
             if self._insert_version(conn, stored, version, seen_version=current.version_id):
                 return stored, current.deleted
         raise Retry(f"{rtype}/{rid} kept changing")
@@ -332,7 +322,7 @@ class SqlStore:
     def _insert_version(self, conn: Connection, stored: Mapping[str, Any], version: int, *,
                         insert_current: bool = False, seen_version: int | None = None) -> bool:
         rtype, rid = stored["resourceType"], stored["id"]
-        last_updated_us = _parse_instant_us(stored["meta"]["lastUpdated"])
+        last_updated_us = parse_instant_us(stored["meta"]["lastUpdated"])
         content = dumps(stored)
         values = {"version_id": version, "last_updated_us": last_updated_us, "deleted": False, "content": content}
         r = self._resource
@@ -354,7 +344,7 @@ class SqlStore:
             if current is None or current.deleted:
                 return
             version = current.version_id + 1
-            values = {"version_id": version, "last_updated_us": max(_now_us(), current.last_updated_us + 1),
+            values = {"version_id": version, "last_updated_us": max(now_us(), current.last_updated_us + 1),
                       "deleted": True, "content": None}
             result = conn.execute(update(r).where(r.c.resource_type == rtype, r.c.resource_id == rid,
                                                   r.c.version_id == current.version_id).values(**values))
@@ -400,11 +390,14 @@ class SqlStore:
                         if entry.full_url:
                             mapping[entry.full_url] = f"{found['resourceType']}/{found['id']}"
                         done[entry.index] = response_entry("200 OK", found, base_url)
-            for entry in plan.in_processing_order():
+            ordered = plan.in_processing_order()
+            for entry in ordered:
+                if entry.index not in done and entry.resource is not None:
+                    entry.resource = rewrite_references(entry.resource, mapping)
+            done.update(self._create_all_new(c, [e for e in ordered if e.index not in done], base_url))
+            for entry in ordered:
                 if entry.index in done:
                     continue
-                if entry.resource is not None:
-                    entry.resource = rewrite_references(entry.resource, mapping)
                 try:
                     done[entry.index] = self._run_entry(c, entry=entry, base_url=base_url,
                                                         prechecked=True)
@@ -414,6 +407,10 @@ class SqlStore:
                     "entry": [done[e.index] for e in plan.entries]}
 
         return run_write(self.engine, run, conn)
+
+    def _create_all_new(self, conn: Connection, entries: list[BundleEntry], base_url: str) -> dict[int, dict[str, Any]]:
+        """The creations among ``entries``, made together (:func:`.sql_create.create_all_new`)."""
+        return create_all_new(conn, self._tables, entries, base_url)
 
     def _if_none_exist(self, conn: Connection, entry: BundleEntry, base_url: str) -> dict[str, Any] | None:
         try:
@@ -470,8 +467,3 @@ def _validate(resource: Any) -> None:
     if isinstance(rtype, str):
         require_resource_type(rtype)
     check_resource(resource)
-
-
-def _parse_instant_us(text: str) -> int:
-    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return to_epoch_us(moment)
