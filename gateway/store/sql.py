@@ -309,18 +309,19 @@ class SqlStore:
                 except IntegrityError:
                     continue  # a concurrent writer created it first: update it instead
                 return stored, True
-            if not current.deleted and current.content is not None and \
-                    same_content(json.loads(current.content), resource):
-                existing: dict[str, Any] = json.loads(current.content)
-                return existing, False
+            previous: dict[str, Any] | None = None if current.deleted or current.content is None \
+                else json.loads(current.content)
+            if previous is not None and same_content(previous, resource):
+                return previous, False
             version = current.version_id + 1
             stored = with_meta(resource, version, instant_text(max(now_us(), current.last_updated_us + 1)))
-            if self._insert_version(conn, stored, version, seen_version=current.version_id):
+            if self._insert_version(conn, stored, version, seen_version=current.version_id, previous=previous):
                 return stored, current.deleted
         raise Retry(f"{rtype}/{rid} kept changing")
 
     def _insert_version(self, conn: Connection, stored: Mapping[str, Any], version: int, *,
-                        insert_current: bool = False, seen_version: int | None = None) -> bool:
+                        insert_current: bool = False, seen_version: int | None = None,
+                        previous: Mapping[str, Any] | None = None) -> bool:
         rtype, rid = stored["resourceType"], stored["id"]
         last_updated_us = parse_instant_us(stored["meta"]["lastUpdated"])
         content = dumps(stored)
@@ -334,7 +335,7 @@ class SqlStore:
             if result.rowcount != 1:
                 return False
         conn.execute(insert(self._version).values(resource_type=rtype, resource_id=rid, **values))
-        write_index(conn, self._tables, rtype, rid, stored, created=insert_current)
+        write_index(conn, self._tables, rtype, rid, stored, created=insert_current, previous=previous)
         return True
 
     def _delete(self, conn: Connection, rtype: str, rid: str) -> None:

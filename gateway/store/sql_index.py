@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, insert, select
 
-from gateway.store.indexing import index_resource
+from gateway.store.indexing import IndexRows, index_resource
 from gateway.store.registry import registry_fingerprint
 
 __all__ = ["reindex_if_stale", "write_index", "write_new_indexes"]
@@ -21,24 +21,33 @@ _INDEX_TABLES = ("token", "reference", "date", "string")
 
 
 def write_index(conn: Connection, tables: Mapping[str, Table], rtype: str, rid: str,
-                stored: Mapping[str, Any] | None, *, created: bool = False) -> None:
+                stored: Mapping[str, Any] | None, *, created: bool = False,
+                previous: Mapping[str, Any] | None = None) -> None:
     """Replace the index rows of one resource by those of ``stored`` (None: deleted).
 
     ``created``: the resource's first version, just inserted; no rows of it can exist (a
     resource's rows go only with a later version: nothing deletes a resource's row), so there
-    is nothing to delete first: four statements fewer for each resource a transaction creates."""
-    for name in () if created else _INDEX_TABLES:
+    is nothing to delete first: four statements fewer for each resource a transaction creates.
+    ``previous``: the current version being replaced (its rows are the ones stored: they are
+    rebuilt whenever the search parameters change, :func:`reindex_if_stale`); only the tables
+    whose rows differ are rewritten (a Task's progress, whose searchable elements stay, rewrites
+    none: eight statements fewer)."""
+    rows = _groups(index_resource(stored)) if stored is not None else {}
+    before = _groups(index_resource(previous)) if previous is not None and not created else None
+    for name in _INDEX_TABLES:
+        entries = rows.get(name, [])
+        if before is not None and before[name] == entries:
+            continue
         table = tables[name]
-        conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
-    if stored is None:
-        return
-    rows = index_resource(stored)
-    groups: list[tuple[str, Sequence[Any]]] = [("token", rows.tokens), ("reference", rows.refs),
-                                               ("date", rows.dates), ("string", rows.strings)]
-    for name, entries in groups:
+        if not created:
+            conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
         if entries:
-            conn.execute(insert(tables[name]), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
-                                                for row in entries])
+            conn.execute(insert(table), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
+                                         for row in entries])
+
+
+def _groups(rows: IndexRows) -> dict[str, Sequence[Any]]:
+    return {"token": rows.tokens, "reference": rows.refs, "date": rows.dates, "string": rows.strings}
 
 
 def write_new_indexes(conn: Connection, tables: Mapping[str, Table], created: Sequence[Mapping[str, Any]]) -> None:
@@ -47,9 +56,7 @@ def write_new_indexes(conn: Connection, tables: Mapping[str, Table], created: Se
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in _INDEX_TABLES}
     for stored in created:
         rtype, rid = stored["resourceType"], stored["id"]
-        rows = index_resource(stored)
-        for name, entries in (("token", rows.tokens), ("reference", rows.refs), ("date", rows.dates),
-                              ("string", rows.strings)):
+        for name, entries in _groups(index_resource(stored)).items():
             groups[name].extend({"resource_type": rtype, "resource_id": rid, **asdict(row)} for row in entries)
     for name, values in groups.items():
         if values:

@@ -142,3 +142,38 @@ def test_a_creation_raced_by_another_writer_falls_back_one_by_one(store: SqlStor
         # the joint insert's rows did not stay beside the one-by-one writes' (subject and patient once)
         assert [row[1] for row in index_rows(store, rid)["reference"]] == ["patient", "subject"]
     assert [e["response"]["etag"] for e in store.history("Observation", "r0")["entry"]] == ['W/"1"']
+
+
+def index_statements(store: SqlStore, fn: Any) -> list[str]:
+    """The statements ``fn`` sends to the index tables."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "fhir_search_" in statement:
+            sent.append(statement.split()[0].upper())
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        fn()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    return sent
+
+
+def test_an_update_rewrites_only_the_index_rows_that_change(store: SqlStore) -> None:
+    store.put(observation("u1", 1.0))
+    rows = index_rows(store, "u1")
+    quiet = observation("u1", 2.0)  # the value is not a search parameter here
+    quiet["note"] = [{"text": "checked twice"}]
+    assert index_statements(store, lambda: store.put(quiet)) == []
+    assert index_rows(store, "u1") == rows
+    moved = observation("u1", 2.0, patient="p2")  # subject and patient change; codes and date stay
+    assert index_statements(store, lambda: store.put(moved)) == ["DELETE", "INSERT"]
+    assert store.search("Observation", [("subject", "Patient/p2")], BASE)["total"] == 1
+    assert store.search("Observation", [("subject", "Patient/p1")], BASE)["total"] == 0
+    assert index_rows(store, "u1")["token"] == rows["token"]
+    store.delete("Observation", "u1")
+    assert all(not found for found in index_rows(store, "u1").values())
+    store.put(observation("u1", 3.0))  # back after its deletion: every row written again
+    assert index_rows(store, "u1") == rows
+    assert store.search("Observation", [("subject", "Patient/p1")], BASE)["total"] == 1
