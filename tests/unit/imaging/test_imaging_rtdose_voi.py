@@ -80,6 +80,29 @@ def test_rtdose_clips_negative_and_non_finite_values(liver_study) -> None:  # ty
     assert back.DoseSummationType == "PLAN_OVERVIEW" and "predicted" in back.DoseComment
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_every_non_finite_dose_is_stored_as_zero(liver_study, bad: float) -> None:  # type: ignore[no-untyped-def]
+    grid = activity_volume(liver_study.activity).grid
+    dose = np.full(grid.shape, 5.0)
+    dose[3, 2, 1] = bad
+    arr = rtdose_array(_roundtrip(build_rtdose(dose, grid, study=liver_study.ct[0], frame_of_reference_uid="1.2",
+                                               delivered=True, series_description="x", deterministic_key="k3")))
+    assert arr[3, 2, 1] == 0.0
+    assert arr.max() == pytest.approx(5.0, rel=1e-6)  # +inf did not become the peak
+
+
+def test_finite_doses_whose_sum_overflows_are_kept(liver_study) -> None:  # type: ignore[no-untyped-def]
+    """The non-finite check is the sum's: finite values it cannot add up are stored as they are."""
+    grid = activity_volume(liver_study.activity).grid
+    dose = np.zeros(grid.shape)
+    dose[0, 0, 0] = dose[1, 0, 0] = 1e308
+    dose[2, 0, 0] = 5e307
+    back = build_rtdose(dose, grid, study=liver_study.ct[0], frame_of_reference_uid="1.2",
+                        delivered=True, series_description="x", deterministic_key="k4")
+    arr = rtdose_array(_roundtrip(back))
+    np.testing.assert_allclose(arr[:3, 0, 0], [1e308, 1e308, 5e307], rtol=1e-4)
+
+
 def test_rtdose_uids_are_deterministic(liver_study) -> None:  # type: ignore[no-untyped-def]
     grid = activity_volume(liver_study.activity).grid
     dose = np.ones(grid.shape)
