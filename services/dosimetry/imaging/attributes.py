@@ -27,6 +27,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 __all__ = ["plain_get"]
 
@@ -39,10 +40,16 @@ _SUPPORTED = _NUMBER_STRINGS | set(_BINARY_INTS) | _TEXT | _BYTES
 _NUMBER_CHARACTERS = {"DS": "0123456789+-.eE \\", "IS": "0123456789+- \\"}
 #: What :func:`_decoded` gives for a value it leaves to pydicom.
 _FALLBACK = object()
+_MISSING = object()
+#: Decoded short values by (raw bytes, VR, little endian), at most :data:`_MAX_CACHED` of values
+#: up to :data:`_MAX_CACHED_BYTES` (a UID, a position, a spacing): emptied when full.
+_DECODED: dict[tuple[bytes, str, bool], Any] = {}
+_MAX_CACHED = 4096
+_MAX_CACHED_BYTES = 80
 
 
 @lru_cache(maxsize=256)
-def _tag_and_vr(keyword: str) -> tuple[int, str, frozenset[str | None]] | None:
+def _tag_and_vr(keyword: str) -> tuple[BaseTag, str, frozenset[str | None]] | None:
     """The tag and the dictionary VR of ``keyword`` when :func:`plain_get` can decode it, and
     the VRs a raw element of it may carry to be decoded here (None: implicit VR)."""
     tag = tag_for_keyword(keyword)
@@ -52,7 +59,7 @@ def _tag_and_vr(keyword: str) -> tuple[int, str, frozenset[str | None]] | None:
     if vr not in _SUPPORTED:
         return None
     accepted: frozenset[str | None] = frozenset({None, "OB", "OW"} if vr in _BYTES else {None, vr})
-    return int(tag), vr, accepted
+    return BaseTag(tag), vr, accepted  # a BaseTag: pydicom's look-up takes it as it is
 
 
 def _decoded(raw: RawDataElement, vr: str) -> Any:
@@ -96,7 +103,23 @@ def plain_get(ds: Dataset, keyword: str, default: Any = None) -> Any:
         if raw is None:
             return default
         if isinstance(raw, RawDataElement) and raw.VR in accepted:
-            value = _decoded(raw, vr)
+            value = _decoded_once(raw, vr)
             if value is not _FALLBACK:
-                return value
+                return list(value) if isinstance(value, list) else value  # a list of the caller's own
     return ds.get(keyword, default)
+
+
+def _decoded_once(raw: RawDataElement, vr: str) -> Any:
+    """:func:`_decoded`, looked up when the same short value was decoded before: the instances of
+    a series repeat most of what a slice is read for (its orientation, spacing, rescale, sizes)."""
+    value = raw.value
+    if vr in _BYTES or not isinstance(value, bytes) or len(value) > _MAX_CACHED_BYTES:
+        return _decoded(raw, vr)
+    key = (value, vr, raw.is_little_endian)
+    decoded = _DECODED.get(key, _MISSING)
+    if decoded is _MISSING:
+        decoded = _decoded(raw, vr)
+        if len(_DECODED) >= _MAX_CACHED:
+            _DECODED.clear()
+        _DECODED[key] = decoded
+    return decoded

@@ -188,3 +188,20 @@ def test_stored_value_gather_equals_the_hounsfield_table(dtype: str, slope: floa
     got = slice_density(stored, slope, intercept)
     assert got.dtype == np.float32 and got.shape == stored.shape
     np.testing.assert_array_equal(got, expected)
+
+
+def test_values_read_again_are_the_same_and_the_callers_own() -> None:
+    """A value met before (every slice of a series repeats its orientation) is looked up, not
+    decoded again; a list handed out is the caller's, so changing it changes no later read."""
+    from services.dosimetry.imaging import attributes
+
+    first, second = _ct_slice(), _ct_slice(ExplicitVRBigEndian)
+    orientation = plain_get(first, "ImageOrientationPatient")
+    orientation[0] = 99.0  # the caller's own list
+    assert plain_get(_ct_slice(), "ImageOrientationPatient") == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert plain_get(second, "Rows") == plain_get(first, "Rows") == 2  # bytes 00 02 / 02 00: each its own order
+    for n in range(attributes._MAX_CACHED + 10):  # the look-up table stays bounded
+        raw = RawDataElement(Tag("InstanceNumber"), "IS", 0, str(n).encode(), 0, False, True)
+        ds = Dataset({raw.tag: raw})
+        assert plain_get(ds, "InstanceNumber") == n
+    assert len(attributes._DECODED) <= attributes._MAX_CACHED
