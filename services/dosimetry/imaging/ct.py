@@ -82,20 +82,23 @@ _GEOMETRY_TAGS = tuple(Tag(keyword) for keyword in _GEOMETRY)
 def slice_header(ds: Dataset, whole: bool) -> Dataset:
     """``ds`` without its Pixel Data (``whole``), or only its :data:`_GEOMETRY`; the elements are
     shared, not copied."""
-    header = Dataset()
     if whole:
+        header = Dataset()
         for element in ds:
             if element.tag != _PIXEL_DATA:
                 header.add(element)
         if hasattr(ds, "file_meta"):
             header.file_meta = ds.file_meta
         return header
+    # the elements as read (still raw when nobody asked pydicom for their values: not converted
+    # here), given to the Dataset as its elements: public, neither sequences nor pixels, they need
+    # none of what setting them one by one checks
+    elements = {}
     for tag in _GEOMETRY_TAGS:
-        # the element as read (still raw when nobody asked pydicom for its value: not converted here)
         element = ds.get_item(tag, keep_deferred=True)
         if element is not None:
-            header[tag] = element
-    return header
+            elements[tag] = element
+    return Dataset(elements)
 
 
 def _check_ct(ds: Dataset) -> None:
