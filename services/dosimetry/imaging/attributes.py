@@ -29,7 +29,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-__all__ = ["plain_get"]
+__all__ = ["interned_tag", "plain_get"]
 
 _NUMBER_STRINGS = frozenset({"DS", "IS"})
 _BINARY_INTS = {"US": (2, False), "SS": (2, True), "UL": (4, False), "SL": (4, True)}
@@ -48,6 +48,23 @@ _MAX_CACHED = 4096
 _MAX_CACHED_BYTES = 80
 
 
+#: One BaseTag a tag number (up to :data:`_MAX_TAGS` of them), shared by the instances read here
+#: and the look-ups: a dict look-up finds its very key object without calling BaseTag's Python
+#: ``==`` (~0.6 us each, some forty a CT slice).
+_TAGS: dict[int, BaseTag] = {}
+_MAX_TAGS = 4096
+
+
+def interned_tag(number: int) -> BaseTag:
+    """The shared BaseTag of ``number``."""
+    tag = _TAGS.get(number)
+    if tag is None:
+        tag = BaseTag(number)
+        if len(_TAGS) < _MAX_TAGS:
+            tag = _TAGS.setdefault(number, tag)
+    return tag
+
+
 @lru_cache(maxsize=256)
 def _tag_and_vr(keyword: str) -> tuple[BaseTag, str, frozenset[str | None]] | None:
     """The tag and the dictionary VR of ``keyword`` when :func:`plain_get` can decode it, and
@@ -59,7 +76,7 @@ def _tag_and_vr(keyword: str) -> tuple[BaseTag, str, frozenset[str | None]] | No
     if vr not in _SUPPORTED:
         return None
     accepted: frozenset[str | None] = frozenset({None, "OB", "OW"} if vr in _BYTES else {None, vr})
-    return BaseTag(tag), vr, accepted  # a BaseTag: pydicom's look-up takes it as it is
+    return interned_tag(int(tag)), vr, accepted  # a BaseTag: pydicom's look-up takes it as it is
 
 
 def _decoded(raw: RawDataElement, vr: str) -> Any:

@@ -37,6 +37,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 
+from services.dosimetry.imaging.attributes import interned_tag
+
 __all__ = ["read_plain_instance"]
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -54,10 +56,6 @@ _SHORT = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", 
                     "SS", "ST", "TM", "UI", "UL", "US"})
 #: The two bytes of each VR this reader knows, and its name.
 _VR_NAMES = {vr.encode("ascii"): vr for vr in _LONG | _SHORT}
-#: The tags met so far, each made once (a BaseTag per element otherwise), up to :data:`_MAX_TAGS`
-#: (a series' instances carry the same few dozen).
-_TAGS: dict[int, BaseTag] = {}
-_MAX_TAGS = 4096
 
 
 def _meta(blob: bytes) -> tuple[FileMetaDataset, str, int] | None:
@@ -129,7 +127,7 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
     # calls), the VR names and tags looked up rather than made: ~2/3 of the time per element of
     # the two helpers, the first cost per slice of a CT after the pixels' own
     unpack = _TAG_LENGTH.unpack_from if implicit else _TAG_VR_LENGTH.unpack_from
-    vr_names, tags, new_raw = _VR_NAMES, _TAGS, tuple.__new__
+    vr_names, new_raw = _VR_NAMES, tuple.__new__
     try:
         while pos < end:
             if implicit:
@@ -147,11 +145,7 @@ def read_plain_instance(blob: bytes) -> Dataset | None:
                 else:
                     start = pos + 8
             number = group << 16 | element
-            tag = tags.get(number)
-            if tag is None:
-                tag = BaseTag(number)
-                if len(tags) < _MAX_TAGS:
-                    tags[number] = tag
+            tag = interned_tag(number)  # shared with the look-ups (see interned_tag)
             if group == _DELIMITERS_GROUP:
                 return None  # an item or delimiter at the top level: pydicom stops reading there
             if length == _UNDEFINED:

@@ -205,3 +205,21 @@ def test_values_read_again_are_the_same_and_the_callers_own() -> None:
         ds = Dataset({raw.tag: raw})
         assert plain_get(ds, "InstanceNumber") == n
     assert len(attributes._DECODED) <= attributes._MAX_CACHED
+
+
+def test_the_tags_of_read_instances_are_the_ones_looked_up() -> None:
+    """One BaseTag a tag number, shared by the instances read and plain_get's look-ups (a dict
+    finds its very key without BaseTag's Python ``==``); the table stays bounded."""
+    from services.dosimetry.imaging import attributes
+    from services.dosimetry.imaging.attributes import interned_tag
+    from services.dosimetry.imaging.plain_instance import read_plain_instance
+
+    blob = _roundtrip(_ct_slice(), ExplicitVRLittleEndian)
+    first, second = read_plain_instance(blob), read_plain_instance(blob)
+    assert first is not None and second is not None
+    for a, b in zip(first.keys(), second.keys(), strict=True):
+        assert a is b is interned_tag(int(a))
+    assert interned_tag(0x00280010) == Tag("Rows") and plain_get(first, "Rows") == 2
+    for n in range(attributes._MAX_TAGS + 10):
+        assert interned_tag(0x00090000 + n) == 0x00090000 + n
+    assert len(attributes._TAGS) <= attributes._MAX_TAGS
