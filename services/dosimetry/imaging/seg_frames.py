@@ -378,13 +378,15 @@ def _binary_box(frames: SegFrames, number: int, indices: np.ndarray) -> SegmentB
     words = packed.reshape(len(frames.slices), -1)
     if words.shape[1] % 8 == 0:
         words = words.view(np.uint64)
-    lit = indices[(words[indices] != 0).any(axis=1)]
+    # the segment's frames as one view when they follow one another (as a SEG usually stores
+    # them), else gathered; read as they are, no copy or comparison array of them made
+    lit = indices[(words[indices[0]:indices[-1] + 1] if _in_a_row(indices) else words[indices]).any(axis=1)]
     if lit.size == 0:
         return None
     slices = frames.slices[lit]
     if np.unique(slices).size != slices.size:  # two frames of the segment on one slice: as read
         return _box_by_frame(frames, number, lit)
-    stack = packed[lit]
+    stack = packed[lit[0]:lit[-1] + 1] if _in_a_row(lit) else packed[lit]
     union = np.bitwise_or.reduce(stack, axis=0)  # (rows, bytes): every frame's pixels at once
     hit_rows = np.flatnonzero(union.any(axis=1))
     r0, r1 = int(hit_rows[0]), int(hit_rows[-1]) + 1
@@ -393,9 +395,17 @@ def _binary_box(frames: SegFrames, number: int, indices: np.ndarray) -> SegmentB
     b0, b1 = c0 // 8, -(-c1 // 8)
     window = np.unpackbits(stack[:, r0:r1, b0:b1], axis=2, bitorder="little")[:, :, c0 - 8 * b0:c1 - 8 * b0]
     k0, k1 = int(slices.min()), int(slices.max()) + 1
-    mask = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.bool_)
-    mask[slices - k0] = window.view(np.bool_)
+    if _in_a_row(slices):
+        mask = np.ascontiguousarray(window.view(np.bool_))  # a frame for every slice, in order
+    else:
+        mask = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.bool_)
+        mask[slices - k0] = window.view(np.bool_)
     return SegmentBox(mask, (k0, r0, c0))
+
+
+def _in_a_row(numbers: np.ndarray) -> bool:
+    """Whether ``numbers`` (integers, not empty) are n, n + 1, n + 2, … in that order."""
+    return int(numbers[-1]) - int(numbers[0]) + 1 == numbers.size and bool(np.all(np.diff(numbers) == 1))
 
 
 def _box_by_frame(frames: SegFrames, number: int, indices: np.ndarray) -> SegmentBox | None:

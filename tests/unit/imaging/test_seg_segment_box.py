@@ -50,3 +50,39 @@ def test_a_segment_on_two_frames_of_one_slice_is_read_frame_by_frame() -> None:
     assert box is not None and box.start == (0, 0, 0)
     # the second frame's box (row 1, columns 2-7) is written over the first's pixels there
     np.testing.assert_array_equal(box.mask[0], [[1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 1]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.integers(1, 9), columns=st.sampled_from([8, 16, 24]),
+       runs=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 6), st.sampled_from(["up", "down", "gap", "swap"])),
+                     min_size=1, max_size=3),
+       density=st.sampled_from([0.02, 0.2, 0.7]))
+def test_segments_stored_as_usual_give_the_frame_by_frame_box(seed: int, rows: int, columns: int,
+                                                              runs: list[tuple[int, int, str]], density: float) -> None:
+    """Frames as a SEG usually stores them (segment after segment, each on slices in a row: its
+    frames read as one view and its box taken whole), and in other orders (read gathered)."""
+    rng = np.random.default_rng(seed)
+    slices_of, numbers = [], []
+    for number, (first, count, order) in enumerate(runs, start=1):
+        run = list(range(first, first + count))
+        if order == "down":
+            run.reverse()
+        elif order == "gap" and count > 1:
+            run[-1] += 1
+        elif order == "swap" and count > 3:  # first and last in place, two between swapped
+            run[1], run[2] = run[2], run[1]
+        slices_of += run
+        numbers += [number] * count
+    grid = Grid((max(slices_of) + 1, rows, columns), np.eye(4), "1.2.3")
+    bits = rng.random((len(numbers), rows, columns)) < density
+    bits[rng.random(len(numbers)) < 0.2] = False  # some empty frames (a run with a hole)
+    packed = np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+    frames = SegFrames(grid, np.array(slices_of), np.array(numbers), packed)
+    for number in range(1, len(runs) + 1):
+        got = segment_box(frames, number)
+        want = _box_by_frame(frames, number, frames.frames_of(number))
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None and got.start == want.start and got.mask.dtype == np.bool_
+        np.testing.assert_array_equal(got.mask, want.mask)
