@@ -12,7 +12,9 @@ tumours and lungs) is stored in an Orthanc the stack launches on free ports. Mea
   job reads its CT that way too): the lower bound a faster client would see;
 - **cold job**: the first job of a freshly started worker process, trigger (``$voxel-dosimetry``,
   respond-async) → completed Task with its results written;
-- **warm jobs**: the same job again (another activity, so new results), best of a few;
+- **warm jobs**: the same job again (another activity, so new results), best of a few; and each
+  against the floor read just before it (the median of those ratios: a drift of the host's
+  speed during the run moves a job and its floor alike);
 - **stages** from the worker (fetch, decode, resample, dose, dvh, store) and the rest (queue,
   claim, write-back, polling);
 - **CPU per warm job** (median): seconds of CPU the worker's pool process, the gateway (its
@@ -255,6 +257,12 @@ def main() -> int:
               + f"; together {sum(shares.values()):.2f} s in {wall:.2f} s of wall time")
     peak = max(j["rss_growth"] for j in [jobs["cold"], *warm, ldm])
     print(f"warm job against the socket floor: {best['total'] / socket_floor:.2f} ×")
+    # each warm job against the floor read just before it: a host whose speed drifts during the
+    # run moves both alike (the best job over the best floor may pair a slow phase with a fast one)
+    paired = [job["total"] / floor_before[0] for job, floor_before in zip(warm, floors[1:], strict=True)]
+    if paired:
+        print(f"warm jobs each against the floor read just before it: median {statistics.median(paired):.2f} × "
+              f"({', '.join(f'{r:.2f}' for r in paired)})")
     print(f"goals: warm/floor {best['total'] / floor:.2f} (≤ 2); cold/warm {jobs['cold']['total'] / best['total']:.2f} "
           f"(≤ 1.5); worker peak {peak / ct_raw:.2f} × CT raw (≤ 3)")
     return 0
