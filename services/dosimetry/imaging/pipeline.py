@@ -268,8 +268,9 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
     begin("resample")
     density = ct.density
     outside_ct = ct_coverage(ct.grid, grid) < 0.5
-    positive = np.clip(activity.values, 0.0, None)
-    share = float(positive[outside_ct].sum() / max(float(positive.sum()), 1e-30))
+    # the counts' share there: of the non-negative counts already made (no clipped copy of the
+    # activity map, nor of the voxels outside)
+    share = float(np.sum(counts, where=outside_ct, dtype=np.float64) / max(float(counts.sum(dtype=np.float64)), 1e-30))
     if share >= 0.001:  # empty corners beyond a narrower CT field of view are usual and harmless
         warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
