@@ -23,6 +23,10 @@ from gateway.store.sql_index import write_new_indexes
 
 __all__ = ["create_all_new", "now_us", "parse_instant_us", "with_meta"]
 
+#: Resources whose rows one statement reads (two parameters each: far below SQLite's 32,766, and a
+#: 10 MiB transaction may name tens of thousands).
+_KEYS_A_READ = 500
+
 
 def now_us() -> int:
     return to_epoch_us(datetime.now(UTC))
@@ -57,9 +61,11 @@ def create_all_new(conn: Connection, tables: Mapping[str, Table], entries: list[
         return {}
     resource, version = tables["resource"], tables["version"]
     keys = [(str(e.resource["resourceType"]), str(e.resource["id"])) for e in writes if e.resource is not None]
-    found = conn.execute(select(resource.c.resource_type, resource.c.resource_id)
-                         .where(tuple_(resource.c.resource_type, resource.c.resource_id).in_(keys)))
-    existing = {(row.resource_type, row.resource_id) for row in found}
+    existing: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _KEYS_A_READ):  # a bound on the statement's parameters
+        found = conn.execute(select(resource.c.resource_type, resource.c.resource_id).where(
+            tuple_(resource.c.resource_type, resource.c.resource_id).in_(keys[start:start + _KEYS_A_READ])))
+        existing.update((row.resource_type, row.resource_id) for row in found)
     new = [(e, key) for e, key in zip(writes, keys, strict=True) if key not in existing]
     if len(new) < 2:
         return {}

@@ -177,3 +177,15 @@ def test_an_update_rewrites_only_the_index_rows_that_change(store: SqlStore) -> 
     store.put(observation("u1", 3.0))  # back after its deletion: every row written again
     assert index_rows(store, "u1") == rows
     assert store.search("Observation", [("subject", "Patient/p1")], BASE)["total"] == 1
+
+
+def test_a_transaction_creating_more_resources_than_one_read_names(store: SqlStore,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows are read in parts (a bound on a statement's parameters), the creations still
+    written together; one already there among them is updated."""
+    monkeypatch.setattr(sql_create, "_KEYS_A_READ", 3)
+    store.put(observation("m5", 1.0))
+    answer = store.transaction(put_bundle([observation(f"m{i}", float(i)) for i in range(8)]), BASE)
+    assert [e["response"]["location"] for e in answer["entry"]] == [
+        f"Observation/m{i}/_history/{2 if i == 5 else 1}" for i in range(8)]
+    assert store.search("Observation", [("subject", "Patient/p1")], BASE)["total"] == 8
