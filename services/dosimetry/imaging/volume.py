@@ -274,7 +274,7 @@ def activity_volume(datasets: Sequence[Dataset], reference_time: datetime | None
         duration_s = float(first.get("ActualFrameDuration") or 0) / 1000.0
         factor = _duration_factor(duration_s, pharma.half_life_s) * _decay_to(acquisition, reference,
                                                                               pharma.half_life_s)
-    values = values * factor
+    values *= factor  # the series' own volume, made above (each path builds a new one)
     if pharma is not None and pharma.total_activity_bq and units == "BQML":
         image_bq = float(values.sum() * grid.voxel_volume_ml)
         ratio = image_bq / pharma.total_activity_bq

@@ -418,3 +418,18 @@ def test_units_spelt_bq_per_ml_are_bqml(pt_study) -> None:  # type: ignore[no-un
     vol = activity_volume(spelt)
     assert vol.units == "BQML"
     np.testing.assert_array_equal(vol.values, activity_volume(pt_study.activity).values)
+
+
+def test_nm_rescale_is_applied_and_the_instance_is_left_as_read(nm_study) -> None:  # type: ignore[no-untyped-def]
+    """RescaleSlope and RescaleIntercept scale the stored counts (worked in place on the volume,
+    never on the instance's own bytes: reading it twice gives the same volume)."""
+    from services.dosimetry.imaging.pixels import decoded_pixels
+
+    ds = deepcopy(nm_study.activity[0])
+    ds.RescaleSlope, ds.RescaleIntercept = "2.5", "3"
+    stored = decoded_pixels(ds, "NM").astype(np.float64)
+    before = bytes(ds.PixelData)
+    first = activity_volume([ds])
+    np.testing.assert_array_equal(first.values, (stored * 2.5 + 3) * first.decay_factor)
+    assert bytes(ds.PixelData) == before
+    np.testing.assert_array_equal(activity_volume([ds]).values, first.values)
