@@ -60,12 +60,12 @@ from services.dosimetry.domain.radiobiology import (
     TissueTable,
     tissue_for_role,
 )
-from services.dosimetry.imaging.ct_density import ct_density_on_grid
+from services.dosimetry.imaging.ct_density import ct_density_on_grid, outside_ct
 from services.dosimetry.imaging.dicomweb import fetch_segmentations, fetch_study
 from services.dosimetry.imaging.errors import ImagingError, JobCancelledError
 from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.registration import emission_grid_in_ct_frame, segmentation_frame
-from services.dosimetry.imaging.resample import check_ct_matches, ct_coverage
+from services.dosimetry.imaging.resample import check_ct_matches
 from services.dosimetry.imaging.rtdose import (
     STORE_RETRY_DELAYS_S,
     build_rtdose,
@@ -267,12 +267,12 @@ def run_voxel_dosimetry(client: Any, study_uid: str, administered_activity_gbq: 
 
     begin("resample")
     density = ct.density
-    outside_ct = ct_coverage(ct.grid, grid) < 0.5
+    outside = outside_ct(ct.grid, grid)
     # the counts' share there: of the non-negative counts already made (no clipped copy of the
     # activity map, nor of the voxels outside)
-    share = float(np.sum(counts, where=outside_ct, dtype=np.float64) / max(float(counts.sum(dtype=np.float64)), 1e-30))
+    share = float(np.sum(counts, where=outside, dtype=np.float64) / max(float(counts.sum(dtype=np.float64)), 1e-30))
     if share >= 0.001:  # empty corners beyond a narrower CT field of view are usual and harmless
-        warnings.append(f"the CT does not cover {int(outside_ct.sum())} voxels of the emission volume "
+        warnings.append(f"the CT does not cover {int(np.count_nonzero(outside))} voxels of the emission volume "
                         f"({100 * share:.1f} % of the counts): soft-tissue density 1.04 g/mL assumed there")
     vois: list[Voi]
     segmented = bool(seg_read_vois or seg_datasets)

@@ -46,22 +46,10 @@ from services.dosimetry.imaging.grid import Grid
 from services.dosimetry.imaging.pixels import without_unused_bits
 from services.dosimetry.imaging.volume import ScalarVolume
 
-__all__ = [
-    "HU_TO_DENSITY",
-    "MIN_CT_OVERLAP",
-    "SOFT_TISSUE_DENSITY_G_PER_ML",
-    "PlaneAverage",
-    "check_ct_matches",
-    "ct_coverage",
-    "density_on_grid",
-    "hu_to_density_g_per_ml",
-    "overlap_weights",
-    "resample_mask",
-    "resample_mask_box",
-    "resample_scalar",
-    "slice_density",
-    "through_plane_average",
-]
+__all__ = ["HU_TO_DENSITY", "MIN_CT_OVERLAP", "SOFT_TISSUE_DENSITY_G_PER_ML", "PlaneAverage",
+           "check_ct_matches", "coverage_axes", "ct_coverage", "density_on_grid", "hu_to_density_g_per_ml",
+           "overlap_weights", "resample_mask", "resample_mask_box", "resample_scalar", "slice_density",
+           "through_plane_average"]
 
 #: (HU, g/mL) points of the piecewise-linear calibration (see the module docstring for sources).
 HU_TO_DENSITY: tuple[tuple[float, float], ...] = (
@@ -265,7 +253,6 @@ def _separable_average(values: np.ndarray, matrix: np.ndarray, target_shape: tup
 def _axis_coverage(n_source: int, scale: float, offset: float, n_target: int) -> np.ndarray:
     """Share of each target voxel inside the source along one axis."""
     return np.asarray(overlap_weights(n_target, n_source, scale, offset).sum(axis=1))
-
 
 
 def _index_matrix(source: Grid, target: Grid) -> np.ndarray:
@@ -488,10 +475,19 @@ def density_on_grid(ct: ScalarVolume | CtVolume, target: Grid,
 
 def ct_coverage(ct: Grid, target: Grid) -> np.ndarray:
     """Share (0–1) of each ``target`` voxel that lies inside the CT volume."""
-    matrix = _index_matrix(ct, target)
-    if _axis_aligned(matrix):
-        # the product of the three axes' shares: no CT-sized array of ones
-        k, j, i = (_axis_coverage(ct.shape[a], float(matrix[a, a]), float(matrix[a, 3]), target.shape[a])
-                   for a in range(3))
+    axes = coverage_axes(ct, target)
+    if axes is not None:  # the product of the three axes' shares: no CT-sized array of ones
+        k, j, i = axes
         return np.asarray(k[:, np.newaxis, np.newaxis] * j[np.newaxis, :, np.newaxis] * i[np.newaxis, np.newaxis, :])
     return _sample(np.ones(ct.shape, dtype=np.float32), ct, target, 0, 0.0)
+
+
+def coverage_axes(ct: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The share of each target slice, row and column inside the CT (their product is
+    :func:`ct_coverage`), or None when the grids' axes are not parallel."""
+    matrix = _index_matrix(ct, target)
+    if not _axis_aligned(matrix):
+        return None
+    return (_axis_coverage(ct.shape[0], float(matrix[0, 0]), float(matrix[0, 3]), target.shape[0]),
+            _axis_coverage(ct.shape[1], float(matrix[1, 1]), float(matrix[1, 3]), target.shape[1]),
+            _axis_coverage(ct.shape[2], float(matrix[2, 2]), float(matrix[2, 3]), target.shape[2]))

@@ -351,3 +351,22 @@ def test_a_mask_box_is_averaged_onto_the_target_voxels_it_reaches_alone(
     whole_target = resample._separable_average(box, matrix, target.shape, 0.0) >= 0.5 - 1e-6
     assert got.shape == target.shape and got.dtype == np.bool_
     np.testing.assert_array_equal(got, whole_target)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(1, 12)),
+       spacing=st.tuples(st.floats(0.5, 6.0), st.floats(0.5, 6.0), st.floats(0.5, 6.0)),
+       origin=st.tuples(st.floats(-30.0, 30.0), st.floats(-30.0, 30.0), st.floats(-30.0, 30.0)),
+       least=st.sampled_from([0.5, 0.25, 1.0]), oblique=st.booleans())
+def test_the_voxels_outside_the_ct_are_those_its_coverage_leaves_below_the_share(
+        shape: tuple[int, int, int], spacing: tuple[float, float, float], origin: tuple[float, float, float],
+        least: float, oblique: bool) -> None:
+    """``outside_ct`` (no float volume of shares when the axes are parallel) gives the voxels
+    ``ct_coverage < least`` gives: CT shorter, narrower, shifted or tilted against the target."""
+    from services.dosimetry.imaging.ct_density import outside_ct
+
+    ct = Grid.from_dicom((8, 10, 9), np.array([0.0, 0.0, 0.0]), AXIAL, (2.0, 2.5), np.array([0, 0, 3.0]), "1.2.3")
+    orientation = np.array([1.0, 0, 0, 0, np.cos(0.3), np.sin(0.3)]) if oblique else AXIAL
+    normal = np.cross(orientation[:3], orientation[3:]) * spacing[0]
+    target = Grid.from_dicom(shape, np.array(origin), orientation, (spacing[1], spacing[2]), normal, "1.2.3")
+    np.testing.assert_array_equal(outside_ct(ct, target, least), ct_coverage(ct, target) < least)
