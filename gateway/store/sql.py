@@ -81,8 +81,6 @@ MAX_VERSION_ID = 2**31 - 1
 _VERSION_RE = re.compile(r"[0-9]+")
 
 
-
-
 @dataclass(frozen=True)
 class _Current:
     version_id: int

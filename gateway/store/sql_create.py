@@ -4,7 +4,8 @@ A job's write-back is a transaction of new resources (a report, its observations
 Provenance) and its Task: written one by one, each creation cost a read, a SAVEPOINT, two
 inserts, up to four index inserts and its release (~9 statements, 72 for a voxel job's results).
 :func:`create_all_new` reads the rows of all of them at once and inserts the new ones together,
-one insert per table (18 statements for the same write-back; 36 → 25 ms on PostgreSQL).
+one insert per table (with the Task's update, whose unchanged index rows are left alone: 13
+statements for the same write-back, 36 → 23 ms on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def create_all_new(conn: Connection, tables: Mapping[str, Table], entries: list[
     if len(new) < 2:
         return {}
     last_updated = instant_text(now_us())
+    last_updated_us = parse_instant_us(last_updated)  # as the one-by-one way stores it: read back from the text
     stored = [with_meta(e.resource or {}, 1, last_updated) for e, _ in new]
     rows = [{"resource_type": rtype, "resource_id": rid, "version_id": 1, "deleted": False,
-             "last_updated_us": parse_instant_us(last_updated), "content": dumps(res)}
+             "last_updated_us": last_updated_us, "content": dumps(res)}
             for (_, (rtype, rid)), res in zip(new, stored, strict=True)]
     try:
         with conn.begin_nested():

@@ -42,12 +42,16 @@ def write_index(conn: Connection, tables: Mapping[str, Table], rtype: str, rid: 
         if not created:
             conn.execute(delete(table).where(table.c.resource_type == rtype, table.c.resource_id == rid))
         if entries:
-            conn.execute(insert(table), [{"resource_type": rtype, "resource_id": rid, **asdict(row)}
-                                         for row in entries])
+            conn.execute(insert(table), _row_values(rtype, rid, entries))
 
 
 def _groups(rows: IndexRows) -> dict[str, Sequence[Any]]:
     return {"token": rows.tokens, "reference": rows.refs, "date": rows.dates, "string": rows.strings}
+
+
+def _row_values(rtype: str, rid: str, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """The insert parameters of one resource's index rows of one table."""
+    return [{"resource_type": rtype, "resource_id": rid, **asdict(row)} for row in entries]
 
 
 def write_new_indexes(conn: Connection, tables: Mapping[str, Table], created: Sequence[Mapping[str, Any]]) -> None:
@@ -57,7 +61,7 @@ def write_new_indexes(conn: Connection, tables: Mapping[str, Table], created: Se
     for stored in created:
         rtype, rid = stored["resourceType"], stored["id"]
         for name, entries in _groups(index_resource(stored)).items():
-            groups[name].extend({"resource_type": rtype, "resource_id": rid, **asdict(row)} for row in entries)
+            groups[name].extend(_row_values(rtype, rid, entries))
     for name, values in groups.items():
         if values:
             conn.execute(insert(tables[name]), values)
