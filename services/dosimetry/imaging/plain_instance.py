@@ -87,15 +87,15 @@ def _header(blob: bytes, pos: int, implicit: bool) -> tuple[BaseTag, str | None,
     ``pos``, or None for a VR this reader does not know; ``struct.error`` when cut short."""
     if implicit:
         group, element, length = _TAG_LENGTH.unpack_from(blob, pos)
-        return BaseTag(group << 16 | element), None, length, pos + 8
+        return interned_tag(group << 16 | element), None, length, pos + 8
     group, element, vr_bytes, length = _TAG_VR_LENGTH.unpack_from(blob, pos)
-    vr = vr_bytes.decode("ascii", "replace")
+    vr = _VR_NAMES.get(vr_bytes)  # the VRs the dataset's own walk knows (read_plain_instance)
+    if vr is None:
+        return None
     if vr in _LONG:
         (length,) = _LENGTH4.unpack_from(blob, pos + 8)
-        return BaseTag(group << 16 | element), vr, length, pos + 12
-    if vr in _SHORT:
-        return BaseTag(group << 16 | element), vr, length, pos + 8
-    return None
+        return interned_tag(group << 16 | element), vr, length, pos + 12
+    return interned_tag(group << 16 | element), vr, length, pos + 8
 
 
 def _raw(blob: bytes, tag: BaseTag, vr: str | None, length: int, start: int, implicit: bool) -> RawDataElement:

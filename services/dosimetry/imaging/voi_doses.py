@@ -63,7 +63,7 @@ def voi_doses(dose: np.ndarray, vois: list[Voi], counts: np.ndarray, density: np
         metrics = dvh_metrics(values, every)
         tissue = tissue_for_role(v.role, tissues or TissueTable())
         radiobiology = _voi_bed(values, every, v.name, tissue)
-        results.append(VoiDose(v.name, v.role, v.source, v.voxel_count, v.voxel_count * voxel_ml,
+        results.append(VoiDose(v.name, v.role, v.source, voxels.size, voxels.size * voxel_ml,
                                float(np.take(density, voxels).sum() * voxel_ml),
                                float(np.take(counts, voxels).sum(dtype=np.float64) / total_counts), metrics, tissue,
                                radiobiology, v.tracking_uid, sampled_dvh(values, every)))

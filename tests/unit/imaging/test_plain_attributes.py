@@ -199,7 +199,11 @@ def test_values_read_again_are_the_same_and_the_callers_own() -> None:
     orientation = plain_get(first, "ImageOrientationPatient")
     orientation[0] = 99.0  # the caller's own list
     assert plain_get(_ct_slice(), "ImageOrientationPatient") == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    assert plain_get(second, "Rows") == plain_get(first, "Rows") == 2  # bytes 00 02 / 02 00: each its own order
+    assert plain_get(second, "Rows") == plain_get(first, "Rows") == 2
+    # the same two bytes in either byte order: two values, not the first one read
+    for little, expected in ((True, 0x0201), (False, 0x0102), (True, 0x0201)):
+        raw = RawDataElement(Tag("Columns"), "US", 2, b"\x01\x02", 0, False, little)
+        assert plain_get(Dataset({raw.tag: raw}), "Columns") == expected
     for n in range(attributes._MAX_CACHED + 10):  # the look-up table stays bounded
         raw = RawDataElement(Tag("InstanceNumber"), "IS", 0, str(n).encode(), 0, False, True)
         ds = Dataset({raw.tag: raw})
