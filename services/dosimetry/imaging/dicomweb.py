@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import pydicom
 import requests
+import urllib3
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -153,13 +154,30 @@ class PacsClient(DICOMwebClient):  # type: ignore[misc]
             if boundary is not None:
                 stream = _body_stream(response)
                 if stream is not None:
-                    yield from multipart_parts(stream, boundary)
+                    yield from _parts_of(response, stream, boundary)
                 else:
                     yield from multipart_bodies(response.iter_content(_CHUNK_BYTES), boundary)
             elif content_type.lower().startswith("application/dicom"):
                 yield response.content  # one instance not wrapped in multipart, as some PACS send
             else:
                 raise ValueError(f"the PACS answered Content-Type {content_type!r}, not multipart/related")
+
+
+def _parts_of(response: requests.Response, stream: ByteStream, boundary: bytes) -> Iterator[bytes]:
+    """:func:`.multipart.multipart_parts` of the answer's stream, its connection's failures given
+    as ``requests``' (as ``iter_content`` gives them: a PACS failure, retried): a read timeout, a
+    reset, or an answer that ended short of the length the PACS declared for it. An answer of no
+    declared length cut short is a truncated answer (``ValueError``), as before."""
+    try:
+        yield from multipart_parts(stream, boundary)
+    except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+        raise requests.exceptions.ConnectionError(f"the PACS's answer broke off ({type(exc).__name__})") from exc
+    except ValueError as exc:
+        remaining = stream.length if isinstance(stream, _STDLIB_RESPONSE) else response.raw.length_remaining
+        if remaining:
+            raise requests.exceptions.ConnectionError(
+                f"the PACS's answer ended {remaining} bytes short of the length it declared") from exc
+        raise
 
 
 def _body_stream(response: requests.Response) -> ByteStream | None:

@@ -10,6 +10,7 @@ import gzip
 import http.server
 import io
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from services.dosimetry.imaging import dicomweb
 from services.dosimetry.imaging.dicomweb import _body_stream
+from services.dosimetry.imaging.errors import ImagingError, PacsUnavailableError
 from services.dosimetry.imaging.multipart import boundary_of, multipart_bodies, multipart_parts
 
 BOUNDARY = b"netliver-9a8b7c6d"
@@ -192,3 +194,76 @@ def test_without_the_standard_librarys_response_urllib3s_is_read_buffered(
         stream = _body_stream(response)
         assert isinstance(stream, io.BufferedReader)
         assert list(multipart_parts(stream, BOUNDARY)) == _PARTS
+
+
+# -- a PACS whose answer breaks off -----------------------------------------------------------------
+
+_BROKEN_PART = b"\x01" * 4000
+
+
+class _BreakingHandler(http.server.BaseHTTPRequestHandler):
+    """Sends one whole part and half of the next, then stalls (``/stall``), closes the connection
+    short of the Content-Length it declared (``/short``), or closes an answer of no declared length
+    (``/close``)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = _message([_BROKEN_PART, _BROKEN_PART], [True, True])
+        cut = len(body) - 3000
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={BOUNDARY.decode()}')
+        if "/stall" in self.path or "/short" in self.path:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body[:cut])
+        self.wfile.flush()
+        if "/stall" in self.path:
+            time.sleep(1.5)
+        self.close_connection = True
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def breaking_server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BreakingHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def _read_all(client: dicomweb.PacsClient) -> list[tuple[bytes, ...]]:
+    """The series' parts, with the error mapping of a job's WADO-RS reads."""
+    return dicomweb._call("WADO-RS series 1.2.4", lambda: list(client.iter_series_parts("1.2.3", "1.2.4")))
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+@pytest.mark.parametrize("how", ["stall", "short"])
+def test_an_answer_broken_off_by_the_connection_is_the_pacs_unavailable(
+        breaking_server: str, how: str, buffered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read timeout, or a connection closed short of the length the PACS declared, is a PACS
+    failure (503, retried), not a malformed instance."""
+    if buffered:
+        monkeypatch.setattr(dicomweb, "_STDLIB_RESPONSE", type("AnotherResponse", (), {}))
+    client = dicomweb.make_client(f"{breaking_server}/{how}", timeout_s=0.3)
+    with pytest.raises(PacsUnavailableError, match=r"WADO-RS series 1\.2\.4"):
+        _read_all(client)
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_an_answer_of_no_declared_length_cut_short_is_a_truncated_answer(
+        breaking_server: str, buffered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if buffered:
+        monkeypatch.setattr(dicomweb, "_STDLIB_RESPONSE", type("AnotherResponse", (), {}))
+    client = dicomweb.make_client(f"{breaking_server}/close", timeout_s=5)
+    with pytest.raises(ImagingError, match="truncated") as raised:
+        _read_all(client)
+    assert not isinstance(raised.value, PacsUnavailableError)
