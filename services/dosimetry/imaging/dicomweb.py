@@ -154,7 +154,7 @@ class PacsClient(DICOMwebClient):  # type: ignore[misc]
             if boundary is not None:
                 stream = _body_stream(response)
                 if stream is not None:
-                    yield from _parts_of(response, stream, boundary)
+                    yield from _parts_of(stream, boundary)
                 else:
                     yield from multipart_bodies(response.iter_content(_CHUNK_BYTES), boundary)
             elif content_type.lower().startswith("application/dicom"):
@@ -163,21 +163,36 @@ class PacsClient(DICOMwebClient):  # type: ignore[misc]
                 raise ValueError(f"the PACS answered Content-Type {content_type!r}, not multipart/related")
 
 
-def _parts_of(response: requests.Response, stream: ByteStream, boundary: bytes) -> Iterator[bytes]:
+def _parts_of(stream: ByteStream, boundary: bytes) -> Iterator[bytes]:
     """:func:`.multipart.multipart_parts` of the answer's stream, its connection's failures given
     as ``requests``' (as ``iter_content`` gives them: a PACS failure, retried): a read timeout, a
-    reset, or an answer that ended short of the length the PACS declared for it. An answer of no
-    declared length cut short is a truncated answer (``ValueError``), as before."""
+    reset, or an answer whose connection ended short of the length the PACS declared for it
+    (urllib3 says so itself; the standard library's response has bytes still due and nothing more
+    to give). Anything else the reader refuses stays a malformed or truncated answer
+    (``ValueError``): a wrong part length in an answer that came whole, an answer of no declared
+    length cut short."""
     try:
         yield from multipart_parts(stream, boundary)
     except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
         raise requests.exceptions.ConnectionError(f"the PACS's answer broke off ({type(exc).__name__})") from exc
     except ValueError as exc:
-        remaining = stream.length if isinstance(stream, _STDLIB_RESPONSE) else response.raw.length_remaining
-        if remaining:
+        short = _bytes_never_sent(stream)
+        if short:
             raise requests.exceptions.ConnectionError(
-                f"the PACS's answer ended {remaining} bytes short of the length it declared") from exc
+                f"the PACS's answer ended {short} bytes short of the length it declared") from exc
         raise
+
+
+def _bytes_never_sent(stream: ByteStream) -> int:
+    """Bytes the standard library's response still had due when its connection gave no more (0
+    when the answer's length was not declared, all of it came, or the response is urllib3's)."""
+    if not isinstance(stream, _STDLIB_RESPONSE) or not stream.length:
+        return 0
+    due = stream.length
+    try:
+        return due if not stream.read(1) else 0  # the reader stopped early: is anything left to read?
+    except (OSError, http.client.HTTPException):
+        return due
 
 
 def _body_stream(response: requests.Response) -> ByteStream | None:
@@ -185,7 +200,7 @@ def _body_stream(response: requests.Response) -> ByteStream | None:
     then decodes it). The stream is the standard library's HTTP response under urllib3's when
     there is one: its reads go from the socket straight into each part's bytes (urllib3's own
     ``readinto`` reads into new bytes and copies them: the CT's 128 MiB once more, 49-58 against
-    31-35 ms of CPU); else urllib3's response behind a buffered reader."""
+    31-37 ms of CPU); else urllib3's response behind a buffered reader."""
     if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
         return None
     underlying = getattr(response.raw, "_fp", None)

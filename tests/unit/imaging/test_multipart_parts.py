@@ -161,15 +161,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A server of ``handler`` on a free loopback port, its URL, stopped after."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
     thread.join()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    yield from _serving(_Handler)
 
 
 @pytest.mark.parametrize("path", ["/plain", "/chunked"])
@@ -204,16 +210,21 @@ _BROKEN_PART = b"\x01" * 4000
 class _BreakingHandler(http.server.BaseHTTPRequestHandler):
     """Sends one whole part and half of the next, then stalls (``/stall``), closes the connection
     short of the Content-Length it declared (``/short``), or closes an answer of no declared length
-    (``/close``)."""
+    (``/close``); or sends, whole and of a declared length, an answer whose first part declares
+    ten bytes fewer than it holds (``/wrong``)."""
 
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         body = _message([_BROKEN_PART, _BROKEN_PART], [True, True])
         cut = len(body) - 3000
+        if "/wrong" in self.path:
+            body = body.replace(f"Content-Length: {len(_BROKEN_PART)}".encode(),
+                                f"Content-Length: {len(_BROKEN_PART) - 10}".encode(), 1)
+            cut = len(body)
         self.send_response(200)
         self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={BOUNDARY.decode()}')
-        if "/stall" in self.path or "/short" in self.path:
+        if "/close" not in self.path:
             self.send_header("Content-Length", str(len(body)))
         else:
             self.send_header("Connection", "close")
@@ -230,14 +241,7 @@ class _BreakingHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def breaking_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BreakingHandler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    yield from _serving(_BreakingHandler)
 
 
 def _read_all(client: dicomweb.PacsClient) -> list[tuple[bytes, ...]]:
@@ -265,5 +269,18 @@ def test_an_answer_of_no_declared_length_cut_short_is_a_truncated_answer(
         monkeypatch.setattr(dicomweb, "_STDLIB_RESPONSE", type("AnotherResponse", (), {}))
     client = dicomweb.make_client(f"{breaking_server}/close", timeout_s=5)
     with pytest.raises(ImagingError, match="truncated") as raised:
+        _read_all(client)
+    assert not isinstance(raised.value, PacsUnavailableError)
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_wrong_part_length_in_a_whole_answer_is_a_malformed_answer_not_the_pacs_unavailable(
+        breaking_server: str, buffered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer has bytes left when the wrong length is found: it did not end short, so this is
+    not a connection failure to retry."""
+    if buffered:
+        monkeypatch.setattr(dicomweb, "_STDLIB_RESPONSE", type("AnotherResponse", (), {}))
+    client = dicomweb.make_client(f"{breaking_server}/wrong", timeout_s=5)
+    with pytest.raises(ImagingError, match=f"Content-Length {len(_BROKEN_PART) - 10}") as raised:
         _read_all(client)
     assert not isinstance(raised.value, PacsUnavailableError)
