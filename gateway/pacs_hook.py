@@ -26,6 +26,7 @@ from gateway.auth import require_hook_auth, require_internal_token
 from gateway.fhir_interactions import prefers_async
 from gateway.scope_registry import ORTHANC_HOOK
 from gateway.writeback import write_results
+from netliver import sessions
 from netliver.dosimetry_contract import COMPLETENESS_ATTRIBUTES, classify_study, missing_instances
 from netliver.fhir.builders import deterministic_id, imaging_study_id
 from netliver.fhir.codesystems import OBSERVATION_CODE_SYSTEM
@@ -72,7 +73,7 @@ def checked_orthanc_id(value: object) -> str:
 class OrthancClient:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.orthanc_url.rstrip("/")
-        self.session = requests.Session()
+        self.session = sessions.session()
         if settings.orthanc_user:
             self.session.auth = (settings.orthanc_user, settings.orthanc_password)
 

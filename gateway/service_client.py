@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import requests
 
+from netliver import sessions
 from netliver.fhir.outcome import FhirError
 from netliver.settings import Settings
 from netliver.upstream import relay_error
@@ -62,7 +63,8 @@ class ServiceClient:
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self.urls = service_urls(settings)
         self.timeout_s = settings.service_timeout_s
-        self.session = session or requests.Session()
+        # The services' operations compute and write nothing: a POST may be sent again.
+        self.session = session or sessions.session({*sessions.IDEMPOTENT, "POST"})
 
     def call(self, service: str, operation: str, body: Mapping[str, Any] | bytes | None,
              params: Mapping[str, str] | None = None, request_id: str = "") -> ServiceResult:

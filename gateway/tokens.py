@@ -21,6 +21,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.scopes import Principal, parse_scopes
+from netliver import sessions
 from netliver.fhir.outcome import FhirError
 
 __all__ = [
@@ -97,7 +98,7 @@ class JwksCache:
                  max_stale_s: float = JWKS_MAX_STALE_S, timeout_s: float = JWKS_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
-        self.session = session or requests.Session()
+        self.session = session or sessions.session()
         self.ttl_s = ttl_s
         self.min_refetch_s = min_refetch_s
         self.max_stale_s = max_stale_s

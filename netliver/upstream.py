@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from netliver import sessions
 from netliver.fhir.outcome import FhirError
 
 __all__ = ["FHIR_JSON", "FhirClient"]
@@ -25,7 +26,7 @@ class FhirClient:
                  headers: Mapping[str, str] | None = None, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.session = session or requests.Session()
+        self.session = session or sessions.session()
         self.headers = {"Accept": FHIR_JSON, **(headers or {})}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
 from flask import Blueprint, Response, g
 
 from gateway.auth import current_principal
@@ -31,6 +30,7 @@ from gateway.cds.prefetch import (
 )
 from gateway.patient_record import gather_patient_bundle
 from gateway.store.base import FhirStore
+from netliver import sessions
 from netliver.fhir.outcome import FhirError, Issue
 from netliver.settings import Settings
 from netliver.web import fhir_response, read_json_body
@@ -91,7 +91,7 @@ def _unavailable(failed: dict[str, str], source: str) -> FhirError:
 
 def _record_from_ehr(read: PrefetchRead, patient_id: str, server: str, token: str | None,
                      settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    ehr = EhrFhirServer(server, token, settings.cds_fetch_timeout_s, requests.Session())
+    ehr = EhrFhirServer(server, token, settings.cds_fetch_timeout_s, sessions.session())
     try:
         got, failed = ehr.fetch_all([k for k in PREFETCH_KEYS if k.key in read.missing], patient_id)
     finally:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import requests
 from pydicom.dataset import Dataset
 
+from netliver import sessions
 from netliver.report.dose_map import DoseMapError, DoseVolume, load_dose
 from netliver.settings import Settings
 
@@ -82,7 +83,7 @@ class DoseMapSource:
         """A DICOMweb client of ``DICOMWEB_URL`` (with the PACS user, when one is set)."""
         from dicomweb_client.api import DICOMwebClient
 
-        session = requests.Session()
+        session = sessions.session()
         if self.settings.orthanc_user:
             session.auth = (self.settings.orthanc_user, self.settings.orthanc_password)
         return DICOMwebClient(url=self.settings.dicomweb_url.rstrip("/"), session=session,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import requests
-
+from netliver import sessions
 from netliver.fhir.outcome import FhirError
 from netliver.report.case import Case, build_case
 
@@ -32,7 +31,7 @@ class HttpReader:
 
     def __init__(self, base: str, token: str | None = None, timeout_s: float = 30.0) -> None:
         self.base = base.rstrip("/")
-        self.session = requests.Session()
+        self.session = sessions.session()
         self.session.headers["Accept"] = "application/fhir+json"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"

@@ -39,6 +39,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from netliver import sessions
 from netliver.pacs_ids import is_dicom_uid
 from services.dosimetry.imaging.errors import (
     CtMismatchError,
@@ -227,7 +228,7 @@ class _RawBody(io.RawIOBase):
 
 def make_client(dicomweb_url: str, timeout_s: float = 30.0, user: str = "", password: str = "") -> PacsClient:
     """A :class:`PacsClient` for ``dicomweb_url``."""
-    session = requests.Session()
+    session = sessions.session()
     # DICOM on a hospital network: Orthanc would gzip every answer but the streamed CT (an NM or
     # SEG series of a few MiB took twice as long to come gzipped as plain: 33 against 16 ms)
     session.headers["Accept-Encoding"] = IDENTITY

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from celery import Task, shared_task
 
+from netliver import sessions
 from netliver.settings import Settings
 from services.dosimetry.worker.reporter import (
     GatewayUnavailable,
@@ -59,7 +60,9 @@ def execute_job(job_id: str, settings: Settings, worker: str, session: requests.
     done (already finished) or unknown. ``session`` carries the job calls to the gateway (one
     for the job when not given: its claim, progress reports and write-back share a connection)."""
     if session is None:
-        with requests.Session() as own:
+        # The gateway answers a job call sent twice by the job's state (a second claim renews the
+        # lease, a second completion is 'done'), so a POST may go again on a closed connection.
+        with sessions.session({*sessions.IDEMPOTENT, "POST"}) as own:
             return execute_job(job_id, settings, worker, own)
     reporter = JobReporter(settings.internal_gateway_url, settings.internal_token, job_id, worker, session)
     try:
