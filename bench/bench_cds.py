@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.app import create_app
 from infra.demo_patients import realistic_patient
+from netliver import sessions
 from netliver.settings import Settings
 from services.eligibility.app import create_app as create_eligibility_app
 
@@ -112,7 +113,7 @@ def main() -> None:
 
 def _run(gateway: str, eligibility: str, base: str, key: ec.EllipticCurvePrivateKey,
          record: dict[str, Any]) -> None:
-    session = requests.Session()
+    session = sessions.session()
     templates = session.get(f"{gateway}/cds-services", timeout=30).json()["services"][0]["prefetch"]
     prefetch = _prefetch(templates, base)
     url = f"{gateway}/cds-services/liver-directed-therapy"

@@ -44,6 +44,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.job_stack import job_record, job_stack, wait_for_task
+from netliver import sessions
 from services.dosimetry.imaging.dicomweb import IDENTITY
 
 WARM_RUNS = int(os.environ.get("BENCH_CLINICAL_WARM", "3"))
@@ -147,7 +148,7 @@ def wado_floor(dicomweb: str, study_uid: str, series: list[str], read_bytes: int
     ``Response.content`` (10 KiB at a time, then joined), or ``read_bytes`` at a time and kept
     as read (the socket floor: the CT's 134 MB cost ~190-250 ms of CPU the first way, ~15-30 ms
     the second)."""
-    session = requests.Session()
+    session = sessions.session()
     session.headers["Accept-Encoding"] = IDENTITY
     started = time.perf_counter()
     total = 0

@@ -30,6 +30,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from infra.demo_patients import EVALUATION_DATE, realistic_patient
+from netliver import sessions
 
 REQUESTS = 200
 CONCURRENCY = 4
@@ -43,7 +44,7 @@ def measure(call: Callable[[requests.Session], None], total: int = REQUESTS,
     per_thread = total // concurrency
 
     def worker() -> None:
-        session = requests.Session()
+        session = sessions.session()
         call(session)  # warm the connection
         local = []
         for _ in range(per_thread):

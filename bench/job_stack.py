@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from netliver import sessions
+
 TOKEN = "bench-internal-token"
 #: Task reads while the job fetches its study (its longest stage, when the machine's cores are
 #: shared by the PACS sending and the worker reading), then from its dose stage on: each read
@@ -43,7 +45,7 @@ def wait_for_task(gateway: str, task_id: str, started: float,
     """The ended Task and the seconds from ``started`` (``time.perf_counter``) to when it was
     seen ended; ``on_stage`` hears the stage the Task names (``businessStatus``) at each poll.
     One kept-alive connection for the polls (:data:`POLL_EARLY_S`, then :data:`POLL_S`)."""
-    with requests.Session() as session:
+    with sessions.session() as session:
         while True:
             task: dict[str, Any] = session.get(f"{gateway}/fhir/Task/{task_id}", timeout=30).json()
             if task["status"] in ENDED:
