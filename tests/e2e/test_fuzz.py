@@ -21,6 +21,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 
 from infra.stack import ROOT, Stack
+from netliver import sessions
 from tests.support.fuzz_requests import FuzzRequest, fuzz_requests
 from tests.support.stack import make_stack, running
 
@@ -96,7 +97,9 @@ def _check(figures: Figures, req: FuzzRequest, resp: requests.Response, before: 
 def run_fuzz(stack: Stack, n: int, *, derandomize: bool, with_schema: bool = True) -> Figures:
     figures = Figures()
     db = stack.config.data_dir / "netliver.db"
-    session = requests.Session()
+    # A client that reuses a connection as gunicorn closes it (2 s idle, as hypothesis sometimes
+    # pauses) gets no answer; a standard client sends again (netliver.sessions), so this one does.
+    session = sessions.session({*sessions.IDEMPOTENT, "POST"})
     started = time.perf_counter()
 
     @settings(max_examples=n, deadline=None, derandomize=derandomize, database=None,
