@@ -14,7 +14,8 @@ adapter here does it once, on a new connection, for the methods its session is g
 idempotent ones by default, and POST as well where the server's POST is known to be safe to
 repeat (the services' operations compute and write nothing; the gateway's job calls are
 checked against the job's state). Nothing else is sent again: a refused connection, a timeout
-(the server may still be working) or an answer that breaks off after its headers.
+(the server may still be working), an answer that breaks off after its headers, or a request
+whose body was streamed (it has been read).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class ResendOnClosedConnection(HTTPAdapter):
         except requests.ConnectionError as exc:
             if (request.method or "").upper() not in self.methods or not connection_aborted(exc):
                 raise
+            if not isinstance(request.body, (bytes, str, type(None))):
+                raise  # a streamed body (a generator, a file) has been read and cannot go again
             # urllib3 has closed that connection; the pool gives a new one.
             _log.info("connection closed before an answer; sending once more",
                       extra={"method": request.method, "error": str(exc.args[0])[:200]})

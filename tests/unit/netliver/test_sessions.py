@@ -125,6 +125,16 @@ def test_a_post_goes_again_only_where_its_session_allows(server: _Server) -> Non
     assert posts[0][1] == posts[1][1] == b'{"n": 1}'  # the same body, whole, on the new connection
 
 
+def test_a_streamed_body_does_not_go_again(server: _Server) -> None:
+    # it has been read by the first try; sending again would send nothing, or half of it
+    server.close_on = 2
+    allowed = sessions.session({*sessions.IDEMPOTENT, "POST"})
+    allowed.get(server.url + "/a", timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        allowed.post(server.url + "/op", data=iter([b"part one, ", b"part two"]), timeout=5)
+    assert [m for _, m, _, _ in server.seen] == ["GET", "POST"]
+
+
 def test_once_more_and_no_more(server: _Server) -> None:
     server.close_on = -1  # every request closed unanswered
     with pytest.raises(requests.ConnectionError):
