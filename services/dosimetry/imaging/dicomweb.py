@@ -156,6 +156,7 @@ class PacsClient(DICOMwebClient):  # type: ignore[misc]
                 stream = _body_stream(response)
                 if stream is not None:
                     yield from _parts_of(stream, boundary)
+                    _release(response, stream)
                 else:
                     yield from multipart_bodies(response.iter_content(_CHUNK_BYTES), boundary)
             elif content_type.lower().startswith("application/dicom"):
@@ -182,6 +183,19 @@ def _parts_of(stream: ByteStream, boundary: bytes) -> Iterator[bytes]:
             raise requests.exceptions.ConnectionError(
                 f"the PACS's answer ended {short} bytes short of the length it declared") from exc
         raise
+
+
+def _release(response: requests.Response, stream: ByteStream) -> None:
+    """Read what follows the close delimiter (the answer's end: an epilogue, the last chunk, at
+    most :data:`_LINE_BUFFER_BYTES`) and let urllib3 see its response ended, so the connection goes
+    back to the pool for the job's next series instead of being closed with the response (read
+    past urllib3, the answer looked unfinished to it: three series, three connections)."""
+    try:
+        stream.read(_LINE_BUFFER_BYTES)
+        if isinstance(stream, _STDLIB_RESPONSE) and stream.isclosed():
+            response.raw.read()  # nothing is left: urllib3 puts the connection back
+    except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
+        pass  # every part has been read; the connection is closed with the response, not reused
 
 
 def _bytes_never_sent(stream: ByteStream) -> int:

@@ -284,3 +284,34 @@ def test_a_wrong_part_length_in_a_whole_answer_is_a_malformed_answer_not_the_pac
     with pytest.raises(ImagingError, match=f"Content-Length {len(_BROKEN_PART) - 10}") as raised:
         _read_all(client)
     assert not isinstance(raised.value, PacsUnavailableError)
+
+
+# -- the connection kept for the next series ------------------------------------------------------
+
+class _CountingHandler(_Handler):
+    """:class:`_Handler`'s answer (chunked under ``/chunked/``), counting the connections made."""
+
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def do_GET(self) -> None:
+        self.path = "/chunked" if self.path.startswith("/chunked/") else "/plain"
+        super().do_GET()
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+@pytest.mark.parametrize("coding", ["plain", "chunked"])
+def test_the_series_of_a_job_share_one_connection(coding: str, buffered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read past urllib3, an answer looked unfinished to it and its connection was closed with it:
+    a new connection for each series. Read to its end, the connection goes back to the pool."""
+    if buffered:
+        monkeypatch.setattr(dicomweb, "_STDLIB_RESPONSE", type("AnotherResponse", (), {}))
+    _CountingHandler.connections = 0
+    for url in _serving(_CountingHandler):
+        client = dicomweb.make_client(f"{url}/{coding}", timeout_s=5)
+        for _ in range(3):
+            assert list(client.iter_series_parts("1.2.3", "1.2.4")) == _PARTS
+    assert _CountingHandler.connections == 1
