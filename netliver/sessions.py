@@ -16,6 +16,9 @@ repeat (the services' operations compute and write nothing; the gateway's job ca
 checked against the job's state). Nothing else is sent again: a refused connection, a timeout
 (the server may still be working), an answer that breaks off after its headers, or a request
 whose body was streamed (it has been read).
+
+urllib3's own ``Retry`` is not used for this: a read retry there also resends after a read
+timeout, and once its count is spent ``requests`` gives that timeout as a ``ConnectionError``.
 """
 
 from __future__ import annotations

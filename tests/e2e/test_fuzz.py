@@ -139,7 +139,8 @@ def test_fuzz_every_endpoint_bounded(stack: Stack) -> None:
 @pytest.mark.slow
 def test_fuzz_every_endpoint_large(stack: Stack) -> None:
     # new inputs every run (not derandomized): 6,000 a run (FUZZ_LARGE_N for more or fewer),
-    # 110-130 s of the suite on a 2-core host, about half of it hypothesis drawing the requests
+    # 160-170 s of the suite on a 2-core host in its slow phase, about half of it hypothesis
+    # drawing the requests
     _assert_clean(run_fuzz(stack, int(__import__("os").environ.get("FUZZ_LARGE_N", "6000")), derandomize=False))
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import pytest
 import requests
@@ -64,17 +65,17 @@ class _Server:
                              b"Content-Length: %d\r\n\r\n%s" % (len(_ANSWER), _ANSWER))
 
 
-def _read_request(reader: object) -> tuple[str, str, bytes] | None:
-    line = reader.readline()  # type: ignore[attr-defined]
+def _read_request(reader: BinaryIO) -> tuple[str, str, bytes] | None:
+    line = reader.readline()
     if not line:
         return None
     method, path, _ = line.decode().split(" ", 2)
     length = 0
-    while (header := reader.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
+    while (header := reader.readline()) not in (b"\r\n", b""):
         name, _, value = header.decode().partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
-    return method, path, reader.read(length)  # type: ignore[attr-defined]
+    return method, path, reader.read(length)
 
 
 @pytest.fixture
